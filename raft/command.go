@@ -1,0 +1,109 @@
+package raft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// CommandType names the kind of a log entry's payload. The first byte of
+// every command entry is its type; the rest is the type's own encoding.
+type CommandType uint8
+
+// Built-in command types. Other capabilities register theirs through
+// Config.Handlers with values of 64 and above.
+const (
+	// CmdKV is a key/value operation (KVCommand) on a state-store bucket.
+	CmdKV CommandType = 1
+	// CmdNoop is an empty entry, used to measure and to force a barrier.
+	CmdNoop CommandType = 2
+	// FirstCustomCommand is the lowest type a caller may register.
+	FirstCustomCommand CommandType = 64
+)
+
+// KVOp is the operation of a KVCommand.
+type KVOp uint8
+
+const (
+	KVPut         KVOp = 1 // set key to value
+	KVDelete      KVOp = 2 // remove key
+	KVPutIfAbsent KVOp = 3 // set key only if it has no value; the result says whether it was set
+)
+
+// Limits of a KVCommand, enforced on encode and decode.
+const (
+	MaxBucketLen = 64
+	MaxKeyLen    = 1024
+	MaxValueLen  = 1 << 20
+)
+
+// ErrBadCommand marks an entry whose bytes cannot be decoded.
+var ErrBadCommand = errors.New("malformed command")
+
+// KVCommand writes one key of one bucket.
+type KVCommand struct {
+	Op     KVOp
+	Bucket []byte
+	Key    []byte
+	Value  []byte
+}
+
+// Validate checks the command's fields against the limits.
+func (c KVCommand) Validate() error {
+	switch c.Op {
+	case KVPut, KVDelete, KVPutIfAbsent:
+	default:
+		return fmt.Errorf("%w: unknown kv op %d", ErrBadCommand, c.Op)
+	}
+	switch {
+	case len(c.Bucket) == 0 || len(c.Bucket) > MaxBucketLen:
+		return fmt.Errorf("%w: bucket must be 1..%d bytes", ErrBadCommand, MaxBucketLen)
+	case len(c.Key) == 0 || len(c.Key) > MaxKeyLen:
+		return fmt.Errorf("%w: key must be 1..%d bytes", ErrBadCommand, MaxKeyLen)
+	case len(c.Value) > MaxValueLen:
+		return fmt.Errorf("%w: value exceeds %d bytes", ErrBadCommand, MaxValueLen)
+	case c.Op == KVDelete && len(c.Value) != 0:
+		return fmt.Errorf("%w: delete carries no value", ErrBadCommand)
+	}
+	return nil
+}
+
+// Encode returns the log entry bytes: type, op, bucket length, bucket,
+// key length (uvarint), key, value.
+func (c KVCommand) Encode() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 3+len(c.Bucket)+binary.MaxVarintLen32+len(c.Key)+len(c.Value))
+	b = append(b, byte(CmdKV), byte(c.Op), byte(len(c.Bucket)))
+	b = append(b, c.Bucket...)
+	b = binary.AppendUvarint(b, uint64(len(c.Key)))
+	b = append(b, c.Key...)
+	return append(b, c.Value...), nil
+}
+
+// DecodeKV parses the payload of a CmdKV entry (the bytes after the type).
+// It never panics on hostile input; the returned slices alias data.
+func DecodeKV(data []byte) (KVCommand, error) {
+	var c KVCommand
+	if len(data) < 2 {
+		return c, fmt.Errorf("%w: kv entry of %d bytes is too short", ErrBadCommand, len(data))
+	}
+	c.Op = KVOp(data[0])
+	bl := int(data[1])
+	data = data[2:]
+	if bl > len(data) {
+		return c, fmt.Errorf("%w: bucket length %d exceeds entry", ErrBadCommand, bl)
+	}
+	c.Bucket, data = data[:bl], data[bl:]
+	kl, n := binary.Uvarint(data)
+	if n <= 0 || kl > uint64(len(data)-n) {
+		return c, fmt.Errorf("%w: bad key length", ErrBadCommand)
+	}
+	data = data[n:]
+	c.Key, c.Value = data[:kl], data[kl:]
+	if len(c.Value) == 0 {
+		c.Value = nil
+	}
+	return c, c.Validate()
+}

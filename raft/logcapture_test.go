@@ -1,0 +1,60 @@
+package raft_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// logCapture keeps every record a node logged so tests can assert on them.
+type logCapture struct {
+	mu   sync.Mutex
+	recs []string
+}
+
+func (c *logCapture) count(level slog.Level, substr string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.recs {
+		if strings.HasPrefix(r, level.String()+" ") && strings.Contains(r, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// teeHandler sends records to t.Log (shown on failure) and to a capture.
+type teeHandler struct {
+	t     *testing.T
+	c     *logCapture
+	attrs []slog.Attr
+}
+
+func newTeeHandler(t *testing.T, c *logCapture) *teeHandler { return &teeHandler{t: t, c: c} }
+
+func (h *teeHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *teeHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", r.Level, r.Message)
+	for _, a := range h.attrs {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+	}
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	line := b.String()
+	h.c.mu.Lock()
+	h.c.recs = append(h.c.recs, line)
+	h.c.mu.Unlock()
+	if r.Level >= slog.LevelInfo {
+		defer func() { _ = recover() }() // t.Log after the test ended panics
+		h.t.Log(line)
+	}
+	return nil
+}
+func (h *teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &teeHandler{t: h.t, c: h.c, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+func (h *teeHandler) WithGroup(string) slog.Handler { return h }

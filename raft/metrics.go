@@ -1,0 +1,102 @@
+package raft
+
+import (
+	"strings"
+
+	hraft "github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the region's self-metrics, registered on the injected
+// registerer and removed again on Close.
+type metrics struct {
+	reg           prometheus.Registerer
+	collectors    []prometheus.Collector
+	applyDuration prometheus.Histogram
+	batchSize     prometheus.Histogram
+	applied       prometheus.Counter
+	leaderChanges prometheus.Counter
+	tlsFailures   prometheus.Counter
+	apHealthy     prometheus.Gauge
+	apTolerance   prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, r *Region) *metrics {
+	m := &metrics{reg: reg}
+	m.applyDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "outpost_raft_apply_duration_seconds", Help: "Time from a write's submission to its result (commit on a quorum and FSM apply on the leader).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "outpost_raft_fsm_batch_entries", Help: "Entries applied per FSM batch (one bbolt transaction each).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	m.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_fsm_applied_entries_total", Help: "Log entries applied to the FSM."})
+	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_leader_changes_total", Help: "Leader changes this node observed (including loss of a leader)."})
+	m.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_tls_handshake_failures_total", Help: "Node-to-node TLS handshakes that failed (peers without this region's CA)."})
+	m.apHealthy = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_autopilot_healthy", Help: "1 when autopilot on the leader judges every server healthy. Only set on the leader."})
+	m.apTolerance = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_autopilot_failure_tolerance", Help: "Voters the region can lose and keep quorum. Only set on the leader."})
+	states := []hraft.RaftState{hraft.Follower, hraft.Candidate, hraft.Leader, hraft.Shutdown}
+	stateGauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_raft_state", Help: "1 for this node's current Raft state."}, []string{"state"})
+	m.collectors = append(m.collectors, m.applyDuration, m.batchSize, m.applied, m.leaderChanges, m.tlsFailures, m.apHealthy, m.apTolerance,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_raft_applied_index", Help: "Last log index applied to this node's FSM."},
+			func() float64 { return float64(r.fsm.applied.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_fsm_size_bytes", Help: "Size of the bbolt state file."},
+			func() float64 { return float64(r.store.Size()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_gossip_members", Help: "Live gossip members this node sees, itself included."},
+			func() float64 {
+				if r.ml == nil {
+					return 0
+				}
+				return float64(r.ml.NumMembers())
+			}),
+		&stateCollector{vec: stateGauge, states: states, r: r},
+	)
+	for _, c := range m.collectors {
+		_ = reg.Register(c)
+	}
+	return m
+}
+
+func (m *metrics) observeBatch(_ uint64, n int) {
+	m.batchSize.Observe(float64(n))
+	m.applied.Add(float64(n))
+}
+
+func (m *metrics) setAutopilot(healthy bool, tolerance int) {
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.apHealthy.Set(v)
+	m.apTolerance.Set(float64(tolerance))
+}
+
+func (m *metrics) unregister() {
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+// stateCollector sets outpost_raft_state at scrape time.
+type stateCollector struct {
+	vec    *prometheus.GaugeVec
+	states []hraft.RaftState
+	r      *Region
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { c.vec.Describe(ch) }
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	cur := hraft.Shutdown
+	if c.r.raft != nil {
+		cur = c.r.raft.State()
+	}
+	for _, s := range c.states {
+		v := 0.0
+		if s == cur {
+			v = 1
+		}
+		c.vec.WithLabelValues(strings.ToLower(s.String())).Set(v)
+	}
+	c.vec.Collect(ch)
+}

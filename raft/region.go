@@ -1,0 +1,684 @@
+package raft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	hraft "github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/outpost-mesh/outpost/internal/hclogslog"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Errors callers match with errors.Is.
+var (
+	// ErrNoLeader means the region has no leader to take a write; retry
+	// after an election (about a second).
+	ErrNoLeader = errors.New("region has no leader")
+	// ErrOutcomeUnknown means a write was sent but leadership changed before
+	// its result came back: it may or may not have committed.
+	ErrOutcomeUnknown = errors.New("write outcome unknown")
+	// ErrShutdown means the region is shutting down.
+	ErrShutdown = errors.New("region is shutting down")
+	// ErrForeignDataDir means the data dir belongs to another node.
+	ErrForeignDataDir = errors.New("data dir belongs to another node")
+)
+
+// Region is this node's membership in its region's Raft group.
+type Region struct {
+	cfg     Config
+	logger  *slog.Logger
+	store   *storage.Store
+	fsm     *fsm
+	wal     *wal.WAL
+	walMeta *metadb.BoltMetaDB
+	snaps   *hraft.FileSnapshotStore
+	stream  *streamLayer
+	trans   *hraft.NetworkTransport
+	raft    *hraft.Raft
+	ml      *memberlist.Memberlist
+	members *members
+	meta    *metaDelegate
+	ap      *autopilot.Autopilot
+	metrics *metrics
+	refused *onceLog
+
+	raftAddr   string
+	gossipAddr string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	missingFrom map[string]time.Time // raft servers gossip has not seen, since when
+	closed      bool
+}
+
+// Open starts this node's part of the region: it opens the Raft log in
+// cfg.DataDir, binds the Raft and gossip ports, joins the seeds, and
+// bootstraps or waits to be added as Config.BootstrapExpect says. The
+// caller owns store and closes it after Shutdown.
+func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("region config: %w", err)
+	}
+	r := &Region{cfg: cfg, logger: cfg.Logger, store: store, refused: newOnceLog(), missingFrom: map[string]time.Time{}}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err := claimDataDir(cfg.DataDir, cfg.NodeID); err != nil {
+		return nil, err
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(filepath.Join(raftDir, "wal"), 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	hl := func(name string, lvl hclog.Level) hclog.Logger { return hclogslog.New(r.logger, name, lvl) }
+	// raft-wal's Close leaves its bbolt metadata file open (and locked), so
+	// the region owns the meta store and closes it after the WAL.
+	r.walMeta = &metadb.BoltMetaDB{}
+	r.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithLogger(hl("raft-wal", hclog.Info)), wal.WithMetaStore(r.walMeta))
+	if err != nil {
+		return nil, fmt.Errorf("open raft log in %s: %w (if the data dir is damaged, move it aside: the node resyncs from its region)", raftDir, err)
+	}
+	r.snaps, err = hraft.NewFileSnapshotStoreWithLogger(raftDir, cfg.Tuning.SnapshotsRetained, hl("raft-snapshot", hclog.Info))
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+
+	r.fsm = newFSM(store, cfg.Handlers, r.logger)
+	r.metrics = newMetrics(cfg.Registerer, r)
+	r.fsm.onApply = r.metrics.observeBatch
+
+	ln, err := net.Listen("tcp", cfg.RaftBind)
+	if err != nil {
+		return nil, bindError("raft.bind", cfg.RaftBind, err)
+	}
+	r.raftAddr = cfg.RaftAdvertise
+	if r.raftAddr == "" {
+		r.raftAddr = ln.Addr().String()
+		if err := concreteAddr(r.raftAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("raft.bind %s: %w", cfg.RaftBind, err)
+		}
+	}
+	adv, _ := net.ResolveTCPAddr("tcp", r.raftAddr)
+	r.stream = newStreamLayer(ln, adv, cfg.TLS, r.logger.With("component", "raft-tls"))
+	r.stream.onTLSFail = r.metrics.tlsFailures.Inc
+	r.stream.serve(r.serveRPC)
+	r.trans = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
+		Stream: r.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl("raft-net", hclog.Warn),
+	})
+
+	existing, err := hraft.HasExistingState(r.wal, r.wal, r.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("read raft state: %w", err)
+	}
+	rc := r.raftConfig()
+	rc.Logger = hl("raft", hclog.Info)
+	r.raft, err = hraft.NewRaft(rc, r.fsm, r.wal, r.wal, r.snaps, r.trans)
+	if err != nil {
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+
+	r.meta = &metaDelegate{meta: cfg.Meta}
+	r.meta.set(func(m *NodeMeta) { m.Region, m.RaftAddr, m.InRegion = cfg.Region, r.raftAddr, existing })
+	r.members = newMembers(cfg.NodeID)
+	if err := r.startGossip(); err != nil {
+		return nil, err
+	}
+
+	r.wg.Add(3)
+	go r.watchLeadership()
+	go r.discoveryLoop()
+	go r.observe()
+	r.logger.Info("node started", "node", cfg.NodeID, "region", cfg.Region, "raft_addr", r.raftAddr,
+		"gossip_addr", r.gossipAddr, "existing_state", existing, "applied_index", r.fsm.applied.Load())
+	return r, nil
+}
+
+// claimDataDir records which node owns dataDir on first use and refuses a
+// data dir that another node id created.
+func claimDataDir(dir, nodeID string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	p := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return os.WriteFile(p, []byte(nodeID+"\n"), 0o600)
+	case err != nil:
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	if got := strings.TrimSpace(string(b)); got != nodeID {
+		return fmt.Errorf("%w: %s was created by node %q, this node is %q (use that node's id or another data dir)", ErrForeignDataDir, dir, got, nodeID)
+	}
+	return nil
+}
+
+func bindError(field, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s %s: address already in use; stop the process using it or choose another %s", field, addr, field)
+	}
+	return fmt.Errorf("%s %s: %w", field, addr, err)
+}
+
+func (r *Region) raftConfig() *hraft.Config {
+	t := r.cfg.Tuning
+	c := hraft.DefaultConfig()
+	c.LocalID = hraft.ServerID(r.cfg.NodeID)
+	c.HeartbeatTimeout = t.HeartbeatTimeout
+	c.ElectionTimeout = t.ElectionTimeout
+	c.LeaderLeaseTimeout = t.LeaderLeaseTimeout
+	c.CommitTimeout = t.CommitTimeout
+	c.MaxAppendEntries = t.MaxAppendEntries
+	c.SnapshotInterval = t.SnapshotInterval
+	c.SnapshotThreshold = t.SnapshotThreshold
+	c.TrailingLogs = t.TrailingLogs
+	// Group concurrent Applies into one log write and one fsync.
+	c.BatchApplyCh = true
+	// A removed node stays up so the leader can add it back when it returns.
+	c.ShutdownOnRemove = false
+	// The state file is durable and records its own applied index, so at
+	// start Raft replays only what the file has not seen. If the file is
+	// behind the newest snapshot (lost or replaced), let Raft restore it.
+	c.NoSnapshotRestoreOnStart = true
+	if snaps, err := r.snaps.List(); err == nil && len(snaps) > 0 && snaps[0].Index > r.store.LastApplied() {
+		r.logger.Warn("state file is behind the newest snapshot; restoring from it", "file_index", r.store.LastApplied(), "snapshot_index", snaps[0].Index)
+		c.NoSnapshotRestoreOnStart = false
+	}
+	return c
+}
+
+func (r *Region) startGossip() error {
+	host, port, _ := net.SplitHostPort(r.cfg.GossipBind)
+	p, _ := strconv.Atoi(port)
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{host}, BindPort: p,
+		Logger: slogStd(r.logger.With("component", "gossip")),
+	})
+	if err != nil {
+		return bindError("gossip.bind", r.cfg.GossipBind, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = r.cfg.NodeID
+	mc.Transport = nt
+	mc.SecretKey = r.cfg.GossipKey
+	mc.Delegate = r.meta
+	mc.Events = r.members
+	mc.Logger = slogStd(r.logger.With("component", "gossip"))
+	advHost, advPort := host, nt.GetAutoBindPort()
+	if r.cfg.GossipAdvertise != "" {
+		h, ps, _ := net.SplitHostPort(r.cfg.GossipAdvertise)
+		advHost = h
+		advPort, _ = strconv.Atoi(ps)
+	}
+	if ip := net.ParseIP(advHost); ip == nil || ip.IsUnspecified() {
+		nt.Shutdown()
+		return fmt.Errorf("gossip.bind %s: set gossip.advertise to an address peers can reach", r.cfg.GossipBind)
+	}
+	mc.BindAddr, mc.BindPort = host, advPort
+	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort
+	r.gossipAddr = net.JoinHostPort(advHost, strconv.Itoa(advPort))
+	r.ml, err = memberlist.Create(mc)
+	if err != nil {
+		nt.Shutdown()
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	return nil
+}
+
+// Apply commits cmd through Raft and returns its result once the leader's
+// FSM has applied it (it is then durable on a quorum). Followers forward the
+// write to the leader over mutual TLS. A write is retried only when it is
+// certain nothing was appended (no leader yet, or the target was not the
+// leader); ErrOutcomeUnknown reports the rest.
+func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
+	start := time.Now()
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	backoff := 20 * time.Millisecond
+	for {
+		if r.ctx.Err() != nil {
+			return Result{}, ErrShutdown
+		}
+		var res Result
+		var err error
+		if r.raft.State() == hraft.Leader {
+			res, err = r.applyLocal(cmd, timeout)
+			if errors.Is(err, hraft.ErrNotLeader) {
+				err = errNotLeaderRetry
+			}
+		} else if addr, _ := r.raft.LeaderWithID(); addr != "" {
+			res, err = r.forwardApply(ctx, string(addr), cmd, timeout)
+		} else {
+			err = errNotLeaderRetry
+		}
+		if err == nil {
+			r.metrics.applyDuration.Observe(time.Since(start).Seconds())
+			return res, nil
+		}
+		if !errors.Is(err, errNotLeaderRetry) {
+			if errors.Is(err, hraft.ErrLeadershipLost) {
+				err = fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
+			}
+			return Result{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+		case <-r.ctx.Done():
+			return Result{}, ErrShutdown
+		case <-time.After(backoff):
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func (r *Region) applyLocal(cmd []byte, timeout time.Duration) (Result, error) {
+	f := r.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		return Result{}, err
+	}
+	res, _ := f.Response().(Result)
+	return res, nil
+}
+
+// Barrier waits until every entry committed before the call is applied to
+// this node's FSM; on the leader it makes the next read linearizable.
+func (r *Region) Barrier(timeout time.Duration) error { return r.raft.Barrier(timeout).Error() }
+
+// VerifyLeader confirms this node is still the leader with a quorum.
+func (r *Region) VerifyLeader() error { return r.raft.VerifyLeader().Error() }
+
+// IsLeader reports whether this node believes it is the leader.
+func (r *Region) IsLeader() bool { return r.raft.State() == hraft.Leader }
+
+// Leader returns the current leader's id and Raft address, empty if none.
+func (r *Region) Leader() (id, addr string) {
+	a, i := r.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// AppliedIndex is the last index this node's FSM applied.
+func (r *Region) AppliedIndex() uint64 { return r.fsm.applied.Load() }
+
+// NodeID returns this node's id.
+func (r *Region) NodeID() string { return r.cfg.NodeID }
+
+// RaftAddr returns the address peers dial for Raft.
+func (r *Region) RaftAddr() string { return r.raftAddr }
+
+// GossipAddr returns the address peers gossip to (a seed for new nodes).
+func (r *Region) GossipAddr() string { return r.gossipAddr }
+
+// Members lists every node gossip knows of.
+func (r *Region) Members() []Member { return r.members.list() }
+
+// Snapshot forces a snapshot now (tests and operators' backups).
+func (r *Region) Snapshot() error { return r.raft.Snapshot().Error() }
+
+// SetMeta updates what this node advertises by gossip.
+func (r *Region) SetMeta(fn func(*NodeMeta)) {
+	r.meta.set(fn)
+	if r.ml != nil {
+		_ = r.ml.UpdateNode(2 * time.Second)
+	}
+}
+
+// Configuration returns the committed Raft server set.
+func (r *Region) Configuration() ([]hraft.Server, error) {
+	f := r.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
+func (r *Region) localStats() Stats {
+	s := Stats{ID: r.cfg.NodeID, RaftState: strings.ToLower(r.raft.State().String()), LastIndex: r.raft.LastIndex(), AppliedIndex: r.fsm.applied.Load(), LastContactMs: -1}
+	_, id := r.raft.LeaderWithID()
+	s.Leader = string(id)
+	st := r.raft.Stats()
+	s.Term, _ = strconv.ParseUint(st["term"], 10, 64)
+	s.LastTerm, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
+	s.CommitIndex, _ = strconv.ParseUint(st["commit_index"], 10, 64)
+	if r.raft.State() == hraft.Leader {
+		s.LastContactMs = 0
+	} else if lc := r.raft.LastContact(); !lc.IsZero() {
+		s.LastContactMs = time.Since(lc).Milliseconds()
+	}
+	return s
+}
+
+// watchLeadership runs the leader's duties (autopilot, adding servers)
+// for exactly as long as this node leads.
+func (r *Region) watchLeadership() {
+	defer r.wg.Done()
+	r.ap = autopilot.New(r.raft, &apDelegate{r: r},
+		autopilot.WithLogger(hclogslog.New(r.logger, "autopilot", hclog.Info)),
+		autopilot.WithReconcileInterval(time.Second), autopilot.WithUpdateInterval(time.Second))
+	var stop context.CancelFunc
+	defer func() {
+		if stop != nil {
+			stop()
+			<-r.ap.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case leader := <-r.raft.LeaderCh():
+			if leader && stop == nil {
+				stop = r.startLeading()
+				r.logger.Info("this node is now the region leader", "node", r.cfg.NodeID)
+			} else if !leader && stop != nil {
+				stop()
+				<-r.ap.Stop()
+				stop = nil
+				r.logger.Info("this node is no longer the region leader", "node", r.cfg.NodeID)
+			}
+		}
+	}
+}
+
+// startLeading starts autopilot under a context the caller cancels when
+// leadership ends.
+func (r *Region) startLeading() context.CancelFunc {
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.ap.Start(ctx)
+	return cancel
+}
+
+// observe logs leader changes as every node sees them.
+func (r *Region) observe() {
+	defer r.wg.Done()
+	ch := make(chan hraft.Observation, 16)
+	obs := hraft.NewObserver(ch, false, func(o *hraft.Observation) bool {
+		_, ok := o.Data.(hraft.LeaderObservation)
+		return ok
+	})
+	r.raft.RegisterObserver(obs)
+	defer r.raft.DeregisterObserver(obs)
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case o := <-ch:
+			lo := o.Data.(hraft.LeaderObservation)
+			r.metrics.leaderChanges.Inc()
+			if lo.LeaderID == "" {
+				r.logger.Warn("region has no leader; election under way")
+			} else {
+				r.logger.Info("region leader elected", "leader", string(lo.LeaderID), "leader_addr", string(lo.LeaderAddr))
+			}
+		}
+	}
+}
+
+// discoveryLoop joins the seeds, bootstraps a new region when
+// BootstrapExpect nodes are present, and (on the leader) adds newly seen
+// nodes as non-voters.
+func (r *Region) discoveryLoop() {
+	defer r.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	joined := len(r.cfg.Seeds) == 0
+	lastWait := -1
+	for {
+		if !joined {
+			joined = r.joinSeeds()
+		}
+		if !r.meta.get().InRegion {
+			lastWait = r.tryBootstrap(lastWait)
+		} else if r.IsLeader() {
+			r.addNewServers()
+		}
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		case <-r.members.changed:
+		}
+	}
+}
+
+func (r *Region) joinSeeds() bool {
+	var seeds []string
+	for _, s := range r.cfg.Seeds {
+		if s != r.gossipAddr {
+			seeds = append(seeds, s)
+		}
+	}
+	if len(seeds) == 0 {
+		return true
+	}
+	n, err := r.ml.Join(seeds)
+	if n > 0 {
+		r.logger.Info("joined gossip", "seeds_reached", n)
+		return true
+	}
+	if r.refused.first("join|" + fmt.Sprint(err)) {
+		r.logger.Warn("cannot reach any gossip seed yet; retrying every 500ms", "seeds", seeds, "err", err)
+	}
+	return false
+}
+
+// regionMembers returns live members of this region with usable metadata,
+// logging once about nodes gossiping from another region.
+func (r *Region) regionMembers(status MemberStatus) []Member {
+	var out []Member
+	for _, m := range r.members.list() {
+		if m.Status != status {
+			continue
+		}
+		if m.MetaErr != "" || m.Meta.Region != r.cfg.Region || m.Meta.RaftAddr == "" {
+			if r.refused.first("region|" + m.ID + "|" + m.Meta.Region + m.MetaErr) {
+				r.logger.Warn("ignoring gossip member that is not a node of this region", "member", m.ID, "its_region", m.Meta.Region, "meta_err", m.MetaErr)
+			}
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// tryBootstrap bootstraps a new region once exactly BootstrapExpect nodes,
+// none yet in a region, are visible and pass mutual TLS. Every one of them
+// computes the same server set, so their bootstraps agree.
+func (r *Region) tryBootstrap(lastWait int) int {
+	if cfg, err := r.Configuration(); err == nil && len(cfg) > 0 {
+		r.SetMeta(func(m *NodeMeta) { m.InRegion = true })
+		return lastWait
+	}
+	alive := r.regionMembers(MemberAlive)
+	for _, m := range alive {
+		if m.Meta.InRegion {
+			if r.refused.first("wait-add") {
+				r.logger.Info("found an existing region; waiting for its leader to add this node", "via", m.ID)
+			}
+			return lastWait
+		}
+	}
+	want := r.cfg.BootstrapExpect
+	if len(alive) < want {
+		if len(alive) != lastWait {
+			r.logger.Info("waiting for nodes to bootstrap the region", "seen", len(alive), "bootstrap_expect", want)
+		}
+		return len(alive)
+	}
+	if len(alive) > want {
+		if r.refused.first(fmt.Sprintf("toomany|%d", len(alive))) {
+			r.logger.Error("more nodes than bootstrap_expect are waiting; refusing to bootstrap an ambiguous region (set the same bootstrap_expect on every node)",
+				"seen", len(alive), "bootstrap_expect", want)
+		}
+		return len(alive)
+	}
+	var servers []hraft.Server
+	for _, m := range alive {
+		if m.ID != r.cfg.NodeID {
+			if err := r.probe(m); err != nil {
+				return len(alive)
+			}
+		}
+		servers = append(servers, hraft.Server{ID: hraft.ServerID(m.ID), Address: hraft.ServerAddress(m.Meta.RaftAddr), Suffrage: hraft.Voter})
+	}
+	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+	err := r.raft.BootstrapCluster(hraft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
+		r.logger.Error("bootstrap failed; will retry", "err", err)
+		return len(alive)
+	}
+	r.logger.Info("region bootstrapped", "voters", len(servers))
+	r.SetMeta(func(m *NodeMeta) { m.InRegion = true })
+	return len(alive)
+}
+
+// probe checks that a peer completes mutual TLS with this region's CA and
+// answers the stats RPC. A failure is logged once per peer and error.
+func (r *Region) probe(m Member) error {
+	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+	defer cancel()
+	_, err := r.fetchStats(ctx, m.Meta.RaftAddr)
+	key := "probe|" + m.ID
+	if err != nil {
+		if r.refused.first(key + "|" + err.Error()) {
+			r.logger.Warn("not adding node: it failed the mutual-TLS check (does it use this region's CA?)", "node", m.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// addNewServers adds live region members missing from the Raft
+// configuration as non-voters; autopilot promotes them once stable.
+func (r *Region) addNewServers() {
+	conf, err := r.Configuration()
+	if err != nil {
+		return
+	}
+	have := map[string]hraft.Server{}
+	for _, s := range conf {
+		have[string(s.ID)] = s
+	}
+	for _, m := range r.regionMembers(MemberAlive) {
+		cur, ok := have[m.ID]
+		if ok && string(cur.Address) == m.Meta.RaftAddr {
+			continue
+		}
+		if err := r.probe(m); err != nil {
+			continue
+		}
+		id, addr := hraft.ServerID(m.ID), hraft.ServerAddress(m.Meta.RaftAddr)
+		if ok && cur.Suffrage == hraft.Voter {
+			// A voter that moved keeps its vote; AddVoter updates its address.
+			if err := r.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+				r.logger.Warn("updating node address failed; will retry", "node", m.ID, "err", err)
+			} else {
+				r.logger.Info("node moved; updated its Raft address", "node", m.ID, "raft_addr", addr)
+			}
+			continue
+		}
+		if err := r.raft.AddNonvoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+			r.logger.Warn("adding node failed; will retry", "node", m.ID, "err", err)
+			continue
+		}
+		r.logger.Info("added node to the region as a non-voter; autopilot promotes it once it is stable", "node", m.ID, "raft_addr", m.Meta.RaftAddr)
+	}
+}
+
+// Shutdown leaves the region gracefully: hand off leadership if this node
+// leads, leave gossip, stop Raft and close the log. The state store stays
+// open for the caller to close.
+func (r *Region) Shutdown(ctx context.Context) error {
+	if r.IsLeader() {
+		if n, _ := r.Configuration(); len(n) > 1 {
+			if err := r.raft.LeadershipTransfer().Error(); err != nil {
+				r.logger.Warn("leadership transfer before shutdown failed", "err", err)
+			} else {
+				r.logger.Info("handed leadership to another node before shutdown")
+			}
+		}
+	}
+	if r.ml != nil {
+		timeout := 2 * time.Second
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+			timeout = time.Until(dl)
+		}
+		if err := r.ml.Leave(timeout); err != nil {
+			r.logger.Warn("leaving gossip failed", "err", err)
+		}
+	}
+	return r.Close()
+}
+
+// Close stops the node abruptly, as a crash would (no leadership handoff,
+// no gossip leave). Safe to call more than once.
+func (r *Region) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	r.cancel()
+	var errs []error
+	if r.ml != nil {
+		errs = append(errs, r.ml.Shutdown())
+	}
+	if r.raft != nil {
+		errs = append(errs, r.raft.Shutdown().Error())
+	}
+	if r.trans != nil {
+		errs = append(errs, r.trans.Close())
+	}
+	if r.stream != nil {
+		r.stream.Close()
+		r.stream.wait()
+	}
+	r.wg.Wait()
+	if r.wal != nil {
+		errs = append(errs, r.wal.Close())
+	}
+	if r.walMeta != nil {
+		errs = append(errs, r.walMeta.Close())
+	}
+	if r.metrics != nil {
+		r.metrics.unregister()
+	}
+	return errors.Join(errs...)
+}
+
+// slogStd returns a standard-library logger (what memberlist takes) that
+// writes to l and demotes repeated warnings to debug.
+func slogStd(l *slog.Logger) *log.Logger {
+	return log.New(&hclogslog.Writer{L: l, RepeatWindow: 5 * time.Minute}, "", 0)
+}

@@ -1,0 +1,182 @@
+package raft
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+)
+
+// Stats is one node's view of itself, served to peers over the node RPC
+// port (mutual TLS): autopilot uses it to judge health, and the region
+// status API shows it.
+type Stats struct {
+	ID            string `json:"id"`
+	RaftState     string `json:"raft_state"`
+	Leader        string `json:"leader"`
+	Term          uint64 `json:"term"`
+	LastIndex     uint64 `json:"last_index"`
+	LastTerm      uint64 `json:"last_term"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	LastContactMs int64  `json:"last_contact_ms"` // -1: never; 0 on the leader
+}
+
+// maxRPCFrame caps a forwarded command or response: a KV value plus room
+// for its header.
+const maxRPCFrame = MaxValueLen + 4096
+
+// Forwarded-apply response status.
+const (
+	applyOK        byte = 0
+	applyEntryErr  byte = 1 // the entry committed; its handler returned an error
+	applyNotLeader byte = 2 // nothing was appended; safe to retry elsewhere
+	applyFailed    byte = 3 // the outcome is unknown (leadership lost mid-apply)
+)
+
+// RemoteError is an entry's handler error reported by the leader for a
+// write this node forwarded.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return e.Msg }
+
+func (r *Region) serveRPC(kind byte, conn net.Conn) {
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer conn.Close()
+		switch kind {
+		case connStats:
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			_ = json.NewEncoder(conn).Encode(r.localStats())
+		case connApply:
+			r.serveApply(conn)
+		}
+	}()
+}
+
+func (r *Region) serveApply(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	cmd, err := readFrame(br)
+	if err != nil {
+		return
+	}
+	timeoutMs, err := binary.ReadUvarint(br)
+	if err != nil {
+		return
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	timeout := time.Duration(timeoutMs) * time.Millisecond
+	if timeout <= 0 || timeout > time.Minute {
+		timeout = 10 * time.Second
+	}
+	status, res := applyOK, Result{}
+	if r.raft.State() != hraft.Leader {
+		status = applyNotLeader
+	} else {
+		res, err = r.applyLocal(cmd, timeout)
+		switch {
+		case errors.Is(err, hraft.ErrNotLeader):
+			status = applyNotLeader
+		case err != nil:
+			status, res.Value = applyFailed, []byte(err.Error())
+		case res.Err != nil:
+			status, res.Value = applyEntryErr, []byte(res.Err.Error())
+		}
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	bw := bufio.NewWriter(conn)
+	bw.WriteByte(status)
+	bw.Write(binary.AppendUvarint(nil, res.Index))
+	writeFrame(bw, res.Value)
+	_ = bw.Flush()
+}
+
+// forwardApply sends cmd to the leader at addr. errNotLeaderRetry means
+// nothing was appended and the caller may retry.
+func (r *Region) forwardApply(ctx context.Context, addr string, cmd []byte, timeout time.Duration) (Result, error) {
+	conn, err := r.stream.dialKind(ctx, addr, connApply)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %v", errNotLeaderRetry, err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
+	bw := bufio.NewWriter(conn)
+	writeFrame(bw, cmd)
+	bw.Write(binary.AppendUvarint(nil, uint64(timeout.Milliseconds())))
+	if err := bw.Flush(); err != nil {
+		return Result{}, fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	br := bufio.NewReader(conn)
+	status, err := br.ReadByte()
+	if err != nil {
+		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+	}
+	idx, err := binary.ReadUvarint(br)
+	if err != nil {
+		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+	}
+	val, err := readFrame(br)
+	if err != nil {
+		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+	}
+	switch status {
+	case applyOK:
+		return Result{Index: idx, Value: val}, nil
+	case applyEntryErr:
+		return Result{Index: idx, Err: &RemoteError{Msg: string(val)}}, nil
+	case applyNotLeader:
+		return Result{}, errNotLeaderRetry
+	default:
+		return Result{}, fmt.Errorf("leader %s: %s", addr, val)
+	}
+}
+
+var errNotLeaderRetry = errors.New("not the leader")
+
+// fetchStats asks the node at addr for its Stats over mutual TLS.
+func (r *Region) fetchStats(ctx context.Context, addr string) (Stats, error) {
+	conn, err := r.stream.dialKind(ctx, addr, connStats)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	var s Stats
+	if err := json.NewDecoder(io.LimitReader(conn, 64<<10)).Decode(&s); err != nil {
+		return Stats{}, fmt.Errorf("stats from %s: %w", addr, err)
+	}
+	return s, nil
+}
+
+func writeFrame(w *bufio.Writer, b []byte) {
+	w.Write(binary.AppendUvarint(nil, uint64(len(b))))
+	w.Write(b)
+}
+
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > maxRPCFrame {
+		return nil, fmt.Errorf("frame of %d bytes exceeds %d", n, maxRPCFrame)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}

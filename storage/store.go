@@ -1,0 +1,364 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FormatVersion is the on-disk layout version of the state file. A file
+// with a newer version is refused rather than misread.
+const FormatVersion = 1
+
+// Errors callers match with errors.Is.
+var (
+	// ErrLocked means another process holds the state file's lock.
+	ErrLocked = errors.New("state file is in use by another process")
+	// ErrForeign means the state file belongs to another region or node.
+	ErrForeign = errors.New("state file belongs to another region")
+	// ErrCorrupt means the state file cannot be read as a state store.
+	ErrCorrupt = errors.New("state file is corrupt")
+)
+
+var (
+	bucketMeta = []byte("meta")
+	// BucketKV holds the region's operator key/value entries.
+	BucketKV = []byte("kv")
+	// BucketSystem holds entries the node itself maintains (admin token hash).
+	BucketSystem = []byte("system")
+
+	keyFormat      = []byte("format")
+	keyRegion      = []byte("region")
+	keyLastApplied = []byte("last_applied")
+)
+
+// Options controls how a Store is opened.
+type Options struct {
+	// Region is the region this file belongs to. A file stamped with
+	// another region is refused with ErrForeign. Required.
+	Region string
+	// LockTimeout bounds the wait for the file lock. Default 1s.
+	LockTimeout time.Duration
+}
+
+// Store is the bbolt state file. Its methods are safe for concurrent use;
+// Restore swaps the underlying file while readers wait.
+type Store struct {
+	path   string
+	opts   Options
+	mu     sync.RWMutex // guards db against Restore's swap
+	db     *bolt.DB
+	closed bool
+}
+
+// Open opens or creates the state file at path.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Region == "" {
+		return nil, errors.New("storage: Options.Region is required")
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	db, err := openDB(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, opts: opts, db: db}, nil
+}
+
+func openDB(path string, opts Options) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	if err != nil {
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("open %s: %w (stop the other outpost process or choose another data dir)", path, ErrLocked)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+			return nil, fmt.Errorf("open %s: %w: %v (move the data dir aside; the node resyncs from its region)", path, ErrCorrupt, err)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := initMeta(db, opts.Region); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func initMeta(db *bolt.DB, region string) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for _, b := range [][]byte{BucketKV, BucketSystem} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return checkMeta(m, region, true)
+	})
+}
+
+// checkMeta verifies (and, when stamp is set and the file is new, writes)
+// the format version and region of a state file.
+func checkMeta(m *bolt.Bucket, region string, stamp bool) error {
+	if v := m.Get(keyFormat); v != nil {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) > FormatVersion {
+			return fmt.Errorf("%w: format version %x is newer than this binary supports (%d)", ErrCorrupt, v, FormatVersion)
+		}
+	} else if stamp {
+		if err := m.Put(keyFormat, u64(FormatVersion)); err != nil {
+			return err
+		}
+	} else {
+		return fmt.Errorf("%w: no format version", ErrCorrupt)
+	}
+	if r := m.Get(keyRegion); r != nil {
+		if !bytes.Equal(r, []byte(region)) {
+			return fmt.Errorf("%w: file is for region %q, this node is in %q", ErrForeign, r, region)
+		}
+	} else if stamp {
+		return m.Put(keyRegion, []byte(region))
+	} else {
+		return fmt.Errorf("%w: no region stamp", ErrCorrupt)
+	}
+	return nil
+}
+
+// Path returns the state file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the state file. Safe to call twice.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.db.Close()
+}
+
+// Tx is a state-store transaction. It is only valid inside the callback
+// that received it.
+type Tx struct{ tx *bolt.Tx }
+
+// Get returns the value of key in bucket, or nil. The slice is only valid
+// during the transaction; copy it to keep it.
+func (t *Tx) Get(bucket, key []byte) []byte {
+	b := t.tx.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	return b.Get(key)
+}
+
+// Put sets key in bucket. Only valid in an Update transaction.
+func (t *Tx) Put(bucket, key, value []byte) error {
+	b, err := t.tx.CreateBucketIfNotExists(bucket)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, value)
+}
+
+// Delete removes key from bucket. Deleting a missing key is not an error.
+func (t *Tx) Delete(bucket, key []byte) error {
+	b := t.tx.Bucket(bucket)
+	if b == nil {
+		return nil
+	}
+	return b.Delete(key)
+}
+
+// ForEach calls fn for each key with the given prefix in bucket, in key
+// order, stopping early when fn returns false.
+func (t *Tx) ForEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
+	b := t.tx.Bucket(bucket)
+	if b == nil {
+		return
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// LastApplied returns the index of the last Raft entry applied to this file.
+func (t *Tx) LastApplied() uint64 {
+	v := t.tx.Bucket(bucketMeta).Get(keyLastApplied)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// SetLastApplied records the last applied Raft index; the FSM writes it in
+// the same transaction as the entries it covers, so the file is never
+// ahead of or behind its own index.
+func (t *Tx) SetLastApplied(index uint64) error {
+	return t.tx.Bucket(bucketMeta).Put(keyLastApplied, u64(index))
+}
+
+// View runs fn in a read-only transaction.
+func (s *Store) View(fn func(*Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errors.New("storage: store is closed")
+	}
+	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// Update runs fn in a read-write transaction, committed with fsync.
+func (s *Store) Update(fn func(*Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return errors.New("storage: store is closed")
+	}
+	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+}
+
+// LastApplied returns the last applied Raft index recorded in the file.
+func (s *Store) LastApplied() uint64 {
+	var idx uint64
+	_ = s.View(func(tx *Tx) error { idx = tx.LastApplied(); return nil })
+	return idx
+}
+
+// Size returns the state file's size in bytes.
+func (s *Store) Size() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n int64
+	if !s.closed {
+		_ = s.db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	}
+	return n
+}
+
+// Snapshot is a consistent, point-in-time copy of the state file.
+// WriteTo may run concurrently with Update; Release must be called once.
+type Snapshot struct {
+	tx   *bolt.Tx
+	once sync.Once
+}
+
+// Snapshot opens a read transaction pinning the current state.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, errors.New("storage: store is closed")
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	return &Snapshot{tx: tx}, nil
+}
+
+// Index returns the last applied index the snapshot contains.
+func (sn *Snapshot) Index() uint64 { return (&Tx{sn.tx}).LastApplied() }
+
+// WriteTo writes the whole bbolt file as of the snapshot.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w) }
+
+// Release ends the snapshot's read transaction.
+func (sn *Snapshot) Release() { sn.once.Do(func() { _ = sn.tx.Rollback() }) }
+
+// Restore replaces the state file with the bbolt image read from r. The
+// image is written to a temporary file, fsynced and checked (it must be a
+// state file of this region) before it atomically replaces the current
+// one; on any error the current state is left untouched.
+func (s *Store) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	if err := writeSynced(tmp, r); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := verifyImage(tmp, s.opts.Region); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("restore: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		os.Remove(tmp)
+		return errors.New("storage: store is closed")
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("restore: close current: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	db, err := openDB(s.path, s.opts)
+	if err != nil {
+		return fmt.Errorf("restore: reopen: %w", err)
+	}
+	s.db = db
+	return nil
+}
+
+func writeSynced(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// verifyImage opens a candidate image read-only and checks its stamp.
+func verifyImage(path, region string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return fmt.Errorf("%w: no meta bucket", ErrCorrupt)
+		}
+		return checkMeta(m, region, false)
+	})
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
