@@ -106,16 +106,16 @@ func (t Tuning) Validate() error {
 // Config wires one node's Region. Addresses are host:port; advertise
 // addresses must be concrete IPs peers can reach.
 type Config struct {
-	Region string // region name; every node of a region must agree
-	NodeID string // this node's stable, unique id (Raft server id, gossip name)
+	Region  string // region name; every node of a region must agree
+	NodeID  string // this node's stable, unique id (Raft server id, gossip name)
 	DataDir string // holds raft/ (log + snapshots); the state store is passed in
 
-	RaftBind      string // listen address for Raft and node RPCs
-	RaftAdvertise string // address peers dial; defaults to the bound address
-	GossipBind    string // listen address for memberlist (TCP and UDP)
-	GossipAdvertise string // address peers gossip to; defaults to the bound address
-	Seeds         []string // gossip addresses of any existing nodes
-	GossipKey     []byte   // 16, 24 or 32 bytes; gossip is encrypted with it
+	RaftBind        string   // listen address for Raft and node RPCs
+	RaftAdvertise   string   // address peers dial; defaults to the bound address
+	GossipBind      string   // listen address for memberlist (TCP and UDP)
+	GossipAdvertise string   // address peers gossip to; defaults to the bound address
+	Seeds           []string // gossip addresses of any existing nodes
+	GossipKey       []byte   // 16, 24 or 32 bytes; gossip is encrypted with it
 
 	// BootstrapExpect is how many nodes form a new region. A node with no
 	// Raft state bootstraps once it sees exactly this many nodes by gossip,

@@ -32,14 +32,14 @@ const region = "test-region"
 // testRegion is a set of real nodes on loopback: real TLS, real bbolt,
 // real raft-wal, real memberlist.
 type testRegion struct {
-	t         *testing.T
-	ca        *pki.CA
-	key       []byte
-	tuning    raft.Tuning
-	expect    int
-	mu        sync.Mutex
-	nodes     map[string]*testNode
-	seed      string
+	t      *testing.T
+	ca     *pki.CA
+	key    []byte
+	tuning raft.Tuning
+	expect int
+	mu     sync.Mutex
+	nodes  map[string]*testNode
+	seed   string
 }
 
 type testNode struct {

@@ -632,8 +632,8 @@ func (r *Region) Shutdown(ctx context.Context) error {
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 			timeout = time.Until(dl)
 		}
-		if err := r.ml.Leave(timeout); err != nil {
-			r.logger.Warn("leaving gossip failed", "err", err)
+		if err := r.ml.Leave(timeout); err != nil && r.ml.NumMembers() > 1 {
+			r.logger.Warn("leaving gossip failed; peers will notice this node is gone by failure detection", "err", err)
 		}
 	}
 	return r.Close()

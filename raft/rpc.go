@@ -58,6 +58,8 @@ func (r *Region) serveRPC(kind byte, conn net.Conn) {
 			_ = json.NewEncoder(conn).Encode(r.localStats())
 		case connApply:
 			r.serveApply(conn)
+		case connReadIndex:
+			r.serveReadIndex(conn)
 		}
 	}()
 }
@@ -179,4 +181,44 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	b := make([]byte, n)
 	_, err = io.ReadFull(r, b)
 	return b, err
+}
+
+// serveReadIndex answers a follower's read-index request: confirm
+// leadership with a quorum, wait until the FSM has applied everything
+// committed, and return that index.
+func (r *Region) serveReadIndex(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if r.raft.State() != hraft.Leader {
+		conn.Write([]byte{applyNotLeader})
+		return
+	}
+	if err := r.VerifyLeader(); err != nil {
+		conn.Write([]byte{applyNotLeader})
+		return
+	}
+	if err := r.Barrier(4 * time.Second); err != nil {
+		conn.Write([]byte{applyFailed})
+		return
+	}
+	conn.Write(binary.AppendUvarint([]byte{applyOK}, r.fsm.applied.Load()))
+}
+
+func (r *Region) fetchReadIndex(ctx context.Context, addr string) (uint64, error) {
+	conn, err := r.stream.dialKind(ctx, addr, connReadIndex)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	br := bufio.NewReader(conn)
+	status, err := br.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	if status != applyOK {
+		return 0, errNotLeaderRetry
+	}
+	return binary.ReadUvarint(br)
 }

@@ -21,6 +21,8 @@ const (
 	connRaft  byte = 'R'
 	connStats byte = 'S'
 	connApply byte = 'A'
+	// connReadIndex asks the leader for a linearizable read index.
+	connReadIndex byte = 'I'
 )
 
 // handshakeTimeout bounds a peer's TLS handshake and its first byte so a
@@ -114,7 +116,7 @@ func (s *streamLayer) handshake(raw net.Conn) {
 		case <-s.closed:
 			tr.Close()
 		}
-	case connStats, connApply:
+	case connStats, connApply, connReadIndex:
 		s.rpc(kind[0], tc)
 	default:
 		s.logger.Debug("unknown connection kind from peer", "remote", raw.RemoteAddr().String(), "kind", kind[0])

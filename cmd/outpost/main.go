@@ -1,0 +1,170 @@
+// Command outpost is the Outpost node daemon.
+//
+//	outpost serve --config FILE      run a node
+//	outpost dev [--nodes N] ...      run a complete dev region in one process
+//	outpost keygen                   print a new gossip encryption key
+//	outpost ca create --region R --out DIR   create a region CA
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/devregion"
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+const usage = `usage: outpost <command> [flags]
+
+commands:
+  serve --config FILE    run a node (see docs/config.md and deploy/)
+  dev                    run a dev region on loopback (outpost dev -h)
+  keygen                 print a new base64 gossip key
+  ca create              create a region CA (outpost ca create -h)
+`
+
+// errUsage marks a usage error (exit 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "outpost:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "dev":
+		return dev(ctx, args[1:], stdout, stderr)
+	case "keygen":
+		k := make([]byte, 32)
+		rand.Read(k)
+		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(k))
+		return nil
+	case "ca":
+		return caCmd(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "outpost: unknown command %q\n%s", args[0], usage)
+	return errUsage
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "node config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "outpost serve: --config FILE is required (deploy/node.example.yaml is a starting point)")
+		return errUsage
+	}
+	cfg, err := node.LoadConfig(*path)
+	if err != nil {
+		return err
+	}
+	logger := node.NewLogger(cfg.Log, stderr)
+	return node.Run(ctx, cfg, node.Options{Logger: logger})
+}
+
+func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o devregion.Options
+	fs.StringVar(&o.HTTP, "http", "127.0.0.1:7070", "API address of the first node; node i listens on the next port")
+	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a new temp dir, removed on exit unless --keep)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
+	fs.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
+	fs.IntVar(&o.Regions, "regions", 1, "regions (only 1 until federation is built)")
+	level := fs.String("log-level", "warn", "node log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Out = stdout
+	o.Logger = node.NewLogger(node.LogConfig{Level: *level, Format: "text"}, stderr)
+	d, err := devregion.Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	token, _ := os.ReadFile(d.TokenFile())
+	fmt.Fprintf(stdout, `
+Outpost dev region is up.
+  API:          %s   (the web UI will be served here too)
+  admin token:  %s
+  token file:   %s
+
+Try:
+  export OUTPOST_ADDR=%s OUTPOST_TOKEN=$(cat %s)
+  outpostctl status
+  outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
+
+Press Ctrl-C to stop.
+`, d.APIURL(), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Stop(sctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "outpost dev: stopped")
+	return nil
+}
+
+func caCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprintln(stderr, "usage: outpost ca create --region NAME --out DIR")
+		return errUsage
+	}
+	fs := flag.NewFlagSet("ca create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	region := fs.String("region", "", "region name")
+	out := fs.String("out", "", "directory for ca.crt and ca.key")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *region == "" || *out == "" {
+		fmt.Fprintln(stderr, "outpost ca create: --region and --out are required")
+		return errUsage
+	}
+	if _, err := os.Stat(*out + "/ca.key"); err == nil {
+		return fmt.Errorf("%s/ca.key exists; refusing to overwrite a region CA", *out)
+	}
+	ca, err := pki.NewCA(*region)
+	if err != nil {
+		return err
+	}
+	if err := ca.Save(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s)\ncopy ca.crt and ca.key to every node; set tls.ca_cert and tls.ca_key\n", *region, *out, ca.Fingerprint())
+	return nil
+}

@@ -1,0 +1,220 @@
+package node
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-mesh/outpost/raft"
+)
+
+// Config is a node's configuration file (`outpost serve --config FILE`).
+// Every field has a default (DefaultConfig) and is documented in
+// docs/config.md; unknown fields are an error.
+type Config struct {
+	// Region is the region's name; every node of a region sets the same.
+	// Default "default".
+	Region string `yaml:"region"`
+	// NodeID is this node's unique, stable id. Default: the host name.
+	NodeID string `yaml:"node_id"`
+	// DataDir holds the state file, the Raft log and snapshots. Default
+	// /var/lib/outpost.
+	DataDir string `yaml:"data_dir"`
+	// BootstrapExpect is how many nodes form a new region: 1, 3 or 5.
+	// Every node of a new region sets the same value. Default 3.
+	BootstrapExpect int `yaml:"bootstrap_expect"`
+	// AdminTokenFile is where the node that bootstraps the region writes
+	// the first region-admin API token (0600). Default DATA_DIR/admin.token.
+	AdminTokenFile string `yaml:"admin_token_file"`
+
+	HTTP   HTTPConfig   `yaml:"http"`
+	Raft   RaftConfig   `yaml:"raft"`
+	Gossip GossipConfig `yaml:"gossip"`
+	TLS    TLSConfig    `yaml:"tls"`
+	Log    LogConfig    `yaml:"log"`
+}
+
+// HTTPConfig is the operator API (and, later, the UI).
+type HTTPConfig struct {
+	// Bind is the API listen address. Default 127.0.0.1:7070.
+	Bind string `yaml:"bind"`
+	// AdvertiseURL is how peers and tools reach this API. Default
+	// http://BIND (https when TLS is set).
+	AdvertiseURL string `yaml:"advertise_url"`
+	// CertFile and KeyFile serve the API over TLS when both are set.
+	// Default: plain HTTP (put a TLS proxy in front, or set these).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// RaftConfig is the Raft port and timing.
+type RaftConfig struct {
+	// Bind is the listen address for Raft and node-to-node RPCs (mutual
+	// TLS). Default 0.0.0.0:7301.
+	Bind string `yaml:"bind"`
+	// Advertise is the address peers dial. Required when Bind is 0.0.0.0.
+	Advertise   string `yaml:"advertise"`
+	raft.Tuning `yaml:",inline"`
+}
+
+// GossipConfig is memberlist discovery.
+type GossipConfig struct {
+	// Bind is the gossip listen address (TCP and UDP). Default 0.0.0.0:7302.
+	Bind string `yaml:"bind"`
+	// Advertise is the address peers gossip to. Required when Bind is 0.0.0.0.
+	Advertise string `yaml:"advertise"`
+	// Seeds are gossip addresses of other nodes; one reachable seed is
+	// enough. Default none (a single-node region, or the first node).
+	Seeds []string `yaml:"seeds"`
+	// KeyFile holds the base64 gossip encryption key (16, 24 or 32 bytes;
+	// `outpost keygen` makes one). The environment variable
+	// OUTPOST_GOSSIP_KEY overrides it. Required.
+	KeyFile string `yaml:"key_file"`
+}
+
+// TLSConfig locates the region CA. Every node holds the CA key: it issues
+// its own node certificate at start (and, later, agent certificates).
+type TLSConfig struct {
+	// CACert and CAKey are PEM files (`outpost ca create` writes them).
+	// Default: DATA_DIR/ca/ca.crt and ca.key, generated at first start if
+	// missing, which suits a single node; copy them to every other node
+	// of the region before it starts.
+	CACert string `yaml:"ca_cert"`
+	CAKey  string `yaml:"ca_key"`
+}
+
+// LogConfig controls the node's structured log.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// DefaultConfig returns a config that runs a node of a 3-node region once
+// the gossip key, advertise addresses and seeds are filled in.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Region:          "default",
+		NodeID:          host,
+		DataDir:         "/var/lib/outpost",
+		BootstrapExpect: 3,
+		HTTP:            HTTPConfig{Bind: "127.0.0.1:7070"},
+		Raft:            RaftConfig{Bind: "0.0.0.0:7301", Tuning: raft.DefaultTuning()},
+		Gossip:          GossipConfig{Bind: "0.0.0.0:7302"},
+		Log:             LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate rejects bad values and conflicting settings, naming the field.
+func (c Config) Validate() error {
+	if !namePattern.MatchString(c.Region) {
+		return fmt.Errorf("region %q: use 1-63 lowercase letters, digits and '-'", c.Region)
+	}
+	if !namePattern.MatchString(c.NodeID) {
+		return fmt.Errorf("node_id %q: use 1-63 lowercase letters, digits and '-'", c.NodeID)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir is required")
+	}
+	switch c.BootstrapExpect {
+	case 1, 3, 5:
+	default:
+		return fmt.Errorf("bootstrap_expect %d: a region has 1, 3 or 5 nodes", c.BootstrapExpect)
+	}
+	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
+		return errors.New("http.cert_file and http.key_file must be set together")
+	}
+	if (c.TLS.CACert == "") != (c.TLS.CAKey == "") {
+		return errors.New("tls.ca_cert and tls.ca_key must be set together")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level %q: use debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q: use text or json", c.Log.Format)
+	}
+	if c.BootstrapExpect > 1 && c.Raft.MinQuorum > c.BootstrapExpect {
+		return fmt.Errorf("raft.min_quorum %d exceeds bootstrap_expect %d", c.Raft.MinQuorum, c.BootstrapExpect)
+	}
+	return c.Raft.Tuning.Validate()
+}
+
+// LoadConfig reads a YAML config over DefaultConfig. Unknown fields, a
+// second document and type mismatches are errors that name the field and
+// line.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := ParseConfig(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes YAML from r over DefaultConfig and validates it.
+func ParseConfig(r io.Reader) (Config, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return Config{}, err
+	}
+	c := DefaultConfig()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, errors.New("only one YAML document is allowed")
+	}
+	if c.AdminTokenFile == "" {
+		c.AdminTokenFile = c.DataDir + "/admin.token"
+	}
+	if c.BootstrapExpect == 1 && c.Raft.MinQuorum > 1 {
+		c.Raft.MinQuorum = 0
+	}
+	return c, c.Validate()
+}
+
+// GossipKey returns the gossip key from OUTPOST_GOSSIP_KEY or the key file.
+func (c Config) GossipKey() ([]byte, error) {
+	src, raw := "OUTPOST_GOSSIP_KEY", os.Getenv("OUTPOST_GOSSIP_KEY")
+	if raw == "" {
+		if c.Gossip.KeyFile == "" {
+			return nil, errors.New("gossip.key_file is not set and OUTPOST_GOSSIP_KEY is empty; create a key with `outpost keygen > gossip.key` and use the same key on every node")
+		}
+		b, err := os.ReadFile(c.Gossip.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gossip.key_file: %w", err)
+		}
+		src, raw = c.Gossip.KeyFile, string(b)
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw))
+	if err != nil {
+		return nil, fmt.Errorf("gossip key from %s is not base64: %w", src, err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	}
+	return nil, fmt.Errorf("gossip key from %s is %d bytes; it must be 16, 24 or 32 (`outpost keygen` makes a 32-byte key)", src, len(key))
+}

@@ -1,0 +1,357 @@
+// Package devregion runs `outpost dev`: a complete region of 1, 3 or 5
+// nodes in one process on loopback, each node with its own data dir and
+// real ports, sharing one generated CA and gossip key, so an operator can
+// watch a region (and a failover) on a laptop.
+//
+// Imported by cmd/outpost and end-to-end tests only.
+package devregion
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+// Options configure a dev region; zero values take the defaults.
+type Options struct {
+	HTTP    string // first node's API address; default 127.0.0.1:7070, later nodes take the next ports
+	DataDir string // default a new temp dir, removed on exit unless Keep
+	Keep    bool
+	Nodes   int // 1, 3 or 5; default 1
+	Regions int // only 1 until federation exists
+	Out     io.Writer
+	Logger  *slog.Logger
+}
+
+// Region is a running dev region.
+type Region struct {
+	opts    Options
+	region  string
+	dataDir string
+	tempDir bool
+	ca      *pki.CA
+	key     []byte
+	ports   map[string]nodePorts
+
+	mu    sync.Mutex
+	nodes map[string]*node.Node
+	ids   []string
+}
+
+type nodePorts struct {
+	HTTP   string `json:"http"`
+	Raft   string `json:"raft"`
+	Gossip string `json:"gossip"`
+}
+
+// Start brings up the dev region and returns once it has a leader and an
+// admin token. Progress goes to opts.Out.
+func Start(ctx context.Context, opts Options) (_ *Region, err error) {
+	if opts.Nodes == 0 {
+		opts.Nodes = 1
+	}
+	if opts.Regions == 0 {
+		opts.Regions = 1
+	}
+	if opts.HTTP == "" {
+		opts.HTTP = "127.0.0.1:7070"
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch opts.Nodes {
+	case 1, 3, 5:
+	default:
+		return nil, fmt.Errorf("--nodes %d: a region has 1, 3 or 5 nodes", opts.Nodes)
+	}
+	if opts.Regions != 1 {
+		return nil, fmt.Errorf("--regions %d: federation between regions is not built yet; run one region", opts.Regions)
+	}
+	d := &Region{opts: opts, region: "dev", nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}}
+	if opts.DataDir == "" {
+		if d.dataDir, err = os.MkdirTemp("", "outpost-dev-"); err != nil {
+			return nil, err
+		}
+		d.tempDir = true
+	} else {
+		d.dataDir = opts.DataDir
+		if err := os.MkdirAll(d.dataDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			d.Stop(context.Background())
+		}
+	}()
+	if err := d.loadSecrets(); err != nil {
+		return nil, err
+	}
+	d.say("outpost dev: starting region %q with %d node(s) in %s", d.region, opts.Nodes, d.dataDir)
+	start := time.Now()
+	for i := 1; i <= opts.Nodes; i++ {
+		id := fmt.Sprintf("n%d", i)
+		d.ids = append(d.ids, id)
+		if err := d.StartNode(id); err != nil {
+			return nil, err
+		}
+	}
+	leader, err := d.waitLeader(ctx, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	d.say("  leader elected: %s (%.1fs after start)", leader, time.Since(start).Seconds())
+	tokenFile := d.TokenFile()
+	if err := waitFile(ctx, tokenFile, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("waiting for the admin token: %w", err)
+	}
+	d.say("  region admin token written to %s", tokenFile)
+	return d, nil
+}
+
+// loadSecrets loads or creates the dev CA, gossip key and port map.
+func (d *Region) loadSecrets() error {
+	caDir := filepath.Join(d.dataDir, "ca")
+	var err error
+	if _, statErr := os.Stat(filepath.Join(caDir, "ca.crt")); statErr == nil {
+		d.ca, err = pki.LoadCA(filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key"))
+	} else {
+		if d.ca, err = pki.NewCA(d.region); err == nil {
+			err = d.ca.Save(caDir)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("dev CA: %w", err)
+	}
+	keyFile := filepath.Join(d.dataDir, "gossip.key")
+	if b, err := os.ReadFile(keyFile); err == nil {
+		d.key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("%s: %w", keyFile, err)
+		}
+	} else {
+		d.key = make([]byte, 32)
+		rand.Read(d.key)
+		if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(d.key)+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	if b, err := os.ReadFile(d.portsFile()); err == nil {
+		if err := json.Unmarshal(b, &d.ports); err != nil {
+			return fmt.Errorf("%s: %w", d.portsFile(), err)
+		}
+	}
+	return nil
+}
+
+func (d *Region) portsFile() string { return filepath.Join(d.dataDir, "dev-ports.json") }
+
+// TokenFile is where the region admin token is written.
+func (d *Region) TokenFile() string { return filepath.Join(d.dataDir, "admin.token") }
+
+// DataDir is the region's data directory.
+func (d *Region) DataDir() string { return d.dataDir }
+
+// APIURL is the first node's API.
+func (d *Region) APIURL() string { return "http://" + d.ports["n1"].HTTP }
+
+func (d *Region) say(format string, args ...any) { fmt.Fprintf(d.opts.Out, format+"\n", args...) }
+
+// httpAddr is the API address of node i (1-based): the --http port plus i-1.
+func (d *Region) httpAddr(i int) (string, error) {
+	host, port, err := net.SplitHostPort(d.opts.HTTP)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: %w", d.opts.HTTP, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: bad port", d.opts.HTTP)
+	}
+	if p == 0 {
+		return net.JoinHostPort(host, "0"), nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+i-1)), nil
+}
+
+// StartNode starts (or restarts, on its old ports and data) node id.
+func (d *Region) StartNode(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, running := d.nodes[id]; running {
+		return fmt.Errorf("node %s is already running", id)
+	}
+	i := indexOf(d.ids, id)
+	if i < 0 {
+		return fmt.Errorf("no node %q in this dev region (nodes: %s)", id, strings.Join(d.ids, ", "))
+	}
+	ports, known := d.ports[id]
+	if !known {
+		h, err := d.httpAddr(i + 1)
+		if err != nil {
+			return err
+		}
+		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0"}
+	}
+	var seeds []string
+	for _, other := range d.ids {
+		if p, ok := d.ports[other]; ok && other != id {
+			seeds = append(seeds, p.Gossip)
+		}
+	}
+	cfg := node.DefaultConfig()
+	cfg.Region, cfg.NodeID = d.region, id
+	cfg.DataDir = filepath.Join(d.dataDir, id)
+	cfg.BootstrapExpect = d.opts.Nodes
+	cfg.AdminTokenFile = d.TokenFile()
+	cfg.HTTP.Bind = ports.HTTP
+	cfg.Raft.Bind, cfg.Gossip.Bind = ports.Raft, ports.Gossip
+	cfg.Gossip.Seeds = seeds
+	cfg.Raft.MinQuorum = d.opts.Nodes
+	if d.opts.Nodes == 1 {
+		cfg.Raft.MinQuorum = 0
+	}
+	n, err := node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d})
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", id, err)
+	}
+	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(n.APIURL(), "http://"))
+	host, _, _ := net.SplitHostPort(ports.HTTP)
+	d.ports[id] = nodePorts{HTTP: net.JoinHostPort(host, httpPort), Raft: n.Region().RaftAddr(), Gossip: n.Region().GossipAddr()}
+	if b, err := json.MarshalIndent(d.ports, "", "  "); err == nil {
+		_ = os.WriteFile(d.portsFile(), b, 0o600)
+	}
+	d.nodes[id] = n
+	d.say("  node %s up: API %s", id, n.APIURL())
+	return nil
+}
+
+// StopNode kills node id abruptly, as a crash would. It returns at once
+// and stops the node in the background, so a request served by that very
+// node still gets its answer.
+func (d *Region) StopNode(id string) error {
+	d.mu.Lock()
+	n, ok := d.nodes[id]
+	if !ok {
+		d.mu.Unlock()
+		return fmt.Errorf("node %q is not running (nodes: %s)", id, strings.Join(d.ids, ", "))
+	}
+	delete(d.nodes, id)
+	d.mu.Unlock()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		n.Kill()
+		d.say("  node %s stopped (killed; start it again with `outpostctl dev start %s`)", id, id)
+	}()
+	return nil
+}
+
+// Node returns a running node by id.
+func (d *Region) Node(id string) (*node.Node, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.nodes[id]
+	return n, ok
+}
+
+func (d *Region) waitLeader(ctx context.Context, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		for id, n := range d.nodes {
+			if n.Region().IsLeader() {
+				d.mu.Unlock()
+				return id, nil
+			}
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("no leader elected within %v; run with --log-level debug to see why", timeout)
+}
+
+// Stop shuts every node down gracefully and removes a temporary data dir
+// unless Keep was set.
+func (d *Region) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	nodes := d.nodes
+	d.nodes = map[string]*node.Node{}
+	d.mu.Unlock()
+	// Followers first, the leader last: stopping the whole region should
+	// not set off elections and leadership transfers on the way down.
+	var errs []error
+	ordered := make([]*node.Node, 0, len(nodes))
+	var leader *node.Node
+	for _, n := range nodes {
+		if n.Region().IsLeader() {
+			leader = n
+			continue
+		}
+		ordered = append(ordered, n)
+	}
+	if leader != nil {
+		ordered = append(ordered, leader)
+	}
+	for i, n := range ordered {
+		if i == len(ordered)-1 {
+			n.Kill() // the last node has no one to hand off to or leave
+			continue
+		}
+		if err := n.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.ID(), err))
+		}
+	}
+	if d.tempDir && !d.opts.Keep {
+		errs = append(errs, os.RemoveAll(d.dataDir))
+	} else if d.dataDir != "" {
+		d.say("outpost dev: data kept in %s", d.dataDir)
+	}
+	return errors.Join(errs...)
+}
+
+func indexOf(ids []string, id string) int {
+	for i, v := range ids {
+		if v == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func waitFile(ctx context.Context, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %v", path, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

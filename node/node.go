@@ -1,0 +1,349 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/outpost-mesh/outpost/node/api"
+	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Options are the parts of a node that are injected rather than configured.
+type Options struct {
+	Logger *slog.Logger
+	// GossipKey overrides Config.GossipKey() (dev mode passes one in).
+	GossipKey []byte
+	// CA overrides loading the region CA from files (dev mode).
+	CA *pki.CA
+	// Dev enables the dev-mode node control routes.
+	Dev api.DevControl
+}
+
+// Node is one running Outpost node.
+type Node struct {
+	cfg    Config
+	opts   Options
+	logger *slog.Logger
+	reg    *prometheus.Registry
+
+	store  *storage.Store
+	region *raft.Region
+	httpLn net.Listener
+	http   *http.Server
+	apiURL string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// Start opens the node's storage, joins its region and serves the API.
+// On error nothing is left running.
+func Start(cfg Config, opts Options) (_ *Node, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, opts: opts, logger: opts.Logger.With("node", cfg.NodeID), reg: prometheus.NewRegistry()}
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			n.Kill()
+		}
+	}()
+	key := opts.GossipKey
+	if key == nil {
+		if key, err = cfg.GossipKey(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	n.store, err = storage.Open(filepath.Join(cfg.DataDir, "state.db"), storage.Options{Region: cfg.Region})
+	if err != nil {
+		return nil, err
+	}
+	ca := opts.CA
+	if ca == nil {
+		if ca, err = n.loadCA(); err != nil {
+			return nil, err
+		}
+	}
+	// Bind the API first: a port in use fails before the node joins.
+	n.httpLn, err = net.Listen("tcp", cfg.HTTP.Bind)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("http.bind %s: address already in use; stop the process using it or choose another http.bind (outpost dev --http)", cfg.HTTP.Bind)
+		}
+		return nil, fmt.Errorf("http.bind %s: %w", cfg.HTTP.Bind, err)
+	}
+	n.apiURL = cfg.HTTP.AdvertiseURL
+	if n.apiURL == "" {
+		scheme := "http"
+		if cfg.HTTP.CertFile != "" {
+			scheme = "https"
+		}
+		n.apiURL = scheme + "://" + n.httpLn.Addr().String()
+	}
+	cert, err := ca.IssueNode(cfg.Region, cfg.NodeID, certIPs(cfg), []string{cfg.NodeID})
+	if err != nil {
+		return nil, err
+	}
+	n.region, err = raft.Open(raft.Config{
+		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,
+		RaftBind: cfg.Raft.Bind, RaftAdvertise: cfg.Raft.Advertise,
+		GossipBind: cfg.Gossip.Bind, GossipAdvertise: cfg.Gossip.Advertise,
+		Seeds: cfg.Gossip.Seeds, GossipKey: key, BootstrapExpect: cfg.BootstrapExpect,
+		TLS: pki.NodeTLS(ca, cert, cfg.Region), Meta: raft.NodeMeta{APIURL: n.apiURL},
+		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
+	}, n.store)
+	if err != nil {
+		return nil, err
+	}
+	n.http = &http.Server{
+		Handler: api.New(api.Config{
+			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev,
+			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s on the node that bootstrapped the region); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slogStd(n.logger),
+	}
+	var ctx context.Context
+	ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		var err error
+		if cfg.HTTP.CertFile != "" {
+			err = n.http.ServeTLS(n.httpLn, cfg.HTTP.CertFile, cfg.HTTP.KeyFile)
+		} else {
+			err = n.http.Serve(n.httpLn)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("API server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.bootstrapAdminToken(ctx)
+	}()
+	n.logger.Info("API listening", "url", n.apiURL)
+	return n, nil
+}
+
+// certIPs are the IPs the node certificate is valid for.
+func certIPs(cfg Config) []net.IP {
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	for _, a := range []string{cfg.Raft.Advertise, cfg.Raft.Bind, cfg.Gossip.Advertise} {
+		if h, _, err := net.SplitHostPort(a); err == nil {
+			if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+				ips = append(ips, ip)
+			}
+		}
+	}
+	return ips
+}
+
+// loadCA loads the configured CA, or the one in the data dir, generating
+// it there on first start.
+func (n *Node) loadCA() (*pki.CA, error) {
+	certFile, keyFile := n.cfg.TLS.CACert, n.cfg.TLS.CAKey
+	if certFile != "" {
+		return pki.LoadCA(certFile, keyFile)
+	}
+	dir := filepath.Join(n.cfg.DataDir, "ca")
+	certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if _, err := os.Stat(certFile); err == nil {
+		return pki.LoadCA(certFile, keyFile)
+	}
+	ca, err := pki.NewCA(n.cfg.Region)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.Save(dir); err != nil {
+		return nil, fmt.Errorf("save generated CA: %w", err)
+	}
+	n.logger.Warn("generated a new region CA; copy ca.crt and ca.key to every other node of this region (tls.ca_cert, tls.ca_key) before starting it",
+		"ca_cert", certFile, "fingerprint", ca.Fingerprint())
+	return ca, nil
+}
+
+// bootstrapAdminToken runs on every node; whichever is leader while the
+// region has no admin token creates one. The token is written to a file
+// private to this node first and renamed into place only if the region
+// accepted its hash, so two leaders in a row cannot leave a token that
+// does not work.
+func (n *Node) bootstrapAdminToken(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.region.IsLeader() {
+			if n.hasAdminToken() {
+				return
+			}
+			continue
+		}
+		if n.hasAdminToken() {
+			return
+		}
+		if err := n.createAdminToken(ctx); err != nil {
+			n.logger.Warn("creating the region admin token failed; retrying", "err", err)
+		}
+	}
+}
+
+func (n *Node) hasAdminToken() bool {
+	found := false
+	_ = n.store.View(func(tx *storage.Tx) error {
+		found = tx.Get(storage.BucketSystem, api.AdminTokenKey) != nil
+		return nil
+	})
+	return found
+}
+
+func (n *Node) createAdminToken(ctx context.Context) error {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	token := "opt_" + base64.RawURLEncoding.EncodeToString(raw)
+	sum := sha256.Sum256([]byte(token))
+	path := n.cfg.AdminTokenFile
+	tmp := path + ".tmp-" + n.cfg.NodeID
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := writePrivate(tmp, []byte(token+"\n")); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	cmd, err := raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: api.AdminTokenKey, Value: []byte(hex.EncodeToString(sum[:]))}.Encode()
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := n.region.Apply(actx, cmd)
+	if err != nil || res.Err != nil || string(res.Value) != "1" {
+		os.Remove(tmp)
+		if err == nil {
+			err = res.Err
+		}
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("the region admin token was created but could not be saved (%v); it is in %s", err, tmp)
+	}
+	n.logger.Info("created the region admin token", "file", path)
+	return nil
+}
+
+func writePrivate(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// APIURL is where this node's API is reachable.
+func (n *Node) APIURL() string { return n.apiURL }
+
+// Region exposes the node's region membership (tests, dev mode).
+func (n *Node) Region() *raft.Region { return n.region }
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Shutdown stops the node gracefully: stop taking API requests, hand off
+// leadership, leave gossip, close Raft and flush the state file.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	n.once.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.http != nil {
+			errs = append(errs, n.http.Shutdown(ctx))
+		}
+		if n.region != nil {
+			errs = append(errs, n.region.Shutdown(ctx))
+		}
+		n.wg.Wait()
+		errs = append(errs, n.closeRest())
+		n.logger.Info("node stopped")
+	})
+	return errors.Join(errs...)
+}
+
+// Kill stops the node abruptly, as a crash would (tests, dev mode).
+func (n *Node) Kill() {
+	n.once.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.http != nil {
+			n.http.Close()
+		} else if n.httpLn != nil {
+			n.httpLn.Close()
+		}
+		if n.region != nil {
+			n.region.Close()
+		}
+		n.wg.Wait()
+		_ = n.closeRest()
+	})
+}
+
+func (n *Node) closeRest() error {
+	if n.store != nil {
+		return n.store.Close()
+	}
+	return nil
+}
+
+// Run starts the node and serves until ctx is done, then shuts it down
+// gracefully within 30 seconds.
+func Run(ctx context.Context, cfg Config, opts Options) error {
+	n, err := Start(cfg, opts)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return n.Shutdown(sctx)
+}
