@@ -98,7 +98,7 @@ func (d *apDelegate) KnownServers() map[hraft.ServerID]*autopilot.Server {
 		}
 		out[hraft.ServerID(m.ID)] = &autopilot.Server{
 			ID: hraft.ServerID(m.ID), Name: m.ID, Address: hraft.ServerAddress(m.Meta.RaftAddr),
-			NodeStatus: st, RaftVersion: hraft.ProtocolVersionMax, IsLeader: hraft.ServerID(m.ID) == leaderID,
+			NodeStatus: st, NodeType: autopilot.NodeVoter, RaftVersion: hraft.ProtocolVersionMax, IsLeader: hraft.ServerID(m.ID) == leaderID,
 		}
 	}
 	conf, err := r.Configuration()
@@ -124,7 +124,7 @@ func (d *apDelegate) KnownServers() map[hraft.ServerID]*autopilot.Server {
 		if now.Sub(since) >= grace {
 			st = autopilot.NodeFailed
 		}
-		out[s.ID] = &autopilot.Server{ID: s.ID, Name: id, Address: s.Address, NodeStatus: st, RaftVersion: hraft.ProtocolVersionMax, IsLeader: s.ID == leaderID}
+		out[s.ID] = &autopilot.Server{ID: s.ID, Name: id, Address: s.Address, NodeStatus: st, NodeType: autopilot.NodeVoter, RaftVersion: hraft.ProtocolVersionMax, IsLeader: s.ID == leaderID}
 	}
 	for id := range r.missingFrom {
 		if !seen[id] {

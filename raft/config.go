@@ -136,6 +136,10 @@ type Config struct {
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+
+	// walSegmentSize overrides raft-wal's 64 MiB segments (tests only: the
+	// WAL drops compacted entries a whole segment at a time).
+	walSegmentSize int
 }
 
 func (c *Config) validate() error {

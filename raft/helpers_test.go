@@ -36,6 +36,7 @@ type testRegion struct {
 	ca     *pki.CA
 	key    []byte
 	tuning raft.Tuning
+	walSeg int // raft-wal segment size; 0 for the default
 	expect int
 	mu     sync.Mutex
 	nodes  map[string]*testNode
@@ -63,6 +64,12 @@ func fastTuning() raft.Tuning {
 // node's address alone and bootstrap with bootstrap_expect n.
 func newRegion(t *testing.T, n int) *testRegion {
 	t.Helper()
+	return newRegionTuned(t, n, nil)
+}
+
+// newRegionTuned is newRegion with a change to the test tuning.
+func newRegionTuned(t *testing.T, n int, tune func(*testRegion)) *testRegion {
+	t.Helper()
 	ca, err := pki.NewCA(region)
 	if err != nil {
 		t.Fatal(err)
@@ -70,6 +77,9 @@ func newRegion(t *testing.T, n int) *testRegion {
 	key := make([]byte, 32)
 	rand.Read(key)
 	tr := &testRegion{t: t, ca: ca, key: key, tuning: fastTuning(), expect: n, nodes: map[string]*testNode{}}
+	if tune != nil {
+		tune(tr)
+	}
 	t.Cleanup(tr.closeAll)
 	for i := 1; i <= n; i++ {
 		tr.start(fmt.Sprintf("n%d", i), "", "")
@@ -119,6 +129,9 @@ func (tr *testRegion) startWith(id string, ca *pki.CA, raftAddr, gossipAddr stri
 	}
 	if tr.seed != "" {
 		cfg.Seeds = []string{tr.seed}
+	}
+	if tr.walSeg > 0 {
+		raft.SetWALSegmentSize(&cfg, tr.walSeg)
 	}
 	r, err := raft.Open(cfg, store)
 	if err != nil {

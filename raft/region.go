@@ -98,7 +98,12 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	// raft-wal's Close leaves its bbolt metadata file open (and locked), so
 	// the region owns the meta store and closes it after the WAL.
 	r.walMeta = &metadb.BoltMetaDB{}
-	r.wal, err = wal.Open(filepath.Join(raftDir, "wal"), wal.WithLogger(hl("raft-wal", hclog.Info)), wal.WithMetaStore(r.walMeta))
+	walDir, walLog := filepath.Join(raftDir, "wal"), wal.WithLogger(hl("raft-wal", hclog.Info))
+	if cfg.walSegmentSize > 0 {
+		r.wal, err = wal.Open(walDir, walLog, wal.WithMetaStore(r.walMeta), wal.WithSegmentSize(cfg.walSegmentSize))
+	} else {
+		r.wal, err = wal.Open(walDir, walLog, wal.WithMetaStore(r.walMeta))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open raft log in %s: %w (if the data dir is damaged, move it aside: the node resyncs from its region)", raftDir, err)
 	}

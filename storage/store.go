@@ -41,6 +41,10 @@ var (
 	keyLastApplied = []byte("last_applied")
 )
 
+// InitialMmapSize is the address space reserved for the state file (not
+// memory: pages are only resident once used).
+const InitialMmapSize = 1 << 30
+
 // Options controls how a Store is opened.
 type Options struct {
 	// Region is the region this file belongs to. A file stamped with
@@ -76,7 +80,11 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func openDB(path string, opts Options) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
+	// A write that grows the file must remap it, and bbolt's remap waits
+	// for every open read transaction, including a snapshot being
+	// persisted. Reserving address space up front (as etcd does) keeps
+	// writes from stalling behind a snapshot until the file outgrows it.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: InitialMmapSize})
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):

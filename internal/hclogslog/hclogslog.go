@@ -7,10 +7,12 @@ package hclogslog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -20,16 +22,23 @@ import (
 
 // New returns an hclog.Logger writing to l. minLevel drops records below it
 // before they reach slog, which keeps Raft's chatty trace output cheap.
+// Raft retries an unreachable peer many times a second and logs each
+// failure; a warning or error with the same message about the same peer
+// is logged once a minute and demoted to debug in between.
 func New(l *slog.Logger, name string, minLevel hclog.Level) hclog.Logger {
-	return &logger{l: l.With("component", name), name: name, level: minLevel}
+	return &logger{l: l.With("component", name), name: name, level: minLevel, repeats: &Writer{RepeatWindow: time.Minute}}
 }
 
 type logger struct {
-	l     *slog.Logger
-	name  string
-	level hclog.Level
-	args  []interface{}
+	l       *slog.Logger
+	name    string
+	level   hclog.Level
+	args    []interface{}
+	repeats *Writer // shared by copies made with With and Named
 }
+
+// peerKeys name the arguments that identify whom a message is about.
+var peerKeys = map[string]bool{"peer": true, "target": true, "server_id": true, "server-id": true, "id": true, "from": true}
 
 var _ hclog.Logger = (*logger)(nil)
 
@@ -51,10 +60,34 @@ func (g *logger) Log(level hclog.Level, msg string, args ...interface{}) {
 		return
 	}
 	sl := toSlog(level)
+	if sl >= slog.LevelWarn && closedConn(args) {
+		// A connection closed by our own shutdown is not an operator's problem.
+		sl = slog.LevelDebug
+	}
+	if sl >= slog.LevelWarn {
+		key := msg
+		for i := 0; i+1 < len(args); i += 2 {
+			if k, ok := args[i].(string); ok && peerKeys[k] {
+				key += fmt.Sprintf("|%v", args[i+1])
+			}
+		}
+		if g.repeats.repeated(key) {
+			sl = slog.LevelDebug
+		}
+	}
 	if !g.l.Enabled(context.Background(), sl) {
 		return
 	}
 	g.l.Log(context.Background(), sl, msg, snake(args)...)
+}
+
+func closedConn(args []interface{}) bool {
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, net.ErrClosed) {
+			return true
+		}
+	}
+	return false
 }
 
 // snake rewrites hclog's hyphenated keys ("last-index") to snake_case and

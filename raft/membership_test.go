@@ -1,0 +1,132 @@
+package raft_test
+
+import (
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	hraft "github.com/hashicorp/raft"
+
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+func suffrage(t *testing.T, tr *testRegion, id string) (hraft.ServerSuffrage, bool) {
+	t.Helper()
+	leader := tr.waitLeader(5 * time.Second)
+	conf, err := leader.r.Configuration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range conf {
+		if string(s.ID) == id {
+			return s.Suffrage, true
+		}
+	}
+	return 0, false
+}
+
+// A node that joins a running region by gossip is added as a non-voter,
+// promoted by autopilot once stable, and removed after the dead-server
+// grace period once it dies.
+func TestJoinPromoteAndRemoveDead(t *testing.T) {
+	tr := newRegion(t, 3)
+	leader := tr.waitLeader(time.Second)
+	for i := 0; i < 10; i++ {
+		put(t, leader.r, fmt.Sprintf("k%d", i), "v")
+	}
+	n4 := tr.start("n4", "", "")
+	waitFor(t, 10*time.Second, "n4 in the configuration", func() bool {
+		_, ok := suffrage(t, tr, "n4")
+		return ok
+	})
+	waitFor(t, 20*time.Second, "n4 promoted to voter", func() bool {
+		s, _ := suffrage(t, tr, "n4")
+		return s == hraft.Voter
+	})
+	tr.waitApplied(leader.r.AppliedIndex())
+	if got, want := dumpKV(t, n4.store), dumpKV(t, leader.store); !reflect.DeepEqual(got, want) {
+		t.Fatalf("joined node has %d keys, leader %d", len(got), len(want))
+	}
+	tr.kill("n4")
+	// Gossip marks it failed after a few seconds; the grace is 2s.
+	waitFor(t, 45*time.Second, "dead n4 removed", func() bool {
+		_, ok := suffrage(t, tr, "n4")
+		return !ok
+	})
+	// min_quorum 3: the three remaining voters are never removed.
+	conf, _ := tr.waitLeader(time.Second).r.Configuration()
+	if len(conf) != 3 {
+		t.Fatalf("configuration has %d servers after removal, want 3", len(conf))
+	}
+}
+
+// A node with another region's CA but the right gossip key is seen by
+// gossip, refused at the TLS handshake, never added, and the refusal is
+// logged once rather than on every retry.
+func TestForeignCANodeCannotJoin(t *testing.T) {
+	tr := newRegion(t, 3)
+	foreignCA, err := pki.NewCA(region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := tr.startWith("intruder", foreignCA, "", "")
+	leader := tr.waitLeader(time.Second)
+	waitFor(t, 10*time.Second, "gossip to see the intruder", func() bool {
+		for _, m := range leader.r.Members() {
+			if m.ID == "intruder" {
+				return true
+			}
+		}
+		return false
+	})
+	// Give the leader many discovery rounds (every 500ms) to try.
+	time.Sleep(4 * time.Second)
+	if _, ok := suffrage(t, tr, "intruder"); ok {
+		t.Fatal("node with a foreign CA was added to the Raft configuration")
+	}
+	if n := leader.logs.count(slog.LevelWarn, "failed the mutual-TLS check"); n != 1 {
+		t.Fatalf("leader logged the refusal %d times at warn level, want exactly 1", n)
+	}
+	if n := intruder.logs.count(slog.LevelWarn, "TLS handshake failed"); n < 1 {
+		t.Fatalf("intruder never logged its failed handshakes at warn level")
+	}
+	// And it stays out of the region's data path: a write still commits
+	// and the intruder applies nothing.
+	put(t, leader.r, "still", "fine")
+	if intruder.r.AppliedIndex() != 0 {
+		t.Fatalf("intruder applied index %d, want 0", intruder.r.AppliedIndex())
+	}
+}
+
+// A node that joins after the leader compacted its log receives the state
+// as a snapshot (a bbolt image) and ends with the same state.
+func TestSnapshotInstallOnNewNode(t *testing.T) {
+	// Keep almost no log behind a snapshot, so a newcomer cannot replay.
+	// Small WAL segments let compaction really drop the early entries.
+	tr := newRegionTuned(t, 3, func(tr *testRegion) { tr.tuning.TrailingLogs = 5; tr.walSeg = 4096 })
+	leader := tr.waitLeader(time.Second)
+	big := strings.Repeat("v", 1024) // fill several 4 KiB WAL segments
+	for i := 0; i < 50; i++ {
+		put(t, leader.r, fmt.Sprintf("pre%02d", i), big)
+	}
+	for _, n := range tr.live() {
+		if err := n.r.Snapshot(); err != nil {
+			t.Fatalf("snapshot on %s: %v", n.id, err)
+		}
+	}
+	var last uint64
+	for i := 0; i < 10; i++ {
+		last = put(t, leader.r, fmt.Sprintf("post%02d", i), "w").Index
+	}
+	n4 := tr.start("n4", "", "")
+	waitFor(t, 20*time.Second, "n4 to catch up", func() bool { return n4.r.AppliedIndex() >= last })
+	if got, want := dumpKV(t, n4.store), dumpKV(t, leader.store); !reflect.DeepEqual(got, want) {
+		t.Fatalf("n4 has %d keys after snapshot install, leader %d", len(got), len(want))
+	}
+	if n := n4.logs.count(slog.LevelInfo, "state restored from snapshot"); n != 1 {
+		t.Fatalf("n4 restored from a snapshot %d times, want 1 (did it replay the log instead?)", n)
+	}
+}
