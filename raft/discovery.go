@@ -102,16 +102,6 @@ func (m *members) list() []Member {
 	return out
 }
 
-func (m *members) get(id string) (Member, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	v, ok := m.byID[id]
-	if !ok {
-		return Member{}, false
-	}
-	return *v, true
-}
-
 // metaDelegate serves this node's metadata to memberlist.
 type metaDelegate struct {
 	mu   sync.Mutex

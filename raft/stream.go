@@ -260,10 +260,3 @@ func (o *onceLog) first(key string) bool {
 	o.seen[key] = struct{}{}
 	return true
 }
-
-// forget drops keys with the given prefix so a later failure logs again.
-func (o *onceLog) forget(key string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	delete(o.seen, key)
-}

@@ -132,7 +132,22 @@ func New(cfg Config) http.Handler {
 			h(s, w, r)
 		})
 	}
+	// A known path with the wrong method is a 405 listing the allowed
+	// methods; anything else is a 404.
+	allowed := map[string][]string{}
+	paths := http.NewServeMux()
+	for _, rt := range Routes(cfg.Dev != nil) {
+		if _, seen := allowed[rt.Pattern]; !seen {
+			paths.HandleFunc(rt.Pattern, func(http.ResponseWriter, *http.Request) {})
+		}
+		allowed[rt.Pattern] = append(allowed[rt.Pattern], rt.Method)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := paths.Handler(r); pattern != "" {
+			w.Header().Set("Allow", strings.Join(allowed[pattern], ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path), "allowed: "+strings.Join(allowed[pattern], ", "))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "see docs/api.md for the API's routes")
 	})
 	return mux

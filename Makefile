@@ -1,0 +1,51 @@
+# Outpost. `make run` starts a dev region; `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+export GOTOOLCHAIN := local
+export GOFLAGS := -buildvcs=false
+export PATH := $(PATH):/usr/local/go/bin:$(HOME)/go/bin
+
+STATICCHECK_VERSION := v0.8.2
+# Fuzz each parser of untrusted input briefly on every run; longer in test-long.
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-long lint fuzz bench generate clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+run: build
+	./bin/outpost dev --nodes 1
+
+# The whole suite, under the race detector, plus lint and a fuzz smoke.
+test: lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz
+
+# Longer fault and soak runs.
+test-long: lint
+	OUTPOST_TEST_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
+	$(MAKE) fuzz FUZZTIME=2m
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeKV$$' -fuzztime $(FUZZTIME) ./raft/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./node/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+
+bench:
+	$(GO) run ./bench/regionbench
+
+# Nothing is generated yet; the eBPF objects and protobuf code will be.
+generate:
+	$(GO) generate ./...
+
+clean:
+	rm -rf bin

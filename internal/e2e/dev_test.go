@@ -1,0 +1,108 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// `outpost dev --nodes 3` starts a region, prints where the API and token
+// are, survives killing its leader through `outpostctl dev stop`, and ends
+// cleanly on Ctrl-C, removing its temporary data dir.
+func TestDevRegion(t *testing.T) {
+	bin := binaries(t)
+	p := start(t, bin+"/outpost", "dev", "--nodes", "3", "--http", "127.0.0.1:0")
+	var api, tokenFile string
+	waitFor(t, 60*time.Second, "dev to print its API and token file", func() bool {
+		out := p.out.String()
+		a := regexp.MustCompile(`API:\s+(http://\S+)`).FindStringSubmatch(out)
+		f := regexp.MustCompile(`token file:\s+(\S+)`).FindStringSubmatch(out)
+		if a == nil || f == nil {
+			return false
+		}
+		api, tokenFile = a[1], f[1]
+		return true
+	})
+	token := readToken(t, tokenFile)
+	ctl := func(args ...string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(bin+"/outpostctl", args...)
+		cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+api, "OUTPOST_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	code, out := ctl("status", "--json")
+	if code != 0 {
+		t.Fatalf("status: %d %s", code, out)
+	}
+	var r apitypes.Region
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+	}
+	if r.Region != "dev" || r.Leader == "" || len(r.Nodes) != 3 {
+		t.Fatalf("status: %+v", r)
+	}
+	for _, n := range r.Nodes {
+		if n.Suffrage != "voter" || n.APIURL == "" {
+			t.Fatalf("node %+v", n)
+		}
+	}
+	if code, out := ctl("status"); code != 0 || !strings.Contains(out, "Leader: "+r.Leader) {
+		t.Fatalf("table status: %d\n%s", code, out)
+	}
+
+	// Kill the leader; ask another node for the new one.
+	other := ""
+	for _, n := range r.Nodes {
+		if n.ID != r.Leader {
+			other = n.APIURL
+		}
+	}
+	if code, out := ctl("dev", "stop", r.Leader, "--addr", other); code != 0 {
+		t.Fatalf("dev stop: %d %s", code, out)
+	}
+	waitFor(t, 20*time.Second, "a new leader", func() bool {
+		code, out := ctl("status", "--json", "--addr", other)
+		var r2 apitypes.Region
+		return code == 0 && json.Unmarshal([]byte(out), &r2) == nil && r2.Leader != "" && r2.Leader != r.Leader
+	})
+	if code, out := ctl("kv", "put", "tour", "ok", "--addr", other); code != 0 {
+		t.Fatalf("write after failover: %d %s", code, out)
+	}
+	if code, out := ctl("dev", "start", r.Leader, "--addr", other); code != 0 {
+		t.Fatalf("dev start: %d %s", code, out)
+	}
+
+	// Usage and failure exit codes.
+	if code, _ := ctl("frobnicate"); code != 2 {
+		t.Fatalf("unknown command exit %d, want 2", code)
+	}
+	if code, out := ctl("status", "--token", "opt_wrong"); code != 1 || !strings.Contains(out, "invalid API token") {
+		t.Fatalf("bad token: %d %s", code, out)
+	}
+
+	dataDir := strings.TrimSuffix(tokenFile, "/admin.token")
+	p.signal(syscall.SIGINT)
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("dev exited %d after Ctrl-C", code)
+	}
+	if !strings.Contains(p.out.String(), "outpost dev: stopped") {
+		t.Fatalf("no clean stop message:\n%s", p.out.String())
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Fatalf("temp data dir %s was not removed (err %v)", dataDir, err)
+	}
+}

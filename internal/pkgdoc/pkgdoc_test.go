@@ -1,0 +1,113 @@
+// Package pkgdoc holds repository-wide checks: every package has a doc
+// comment, and the import direction DESIGN.md sets holds.
+package pkgdoc
+
+import (
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	Name       string
+	Deps       []string
+	GoFiles    []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", "./...")
+	cmd.Dir = moduleRoot(t)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []pkg
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// TestEveryPackageDocumented fails on a package without a doc comment.
+func TestEveryPackageDocumented(t *testing.T) {
+	for _, p := range listPackages(t) {
+		documented := false
+		fset := token.NewFileSet()
+		for _, f := range p.GoFiles {
+			af, err := parser.ParseFile(fset, filepath.Join(p.Dir, f), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if af.Doc != nil && strings.TrimSpace(af.Doc.Text()) != "" {
+				documented = true
+			}
+		}
+		if !documented && len(p.GoFiles) > 0 {
+			t.Errorf("package %s has no doc comment (add one, in doc.go if it needs more than a line)", p.ImportPath)
+		}
+	}
+}
+
+// TestImportDirection enforces DESIGN.md: dependencies point inward, and
+// the CLI links no server code.
+func TestImportDirection(t *testing.T) {
+	const mod = "github.com/outpost-mesh/outpost/"
+	rules := []struct {
+		pkg       string
+		forbidden []string
+		allowed   []string // exceptions under a forbidden prefix
+		why       string
+	}{
+		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes"},
+			"the admin CLI talks to the HTTP API; it must not link server code"},
+		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
+		{"storage", []string{mod + "node", mod + "raft", mod + "cmd"}, nil, "storage is the innermost layer"},
+		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "pki stands alone"},
+		{"node/apitypes", []string{mod}, nil, "API types must be importable by any client"},
+	}
+	deps := map[string][]string{}
+	for _, p := range listPackages(t) {
+		deps[strings.TrimPrefix(p.ImportPath, mod)] = p.Deps
+	}
+	for _, r := range rules {
+		ds, ok := deps[r.pkg]
+		if !ok {
+			t.Errorf("rule names package %s, which does not exist", r.pkg)
+			continue
+		}
+	next:
+		for _, d := range ds {
+			for _, a := range r.allowed {
+				if d == a {
+					continue next
+				}
+			}
+			for _, f := range r.forbidden {
+				if d == strings.TrimSuffix(f, "/") || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") || d+"/" == f {
+					t.Errorf("%s imports %s: %s", r.pkg, d, r.why)
+				}
+			}
+		}
+	}
+}
