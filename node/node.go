@@ -126,7 +126,13 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev,
 			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s on the node that bootstrapped the region); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
 		}),
+		// Bounded so a slow client cannot hold a connection: the slowest
+		// handler (a write waiting for an election) takes about 10s.
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slogStd(n.logger),
 	}
 	var ctx context.Context

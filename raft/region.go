@@ -244,7 +244,7 @@ func (r *Region) startGossip() error {
 		nt.Shutdown()
 		return fmt.Errorf("gossip.bind %s: set gossip.advertise to an address peers can reach", r.cfg.GossipBind)
 	}
-	mc.BindAddr, mc.BindPort = host, advPort
+	mc.BindAddr, mc.BindPort = host, nt.GetAutoBindPort()
 	mc.AdvertiseAddr, mc.AdvertisePort = advHost, advPort
 	r.gossipAddr = net.JoinHostPort(advHost, strconv.Itoa(advPort))
 	r.ml, err = memberlist.Create(mc)

@@ -1,0 +1,156 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustCA(t *testing.T, region string) *CA {
+	t.Helper()
+	ca, err := NewCA(region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca
+}
+
+func mustNode(t *testing.T, ca *CA, region, id string) tls.Certificate {
+	t.Helper()
+	c, err := ca.IssueNode(region, id, []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// issueOther issues a certificate from ca with the given URI and usages,
+// as a future agent certificate (client-only, no node URI) would be.
+func issueOther(t *testing.T, ca *CA, uri string, usages []x509.ExtKeyUsage) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: "other"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages,
+	}
+	if uri != "" {
+		u, _ := url.Parse(uri)
+		tmpl.URIs = []*url.URL{u}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// handshake runs a real TLS handshake over a pipe between a server using
+// the region's NodeTLS and a client presenting clientCert.
+func handshake(t *testing.T, server *tls.Config, client *tls.Config) (serverErr, clientErr error) {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	done := make(chan error, 1)
+	go func() { done <- tls.Server(a, server).Handshake() }()
+	clientErr = tls.Client(b, client).Handshake()
+	a.Close()
+	return <-done, clientErr
+}
+
+func TestNodeTLSPeerChecks(t *testing.T) {
+	ca := mustCA(t, "eu")
+	server := NodeTLS(ca, mustNode(t, ca, "eu", "n1"), "eu")
+	nodeClient := NodeTLS(ca, mustNode(t, ca, "eu", "n2"), "eu")
+
+	if serr, cerr := handshake(t, server, nodeClient); serr != nil || cerr != nil {
+		t.Fatalf("two nodes of the region must connect: server %v, client %v", serr, cerr)
+	}
+
+	foreign := mustCA(t, "eu")
+	cases := []struct {
+		name   string
+		client *tls.Config
+		want   string
+	}{
+		{"node of another CA", NodeTLS(foreign, mustNode(t, foreign, "eu", "n9"), "eu"), "unknown authority"},
+		{"node of another region, same CA", NodeTLS(ca, mustNode(t, ca, "us", "n9"), "us"), "not a node of this region"},
+		// The next two clients skip verifying the server, so the refusal
+		// must come from the server's own check of the client.
+		{"client-only cert without node URI (an agent)", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
+			Certificates: []tls.Certificate{issueOther(t, ca, "outpost://eu/agent/a1", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth})}}, "incompatible key usage"},
+		{"agent cert with both usages but no node URI", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true,
+			Certificates: []tls.Certificate{issueOther(t, ca, "outpost://eu/agent/a1", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})}}, "not a node of this region"},
+		{"no client certificate", &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}, "didn't provide a certificate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			serr, cerr := handshake(t, server, tc.client)
+			if serr == nil {
+				t.Fatal("server accepted the peer")
+			}
+			// Whichever side verified first names the reason.
+			both := serr.Error() + " | " + fmtErr(cerr)
+			if !strings.Contains(both, tc.want) {
+				t.Fatalf("handshake errors %q lack %q", both, tc.want)
+			}
+		})
+	}
+
+	t.Run("client refuses a server that is not a region node", func(t *testing.T) {
+		rogue := &tls.Config{MinVersion: tls.VersionTLS13, ClientAuth: tls.RequireAnyClientCert,
+			Certificates: []tls.Certificate{issueOther(t, ca, "outpost://eu/agent/a1", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth})}}
+		_, cerr := handshake(t, rogue, nodeClient)
+		if !errors.Is(cerr, ErrNotRegionNode) && (cerr == nil || !strings.Contains(cerr.Error(), "not a node of this region")) {
+			t.Fatalf("client error = %v, want ErrNotRegionNode", cerr)
+		}
+	})
+}
+
+func TestCASaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	ca := mustCA(t, "eu")
+	if err := ca.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "ca.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("ca.key mode %v (err %v), want 0600", st.Mode().Perm(), err)
+	}
+	got, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Fingerprint() != ca.Fingerprint() {
+		t.Fatal("loaded CA differs")
+	}
+	other := t.TempDir()
+	if err := mustCA(t, "eu").Save(other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(other, "ca.key")); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("mismatched key accepted: %v", err)
+	}
+	if _, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "missing.key")); err == nil {
+		t.Fatal("missing key accepted")
+	}
+}
+
+func fmtErr(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
