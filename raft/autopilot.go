@@ -70,7 +70,7 @@ func (d *apDelegate) FetchServerStats(ctx context.Context, servers map[hraft.Ser
 }
 
 // KnownServers reports every server of the region with its gossip status.
-// A server that failed is reported alive until it has been gone for
+// A server that failed or left is reported alive until it has been gone for
 // DeadServerGrace, so a reboot does not cost it its seat; a server in the
 // Raft configuration that gossip has never seen gets the same grace,
 // counted from when this leader first missed it.
@@ -84,13 +84,13 @@ func (d *apDelegate) KnownServers() map[hraft.ServerID]*autopilot.Server {
 		if m.Meta.Region != r.cfg.Region || m.Meta.RaftAddr == "" {
 			continue
 		}
+		// A node that left gracefully (SIGTERM) gets the same grace as a
+		// failed one: a rolling restart must not cost a voter its seat.
 		st := autopilot.NodeAlive
-		switch m.Status {
-		case MemberLeft:
-			st = autopilot.NodeLeft
-		case MemberFailed:
-			if now.Sub(m.Since) >= grace {
-				st = autopilot.NodeFailed
+		if m.Status != MemberAlive && now.Sub(m.Since) >= grace {
+			st = autopilot.NodeFailed
+			if m.Status == MemberLeft {
+				st = autopilot.NodeLeft
 			}
 		}
 		if m.ID == r.cfg.NodeID {

@@ -47,9 +47,9 @@ type Tuning struct {
 	// ServerStabilization: how long a new non-voter must stay healthy before
 	// autopilot promotes it to voter. Default 10s.
 	ServerStabilization time.Duration `yaml:"server_stabilization"`
-	// DeadServerGrace: how long a server must be unreachable by gossip
-	// before autopilot removes it from the Raft configuration. A server
-	// that leaves gracefully is removed at once. Default 2m.
+	// DeadServerGrace: how long a server must be failed or departed in
+	// gossip before autopilot removes it from the Raft configuration, so a
+	// restart within it keeps the server's seat. Default 2m.
 	DeadServerGrace time.Duration `yaml:"dead_server_grace"`
 	// MinQuorum: autopilot never removes a dead server if that would leave
 	// fewer voters than this. Default 3 (0 when BootstrapExpect is 1).

@@ -1,6 +1,7 @@
 package raft_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -128,5 +129,34 @@ func TestSnapshotInstallOnNewNode(t *testing.T) {
 	}
 	if n := n4.logs.count(slog.LevelInfo, "state restored from snapshot"); n != 1 {
 		t.Fatalf("n4 restored from a snapshot %d times, want 1 (did it replay the log instead?)", n)
+	}
+}
+
+// A voter stopped gracefully (it leaves gossip and hands off leadership)
+// keeps its seat when it comes back within the dead-server grace.
+func TestGracefulRestartKeepsSeat(t *testing.T) {
+	tr := newRegionTuned(t, 4, func(tr *testRegion) { tr.tuning.DeadServerGrace = 15 * time.Second })
+	leader := tr.waitLeader(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := leader.r.Shutdown(ctx); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	leader.store.Close()
+	leader.r = nil
+	if n := leader.logs.count(slog.LevelInfo, "handed leadership to another node"); n != 1 {
+		t.Fatalf("the leader did not hand off leadership before stopping")
+	}
+	next := tr.waitLeader(10 * time.Second)
+	// Autopilot runs every second; give it several rounds to misbehave.
+	time.Sleep(5 * time.Second)
+	if s, ok := suffrage(t, tr, leader.id); !ok || s != hraft.Voter {
+		t.Fatalf("%s lost its voter seat within the grace period (present %v)", leader.id, ok)
+	}
+	last := put(t, next.r, "during-restart", "x").Index
+	back := tr.restart(leader.id)
+	waitFor(t, 10*time.Second, "restarted node to catch up", func() bool { return back.r.AppliedIndex() >= last })
+	if s, ok := suffrage(t, tr, leader.id); !ok || s != hraft.Voter {
+		t.Fatalf("%s is not a voter after its restart", leader.id)
 	}
 }
