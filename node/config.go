@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -114,6 +115,8 @@ func DefaultConfig() Config {
 	}
 }
 
+const maxConfigSize = 1 << 20
+
 var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Validate rejects bad values and conflicting settings, naming the field.
@@ -151,7 +154,52 @@ func (c Config) Validate() error {
 	if c.BootstrapExpect > 1 && c.Raft.MinQuorum > c.BootstrapExpect {
 		return fmt.Errorf("raft.min_quorum %d exceeds bootstrap_expect %d", c.Raft.MinQuorum, c.BootstrapExpect)
 	}
-	return c.Raft.Tuning.Validate()
+	if err := c.Raft.Tuning.Validate(); err != nil {
+		return err
+	}
+	for _, a := range []struct{ field, bind, adv string }{
+		{"raft", c.Raft.Bind, c.Raft.Advertise},
+		{"gossip", c.Gossip.Bind, c.Gossip.Advertise},
+	} {
+		if err := checkBindAdvertise(a.field, a.bind, a.adv); err != nil {
+			return err
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
+		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)
+	}
+	if h, _, _ := net.SplitHostPort(c.HTTP.Bind); c.HTTP.AdvertiseURL == "" && (h == "" || net.ParseIP(h).IsUnspecified()) {
+		return fmt.Errorf("http.bind %q listens on every address; set http.advertise_url to the URL peers and tools should use", c.HTTP.Bind)
+	}
+	for i, s := range c.Gossip.Seeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("gossip.seeds[%d] %q: %v", i, s, err)
+		}
+	}
+	return nil
+}
+
+// checkBindAdvertise checks a listen address and, when the listen host is
+// unspecified (0.0.0.0), that an advertise address is set.
+func checkBindAdvertise(field, bind, adv string) error {
+	h, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return fmt.Errorf("%s.bind %q: %v", field, bind, err)
+	}
+	if adv != "" {
+		ah, ap, err := net.SplitHostPort(adv)
+		if err != nil {
+			return fmt.Errorf("%s.advertise %q: %v", field, adv, err)
+		}
+		if ip := net.ParseIP(ah); ip == nil || ip.IsUnspecified() || ap == "0" {
+			return fmt.Errorf("%s.advertise %q: use an IP:port peers can reach", field, adv)
+		}
+		return nil
+	}
+	if ip := net.ParseIP(h); ip == nil || ip.IsUnspecified() {
+		return fmt.Errorf("%s.bind %q listens on every address; set %s.advertise to the IP:port peers should dial", field, bind, field)
+	}
+	return nil
 }
 
 // LoadConfig reads a YAML config over DefaultConfig. Unknown fields, a
@@ -172,9 +220,12 @@ func LoadConfig(path string) (Config, error) {
 
 // ParseConfig decodes YAML from r over DefaultConfig and validates it.
 func ParseConfig(r io.Reader) (Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
 	if err != nil {
 		return Config{}, err
+	}
+	if len(data) > maxConfigSize {
+		return Config{}, fmt.Errorf("config is larger than %d bytes", maxConfigSize)
 	}
 	c := DefaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))

@@ -9,7 +9,7 @@ import (
 )
 
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig(strings.NewReader("region: eu-west\nnode_id: n1\ndata_dir: /tmp/x\n"))
+	c, err := ParseConfig(strings.NewReader("region: eu-west\nnode_id: n1\ndata_dir: /tmp/x\nraft:\n  advertise: 10.0.0.1:7301\ngossip:\n  advertise: 10.0.0.1:7302\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,7 +19,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.AdminTokenFile != "/tmp/x/admin.token" {
 		t.Fatalf("admin_token_file default = %q", c.AdminTokenFile)
 	}
-	c, err = ParseConfig(strings.NewReader("region: eu\nnode_id: n1\nbootstrap_expect: 1\nraft:\n  heartbeat_timeout: 1s\n  election_timeout: 2s\n"))
+	c, err = ParseConfig(strings.NewReader("region: eu\nnode_id: n1\nbootstrap_expect: 1\nraft:\n  bind: 127.0.0.1:7301\n  heartbeat_timeout: 1s\n  election_timeout: 2s\ngossip:\n  bind: 127.0.0.1:7302\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,6 +45,12 @@ func TestParseConfigRejects(t *testing.T) {
 		{"bad log level", "region: eu\nnode_id: n1\nlog:\n  level: loud\n", "log.level"},
 		{"min quorum above size", "region: eu\nnode_id: n1\nraft:\n  min_quorum: 5\n", "raft.min_quorum"},
 		{"two documents", "region: eu\nnode_id: n1\n---\nregion: us\n", "one YAML document"},
+		{"wildcard bind without advertise", "region: eu\nnode_id: n1\n", "set raft.advertise"},
+		{"unspecified advertise", "region: eu\nnode_id: n1\nraft:\n  advertise: 0.0.0.0:7301\n", "raft.advertise"},
+		{"advertise without port", "region: eu\nnode_id: n1\nraft:\n  advertise: 10.0.0.1\n", "raft.advertise"},
+		{"bad seed", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\n  seeds: [nope]\n", "gossip.seeds[0]"},
+		{"wildcard http without advertise_url", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\nhttp:\n  bind: 0.0.0.0:7070\n", "http.advertise_url"},
+		{"too large", "region: eu\nnode_id: n1\n#" + strings.Repeat("x", maxConfigSize), "larger than"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -61,6 +63,9 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if cfg.AdminTokenFile == "" {
+		cfg.AdminTokenFile = filepath.Join(cfg.DataDir, "admin.token")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -106,7 +111,15 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		}
 		n.apiURL = scheme + "://" + n.httpLn.Addr().String()
 	}
-	cert, err := ca.IssueNode(cfg.Region, cfg.NodeID, certIPs(cfg), []string{cfg.NodeID})
+	var httpCert tls.Certificate
+	if cfg.HTTP.CertFile != "" {
+		// Load now: a bad key pair must stop the start, not leave a node
+		// without an API.
+		if httpCert, err = tls.LoadX509KeyPair(cfg.HTTP.CertFile, cfg.HTTP.KeyFile); err != nil {
+			return nil, fmt.Errorf("http.cert_file/http.key_file: %w", err)
+		}
+	}
+	ident, err := pki.NewIdentity(ca, cfg.Region, cfg.NodeID, certIPs(cfg), []string{cfg.NodeID}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +128,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		RaftBind: cfg.Raft.Bind, RaftAdvertise: cfg.Raft.Advertise,
 		GossipBind: cfg.Gossip.Bind, GossipAdvertise: cfg.Gossip.Advertise,
 		Seeds: cfg.Gossip.Seeds, GossipKey: key, BootstrapExpect: cfg.BootstrapExpect,
-		TLS: pki.NodeTLS(ca, cert, cfg.Region), Meta: raft.NodeMeta{APIURL: n.apiURL},
+		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
+		Meta:   raft.NodeMeta{APIURL: n.apiURL},
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
 	}, n.store)
 	if err != nil {
@@ -124,7 +138,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	n.http = &http.Server{
 		Handler: api.New(api.Config{
 			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev,
-			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s on the node that bootstrapped the region); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
+			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s by the region's first leader); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
 		}),
 		// Bounded so a slow client cannot hold a connection: the slowest
 		// handler (a write waiting for an election) takes about 10s.
@@ -137,12 +151,13 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		var err error
 		if cfg.HTTP.CertFile != "" {
-			err = n.http.ServeTLS(n.httpLn, cfg.HTTP.CertFile, cfg.HTTP.KeyFile)
+			n.http.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{httpCert}}
+			err = n.http.ServeTLS(n.httpLn, "", "")
 		} else {
 			err = n.http.Serve(n.httpLn)
 		}
@@ -154,8 +169,33 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		defer n.wg.Done()
 		n.bootstrapAdminToken(ctx)
 	}()
+	go func() {
+		defer n.wg.Done()
+		n.renewCertificate(ctx, ident)
+	}()
 	n.logger.Info("API listening", "url", n.apiURL)
 	return n, nil
+}
+
+// renewCertificate renews the node certificate in place when a third of
+// its lifetime is left, checking hourly; new handshakes use the new one.
+func (n *Node) renewCertificate(ctx context.Context, ident *pki.Identity) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			renewed, err := ident.RenewIfDue(now)
+			switch {
+			case err != nil:
+				n.logger.Error("renewing the node certificate failed; retrying in an hour", "err", err, "expires", ident.Certificate().Leaf.NotAfter)
+			case renewed:
+				n.logger.Info("renewed the node certificate", "expires", ident.Certificate().Leaf.NotAfter)
+			}
+		}
+	}
 }
 
 // certIPs are the IPs the node certificate is valid for.

@@ -52,7 +52,7 @@ func (d *apDelegate) FetchServerStats(ctx context.Context, servers map[hraft.Ser
 				cctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
 				var err error
-				if st, err = d.r.fetchStats(cctx, string(srv.Address)); err != nil {
+				if st, err = d.r.fetchStats(cctx, string(srv.Address), string(id)); err != nil {
 					return
 				}
 			}

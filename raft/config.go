@@ -2,6 +2,7 @@ package raft
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,8 +84,10 @@ func (t Tuning) Validate() error {
 		return fmt.Errorf("raft.election_timeout %v must be at least raft.heartbeat_timeout %v", t.ElectionTimeout, t.HeartbeatTimeout)
 	case t.LeaderLeaseTimeout <= 0 || t.LeaderLeaseTimeout > t.HeartbeatTimeout:
 		return fmt.Errorf("raft.leader_lease_timeout %v must be in (0, heartbeat_timeout %v]", t.LeaderLeaseTimeout, t.HeartbeatTimeout)
-	case t.CommitTimeout <= 0:
-		return fmt.Errorf("raft.commit_timeout %v must be positive", t.CommitTimeout)
+	case t.LeaderLeaseTimeout < 5*time.Millisecond:
+		return fmt.Errorf("raft.leader_lease_timeout %v is below 5ms", t.LeaderLeaseTimeout)
+	case t.CommitTimeout < time.Millisecond:
+		return fmt.Errorf("raft.commit_timeout %v is below 1ms", t.CommitTimeout)
 	case t.MaxAppendEntries < 1 || t.MaxAppendEntries > 1024:
 		return fmt.Errorf("raft.max_append_entries %d must be in 1..1024", t.MaxAppendEntries)
 	case t.SnapshotInterval < 5*time.Millisecond:
@@ -124,6 +127,12 @@ type Config struct {
 
 	// TLS is the node-to-node mutual-TLS configuration (node/pki.NodeTLS).
 	TLS *tls.Config
+	// PeerID returns the node id a peer's verified certificate names
+	// (node/pki.NodeID). Before adding or bootstrapping with a node, and
+	// when asking it for stats, the region checks the certificate at its
+	// Raft address names the id it claims in gossip, so one node cannot
+	// pose as another or move another's address.
+	PeerID func(leaf *x509.Certificate) (string, error)
 
 	// Meta is advertised to peers by gossip (the node's API URL, later the
 	// agent and federation endpoints).
@@ -152,6 +161,8 @@ func (c *Config) validate() error {
 		return errors.New("data dir is required")
 	case c.TLS == nil:
 		return errors.New("node TLS config is required")
+	case c.PeerID == nil:
+		return errors.New("peer identity check (PeerID) is required")
 	case c.BootstrapExpect < 1:
 		return fmt.Errorf("bootstrap_expect %d must be at least 1", c.BootstrapExpect)
 	}

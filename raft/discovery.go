@@ -21,6 +21,9 @@ type NodeMeta struct {
 	// InRegion is set once the node belongs to a Raft configuration, so a
 	// fresh node does not try to bootstrap beside an existing region.
 	InRegion bool `json:"in,omitempty"`
+	// Leaving is announced just before a graceful leave: memberlist's
+	// leave event does not say whether a node left or failed.
+	Leaving bool `json:"lv,omitempty"`
 }
 
 // MemberStatus is a node's gossip status.
@@ -83,7 +86,11 @@ func (m *members) update(n *memberlist.Node, status MemberStatus) {
 func (m *members) NotifyJoin(n *memberlist.Node)   { m.update(n, MemberAlive) }
 func (m *members) NotifyUpdate(n *memberlist.Node) { m.update(n, MemberAlive) }
 func (m *members) NotifyLeave(n *memberlist.Node) {
-	if n.State == memberlist.StateLeft {
+	m.mu.Lock()
+	cur, ok := m.byID[n.Name]
+	leaving := ok && cur.Meta.Leaving
+	m.mu.Unlock()
+	if leaving || n.State == memberlist.StateLeft {
 		m.update(n, MemberLeft)
 		return
 	}

@@ -3,6 +3,7 @@ package raft_test
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -37,10 +38,12 @@ type testRegion struct {
 	key    []byte
 	tuning raft.Tuning
 	walSeg int // raft-wal segment size; 0 for the default
-	expect int
-	mu     sync.Mutex
-	nodes  map[string]*testNode
-	seed   string
+	// certIDs issues a node's certificate for another id (impostor tests).
+	certIDs map[string]string
+	expect  int
+	mu      sync.Mutex
+	nodes   map[string]*testNode
+	seed    string
 }
 
 type testNode struct {
@@ -109,7 +112,11 @@ func (tr *testRegion) startWith(id string, ca *pki.CA, raftAddr, gossipAddr stri
 	if err != nil {
 		tr.t.Fatalf("open store: %v", err)
 	}
-	cert, err := ca.IssueNode(region, id, []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	certID := id
+	if tr.certIDs != nil && tr.certIDs[id] != "" {
+		certID = tr.certIDs[id]
+	}
+	cert, err := ca.IssueNode(region, certID, []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
 	if err != nil {
 		tr.t.Fatal(err)
 	}
@@ -125,6 +132,7 @@ func (tr *testRegion) startWith(id string, ca *pki.CA, raftAddr, gossipAddr stri
 		RaftBind: raftAddr, GossipBind: gossipAddr,
 		GossipKey: tr.key, BootstrapExpect: tr.expect,
 		TLS: pki.NodeTLS(ca, cert, region), Tuning: tr.tuning,
+		PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, region) },
 		Logger: slog.New(newTeeHandler(tr.t, logs)),
 	}
 	if tr.seed != "" {

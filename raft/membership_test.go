@@ -12,6 +12,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 
 	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/raft"
 )
 
 func suffrage(t *testing.T, tr *testRegion, id string) (hraft.ServerSuffrage, bool) {
@@ -148,6 +149,14 @@ func TestGracefulRestartKeepsSeat(t *testing.T) {
 		t.Fatalf("the leader did not hand off leadership before stopping")
 	}
 	next := tr.waitLeader(10 * time.Second)
+	waitFor(t, 10*time.Second, "gossip to report the node as left, not failed", func() bool {
+		for _, m := range next.r.Members() {
+			if m.ID == leader.id {
+				return m.Status == raft.MemberLeft
+			}
+		}
+		return false
+	})
 	// Autopilot runs every second; give it several rounds to misbehave.
 	time.Sleep(5 * time.Second)
 	if s, ok := suffrage(t, tr, leader.id); !ok || s != hraft.Voter {
@@ -158,5 +167,25 @@ func TestGracefulRestartKeepsSeat(t *testing.T) {
 	waitFor(t, 10*time.Second, "restarted node to catch up", func() bool { return back.r.AppliedIndex() >= last })
 	if s, ok := suffrage(t, tr, leader.id); !ok || s != hraft.Voter {
 		t.Fatalf("%s is not a voter after its restart", leader.id)
+	}
+}
+
+// A node holding a valid certificate of this region for node n2 but
+// gossiping as n4 is refused: the leader checks that the certificate at an
+// advertised Raft address names the node that advertised it.
+func TestImpostorNodeCannotJoin(t *testing.T) {
+	tr := newRegion(t, 3)
+	tr.certIDs = map[string]string{"n4": "n2"}
+	tr.start("n4", "", "")
+	leader := tr.waitLeader(time.Second)
+	waitFor(t, 10*time.Second, "the leader to refuse n4", func() bool {
+		return leader.logs.count(slog.LevelWarn, "failed the mutual-TLS check") > 0
+	})
+	time.Sleep(2 * time.Second)
+	if _, ok := suffrage(t, tr, "n4"); ok {
+		t.Fatal("a node with another node's certificate was added to the region")
+	}
+	if n := leader.logs.count(slog.LevelWarn, "certificate for \"n2\""); n != 1 {
+		t.Fatalf("refusal naming the certificate's node logged %d times, want 1", n)
 	}
 }

@@ -566,16 +566,17 @@ func (r *Region) tryBootstrap(lastWait int) int {
 	return len(alive)
 }
 
-// probe checks that a peer completes mutual TLS with this region's CA and
-// answers the stats RPC. A failure is logged once per peer and error.
+// probe checks that a peer completes mutual TLS with this region's CA,
+// presents a certificate for the node id it gossips, and answers the stats
+// RPC. A failure is logged once per peer and error.
 func (r *Region) probe(m Member) error {
 	ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
 	defer cancel()
-	_, err := r.fetchStats(ctx, m.Meta.RaftAddr)
+	_, err := r.fetchStats(ctx, m.Meta.RaftAddr, m.ID)
 	key := "probe|" + m.ID
 	if err != nil {
 		if r.refused.first(key + "|" + err.Error()) {
-			r.logger.Warn("not adding node: it failed the mutual-TLS check (does it use this region's CA?)", "node", m.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
+			r.logger.Warn("not adding node: it failed the mutual-TLS check (it needs a certificate from this region's CA for its own node id)", "node", m.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
 		}
 		return err
 	}
@@ -633,6 +634,7 @@ func (r *Region) Shutdown(ctx context.Context) error {
 		}
 	}
 	if r.ml != nil {
+		r.SetMeta(func(m *NodeMeta) { m.Leaving = true })
 		timeout := 2 * time.Second
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 			timeout = time.Until(dl)

@@ -3,6 +3,7 @@ package raft
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -119,20 +120,21 @@ func (r *Region) forwardApply(ctx context.Context, addr string, cmd []byte, time
 	writeFrame(bw, cmd)
 	bw.Write(binary.AppendUvarint(nil, uint64(timeout.Milliseconds())))
 	if err := bw.Flush(); err != nil {
-		return Result{}, fmt.Errorf("forward to leader %s: %w", addr, err)
+		// Part of the command may have reached the leader.
+		return Result{}, fmt.Errorf("%w: forwarding to leader %s: %v", ErrOutcomeUnknown, addr, err)
 	}
 	br := bufio.NewReader(conn)
 	status, err := br.ReadByte()
 	if err != nil {
-		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+		return Result{}, fmt.Errorf("%w: forwarded to leader %s, no answer: %v", ErrOutcomeUnknown, addr, err)
 	}
 	idx, err := binary.ReadUvarint(br)
 	if err != nil {
-		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+		return Result{}, fmt.Errorf("%w: forwarded to leader %s, no answer: %v", ErrOutcomeUnknown, addr, err)
 	}
 	val, err := readFrame(br)
 	if err != nil {
-		return Result{}, fmt.Errorf("forward to leader %s: outcome unknown: %w", addr, err)
+		return Result{}, fmt.Errorf("%w: forwarded to leader %s, no answer: %v", ErrOutcomeUnknown, addr, err)
 	}
 	switch status {
 	case applyOK:
@@ -141,20 +143,24 @@ func (r *Region) forwardApply(ctx context.Context, addr string, cmd []byte, time
 		return Result{Index: idx, Err: &RemoteError{Msg: string(val)}}, nil
 	case applyNotLeader:
 		return Result{}, errNotLeaderRetry
-	default:
-		return Result{}, fmt.Errorf("leader %s: %s", addr, val)
+	default: // applyFailed: the leader lost leadership mid-apply
+		return Result{}, fmt.Errorf("%w: leader %s: %s", ErrOutcomeUnknown, addr, val)
 	}
 }
 
 var errNotLeaderRetry = errors.New("not the leader")
 
-// fetchStats asks the node at addr for its Stats over mutual TLS.
-func (r *Region) fetchStats(ctx context.Context, addr string) (Stats, error) {
+// fetchStats asks the node at addr for its Stats over mutual TLS, first
+// checking that its certificate names node wantID.
+func (r *Region) fetchStats(ctx context.Context, addr, wantID string) (Stats, error) {
 	conn, err := r.stream.dialKind(ctx, addr, connStats)
 	if err != nil {
 		return Stats{}, err
 	}
 	defer conn.Close()
+	if err := r.checkPeer(conn, wantID); err != nil {
+		return Stats{}, err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
@@ -163,6 +169,29 @@ func (r *Region) fetchStats(ctx context.Context, addr string) (Stats, error) {
 		return Stats{}, fmt.Errorf("stats from %s: %w", addr, err)
 	}
 	return s, nil
+}
+
+// ErrWrongNode means the certificate at an address names another node
+// than the one gossip advertised there.
+var ErrWrongNode = errors.New("peer certificate names another node")
+
+func (r *Region) checkPeer(conn net.Conn, wantID string) error {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
+		return errors.New("peer connection is not TLS")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	got, err := r.cfg.PeerID(certs[0])
+	if err != nil {
+		return err
+	}
+	if got != wantID {
+		return fmt.Errorf("%w: %s presents a certificate for %q, gossip says %q", ErrWrongNode, conn.RemoteAddr(), got, wantID)
+	}
+	return nil
 }
 
 func writeFrame(w *bufio.Writer, b []byte) {

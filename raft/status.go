@@ -75,7 +75,7 @@ func (r *Region) Status(ctx context.Context) Status {
 				cctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
 				var err error
-				if s, err = r.fetchStats(cctx, ns.Address); err != nil {
+				if s, err = r.fetchStats(cctx, ns.Address, ns.ID); err != nil {
 					ns.RaftState, ns.LastContactMs, ns.Error = "unreachable", -1, err.Error()
 					return
 				}

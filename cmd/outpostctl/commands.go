@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
 )
@@ -65,7 +66,15 @@ func members(ctx context.Context, c *client, g *globals, w io.Writer) error {
 	return tw.Flush()
 }
 
-func kvGet(ctx context.Context, c *client, key string, consistent bool, w io.Writer) error {
+// kvValue is `outpostctl kv get --json`: the value as text when it is
+// valid UTF-8, else base64.
+type kvValue struct {
+	Key         string `json:"key"`
+	Value       string `json:"value,omitempty"`
+	ValueBase64 []byte `json:"value_base64,omitempty"`
+}
+
+func kvGet(ctx context.Context, c *client, g *globals, key string, consistent bool, w io.Writer) error {
 	path := "/api/v1/kv/" + escapeKey(key)
 	if consistent {
 		path += "?consistent=true"
@@ -73,6 +82,15 @@ func kvGet(ctx context.Context, c *client, key string, consistent bool, w io.Wri
 	var raw []byte
 	if err := c.do(ctx, "GET", path, nil, &raw); err != nil {
 		return err
+	}
+	if g.json {
+		v := kvValue{Key: key}
+		if utf8.Valid(raw) {
+			v.Value = string(raw)
+		} else {
+			v.ValueBase64 = raw
+		}
+		return printJSON(w, v)
 	}
 	_, err := w.Write(raw)
 	return err

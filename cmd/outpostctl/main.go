@@ -91,6 +91,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs, g := newFlags(cmd, stderr)
 	fs.Bool("consistent", false, "linearizable read (kv get/list)")
 	pos, err := parseInterspersed(fs, rest)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // usage already printed
+	}
 	if err != nil {
 		return err
 	}
@@ -105,7 +108,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(pos) != 1 {
 			return usageErr(stderr, "kv get KEY")
 		}
-		return kvGet(ctx, c, pos[0], consistent, stdout)
+		return kvGet(ctx, c, g, pos[0], consistent, stdout)
 	case "kv put":
 		if len(pos) != 2 {
 			return usageErr(stderr, "kv put KEY VALUE")
@@ -146,6 +149,9 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
 			return nil, errUsage
 		}
 		args = fs.Args()

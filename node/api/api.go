@@ -270,19 +270,32 @@ func (s *server) kvGet(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(val)
 }
 
+// maxListKeys caps one GET /api/v1/kv answer; X-Outpost-Truncated says
+// when more keys match (narrow the prefix to see them).
+const maxListKeys = 1000
+
 func (s *server) kvList(w http.ResponseWriter, r *http.Request) {
 	if !s.readConsistency(w, r) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix")
 	out := []apitypes.KVEntry{}
+	truncated := false
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		tx.ForEach(storage.BucketKV, []byte(prefix), func(k, v []byte) bool {
+			if len(out) == maxListKeys {
+				truncated = true
+				return false
+			}
 			out = append(out, apitypes.KVEntry{Key: string(k), Size: len(v)})
-			return len(out) < 1000
+			return true
 		})
 		return nil
 	})
+	if truncated {
+		// The list is cut short: say so, and where to continue.
+		w.Header().Set("X-Outpost-Truncated", "true")
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 

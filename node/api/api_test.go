@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -173,4 +174,30 @@ func TestAPIStatusCodes(t *testing.T) {
 			t.Fatalf("401 body lacks the hint: %s", body)
 		}
 	})
+}
+
+func TestKVListTruncation(t *testing.T) {
+	srv, fr := newTestAPI(t)
+	if err := fr.store.Update(func(tx *storage.Tx) error {
+		for i := 0; i < maxListKeys+5; i++ {
+			if err := tx.Put(storage.BucketKV, []byte(fmt.Sprintf("k%05d", i)), []byte("v")); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := call(t, srv, "GET", "/api/v1/kv", token, "")
+	var es []apitypes.KVEntry
+	if err := json.Unmarshal([]byte(body), &es); err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != maxListKeys || resp.Header.Get("X-Outpost-Truncated") != "true" {
+		t.Fatalf("%d entries, truncated header %q", len(es), resp.Header.Get("X-Outpost-Truncated"))
+	}
+	resp, body = call(t, srv, "GET", "/api/v1/kv?prefix=k0000", token, "")
+	if err := json.Unmarshal([]byte(body), &es); err != nil || len(es) != 10 || resp.Header.Get("X-Outpost-Truncated") != "" {
+		t.Fatalf("prefix list: %d entries, header %q, err %v", len(es), resp.Header.Get("X-Outpost-Truncated"), err)
+	}
 }

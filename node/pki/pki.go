@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -121,12 +123,16 @@ func NodeURI(region, nodeID string) *url.URL {
 }
 
 // NodeCertLifetime is the validity of an issued node certificate; a node
-// issues itself a fresh one at every start.
+// issues itself one at start and renews it when a third is left.
 const NodeCertLifetime = 90 * 24 * time.Hour
 
 // IssueNode issues a server+client certificate for a node, valid for the
-// given IPs and DNS names.
+// given IPs and DNS names, for NodeCertLifetime.
 func (ca *CA) IssueNode(region, nodeID string, ips []net.IP, dns []string) (tls.Certificate, error) {
+	return ca.issueNode(region, nodeID, ips, dns, NodeCertLifetime)
+}
+
+func (ca *CA) issueNode(region, nodeID string, ips []net.IP, dns []string, lifetime time.Duration) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -136,7 +142,7 @@ func (ca *CA) IssueNode(region, nodeID string, ips []net.IP, dns []string) (tls.
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: nodeID, Organization: []string{"outpost"}, OrganizationalUnit: []string{"node"}},
 		NotBefore:    now.Add(-time.Minute),
-		NotAfter:     now.Add(NodeCertLifetime),
+		NotAfter:     now.Add(lifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		URIs:         []*url.URL{NodeURI(region, nodeID)},
@@ -149,6 +155,62 @@ func (ca *CA) IssueNode(region, nodeID string, ips []net.IP, dns []string) (tls.
 	}
 	leaf, _ := x509.ParseCertificate(der)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Identity is a node's certificate, renewed in place: the TLS config it
+// returns picks up a renewed certificate for every new handshake.
+type Identity struct {
+	ca       *CA
+	region   string
+	id       string
+	ips      []net.IP
+	dns      []string
+	lifetime time.Duration
+	cur      atomic.Pointer[tls.Certificate]
+}
+
+// NewIdentity issues the node's first certificate. lifetime 0 means
+// NodeCertLifetime.
+func NewIdentity(ca *CA, region, nodeID string, ips []net.IP, dns []string, lifetime time.Duration) (*Identity, error) {
+	if lifetime <= 0 {
+		lifetime = NodeCertLifetime
+	}
+	id := &Identity{ca: ca, region: region, id: nodeID, ips: ips, dns: dns, lifetime: lifetime}
+	if err := id.renew(); err != nil {
+		return nil, err
+	}
+	return id, nil
+}
+
+func (id *Identity) renew() error {
+	c, err := id.ca.issueNode(id.region, id.id, id.ips, id.dns, id.lifetime)
+	if err != nil {
+		return err
+	}
+	id.cur.Store(&c)
+	return nil
+}
+
+// Certificate returns the current certificate.
+func (id *Identity) Certificate() *tls.Certificate { return id.cur.Load() }
+
+// RenewIfDue issues a fresh certificate once less than a third of the
+// current one's lifetime remains, and reports whether it did.
+func (id *Identity) RenewIfDue(now time.Time) (bool, error) {
+	leaf := id.cur.Load().Leaf
+	if leaf.NotAfter.Sub(now) > id.lifetime/3 {
+		return false, nil
+	}
+	return true, id.renew()
+}
+
+// TLS returns the node-to-node TLS config serving the current certificate.
+func (id *Identity) TLS() *tls.Config {
+	c := NodeTLS(id.ca, *id.cur.Load(), id.region)
+	c.Certificates = nil
+	c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.cur.Load(), nil }
+	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return id.cur.Load(), nil }
+	return c
 }
 
 // ErrNotRegionNode is returned when a peer's certificate chains to the CA
@@ -196,12 +258,22 @@ func VerifyNodePeer(chain []*x509.Certificate, pool *x509.CertPool, region strin
 }
 
 func checkNodeURI(leaf *x509.Certificate, region string) error {
+	_, err := NodeID(leaf, region)
+	return err
+}
+
+// NodeID returns the node id a node certificate of region names in its
+// URI SAN. Callers use it to check that a peer is the node it claims to be.
+func NodeID(leaf *x509.Certificate, region string) (string, error) {
 	for _, u := range leaf.URIs {
-		if u.Scheme == "outpost" && u.Host == region && len(u.Path) > len("/node/") && u.Path[:len("/node/")] == "/node/" {
-			return nil
+		if u.Scheme != "outpost" || u.Host != region {
+			continue
+		}
+		if id, ok := strings.CutPrefix(u.Path, "/node/"); ok && id != "" && !strings.Contains(id, "/") {
+			return id, nil
 		}
 	}
-	return fmt.Errorf("%w (region %q, subject %q)", ErrNotRegionNode, region, leaf.Subject.CommonName)
+	return "", fmt.Errorf("%w (region %q, subject %q)", ErrNotRegionNode, region, leaf.Subject.CommonName)
 }
 
 func serial() *big.Int {

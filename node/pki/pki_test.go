@@ -154,3 +154,40 @@ func fmtErr(err error) string {
 	}
 	return err.Error()
 }
+
+func TestIdentityRenewal(t *testing.T) {
+	ca := mustCA(t, "eu")
+	id, err := NewIdentity(ca, "eu", "n1", []net.IP{net.IPv4(127, 0, 0, 1)}, nil, 3*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := id.Certificate().Leaf
+	if renewed, err := id.RenewIfDue(time.Now()); err != nil || renewed {
+		t.Fatalf("renewed a fresh certificate (renewed %v, err %v)", renewed, err)
+	}
+	// Two hours in, less than a third of three hours is left.
+	renewed, err := id.RenewIfDue(time.Now().Add(2*time.Hour + time.Minute))
+	if err != nil || !renewed {
+		t.Fatalf("did not renew a certificate with under a third left (renewed %v, err %v)", renewed, err)
+	}
+	second := id.Certificate().Leaf
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || second.NotAfter.Before(first.NotAfter) {
+		t.Fatal("renewal did not issue a new certificate")
+	}
+	// The TLS config serves the renewed certificate to new handshakes.
+	peer := NodeTLS(ca, mustNode(t, ca, "eu", "n2"), "eu")
+	var served *x509.Certificate
+	peer.VerifyConnection = func(cs tls.ConnectionState) error {
+		served = cs.PeerCertificates[0]
+		return nil
+	}
+	if serr, cerr := handshake(t, id.TLS(), peer); serr != nil || cerr != nil {
+		t.Fatalf("handshake with the renewed identity: %v / %v", serr, cerr)
+	}
+	if served == nil || served.SerialNumber.Cmp(second.SerialNumber) != 0 {
+		t.Fatal("the TLS config did not serve the renewed certificate")
+	}
+	if got, err := NodeID(second, "eu"); err != nil || got != "n1" {
+		t.Fatalf("NodeID = %q, %v", got, err)
+	}
+}
