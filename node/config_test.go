@@ -118,3 +118,14 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// The shipped example config must stay a valid config.
+func TestExampleConfigParses(t *testing.T) {
+	c, err := LoadConfig("../deploy/node.example.yaml")
+	if err != nil {
+		t.Fatalf("deploy/node.example.yaml: %v", err)
+	}
+	if c.BootstrapExpect != 3 || len(c.Gossip.Seeds) == 0 || c.Raft.Advertise == "" {
+		t.Fatalf("example is not a 3-node region member: %+v", c)
+	}
+}

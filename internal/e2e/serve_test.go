@@ -241,6 +241,11 @@ func TestServeRefusesBadStarts(t *testing.T) {
 	t.Run("missing gossip key", func(t *testing.T) {
 		expectFail(t, variant("nokey", func(s string) string { return strings.Replace(s, "gossip.key", "missing.key", 1) }), "gossip.key_file")
 	})
+	t.Run("unreadable API certificate", func(t *testing.T) {
+		expectFail(t, variant("badcert", func(s string) string {
+			return strings.Replace(s, "http:\n", "http:\n  cert_file: /nonexistent/api.crt\n  key_file: /nonexistent/api.key\n", 1)
+		}), "http.cert_file")
+	})
 	t.Run("port in use", func(t *testing.T) {
 		l, err := net.Listen("tcp", strings.TrimPrefix(nd.api, "http://"))
 		if err != nil {
