@@ -1,0 +1,70 @@
+package raft_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/outpost-mesh/outpost/raft"
+)
+
+// A forwarded-write frame that claims a huge length is refused without
+// allocating it, and the node keeps serving.
+func TestOversizedFrameRefused(t *testing.T) {
+	tr := newRegion(t, 3)
+	leader := tr.waitLeader(time.Second)
+	var follower *testNode
+	for _, n := range tr.live() {
+		if n != leader {
+			follower = n
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := raft.DialKind(follower.r, ctx, leader.raftAddr, raft.ConnApply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write(binary.AppendUvarint(nil, 1<<40)) // a 1 TiB frame
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if n, err := io.ReadAll(conn); err != nil || len(n) != 0 {
+		t.Fatalf("leader answered an oversized frame: %d bytes, err %v", len(n), err)
+	}
+	put(t, follower.r, "after", "fine") // forwarded through the same port
+}
+
+// A node with the wrong gossip key never becomes a member, and the
+// decryption failures it causes are not logged in a loop.
+func TestWrongGossipKeyCannotJoin(t *testing.T) {
+	tr := newRegion(t, 3)
+	good := tr.key
+	tr.key = make([]byte, 32)
+	rand.Read(tr.key)
+	stranger := tr.start("stranger", "", "")
+	tr.key = good
+	leader := tr.waitLeader(time.Second)
+	time.Sleep(5 * time.Second)
+	for _, m := range leader.r.Members() {
+		if m.ID == "stranger" {
+			t.Fatal("a node with another gossip key became a gossip member")
+		}
+	}
+	if _, ok := suffrage(t, tr, "stranger"); ok {
+		t.Fatal("a node with another gossip key joined Raft")
+	}
+	warned := 0
+	for _, n := range tr.live() {
+		warned += n.logs.count(slog.LevelWarn, "memberlist") + n.logs.count(slog.LevelError, "memberlist")
+	}
+	// Each node may report the problem once per distinct message; the
+	// stranger retries its seed every 500ms, so a loop would be ~10 per node.
+	if warned > 3*len(tr.live()) {
+		t.Fatalf("%d gossip warnings in 5s: the failure is logged in a loop", warned)
+	}
+	_ = stranger
+}
