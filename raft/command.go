@@ -17,6 +17,9 @@ const (
 	CmdKV CommandType = 1
 	// CmdNoop is an empty entry, used to measure and to force a barrier.
 	CmdNoop CommandType = 2
+	// CmdAudited wraps another command with its audit metadata, so the
+	// change and its audit record commit in one entry (Audited).
+	CmdAudited CommandType = 3
 	// FirstCustomCommand is the lowest type a caller may register.
 	FirstCustomCommand CommandType = 64
 )
@@ -106,4 +109,36 @@ func DecodeKV(data []byte) (KVCommand, error) {
 		c.Value = nil
 	}
 	return c, c.Validate()
+}
+
+// MaxAuditMetaLen caps the audit metadata of an audited command.
+const MaxAuditMetaLen = 64 << 10
+
+// Audited wraps an encoded command with audit metadata: type, uvarint
+// metadata length, metadata, inner command.
+func Audited(meta, inner []byte) ([]byte, error) {
+	if len(meta) == 0 || len(meta) > MaxAuditMetaLen {
+		return nil, fmt.Errorf("%w: audit metadata must be 1..%d bytes", ErrBadCommand, MaxAuditMetaLen)
+	}
+	if len(inner) == 0 || CommandType(inner[0]) == CmdAudited {
+		return nil, fmt.Errorf("%w: an audited command wraps one plain command", ErrBadCommand)
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen32+len(meta)+len(inner))
+	b = append(b, byte(CmdAudited))
+	b = binary.AppendUvarint(b, uint64(len(meta)))
+	b = append(b, meta...)
+	return append(b, inner...), nil
+}
+
+// DecodeAudited splits the payload of a CmdAudited entry.
+func DecodeAudited(data []byte) (meta, inner []byte, err error) {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || n == 0 || n > MaxAuditMetaLen || n > uint64(len(data)-k) {
+		return nil, nil, fmt.Errorf("%w: bad audit metadata length", ErrBadCommand)
+	}
+	meta, inner = data[k:k+int(n)], data[k+int(n):]
+	if len(inner) == 0 || CommandType(inner[0]) == CmdAudited {
+		return nil, nil, fmt.Errorf("%w: an audited command wraps one plain command", ErrBadCommand)
+	}
+	return meta, inner, nil
 }

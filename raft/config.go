@@ -143,6 +143,10 @@ type Config struct {
 	// Handlers apply custom command types (FirstCustomCommand and above).
 	Handlers map[CommandType]HandlerFunc
 
+	// Auditor records the audit entry of a CmdAudited command in the same
+	// transaction as the change. Nil refuses audited commands.
+	Auditor Auditor
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 

@@ -18,6 +18,13 @@ import (
 // as applied and the error is reported to the writer.
 type HandlerFunc func(tx *storage.Tx, index uint64, payload []byte) ([]byte, error)
 
+// Auditor appends the audit record of an applied audited command inside
+// the same transaction. It is first called with a nil tx to validate meta,
+// before the change is made; then with the transaction, after it. before
+// and after are the KV value before and after the change (nil when absent
+// or when the inner command is not KV). An error fails the entry.
+type Auditor func(tx *storage.Tx, index uint64, meta, before, after []byte) error
+
 // Result is what Apply returns for one entry.
 type Result struct {
 	Index uint64
@@ -32,6 +39,7 @@ type Result struct {
 // with ApplyBatch.
 type fsm struct {
 	store    *storage.Store
+	auditor  Auditor
 	handlers map[CommandType]HandlerFunc
 	logger   *slog.Logger
 	applied  atomic.Uint64
@@ -43,8 +51,9 @@ var (
 	_ hraft.FSMSnapshot = (*fsmSnapshot)(nil)
 )
 
-func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, logger *slog.Logger) *fsm {
-	f := &fsm{store: store, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdNoop: applyNoop}, logger: logger}
+func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor Auditor, logger *slog.Logger) *fsm {
+	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdNoop: applyNoop}, logger: logger}
+	f.handlers[CmdAudited] = f.applyAudited
 	for t, h := range handlers {
 		f.handlers[t] = h
 	}
@@ -104,6 +113,50 @@ func (f *fsm) applyOne(tx *storage.Tx, l *hraft.Log) Result {
 }
 
 func applyNoop(*storage.Tx, uint64, []byte) ([]byte, error) { return nil, nil }
+
+// applyAudited applies the wrapped command and its audit record in the
+// batch's transaction: the change is made only after its record validated,
+// so no committed change lacks its record.
+func (f *fsm) applyAudited(tx *storage.Tx, index uint64, payload []byte) ([]byte, error) {
+	if f.auditor == nil {
+		return nil, fmt.Errorf("%w: audited command on a node without an audit log", ErrBadCommand)
+	}
+	meta, inner, err := DecodeAudited(payload)
+	if err != nil {
+		return nil, err
+	}
+	h, ok := f.handlers[CommandType(inner[0])]
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, inner[0])
+	}
+	var before, after []byte
+	var kv KVCommand
+	isKV := CommandType(inner[0]) == CmdKV
+	if isKV {
+		if kv, err = DecodeKV(inner[1:]); err != nil {
+			return nil, err
+		}
+		before = append([]byte(nil), tx.Get(kv.Bucket, kv.Key)...)
+	}
+	// Validate the audit record before changing anything, so a bad record
+	// cannot leave an unaudited change behind.
+	if err := f.auditor(nil, index, meta, nil, nil); err != nil {
+		return nil, err
+	}
+	v, err := h(tx, index, inner[1:])
+	if err != nil {
+		return nil, err
+	}
+	if isKV {
+		after = append([]byte(nil), tx.Get(kv.Bucket, kv.Key)...)
+	}
+	if err := f.auditor(tx, index, meta, before, after); err != nil {
+		// Validated above, so only a storage failure lands here; the
+		// batch's commit would fail the same way.
+		return nil, err
+	}
+	return v, nil
+}
 
 // applyKV applies a KVCommand. PutIfAbsent returns "1" when it set the key
 // and "0" when the key already had a value.

@@ -112,7 +112,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 
-	r.fsm = newFSM(store, cfg.Handlers, r.logger)
+	r.fsm = newFSM(store, cfg.Handlers, cfg.Auditor, r.logger)
 	r.metrics = newMetrics(cfg.Registerer, r)
 	r.fsm.onApply = r.metrics.observeBatch
 

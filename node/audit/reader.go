@@ -1,0 +1,83 @@
+package audit
+
+import (
+	"crypto/ecdsa"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Viewer is the read side of the state store.
+type Viewer interface {
+	View(fn func(*storage.Tx) error) error
+}
+
+// Log reads the audit log and signs checkpoints of it. It cannot write:
+// records are only appended by the FSM through Append.
+type Log struct {
+	store  Viewer
+	origin string
+	skey   string
+	vkey   string
+}
+
+// NewLog opens the read side of region's audit log.
+func NewLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) {
+	skey, vkey, err := DeriveKey(region, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("derive audit key: %w", err)
+	}
+	return &Log{store: store, origin: Origin(region), skey: skey, vkey: vkey}, nil
+}
+
+// VerifierKey is the region's public audit key, in signed-note form.
+func (l *Log) VerifierKey() string { return l.vkey }
+
+// Entry is one record as stored, with its stored leaf hash.
+type Entry struct {
+	Seq      int64     `json:"seq"`
+	Data     []byte    `json:"data"` // the exact bytes hashed into the tree
+	LeafHash tlog.Hash `json:"leaf_hash"`
+}
+
+// Entries returns up to limit records from seq from, never past size n
+// (pass the size of the checkpoint being verified).
+func (l *Log) Entries(from, n int64, limit int) ([]Entry, error) {
+	var out []Entry
+	err := l.store.View(func(tx *storage.Tx) error {
+		if sz := size(tx); n > sz {
+			n = sz
+		}
+		r := txHashReader{tx}
+		for i := from; i < n && len(out) < limit; i++ {
+			data := tx.Get(bucketRecords, be(i))
+			hs, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
+			if err != nil {
+				return err
+			}
+			out = append(out, Entry{Seq: i, Data: append([]byte(nil), data...), LeafHash: hs[0]})
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Checkpoint signs the current tree head.
+func (l *Log) Checkpoint() ([]byte, error) {
+	var t tlog.Tree
+	err := l.store.View(func(tx *storage.Tx) error {
+		t.N = size(tx)
+		var err error
+		t.Hash, err = tlog.TreeHash(t.N, txHashReader{tx})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit tree: %w", err)
+	}
+	return SignCheckpoint(l.skey, l.origin, t)
+}
+
+// Origin is the log's checkpoint origin line.
+func (l *Log) Origin() string { return l.origin }
