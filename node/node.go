@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/outpost-mesh/outpost/node/api"
+	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/node/auditlog"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -123,6 +125,10 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	alog, err := auditlog.NewLog(n.store, cfg.Region, ca.Key)
+	if err != nil {
+		return nil, err
+	}
 	n.region, err = raft.Open(raft.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,
 		RaftBind: cfg.Raft.Bind, RaftAdvertise: cfg.Raft.Advertise,
@@ -131,13 +137,14 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
 		Meta:   raft.NodeMeta{APIURL: n.apiURL},
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
+		Auditor: auditlog.Append,
 	}, n.store)
 	if err != nil {
 		return nil, err
 	}
 	n.http = &http.Server{
 		Handler: api.New(api.Config{
-			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev,
+			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s by the region's first leader); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
 		}),
 		// Bounded so a slow client cannot hold a connection: the slowest
@@ -288,7 +295,15 @@ func (n *Node) createAdminToken(ctx context.Context) error {
 	if err := writePrivate(tmp, []byte(token+"\n")); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
-	cmd, err := raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: api.AdminTokenKey, Value: []byte(hex.EncodeToString(sum[:]))}.Encode()
+	inner, err := raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: api.AdminTokenKey, Value: []byte(hex.EncodeToString(sum[:]))}.Encode()
+	if err != nil {
+		return err
+	}
+	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now(), Node: n.cfg.NodeID, Actor: "system", Action: "admin_token.create", Entity: "system/admin_token", Redact: true})
+	if err != nil {
+		return err
+	}
+	cmd, err := raft.Audited(meta, inner)
 	if err != nil {
 		return err
 	}

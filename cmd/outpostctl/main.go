@@ -23,6 +23,12 @@ commands:
   kv put KEY VALUE       write a region key (VALUE "-" reads stdin)
   kv delete KEY          delete a region key
   kv list [PREFIX]       list region keys
+  audit verify           recompute the audit log's Merkle tree and check the
+                         signed checkpoint (--since FILE: prove it only grew
+                         since an older checkpoint; --save FILE keeps this one;
+                         --key VKEY pins the region's audit key)
+  audit export --out DIR write records, inclusion proofs and the checkpoint
+  audit verify-export DIR --key VKEY   check an export offline
   dev stop NODE          (outpost dev only) kill a node
   dev start NODE         (outpost dev only) start a stopped node
 
@@ -81,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	sub := ""
 	rest := args[1:]
-	if cmd == "kv" || cmd == "dev" {
+	if cmd == "kv" || cmd == "dev" || cmd == "audit" {
 		if len(rest) == 0 {
 			fmt.Fprintf(stderr, "outpostctl %s: missing subcommand\n%s", cmd, usage)
 			return errUsage
@@ -90,6 +96,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fs, g := newFlags(cmd, stderr)
 	fs.Bool("consistent", false, "linearizable read (kv get/list)")
+	var ao auditOpts
+	fs.StringVar(&ao.since, "since", "", "older signed checkpoint file (audit verify)")
+	fs.StringVar(&ao.key, "key", "", "the region's audit verifier key (audit commands)")
+	fs.StringVar(&ao.save, "save", "", "write the verified checkpoint to this file (audit verify)")
+	fs.StringVar(&ao.out, "out", "", "export directory (audit export)")
+	fs.StringVar(&ao.region, "region", "", "expected region name (audit commands)")
 	pos, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage already printed
@@ -128,6 +140,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			prefix = pos[0]
 		}
 		return kvList(ctx, c, g, prefix, consistent, stdout)
+	case "audit verify":
+		return auditVerify(ctx, c, g, ao, stdout)
+	case "audit export":
+		return auditExport(ctx, c, g, ao, stdout)
+	case "audit verify-export":
+		if len(pos) != 1 {
+			return usageErr(stderr, "audit verify-export DIR --key VKEY")
+		}
+		return auditVerifyExport(pos[0], g, ao, stdout)
 	case "dev stop", "dev start":
 		if len(pos) != 1 {
 			return usageErr(stderr, "dev "+sub+" NODE")

@@ -79,12 +79,13 @@ func TestImportDirection(t *testing.T) {
 		allowed   []string // exceptions under a forbidden prefix
 		why       string
 	}{
-		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes"},
+		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes", mod + "node/audit"},
 			"the admin CLI talks to the HTTP API; it must not link server code"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
 		{"storage", []string{mod + "node", mod + "raft", mod + "cmd"}, nil, "storage is the innermost layer"},
 		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "pki stands alone"},
 		{"node/apitypes", []string{mod}, nil, "API types must be importable by any client"},
+		{"node/audit", []string{mod}, nil, "audit verification must be importable by any client"},
 	}
 	deps := map[string][]string{}
 	for _, p := range listPackages(t) {

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -44,6 +45,13 @@ type Store interface {
 	View(fn func(*storage.Tx) error) error
 }
 
+// AuditLog is the read side of the region's audit log.
+type AuditLog interface {
+	Entries(from, n int64, limit int) ([]audit.Entry, error)
+	Checkpoint() ([]byte, error)
+	VerifierKey() string
+}
+
 // DevControl stops and starts nodes of an `outpost dev` region. Nil
 // outside dev mode, and then its routes do not exist.
 type DevControl interface {
@@ -58,6 +66,7 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
 	Dev      DevControl
+	Audit    AuditLog
 	// TokenHint tells a caller without credentials where the token is.
 	TokenHint string
 }
@@ -98,6 +107,9 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvGet},
 		{"PUT", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvPut},
 		{"DELETE", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvDelete},
+		{"GET", "/api/v1/audit", RegionAdmin, (*server).auditEntries},
+		{"GET", "/api/v1/audit/checkpoint", RegionAdmin, (*server).auditCheckpoint},
+		{"GET", "/api/v1/audit/key", RegionAdmin, (*server).auditKey},
 	}
 	if dev {
 		rs = append(rs,
@@ -320,8 +332,21 @@ func (s *server) kvDelete(w http.ResponseWriter, r *http.Request) {
 	s.applyKV(w, r, raft.KVCommand{Op: raft.KVDelete, Bucket: storage.BucketKV, Key: []byte(key)})
 }
 
+// actor names the caller in audit records. One region-admin token exists
+// until accounts and API tokens do.
+const actor = "region-admin"
+
 func (s *server) applyKV(w http.ResponseWriter, r *http.Request, c raft.KVCommand) {
-	b, err := c.Encode()
+	inner, err := c.Encode()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	action := "kv.put"
+	if c.Op == raft.KVDelete {
+		action = "kv.delete"
+	}
+	b, err := s.audited(action, "kv/"+string(c.Key), inner)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
@@ -348,16 +373,80 @@ func (s *server) applyKV(w http.ResponseWriter, r *http.Request, c raft.KVComman
 	writeJSON(w, http.StatusOK, apitypes.WriteResult{Index: res.Index})
 }
 
+// audited wraps an encoded command with its audit record.
+func (s *server) audited(action, entity string, inner []byte) ([]byte, error) {
+	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now(), Node: s.cfg.Region.NodeID(), Actor: actor, Action: action, Entity: entity})
+	if err != nil {
+		return nil, err
+	}
+	return raft.Audited(meta, inner)
+}
+
+const maxAuditPage = 1000
+
+func (s *server) auditEntries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err1 := strconv.ParseInt(cmpOr(q.Get("from"), "0"), 10, 64)
+	size, err2 := strconv.ParseInt(cmpOr(q.Get("size"), strconv.FormatInt(1<<62, 10)), 10, 64)
+	limit, err3 := strconv.Atoi(cmpOr(q.Get("limit"), strconv.Itoa(maxAuditPage)))
+	if err1 != nil || err2 != nil || err3 != nil || from < 0 || size < 0 || limit < 1 {
+		writeError(w, http.StatusBadRequest, "from, size and limit must be non-negative integers (limit at least 1)", "GET /api/v1/audit?from=0&size=N&limit=1000")
+		return
+	}
+	es, err := s.cfg.Audit.Entries(from, size, min(limit, maxAuditPage))
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
+		return
+	}
+	if es == nil {
+		es = []audit.Entry{}
+	}
+	writeJSON(w, http.StatusOK, audit.Page{Entries: es, Size: size})
+}
+
+func (s *server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.cfg.Audit.Checkpoint()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "signing a checkpoint: "+err.Error(), "")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write(cp)
+}
+
+func (s *server) auditKey(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, s.cfg.Audit.VerifierKey()+"\n")
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
 func (s *server) devStop(w http.ResponseWriter, r *http.Request) {
-	s.devAction(w, r, s.cfg.Dev.StopNode, "stopped")
+	s.devAction(w, r, s.cfg.Dev.StopNode, "dev.node_stop", "stopped")
 }
 
 func (s *server) devStart(w http.ResponseWriter, r *http.Request) {
-	s.devAction(w, r, s.cfg.Dev.StartNode, "started")
+	s.devAction(w, r, s.cfg.Dev.StartNode, "dev.node_start", "started")
 }
 
-func (s *server) devAction(w http.ResponseWriter, r *http.Request, fn func(string) error, done string) {
+func (s *server) devAction(w http.ResponseWriter, r *http.Request, fn func(string) error, action, done string) {
 	id := r.PathValue("id")
+	// Record the drill before acting: the node stopped may be this one.
+	rec, err := s.audited(action, "node/"+id, []byte{byte(raft.CmdNoop)})
+	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		_, err = s.cfg.Region.Apply(ctx, rec)
+		cancel()
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "recording the action in the audit log failed: "+err.Error(), "retry once the region has a leader")
+		return
+	}
 	if err := fn(id); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "`outpostctl status` lists the nodes")
 		return

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/auditlog"
+	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -63,6 +65,13 @@ func (f *fakeRegion) Apply(_ context.Context, cmd []byte) (raft.Result, error) {
 	if f.noLeader {
 		return raft.Result{}, raft.ErrNoLeader
 	}
+	if raft.CommandType(cmd[0]) == raft.CmdAudited {
+		_, inner, err := raft.DecodeAudited(cmd[1:])
+		if err != nil {
+			return raft.Result{}, err
+		}
+		cmd = inner
+	}
 	c, err := raft.DecodeKV(cmd[1:])
 	if err != nil {
 		return raft.Result{}, err
@@ -93,7 +102,15 @@ func newTestAPI(t *testing.T) (*httptest.Server, *fakeRegion) {
 		t.Fatal(err)
 	}
 	fr := &fakeRegion{store: st}
-	srv := httptest.NewServer(New(Config{Region: fr, Store: st, Gatherer: prometheus.NewRegistry(), TokenHint: "see admin.token"}))
+	ca, err := pki.NewCA("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alog, err := auditlog.NewLog(st, "test", ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Config{Region: fr, Store: st, Gatherer: prometheus.NewRegistry(), TokenHint: "see admin.token", Audit: alog}))
 	t.Cleanup(srv.Close)
 	return srv, fr
 }
@@ -142,6 +159,11 @@ func TestAPIStatusCodes(t *testing.T) {
 		{"unknown route", "GET", "/api/v1/nope", token, "", 404, "no route"},
 		{"wrong method", "POST", "/api/v1/region", token, "", 405, ""},
 		{"dev route absent outside dev mode", "POST", "/api/v1/dev/nodes/n1/stop", token, "", 404, ""},
+		{"audit needs a token", "GET", "/api/v1/audit", "", "", 401, "missing API token"},
+		{"audit checkpoint", "GET", "/api/v1/audit/checkpoint", token, "", 200, ""},
+		{"audit key", "GET", "/api/v1/audit/key", token, "", 200, ""},
+		{"audit bad paging", "GET", "/api/v1/audit?from=-1", token, "", 400, "non-negative"},
+		{"no audit mutation route", "DELETE", "/api/v1/audit", token, "", 405, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

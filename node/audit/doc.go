@@ -1,16 +1,11 @@
-// Package audit is the region's append-only, tamper-evident audit log.
+// Package audit defines the region's tamper-evident audit log format and
+// verifies it: records, the RFC 6962 Merkle tree over them
+// (golang.org/x/mod/sumdb/tlog), checkpoints in the C2SP tlog-checkpoint
+// form signed as notes (golang.org/x/mod/sumdb/note) with the region's
+// Ed25519 audit key (derived from the region CA key with HKDF, so it never
+// enters the database), inclusion and consistency proofs, and offline
+// verification of exports.
 //
-// Every audited state change commits in the same Raft entry as its record
-// (raft.CmdAudited). The FSM appends the record to the "audit" bucket and
-// the RFC 6962 Merkle tree hashes for it (golang.org/x/mod/sumdb/tlog) to
-// "audit_hashes". Any node can sign a checkpoint of the tree (the C2SP
-// tlog-checkpoint text in the signed-note format, golang.org/x/mod/sumdb/note)
-// with the region's Ed25519 audit key, which is derived from the region CA
-// key with HKDF and so never enters the database.
-//
-// There is no API to change or delete a record. Verify recomputes the tree
-// from the records and names the first one that does not match; given an
-// older checkpoint it proves the log only grew.
-//
-// Imported by node and node/api; imports storage only.
+// It imports no Outpost package, so outpostctl can verify a log without
+// linking server code. node/auditlog stores the log in the state file.
 package audit

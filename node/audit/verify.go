@@ -8,6 +8,20 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// Entry is one record as a node stores it, with its stored leaf hash.
+type Entry struct {
+	Seq      int64     `json:"seq"`
+	Data     []byte    `json:"data"` // the exact bytes hashed into the tree
+	LeafHash tlog.Hash `json:"leaf_hash"`
+}
+
+// Page is one page of GET /api/v1/audit: entries from a sequence number,
+// and the tree size they were read against.
+type Page struct {
+	Entries []Entry `json:"entries"`
+	Size    int64   `json:"size"`
+}
+
 // ErrTampered means the log does not match its checkpoint or records.
 var ErrTampered = errors.New("audit log tampered")
 

@@ -1,4 +1,4 @@
-package audit
+package auditlog
 
 import "golang.org/x/mod/sumdb/tlog"
 

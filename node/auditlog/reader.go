@@ -1,4 +1,4 @@
-package audit
+package auditlog
 
 import (
 	"crypto/ecdsa"
@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -25,27 +26,20 @@ type Log struct {
 
 // NewLog opens the read side of region's audit log.
 func NewLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) {
-	skey, vkey, err := DeriveKey(region, caKey)
+	skey, vkey, err := audit.DeriveKey(region, caKey)
 	if err != nil {
 		return nil, fmt.Errorf("derive audit key: %w", err)
 	}
-	return &Log{store: store, origin: Origin(region), skey: skey, vkey: vkey}, nil
+	return &Log{store: store, origin: audit.Origin(region), skey: skey, vkey: vkey}, nil
 }
 
 // VerifierKey is the region's public audit key, in signed-note form.
 func (l *Log) VerifierKey() string { return l.vkey }
 
-// Entry is one record as stored, with its stored leaf hash.
-type Entry struct {
-	Seq      int64     `json:"seq"`
-	Data     []byte    `json:"data"` // the exact bytes hashed into the tree
-	LeafHash tlog.Hash `json:"leaf_hash"`
-}
-
 // Entries returns up to limit records from seq from, never past size n
 // (pass the size of the checkpoint being verified).
-func (l *Log) Entries(from, n int64, limit int) ([]Entry, error) {
-	var out []Entry
+func (l *Log) Entries(from, n int64, limit int) ([]audit.Entry, error) {
+	var out []audit.Entry
 	err := l.store.View(func(tx *storage.Tx) error {
 		if sz := size(tx); n > sz {
 			n = sz
@@ -57,7 +51,7 @@ func (l *Log) Entries(from, n int64, limit int) ([]Entry, error) {
 			if err != nil {
 				return err
 			}
-			out = append(out, Entry{Seq: i, Data: append([]byte(nil), data...), LeafHash: hs[0]})
+			out = append(out, audit.Entry{Seq: i, Data: append([]byte(nil), data...), LeafHash: hs[0]})
 		}
 		return nil
 	})
@@ -76,7 +70,7 @@ func (l *Log) Checkpoint() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit tree: %w", err)
 	}
-	return SignCheckpoint(l.skey, l.origin, t)
+	return audit.SignCheckpoint(l.skey, l.origin, t)
 }
 
 // Origin is the log's checkpoint origin line.

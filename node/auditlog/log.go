@@ -1,0 +1,78 @@
+package auditlog
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+var (
+	bucketRecords = []byte("audit")
+	bucketHashes  = []byte("audit_hashes")
+	keySize       = []byte("audit_size")
+)
+
+// Append is the raft.Auditor: with a nil tx it validates meta; with a
+// transaction it appends the record and its tree hashes. Deterministic:
+// every node stores identical bytes.
+func Append(tx *storage.Tx, index uint64, meta, before, after []byte) error {
+	m, err := audit.DecodeMeta(meta)
+	if err != nil || tx == nil {
+		return err
+	}
+	n := size(tx)
+	rec := audit.Record{Seq: n, Index: index, Time: m.Time.UTC(), Node: m.Node, Actor: m.Actor, Tenant: m.Tenant,
+		Action: m.Action, Entity: m.Entity, Before: audit.NewValue(before, m.Redact), After: audit.NewValue(after, m.Redact), Detail: m.Detail}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	hashes, err := tlog.StoredHashes(n, data, txHashReader{tx})
+	if err != nil {
+		return fmt.Errorf("audit: tree hashes: %w", err)
+	}
+	base := tlog.StoredHashCount(n)
+	for i, h := range hashes {
+		if err := tx.Put(bucketHashes, be(base+int64(i)), h[:]); err != nil {
+			return err
+		}
+	}
+	if err := tx.Put(bucketRecords, be(n), data); err != nil {
+		return err
+	}
+	return tx.Put(bucketHashes, keySize, be(n+1))
+}
+
+func size(tx *storage.Tx) int64 {
+	v := tx.Get(bucketHashes, keySize)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+// txHashReader reads stored tree hashes from a transaction.
+type txHashReader struct{ tx *storage.Tx }
+
+func (r txHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, idx := range indexes {
+		v := r.tx.Get(bucketHashes, be(idx))
+		if len(v) != tlog.HashSize {
+			return nil, fmt.Errorf("audit: stored hash %d missing", idx)
+		}
+		copy(out[i][:], v)
+	}
+	return out, nil
+}
+
+func be(n int64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, uint64(n))
+	return b
+}
