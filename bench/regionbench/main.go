@@ -1,0 +1,337 @@
+// Command regionbench measures the region write path (issue 3): commits/s
+// and p50/p99 commit latency of a 3-node Outpost region on loopback with
+// fsync on, at 1, 16 and 64 concurrent closed-loop writers, then runs a
+// 3-member etcd cluster (the etcd binary, Debian's etcd-server) through the
+// same workload in the same run and prints the throughput ratio. It also
+// kills the leader of each a few times and reports how long until a new
+// leader exists and until a write through a survivor is acknowledged.
+//
+// Reproduce the tables in BENCHMARKS.md (about 65 seconds) with:
+//
+//	go run ./bench/regionbench
+//
+// which is what `make bench` runs. Useful flags: -writers 1,16,64,
+// -duration 5s, -failover-rounds 5, -etcd PATH, -no-etcd, -keep (keeps the
+// data dir with every node's log).
+//
+// Every Outpost node runs in its own process (this binary, started with
+// -outpost-node), as every etcd member does, and is killed with SIGKILL in
+// the failover rounds, as the etcd leader is. Outpost writes go through
+// raft.Region.Apply inside the leader's process; etcd writes go through the
+// official Go client (clientv3, gRPC) to the leader's client URL. Either is
+// acknowledged only once a quorum has the entry on disk. If no etcd binary
+// is found the Outpost half still runs and the table says etcd was not
+// measured.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outpost-mesh/outpost/bench/internal/hostload"
+	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/raft"
+)
+
+type config struct {
+	writers         []int
+	warmup          time.Duration
+	duration        time.Duration
+	failoverRounds  int
+	failoverAttempt time.Duration
+	etcd            etcdOptions
+	etcdClients     int
+	outpostGOGC     string
+	noEtcd          bool
+	dir             string
+	keep            bool
+}
+
+func main() {
+	var cfg config
+	var writers string
+	flag.StringVar(&writers, "writers", "1,16,64", "comma-separated concurrent writer counts, one table row each")
+	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unrecorded warm-up before each level")
+	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time per level")
+	flag.IntVar(&cfg.failoverRounds, "failover-rounds", 5, "leader kills per system (0 skips failover)")
+	flag.DurationVar(&cfg.failoverAttempt, "failover-attempt", 100*time.Millisecond, "per-attempt timeout of the client retrying a write after a kill (same for both systems)")
+	flag.StringVar(&cfg.etcd.Bin, "etcd", "", "etcd binary (default: etcd on PATH, then /usr/bin/etcd)")
+	flag.DurationVar(&cfg.etcd.Heartbeat, "etcd-heartbeat", 100*time.Millisecond, "etcd --heartbeat-interval (etcd's default)")
+	flag.DurationVar(&cfg.etcd.Election, "etcd-election", time.Second, "etcd --election-timeout (etcd's default)")
+	flag.BoolVar(&cfg.etcd.PeerTLS, "etcd-peer-tls", true, "mutual TLS between etcd members, as between Outpost nodes")
+	flag.IntVar(&cfg.etcdClients, "etcd-clients", 1, "etcd client connections the writers share (1 was etcd's best here; more connections lowered its throughput)")
+	flag.BoolVar(&cfg.noEtcd, "no-etcd", false, "measure Outpost only")
+	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: Go's, as the daemon runs today)")
+	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
+	node := flag.String("outpost-node", "", "internal: run one Outpost node from this config file (the benchmark starts these itself)")
+	flag.Parse()
+	if *node != "" {
+		if err := runNode(*node); err != nil {
+			fmt.Fprintf(os.Stderr, "outpost node: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var err error
+	if cfg.writers, err = parseInts(writers); err != nil {
+		fmt.Fprintf(os.Stderr, "regionbench: -writers: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "regionbench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// systemResult is everything measured for one system.
+type systemResult struct {
+	levels   []writeload.Result
+	busy     []float64     // per level: share of a CPU other processes used meanwhile (-1: unknown)
+	rpc      time.Duration // etcd only: p50 of a client round trip that writes nothing
+	failover failoverSummary
+	skipped  string // why the system was not measured
+}
+
+// guard retries a level that another process disturbed: a shared CI or
+// dev machine running a compile in parallel would otherwise be recorded
+// as the region's speed.
+var guard = hostload.Guard{Limit: 0.10, Attempts: 3, QuietWait: 30 * time.Second}
+
+// measured is one level's result or the error that stopped it.
+type measured struct {
+	res writeload.Result
+	err error
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	dir := cfg.dir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	} else {
+		d, err := os.MkdirTemp("", "regionbench-")
+		if err != nil {
+			return err
+		}
+		dir = d
+		if !cfg.keep {
+			defer os.RemoveAll(dir)
+		}
+	}
+	fsyncP50, err := measureFsync(dir)
+	if err != nil {
+		return err
+	}
+	etcdVer, etcdSkip := "", ""
+	if cfg.noEtcd {
+		etcdSkip = "-no-etcd was given"
+	} else {
+		cfg.etcd.Bin, etcdVer, err = findEtcd(cfg.etcd.Bin)
+		if err != nil {
+			fmt.Fprintf(out, "etcd NOT MEASURED: %v\n", err)
+			fmt.Fprintln(out, "  install it with `apt-get install etcd-server` or pass -etcd PATH; printing Outpost's numbers only.")
+			cfg.noEtcd, etcdSkip = true, "no etcd binary: "+err.Error()
+		}
+	}
+	tuning := raft.DefaultTuning()
+	printHeader(out, cfg, tuning, etcdVer, fsyncP50)
+
+	fmt.Fprintln(out, "running outpost …")
+	op, err := benchOutpost(ctx, cfg, filepath.Join(dir, "outpost"))
+	if err != nil {
+		return fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
+	}
+	et := systemResult{skipped: etcdSkip}
+	if !cfg.noEtcd {
+		fmt.Fprintln(out, "running etcd …")
+		et, err = benchEtcd(ctx, cfg, filepath.Join(dir, "etcd"))
+		if err != nil {
+			return fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
+		}
+	}
+	fmt.Fprintln(out)
+	printTable(out, cfg, op, et)
+	return nil
+}
+
+func findEtcd(bin string) (path, version string, err error) {
+	if bin == "" {
+		if p, err := exec.LookPath("etcd"); err == nil {
+			bin = p
+		} else {
+			bin = "/usr/bin/etcd"
+		}
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", "", fmt.Errorf("no etcd binary at %s", bin)
+	}
+	v, err := etcdVersion(bin)
+	return bin, v, err
+}
+
+func benchOutpost(ctx context.Context, cfg config, dir string) (systemResult, error) {
+	var res systemResult
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, err
+	}
+	o, err := startOutpost(ctx, dir, 3, cfg.outpostGOGC)
+	if err != nil {
+		return res, err
+	}
+	defer o.Close()
+	for _, n := range cfg.writers {
+		attempt := 0
+		m, busy := hostload.Run(guard, func() measured {
+			attempt++
+			ld, err := o.settle(ctx, 30*time.Second)
+			if err != nil {
+				return measured{err: err}
+			}
+			r, err := o.load(ctx, ld, loadRequest{Run: fmt.Sprintf("w%d-%d", n, attempt), Writers: n, Warmup: cfg.warmup, Measure: cfg.duration})
+			return measured{r, err}
+		})
+		if m.err != nil {
+			return res, m.err
+		}
+		res.levels, res.busy = append(res.levels, m.res), append(res.busy, busy)
+	}
+	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
+		return outpostFailover(ctx, o, i, cfg.failoverAttempt)
+	})
+	res.failover = summarizeFailover(rounds)
+	return res, err
+}
+
+func benchEtcd(ctx context.Context, cfg config, dir string) (systemResult, error) {
+	var res systemResult
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return res, err
+	}
+	c, err := startEtcd(ctx, dir, 3, cfg.etcd)
+	if err != nil {
+		return res, err
+	}
+	defer c.Close()
+	value := string(writeload.Value())
+	for _, n := range cfg.writers {
+		attempt := 0
+		m, busy := hostload.Run(guard, func() measured {
+			attempt++
+			ld, err := c.settle(ctx, 30*time.Second)
+			if err != nil {
+				return measured{err: err}
+			}
+			clis, err := etcdClients(max(1, cfg.etcdClients), ld)
+			if err != nil {
+				return measured{err: err}
+			}
+			defer func() {
+				for _, cli := range clis {
+					cli.Close()
+				}
+			}()
+			run := fmt.Sprintf("w%d-%d", n, attempt)
+			return measured{res: writeload.Run(ctx, writeload.Options{Writers: n, Warmup: cfg.warmup, Measure: cfg.duration},
+				func(ctx context.Context, w, seq int) error {
+					_, err := clis[w%len(clis)].Put(ctx, string(writeload.Key(run, w, seq)), value)
+					return err
+				})}
+		})
+		if m.err != nil {
+			return res, m.err
+		}
+		res.levels, res.busy = append(res.levels, m.res), append(res.busy, busy)
+	}
+	if res.rpc, err = etcdRoundTrip(ctx, c); err != nil {
+		return res, err
+	}
+	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
+		return etcdFailover(ctx, c, i, cfg.failoverAttempt)
+	})
+	res.failover = summarizeFailover(rounds)
+	return res, err
+}
+
+func failovers(ctx context.Context, n int, round func(i int) (failoverRound, error)) ([]failoverRound, error) {
+	var out []failoverRound
+	for i := range n {
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+		r, err := round(i)
+		if err != nil {
+			return out, fmt.Errorf("failover round %d: %w", i+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// measureFsync times fsync after a 150-byte write (about one log entry)
+// into an already allocated file in dir, the way raft-wal and etcd's WAL
+// write into preallocated segments.
+func measureFsync(dir string) (time.Duration, error) {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(make([]byte, 1<<20)); err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 150)
+	var ds []time.Duration
+	for i := range 500 {
+		if _, err := f.WriteAt(buf, int64(i*len(buf))); err != nil {
+			return 0, err
+		}
+		t := time.Now()
+		if err := f.Sync(); err != nil {
+			return 0, err
+		}
+		ds = append(ds, time.Since(t))
+	}
+	return writeload.Percentile(ds, 0.5), nil
+}
+
+func moduleVersion(path string) string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == path {
+				return d.Version
+			}
+		}
+	}
+	return "(unknown version)"
+}
