@@ -43,9 +43,8 @@ type etcdMember struct {
 	dataDir   string
 	clientURL string
 	peerURL   string
-	cmd       *exec.Cmd
+	cmd       *exec.Cmd // nil while killed
 	exited    chan struct{}
-	log       *os.File
 }
 
 // etcdVersion returns the first line of `etcd --version`.
@@ -136,7 +135,7 @@ func (c *etcdCluster) start(m *etcdMember) error {
 		log.Close()
 		return fmt.Errorf("start etcd member %s: %w", m.name, err)
 	}
-	m.cmd, m.log, m.exited = cmd, log, make(chan struct{})
+	m.cmd, m.exited = cmd, make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		log.Close()
@@ -288,9 +287,9 @@ func (c *etcdCluster) live() []*etcdMember {
 	return out
 }
 
-// freePorts reserves n distinct free loopback TCP ports. They are released
-// before etcd binds them; on a quiet test machine nothing takes them in
-// between.
+// freePorts finds n distinct free loopback TCP ports. They are released
+// before the nodes or members bind them; on a quiet machine nothing takes
+// them in between.
 func freePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {

@@ -14,8 +14,8 @@
 // -duration 5s, -failover-rounds 5, -etcd PATH, -no-etcd, -keep (keeps the
 // data dir with every node's log).
 //
-// Every Outpost node runs in its own process (this binary, started with
-// -outpost-node), as every etcd member does, and is killed with SIGKILL in
+// Every Outpost node runs in its own process (this binary, started again
+// with OUTPOST_BENCH_NODE naming the node's config), as every etcd member does, and is killed with SIGKILL in
 // the failover rounds, as the etcd leader is. Outpost writes go through
 // raft.Region.Apply inside the leader's process; etcd writes go through the
 // official Go client (clientv3, gRPC) to the leader's client URL. Either is
@@ -56,10 +56,15 @@ type config struct {
 	noEtcd          bool
 	dir             string
 	keep            bool
+	guard           hostload.Guard
 }
 
 func main() {
-	var cfg config
+	if path := os.Getenv(nodeEnv); path != "" {
+		nodeMain(path)
+		return
+	}
+	cfg := config{guard: defaultGuard}
 	var writers string
 	flag.StringVar(&writers, "writers", "1,16,64", "comma-separated concurrent writer counts, one table row each")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unrecorded warm-up before each level")
@@ -75,15 +80,7 @@ func main() {
 	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: Go's, as the daemon runs today)")
 	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
-	node := flag.String("outpost-node", "", "internal: run one Outpost node from this config file (the benchmark starts these itself)")
 	flag.Parse()
-	if *node != "" {
-		if err := runNode(*node); err != nil {
-			fmt.Fprintf(os.Stderr, "outpost node: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
 	var err error
 	if cfg.writers, err = parseInts(writers); err != nil {
 		fmt.Fprintf(os.Stderr, "regionbench: -writers: %v\n", err)
@@ -118,10 +115,10 @@ type systemResult struct {
 	skipped  string // why the system was not measured
 }
 
-// guard retries a level that another process disturbed: a shared CI or
-// dev machine running a compile in parallel would otherwise be recorded
+// defaultGuard retries a level that another process disturbed: a shared CI
+// or dev machine running a compile in parallel would otherwise be recorded
 // as the region's speed.
-var guard = hostload.Guard{Limit: 0.10, Attempts: 3, QuietWait: 30 * time.Second}
+var defaultGuard = hostload.Guard{Limit: 0.10, Attempts: 3, QuietWait: 30 * time.Second}
 
 // measured is one level's result or the error that stopped it.
 type measured struct {
@@ -208,7 +205,7 @@ func benchOutpost(ctx context.Context, cfg config, dir string) (systemResult, er
 	defer o.Close()
 	for _, n := range cfg.writers {
 		attempt := 0
-		m, busy := hostload.Run(guard, func() measured {
+		m, busy := hostload.Run(cfg.guard, func() measured {
 			attempt++
 			ld, err := o.settle(ctx, 30*time.Second)
 			if err != nil {
@@ -242,7 +239,7 @@ func benchEtcd(ctx context.Context, cfg config, dir string) (systemResult, error
 	value := string(writeload.Value())
 	for _, n := range cfg.writers {
 		attempt := 0
-		m, busy := hostload.Run(guard, func() measured {
+		m, busy := hostload.Run(cfg.guard, func() measured {
 			attempt++
 			ld, err := c.settle(ctx, 30*time.Second)
 			if err != nil {

@@ -21,7 +21,7 @@ import (
 )
 
 // outpostRegion is a region of Outpost nodes on loopback, each its own
-// process (this binary run with -outpost-node), as production runs them:
+// process (this binary, run with nodeEnv set), as production runs them:
 // mutual TLS between nodes, raft-wal and a bbolt state file per node, all
 // fsynced, gossip discovery and bootstrap_expect, default tuning.
 type outpostRegion struct {
@@ -107,11 +107,12 @@ func (o *outpostRegion) start(ctx context.Context, nd *outpostNode) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "-outpost-node", nd.cfgPath)
+	cmd := exec.Command(exe)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = childProcAttr()
+	cmd.Env = append(os.Environ(), nodeEnv+"="+nd.cfgPath)
 	if o.gogc != "" {
-		cmd.Env = append(os.Environ(), "GOGC="+o.gogc)
+		cmd.Env = append(cmd.Env, "GOGC="+o.gogc)
 	}
 	if err := cmd.Start(); err != nil {
 		log.Close()

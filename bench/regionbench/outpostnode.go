@@ -24,8 +24,21 @@ import (
 
 const regionName = "bench"
 
-// nodeConfig is what the benchmark hands a node process (as JSON in a file
-// named by -outpost-node). Every node runs in its own process, as every
+// nodeEnv names the environment variable that turns this binary (or its
+// test binary) into one Outpost node: its value is the node's config file.
+const nodeEnv = "OUTPOST_BENCH_NODE"
+
+// nodeMain runs a node process and exits when it ends.
+func nodeMain(path string) {
+	if err := runNode(path); err != nil {
+		fmt.Fprintf(os.Stderr, "outpost node: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// nodeConfig is what the benchmark hands a node process (as JSON in the
+// file nodeEnv names). Every node runs in its own process, as every
 // etcd member does, so neither system shares a Go runtime across nodes.
 type nodeConfig struct {
 	ID          string   `json:"id"`

@@ -13,7 +13,7 @@ import (
 
 func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsyncP50 time.Duration) {
 	fmt.Fprintln(out, "Region write path: 3 nodes on loopback, fsync on, closed-loop writers, distinct keys, 100-byte values")
-	fmt.Fprintf(out, "  host:    %d CPUs, GOMAXPROCS %d, %s %s/%s; fsync after a 150-byte append here: p50 %s\n",
+	fmt.Fprintf(out, "  host:    %d CPUs, GOMAXPROCS %d, %s %s/%s; fsync after a 150-byte write here: p50 %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, fmtDur(fsyncP50))
 	fmt.Fprintf(out, "  levels:  %v writers; %s warm-up, then %s measured each\n", cfg.writers, cfg.warmup, cfg.duration)
 	gogc := "Go's default GOGC"
@@ -32,7 +32,7 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 			etcdVer, cfg.etcd.Bin, tls, moduleVersion("go.etcd.io/etcd/client/v3"), cfg.etcd.Heartbeat, cfg.etcd.Election)
 	}
 	fmt.Fprintf(out, "  guard:   a row is measured again (up to %d times) if other processes use over %.0f%% of a CPU meanwhile\n",
-		guard.Attempts, 100*guard.Limit)
+		max(1, cfg.guard.Attempts), 100*cfg.guard.Limit)
 	if cfg.failoverRounds > 0 {
 		fmt.Fprintf(out, "  failover: leader killed abruptly %d times per system; client retries a write through the survivors (%s per attempt)\n",
 			cfg.failoverRounds, cfg.failoverAttempt)
@@ -64,9 +64,9 @@ func printTable(out io.Writer, cfg config, op, et systemResult) {
 			name string
 			r    systemResult
 		}{{"outpost", op}, {"etcd", et}} {
-			if i < len(s.r.busy) && s.r.busy[i] > guard.Limit {
+			if i < len(s.r.busy) && s.r.busy[i] > cfg.guard.Limit {
 				fmt.Fprintf(out, "\nWARNING: other processes used %.0f%% of a CPU during the %s row at %d writers (best of %d attempts); rerun on a quiet machine.\n",
-					100*s.r.busy[i], s.name, n, guard.Attempts)
+					100*s.r.busy[i], s.name, n, max(1, cfg.guard.Attempts))
 			}
 		}
 	}
