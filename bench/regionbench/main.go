@@ -154,7 +154,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		if err != nil {
 			fmt.Fprintf(out, "etcd NOT MEASURED: %v\n", err)
 			fmt.Fprintln(out, "  install it with `apt-get install etcd-server` or pass -etcd PATH; printing Outpost's numbers only.")
-			cfg.noEtcd, etcdSkip = true, "no etcd binary: "+err.Error()
+			cfg.noEtcd, etcdSkip = true, err.Error()
 		}
 	}
 	tuning := raft.DefaultTuning()
