@@ -100,7 +100,8 @@ func DecodeKV(data []byte) (KVCommand, error) {
 	}
 	c.Bucket, data = data[:bl], data[bl:]
 	kl, n := binary.Uvarint(data)
-	if n <= 0 || kl > uint64(len(data)-n) {
+	if n <= 0 || kl > uint64(len(data)-n) || n != uvarintLen(kl) {
+		// n != uvarintLen rejects overlong encodings: one command, one form.
 		return c, fmt.Errorf("%w: bad key length", ErrBadCommand)
 	}
 	data = data[n:]
@@ -133,7 +134,7 @@ func Audited(meta, inner []byte) ([]byte, error) {
 // DecodeAudited splits the payload of a CmdAudited entry.
 func DecodeAudited(data []byte) (meta, inner []byte, err error) {
 	n, k := binary.Uvarint(data)
-	if k <= 0 || n == 0 || n > MaxAuditMetaLen || n > uint64(len(data)-k) {
+	if k <= 0 || k != uvarintLen(n) || n == 0 || n > MaxAuditMetaLen || n > uint64(len(data)-k) {
 		return nil, nil, fmt.Errorf("%w: bad audit metadata length", ErrBadCommand)
 	}
 	meta, inner = data[k:k+int(n)], data[k+int(n):]
@@ -142,3 +143,6 @@ func DecodeAudited(data []byte) (meta, inner []byte, err error) {
 	}
 	return meta, inner, nil
 }
+
+// uvarintLen is the length of the canonical (shortest) encoding of v.
+func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
