@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/outpost-mesh/outpost/internal/syncfile"
 	"github.com/outpost-mesh/outpost/node/api"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auditlog"
@@ -292,7 +294,7 @@ func (n *Node) createAdminToken(ctx context.Context) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := writePrivate(tmp, []byte(token+"\n")); err != nil {
+	if err := syncfile.Write(tmp, strings.NewReader(token+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", tmp, err)
 	}
 	inner, err := raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: api.AdminTokenKey, Value: []byte(hex.EncodeToString(sum[:]))}.Encode()
@@ -322,22 +324,6 @@ func (n *Node) createAdminToken(ctx context.Context) error {
 	}
 	n.logger.Info("created the region admin token", "file", path)
 	return nil
-}
-
-func writePrivate(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // APIURL is where this node's API is reachable.

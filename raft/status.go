@@ -28,11 +28,10 @@ type NodeStatus struct {
 
 // Status is the region as this node sees it.
 type Status struct {
-	Region   string       `json:"region"`
-	Node     string       `json:"node"` // the node that answered
-	Leader   string       `json:"leader"`
-	Nodes    []NodeStatus `json:"nodes"`
-	CommitMs int64        `json:"-"`
+	Region string       `json:"region"`
+	Node   string       `json:"node"` // the node that answered
+	Leader string       `json:"leader"`
+	Nodes  []NodeStatus `json:"nodes"`
 }
 
 // Status gathers every known node's stats (Raft configuration and gossip

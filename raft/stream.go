@@ -214,17 +214,15 @@ func (s *streamLayer) Dial(addr hraft.ServerAddress, timeout time.Duration) (net
 
 // dialKind opens a mutual-TLS connection to addr and announces kind.
 func (s *streamLayer) dialKind(ctx context.Context, addr string, kind byte) (net.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: s.tls}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		var ne net.Error
-		var oe *net.OpError
-		if !errors.As(err, &ne) || !errors.As(err, &oe) || oe.Op != "dial" {
-			// TCP connected but TLS failed: the peer is not one of ours.
-			if ra, rerr := net.ResolveTCPAddr("tcp", addr); rerr == nil {
-				s.handshakeFailed(ra, "outbound", err)
-			}
-		}
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	c := tls.Client(raw, s.tls)
+	if err := c.HandshakeContext(ctx); err != nil {
+		// TCP connected but TLS failed: the peer is not one of ours.
+		s.handshakeFailed(raw.RemoteAddr(), "outbound", err)
+		raw.Close()
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	if dl, ok := ctx.Deadline(); ok {

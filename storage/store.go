@@ -13,6 +13,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/outpost-mesh/outpost/internal/syncfile"
 )
 
 // FormatVersion is the on-disk layout version of the state file. A file
@@ -293,7 +295,7 @@ func (sn *Snapshot) Release() { sn.once.Do(func() { _ = sn.tx.Rollback() }) }
 // one; on any error the current state is left untouched.
 func (s *Store) Restore(r io.Reader) error {
 	tmp := s.path + ".restore"
-	if err := writeSynced(tmp, r); err != nil {
+	if err := syncfile.Write(tmp, r, 0o600); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("restore: %w", err)
 	}
@@ -313,7 +315,7 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := os.Rename(tmp, s.path); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
+	if err := syncfile.SyncDir(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("restore: %w", err)
 	}
 	db, err := openDB(s.path, s.opts)
@@ -322,22 +324,6 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	s.db = db
 	return nil
-}
-
-func writeSynced(path string, r io.Reader) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // verifyImage opens a candidate image read-only and checks its stamp.
@@ -354,15 +340,6 @@ func verifyImage(path, region string) error {
 		}
 		return checkMeta(m, region, false)
 	})
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func u64(v uint64) []byte {

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/outpost-mesh/outpost/internal/syncfile"
 )
 
 // CA is a region's certificate authority.
@@ -76,10 +78,10 @@ func (ca *CA) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "ca.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := syncfile.Replace(filepath.Join(dir, "ca.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return writeFile(filepath.Join(dir, "ca.crt"), ca.pem, 0o644)
+	return syncfile.Replace(filepath.Join(dir, "ca.crt"), ca.pem, 0o644)
 }
 
 // LoadCA reads a CA certificate and key from PEM files.
@@ -282,24 +284,4 @@ func serial() *big.Int {
 		panic(err) // crypto/rand never fails on Linux
 	}
 	return n
-}
-
-func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
