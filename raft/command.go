@@ -20,6 +20,9 @@ const (
 	// CmdAudited wraps another command with its audit metadata, so the
 	// change and its audit record commit in one entry (Audited).
 	CmdAudited CommandType = 3
+	// CmdTenantKV is a KVCommand on one tenant's bucket (TenantKV),
+	// applied through a storage.Tenant handle.
+	CmdTenantKV CommandType = 4
 	// FirstCustomCommand is the lowest type a caller may register.
 	FirstCustomCommand CommandType = 64
 )
@@ -110,6 +113,46 @@ func DecodeKV(data []byte) (KVCommand, error) {
 		c.Value = nil
 	}
 	return c, c.Validate()
+}
+
+// TenantKV is a KVCommand on a tenant's bucket; Bucket is the tenant-local
+// name. Build it from the handle of an authenticated caller.
+type TenantKV struct {
+	Tenant string
+	KVCommand
+}
+
+// maxTenantIDLen bounds the tenant id in a TenantKV (storage.Scope
+// validates its form).
+const maxTenantIDLen = 32
+
+// Encode returns the log entry bytes: type, uvarint tenant length, tenant,
+// then the KVCommand's encoding after its type byte.
+func (c TenantKV) Encode() ([]byte, error) {
+	if c.Tenant == "" || len(c.Tenant) > maxTenantIDLen {
+		return nil, fmt.Errorf("%w: tenant id must be 1..%d bytes", ErrBadCommand, maxTenantIDLen)
+	}
+	kv, err := c.KVCommand.Encode()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 2+len(c.Tenant)+len(kv))
+	b = append(b, byte(CmdTenantKV))
+	b = binary.AppendUvarint(b, uint64(len(c.Tenant)))
+	b = append(b, c.Tenant...)
+	return append(b, kv[1:]...), nil
+}
+
+// DecodeTenantKV parses the payload of a CmdTenantKV entry.
+func DecodeTenantKV(data []byte) (TenantKV, error) {
+	n, k := binary.Uvarint(data)
+	if k <= 0 || k != uvarintLen(n) || n == 0 || n > maxTenantIDLen || n > uint64(len(data)-k) {
+		return TenantKV{}, fmt.Errorf("%w: bad tenant id length", ErrBadCommand)
+	}
+	c := TenantKV{Tenant: string(data[k : k+int(n)])}
+	kv, err := DecodeKV(data[k+int(n):])
+	c.KVCommand = kv
+	return c, err
 }
 
 // MaxAuditMetaLen caps the audit metadata of an audited command.

@@ -52,7 +52,7 @@ var (
 )
 
 func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor Auditor, logger *slog.Logger) *fsm {
-	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdNoop: applyNoop}, logger: logger}
+	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdTenantKV: applyTenantKV, CmdNoop: applyNoop}, logger: logger}
 	f.handlers[CmdAudited] = f.applyAudited
 	for t, h := range handlers {
 		f.handlers[t] = h
@@ -129,14 +129,29 @@ func (f *fsm) applyAudited(tx *storage.Tx, index uint64, payload []byte) ([]byte
 	if !ok {
 		return nil, fmt.Errorf("%w: unknown command type %d", ErrBadCommand, inner[0])
 	}
-	var before, after []byte
-	var kv KVCommand
-	isKV := CommandType(inner[0]) == CmdKV
-	if isKV {
-		if kv, err = DecodeKV(inner[1:]); err != nil {
+	// before/after of a key/value change, read in the same transaction.
+	var read func() []byte
+	switch CommandType(inner[0]) {
+	case CmdKV:
+		kv, err := DecodeKV(inner[1:])
+		if err != nil {
 			return nil, err
 		}
-		before = append([]byte(nil), tx.Get(kv.Bucket, kv.Key)...)
+		read = func() []byte { return append([]byte(nil), tx.Get(kv.Bucket, kv.Key)...) }
+	case CmdTenantKV:
+		c, err := DecodeTenantKV(inner[1:])
+		if err != nil {
+			return nil, err
+		}
+		h, err := storage.Scope(c.Tenant)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+		}
+		read = func() []byte { return append([]byte(nil), tx.Tenant(h).Get(c.Bucket, c.Key)...) }
+	}
+	var before, after []byte
+	if read != nil {
+		before = read()
 	}
 	// Validate the audit record before changing anything, so a bad record
 	// cannot leave an unaudited change behind.
@@ -147,8 +162,8 @@ func (f *fsm) applyAudited(tx *storage.Tx, index uint64, payload []byte) ([]byte
 	if err != nil {
 		return nil, err
 	}
-	if isKV {
-		after = append([]byte(nil), tx.Get(kv.Bucket, kv.Key)...)
+	if read != nil {
+		after = read()
 	}
 	if err := f.auditor(tx, index, meta, before, after); err != nil {
 		// Validated above, so only a storage failure lands here; the
@@ -158,6 +173,26 @@ func (f *fsm) applyAudited(tx *storage.Tx, index uint64, payload []byte) ([]byte
 	return v, nil
 }
 
+// applyTenantKV applies a TenantKV through the tenant's storage handle.
+func applyTenantKV(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
+	c, err := DecodeTenantKV(payload)
+	if err != nil {
+		return nil, err
+	}
+	h, err := storage.Scope(c.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	return applyKVOp(tx.Tenant(h), c.KVCommand)
+}
+
+// kvTarget is a plain or tenant-scoped transaction.
+type kvTarget interface {
+	Get(bucket, key []byte) []byte
+	Put(bucket, key, value []byte) error
+	Delete(bucket, key []byte) error
+}
+
 // applyKV applies a KVCommand. PutIfAbsent returns "1" when it set the key
 // and "0" when the key already had a value.
 func applyKV(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
@@ -165,6 +200,10 @@ func applyKV(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return applyKVOp(tx, c)
+}
+
+func applyKVOp(tx kvTarget, c KVCommand) ([]byte, error) {
 	switch c.Op {
 	case KVPut:
 		return nil, tx.Put(c.Bucket, c.Key, c.Value)

@@ -3,6 +3,7 @@
 // last applied index) and its consistent snapshot and restore.
 //
 // Only the raft package writes through Update; everything else reads
-// through View. Later capabilities add tenant-scoped handles here so that
-// an unscoped read does not compile.
+// through View. A tenant's data lives in buckets reachable only through a
+// Tenant handle (Tx.Tenant): the plain Tx methods read them as empty and
+// refuse to write them, and handles come from the authenticated caller.
 package storage

@@ -162,9 +162,17 @@ func (s *Store) Close() error {
 // that received it.
 type Tx struct{ tx *bolt.Tx }
 
-// Get returns the value of key in bucket, or nil. The slice is only valid
+// Get returns the value of key in bucket, or nil. Tenant buckets read as
+// empty here: use Tx.Tenant. The slice is only valid
 // during the transaction; copy it to keep it.
 func (t *Tx) Get(bucket, key []byte) []byte {
+	if isTenantBucket(bucket) {
+		return nil
+	}
+	return t.get(bucket, key)
+}
+
+func (t *Tx) get(bucket, key []byte) []byte {
 	b := t.tx.Bucket(bucket)
 	if b == nil {
 		return nil
@@ -174,6 +182,13 @@ func (t *Tx) Get(bucket, key []byte) []byte {
 
 // Put sets key in bucket. Only valid in an Update transaction.
 func (t *Tx) Put(bucket, key, value []byte) error {
+	if isTenantBucket(bucket) {
+		return ErrNeedsTenant
+	}
+	return t.put(bucket, key, value)
+}
+
+func (t *Tx) put(bucket, key, value []byte) error {
 	b, err := t.tx.CreateBucketIfNotExists(bucket)
 	if err != nil {
 		return err
@@ -183,6 +198,13 @@ func (t *Tx) Put(bucket, key, value []byte) error {
 
 // Delete removes key from bucket. Deleting a missing key is not an error.
 func (t *Tx) Delete(bucket, key []byte) error {
+	if isTenantBucket(bucket) {
+		return ErrNeedsTenant
+	}
+	return t.delete(bucket, key)
+}
+
+func (t *Tx) delete(bucket, key []byte) error {
 	b := t.tx.Bucket(bucket)
 	if b == nil {
 		return nil
@@ -193,6 +215,13 @@ func (t *Tx) Delete(bucket, key []byte) error {
 // ForEach calls fn for each key with the given prefix in bucket, in key
 // order, stopping early when fn returns false.
 func (t *Tx) ForEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
+	if isTenantBucket(bucket) {
+		return
+	}
+	t.forEach(bucket, prefix, fn)
+}
+
+func (t *Tx) forEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
 	b := t.tx.Bucket(bucket)
 	if b == nil {
 		return
