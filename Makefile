@@ -35,6 +35,7 @@ test-long: lint
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeKV$$' -fuzztime $(FUZZTIME) ./raft/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTenantKV$$' -fuzztime $(FUZZTIME) ./raft/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./raft/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./node/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCheckpoint$$' -fuzztime $(FUZZTIME) ./node/audit/
 

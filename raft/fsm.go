@@ -52,7 +52,7 @@ var (
 )
 
 func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor Auditor, logger *slog.Logger) *fsm {
-	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdTenantKV: applyTenantKV, CmdNoop: applyNoop}, logger: logger}
+	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdTenantKV: applyTenantKV, CmdBatch: applyBatch, CmdNoop: applyNoop}, logger: logger}
 	f.handlers[CmdAudited] = f.applyAudited
 	for t, h := range handlers {
 		f.handlers[t] = h
@@ -148,6 +148,12 @@ func (f *fsm) applyAudited(tx *storage.Tx, index uint64, payload []byte) ([]byte
 			return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
 		}
 		read = func() []byte { return append([]byte(nil), tx.Tenant(h).Get(c.Bucket, c.Key)...) }
+	case CmdBatch:
+		b, err := DecodeBatch(inner[1:])
+		if err != nil {
+			return nil, err
+		}
+		read = func() []byte { return batchState(tx, b) }
 	}
 	var before, after []byte
 	if read != nil {
