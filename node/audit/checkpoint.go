@@ -19,6 +19,15 @@ import (
 // Origin names a region's audit log in its checkpoints.
 func Origin(region string) string { return "outpost audit " + region }
 
+// ProviderOrigin is the checkpoint origin of a region's provider audit
+// stream: the separate log of operator (region admin) reach into tenant
+// data, which tenants read. It is signed with the same region key.
+func ProviderOrigin(region string) string { return "outpost provider audit " + region }
+
+// StreamProvider names the provider stream in Meta.Stream; "" is the
+// region's main log.
+const StreamProvider = "provider"
+
 // KeyName is the signed-note key name of a region's audit key.
 func KeyName(region string) string { return "outpost-audit-" + region }
 

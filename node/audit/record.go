@@ -22,6 +22,9 @@ type Meta struct {
 	Redact bool `json:"redact,omitempty"`
 	// Detail is free-form context for non-KV changes.
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// Stream is the log the record goes to: "" for the region's log,
+	// StreamProvider for the provider stream.
+	Stream string `json:"stream,omitempty"`
 }
 
 // Record is one audit log entry as stored and hashed.
@@ -78,6 +81,8 @@ func (m Meta) validate() error {
 		return errors.New("audit: node, actor, action and entity are required")
 	case len(m.Detail) > 0 && !json.Valid(m.Detail):
 		return errors.New("audit: detail is not JSON")
+	case m.Stream != "" && m.Stream != StreamProvider:
+		return fmt.Errorf("audit: unknown stream %q", m.Stream)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 type fixture struct {
 	store *storage.Store
 	log   *Log
+	ca    *pki.CA
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -34,7 +35,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{store: st, log: l}
+	return &fixture{store: st, log: l, ca: ca}
 }
 
 func (f *fixture) append(t *testing.T, n int) {
@@ -133,7 +134,7 @@ func TestVerifyCatchesRewrittenHistory(t *testing.T) {
 		meta, _ := audit.EncodeMeta(audit.Meta{Time: time.Unix(1, 0), Node: "n1", Actor: "intruder", Action: "kv.put", Entity: "kv/x"})
 		_ = g.store.Update(func(tx *storage.Tx) error { return Append(tx, 1, meta, nil, nil) })
 		g.append(t, 9)
-		g.log = &Log{store: g.store, origin: f.log.origin, skey: f.log.skey, vkey: f.log.vkey}
+		g.log = &Log{store: g.store, st: regionStream, origin: f.log.origin, skey: f.log.skey, vkey: f.log.vkey}
 		if _, err := g.verify(t, nil); err != nil {
 			t.Fatalf("a self-consistent rebuilt log should verify on its own: %v", err)
 		}
@@ -203,5 +204,36 @@ func TestMetaValidation(t *testing.T) {
 	}
 	if err := Append(nil, 1, []byte(`{"time":"2024-01-01T00:00:00Z","node":"n","actor":"a","action":"x","entity":"e","extra":1}`), nil, nil); err == nil {
 		t.Fatal("unknown metadata field accepted")
+	}
+}
+
+// TestProviderStreamIsSeparate: provider records land in their own log,
+// verified under their own origin, and never in the region log.
+func TestProviderStreamIsSeparate(t *testing.T) {
+	f := newFixture(t)
+	f.append(t, 3)
+	plog, err := NewProviderLog(f.store, "eu", f.ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := audit.EncodeMeta(audit.Meta{Time: time.Unix(5, 0), Node: "n1", Actor: "user:root", Tenant: "t1",
+		Action: "breakglass.access", Entity: "tenant/t1", Stream: audit.StreamProvider})
+	if err := f.store.Update(func(tx *storage.Tx) error { return Append(tx, 9, meta, nil, nil) }); err != nil {
+		t.Fatal(err)
+	}
+	pes, _ := plog.Entries(0, 100, 100)
+	res, _ := f.log.Entries(0, 100, 100)
+	if len(pes) != 1 || len(res) != 3 {
+		t.Fatalf("provider stream has %d records, region log %d; want 1 and 3", len(pes), len(res))
+	}
+	cp, err := plog.Checkpoint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(pes, cp, plog.VerifierKey(), audit.ProviderOrigin("eu"), nil); err != nil {
+		t.Fatalf("provider stream does not verify: %v", err)
+	}
+	if _, err := audit.Verify(pes, cp, plog.VerifierKey(), audit.Origin("eu"), nil); err == nil {
+		t.Fatal("a provider checkpoint verified as the region log's")
 	}
 }

@@ -11,11 +11,27 @@ import (
 	"github.com/outpost-mesh/outpost/storage"
 )
 
+// stream is where one audit log lives in the state store.
+type stream struct {
+	records, hashes, size []byte
+}
+
 var (
-	bucketRecords = []byte("audit")
-	bucketHashes  = []byte("audit_hashes")
-	keySize       = []byte("audit_size")
+	regionStream   = stream{records: []byte("audit"), hashes: []byte("audit_hashes"), size: []byte("audit_size")}
+	providerStream = stream{records: []byte("paudit"), hashes: []byte("paudit_hashes"), size: []byte("paudit_size")}
+
+	// names the tamper tests use
+	bucketRecords = regionStream.records
+	bucketHashes  = regionStream.hashes
+	keySize       = regionStream.size
 )
+
+func streamOf(name string) stream {
+	if name == audit.StreamProvider {
+		return providerStream
+	}
+	return regionStream
+}
 
 // Append is the raft.Auditor: with a nil tx it validates meta; with a
 // transaction it appends the record and its tree hashes. Deterministic:
@@ -25,31 +41,33 @@ func Append(tx *storage.Tx, index uint64, meta, before, after []byte) error {
 	if err != nil || tx == nil {
 		return err
 	}
-	n := size(tx)
+	st := streamOf(m.Stream)
+	n := st.len(tx)
 	rec := audit.Record{Seq: n, Index: index, Time: m.Time.UTC(), Node: m.Node, Actor: m.Actor, Tenant: m.Tenant,
 		Action: m.Action, Entity: m.Entity, Before: audit.NewValue(before, m.Redact), After: audit.NewValue(after, m.Redact), Detail: m.Detail}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	hashes, err := tlog.StoredHashes(n, data, txHashReader{tx})
+	hashes, err := tlog.StoredHashes(n, data, txHashReader{tx, st})
 	if err != nil {
 		return fmt.Errorf("audit: tree hashes: %w", err)
 	}
 	base := tlog.StoredHashCount(n)
 	for i, h := range hashes {
-		if err := tx.Put(bucketHashes, be(base+int64(i)), h[:]); err != nil {
+		if err := tx.Put(st.hashes, be(base+int64(i)), h[:]); err != nil {
 			return err
 		}
 	}
-	if err := tx.Put(bucketRecords, be(n), data); err != nil {
+	if err := tx.Put(st.records, be(n), data); err != nil {
 		return err
 	}
-	return tx.Put(bucketHashes, keySize, be(n+1))
+	return tx.Put(st.hashes, st.size, be(n+1))
 }
 
-func size(tx *storage.Tx) int64 {
-	v := tx.Get(bucketHashes, keySize)
+// len is the number of records in the stream.
+func (st stream) len(tx *storage.Tx) int64 {
+	v := tx.Get(st.hashes, st.size)
 	if len(v) != 8 {
 		return 0
 	}
@@ -57,12 +75,15 @@ func size(tx *storage.Tx) int64 {
 }
 
 // txHashReader reads stored tree hashes from a transaction.
-type txHashReader struct{ tx *storage.Tx }
+type txHashReader struct {
+	tx *storage.Tx
+	st stream
+}
 
 func (r txHashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
 	for i, idx := range indexes {
-		v := r.tx.Get(bucketHashes, be(idx))
+		v := r.tx.Get(r.st.hashes, be(idx))
 		if len(v) != tlog.HashSize {
 			return nil, fmt.Errorf("audit: stored hash %d missing", idx)
 		}

@@ -19,6 +19,7 @@ type Viewer interface {
 // records are only appended by the FSM through Append.
 type Log struct {
 	store  Viewer
+	st     stream
 	origin string
 	skey   string
 	vkey   string
@@ -30,7 +31,19 @@ func NewLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) 
 	if err != nil {
 		return nil, fmt.Errorf("derive audit key: %w", err)
 	}
-	return &Log{store: store, origin: audit.Origin(region), skey: skey, vkey: vkey}, nil
+	return &Log{store: store, st: regionStream, origin: audit.Origin(region), skey: skey, vkey: vkey}, nil
+}
+
+// NewProviderLog opens the read side of the region's provider stream: the
+// records of region admins reaching into tenant data (break-glass). It is
+// signed with the same key as the region log, under its own origin.
+func NewProviderLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) {
+	l, err := NewLog(store, region, caKey)
+	if err != nil {
+		return nil, err
+	}
+	l.st, l.origin = providerStream, audit.ProviderOrigin(region)
+	return l, nil
 }
 
 // VerifierKey is the region's public audit key, in signed-note form.
@@ -41,12 +54,12 @@ func (l *Log) VerifierKey() string { return l.vkey }
 func (l *Log) Entries(from, n int64, limit int) ([]audit.Entry, error) {
 	var out []audit.Entry
 	err := l.store.View(func(tx *storage.Tx) error {
-		if sz := size(tx); n > sz {
+		if sz := l.st.len(tx); n > sz {
 			n = sz
 		}
-		r := txHashReader{tx}
+		r := txHashReader{tx, l.st}
 		for i := from; i < n && len(out) < limit; i++ {
-			data := tx.Get(bucketRecords, be(i))
+			data := tx.Get(l.st.records, be(i))
 			hs, err := r.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
 			if err != nil {
 				return err
@@ -62,9 +75,9 @@ func (l *Log) Entries(from, n int64, limit int) ([]audit.Entry, error) {
 func (l *Log) Checkpoint() ([]byte, error) {
 	var t tlog.Tree
 	err := l.store.View(func(tx *storage.Tx) error {
-		t.N = size(tx)
+		t.N = l.st.len(tx)
 		var err error
-		t.Hash, err = tlog.TreeHash(t.N, txHashReader{tx})
+		t.Hash, err = tlog.TreeHash(t.N, txHashReader{tx, l.st})
 		return err
 	})
 	if err != nil {
