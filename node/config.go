@@ -13,6 +13,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
@@ -39,7 +41,37 @@ type Config struct {
 	Raft   RaftConfig   `yaml:"raft"`
 	Gossip GossipConfig `yaml:"gossip"`
 	TLS    TLSConfig    `yaml:"tls"`
+	Keys   KeysConfig   `yaml:"keys"`
+	Auth   AuthConfig   `yaml:"auth"`
 	Log    LogConfig    `yaml:"log"`
+}
+
+// KeysConfig locates the master key that wraps the node's secrets at rest
+// (CA key, gossip key, OIDC client secret). It never enters the database.
+type KeysConfig struct {
+	// MasterKeyFile holds the base64 32-byte master key (`outpost keys
+	// generate`), mode 0600. OUTPOST_MASTER_KEY overrides it. Required:
+	// every node of a region uses the same key.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// PreviousMasterKeyFile holds the key being rotated away from; secrets
+	// wrapped by it still open until `outpostctl keys rotate` finishes.
+	// OUTPOST_PREVIOUS_MASTER_KEY overrides it. Default none.
+	PreviousMasterKeyFile string `yaml:"previous_master_key_file"`
+}
+
+// AuthConfig is operator login.
+type AuthConfig struct {
+	// Lockout is when wrong passwords lock an account. Defaults: 5
+	// failures within 15m lock it for 15m.
+	Lockout auth.LockoutPolicy `yaml:"lockout"`
+	// OIDC enables login through an OpenID Connect IdP. Default off.
+	OIDC *auth.OIDCConfig `yaml:"oidc"`
+}
+
+// MasterKeySources are where the master keys come from.
+func (c Config) MasterKeySources() (current, previous keys.Source) {
+	return keys.Source{File: c.Keys.MasterKeyFile, Env: "OUTPOST_MASTER_KEY"},
+		keys.Source{File: c.Keys.PreviousMasterKeyFile, Env: "OUTPOST_PREVIOUS_MASTER_KEY"}
 }
 
 // HTTPConfig is the operator API (and, later, the UI).
@@ -112,6 +144,7 @@ func DefaultConfig() Config {
 		Raft:            RaftConfig{Bind: "0.0.0.0:7301", Tuning: raft.DefaultTuning()},
 		Gossip:          GossipConfig{Bind: "0.0.0.0:7302"},
 		Log:             LogConfig{Level: "info", Format: "text"},
+		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
 	}
 }
 
@@ -156,6 +189,17 @@ func (c Config) Validate() error {
 	}
 	if err := c.Raft.Tuning.Validate(); err != nil {
 		return err
+	}
+	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 {
+		return errors.New("auth.lockout: max_failures, window and lock_for must be positive")
+	}
+	if c.Auth.OIDC != nil {
+		if err := c.Auth.OIDC.Validate(); err != nil {
+			return err
+		}
+		if c.Auth.OIDC.ClientSecretFile == "" {
+			return errors.New("auth.oidc.client_secret_file is required (wrap the secret: outpost keys wrap --purpose oidc_client_secret)")
+		}
 	}
 	for _, a := range []struct{ field, bind, adv string }{
 		{"raft", c.Raft.Bind, c.Raft.Advertise},
@@ -246,14 +290,18 @@ func ParseConfig(r io.Reader) (Config, error) {
 	return c, c.Validate()
 }
 
-// GossipKey returns the gossip key from OUTPOST_GOSSIP_KEY or the key file.
-func (c Config) GossipKey() ([]byte, error) {
+// PurposeGossipKey is the wrapped-file purpose of the gossip key.
+const PurposeGossipKey = "gossip_key"
+
+// GossipKey returns the gossip key from OUTPOST_GOSSIP_KEY or the key
+// file, which holds it wrapped by the master key.
+func (c Config) GossipKey(p *keys.Protector) ([]byte, error) {
 	src, raw := "OUTPOST_GOSSIP_KEY", os.Getenv("OUTPOST_GOSSIP_KEY")
 	if raw == "" {
 		if c.Gossip.KeyFile == "" {
-			return nil, errors.New("gossip.key_file is not set and OUTPOST_GOSSIP_KEY is empty; create a key with `outpost keygen > gossip.key` and use the same key on every node")
+			return nil, errors.New("gossip.key_file is not set and OUTPOST_GOSSIP_KEY is empty; create a key with `outpost keygen --out gossip.key` (wrapped by the master key) and use the same key on every node")
 		}
-		b, err := os.ReadFile(c.Gossip.KeyFile)
+		b, err := keys.ReadFile(p, c.Gossip.KeyFile, PurposeGossipKey)
 		if err != nil {
 			return nil, fmt.Errorf("gossip.key_file: %w", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-mesh/outpost/node/keys"
 )
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -67,12 +69,20 @@ func TestParseConfigRejects(t *testing.T) {
 
 func TestGossipKey(t *testing.T) {
 	dir := t.TempDir()
+	kp, err := keys.New(make([]byte, 32), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(name, content string) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		if err := keys.WriteFile(kp, p, PurposeGossipKey, []byte(content)); err != nil {
 			t.Fatal(err)
 		}
 		return p
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("AAAAAAAAAAAAAAAAAAAAAA==\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	t.Setenv("OUTPOST_GOSSIP_KEY", "")
 	cases := []struct {
@@ -83,13 +93,14 @@ func TestGossipKey(t *testing.T) {
 		{"missing", "", "", "outpost keygen"},
 		{"not base64", write("bad", "!!!"), "", "not base64"},
 		{"wrong length", write("short", "AAAA"), "", "must be 16, 24 or 32"},
+		{"unwrapped file", plain, "", "outpost keys wrap"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("OUTPOST_GOSSIP_KEY", tc.env)
 			c := DefaultConfig()
 			c.Gossip.KeyFile = tc.file
-			_, err := c.GossipKey()
+			_, err := c.GossipKey(kp)
 			if tc.want == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -2,12 +2,8 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +23,8 @@ import (
 	"github.com/outpost-mesh/outpost/node/api"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auditlog"
+	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -41,6 +39,11 @@ type Options struct {
 	CA *pki.CA
 	// Dev enables the dev-mode node control routes.
 	Dev api.DevControl
+	// Keys overrides loading the master key from config (dev mode).
+	Keys *keys.Protector
+	// HTTPClient is used to reach the OIDC IdP (tests); default
+	// http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 // Node is one running Outpost node.
@@ -51,6 +54,7 @@ type Node struct {
 	reg    *prometheus.Registry
 
 	store  *storage.Store
+	keys   *keys.Protector
 	region *raft.Region
 	httpLn net.Listener
 	http   *http.Server
@@ -80,9 +84,18 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 			n.Kill()
 		}
 	}()
+	// The master key first: without it no secret opens, and nothing else
+	// should start.
+	kp := opts.Keys
+	if kp == nil {
+		if kp, err = keys.LoadMaster(cfg.MasterKeySources()); err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+	}
+	n.keys = kp
 	key := opts.GossipKey
 	if key == nil {
-		if key, err = cfg.GossipKey(); err != nil {
+		if key, err = cfg.GossipKey(kp); err != nil {
 			return nil, err
 		}
 	}
@@ -91,6 +104,9 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	n.store, err = storage.Open(filepath.Join(cfg.DataDir, "state.db"), storage.Options{Region: cfg.Region})
 	if err != nil {
+		return nil, err
+	}
+	if err := n.checkCanary(); err != nil {
 		return nil, err
 	}
 	ca := opts.CA
@@ -131,6 +147,26 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	plog, err := auditlog.NewProviderLog(n.store, cfg.Region, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := auth.NewSessions(cfg.Region, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	var oidcLogin api.OIDCLogin
+	if cfg.Auth.OIDC != nil {
+		secret, err := keys.ReadFile(kp, cfg.Auth.OIDC.ClientSecretFile, PurposeOIDCSecret)
+		if err != nil {
+			return nil, fmt.Errorf("auth.oidc.client_secret_file: %w", err)
+		}
+		o, err := auth.NewOIDC(*cfg.Auth.OIDC, strings.TrimSpace(string(secret)), sessions, opts.HTTPClient)
+		if err != nil {
+			return nil, err
+		}
+		oidcLogin = o
+	}
 	n.region, err = raft.Open(raft.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,
 		RaftBind: cfg.Raft.Bind, RaftAdvertise: cfg.Raft.Advertise,
@@ -139,7 +175,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
 		Meta:   raft.NodeMeta{APIURL: n.apiURL},
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
-		Auditor: auditlog.Append,
+		Auditor: auditlog.Append, Handlers: auth.Handlers(),
 	}, n.store)
 	if err != nil {
 		return nil, err
@@ -147,7 +183,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	n.http = &http.Server{
 		Handler: api.New(api.Config{
 			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
-			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with the region admin token (written to %s by the region's first leader); outpostctl reads OUTPOST_TOKEN", cfg.AdminTokenFile),
+			ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
+			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 		}),
 		// Bounded so a slow client cannot hold a connection: the slowest
 		// handler (a write waiting for an election) takes about 10s.
@@ -176,7 +213,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}()
 	go func() {
 		defer n.wg.Done()
-		n.bootstrapAdminToken(ctx)
+		n.bootstrapAdmin(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -224,32 +261,44 @@ func certIPs(cfg Config) []net.IP {
 // it there on first start.
 func (n *Node) loadCA() (*pki.CA, error) {
 	certFile, keyFile := n.cfg.TLS.CACert, n.cfg.TLS.CAKey
-	if certFile != "" {
-		return pki.LoadCA(certFile, keyFile)
+	if certFile == "" {
+		dir := filepath.Join(n.cfg.DataDir, "ca")
+		certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+		if _, err := os.Stat(certFile); err != nil {
+			return n.generateCA(dir)
+		}
 	}
-	dir := filepath.Join(n.cfg.DataDir, "ca")
-	certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	if _, err := os.Stat(certFile); err == nil {
-		return pki.LoadCA(certFile, keyFile)
+	// Files wrapped by the previous master key move to the current one
+	// as the node starts: the local half of a key rotation.
+	if changed, err := keys.RewrapFile(n.keys, keyFile, pki.PurposeCAKey); err != nil {
+		return nil, fmt.Errorf("tls.ca_key: %w", err)
+	} else if changed {
+		n.logger.Info("re-wrapped the CA key under the current master key", "file", keyFile)
 	}
+	return pki.LoadWrappedCA(n.keys, certFile, keyFile)
+}
+
+func (n *Node) generateCA(dir string) (*pki.CA, error) {
+	certFile := filepath.Join(dir, "ca.crt")
 	ca, err := pki.NewCA(n.cfg.Region)
 	if err != nil {
 		return nil, err
 	}
-	if err := ca.Save(dir); err != nil {
+	if err := ca.SaveWrapped(n.keys, dir); err != nil {
 		return nil, fmt.Errorf("save generated CA: %w", err)
 	}
-	n.logger.Warn("generated a new region CA; copy ca.crt and ca.key to every other node of this region (tls.ca_cert, tls.ca_key) before starting it",
+	n.logger.Warn("generated a new region CA; copy ca.crt and ca.key (wrapped by the master key) to every other node of this region (tls.ca_cert, tls.ca_key) before starting it",
 		"ca_cert", certFile, "fingerprint", ca.Fingerprint())
 	return ca, nil
 }
 
-// bootstrapAdminToken runs on every node; whichever is leader while the
-// region has no admin token creates one. The token is written to a file
-// private to this node first and renamed into place only if the region
-// accepted its hash, so two leaders in a row cannot leave a token that
-// does not work.
-func (n *Node) bootstrapAdminToken(ctx context.Context) {
+// bootstrapAdmin runs on every node; whichever is leader while the region
+// has no admin creates the first region admin ("admin"), its API token and
+// the master-key canary, in one entry. The credentials are written to
+// files private to this node first and renamed into place only if the
+// region accepted them, so two leaders in a row cannot leave credentials
+// that do not work.
+func (n *Node) bootstrapAdmin(ctx context.Context) {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -258,50 +307,60 @@ func (n *Node) bootstrapAdminToken(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if !n.region.IsLeader() {
-			if n.hasAdminToken() {
-				return
-			}
-			continue
-		}
-		if n.hasAdminToken() {
+		if n.bootstrapped() {
 			return
 		}
-		if err := n.createAdminToken(ctx); err != nil {
-			n.logger.Warn("creating the region admin token failed; retrying", "err", err)
+		if !n.region.IsLeader() {
+			continue
+		}
+		if err := n.createAdmin(ctx); err != nil {
+			n.logger.Warn("creating the first region admin failed; retrying", "err", err)
 		}
 	}
 }
 
-func (n *Node) hasAdminToken() bool {
+func (n *Node) bootstrapped() bool {
 	found := false
 	_ = n.store.View(func(tx *storage.Tx) error {
-		found = tx.Get(storage.BucketSystem, api.AdminTokenKey) != nil
+		found = tx.Get(storage.BucketSystem, auth.BootstrapKey) != nil
 		return nil
 	})
 	return found
 }
 
-func (n *Node) createAdminToken(ctx context.Context) error {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return err
-	}
-	token := "opt_" + base64.RawURLEncoding.EncodeToString(raw)
-	sum := sha256.Sum256([]byte(token))
-	path := n.cfg.AdminTokenFile
-	tmp := path + ".tmp-" + n.cfg.NodeID
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	if err := syncfile.Write(tmp, strings.NewReader(token+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	inner, err := raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: api.AdminTokenKey, Value: []byte(hex.EncodeToString(sum[:]))}.Encode()
+// AdminUser is the first region admin's account name.
+const AdminUser = "admin"
+
+func (n *Node) createAdmin(ctx context.Context) error {
+	password := auth.GeneratePassword()
+	hash, err := auth.HashPassword(password)
 	if err != nil {
 		return err
 	}
-	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now(), Node: n.cfg.NodeID, Actor: "system", Action: "admin_token.create", Entity: "system/admin_token", Redact: true})
+	token, id := auth.NewToken()
+	now := time.Now().UTC()
+	canary, err := n.keys.Wrap(string(storage.BucketSystem), string(canaryKey), canaryPlain)
+	if err != nil {
+		return err
+	}
+	b := auth.OpsBootstrap(auth.User{Name: AdminUser, Source: "local", RegionAdmin: true, Created: now}, hash,
+		auth.Token{ID: id, Name: "bootstrap", RegionAdmin: true, Created: now, CreatedBy: "system"}, token)
+	b = append(b, raft.BatchOp{KV: raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: canaryKey, Value: canary}, Redact: true})
+	inner, err := b.Encode()
+	if err != nil {
+		return err
+	}
+	tokFile, pwFile := n.cfg.AdminTokenFile, adminPasswordFile(n.cfg.AdminTokenFile)
+	tmpTok, tmpPw := tokFile+".tmp-"+n.cfg.NodeID, pwFile+".tmp-"+n.cfg.NodeID
+	if err := os.MkdirAll(filepath.Dir(tokFile), 0o700); err != nil {
+		return err
+	}
+	for f, v := range map[string]string{tmpTok: token, tmpPw: password} {
+		if err := syncfile.Write(f, strings.NewReader(v+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", f, err)
+		}
+	}
+	meta, err := audit.EncodeMeta(audit.Meta{Time: now, Node: n.cfg.NodeID, Actor: "system", Action: "region.bootstrap", Entity: "user/" + AdminUser})
 	if err != nil {
 		return err
 	}
@@ -313,18 +372,56 @@ func (n *Node) createAdminToken(ctx context.Context) error {
 	defer cancel()
 	res, err := n.region.Apply(actx, cmd)
 	if err != nil || res.Err != nil || string(res.Value) != "1" {
-		os.Remove(tmp)
+		os.Remove(tmpTok)
+		os.Remove(tmpPw)
 		if err == nil {
 			err = res.Err
 		}
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("the region admin token was created but could not be saved (%v); it is in %s", err, tmp)
+	if err := errors.Join(os.Rename(tmpTok, tokFile), os.Rename(tmpPw, pwFile)); err != nil {
+		return fmt.Errorf("the first region admin was created but its credentials could not be saved (%v); they are in %s and %s", err, tmpTok, tmpPw)
 	}
-	n.logger.Info("created the region admin token", "file", path)
+	n.logger.Info("created the first region admin", "user", AdminUser, "token_file", tokFile, "password_file", pwFile)
 	return nil
 }
+
+// adminPasswordFile is where the first admin's password goes: beside the
+// token file.
+func adminPasswordFile(tokenFile string) string {
+	return filepath.Join(filepath.Dir(tokenFile), "admin.password")
+}
+
+// AdminPasswordFile is where this node writes the first admin's password
+// if it bootstraps the region.
+func (n *Node) AdminPasswordFile() string { return adminPasswordFile(n.cfg.AdminTokenFile) }
+
+// The canary is a known value wrapped by the region's master key, stored
+// in the FSM: a node started with another master key finds it does not
+// open and refuses to start.
+var (
+	canaryKey   = []byte("keys_canary")
+	canaryPlain = []byte("outpost master key canary v1")
+)
+
+func (n *Node) checkCanary() error {
+	var sealed []byte
+	_ = n.store.View(func(tx *storage.Tx) error {
+		sealed = append(sealed, tx.Get(storage.BucketSystem, canaryKey)...)
+		return nil
+	})
+	if sealed == nil {
+		return nil // a new node: the CA key file already proved the key
+	}
+	got, err := n.keys.Unwrap(string(storage.BucketSystem), string(canaryKey), sealed)
+	if err != nil || string(got) != string(canaryPlain) {
+		return fmt.Errorf("keys: the master key does not open this region's data (%v); start the node with the master key the region uses (keys.master_key_file or OUTPOST_MASTER_KEY)", err)
+	}
+	return nil
+}
+
+// PurposeOIDCSecret is the wrapped-file purpose of the OIDC client secret.
+const PurposeOIDCSecret = "oidc_client_secret"
 
 // APIURL is where this node's API is reachable.
 func (n *Node) APIURL() string { return n.apiURL }

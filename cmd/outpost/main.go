@@ -2,14 +2,14 @@
 //
 //	outpost serve --config FILE      run a node
 //	outpost dev [--nodes N] ...      run a complete dev region in one process
-//	outpost keygen                   print a new gossip encryption key
-//	outpost ca create --region R --out DIR   create a region CA
+//	outpost keygen [--out FILE]      a new gossip key (printed, or wrapped into FILE)
+//	outpost keys generate            print a new master key
+//	outpost keys wrap --purpose P --in FILE --out FILE   wrap a secret file
+//	outpost ca create --region R --out DIR   create a region CA (key wrapped)
 package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,8 +30,13 @@ const usage = `usage: outpost <command> [flags]
 commands:
   serve --config FILE    run a node (see docs/config.md and deploy/)
   dev                    run a dev region on loopback (outpost dev -h)
-  keygen                 print a new base64 gossip key
-  ca create              create a region CA (outpost ca create -h)
+  keygen [--out FILE]    a new gossip key: printed (for OUTPOST_GOSSIP_KEY), or
+                         written to FILE wrapped by the master key
+  keys generate          print a new master key (store it 0600; OUTPOST_MASTER_KEY)
+  keys wrap              wrap a secret file with the master key (outpost keys wrap -h)
+  ca create              create a region CA, key wrapped (outpost ca create -h)
+
+The master key comes from OUTPOST_MASTER_KEY or --master-key-file.
 `
 
 // errUsage marks a usage error (exit 2).
@@ -62,10 +67,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "dev":
 		return dev(ctx, args[1:], stdout, stderr)
 	case "keygen":
-		k := make([]byte, 32)
-		rand.Read(k)
-		fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(k))
-		return nil
+		return keygen(args[1:], stdout, stderr)
+	case "keys":
+		return keysCmd(args[1:], stdout, stderr)
 	case "ca":
 		return caCmd(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
@@ -115,9 +119,11 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	token, _ := os.ReadFile(d.TokenFile())
+	password, _ := os.ReadFile(d.PasswordFile())
 	fmt.Fprintf(stdout, `
 Outpost dev region is up.
   API:          %s   (the web UI will be served here too)
+  admin login:  admin / %s
   admin token:  %s
   token file:   %s
 
@@ -127,7 +133,7 @@ Try:
   outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
 
 Press Ctrl-C to stop.
-`, d.APIURL(), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile())
+`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -148,6 +154,7 @@ func caCmd(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	region := fs.String("region", "", "region name")
 	out := fs.String("out", "", "directory for ca.crt and ca.key")
+	mk := fs.String("master-key-file", "", "master key file (default: OUTPOST_MASTER_KEY)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -158,13 +165,17 @@ func caCmd(args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(*out + "/ca.key"); err == nil {
 		return fmt.Errorf("%s/ca.key exists; refusing to overwrite a region CA", *out)
 	}
+	kp, err := masterKey(*mk)
+	if err != nil {
+		return err
+	}
 	ca, err := pki.NewCA(*region)
 	if err != nil {
 		return err
 	}
-	if err := ca.Save(*out); err != nil {
+	if err := ca.SaveWrapped(kp, *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s)\ncopy ca.crt and ca.key to every node; set tls.ca_cert and tls.ca_key\n", *region, *out, ca.Fingerprint())
+	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\ncopy ca.crt and ca.key to every node; set tls.ca_cert and tls.ca_key\n", *region, *out, ca.Fingerprint(), kp.KeyID())
 	return nil
 }

@@ -103,7 +103,7 @@ func TestAuditLogTamperEvidence(t *testing.T) {
 	stop()
 	editState(func(tx *storage.Tx) error {
 		rec := tx.Get([]byte("audit"), be64(3))
-		return tx.Put([]byte("audit"), be64(3), []byte(strings.Replace(string(rec), `"actor":"region-admin"`, `"actor":"nobody"`, 1)))
+		return tx.Put([]byte("audit"), be64(3), []byte(strings.Replace(string(rec), `"actor":"token:`, `"actor":"forged:`, 1)))
 	})
 	restart()
 	code, out = ctl("audit", "verify")

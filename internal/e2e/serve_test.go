@@ -34,15 +34,18 @@ func newServedRegion(t *testing.T, n int) *servedRegion {
 	bin := binaries(t)
 	dir := t.TempDir()
 	sr := &servedRegion{dir: dir, bin: bin, tokenFile: filepath.Join(dir, "admin.token")}
-	if code, out := run(t, 30*time.Second, bin+"/outpost", "ca", "create", "--region", "e2e", "--out", dir+"/ca"); code != 0 {
+	code, mk := run(t, 30*time.Second, bin+"/outpost", "keys", "generate")
+	if code != 0 {
+		t.Fatalf("keys generate: %d", code)
+	}
+	if err := os.WriteFile(dir+"/master.key", []byte(mk), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := run(t, 30*time.Second, bin+"/outpost", "ca", "create", "--region", "e2e", "--out", dir+"/ca", "--master-key-file", dir+"/master.key"); code != 0 {
 		t.Fatalf("ca create: %d %s", code, out)
 	}
-	code, key := run(t, 30*time.Second, bin+"/outpost", "keygen")
-	if code != 0 {
-		t.Fatalf("keygen: %d", code)
-	}
-	if err := os.WriteFile(dir+"/gossip.key", []byte(key), 0o600); err != nil {
-		t.Fatal(err)
+	if code, out := run(t, 30*time.Second, bin+"/outpost", "keygen", "--out", dir+"/gossip.key", "--master-key-file", dir+"/master.key"); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
 	}
 	ports := freePorts(t, 3*n)
 	var seeds []string
@@ -69,9 +72,11 @@ gossip:
 tls:
   ca_cert: %s/ca/ca.crt
   ca_key: %s/ca/ca.key
+keys:
+  master_key_file: %s/master.key
 log:
   level: info
-`, id, nd.dataDir, n, sr.tokenFile, ports[3*i], ports[3*i+1], ports[3*i+2], strings.Join(seeds, ", "), dir, dir, dir)
+`, id, nd.dataDir, n, sr.tokenFile, ports[3*i], ports[3*i+1], ports[3*i+2], strings.Join(seeds, ", "), dir, dir, dir, dir)
 		if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -2,11 +2,7 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,13 +16,10 @@ import (
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
-
-// AdminTokenKey is the system-bucket key holding the hex SHA-256 of the
-// region-admin API token. The token itself is never stored.
-var AdminTokenKey = []byte("admin_token_sha256")
 
 // Region is what the API needs from the node's region membership.
 type Region interface {
@@ -45,7 +38,8 @@ type Store interface {
 	View(fn func(*storage.Tx) error) error
 }
 
-// AuditLog is the read side of the region's audit log.
+// AuditLog is the read side of an audit log (the region's, or the
+// provider stream).
 type AuditLog interface {
 	Entries(from, n int64, limit int) ([]audit.Entry, error)
 	Checkpoint() ([]byte, error)
@@ -67,6 +61,16 @@ type Config struct {
 	Logger   *slog.Logger
 	Dev      DevControl
 	Audit    AuditLog
+	// ProviderAudit is the provider stream (break-glass records).
+	ProviderAudit AuditLog
+	Sessions      *auth.Sessions
+	Lockout       auth.LockoutPolicy
+	// OIDC is the OIDC login, nil when not configured.
+	OIDC OIDCLogin
+	// Keys is the node's KeyProtector.
+	Keys Keys
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
 	// TokenHint tells a caller without credentials where the token is.
 	TokenHint string
 }
@@ -75,17 +79,35 @@ type Config struct {
 type Role int
 
 const (
-	// Public routes need no credentials: liveness and self-metrics only.
+	// Public routes need no credentials: liveness, self-metrics, login.
 	Public Role = iota
-	// RegionAdmin routes need the region-admin token.
+	// Authenticated routes need any valid credentials and act only on the
+	// caller itself (whoami, logout).
+	Authenticated
+	// RegionAdmin routes run the region's infrastructure.
 	RegionAdmin
+	// TenantViewer, TenantOperator and TenantAdmin routes act in the
+	// tenant named by the route's {tenant}, needing at least that role.
+	TenantViewer
+	TenantOperator
+	TenantAdmin
 )
 
 func (r Role) String() string {
-	if r == Public {
-		return "public"
+	return [...]string{"public", "authenticated", "region-admin", "tenant-viewer", "tenant-operator", "tenant-admin"}[r]
+}
+
+// tenantRole is the auth.Role a tenant route needs.
+func (r Role) tenantRole() auth.Role {
+	switch r {
+	case TenantViewer:
+		return auth.Viewer
+	case TenantOperator:
+		return auth.Operator
+	case TenantAdmin:
+		return auth.Admin
 	}
-	return "region-admin"
+	return auth.NoRole
 }
 
 // Route is one entry of the route table.
@@ -93,14 +115,32 @@ type Route struct {
 	Method  string
 	Pattern string
 	Role    Role
-	handler func(*server, http.ResponseWriter, *http.Request)
+	handler handlerFunc
 }
+
+// call is what the middleware learned about a request.
+type call struct {
+	p      *auth.Principal
+	tenant auth.Tenant    // tenant routes
+	h      storage.Tenant // tenant routes with access
+	via    auth.Via
+}
+
+type handlerFunc func(*server, http.ResponseWriter, *http.Request, *call)
 
 // Routes is the API's route table. Every route names its role explicitly.
 func Routes(dev bool) []Route {
+	const t = "/api/v1/tenants/{tenant}"
 	rs := []Route{
 		{"GET", "/api/v1/health", Public, (*server).health},
 		{"GET", "/metrics", Public, nil}, // served by promhttp
+		{"POST", "/api/v1/login", Public, (*server).login},
+		{"GET", "/api/v1/auth/oidc/login", Public, (*server).oidcLogin},
+		{"GET", "/api/v1/auth/oidc/callback", Public, (*server).oidcCallback},
+		{"POST", "/api/v1/logout", Authenticated, (*server).logout},
+		{"GET", "/api/v1/whoami", Authenticated, (*server).whoami},
+		{"GET", "/api/v1/tenants", Authenticated, (*server).tenantsList},
+
 		{"GET", "/api/v1/region", RegionAdmin, (*server).region},
 		{"GET", "/api/v1/members", RegionAdmin, (*server).members},
 		{"GET", "/api/v1/kv", RegionAdmin, (*server).kvList},
@@ -110,6 +150,36 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/audit", RegionAdmin, (*server).auditEntries},
 		{"GET", "/api/v1/audit/checkpoint", RegionAdmin, (*server).auditCheckpoint},
 		{"GET", "/api/v1/audit/key", RegionAdmin, (*server).auditKey},
+		{"GET", "/api/v1/audit/provider", RegionAdmin, (*server).providerEntries},
+		{"GET", "/api/v1/audit/provider/checkpoint", RegionAdmin, (*server).providerCheckpoint},
+		{"POST", "/api/v1/tenants", RegionAdmin, (*server).tenantCreate},
+		{"GET", "/api/v1/users", RegionAdmin, (*server).usersList},
+		{"POST", "/api/v1/users", RegionAdmin, (*server).userCreate},
+		{"POST", "/api/v1/users/{user}/unlock", RegionAdmin, (*server).userUnlock},
+		{"GET", "/api/v1/tokens", RegionAdmin, (*server).tokensList},
+		{"POST", "/api/v1/tokens", RegionAdmin, (*server).tokenCreate},
+		{"DELETE", "/api/v1/tokens/{id}", RegionAdmin, (*server).tokenRevoke},
+		{"GET", "/api/v1/breakglass", RegionAdmin, (*server).grantsAll},
+		{"GET", "/api/v1/keys", RegionAdmin, (*server).keysGet},
+		{"POST", "/api/v1/keys/rotate", RegionAdmin, (*server).keysRotate},
+		{"POST", t + "/breakglass", RegionAdmin, (*server).grantRequest},
+
+		{"GET", t + "/kv", TenantViewer, (*server).tkvList},
+		{"GET", t + "/kv/{key...}", TenantViewer, (*server).tkvGet},
+		{"PUT", t + "/kv/{key...}", TenantOperator, (*server).tkvPut},
+		{"DELETE", t + "/kv/{key...}", TenantOperator, (*server).tkvDelete},
+		{"GET", t + "/members", TenantViewer, (*server).membersList},
+		{"PUT", t + "/members/{user}", TenantAdmin, (*server).memberSet},
+		{"DELETE", t + "/members/{user}", TenantAdmin, (*server).memberRemove},
+		{"GET", t + "/tokens", TenantAdmin, (*server).tokensList},
+		{"POST", t + "/tokens", TenantAdmin, (*server).tokenCreate},
+		{"DELETE", t + "/tokens/{id}", TenantAdmin, (*server).tokenRevoke},
+		{"GET", t + "/settings", TenantViewer, (*server).settingsGet},
+		{"PUT", t + "/settings", TenantAdmin, (*server).settingsPut},
+		{"GET", t + "/audit", TenantAdmin, (*server).tenantAudit},
+		{"GET", t + "/audit/provider", TenantAdmin, (*server).tenantProviderAudit},
+		{"GET", t + "/breakglass", TenantAdmin, (*server).grantsList},
+		{"POST", t + "/breakglass/{id}/approve", TenantAdmin, (*server).grantApprove},
 	}
 	if dev {
 		rs = append(rs,
@@ -120,14 +190,25 @@ func Routes(dev bool) []Route {
 	return rs
 }
 
-type server struct{ cfg Config }
+type server struct {
+	cfg     Config
+	limiter *auth.RateLimiter
+}
 
-// New returns the API handler.
+// New returns the API handler. State-changing requests from another
+// origin (a browser's cross-site form or fetch) are refused before any
+// route runs (net/http's CrossOriginProtection: Sec-Fetch-Site, Origin).
 func New(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{cfg: cfg}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Lockout.MaxFailures == 0 {
+		cfg.Lockout = auth.DefaultLockoutPolicy()
+	}
+	s := &server{cfg: cfg, limiter: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10}}
 	mux := http.NewServeMux()
 	for _, rt := range Routes(cfg.Dev != nil) {
 		pattern := rt.Method + " " + rt.Pattern
@@ -135,13 +216,12 @@ func New(cfg Config) http.Handler {
 			mux.Handle(pattern, promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 			continue
 		}
-		h := rt.handler
-		role := rt.Role
+		h, role := rt.handler, rt.Role
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			if role != Public && !s.authorized(w, r) {
-				return
+			c, ok := s.authorize(w, r, role)
+			if ok {
+				h(s, w, r, c)
 			}
-			h(s, w, r)
 		})
 	}
 	// A known path with the wrong method is a 405 listing the allowed
@@ -162,30 +242,11 @@ func New(cfg Config) http.Handler {
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "see docs/api.md for the API's routes")
 	})
-	return mux
-}
-
-// authorized checks the bearer token against the stored hash in constant
-// time and writes a 401 when it does not match.
-func (s *server) authorized(w http.ResponseWriter, r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
-		writeError(w, http.StatusUnauthorized, "missing API token", s.cfg.TokenHint)
-		return false
-	}
-	var want []byte
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		want = append(want, tx.Get(storage.BucketSystem, AdminTokenKey)...)
-		return nil
-	})
-	sum := sha256.Sum256([]byte(tok))
-	got := []byte(hex.EncodeToString(sum[:]))
-	if len(want) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
-		s.cfg.Logger.Warn("API request refused: invalid token", "remote", r.RemoteAddr, "path", r.URL.Path)
-		writeError(w, http.StatusUnauthorized, "invalid API token", s.cfg.TokenHint)
-		return false
-	}
-	return true
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused", "state-changing requests must come from this node's own UI or from a non-browser client")
+	}))
+	return cop.Handler(mux)
 }
 
 func writeError(w http.ResponseWriter, code int, msg, hint string) {
@@ -200,7 +261,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (s *server) health(w http.ResponseWriter, r *http.Request) {
+func (s *server) health(w http.ResponseWriter, r *http.Request, c *call) {
 	leader, _ := s.cfg.Region.Leader()
 	writeJSON(w, http.StatusOK, apitypes.Health{
 		Status: "ok", Node: s.cfg.Region.NodeID(), Leader: leader,
@@ -208,7 +269,7 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *server) region(w http.ResponseWriter, r *http.Request) {
+func (s *server) region(w http.ResponseWriter, r *http.Request, c *call) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	st := s.cfg.Region.Status(ctx)
@@ -223,7 +284,7 @@ func (s *server) region(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *server) members(w http.ResponseWriter, r *http.Request) {
+func (s *server) members(w http.ResponseWriter, r *http.Request, c *call) {
 	out := []apitypes.Member{}
 	for _, m := range s.cfg.Region.Members() {
 		out = append(out, apitypes.Member{ID: m.ID, GossipAddr: m.GossipAddr, Status: string(m.Status), Since: m.Since,
@@ -261,7 +322,7 @@ func (s *server) readConsistency(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-func (s *server) kvGet(w http.ResponseWriter, r *http.Request) {
+func (s *server) kvGet(w http.ResponseWriter, r *http.Request, c *call) {
 	key := r.PathValue("key")
 	if !validKey(w, key) || !s.readConsistency(w, r) {
 		return
@@ -286,7 +347,7 @@ func (s *server) kvGet(w http.ResponseWriter, r *http.Request) {
 // when more keys match (narrow the prefix to see them).
 const maxListKeys = 1000
 
-func (s *server) kvList(w http.ResponseWriter, r *http.Request) {
+func (s *server) kvList(w http.ResponseWriter, r *http.Request, c *call) {
 	if !s.readConsistency(w, r) {
 		return
 	}
@@ -311,7 +372,7 @@ func (s *server) kvList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *server) kvPut(w http.ResponseWriter, r *http.Request) {
+func (s *server) kvPut(w http.ResponseWriter, r *http.Request, c *call) {
 	key := r.PathValue("key")
 	if !validKey(w, key) {
 		return
@@ -321,70 +382,45 @@ func (s *server) kvPut(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", raft.MaxValueLen), "")
 		return
 	}
-	s.applyKV(w, r, raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: []byte(key), Value: val})
+	s.applyKV(w, r, c, raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: []byte(key), Value: val})
 }
 
-func (s *server) kvDelete(w http.ResponseWriter, r *http.Request) {
+func (s *server) kvDelete(w http.ResponseWriter, r *http.Request, c *call) {
 	key := r.PathValue("key")
 	if !validKey(w, key) {
 		return
 	}
-	s.applyKV(w, r, raft.KVCommand{Op: raft.KVDelete, Bucket: storage.BucketKV, Key: []byte(key)})
+	s.applyKV(w, r, c, raft.KVCommand{Op: raft.KVDelete, Bucket: storage.BucketKV, Key: []byte(key)})
 }
 
-// actor names the caller in audit records. One region-admin token exists
-// until accounts and API tokens do.
-const actor = "region-admin"
-
-func (s *server) applyKV(w http.ResponseWriter, r *http.Request, c raft.KVCommand) {
-	inner, err := c.Encode()
+func (s *server) applyKV(w http.ResponseWriter, r *http.Request, c *call, kv raft.KVCommand) {
+	inner, err := kv.Encode()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
 	action := "kv.put"
-	if c.Op == raft.KVDelete {
+	if kv.Op == raft.KVDelete {
 		action = "kv.delete"
 	}
-	b, err := s.audited(action, "kv/"+string(c.Key), inner)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), "")
-		return
+	if res, ok := s.apply(w, r, change{p: c.p, action: action, entity: "kv/" + string(kv.Key)}, inner); ok {
+		writeJSON(w, http.StatusOK, apitypes.WriteResult{Index: res.Index})
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	res, err := s.cfg.Region.Apply(ctx, b)
-	switch {
-	case errors.Is(err, raft.ErrOutcomeUnknown):
-		writeError(w, http.StatusServiceUnavailable, err.Error(), "leadership changed during the write; read the key to see whether it was applied")
-		return
-	case errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown):
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, err.Error(), "the region has no leader (an election takes about a second, or a quorum is down); retry")
-		return
-	case err != nil:
-		s.cfg.Logger.Error("write failed", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "write failed: "+err.Error(), "retry; if it persists check `outpostctl status`")
-		return
-	case res.Err != nil:
-		writeError(w, http.StatusBadRequest, res.Err.Error(), "")
-		return
-	}
-	writeJSON(w, http.StatusOK, apitypes.WriteResult{Index: res.Index})
-}
-
-// audited wraps an encoded command with its audit record.
-func (s *server) audited(action, entity string, inner []byte) ([]byte, error) {
-	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now(), Node: s.cfg.Region.NodeID(), Actor: actor, Action: action, Entity: entity})
-	if err != nil {
-		return nil, err
-	}
-	return raft.Audited(meta, inner)
 }
 
 const maxAuditPage = 1000
 
-func (s *server) auditEntries(w http.ResponseWriter, r *http.Request) {
+func (s *server) auditEntries(w http.ResponseWriter, r *http.Request, c *call) {
+	s.entries(w, r, s.cfg.Audit, "")
+}
+
+func (s *server) providerEntries(w http.ResponseWriter, r *http.Request, c *call) {
+	s.entries(w, r, s.cfg.ProviderAudit, "")
+}
+
+// entries serves a page of an audit log; with tenantID set, only that
+// tenant's records (the seq of each stays its place in the whole log).
+func (s *server) entries(w http.ResponseWriter, r *http.Request, log AuditLog, tenantID string) {
 	q := r.URL.Query()
 	from, err1 := strconv.ParseInt(cmpOr(q.Get("from"), "0"), 10, 64)
 	size, err2 := strconv.ParseInt(cmpOr(q.Get("size"), strconv.FormatInt(1<<62, 10)), 10, 64)
@@ -393,19 +429,48 @@ func (s *server) auditEntries(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "from, size and limit must be non-negative integers (limit at least 1)", "GET /api/v1/audit?from=0&size=N&limit=1000")
 		return
 	}
-	es, err := s.cfg.Audit.Entries(from, size, min(limit, maxAuditPage))
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
-		return
+	limit = min(limit, maxAuditPage)
+	out := []audit.Entry{}
+	for len(out) < limit {
+		es, err := log.Entries(from, size, maxAuditPage)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
+			return
+		}
+		for _, e := range es {
+			if tenantID == "" || recordTenant(e.Data) == tenantID {
+				out = append(out, e)
+			}
+			if len(out) == limit {
+				break
+			}
+		}
+		if len(es) < maxAuditPage || tenantID == "" {
+			break
+		}
+		from = es[len(es)-1].Seq + 1
 	}
-	if es == nil {
-		es = []audit.Entry{}
-	}
-	writeJSON(w, http.StatusOK, audit.Page{Entries: es, Size: size})
+	writeJSON(w, http.StatusOK, audit.Page{Entries: out, Size: size})
 }
 
-func (s *server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
-	cp, err := s.cfg.Audit.Checkpoint()
+func recordTenant(data []byte) string {
+	var rec struct {
+		Tenant string `json:"tenant"`
+	}
+	_ = json.Unmarshal(data, &rec)
+	return rec.Tenant
+}
+
+func (s *server) auditCheckpoint(w http.ResponseWriter, r *http.Request, c *call) {
+	s.checkpoint(w, s.cfg.Audit)
+}
+
+func (s *server) providerCheckpoint(w http.ResponseWriter, r *http.Request, c *call) {
+	s.checkpoint(w, s.cfg.ProviderAudit)
+}
+
+func (s *server) checkpoint(w http.ResponseWriter, log AuditLog) {
+	cp, err := log.Checkpoint()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "signing a checkpoint: "+err.Error(), "")
 		return
@@ -414,7 +479,7 @@ func (s *server) auditCheckpoint(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(cp)
 }
 
-func (s *server) auditKey(w http.ResponseWriter, r *http.Request) {
+func (s *server) auditKey(w http.ResponseWriter, r *http.Request, c *call) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, s.cfg.Audit.VerifierKey()+"\n")
 }
@@ -426,25 +491,18 @@ func cmpOr(v, def string) string {
 	return v
 }
 
-func (s *server) devStop(w http.ResponseWriter, r *http.Request) {
-	s.devAction(w, r, s.cfg.Dev.StopNode, "dev.node_stop", "stopped")
+func (s *server) devStop(w http.ResponseWriter, r *http.Request, c *call) {
+	s.devAction(w, r, c, s.cfg.Dev.StopNode, "dev.node_stop", "stopped")
 }
 
-func (s *server) devStart(w http.ResponseWriter, r *http.Request) {
-	s.devAction(w, r, s.cfg.Dev.StartNode, "dev.node_start", "started")
+func (s *server) devStart(w http.ResponseWriter, r *http.Request, c *call) {
+	s.devAction(w, r, c, s.cfg.Dev.StartNode, "dev.node_start", "started")
 }
 
-func (s *server) devAction(w http.ResponseWriter, r *http.Request, fn func(string) error, action, done string) {
+func (s *server) devAction(w http.ResponseWriter, r *http.Request, c *call, fn func(string) error, action, done string) {
 	id := r.PathValue("id")
 	// Record the drill before acting: the node stopped may be this one.
-	rec, err := s.audited(action, "node/"+id, []byte{byte(raft.CmdNoop)})
-	if err == nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		_, err = s.cfg.Region.Apply(ctx, rec)
-		cancel()
-	}
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "recording the action in the audit log failed: "+err.Error(), "retry once the region has a leader")
+	if _, ok := s.apply(w, r, change{p: c.p, action: action, entity: "node/" + id}, nil); !ok {
 		return
 	}
 	if err := fn(id); err != nil {

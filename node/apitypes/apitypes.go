@@ -76,3 +76,107 @@ type KVEntry struct {
 type WriteResult struct {
 	Index uint64 `json:"index"`
 }
+
+// Login is POST /api/v1/login.
+type Login struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// Session answers a login.
+type Session struct {
+	User    string    `json:"user"`
+	Expires time.Time `json:"expires"`
+}
+
+// WhoAmI is GET /api/v1/whoami.
+type WhoAmI struct {
+	Actor       string            `json:"actor"`
+	User        string            `json:"user,omitempty"`
+	RegionAdmin bool              `json:"region_admin"`
+	Tenants     map[string]string `json:"tenants"` // tenant name -> role
+}
+
+// TenantCreate is POST /api/v1/tenants. Admin is the account that becomes
+// the tenant's first Admin.
+type TenantCreate struct {
+	Name  string `json:"name"`
+	Admin string `json:"admin"`
+}
+
+// Tenant is one tenant as its members and region admins see it.
+type Tenant struct {
+	Name    string    `json:"name"`
+	ID      string    `json:"id"`
+	Created time.Time `json:"created"`
+	Role    string    `json:"role,omitempty"` // the caller's role
+}
+
+// TenantSettings is GET/PUT /api/v1/tenants/{tenant}/settings.
+type TenantSettings struct {
+	BreakGlassAutoApprove bool `json:"breakglass_auto_approve"`
+}
+
+// UserCreate is POST /api/v1/users. An empty password makes the server
+// generate one and return it once.
+type UserCreate struct {
+	Name        string `json:"name"`
+	Password    string `json:"password,omitempty"`
+	RegionAdmin bool   `json:"region_admin,omitempty"`
+}
+
+// User is one account.
+type User struct {
+	Name        string            `json:"name"`
+	Source      string            `json:"source"`
+	RegionAdmin bool              `json:"region_admin"`
+	Tenants     map[string]string `json:"tenants"` // tenant name -> role
+	LockedUntil *time.Time        `json:"locked_until,omitempty"`
+	Password    string            `json:"password,omitempty"` // only when generated
+}
+
+// TokenCreate is POST /api/v1/tokens (region-admin tokens) and
+// /api/v1/tenants/{tenant}/tokens (role is viewer, operator or admin).
+type TokenCreate struct {
+	Name string `json:"name"`
+	Role string `json:"role,omitempty"`
+	TTL  string `json:"ttl,omitempty"` // Go duration; empty = no expiry
+}
+
+// APIToken is one API token; Token is set only in the create answer.
+type APIToken struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Tenant    string    `json:"tenant,omitempty"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires,omitzero"`
+	CreatedBy string    `json:"created_by"`
+	Token     string    `json:"token,omitempty"`
+}
+
+// TenantMember is a tenant member; PUT .../members/{user} takes {"role": …}.
+type TenantMember struct {
+	User string `json:"user"`
+	Role string `json:"role"`
+}
+
+// BreakGlassRequest is POST /api/v1/tenants/{tenant}/breakglass.
+type BreakGlassRequest struct {
+	Reason   string `json:"reason"`
+	Duration string `json:"duration"` // Go duration, at most 24h
+}
+
+// Grant is a break-glass grant.
+type Grant struct {
+	ID         string    `json:"id"`
+	Tenant     string    `json:"tenant"`
+	Requester  string    `json:"requester"`
+	Reason     string    `json:"reason"`
+	Duration   string    `json:"duration"`
+	Created    time.Time `json:"created"`
+	Approved   bool      `json:"approved"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	Expires    time.Time `json:"expires,omitzero"`
+	Active     bool      `json:"active"`
+}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -46,6 +47,7 @@ type Region struct {
 	tempDir bool
 	ca      *pki.CA
 	key     []byte
+	keys    *keys.Protector
 	ports   map[string]nodePorts
 
 	mu    sync.Mutex
@@ -120,8 +122,10 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 	}
 	d.say("  leader elected: %s (%.1fs after start)", leader, time.Since(start).Seconds())
 	tokenFile := d.TokenFile()
-	if err := waitFile(ctx, tokenFile, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("waiting for the admin token: %w", err)
+	for _, f := range []string{tokenFile, d.PasswordFile()} {
+		if err := waitFile(ctx, f, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("waiting for the admin credentials: %w", err)
+		}
 	}
 	d.say("  region admin token written to %s", tokenFile)
 	return d, nil
@@ -129,20 +133,35 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 
 // loadSecrets loads or creates the dev CA, gossip key and port map.
 func (d *Region) loadSecrets() error {
-	caDir := filepath.Join(d.dataDir, "ca")
+	// The dev region's master key lives in its data dir (0600): fine for
+	// a throwaway region, never for a real one (docs/config.md).
+	mkFile := filepath.Join(d.dataDir, "master.key")
+	if _, err := os.Stat(mkFile); err != nil {
+		k, err := keys.GenerateKey()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(mkFile, []byte(k+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
 	var err error
+	if d.keys, err = keys.LoadMaster(keys.Source{File: mkFile}, keys.Source{}); err != nil {
+		return fmt.Errorf("dev master key: %w", err)
+	}
+	caDir := filepath.Join(d.dataDir, "ca")
 	if _, statErr := os.Stat(filepath.Join(caDir, "ca.crt")); statErr == nil {
-		d.ca, err = pki.LoadCA(filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key"))
+		d.ca, err = pki.LoadWrappedCA(d.keys, filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key"))
 	} else {
 		if d.ca, err = pki.NewCA(d.region); err == nil {
-			err = d.ca.Save(caDir)
+			err = d.ca.SaveWrapped(d.keys, caDir)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("dev CA: %w", err)
 	}
 	keyFile := filepath.Join(d.dataDir, "gossip.key")
-	if b, err := os.ReadFile(keyFile); err == nil {
+	if b, err := keys.ReadFile(d.keys, keyFile, node.PurposeGossipKey); err == nil {
 		d.key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
 		if err != nil {
 			return fmt.Errorf("%s: %w", keyFile, err)
@@ -150,7 +169,7 @@ func (d *Region) loadSecrets() error {
 	} else {
 		d.key = make([]byte, 32)
 		rand.Read(d.key)
-		if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(d.key)+"\n"), 0o600); err != nil {
+		if err := keys.WriteFile(d.keys, keyFile, node.PurposeGossipKey, []byte(base64.StdEncoding.EncodeToString(d.key))); err != nil {
 			return err
 		}
 	}
@@ -163,6 +182,9 @@ func (d *Region) loadSecrets() error {
 }
 
 func (d *Region) portsFile() string { return filepath.Join(d.dataDir, "dev-ports.json") }
+
+// PasswordFile is where the first region admin's password is written.
+func (d *Region) PasswordFile() string { return filepath.Join(d.dataDir, "admin.password") }
 
 // TokenFile is where the region admin token is written.
 func (d *Region) TokenFile() string { return filepath.Join(d.dataDir, "admin.token") }
@@ -228,7 +250,7 @@ func (d *Region) StartNode(id string) error {
 	if d.opts.Nodes == 1 {
 		cfg.Raft.MinQuorum = 0
 	}
-	n, err := node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d})
+	n, err := node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys})
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", id, err)
 	}

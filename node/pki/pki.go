@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/internal/syncfile"
+	"github.com/outpost-mesh/outpost/node/keys"
 )
 
 // CA is a region's certificate authority.
@@ -84,15 +85,48 @@ func (ca *CA) Save(dir string) error {
 	return syncfile.Replace(filepath.Join(dir, "ca.crt"), ca.pem, 0o644)
 }
 
-// LoadCA reads a CA certificate and key from PEM files.
+// LoadCA reads a CA certificate and an unwrapped key from PEM files
+// (tools and benchmarks; a node reads its key wrapped: LoadWrappedCA).
 func LoadCA(certFile, keyFile string) (*CA, error) {
-	cpem, err := os.ReadFile(certFile)
-	if err != nil {
-		return nil, fmt.Errorf("read CA certificate: %w", err)
-	}
 	kpem, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("read CA key: %w", err)
+	}
+	return loadCA(certFile, keyFile, kpem)
+}
+
+// LoadWrappedCA reads a CA certificate and its key, wrapped by the master
+// key (purpose "ca_key"), as `outpost ca create` writes them.
+func LoadWrappedCA(p *keys.Protector, certFile, keyFile string) (*CA, error) {
+	kpem, err := keys.ReadFile(p, keyFile, PurposeCAKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca_key: %w", err)
+	}
+	return loadCA(certFile, keyFile, kpem)
+}
+
+// PurposeCAKey is the wrapped-file purpose of the region CA key.
+const PurposeCAKey = "ca_key"
+
+// SaveWrapped writes ca.crt and ca.key (wrapped by p) into dir.
+func (ca *CA) SaveWrapped(p *keys.Protector, dir string) error {
+	kder, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := keys.WriteFile(p, filepath.Join(dir, "ca.key"), PurposeCAKey, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})); err != nil {
+		return err
+	}
+	return syncfile.Replace(filepath.Join(dir, "ca.crt"), ca.pem, 0o644)
+}
+
+func loadCA(certFile, keyFile string, kpem []byte) (*CA, error) {
+	cpem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, fmt.Errorf("read CA certificate: %w", err)
 	}
 	cb, _ := pem.Decode(cpem)
 	if cb == nil || cb.Type != "CERTIFICATE" {

@@ -1,0 +1,299 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Tenant routes run after authorize minted c.h from the caller's role (or
+// a break-glass grant); they reach tenant data only through it.
+
+var tenantKVBucket = []byte("kv")
+
+func (s *server) tkvList(w http.ResponseWriter, r *http.Request, c *call) {
+	if !s.readConsistency(w, r) {
+		return
+	}
+	prefix := r.URL.Query().Get("prefix")
+	out := []apitypes.KVEntry{}
+	truncated := false
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		tx.Tenant(c.h).ForEach(tenantKVBucket, []byte(prefix), func(k, v []byte) bool {
+			if len(out) == maxListKeys {
+				truncated = true
+				return false
+			}
+			out = append(out, apitypes.KVEntry{Key: string(k), Size: len(v)})
+			return true
+		})
+		return nil
+	})
+	if truncated {
+		w.Header().Set("X-Outpost-Truncated", "true")
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) tkvGet(w http.ResponseWriter, r *http.Request, c *call) {
+	key := r.PathValue("key")
+	if !validKey(w, key) || !s.readConsistency(w, r) {
+		return
+	}
+	var val []byte
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		val = append([]byte(nil), tx.Tenant(c.h).Get(tenantKVBucket, []byte(key))...)
+		return nil
+	})
+	if len(val) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found", key), "")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = w.Write(val)
+}
+
+func (s *server) tkvPut(w http.ResponseWriter, r *http.Request, c *call) {
+	key := r.PathValue("key")
+	if !validKey(w, key) {
+		return
+	}
+	val, err := io.ReadAll(http.MaxBytesReader(w, r.Body, raft.MaxValueLen+1))
+	if err != nil || len(val) > raft.MaxValueLen {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", raft.MaxValueLen), "")
+		return
+	}
+	s.tenantKV(w, r, c, raft.KVCommand{Op: raft.KVPut, Bucket: tenantKVBucket, Key: []byte(key), Value: val})
+}
+
+func (s *server) tkvDelete(w http.ResponseWriter, r *http.Request, c *call) {
+	key := r.PathValue("key")
+	if !validKey(w, key) {
+		return
+	}
+	s.tenantKV(w, r, c, raft.KVCommand{Op: raft.KVDelete, Bucket: tenantKVBucket, Key: []byte(key)})
+}
+
+// tenantKV commits a write to the tenant's data. Its audit record keeps
+// only digests of the values: the region log is readable by region
+// admins, who have no implicit read of tenant data.
+func (s *server) tenantKV(w http.ResponseWriter, r *http.Request, c *call, kv raft.KVCommand) {
+	inner, err := raft.TenantKV{Tenant: c.h.ID(), KVCommand: kv}.Encode()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	action := "tenant.kv.put"
+	if kv.Op == raft.KVDelete {
+		action = "tenant.kv.delete"
+	}
+	if res, ok := s.apply(w, r, change{p: c.p, tenant: c.h.ID(), action: action, entity: "kv/" + string(kv.Key), redact: true}, inner); ok {
+		writeJSON(w, http.StatusOK, apitypes.WriteResult{Index: res.Index})
+	}
+}
+
+func (s *server) membersList(w http.ResponseWriter, r *http.Request, c *call) {
+	out := []apitypes.TenantMember{}
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		for u, role := range (auth.Reader{Tx: tx}).Members(c.tenant.ID) {
+			out = append(out, apitypes.TenantMember{User: u, Role: role.String()})
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].User < out[j].User })
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
+	user := r.PathValue("user")
+	var in apitypes.TenantMember
+	if !decodeBody(w, r, &in, `{"role":"operator"}`) {
+		return
+	}
+	role, err := auth.ParseRole(in.Role)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	if !s.userExists(user) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q", user), "a region admin creates accounts: outpostctl users create NAME")
+		return
+	}
+	if role != auth.Admin && s.lastAdmin(c.tenant.ID, user) {
+		writeError(w, http.StatusConflict, errLastAdmin.Error(), "make another member Admin first")
+		return
+	}
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.set", entity: "member/" + user},
+		batch(auth.OpsSetRole(c.tenant.ID, user, role))); ok {
+		writeJSON(w, http.StatusOK, apitypes.TenantMember{User: user, Role: role.String()})
+	}
+}
+
+func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
+	user := r.PathValue("user")
+	var have bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		_, have = auth.Reader{Tx: tx}.Members(c.tenant.ID)[user]
+		return nil
+	})
+	if !have {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%q is not a member", user), "")
+		return
+	}
+	if s.lastAdmin(c.tenant.ID, user) {
+		writeError(w, http.StatusConflict, errLastAdmin.Error(), "make another member Admin first")
+		return
+	}
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.remove", entity: "member/" + user},
+		batch(auth.OpsRemoveRole(c.tenant.ID, user))); ok {
+		writeJSON(w, http.StatusOK, map[string]string{"user": user, "status": "removed"})
+	}
+}
+
+// lastAdmin reports whether user is the tenant's only Admin.
+func (s *server) lastAdmin(tenantID, user string) bool {
+	admins, isAdmin := 0, false
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		for u, role := range (auth.Reader{Tx: tx}).Members(tenantID) {
+			if role == auth.Admin {
+				admins++
+				isAdmin = isAdmin || u == user
+			}
+		}
+		return nil
+	})
+	return isAdmin && admins == 1
+}
+
+func (s *server) settingsGet(w http.ResponseWriter, r *http.Request, c *call) {
+	writeJSON(w, http.StatusOK, apitypes.TenantSettings{BreakGlassAutoApprove: c.tenant.BreakGlassAutoApprove})
+}
+
+func (s *server) settingsPut(w http.ResponseWriter, r *http.Request, c *call) {
+	var in apitypes.TenantSettings
+	if !decodeBody(w, r, &in, `{"breakglass_auto_approve":false}`) {
+		return
+	}
+	t := c.tenant
+	t.BreakGlassAutoApprove = in.BreakGlassAutoApprove
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: t.ID, action: "tenant.settings", entity: "tenant/" + t.ID}, batch(auth.OpsUpdateTenant(t))); ok {
+		writeJSON(w, http.StatusOK, in)
+	}
+}
+
+func (s *server) tenantAudit(w http.ResponseWriter, r *http.Request, c *call) {
+	s.entries(w, r, s.cfg.Audit, c.tenant.ID)
+}
+
+func (s *server) tenantProviderAudit(w http.ResponseWriter, r *http.Request, c *call) {
+	s.entries(w, r, s.cfg.ProviderAudit, c.tenant.ID)
+}
+
+// MaxGrant is the longest break-glass grant.
+const MaxGrant = 24 * time.Hour
+
+func grantView(g auth.Grant, tenantName string, now time.Time) apitypes.Grant {
+	return apitypes.Grant{ID: g.ID, Tenant: tenantName, Requester: g.Requester, Reason: g.Reason, Duration: g.Duration.String(),
+		Created: g.Created, Approved: g.Approved, ApprovedBy: g.ApprovedBy, Expires: g.Expires, Active: g.Active(now)}
+}
+
+// grantRequest is a region admin asking for break-glass access to one
+// tenant. It is recorded in the provider stream the tenant reads.
+func (s *server) grantRequest(w http.ResponseWriter, r *http.Request, c *call) {
+	var t auth.Tenant
+	err := s.cfg.Store.View(func(tx *storage.Tx) error {
+		var err error
+		t, err = auth.Reader{Tx: tx}.Tenant(r.PathValue("tenant"))
+		return err
+	})
+	if err != nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no tenant %q", r.PathValue("tenant")), "`outpostctl tenants list` shows the tenants")
+		return
+	}
+	var in apitypes.BreakGlassRequest
+	if !decodeBody(w, r, &in, `{"reason":"incident INC-42: agent flapping","duration":"1h"}`) {
+		return
+	}
+	if len(strings.TrimSpace(in.Reason)) < 8 || len(in.Reason) > 500 {
+		writeError(w, http.StatusBadRequest, "reason must be 8..500 characters", "say why you need the tenant's data (an incident or ticket id); the tenant reads it")
+		return
+	}
+	d, err := time.ParseDuration(cmpOr(in.Duration, "1h"))
+	if err != nil || d <= 0 || d > MaxGrant {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q: use a duration up to %s", in.Duration, MaxGrant), "")
+		return
+	}
+	now := s.cfg.Now().UTC()
+	g := auth.Grant{ID: auth.NewID(6), Tenant: t.ID, Requester: c.p.Actor, Reason: in.Reason, Duration: d, Created: now}
+	action := "breakglass.request"
+	if t.BreakGlassAutoApprove {
+		g.Approved, g.ApprovedBy, g.Expires = true, "auto-approve (tenant setting)", now.Add(d)
+		action = "breakglass.auto_approved"
+	}
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: t.ID, stream: audit.StreamProvider, action: action, entity: "grant/" + g.ID,
+		detail: map[string]string{"reason": g.Reason, "duration": d.String()}}, batch(auth.OpsPutGrant(g, true))); ok {
+		writeJSON(w, http.StatusCreated, grantView(g, t.Name, now))
+	}
+}
+
+func (s *server) grantsList(w http.ResponseWriter, r *http.Request, c *call) {
+	out := []apitypes.Grant{}
+	now := s.cfg.Now()
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		for _, g := range (auth.Reader{Tx: tx}).Grants(c.tenant.ID) {
+			out = append(out, grantView(g, c.tenant.Name, now))
+		}
+		return nil
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+// grantsAll lists every tenant's grants for region admins: who asked,
+// for what, whether approved; no tenant data.
+func (s *server) grantsAll(w http.ResponseWriter, r *http.Request, c *call) {
+	out := []apitypes.Grant{}
+	now := s.cfg.Now()
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := auth.Reader{Tx: tx}
+		for _, t := range rd.Tenants() {
+			for _, g := range rd.Grants(t.ID) {
+				out = append(out, grantView(g, t.Name, now))
+			}
+		}
+		return nil
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) grantApprove(w http.ResponseWriter, r *http.Request, c *call) {
+	id := r.PathValue("id")
+	var g auth.Grant
+	err := s.cfg.Store.View(func(tx *storage.Tx) error {
+		var err error
+		g, err = auth.Reader{Tx: tx}.Grant(c.tenant.ID, id)
+		return err
+	})
+	if err != nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no grant %q in this tenant", id), "`outpostctl breakglass list TENANT` shows the grants")
+		return
+	}
+	if g.Approved {
+		writeError(w, http.StatusConflict, "grant is already approved", "")
+		return
+	}
+	now := s.cfg.Now().UTC()
+	g.Approved, g.ApprovedBy, g.Expires = true, c.p.Actor, now.Add(g.Duration)
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, stream: audit.StreamProvider, action: "breakglass.approve", entity: "grant/" + g.ID,
+		detail: map[string]string{"requester": g.Requester, "expires": g.Expires.Format(time.RFC3339)}}, batch(auth.OpsPutGrant(g, false))); ok {
+		writeJSON(w, http.StatusOK, grantView(g, c.tenant.Name, now))
+	}
+}
