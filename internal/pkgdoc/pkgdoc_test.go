@@ -4,6 +4,7 @@ package pkgdoc
 
 import (
 	"encoding/json"
+	"go/ast"
 	"go/parser"
 	"go/token"
 	"os/exec"
@@ -86,6 +87,7 @@ func TestImportDirection(t *testing.T) {
 		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "pki stands alone"},
 		{"node/apitypes", []string{mod}, nil, "API types must be importable by any client"},
 		{"node/audit", []string{mod}, nil, "audit verification must be importable by any client"},
+		{"node/keys", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "the KeyProtector stands alone"},
 	}
 	deps := map[string][]string{}
 	for _, p := range listPackages(t) {
@@ -109,6 +111,42 @@ func TestImportDirection(t *testing.T) {
 					t.Errorf("%s imports %s: %s", r.pkg, d, r.why)
 				}
 			}
+		}
+	}
+}
+
+// TestTenantHandlesComeFromTheCaller: only node/auth (from an
+// authenticated principal) and raft (replaying a command built from such a
+// handle) may mint a storage.Tenant; no package links the test-only OIDC
+// provider.
+func TestTenantHandlesComeFromTheCaller(t *testing.T) {
+	const mod = "github.com/outpost-mesh/outpost/"
+	mayMint := map[string]bool{mod + "node/auth": true, mod + "raft": true, mod + "storage": true}
+	for _, p := range listPackages(t) {
+		for _, d := range p.Deps {
+			if d == mod+"internal/oidctest" {
+				t.Errorf("%s links internal/oidctest, which is for tests only", p.ImportPath)
+			}
+		}
+		if mayMint[p.ImportPath] {
+			continue
+		}
+		fset := token.NewFileSet()
+		for _, f := range p.GoFiles {
+			af, err := parser.ParseFile(fset, filepath.Join(p.Dir, f), nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ast.Inspect(af, func(n ast.Node) bool {
+				sel, ok := n.(*ast.SelectorExpr)
+				if !ok || sel.Sel.Name != "Scope" {
+					return true
+				}
+				if id, ok := sel.X.(*ast.Ident); ok && id.Name == "storage" {
+					t.Errorf("%s: %s calls storage.Scope; tenant handles come from auth.Principal.Access", p.ImportPath, fset.Position(sel.Pos()))
+				}
+				return true
+			})
 		}
 	}
 }

@@ -76,11 +76,11 @@ func (s *Sessions) parse(value string, now time.Time) (sessionClaims, error) {
 	if !ok || len(value) > 4096 {
 		return c, ErrBadSession
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 	if err != nil || !hmac.Equal(got, s.mac(p)) {
 		return c, ErrBadSession
 	}
-	body, err := base64.RawURLEncoding.DecodeString(p)
+	body, err := base64.RawURLEncoding.Strict().DecodeString(p)
 	if err != nil || json.Unmarshal(body, &c) != nil || c.Region != s.region || c.User == "" {
 		return c, ErrBadSession
 	}
