@@ -366,7 +366,7 @@ func TestBreakGlass(t *testing.T) {
 		t.Fatalf("with a grant: %q", got)
 	}
 	tn.must(t, 403, "PUT", "/api/v1/tenants/acme/kv/flows", tn.token, "overwrite") // read-only
-	tn.must(t, 403, "GET", "/api/v1/tenants/globex/kv", tn.token, "")            // one tenant only
+	tn.must(t, 403, "GET", "/api/v1/tenants/globex/kv", tn.token, "")              // one tenant only
 	time.Sleep(time.Until(g.Created.Add(2*time.Second)) + 100*time.Millisecond)
 	if r := tn.do(t, "GET", "/api/v1/tenants/acme/kv/flows", tn.token, ""); r.code != 403 {
 		t.Fatalf("after expiry: %d %s", r.code, r.body)

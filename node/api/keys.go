@@ -83,4 +83,3 @@ func (s *server) keysRotate(w http.ResponseWriter, r *http.Request, c *call) {
 	after.Rewrapped = len(stale)
 	writeJSON(w, http.StatusOK, after)
 }
-

@@ -84,10 +84,10 @@ type Tenant struct {
 
 // User is a local or OIDC account.
 type User struct {
-	Name        string          `json:"name"`
-	Source      string          `json:"source"` // "local" or "oidc"
-	RegionAdmin bool            `json:"region_admin,omitempty"`
-	Created     time.Time       `json:"created"`
+	Name        string    `json:"name"`
+	Source      string    `json:"source"` // "local" or "oidc"
+	RegionAdmin bool      `json:"region_admin,omitempty"`
+	Created     time.Time `json:"created"`
 	// Roles (tenant id -> role) and Epoch are kept under their own keys
 	// (BucketRoles, BucketEpochs), so changing one never rewrites the
 	// record; Reader.User fills them in.
