@@ -84,6 +84,15 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, out a
 	return nil
 }
 
+// send is do with in encoded as the JSON request body.
+func (c *client) send(ctx context.Context, method, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encoding the request: %w", err)
+	}
+	return c.do(ctx, method, path, body, out)
+}
+
 func escapeKey(k string) string {
 	parts := strings.Split(k, "/")
 	for i, p := range parts {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 )
 
 const usage = `usage: outpostctl <command> [flags]
@@ -31,6 +32,35 @@ commands:
   audit verify-export DIR --key VKEY   check an export offline
   dev stop NODE          (outpost dev only) kill a node
   dev start NODE         (outpost dev only) start a stopped node
+
+accounts and tenants:
+  whoami                 who the token is: actor, region admin, tenant roles
+  users create NAME [--region-admin] [--password-stdin]
+                         create a local account (without --password-stdin the
+                         node generates a password and shows it once)
+  users list             accounts, their roles and lockouts
+  users unlock NAME      end a lockout after failed logins
+  tenants create NAME --admin USER     create a tenant and its first Admin
+  tenants list           the tenants you can see, and your role in each
+  tenants members list TENANT
+  tenants members set TENANT USER --role viewer|operator|admin
+  tenants members remove TENANT USER
+  tenants settings TENANT [--breakglass-auto-approve=true|false]
+                         show the tenant's settings, or change them
+  tenants audit TENANT [--provider]    the tenant's audit records (--provider:
+                         the provider stream: break-glass requests and access)
+  tokens api create --name N --role R [--tenant T] [--ttl 720h]
+                         create an API token, shown once (without --tenant the
+                         role must be region-admin)
+  tokens api list [--tenant T]
+  tokens api revoke ID [--tenant T]
+  breakglass request TENANT --reason TEXT [--duration 1h]
+                         (region admin) ask a tenant for access to its data
+  breakglass list [TENANT]             grants: a tenant's (its Admins), or
+                         every tenant's (region admins)
+  breakglass approve TENANT ID         (tenant Admin) approve a grant
+  keys status            the master key and how many secrets it wraps
+  keys rotate            re-wrap stored secrets under the current master key
 
 global flags (anywhere after the command):
   --addr URL    node API (env OUTPOST_ADDR, default http://127.0.0.1:7070)
@@ -80,19 +110,17 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
-	cmd := args[0]
+	cmd, rest := args[0], args[1:]
 	if cmd == "-h" || cmd == "--help" || cmd == "help" {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	sub := ""
-	rest := args[1:]
-	if cmd == "kv" || cmd == "dev" || cmd == "audit" {
-		if len(rest) == 0 {
+	for isGroup(cmd) {
+		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
 			fmt.Fprintf(stderr, "outpostctl %s: missing subcommand\n%s", cmd, usage)
 			return errUsage
 		}
-		sub, rest = rest[0], rest[1:]
+		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
 	fs, g := newFlags(cmd, stderr)
 	fs.Bool("consistent", false, "linearizable read (kv get/list)")
@@ -102,6 +130,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&ao.save, "save", "", "write the verified checkpoint to this file (audit verify)")
 	fs.StringVar(&ao.out, "out", "", "export directory (audit export)")
 	fs.StringVar(&ao.region, "region", "", "expected region name (audit commands)")
+	var acct accountOpts
+	acct.register(fs)
 	pos, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage already printed
@@ -110,11 +140,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	c := newClient(g.addr, g.token)
+	if isAccountCommand(cmd) {
+		return runAccount(ctx, c, g, acct, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
+	}
 	consistent := fs.Lookup("consistent").Value.String() == "true"
-	switch cmd + " " + sub {
-	case "status ":
+	switch cmd {
+	case "status":
 		return status(ctx, c, g, stdout)
-	case "members ":
+	case "members":
 		return members(ctx, c, g, stdout)
 	case "kv get":
 		if len(pos) != 1 {
@@ -151,12 +184,35 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return auditVerifyExport(pos[0], g, ao, stdout)
 	case "dev stop", "dev start":
 		if len(pos) != 1 {
-			return usageErr(stderr, "dev "+sub+" NODE")
+			return usageErr(stderr, cmd+" NODE")
 		}
-		return devAction(ctx, c, g, sub, pos[0], stdout)
+		return devAction(ctx, c, g, strings.TrimPrefix(cmd, "dev "), pos[0], stdout)
 	}
-	fmt.Fprintf(stderr, "outpostctl: unknown command %q\n%s", (cmd + " " + sub), usage)
+	fmt.Fprintf(stderr, "outpostctl: unknown command %q\n%s", cmd, usage)
 	return errUsage
+}
+
+// isGroup reports whether a command word (or words) takes a subcommand.
+func isGroup(cmd string) bool {
+	switch cmd {
+	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys":
+		return true
+	}
+	return false
+}
+
+// givenFlags names the flags set on the command line, beyond the global
+// --addr, --token and --json.
+func givenFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "addr", "token", "json":
+		default:
+			set[f.Name] = true
+		}
+	})
+	return set
 }
 
 func usageErr(stderr io.Writer, form string) error {
