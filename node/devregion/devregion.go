@@ -250,7 +250,17 @@ func (d *Region) StartNode(id string) error {
 	if d.opts.Nodes == 1 {
 		cfg.Raft.MinQuorum = 0
 	}
-	n, err := node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys})
+	// A restarted node reuses its API port; on a busy loopback an outbound
+	// connection may briefly hold it as its ephemeral source port, so
+	// retry a port in use for a few seconds before giving up.
+	var n *node.Node
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("start node %s: %w", id, err)
 	}
