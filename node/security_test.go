@@ -449,7 +449,7 @@ func TestMasterKeyRotation(t *testing.T) {
 		t.Fatal("the new key alone opened data wrapped by the old one")
 	}
 	tn = startNode(t, cfg, mustKeys(t, nu, old), node.Options{GossipKey: gossip})
-	var st api.KeyStatus
+	var st apitypes.KeyStatus
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/keys", tn.token, "")), &st)
 	if st.OnPrevious != 1 || st.Secrets != 1 {
 		t.Fatalf("before rotation: %+v", st)

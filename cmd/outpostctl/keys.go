@@ -4,24 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-)
 
-// keyStatus is GET /api/v1/keys and the answer of POST /api/v1/keys/rotate.
-// It mirrors node/api.KeyStatus, which outpostctl may not import (it would
-// link server code).
-type keyStatus struct {
-	Node          string `json:"node"`
-	KeyID         string `json:"key_id"`
-	PreviousKeyID string `json:"previous_key_id,omitempty"`
-	Secrets       int    `json:"secrets"`
-	OnPrevious    int    `json:"on_previous"`
-	Rewrapped     int    `json:"rewrapped,omitempty"`
-}
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
 
 // keys shows the master key status (GET) or rotates the stored secrets
 // onto the current key (POST), which answers with the status after.
 func keys(ctx context.Context, c *client, g *globals, method, path string, w io.Writer) error {
-	var st keyStatus
+	var st apitypes.KeyStatus
 	if err := c.do(ctx, method, path, nil, &st); err != nil {
 		return err
 	}

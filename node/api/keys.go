@@ -3,6 +3,8 @@ package api
 import (
 	"net/http"
 
+	"github.com/outpost-mesh/outpost/node/apitypes"
+
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -20,21 +22,8 @@ var wrappedSecrets = []struct{ bucket, key []byte }{
 	{storage.BucketSystem, []byte("keys_canary")},
 }
 
-// KeyStatus is GET /api/v1/keys and the answer of POST /api/v1/keys/rotate.
-type KeyStatus struct {
-	Node          string `json:"node"`
-	KeyID         string `json:"key_id"`
-	PreviousKeyID string `json:"previous_key_id,omitempty"`
-	Secrets       int    `json:"secrets"`
-	// OnPrevious counts stored secrets still wrapped by the previous key;
-	// rotation is complete when it is 0 on the region (and every node's
-	// files were re-wrapped at its restart).
-	OnPrevious int `json:"on_previous"`
-	Rewrapped  int `json:"rewrapped,omitempty"`
-}
-
-func (s *server) keyStatus() (KeyStatus, [][3][]byte) {
-	st := KeyStatus{Node: s.cfg.Region.NodeID(), KeyID: s.cfg.Keys.KeyID(), PreviousKeyID: s.cfg.Keys.PreviousKeyID()}
+func (s *server) keyStatus() (apitypes.KeyStatus, [][3][]byte) {
+	st := apitypes.KeyStatus{Node: s.cfg.Region.NodeID(), KeyID: s.cfg.Keys.KeyID(), PreviousKeyID: s.cfg.Keys.PreviousKeyID()}
 	var stale [][3][]byte
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		for _, w := range wrappedSecrets {

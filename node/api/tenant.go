@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -11,95 +10,11 @@ import (
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auth"
-	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
 // Tenant routes run after authorize minted c.h from the caller's role (or
 // a break-glass grant); they reach tenant data only through it.
-
-var tenantKVBucket = []byte("kv")
-
-func (s *server) tkvList(w http.ResponseWriter, r *http.Request, c *call) {
-	if !s.readConsistency(w, r) {
-		return
-	}
-	prefix := r.URL.Query().Get("prefix")
-	out := []apitypes.KVEntry{}
-	truncated := false
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		tx.Tenant(c.h).ForEach(tenantKVBucket, []byte(prefix), func(k, v []byte) bool {
-			if len(out) == maxListKeys {
-				truncated = true
-				return false
-			}
-			out = append(out, apitypes.KVEntry{Key: string(k), Size: len(v)})
-			return true
-		})
-		return nil
-	})
-	if truncated {
-		w.Header().Set("X-Outpost-Truncated", "true")
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-func (s *server) tkvGet(w http.ResponseWriter, r *http.Request, c *call) {
-	key := r.PathValue("key")
-	if !validKey(w, key) || !s.readConsistency(w, r) {
-		return
-	}
-	var val []byte
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		val = append([]byte(nil), tx.Tenant(c.h).Get(tenantKVBucket, []byte(key))...)
-		return nil
-	})
-	if len(val) == 0 {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("key %q not found", key), "")
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	_, _ = w.Write(val)
-}
-
-func (s *server) tkvPut(w http.ResponseWriter, r *http.Request, c *call) {
-	key := r.PathValue("key")
-	if !validKey(w, key) {
-		return
-	}
-	val, err := io.ReadAll(http.MaxBytesReader(w, r.Body, raft.MaxValueLen+1))
-	if err != nil || len(val) > raft.MaxValueLen {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("value exceeds %d bytes", raft.MaxValueLen), "")
-		return
-	}
-	s.tenantKV(w, r, c, raft.KVCommand{Op: raft.KVPut, Bucket: tenantKVBucket, Key: []byte(key), Value: val})
-}
-
-func (s *server) tkvDelete(w http.ResponseWriter, r *http.Request, c *call) {
-	key := r.PathValue("key")
-	if !validKey(w, key) {
-		return
-	}
-	s.tenantKV(w, r, c, raft.KVCommand{Op: raft.KVDelete, Bucket: tenantKVBucket, Key: []byte(key)})
-}
-
-// tenantKV commits a write to the tenant's data. Its audit record keeps
-// only digests of the values: the region log is readable by region
-// admins, who have no implicit read of tenant data.
-func (s *server) tenantKV(w http.ResponseWriter, r *http.Request, c *call, kv raft.KVCommand) {
-	inner, err := raft.TenantKV{Tenant: c.h.ID(), KVCommand: kv}.Encode()
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), "")
-		return
-	}
-	action := "tenant.kv.put"
-	if kv.Op == raft.KVDelete {
-		action = "tenant.kv.delete"
-	}
-	if res, ok := s.apply(w, r, change{p: c.p, tenant: c.h.ID(), action: action, entity: "kv/" + string(kv.Key), redact: true}, inner); ok {
-		writeJSON(w, http.StatusOK, apitypes.WriteResult{Index: res.Index})
-	}
-}
 
 func (s *server) membersList(w http.ResponseWriter, r *http.Request, c *call) {
 	out := []apitypes.TenantMember{}

@@ -180,3 +180,16 @@ type Grant struct {
 	Expires    time.Time `json:"expires,omitzero"`
 	Active     bool      `json:"active"`
 }
+
+// KeyStatus is GET /api/v1/keys and the answer of POST /api/v1/keys/rotate.
+type KeyStatus struct {
+	Node          string `json:"node"`
+	KeyID         string `json:"key_id"`
+	PreviousKeyID string `json:"previous_key_id,omitempty"`
+	Secrets       int    `json:"secrets"`
+	// OnPrevious counts stored secrets still wrapped by the previous key;
+	// rotation is complete when it is 0 on the region (and every node's
+	// files were re-wrapped at its restart).
+	OnPrevious int `json:"on_previous"`
+	Rewrapped  int `json:"rewrapped,omitempty"`
+}

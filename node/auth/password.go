@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -70,8 +71,12 @@ func CheckPassword(hash, password string) (bool, error) {
 }
 
 // dummyHash is checked against when a login names an unknown account, so
-// that the answer takes as long as for a known one.
-var dummyHash, _ = HashPassword("outpost-dummy-password-for-timing")
+// that the answer takes as long as for a known one. Made on first use, not
+// at every process start.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := HashPassword("outpost-dummy-password-for-timing")
+	return h
+})
 
 // GeneratePassword returns a random 24-character password.
 func GeneratePassword() string {
@@ -82,4 +87,4 @@ func GeneratePassword() string {
 
 // DummyHash is a hash no password is known for, checked against when a
 // login names an unknown account.
-func DummyHash() string { return dummyHash }
+func DummyHash() string { return dummyHash() }
