@@ -10,9 +10,11 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/raft"
@@ -43,7 +45,20 @@ type Config struct {
 	TLS    TLSConfig    `yaml:"tls"`
 	Keys   KeysConfig   `yaml:"keys"`
 	Auth   AuthConfig   `yaml:"auth"`
+	Lease  lease.Config `yaml:"lease"`
+	Drills DrillsConfig `yaml:"drills"`
 	Log    LogConfig    `yaml:"log"`
+}
+
+// DrillsConfig gates failover drills (`outpostctl drill`), which cut this
+// node off from its peers or stop it on a region admin's request.
+type DrillsConfig struct {
+	// Enabled allows drills on this node. Default false: a production
+	// region enables them for a game day, not permanently.
+	Enabled bool `yaml:"enabled"`
+	// MaxDuration caps how long one drill may isolate a node; it heals by
+	// itself after that even if the drill's client vanished. Default 5m.
+	MaxDuration time.Duration `yaml:"max_duration"`
 }
 
 // KeysConfig locates the master key that wraps the node's secrets at rest
@@ -145,6 +160,8 @@ func DefaultConfig() Config {
 		Gossip:          GossipConfig{Bind: "0.0.0.0:7302"},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
+		Lease:           lease.DefaultConfig(),
+		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
 	}
 }
 
@@ -189,6 +206,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Raft.Tuning.Validate(); err != nil {
 		return err
+	}
+	if err := c.Lease.Validate(); err != nil {
+		return err
+	}
+	if c.Drills.MaxDuration < time.Second || c.Drills.MaxDuration > time.Hour {
+		return fmt.Errorf("drills.max_duration %v must be in [1s, 1h]", c.Drills.MaxDuration)
 	}
 	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 {
 		return errors.New("auth.lockout: max_failures, window and lock_for must be positive")

@@ -4,15 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/outpost-mesh/outpost/internal/syncfile"
+	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/api"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auditlog"
@@ -56,6 +60,8 @@ type Node struct {
 	store  *storage.Store
 	keys   *keys.Protector
 	region *raft.Region
+	hub    *lease.Hub
+	lease  *lease.Manager
 	httpLn net.Listener
 	http   *http.Server
 	apiURL string
@@ -167,6 +173,11 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		}
 		oidcLogin = o
 	}
+	n.hub = lease.NewHub()
+	leaseFSM := lease.NewFSM(cfg.NodeID, n.hub, nil)
+	handlers := auth.Handlers()
+	maps.Copy(handlers, leaseFSM.Handlers())
+	var mgr atomic.Pointer[lease.Manager]
 	n.region, err = raft.Open(raft.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,
 		RaftBind: cfg.Raft.Bind, RaftAdvertise: cfg.Raft.Advertise,
@@ -175,11 +186,21 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
 		Meta:   raft.NodeMeta{APIURL: n.apiURL},
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
-		Auditor: auditlog.Append, Handlers: auth.Handlers(),
+		Auditor: auditlog.Append, Handlers: handlers,
+		OnLeaderChange: func(id string) {
+			n.hub.Publish(lease.Event{Kind: lease.EventLeader, Node: cfg.NodeID, Leader: id})
+			if m := mgr.Load(); m != nil {
+				m.Wake()
+			}
+		},
 	}, n.store)
 	if err != nil {
 		return nil, err
 	}
+	n.lease = lease.NewManager(cfg.Lease, n.region, n.store, leaseFSM, lease.Options{
+		Logger: n.logger.With("component", "lease"), Hub: n.hub, Audit: n.auditMeta,
+	})
+	mgr.Store(n.lease)
 	n.http = &http.Server{
 		Handler: api.New(api.Config{
 			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
@@ -197,7 +218,11 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		n.lease.Run(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		var err error
@@ -221,6 +246,17 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}()
 	n.logger.Info("API listening", "url", n.apiURL)
 	return n, nil
+}
+
+// auditMeta is the audit metadata of a lease change or dispatch: the
+// issuing node is this one.
+func (n *Node) auditMeta(ctx context.Context, action, entity, tenant string, detail any) ([]byte, error) {
+	d, err := json.Marshal(detail)
+	if err != nil {
+		return nil, err
+	}
+	return audit.EncodeMeta(audit.Meta{Time: time.Now().UTC(), Node: n.cfg.NodeID, Actor: lease.Actor(ctx),
+		Tenant: tenant, Action: action, Entity: entity, Detail: d})
 }
 
 // renewCertificate renews the node certificate in place when a third of
@@ -437,6 +473,16 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 func (n *Node) Shutdown(ctx context.Context) error {
 	var errs []error
 	n.once.Do(func() {
+		// Hand the lease off first, so the next leader need not wait it out.
+		if n.lease != nil {
+			if _, held := n.lease.Holding(); held {
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				if err := n.lease.Release(rctx); err != nil {
+					n.logger.Warn("releasing the dispatch lease before shutdown failed; the next holder waits it out", "err", err)
+				}
+				cancel()
+			}
+		}
 		if n.cancel != nil {
 			n.cancel()
 		}

@@ -147,6 +147,11 @@ type Config struct {
 	// transaction as the change. Nil refuses audited commands.
 	Auditor Auditor
 
+	// OnLeaderChange is called with the new leader's id ("" while there is
+	// none) each time this node sees the leader change. It runs on the
+	// region's observer goroutine and must not block.
+	OnLeaderChange func(leaderID string)
+
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 

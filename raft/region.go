@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -131,6 +132,13 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	adv, _ := net.ResolveTCPAddr("tcp", r.raftAddr)
 	r.stream = newStreamLayer(ln, adv, cfg.TLS, r.logger.With("component", "raft-tls"))
 	r.stream.onTLSFail = r.metrics.tlsFailures.Inc
+	r.stream.peerID = func(st *tls.ConnectionState) string {
+		if len(st.PeerCertificates) == 0 {
+			return ""
+		}
+		id, _ := cfg.PeerID(st.PeerCertificates[0])
+		return id
+	}
 	r.stream.serve(r.serveRPC)
 	r.trans = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream: r.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl("raft-net", hclog.Warn),
@@ -319,6 +327,16 @@ func (r *Region) applyLocal(cmd []byte, timeout time.Duration) (Result, error) {
 // this node's FSM; on the leader it makes the next read linearizable.
 func (r *Region) Barrier(timeout time.Duration) error { return r.raft.Barrier(timeout).Error() }
 
+// TransferLeadership hands leadership to another voter and waits for it;
+// ErrNotLeader-like errors come back when this node does not lead.
+func (r *Region) TransferLeadership() error { return r.raft.LeadershipTransfer().Error() }
+
+// Term is the current Raft term as this node knows it.
+func (r *Region) Term() uint64 {
+	t, _ := strconv.ParseUint(r.raft.Stats()["term"], 10, 64)
+	return t
+}
+
 // VerifyLeader confirms this node is still the leader with a quorum.
 func (r *Region) VerifyLeader() error { return r.raft.VerifyLeader().Error() }
 
@@ -439,6 +457,9 @@ func (r *Region) observe() {
 		case o := <-ch:
 			lo := o.Data.(hraft.LeaderObservation)
 			r.metrics.leaderChanges.Inc()
+			if r.cfg.OnLeaderChange != nil {
+				r.cfg.OnLeaderChange(string(lo.LeaderID))
+			}
 			if lo.LeaderID == "" {
 				r.logger.Warn("region has no leader; election under way")
 			} else {

@@ -176,7 +176,7 @@ func (r *Region) fetchStats(ctx context.Context, addr, wantID string) (Stats, er
 var ErrWrongNode = errors.New("peer certificate names another node")
 
 func (r *Region) checkPeer(conn net.Conn, wantID string) error {
-	tc, ok := conn.(*tls.Conn)
+	tc, ok := conn.(interface{ ConnectionState() tls.ConnectionState })
 	if !ok {
 		return errors.New("peer connection is not TLS")
 	}

@@ -49,6 +49,10 @@ type streamLayer struct {
 	closed    chan struct{}
 	wg        sync.WaitGroup
 	logOnce   *onceLog
+	// faults cuts or delays connections for drills; peerID names the
+	// node a verified connection belongs to.
+	faults *faults
+	peerID func(*tls.ConnectionState) string
 }
 
 var _ hraft.StreamLayer = (*streamLayer)(nil)
@@ -60,6 +64,7 @@ func newStreamLayer(ln net.Listener, advertise net.Addr, cfg *tls.Config, logger
 		open:      map[*trackedConn]struct{}{},
 		closed:    make(chan struct{}),
 		logOnce:   newOnceLog(),
+		faults:    newFaults(),
 	}
 	return s
 }
@@ -105,9 +110,13 @@ func (s *streamLayer) handshake(raw net.Conn) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
+	conn, err := s.faults.wrap(tc, peerOf(tc, s.peerID))
+	if err != nil {
+		return
+	}
 	switch kind[0] {
 	case connRaft:
-		tr := s.track(tc)
+		tr := s.track(conn)
 		if tr == nil {
 			return
 		}
@@ -117,10 +126,10 @@ func (s *streamLayer) handshake(raw net.Conn) {
 			tr.Close()
 		}
 	case connStats, connApply, connReadIndex:
-		s.rpc(kind[0], tc)
+		s.rpc(kind[0], conn)
 	default:
 		s.logger.Debug("unknown connection kind from peer", "remote", raw.RemoteAddr().String(), "kind", kind[0])
-		tc.Close()
+		conn.Close()
 	}
 }
 
@@ -225,15 +234,19 @@ func (s *streamLayer) dialKind(ctx context.Context, addr string, kind byte) (net
 		raw.Close()
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.SetWriteDeadline(dl)
-	}
-	if _, err := c.Write([]byte{kind}); err != nil {
-		c.Close()
+	conn, err := s.faults.wrap(c, peerOf(c, s.peerID))
+	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	_ = c.SetWriteDeadline(time.Time{})
-	return c, nil
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetWriteDeadline(dl)
+	}
+	if _, err := conn.Write([]byte{kind}); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	_ = conn.SetWriteDeadline(time.Time{})
+	return conn, nil
 }
 
 // onceLog remembers which messages were already logged at warn level.

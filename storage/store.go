@@ -162,6 +162,11 @@ func (s *Store) Close() error {
 // that received it.
 type Tx struct{ tx *bolt.Tx }
 
+// OnCommit runs fn after the transaction commits (not if it rolls back):
+// effects outside the state file, such as telling watchers of a change,
+// must not be seen before the change is durable.
+func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
+
 // Get returns the value of key in bucket, or nil. Tenant buckets read as
 // empty here: use Tx.Tenant. The slice is only valid
 // during the transaction; copy it to keep it.

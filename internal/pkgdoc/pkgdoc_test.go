@@ -83,6 +83,7 @@ func TestImportDirection(t *testing.T) {
 		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes", mod + "node/audit"},
 			"the admin CLI talks to the HTTP API; it must not link server code"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
+		{"lease", []string{mod + "node", mod + "cmd"}, nil, "lease is below node"},
 		{"storage", []string{mod + "node", mod + "raft", mod + "cmd"}, nil, "storage is the innermost layer"},
 		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "pki stands alone"},
 		{"node/apitypes", []string{mod}, nil, "API types must be importable by any client"},
@@ -116,12 +117,12 @@ func TestImportDirection(t *testing.T) {
 }
 
 // TestTenantHandlesComeFromTheCaller: only node/auth (from an
-// authenticated principal) and raft (replaying a command built from such a
-// handle) may mint a storage.Tenant; no package links the test-only OIDC
+// authenticated principal) and raft and lease (replaying a command built
+// from such a handle) may mint a storage.Tenant; no package links the test-only OIDC
 // provider.
 func TestTenantHandlesComeFromTheCaller(t *testing.T) {
 	const mod = "github.com/outpost-mesh/outpost/"
-	mayMint := map[string]bool{mod + "node/auth": true, mod + "raft": true, mod + "storage": true}
+	mayMint := map[string]bool{mod + "node/auth": true, mod + "raft": true, mod + "lease": true, mod + "storage": true}
 	for _, p := range listPackages(t) {
 		for _, d := range p.Deps {
 			if d == mod+"internal/oidctest" {

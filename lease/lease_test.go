@@ -1,0 +1,408 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// fakeClock is a Clock the test advances by hand.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []fakeTimer
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
+	return ch
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		if !t.at.After(c.now) {
+			t.ch <- c.now
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	c.timers = kept
+}
+
+// fakeRaft commits every Apply at once into a real bbolt store through
+// the lease FSM's handlers: a single-node log without elections, so a
+// unit test controls leadership, and can make Apply hang (no quorum).
+type fakeRaft struct {
+	id     string
+	store  *storage.Store
+	fsm    *FSM
+	mu     sync.Mutex
+	leader bool
+	index  uint64
+	// block, when set, makes Apply wait for it to close (or ctx) and then
+	// fail, as a leader cut off from its quorum does.
+	block chan struct{}
+}
+
+func (f *fakeRaft) NodeID() string { return f.id }
+func (f *fakeRaft) IsLeader() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader
+}
+func (f *fakeRaft) Barrier(time.Duration) error { return nil }
+
+func (f *fakeRaft) Apply(ctx context.Context, cmd []byte) (raft.Result, error) {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return raft.Result{}, errors.New("no quorum")
+	}
+	return commit(f.store, f.fsm, &f.mu, &f.index, cmd)
+}
+
+// commit applies one entry as the real FSM would: in one transaction,
+// with OnCommit callbacks after it.
+func commit(store *storage.Store, fsm *FSM, mu *sync.Mutex, index *uint64, cmd []byte) (raft.Result, error) {
+	mu.Lock()
+	*index++
+	idx := *index
+	mu.Unlock()
+	h := fsm.Handlers()[raft.CommandType(cmd[0])]
+	var res raft.Result
+	err := store.Update(func(tx *storage.Tx) error {
+		v, err := h(tx, idx, cmd[1:])
+		res = raft.Result{Index: idx, Value: v, Err: err}
+		return tx.SetLastApplied(idx)
+	})
+	return res, err
+}
+
+func newStore(t *testing.T) *storage.Store {
+	t.Helper()
+	s, err := storage.Open(filepath.Join(t.TempDir(), "state.db"), storage.Options{Region: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func apply(t *testing.T, r *fakeRaft, cmd []byte, err error) raft.Result {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Apply(context.Background(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestFSMRefusesStaleTokens(t *testing.T) {
+	store := newStore(t)
+	hub := NewHub()
+	sub := hub.Subscribe(64)
+	defer sub.Close()
+	fsm := NewFSM("n1", hub, nil)
+	r := &fakeRaft{id: "n1", store: store, fsm: fsm}
+	op := func(kind OpKind, node string, token uint64) raft.Result {
+		o := Op{Kind: kind, Node: node, Token: token}
+		if kind == OpAcquire {
+			o.DurationMs = 1000
+		}
+		cmd, err := o.Encode()
+		return apply(t, r, cmd, err)
+	}
+	dispatch := func(id, node string, token uint64) raft.Result {
+		cmd, err := Dispatch{ID: id, Kind: "config", Node: node, Token: token}.Encode()
+		return apply(t, r, cmd, err)
+	}
+
+	if res := op(OpAcquire, "n1", 0); res.Err != nil {
+		t.Fatalf("first acquisition: %v", res.Err)
+	}
+	if res := dispatch("d1", "n1", 1); res.Err != nil {
+		t.Fatalf("dispatch with the current token: %v", res.Err)
+	}
+	if res := op(OpAcquire, "n2", 0); !errors.Is(res.Err, ErrConflict) {
+		t.Fatalf("acquisition naming an old token: got %v, want ErrConflict", res.Err)
+	}
+	if res := op(OpAcquire, "n2", 1); res.Err != nil {
+		t.Fatalf("n2 takes over: %v", res.Err)
+	}
+	cases := []struct {
+		name string
+		res  raft.Result
+	}{
+		{"old holder's dispatch with its old token", dispatch("d2", "n1", 1)},
+		{"old holder's dispatch with the new token", dispatch("d3", "n1", 2)},
+		{"new holder's dispatch with the old token", dispatch("d4", "n2", 1)},
+		{"old holder's renewal", op(OpRenew, "n1", 1)},
+		{"old holder's release", op(OpRelease, "n1", 1)},
+	}
+	for _, c := range cases {
+		if !errors.Is(c.res.Err, ErrStaleToken) || !IsStale(c.res.Err) {
+			t.Errorf("%s: got %v, want ErrStaleToken", c.name, c.res.Err)
+		}
+	}
+	if res := dispatch("d5", "n2", 2); res.Err != nil {
+		t.Fatalf("new holder's dispatch: %v", res.Err)
+	}
+	again := dispatch("d5", "n2", 2)
+	if again.Err != nil || string(again.Value) == "" {
+		t.Fatalf("retried dispatch: %v", again.Err)
+	}
+	if res := op(OpRelease, "n2", 2); res.Err != nil {
+		t.Fatalf("release: %v", res.Err)
+	}
+	if res := dispatch("d6", "n2", 2); !errors.Is(res.Err, ErrStaleToken) {
+		t.Fatalf("dispatch after release: got %v, want ErrStaleToken", res.Err)
+	}
+
+	var st State
+	var refused uint64
+	var listed []Dispatch
+	_ = store.View(func(tx *storage.Tx) error {
+		st, refused = ReadState(tx)
+		listed = List(tx, storage.Tenant{}, 0, 100)
+		return nil
+	})
+	if st.Token != 2 || st.Holder != "n2" || !st.Released {
+		t.Errorf("final lease %+v, want n2 token 2 released", st)
+	}
+	if refused != 6 {
+		t.Errorf("refused count %d, want 6", refused)
+	}
+	if len(listed) != 2 || listed[0].ID != "d1" || listed[1].ID != "d5" {
+		t.Errorf("committed dispatches %+v, want d1 and d5 only", listed)
+	}
+	// The delivery stream: each committed dispatch once, in log order,
+	// with the lease changes between them.
+	var kinds []string
+	for len(sub.C) > 0 {
+		e := <-sub.C
+		k := e.Kind
+		if e.Dispatch != nil {
+			k += ":" + e.Dispatch.ID
+		}
+		kinds = append(kinds, k)
+	}
+	want := []string{"lease", "dispatch:d1", "lease", "dispatch:d5", "lease"}
+	if len(kinds) != len(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	for i := range want {
+		if kinds[i] != want[i] {
+			t.Fatalf("events %v, want %v", kinds, want)
+		}
+	}
+}
+
+func TestTenantDispatchesStayInTheirTenant(t *testing.T) {
+	store := newStore(t)
+	fsm := NewFSM("n1", NewHub(), nil)
+	r := &fakeRaft{id: "n1", store: store, fsm: fsm}
+	cmd, err := Op{Kind: OpAcquire, Node: "n1", DurationMs: 1000}.Encode()
+	apply(t, r, cmd, err)
+	for _, tn := range []string{"acme", "globex"} {
+		cmd, err := Dispatch{ID: "x-" + tn, Tenant: tn, Kind: "config", Node: "n1", Token: 1, Payload: []byte(`{"t":"` + tn + `"}`)}.Encode()
+		if res := apply(t, r, cmd, err); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	// An id is unique in the region: another tenant cannot reuse it.
+	cmd, err = Dispatch{ID: "x-acme", Tenant: "globex", Kind: "config", Node: "n1", Token: 1}.Encode()
+	if res := apply(t, r, cmd, err); res.Err == nil {
+		t.Fatal("a dispatch reusing another tenant's id was accepted")
+	}
+	acme, _ := storage.Scope("acme")
+	_ = store.View(func(tx *storage.Tx) error {
+		got := List(tx, acme, 0, 10)
+		if len(got) != 1 || got[0].ID != "x-acme" {
+			t.Errorf("acme sees %+v, want its own dispatch only", got)
+		}
+		if region := List(tx, storage.Tenant{}, 0, 10); len(region) != 0 {
+			t.Errorf("region-wide list shows tenant dispatches: %+v", region)
+		}
+		return nil
+	})
+}
+
+func newManager(t *testing.T, id string, clock *fakeClock, hub *Hub) (*Manager, *fakeRaft) {
+	t.Helper()
+	store := newStore(t)
+	fsm := NewFSM(id, hub, clock)
+	r := &fakeRaft{id: id, store: store, fsm: fsm, leader: true}
+	return NewManager(DefaultConfig(), r, store, fsm, Options{Clock: clock, Hub: hub}), r
+}
+
+// TestSelfFenceWhenRenewalCannotCommit: the holder stops dispatching the
+// moment its lease runs out on its own clock, even while its renewal is
+// still stuck in Raft.
+func TestSelfFenceWhenRenewalCannotCommit(t *testing.T) {
+	clock := newFakeClock()
+	hub := NewHub()
+	sub := hub.Subscribe(16)
+	defer sub.Close()
+	m, r := newManager(t, "n1", clock, hub)
+	cfg := m.Config()
+	ctx := context.Background()
+
+	m.step(ctx)
+	token, ok := m.Holding()
+	if !ok || token != 1 {
+		t.Fatalf("after the first step: holding=%v token=%d, want token 1", ok, token)
+	}
+	// The quorum goes away; the next renewal hangs.
+	r.mu.Lock()
+	r.block = make(chan struct{})
+	r.mu.Unlock()
+	clock.Advance(cfg.Duration / 3)
+	renewed := make(chan time.Duration)
+	go func() { renewed <- m.step(ctx) }()
+
+	clock.Advance(cfg.Duration - cfg.DriftMargin - cfg.Duration/3 - time.Millisecond)
+	if _, ok := m.Holding(); !ok {
+		t.Fatal("fenced before lease.duration - lease.drift_margin had passed")
+	}
+	clock.Advance(time.Millisecond)
+	if _, ok := m.Holding(); ok {
+		t.Fatal("still holding at lease.duration - lease.drift_margin after the last renewal began")
+	}
+	if _, err := m.Dispatch(ctx, storage.Tenant{}, Dispatch{Kind: "config"}); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("dispatch after the lease ran out: got %v, want ErrNotHolder", err)
+	}
+	close(r.block) // the renewal fails
+	<-renewed
+	for fenced := false; !fenced; {
+		select {
+		case e := <-sub.C:
+			fenced = e.Kind == EventFenced
+		case <-time.After(5 * time.Second):
+			t.Fatal("no fenced event")
+		}
+	}
+	// Quorum back, still leader: the node re-acquires with a new token at
+	// once (nobody else can have held it meanwhile).
+	r.mu.Lock()
+	r.block = nil
+	r.mu.Unlock()
+	m.step(ctx)
+	if token, ok := m.Holding(); !ok || token != 2 {
+		t.Fatalf("after recovery: holding=%v token=%d, want token 2", ok, token)
+	}
+}
+
+// TestAcquireWaitsOutPreviousLease: a new leader acquires only once the
+// previous holder's lease has run out, counted from when it applied the
+// holder's last renewal, plus the drift margin.
+func TestAcquireWaitsOutPreviousLease(t *testing.T) {
+	clock := newFakeClock()
+	m, r := newManager(t, "n2", clock, NewHub())
+	cfg := m.Config()
+	ctx := context.Background()
+	// n1 held the lease and renewed it; n2 applied that now.
+	for _, o := range []Op{{Kind: OpAcquire, Node: "n1", DurationMs: cfg.Duration.Milliseconds()}, {Kind: OpRenew, Node: "n1", Token: 1}} {
+		cmd, err := o.Encode()
+		apply(t, r, cmd, err)
+	}
+	clock.Advance(cfg.Duration / 2)
+	if wait := m.step(ctx); wait != cfg.Duration/2+cfg.DriftMargin {
+		t.Fatalf("wait %v, want %v", wait, cfg.Duration/2+cfg.DriftMargin)
+	}
+	clock.Advance(cfg.Duration/2 + cfg.DriftMargin - time.Millisecond)
+	m.step(ctx)
+	if _, ok := m.Holding(); ok {
+		t.Fatal("acquired before the previous lease plus the drift margin ran out")
+	}
+	clock.Advance(time.Millisecond)
+	m.step(ctx)
+	if token, ok := m.Holding(); !ok || token != 2 {
+		t.Fatalf("holding=%v token=%d, want token 2 once the old lease ran out", ok, token)
+	}
+}
+
+// TestReleasedLeaseNeedsNoWait: a lease released for a handoff is taken
+// at once by the next leader.
+func TestReleasedLeaseNeedsNoWait(t *testing.T) {
+	clock := newFakeClock()
+	m, r := newManager(t, "n2", clock, NewHub())
+	for _, o := range []Op{{Kind: OpAcquire, Node: "n1", DurationMs: 1000}, {Kind: OpRelease, Node: "n1", Token: 1}} {
+		cmd, err := o.Encode()
+		apply(t, r, cmd, err)
+	}
+	m.step(context.Background())
+	if token, ok := m.Holding(); !ok || token != 2 {
+		t.Fatalf("holding=%v token=%d, want token 2 at once", ok, token)
+	}
+}
+
+// TestNotLeaderFences: losing Raft leadership stops dispatching at once.
+func TestNotLeaderFences(t *testing.T) {
+	clock := newFakeClock()
+	m, r := newManager(t, "n1", clock, NewHub())
+	m.step(context.Background())
+	if _, ok := m.Holding(); !ok {
+		t.Fatal("did not acquire")
+	}
+	r.mu.Lock()
+	r.leader = false
+	r.mu.Unlock()
+	m.step(context.Background())
+	if _, ok := m.Holding(); ok {
+		t.Fatal("still holding after losing leadership")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", DefaultConfig(), true},
+		{"too short", Config{Duration: 100 * time.Millisecond, DriftMargin: 10 * time.Millisecond}, false},
+		{"margin a third", Config{Duration: 900 * time.Millisecond, DriftMargin: 300 * time.Millisecond}, false},
+		{"no margin", Config{Duration: time.Second}, false},
+		{"long", Config{Duration: time.Hour, DriftMargin: time.Second}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.cfg.Validate(); (err == nil) != c.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, c.ok)
+			}
+		})
+	}
+}

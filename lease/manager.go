@@ -1,0 +1,441 @@
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Config holds the lease timings. The node's YAML embeds it under
+// `lease:`.
+type Config struct {
+	// Duration: how long a lease lasts without renewal. The holder renews
+	// every Duration/3. A new leader waits until Duration + DriftMargin has
+	// passed since it applied the last renewal before acquiring, so a
+	// longer lease makes failover slower; a shorter one renews (one Raft
+	// entry, one fsync per node) more often. Default 1s.
+	Duration time.Duration `yaml:"duration"`
+	// DriftMargin: how much the clocks of two nodes may disagree on an
+	// interval of Duration, plus scheduling delay (a GC pause between a
+	// check and an action). The holder stops at Duration - DriftMargin
+	// after a renewal started; the next waits Duration + DriftMargin after
+	// applying it. Default 100ms.
+	DriftMargin time.Duration `yaml:"drift_margin"`
+}
+
+// maxDuration bounds a lease: longer would stall dispatch for minutes
+// after a holder dies.
+const maxDuration = 5 * time.Minute
+
+// DefaultConfig returns the defaults (Duration 1s, DriftMargin 100ms).
+func DefaultConfig() Config {
+	return Config{Duration: time.Second, DriftMargin: 100 * time.Millisecond}
+}
+
+// Validate rejects unsafe timings, naming the field.
+func (c Config) Validate() error {
+	switch {
+	case c.Duration < 300*time.Millisecond || c.Duration > maxDuration:
+		return fmt.Errorf("lease.duration %v must be in [300ms, %v]", c.Duration, maxDuration)
+	case c.DriftMargin < 10*time.Millisecond:
+		return fmt.Errorf("lease.drift_margin %v is below 10ms", c.DriftMargin)
+	case c.DriftMargin >= c.Duration/3:
+		// The holder renews every Duration/3 and fences at Duration -
+		// margin: a margin of a third or more leaves it one renewal's
+		// chance, so one slow fsync would cost the lease.
+		return fmt.Errorf("lease.drift_margin %v must be under a third of lease.duration %v", c.DriftMargin, c.Duration)
+	}
+	return nil
+}
+
+// Raft is what the manager needs of the region (raft.Region).
+type Raft interface {
+	NodeID() string
+	IsLeader() bool
+	Barrier(timeout time.Duration) error
+	Apply(ctx context.Context, cmd []byte) (raft.Result, error)
+}
+
+// Store is the read side of the state store.
+type Store interface {
+	View(fn func(*storage.Tx) error) error
+}
+
+// AuditFunc returns the audit metadata (raft.Audited) of a lease change
+// or dispatch, so it commits with its record; nil leaves it unaudited.
+type AuditFunc func(ctx context.Context, action, entity, tenant string, detail any) ([]byte, error)
+
+type actorKey struct{}
+
+// WithActor names who asks for a dispatch, for its audit record.
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+// Actor is the actor WithActor set, or "system".
+func Actor(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return "system"
+}
+
+// Manager acquires, renews and releases this node's lease and issues its
+// dispatches. Run drives it; Wake nudges it when leadership changes.
+type Manager struct {
+	cfg    Config
+	raft   Raft
+	store  Store
+	fsm    *FSM
+	clock  Clock
+	logger *slog.Logger
+	hub    *Hub
+	audit  AuditFunc
+	wake   chan struct{}
+
+	mu         sync.Mutex
+	held       bool
+	token      uint64 // the held token, or the last one held
+	validUntil time.Time
+	renewDue   time.Time
+	released   bool // gave the lease up for a handoff; do not re-acquire
+	waitLogged uint64
+}
+
+// Options are the parts of a Manager that are injected.
+type Options struct {
+	Clock  Clock
+	Logger *slog.Logger
+	Hub    *Hub
+	Audit  AuditFunc
+}
+
+// NewManager returns the manager of this node's lease.
+func NewManager(cfg Config, r Raft, store Store, fsm *FSM, opts Options) *Manager {
+	if opts.Clock == nil {
+		opts.Clock = RealClock
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Manager{cfg: cfg, raft: r, store: store, fsm: fsm, clock: opts.Clock, logger: opts.Logger,
+		hub: opts.Hub, audit: opts.Audit, wake: make(chan struct{}, 1)}
+}
+
+// Config returns the timings in use.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Wake makes the manager re-check leadership now (call it on every
+// leader change).
+func (m *Manager) Wake() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// idle is how often a non-leader re-checks, besides Wake.
+const idle = 250 * time.Millisecond
+
+// Run keeps the lease while this node leads, until ctx ends. It fences
+// before it returns.
+func (m *Manager) Run(ctx context.Context) {
+	for {
+		next := m.step(ctx)
+		select {
+		case <-ctx.Done():
+			m.fence("node stopping")
+			return
+		case <-m.wake:
+		case <-m.clock.After(next):
+		}
+	}
+}
+
+// step does one round of the lease's work and says when to come back.
+func (m *Manager) step(ctx context.Context) time.Duration {
+	if !m.raft.IsLeader() {
+		m.fence("this node is no longer the Raft leader")
+		m.mu.Lock()
+		m.released = false
+		m.mu.Unlock()
+		return idle
+	}
+	m.mu.Lock()
+	held, released, validUntil, renewDue := m.held, m.released, m.validUntil, m.renewDue
+	m.mu.Unlock()
+	now := m.clock.Now()
+	switch {
+	case released:
+		return idle
+	case !held:
+		return m.acquire(ctx)
+	case !now.Before(validUntil):
+		m.fence("the lease's last renewal is older than lease.duration - lease.drift_margin")
+		return 0
+	case !now.Before(renewDue):
+		return m.renew(ctx)
+	}
+	return renewDue.Sub(now)
+}
+
+// acquire takes the lease once the previous one has run out on this
+// node's clock, counted from when this node applied its last renewal.
+func (m *Manager) acquire(ctx context.Context) time.Duration {
+	// As leader, a barrier applies every committed entry: the lease read
+	// next is the latest, and no stale-term acquisition can commit later.
+	if err := m.raft.Barrier(2 * time.Second); err != nil {
+		return 20 * time.Millisecond
+	}
+	var s State
+	var seen time.Time
+	_ = m.store.View(func(tx *storage.Tx) error {
+		s, seen = m.fsm.Seen(tx)
+		return nil
+	})
+	now := m.clock.Now()
+	if s.Held() && s.Holder != m.raft.NodeID() {
+		// The holder fences at Duration - margin after its renewal began,
+		// which was before this node applied it: waiting Duration + margin
+		// from the apply leaves 2×margin for clock rate and scheduling.
+		if until := seen.Add(s.Duration() + m.cfg.DriftMargin); now.Before(until) {
+			if m.waitLogged != s.Token {
+				m.waitLogged = s.Token
+				m.logger.Info("leader waits out the previous dispatch lease before acquiring", "holder", s.Holder, "token", s.Token, "wait", until.Sub(now).Round(time.Millisecond))
+			}
+			return until.Sub(now)
+		}
+	}
+	// A lease this node held itself (re-elected, or self-fenced while
+	// leading) needs no wait: no other node acquired it since, or the read
+	// above would show that.
+	cmd, err := Op{Kind: OpAcquire, Node: m.raft.NodeID(), Token: s.Token, DurationMs: m.cfg.Duration.Milliseconds()}.Encode()
+	if err != nil {
+		m.logger.Error("encoding a lease acquisition failed", "err", err)
+		return idle
+	}
+	cmd, err = m.audited(ctx, cmd, "lease.acquire", "lease", "", map[string]any{"previous_holder": s.Holder, "previous_token": s.Token})
+	if err != nil {
+		m.logger.Error("auditing a lease acquisition failed", "err", err)
+		return idle
+	}
+	start := m.clock.Now()
+	actx, cancel := context.WithTimeout(ctx, m.cfg.Duration-m.cfg.DriftMargin)
+	res, err := m.raft.Apply(actx, cmd)
+	cancel()
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		if !errors.Is(err, ErrConflict) {
+			m.logger.Warn("acquiring the dispatch lease failed; retrying", "err", err)
+		}
+		return 20 * time.Millisecond
+	}
+	var ns State
+	if json.Unmarshal(res.Value, &ns) != nil || ns.Holder != m.raft.NodeID() {
+		return 20 * time.Millisecond
+	}
+	m.mu.Lock()
+	m.held, m.token = true, ns.Token
+	m.validUntil = start.Add(m.cfg.Duration - m.cfg.DriftMargin)
+	m.renewDue = start.Add(m.cfg.Duration / 3)
+	m.mu.Unlock()
+	m.logger.Info("acquired the dispatch lease", "token", ns.Token, "previous_holder", s.Holder, "previous_token", s.Token)
+	return m.cfg.Duration / 3
+}
+
+// renew extends the lease; a renewal that cannot commit before the lease
+// runs out on this node's clock fences it.
+func (m *Manager) renew(ctx context.Context) time.Duration {
+	m.mu.Lock()
+	token, validUntil := m.token, m.validUntil
+	m.mu.Unlock()
+	cmd, err := Op{Kind: OpRenew, Node: m.raft.NodeID(), Token: token}.Encode()
+	if err != nil {
+		return idle
+	}
+	start := m.clock.Now()
+	actx, cancel := context.WithTimeout(ctx, validUntil.Sub(start))
+	res, err := m.raft.Apply(actx, cmd)
+	cancel()
+	if err == nil {
+		err = res.Err
+	}
+	now := m.clock.Now()
+	switch {
+	case err == nil:
+		m.mu.Lock()
+		if m.held && m.token == token {
+			m.validUntil = start.Add(m.cfg.Duration - m.cfg.DriftMargin)
+			m.renewDue = start.Add(m.cfg.Duration / 3)
+		}
+		m.mu.Unlock()
+		return max(0, start.Add(m.cfg.Duration/3).Sub(now))
+	case IsStale(err):
+		m.fence("the lease was taken over: " + err.Error())
+		return 0
+	case !now.Before(validUntil):
+		m.fence("renewal did not commit before lease.duration - lease.drift_margin: " + err.Error())
+		return 0
+	}
+	m.logger.Warn("renewing the dispatch lease failed; retrying", "err", err)
+	return 20 * time.Millisecond
+}
+
+// fence stops this node dispatching at once.
+func (m *Manager) fence(reason string) {
+	m.mu.Lock()
+	was := m.held
+	m.held = false
+	token := m.token
+	m.mu.Unlock()
+	if was {
+		m.logger.Warn("stopped dispatching (self-fenced)", "token", token, "reason", reason)
+		m.hub.Publish(Event{Kind: EventFenced, Node: m.raft.NodeID(), Reason: reason})
+	}
+}
+
+// Holding returns the token this node may dispatch with now, or false:
+// not the holder, or its lease has run out on its own clock.
+func (m *Manager) Holding() (uint64, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held || !m.clock.Now().Before(m.validUntil) {
+		return 0, false
+	}
+	return m.token, true
+}
+
+// ExpiresIn is how long this node's lease has left on its own clock (0
+// when it holds none).
+func (m *Manager) ExpiresIn() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.held {
+		return 0
+	}
+	return max(0, m.validUntil.Sub(m.clock.Now()))
+}
+
+// Release gives the lease up for a handoff (a leadership transfer or a
+// graceful stop): the next leader need not wait it out. This node does
+// not re-acquire while it stays leader.
+func (m *Manager) Release(ctx context.Context) error {
+	m.mu.Lock()
+	held, token := m.held, m.token
+	m.held, m.released = false, true
+	m.mu.Unlock()
+	if !held {
+		return ErrNotHolder
+	}
+	m.hub.Publish(Event{Kind: EventFenced, Node: m.raft.NodeID(), Reason: "released for a handoff"})
+	cmd, err := Op{Kind: OpRelease, Node: m.raft.NodeID(), Token: token}.Encode()
+	if err != nil {
+		return err
+	}
+	if cmd, err = m.audited(ctx, cmd, "lease.release", "lease", "", map[string]any{"token": token}); err != nil {
+		return err
+	}
+	res, err := m.raft.Apply(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	return err
+}
+
+// Resume lets a node that released the lease acquire it again (a handoff
+// that did not happen).
+func (m *Manager) Resume() {
+	m.mu.Lock()
+	m.released = false
+	m.mu.Unlock()
+	m.Wake()
+}
+
+// Dispatch issues d under this node's lease: stamps the token and issuer,
+// commits it through Raft (with its audit record) and returns it as
+// committed. tenant is the caller's handle for a tenant's dispatch (zero
+// for a region-wide one). A retry with the same id returns the original.
+func (m *Manager) Dispatch(ctx context.Context, tenant storage.Tenant, d Dispatch) (Dispatch, error) {
+	token, ok := m.Holding()
+	if !ok {
+		return Dispatch{}, ErrNotHolder
+	}
+	return m.issue(ctx, tenant, d, token, "dispatch.issue")
+}
+
+// StaleProbe is a failover drill's check of the fencing: it proposes a
+// dispatch with the last token this node held, skipping its own fence,
+// so the FSM must be the one to refuse it. It returns the dispatch as
+// sent (with its id, so the drill can later check it never committed).
+func (m *Manager) StaleProbe(ctx context.Context) (Dispatch, error) {
+	m.mu.Lock()
+	token := m.token
+	m.mu.Unlock()
+	d := Dispatch{ID: "stale-" + m.raft.NodeID() + "-" + randomID(), Kind: "drill.stale", Selector: "none"}
+	out, err := m.issue(ctx, storage.Tenant{}, d, token, "dispatch.issue")
+	if err != nil {
+		d.Token, d.Node = token, m.raft.NodeID()
+		return d, err
+	}
+	return out, nil
+}
+
+func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, token uint64, action string) (Dispatch, error) {
+	d.Tenant = ""
+	if tenant.Valid() {
+		d.Tenant = tenant.ID()
+	}
+	if d.ID == "" {
+		d.ID = randomID()
+	}
+	d.Token, d.Node, d.Issued, d.Index = token, m.raft.NodeID(), time.Now().UTC(), 0
+	cmd, err := d.Encode()
+	if err != nil {
+		return Dispatch{}, err
+	}
+	cmd, err = m.audited(ctx, cmd, action, "dispatch/"+d.ID, d.Tenant, map[string]any{
+		"kind": d.Kind, "selector": d.Selector, "token": d.Token, "payload_bytes": len(d.Payload)})
+	if err != nil {
+		return Dispatch{}, err
+	}
+	res, err := m.raft.Apply(ctx, cmd)
+	if err == nil {
+		err = res.Err
+	}
+	if err != nil {
+		return Dispatch{}, err
+	}
+	var out Dispatch
+	if err := json.Unmarshal(res.Value, &out); err != nil {
+		return Dispatch{}, fmt.Errorf("reading the committed dispatch: %w", err)
+	}
+	return out, nil
+}
+
+func (m *Manager) audited(ctx context.Context, cmd []byte, action, entity, tenant string, detail any) ([]byte, error) {
+	if m.audit == nil {
+		return cmd, nil
+	}
+	meta, err := m.audit(ctx, action, entity, tenant, detail)
+	if err != nil {
+		return nil, err
+	}
+	return raft.Audited(meta, cmd)
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
