@@ -439,3 +439,32 @@ func randomID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Status is the lease as this node sees it.
+type Status struct {
+	State
+	// Refused counts stale entries the FSM refused.
+	Refused uint64
+	// ExpiresIn: on the holder, what its own clock leaves of the lease;
+	// elsewhere, Duration since this node applied the last renewal.
+	ExpiresIn time.Duration
+	// HeldHere: this node holds the lease and may dispatch now.
+	HeldHere bool
+}
+
+// Status returns the lease as this node sees it.
+func (m *Manager) Status() Status {
+	var st Status
+	var seen time.Time
+	_ = m.store.View(func(tx *storage.Tx) error {
+		st.State, seen = m.fsm.Seen(tx)
+		_, st.Refused = ReadState(tx)
+		return nil
+	})
+	if token, ok := m.Holding(); ok && token == st.Token {
+		st.HeldHere, st.ExpiresIn = true, m.ExpiresIn()
+	} else if st.Held() {
+		st.ExpiresIn = max(0, seen.Add(st.Duration()).Sub(m.clock.Now()))
+	}
+	return st
+}

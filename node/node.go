@@ -48,6 +48,10 @@ type Options struct {
 	// HTTPClient is used to reach the OIDC IdP (tests); default
 	// http.DefaultClient.
 	HTTPClient *http.Client
+	// StopDrill stops this node for a stop drill and starts it again
+	// after the delay (dev mode). Default: the node kills itself and Run
+	// returns ErrStoppedByDrill for the supervisor to restart it.
+	StopDrill func(restartAfter time.Duration)
 }
 
 // Node is one running Outpost node.
@@ -69,6 +73,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+	// drillStopped is signalled when a stop drill killed the node.
+	drillStopped chan struct{}
 }
 
 // Start opens the node's storage, joins its region and serves the API.
@@ -83,7 +89,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, opts: opts, logger: opts.Logger.With("node", cfg.NodeID), reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, opts: opts, logger: opts.Logger.With("node", cfg.NodeID), reg: prometheus.NewRegistry(), drillStopped: make(chan struct{}, 1)}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
@@ -205,6 +211,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Handler: api.New(api.Config{
 			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 			ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
+			Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
 			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 		}),
 		// Bounded so a slow client cannot hold a connection: the slowest
@@ -465,6 +472,13 @@ func (n *Node) APIURL() string { return n.apiURL }
 // Region exposes the node's region membership (tests, dev mode).
 func (n *Node) Region() *raft.Region { return n.region }
 
+// Lease is the node's dispatch lease manager (tests, dev mode).
+func (n *Node) Lease() *lease.Manager { return n.lease }
+
+// Events is the node's event hub: leader and lease changes, and the
+// dispatches this node delivered.
+func (n *Node) Events() *lease.Hub { return n.hub }
+
 // ID returns the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
@@ -532,7 +546,11 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-n.drillStopped:
+		return ErrStoppedByDrill
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return n.Shutdown(sctx)

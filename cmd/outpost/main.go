@@ -50,6 +50,10 @@ func main() {
 	case err == nil:
 	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
 		os.Exit(2)
+	case errors.Is(err, node.ErrStoppedByDrill):
+		// EX_TEMPFAIL: the supervisor (Restart=on-failure) starts it again.
+		fmt.Fprintln(os.Stderr, "outpost:", err, "(exit 75; the supervisor restarts the node)")
+		os.Exit(75)
 	default:
 		fmt.Fprintln(os.Stderr, "outpost:", err)
 		os.Exit(1)

@@ -73,6 +73,11 @@ type Config struct {
 	Now func() time.Time
 	// TokenHint tells a caller without credentials where the token is.
 	TokenHint string
+	// Lease is the dispatch lease; Events the node's event stream.
+	Lease  Lease
+	Events Events
+	// Drills runs failover drills (refused unless Drills.Enabled).
+	Drills Drills
 }
 
 // Role is what a route requires of its caller.
@@ -163,11 +168,23 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/keys", RegionAdmin, (*server).keysGet},
 		{"POST", "/api/v1/keys/rotate", RegionAdmin, (*server).keysRotate},
 		{"POST", t + "/breakglass", RegionAdmin, (*server).grantRequest},
+		{"GET", "/api/v1/events", RegionAdmin, (*server).events},
+		{"GET", "/api/v1/dispatches", RegionAdmin, (*server).dispatchList},
+		{"POST", "/api/v1/dispatches", RegionAdmin, (*server).dispatchCreate},
+		{"GET", "/api/v1/dispatches/{id}", RegionAdmin, (*server).dispatchLookup},
+		{"GET", "/api/v1/drills", RegionAdmin, (*server).drillsGet},
+		{"POST", "/api/v1/drills/isolate", RegionAdmin, (*server).drillIsolate},
+		{"POST", "/api/v1/drills/heal", RegionAdmin, (*server).drillHeal},
+		{"POST", "/api/v1/drills/transfer", RegionAdmin, (*server).drillTransfer},
+		{"POST", "/api/v1/drills/stop", RegionAdmin, (*server).drillStop},
+		{"POST", "/api/v1/drills/stale", RegionAdmin, (*server).drillStale},
 
 		{"GET", t + "/kv", TenantViewer, (*server).tkvList},
 		{"GET", t + "/kv/{key...}", TenantViewer, (*server).tkvGet},
 		{"PUT", t + "/kv/{key...}", TenantOperator, (*server).tkvPut},
 		{"DELETE", t + "/kv/{key...}", TenantOperator, (*server).tkvDelete},
+		{"GET", t + "/dispatches", TenantViewer, (*server).tenantDispatchList},
+		{"POST", t + "/dispatches", TenantOperator, (*server).tenantDispatchCreate},
 		{"GET", t + "/members", TenantViewer, (*server).membersList},
 		{"PUT", t + "/members/{user}", TenantAdmin, (*server).memberSet},
 		{"DELETE", t + "/members/{user}", TenantAdmin, (*server).memberRemove},
@@ -273,7 +290,8 @@ func (s *server) region(w http.ResponseWriter, r *http.Request, c *call) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	st := s.cfg.Region.Status(ctx)
-	v := apitypes.Region{Region: st.Region, Node: st.Node, Leader: st.Leader, Nodes: []apitypes.Node{}}
+	v := apitypes.Region{Region: st.Region, Node: st.Node, Leader: st.Leader, Nodes: []apitypes.Node{},
+		Lease: leaseView(s.cfg.Lease.Status(), s.cfg.Lease.Config())}
 	for _, n := range st.Nodes {
 		v.Nodes = append(v.Nodes, apitypes.Node{
 			ID: n.ID, Address: n.Address, APIURL: n.APIURL, Suffrage: n.Suffrage, RaftState: n.RaftState,

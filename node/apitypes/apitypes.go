@@ -3,7 +3,10 @@
 // standard library, so a client links no server code.
 package apitypes
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Error is the body of every non-2xx API response.
 type Error struct {
@@ -22,11 +25,108 @@ type Region struct {
 	Lease *Lease `json:"lease"`
 }
 
-// Lease is the dispatch lease.
+// Lease is the dispatch lease as the answering node sees it.
 type Lease struct {
-	Holder      string `json:"holder"`
-	Token       uint64 `json:"token"`
-	ExpiresInMs int64  `json:"expires_in_ms"`
+	Holder string `json:"holder"` // "" when nobody holds it (released, or never acquired)
+	Token  uint64 `json:"token"`
+	// ExpiresInMs is how long the lease has left: on the holder, on its
+	// own clock since its last renewal; elsewhere, since this node applied
+	// that renewal. 0 once it ran out.
+	ExpiresInMs int64 `json:"expires_in_ms"`
+	Released    bool  `json:"released,omitempty"`
+	// DurationMs and DriftMarginMs are the timings in use.
+	DurationMs    int64 `json:"duration_ms"`
+	DriftMarginMs int64 `json:"drift_margin_ms"`
+	// StaleRefused counts entries the FSM refused for a stale token.
+	StaleRefused uint64 `json:"stale_refused"`
+}
+
+// DispatchRequest is POST /api/v1/dispatches and
+// POST /api/v1/tenants/{tenant}/dispatches.
+type DispatchRequest struct {
+	// ID makes a retry safe: the same id is applied once. Default random.
+	ID       string          `json:"id,omitempty"`
+	Selector string          `json:"selector"`
+	Kind     string          `json:"kind"`
+	Payload  json.RawMessage `json:"payload,omitempty"`
+}
+
+// Dispatch is a committed, fenced dispatch. Region-wide views show the
+// payload's digest and size only; the tenant's own views show the payload.
+type Dispatch struct {
+	ID            string          `json:"id"`
+	Tenant        string          `json:"tenant,omitempty"`
+	Selector      string          `json:"selector"`
+	Kind          string          `json:"kind"`
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadSHA256 string          `json:"payload_sha256,omitempty"`
+	PayloadBytes  int             `json:"payload_bytes"`
+	Token         uint64          `json:"token"`
+	Node          string          `json:"node"` // the issuing node
+	Issued        time.Time       `json:"issued"`
+	Index         uint64          `json:"index"`
+}
+
+// Event is one line of GET /api/v1/events (newline-delimited JSON): what
+// the answering node saw, in order. Kinds: leader, lease, dispatch (a
+// committed dispatch this node delivered), fenced, heartbeat, lagged (the
+// stream fell behind and ends; re-read with GET /api/v1/dispatches).
+type Event struct {
+	Kind     string    `json:"kind"`
+	At       time.Time `json:"at"`
+	Node     string    `json:"node"`
+	Leader   string    `json:"leader,omitempty"`
+	Lease    *Lease    `json:"lease,omitempty"`
+	Dispatch *Dispatch `json:"dispatch,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// DispatchLookup is GET /api/v1/dispatches/{id}: whether a dispatch id
+// committed, in which tenant and at which index.
+type DispatchLookup struct {
+	ID        string `json:"id"`
+	Committed bool   `json:"committed"`
+	Tenant    string `json:"tenant,omitempty"`
+	Index     uint64 `json:"index,omitempty"`
+}
+
+// DrillFault is POST /api/v1/drills/isolate: cut this node off from
+// every peer, or from Peers only, for DurationMs (then it heals itself).
+type DrillFault struct {
+	DurationMs int64    `json:"duration_ms"`
+	Peers      []string `json:"peers,omitempty"`
+}
+
+// DrillState is GET /api/v1/drills and the answer to drill requests.
+type DrillState struct {
+	Node      string   `json:"node"`
+	Enabled   bool     `json:"enabled"`
+	Isolated  bool     `json:"isolated"`
+	Blocked   []string `json:"blocked,omitempty"`
+	HealsInMs int64    `json:"heals_in_ms,omitempty"`
+	Lease     *Lease   `json:"lease,omitempty"`
+	// Raft timings in use, for drill reports.
+	HeartbeatTimeoutMs int64 `json:"heartbeat_timeout_ms"`
+	ElectionTimeoutMs  int64 `json:"election_timeout_ms"`
+}
+
+// DrillStop is POST /api/v1/drills/stop: stop this node abruptly, as a
+// crash would; it restarts after RestartAfterMs where it can (outpost dev)
+// or by its supervisor (outpost serve exits with status 75).
+type DrillStop struct {
+	RestartAfterMs int64 `json:"restart_after_ms"`
+}
+
+// StaleProbe is POST /api/v1/drills/stale: this node proposed a dispatch
+// under the last token it held, bypassing its own fence, and the region
+// answered. Outcome is refused (the FSM refused the token, or nothing
+// could be appended), accepted (a fencing failure unless this node still
+// holds the lease), or unknown (check GET /api/v1/dispatches/{id} later).
+type StaleProbe struct {
+	ID      string `json:"id"`
+	Token   uint64 `json:"token"`
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Node is one node of the region.

@@ -247,6 +247,8 @@ func (d *Region) StartNode(id string) error {
 	cfg.Raft.Bind, cfg.Gossip.Bind = ports.Raft, ports.Gossip
 	cfg.Gossip.Seeds = seeds
 	cfg.Raft.MinQuorum = d.opts.Nodes
+	// A dev region is for trying things, failover drills included.
+	cfg.Drills.Enabled = true
 	if d.opts.Nodes == 1 {
 		cfg.Raft.MinQuorum = 0
 	}
@@ -256,7 +258,8 @@ func (d *Region) StartNode(id string) error {
 	var n *node.Node
 	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys})
+		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys,
+			StopDrill: func(restartAfter time.Duration) { d.crash(id, restartAfter) }})
 		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
 			break
 		}
@@ -293,6 +296,24 @@ func (d *Region) StopNode(id string) error {
 		d.say("  node %s stopped (killed; start it again with `outpostctl dev start %s`)", id, id)
 	}()
 	return nil
+}
+
+// crash kills node id now, as a stop drill asks, and starts it again on
+// its data dir after restartAfter.
+func (d *Region) crash(id string, restartAfter time.Duration) {
+	d.mu.Lock()
+	n, ok := d.nodes[id]
+	delete(d.nodes, id)
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	n.Kill()
+	d.say("  node %s stopped by a drill; restarting it in %v", id, restartAfter)
+	time.Sleep(restartAfter)
+	if err := d.StartNode(id); err != nil {
+		d.say("  restarting node %s after the drill failed: %v (start it with `outpostctl dev start %s`)", id, err, id)
+	}
 }
 
 // Node returns a running node by id.
