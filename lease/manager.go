@@ -100,6 +100,7 @@ type Manager struct {
 	logger *slog.Logger
 	hub    *Hub
 	audit  AuditFunc
+	trace  func(Trace)
 	wake   chan struct{}
 
 	mu         sync.Mutex
@@ -117,7 +118,28 @@ type Options struct {
 	Logger *slog.Logger
 	Hub    *Hub
 	Audit  AuditFunc
+	// Trace, if set, is told of every lease entry this node sent to Raft
+	// and how it ended: fault tests build their linearizability histories
+	// from it.
+	Trace func(Trace)
 }
+
+// Trace is one lease entry a node proposed: an acquisition (Token the one
+// it replaces, NewToken the result), a release, or a dispatch (Token the
+// one it carried). Err is Raft's or the FSM's answer.
+type Trace struct {
+	Op       OpKind // OpAcquire, OpRelease, or "dispatch"
+	Node     string
+	Token    uint64
+	NewToken uint64
+	ID       string
+	Start    time.Time
+	End      time.Time
+	Err      error
+}
+
+// OpDispatch marks a dispatch in a Trace.
+const OpDispatch OpKind = "dispatch"
 
 // NewManager returns the manager of this node's lease.
 func NewManager(cfg Config, r Raft, store Store, fsm *FSM, opts Options) *Manager {
@@ -128,7 +150,7 @@ func NewManager(cfg Config, r Raft, store Store, fsm *FSM, opts Options) *Manage
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Manager{cfg: cfg, raft: r, store: store, fsm: fsm, clock: opts.Clock, logger: opts.Logger,
-		hub: opts.Hub, audit: opts.Audit, wake: make(chan struct{}, 1)}
+		hub: opts.Hub, audit: opts.Audit, trace: opts.Trace, wake: make(chan struct{}, 1)}
 }
 
 // Config returns the timings in use.
@@ -229,20 +251,24 @@ func (m *Manager) acquire(ctx context.Context) time.Duration {
 		return idle
 	}
 	start := m.clock.Now()
+	wall := time.Now()
 	actx, cancel := context.WithTimeout(ctx, m.cfg.Duration-m.cfg.DriftMargin)
 	res, err := m.raft.Apply(actx, cmd)
 	cancel()
 	if err == nil {
 		err = res.Err
 	}
+	var ns State
+	if err == nil && (json.Unmarshal(res.Value, &ns) != nil || ns.Holder != m.raft.NodeID()) {
+		err = fmt.Errorf("%w: acquisition answered %q", ErrBadCommand, res.Value)
+	}
+	if m.trace != nil {
+		m.trace(Trace{Op: OpAcquire, Node: m.raft.NodeID(), Token: s.Token, NewToken: ns.Token, Start: wall, End: time.Now(), Err: err})
+	}
 	if err != nil {
 		if !errors.Is(err, ErrConflict) {
 			m.logger.Warn("acquiring the dispatch lease failed; retrying", "err", err)
 		}
-		return 20 * time.Millisecond
-	}
-	var ns State
-	if json.Unmarshal(res.Value, &ns) != nil || ns.Holder != m.raft.NodeID() {
 		return 20 * time.Millisecond
 	}
 	m.mu.Lock()
@@ -346,9 +372,13 @@ func (m *Manager) Release(ctx context.Context) error {
 	if cmd, err = m.audited(ctx, cmd, "lease.release", "lease", "", map[string]any{"token": token}); err != nil {
 		return err
 	}
+	wall := time.Now()
 	res, err := m.raft.Apply(ctx, cmd)
 	if err == nil {
 		err = res.Err
+	}
+	if m.trace != nil {
+		m.trace(Trace{Op: OpRelease, Node: m.raft.NodeID(), Token: token, Start: wall, End: time.Now(), Err: err})
 	}
 	return err
 }
@@ -409,9 +439,13 @@ func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, 
 	if err != nil {
 		return Dispatch{}, err
 	}
+	wall := time.Now()
 	res, err := m.raft.Apply(ctx, cmd)
 	if err == nil {
 		err = res.Err
+	}
+	if m.trace != nil {
+		m.trace(Trace{Op: OpDispatch, Node: d.Node, Token: d.Token, ID: d.ID, Start: wall, End: time.Now(), Err: err})
 	}
 	if err != nil {
 		return Dispatch{}, err
