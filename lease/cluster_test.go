@@ -146,15 +146,24 @@ func (c *cluster) start(id string) *cnode {
 func (c *cluster) kill(id string) {
 	c.mu.Lock()
 	nd := c.nodes[id]
-	c.mu.Unlock()
 	if nd == nil || nd.r == nil {
+		c.mu.Unlock()
 		return
 	}
+	r := nd.r
+	nd.r = nil
+	c.mu.Unlock()
 	nd.stop()
-	nd.r.Close()
+	r.Close()
 	<-nd.done
 	nd.store.Close()
-	nd.r = nil
+}
+
+// handles returns a live node's region and store, or false.
+func (c *cluster) handles(nd *cnode) (*raft.Region, *storage.Store, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return nd.r, nd.store, nd.r != nil
 }
 
 func (c *cluster) closeAll() {
