@@ -430,6 +430,22 @@ func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, 
 		d.ID = randomID()
 	}
 	d.Token, d.Node, d.Issued, d.Index = token, m.raft.NodeID(), time.Now().UTC(), 0
+	// A retry of a dispatch this node already applied is answered from
+	// the state file, without a second entry or audit record. (The FSM
+	// dedupes by id too, for retries that race the first.)
+	var prev []byte
+	_ = m.store.View(func(tx *storage.Tx) error {
+		if ref := tx.Get(BucketDispatchIDs, []byte(d.ID)); len(ref) >= 9 && string(ref[:len(ref)-9]) == d.Tenant {
+			prev = getDispatch(tx, d.Tenant, ref[len(ref)-8:])
+		}
+		return nil
+	})
+	if prev != nil {
+		var out Dispatch
+		if err := json.Unmarshal(prev, &out); err == nil {
+			return out, nil
+		}
+	}
 	cmd, err := d.Encode()
 	if err != nil {
 		return Dispatch{}, err
