@@ -51,8 +51,9 @@ func TestAuditLogTamperEvidence(t *testing.T) {
 	}
 	old := filepath.Join(sr.dir, "checkpoint-1")
 	code, out := ctl("audit", "verify", "--save", old)
-	// The admin token's creation and five writes.
-	if code != 0 || !strings.Contains(out, "verified: 6 records") {
+	// The dispatch lease's acquisition, the admin token's creation and
+	// five writes.
+	if code != 0 || !strings.Contains(out, "verified: 7 records") {
 		t.Fatalf("audit verify: %d\n%s", code, out)
 	}
 	key := regexp.MustCompile(`--key "([^"]+)"`).FindStringSubmatch(out)
@@ -63,7 +64,7 @@ func TestAuditLogTamperEvidence(t *testing.T) {
 	if code, out := ctl("audit", "export", "--out", exp); code != 0 {
 		t.Fatalf("export: %d %s", code, out)
 	}
-	if code, out := ctl("audit", "verify-export", exp, "--key", key[1]); code != 0 || !strings.Contains(out, "6 records") {
+	if code, out := ctl("audit", "verify-export", exp, "--key", key[1]); code != 0 || !strings.Contains(out, "7 records") {
 		t.Fatalf("verify-export: %d %s", code, out)
 	}
 	// An export edited after the fact fails offline verification.
