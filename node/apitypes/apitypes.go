@@ -293,3 +293,79 @@ type KeyStatus struct {
 	OnPrevious int `json:"on_previous"`
 	Rewrapped  int `json:"rewrapped,omitempty"`
 }
+
+// DrillReport is `outpostctl drill failover --json`: what a failover drill
+// measured. Times run from the fault (t0) to the moment the drill received
+// a surviving node's event saying so, in milliseconds. Rounds counts the
+// rounds run; a round that failed is in PerRound with Error set and is
+// left out of the time statistics, but its stale and lost counts stay in
+// the totals.
+type DrillReport struct {
+	Mode            string    `json:"mode"` // transfer, isolate or stop
+	Rounds          int       `json:"rounds"`
+	LeaderElectedMs DrillStat `json:"leader_elected_ms"`
+	LeaseAcquiredMs DrillStat `json:"lease_acquired_ms"`
+	FirstDispatchMs DrillStat `json:"first_dispatch_ms"`
+	// StaleAttempted counts the deposed holder's stale dispatches that got
+	// an answer; StaleRefused those refused; StaleAccepted those that
+	// committed or were delivered (a fencing failure: must be 0).
+	StaleAttempted int `json:"stale_attempted"`
+	StaleRefused   int `json:"stale_refused"`
+	StaleAccepted  int `json:"stale_accepted"`
+	// AckedWrites counts key writes the region acknowledged during the
+	// rounds; AckedWritesLost those a linearizable read did not find
+	// afterwards (must be 0).
+	AckedWrites     int          `json:"acked_writes"`
+	AckedWritesLost int          `json:"acked_writes_lost"`
+	PerRound        []DrillRound `json:"per_round"`
+	Timings         DrillTimings `json:"timings"`
+}
+
+// DrillStat summarizes one duration over a drill's rounds, in
+// milliseconds (nearest-rank percentiles).
+type DrillStat struct {
+	P50 int64 `json:"p50"`
+	P99 int64 `json:"p99"`
+	Max int64 `json:"max"`
+}
+
+// DrillRound is one round of a failover drill: the fault on Node, which
+// held the lease with Token, and what the other nodes reported after it.
+// The *Ms fields are -1 when the round ended before seeing it.
+type DrillRound struct {
+	Round           int    `json:"round"`
+	Node            string `json:"node"`
+	Token           uint64 `json:"token"`
+	NewLeader       string `json:"new_leader"`
+	NewHolder       string `json:"new_holder"`
+	NewToken        uint64 `json:"new_token"`
+	LeaderElectedMs int64  `json:"leader_elected_ms"`
+	LeaseAcquiredMs int64  `json:"lease_acquired_ms"`
+	FirstDispatchMs int64  `json:"first_dispatch_ms"`
+	StaleAttempted  int    `json:"stale_attempted"`
+	StaleRefused    int    `json:"stale_refused"`
+	// StaleUnknown: answered "unknown" and later found not committed.
+	StaleUnknown     int      `json:"stale_unknown"`
+	StaleAccepted    int      `json:"stale_accepted"`
+	StaleAcceptedIDs []string `json:"stale_accepted_ids,omitempty"`
+	AckedWrites      int      `json:"acked_writes"`
+	AckedWritesLost  int      `json:"acked_writes_lost"`
+	LostKeys         []string `json:"lost_keys,omitempty"` // the first few
+	// Probes counts the dispatches the drill sent to find the first one
+	// issued under the new lease; ProbesCommitted those that committed.
+	Probes          int    `json:"probes"`
+	ProbesCommitted int    `json:"probes_committed"`
+	Error           string `json:"error,omitempty"`
+}
+
+// DrillTimings are the settings a drill ran with: the region's lease and
+// Raft timings (from GET /api/v1/drills on Node) and the drill's own.
+type DrillTimings struct {
+	Node               string `json:"node"`
+	LeaseDurationMs    int64  `json:"lease_duration_ms"`
+	LeaseDriftMarginMs int64  `json:"lease_drift_margin_ms"`
+	HeartbeatTimeoutMs int64  `json:"heartbeat_timeout_ms"`
+	ElectionTimeoutMs  int64  `json:"election_timeout_ms"`
+	IsolateForMs       int64  `json:"isolate_for_ms,omitempty"`   // isolate mode
+	RestartAfterMs     int64  `json:"restart_after_ms,omitempty"` // stop mode
+}
