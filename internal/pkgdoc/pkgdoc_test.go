@@ -82,6 +82,8 @@ func TestImportDirection(t *testing.T) {
 	}{
 		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes", mod + "node/audit"},
 			"the admin CLI talks to the HTTP API; it must not link server code"},
+		{"internal/drillrun", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd"}, []string{mod + "node/apitypes"},
+			"the drill runner drives a region from outside, over the HTTP API, as outpostctl (which imports it) does"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
 		{"lease", []string{mod + "node", mod + "cmd"}, nil, "lease is below node"},
 		{"storage", []string{mod + "node", mod + "raft", mod + "cmd"}, nil, "storage is the innermost layer"},

@@ -1,0 +1,243 @@
+package drillrun
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// ackedWrite is a key the region acknowledged, with the value written.
+type ackedWrite struct {
+	key, value string
+	at         time.Time
+}
+
+// load is a round's background traffic: a writer whose acknowledged keys
+// must all survive, and a prober whose dispatches find the first one
+// issued under the new lease. Neither sends to the node under fault.
+type load struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	slow   atomic.Bool // the first new dispatch was seen: probe less often
+
+	mu              sync.Mutex
+	acked           []ackedWrite
+	writeErr        string
+	probes, commits int
+	lastProbe       string // the last refusal or error, for error messages
+}
+
+const (
+	writeTimeout = time.Second
+	probeTimeout = time.Second
+	probeEvery   = 5 * time.Millisecond
+	probeSlowly  = 50 * time.Millisecond
+)
+
+// startLoad starts the writer on writeTo and the prober over probeTo;
+// keys and dispatch ids continue rs's numbering.
+func (d *drill) startLoad(ctx context.Context, rs *roundState, writeTo string, probeTo []apitypes.Node) *load {
+	ctx, cancel := context.WithCancel(ctx)
+	l := &load{cancel: cancel}
+	l.wg.Add(2)
+	go func() {
+		defer l.wg.Done()
+		d.write(ctx, l, rs, writeTo)
+	}()
+	go func() {
+		defer l.wg.Done()
+		d.probe(ctx, l, rs, probeTo)
+	}()
+	return l
+}
+
+// stop ends the load and waits for it.
+func (l *load) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// write puts keys one at a time, recording each acknowledged one.
+func (d *drill) write(ctx context.Context, l *load, rs *roundState, url string) {
+	for ctx.Err() == nil {
+		seq := rs.writes.Add(1)
+		key := fmt.Sprintf("drill/%s/%d/%d", d.runID, rs.n, seq)
+		val := fmt.Sprintf("%s round %d write %d", d.runID, rs.n, seq)
+		err := d.api.call(ctx, writeTimeout, "PUT", url+"/api/v1/kv/"+key, []byte(val), nil)
+		l.mu.Lock()
+		if err == nil {
+			l.acked = append(l.acked, ackedWrite{key: key, value: val, at: time.Now()})
+		} else if ctx.Err() == nil {
+			l.writeErr = err.Error()
+		}
+		l.mu.Unlock()
+		pause := 10 * time.Millisecond
+		if err != nil {
+			pause = 50 * time.Millisecond
+		}
+		sleep(ctx, pause)
+	}
+}
+
+// probe sends region-wide dispatches round-robin to the nodes in to. The
+// ones that do not hold the lease refuse (409, or 503 during a
+// failover); that is expected.
+func (d *drill) probe(ctx context.Context, l *load, rs *roundState, to []apitypes.Node) {
+	for i := 0; ctx.Err() == nil; i++ {
+		n := to[i%len(to)]
+		seq := rs.probes.Add(1)
+		req := apitypes.DispatchRequest{ID: fmt.Sprintf("drill-%s-%d-%d", d.runID, rs.n, seq), Selector: "none", Kind: "drill.probe"}
+		err := d.api.call(ctx, probeTimeout, "POST", n.APIURL+"/api/v1/dispatches", req, nil)
+		l.mu.Lock()
+		l.probes++
+		switch {
+		case err == nil:
+			l.commits++
+		case ctx.Err() == nil:
+			l.lastProbe = fmt.Sprintf("%s answered %s", n.ID, shorten(err.Error()))
+		}
+		l.mu.Unlock()
+		if s := statusOf(err); err != nil && s != http.StatusConflict && s != http.StatusServiceUnavailable {
+			sleep(ctx, probeSlowly) // not the expected refusal: do not hammer
+		}
+		if l.slow.Load() {
+			sleep(ctx, probeSlowly)
+		} else {
+			sleep(ctx, probeEvery)
+		}
+	}
+}
+
+// ackedCount is how many writes were acknowledged, and how many of them
+// after since.
+func (l *load) ackedCount(since time.Time) (all, after int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.acked {
+		if a.at.After(since) {
+			after++
+		}
+	}
+	return len(l.acked), after
+}
+
+func (l *load) status() (probes, commits int, lastProbe, writeErr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.probes, l.commits, l.lastProbe, l.writeErr
+}
+
+// staleProber asks the deposed holder, every 50ms, to propose a dispatch
+// under its old token. A probe can take the node's whole 2s timeout (an
+// isolated node finds no leader), so several are in flight at once.
+type staleProber struct {
+	stopLaunch context.CancelFunc
+	wg         sync.WaitGroup
+
+	mu       sync.Mutex
+	launched int
+	answers  []apitypes.StaleProbe
+	errs     int
+	lastErr  string
+}
+
+const (
+	staleEvery       = 50 * time.Millisecond
+	staleInFlight    = 10
+	staleTimeout     = 5 * time.Second // the node gives up after 2s
+	staleLaunchSlack = 300 * time.Millisecond
+)
+
+// startStale starts probing url. ctx bounds the probes in flight; stop
+// only ends the launching, so no answer is lost.
+func (d *drill) startStale(ctx context.Context, url string) *staleProber {
+	lctx, cancel := context.WithCancel(ctx)
+	p := &staleProber{stopLaunch: cancel}
+	slots := make(chan struct{}, staleInFlight)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(staleEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case slots <- struct{}{}:
+			}
+			p.mu.Lock()
+			p.launched++
+			p.mu.Unlock()
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				defer func() { <-slots }()
+				var sp apitypes.StaleProbe
+				err := d.api.call(ctx, staleTimeout, "POST", url+"/api/v1/drills/stale", nil, &sp)
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				if err != nil {
+					p.errs++
+					p.lastErr = err.Error()
+					return
+				}
+				p.answers = append(p.answers, sp)
+			}()
+			select {
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// counts is how many probes were launched and answered.
+func (p *staleProber) counts() (launched, answered int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.launched, len(p.answers)
+}
+
+// failures is how many probes got no answer, and the last error.
+func (p *staleProber) failures() (int, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.errs, p.lastErr
+}
+
+// halt stops launching probes; finish also waits for those in flight.
+func (p *staleProber) halt() { p.stopLaunch() }
+
+func (p *staleProber) finish() []apitypes.StaleProbe {
+	p.stopLaunch()
+	p.wg.Wait()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.answers
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// shorten keeps an error message to one readable line.
+func shorten(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

@@ -1,0 +1,351 @@
+package drillrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	neturl "net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// errMoved: the region changed leader or holder before the fault took
+// hold, so the attempt measured nothing and the round tries again.
+var errMoved = errors.New("the region moved before the fault")
+
+// roundState is what a round's attempts add up.
+type roundState struct {
+	n              int
+	writes, probes atomic.Int64 // key and dispatch id sequence numbers
+
+	mu                  sync.Mutex
+	acked               []ackedWrite
+	probesSent, commits int
+}
+
+// absorb adds a stopped load's counts.
+func (rs *roundState) absorb(l *load) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.acked = append(rs.acked, l.acked...)
+	rs.probesSent += l.probes
+	rs.commits += l.commits
+}
+
+// round runs round n: settle, fault, measure, recover, verify.
+func (d *drill) round(ctx context.Context, n int) (apitypes.DrillRound, error) {
+	label := fmt.Sprintf("round %d/%d", n, d.cfg.Rounds)
+	rs := &roundState{n: n}
+	res := apitypes.DrillRound{Round: n, LeaderElectedMs: -1, LeaseAcquiredMs: -1, FirstDispatchMs: -1}
+	fail := func(err error) (apitypes.DrillRound, error) {
+		res.Error = err.Error()
+		res.Probes, res.ProbesCommitted = rs.probesSent, rs.commits
+		d.say("%s: FAILED: %v", label, err)
+		return res, err
+	}
+	var after regionView
+	for attempt := 1; ; attempt++ {
+		v, err := d.settle(ctx, label)
+		if err != nil {
+			return fail(err)
+		}
+		after, err = d.fault(ctx, label, rs, v, &res)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errMoved) || attempt == maxAttempts {
+			return fail(err)
+		}
+		d.say("%s: %v; settling and trying again", label, err)
+	}
+	res.Probes, res.ProbesCommitted = rs.probesSent, rs.commits
+	readFrom := after.others(res.Node)[0]
+	lost, err := d.verifyWrites(ctx, readFrom.APIURL, rs.acked)
+	if err != nil {
+		return fail(fmt.Errorf("reading back the acknowledged writes from %s: %w", readFrom.ID, err))
+	}
+	res.AckedWrites, res.AckedWritesLost = len(rs.acked), len(lost)
+	res.LostKeys = lost[:min(len(lost), 10)]
+	d.say("%s: leader %s after %dms, lease %s token %d after %dms, first dispatch after %dms; stale dispatches %d refused of %d, %d accepted; %d writes acknowledged, %d lost",
+		label, res.NewLeader, res.LeaderElectedMs, res.NewHolder, res.NewToken, res.LeaseAcquiredMs, res.FirstDispatchMs,
+		res.StaleRefused, res.StaleAttempted, res.StaleAccepted, res.AckedWrites, res.AckedWritesLost)
+	return res, nil
+}
+
+// fault injects the fault once on the settled region v and fills res
+// with what the survivors reported. It returns the region settled again.
+func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regionView, res *apitypes.DrillRound) (regionView, error) {
+	h, t, hURL := v.holder, v.token, v.url(v.holder)
+	others := v.others(h)
+	w := newWatch(h, t)
+	d.arm(w)
+	defer d.disarm()
+
+	ld := d.startLoad(ctx, rs, others[(rs.n-1)%len(others)].APIURL, others)
+	stopLoad := sync.OnceFunc(func() {
+		ld.stop()
+		rs.absorb(ld)
+	})
+	defer stopLoad()
+	if err := d.waitLoad(ctx, ld); err != nil {
+		return v, err
+	}
+	var moved string
+	d.observe(func(w *watch) {
+		moved = w.disturbed
+		w.injected = time.Now()
+	})
+	if moved != "" {
+		return v, fmt.Errorf("%w: %s", errMoved, moved)
+	}
+
+	// Inject the fault, and make sure it is undone however this ends.
+	recovered := false
+	defer func() {
+		if !recovered && d.cfg.Mode == ModeIsolate {
+			d.heal(context.WithoutCancel(ctx), h, hURL)
+		}
+	}()
+	t0, err := d.inject(ctx, hURL)
+	if err != nil {
+		if s := statusOf(err); s == http.StatusConflict || s == http.StatusServiceUnavailable {
+			return v, fmt.Errorf("%w: %s refused the %s drill: %v", errMoved, h, d.cfg.Mode, err)
+		}
+		return v, fmt.Errorf("%s drill on %s: %w", d.cfg.Mode, h, err)
+	}
+	d.observe(func(w *watch) { w.t0 = t0 })
+	d.say("%s: %s on %s, which held lease token %d", label, faultVerb(d.cfg.Mode), h, t)
+
+	// Watch the survivors until the first dispatch under the new lease,
+	// probing the deposed holder's stale token once the new lease exists.
+	var sp *staleProber
+	var dispatchAt time.Time
+	for {
+		var newLease, first *seen
+		d.observe(func(w *watch) { newLease, first = w.lease, w.dispatch })
+		if sp == nil && d.cfg.Mode != ModeStop && (newLease != nil || first != nil) {
+			sp = d.startStale(ctx, hURL)
+		}
+		if sp != nil && d.cfg.Mode == ModeIsolate && time.Since(t0) > d.cfg.IsolateFor-staleLaunchSlack {
+			if launched, _ := sp.counts(); launched >= minStale {
+				sp.halt() // keep the probes inside the isolation
+			}
+		}
+		if first != nil {
+			if dispatchAt.IsZero() {
+				dispatchAt = time.Now()
+				ld.slow.Store(true)
+			}
+			staleDone := sp == nil
+			if sp != nil {
+				_, answered := sp.counts()
+				staleDone = answered >= minStale || time.Since(dispatchAt) > 15*time.Second
+			}
+			_, writesAfter := ld.ackedCount(dispatchAt)
+			if staleDone && (writesAfter > 0 || time.Since(dispatchAt) > 5*time.Second) {
+				break
+			}
+		} else if time.Since(t0) > firstDispatchTimeout {
+			return v, d.noDispatchError(ld, t)
+		}
+		select {
+		case <-ctx.Done():
+			return v, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var answers []apitypes.StaleProbe
+	if sp != nil {
+		answers = sp.finish()
+	}
+	stopLoad()
+
+	// Undo the fault and wait for the region to settle again; the streams
+	// keep watching for stale deliveries meanwhile.
+	switch d.cfg.Mode {
+	case ModeIsolate:
+		d.heal(ctx, h, hURL)
+	case ModeStop:
+		if err := d.waitBack(ctx, label, h, hURL); err != nil {
+			return v, err
+		}
+	}
+	recovered = true
+	after, err := d.settle(ctx, label)
+	if err != nil {
+		return v, fmt.Errorf("after the fault: %w", err)
+	}
+
+	var leader, lease, dispatch *seen
+	stale := map[string]bool{}
+	d.observe(func(w *watch) {
+		leader, lease, dispatch = w.leader, w.lease, w.dispatch
+		for id := range w.stale {
+			stale[id] = true
+		}
+	})
+	// A stream that reconnected may have missed an event; the next one
+	// implies it and times it (a dispatch under token N means lease N
+	// was acquired, by the leader of the time).
+	if lease == nil {
+		lease = &seen{at: dispatch.at, who: dispatch.who, token: dispatch.token}
+	}
+	if leader == nil {
+		leader = &seen{at: lease.at, who: lease.who}
+	}
+	res.Node, res.Token = h, t
+	res.NewLeader, res.NewHolder, res.NewToken = leader.who, lease.who, lease.token
+	res.LeaderElectedMs, res.LeaseAcquiredMs, res.FirstDispatchMs = ms(t0, leader.at), ms(t0, lease.at), ms(t0, dispatch.at)
+
+	// Every stale probe is looked up once the region is whole again: a
+	// committed one is a fencing failure, whatever its answer said.
+	lookup := after.others(h)[0]
+	for _, a := range answers {
+		res.StaleAttempted++
+		committed := false
+		if a.ID != "" {
+			if committed, err = d.committed(ctx, lookup.APIURL, a.ID); err != nil {
+				return after, fmt.Errorf("looking up stale probe %s on %s: %w", a.ID, lookup.ID, err)
+			}
+		}
+		switch {
+		case committed || a.Outcome == "accepted":
+			stale[a.ID] = true
+		case a.Outcome == "refused":
+			res.StaleRefused++
+		default:
+			res.StaleUnknown++
+		}
+	}
+	if sp != nil && res.StaleAttempted < minStale {
+		errs, last := sp.failures()
+		d.say("%s: warning: only %d stale probes answered (%d failed; last error: %s)", label, res.StaleAttempted, errs, orNone(last))
+	}
+	res.StaleAccepted = len(stale)
+	res.StaleAcceptedIDs = slices.Sorted(maps.Keys(stale))
+	res.StaleAcceptedIDs = res.StaleAcceptedIDs[:min(len(res.StaleAcceptedIDs), 10)]
+	return after, nil
+}
+
+func faultVerb(m Mode) string {
+	switch m {
+	case ModeTransfer:
+		return "leadership transfer"
+	case ModeIsolate:
+		return "isolation"
+	}
+	return "stop"
+}
+
+// waitLoad waits for the first acknowledged write: the region takes
+// writes before the fault, so a write lost later is the fault's doing.
+func (d *drill) waitLoad(ctx context.Context, ld *load) error {
+	deadline := time.Now().Add(loadStartTimeout)
+	for {
+		if n, _ := ld.ackedCount(time.Time{}); n > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			_, _, _, werr := ld.status()
+			return fmt.Errorf("no write was acknowledged within %v before the fault (last error: %s)", loadStartTimeout, werr)
+		}
+		sleep(ctx, 20*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// inject sends the fault to the holder at url and returns t0: just
+// before sending, or for a stop when the answer arrives (the node dies
+// right after answering).
+func (d *drill) inject(ctx context.Context, url string) (time.Time, error) {
+	switch d.cfg.Mode {
+	case ModeTransfer:
+		t0 := time.Now()
+		return t0, d.api.call(ctx, 15*time.Second, "POST", url+"/api/v1/drills/transfer", nil, nil)
+	case ModeIsolate:
+		t0 := time.Now()
+		return t0, d.api.call(ctx, 10*time.Second, "POST", url+"/api/v1/drills/isolate",
+			apitypes.DrillFault{DurationMs: d.cfg.IsolateFor.Milliseconds()}, nil)
+	}
+	err := d.api.call(ctx, 10*time.Second, "POST", url+"/api/v1/drills/stop",
+		apitypes.DrillStop{RestartAfterMs: d.cfg.RestartAfter.Milliseconds()}, nil)
+	return time.Now(), err
+}
+
+// noDispatchError says what the drill saw when no dispatch came.
+func (d *drill) noDispatchError(ld *load, t uint64) error {
+	var last string
+	d.observe(func(w *watch) { last = w.lastSeen() })
+	probes, commits, lastProbe, _ := ld.status()
+	return fmt.Errorf("no dispatch under a lease token above %d within %v of the fault; last seen: %s; probes: %d sent, %d committed, last refusal: %s",
+		t, firstDispatchTimeout, last, probes, commits, orNone(lastProbe))
+}
+
+// heal ends an isolation; the node also heals itself when it runs out.
+func (d *drill) heal(ctx context.Context, h, url string) {
+	var err error
+	for i := 0; i < 5; i++ {
+		if err = d.api.call(ctx, 5*time.Second, "POST", url+"/api/v1/drills/heal", nil, nil); err == nil {
+			return
+		}
+		sleep(ctx, 500*time.Millisecond)
+	}
+	d.say("drill: warning: healing %s failed (%v); it heals itself when its isolation runs out", h, err)
+}
+
+// waitBack waits for a stopped node's API to answer again.
+func (d *drill) waitBack(ctx context.Context, label, h, url string) error {
+	start := time.Now()
+	said := start
+	for {
+		var hl apitypes.Health
+		err := d.api.call(ctx, 2*time.Second, "GET", url+"/api/v1/health", nil, &hl)
+		if err == nil {
+			d.say("%s: %s is back after %.1fs", label, h, time.Since(start).Seconds())
+			return nil
+		}
+		if time.Since(start) > restartTimeout {
+			return fmt.Errorf("stopped node %s did not answer again within %v (%v); under `outpost serve` its supervisor must restart it (exit status 75)", h, restartTimeout, err)
+		}
+		if time.Since(said) >= 5*time.Second {
+			d.say("%s: waiting for %s to restart (%.0fs)", label, h, time.Since(start).Seconds())
+			said = time.Now()
+		}
+		sleep(ctx, 200*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// committed looks a dispatch id up with a linearizable read.
+func (d *drill) committed(ctx context.Context, url, id string) (bool, error) {
+	var l apitypes.DispatchLookup
+	err := d.retry(ctx, func() error {
+		return d.api.call(ctx, 5*time.Second, "GET", url+"/api/v1/dispatches/"+neturl.PathEscape(id)+"?consistent=true", nil, &l)
+	})
+	return l.Committed, err
+}
+
+// retry retries fn on 503 (a linearizable read during an election) for
+// a few seconds.
+func (d *drill) retry(ctx context.Context, fn func() error) error {
+	var err error
+	for i := 0; i < 20; i++ {
+		if err = fn(); statusOf(err) != http.StatusServiceUnavailable {
+			return err
+		}
+		sleep(ctx, 250*time.Millisecond)
+	}
+	return err
+}
