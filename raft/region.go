@@ -67,6 +67,9 @@ type Region struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// opened closes once Open has set every field: the node port accepts
+	// before Raft exists, and its RPCs must not see a half-built Region.
+	opened chan struct{}
 
 	mu          sync.Mutex
 	missingFrom map[string]time.Time // raft servers gossip has not seen, since when
@@ -81,7 +84,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("region config: %w", err)
 	}
-	r := &Region{cfg: cfg, logger: cfg.Logger, store: store, refused: newOnceLog(), missingFrom: map[string]time.Time{}}
+	r := &Region{cfg: cfg, logger: cfg.Logger, store: store, refused: newOnceLog(), missingFrom: map[string]time.Time{}, opened: make(chan struct{})}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -162,6 +165,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		return nil, err
 	}
 
+	close(r.opened)
 	r.wg.Add(3)
 	go r.watchLeadership()
 	go r.discoveryLoop()

@@ -53,6 +53,11 @@ func (r *Region) serveRPC(kind byte, conn net.Conn) {
 	go func() {
 		defer r.wg.Done()
 		defer conn.Close()
+		select {
+		case <-r.opened:
+		case <-r.ctx.Done():
+			return
+		}
 		switch kind {
 		case connStats:
 			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
