@@ -51,8 +51,10 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 
+# Write path and failover against etcd, then 20 dispatch-lease drills per
+# mode with the ratio to etcd's kill-the-leader → next write (BENCHMARKS.md).
 bench:
-	$(GO) run ./bench/regionbench
+	$(GO) run ./bench/regionbench -failover-rounds 20 -lease-rounds 20
 
 # Nothing is generated yet; the eBPF objects and protobuf code will be.
 generate:

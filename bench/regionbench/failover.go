@@ -185,6 +185,7 @@ type failoverSummary struct {
 	Rounds                     int
 	ElectedP50, ElectedMax     time.Duration
 	WritableP50, WritableMax   time.Duration
+	WritableP99                time.Duration
 	PerRoundElected, PerRoundW []time.Duration
 }
 
@@ -197,5 +198,6 @@ func summarizeFailover(rounds []failoverRound) failoverSummary {
 	el, wr := slices.Clone(s.PerRoundElected), slices.Clone(s.PerRoundW)
 	s.ElectedP50, s.ElectedMax = writeload.Percentile(el, 0.5), writeload.Percentile(el, 1)
 	s.WritableP50, s.WritableMax = writeload.Percentile(wr, 0.5), writeload.Percentile(wr, 1)
+	s.WritableP99 = writeload.Percentile(wr, 0.99)
 	return s
 }

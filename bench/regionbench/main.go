@@ -41,6 +41,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/bench/internal/hostload"
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
@@ -49,6 +50,7 @@ type config struct {
 	warmup          time.Duration
 	duration        time.Duration
 	failoverRounds  int
+	leaseRounds     int
 	failoverAttempt time.Duration
 	etcd            etcdOptions
 	etcdClients     int
@@ -70,6 +72,7 @@ func main() {
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unrecorded warm-up before each level")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time per level")
 	flag.IntVar(&cfg.failoverRounds, "failover-rounds", 5, "leader kills per system (0 skips failover)")
+	flag.IntVar(&cfg.leaseRounds, "lease-rounds", 0, "dispatch-lease failover drill rounds per mode (transfer, isolate, stop) on a 3-node dev region (0 skips them)")
 	flag.DurationVar(&cfg.failoverAttempt, "failover-attempt", 100*time.Millisecond, "per-attempt timeout of the client retrying a write after a kill (same for both systems)")
 	flag.StringVar(&cfg.etcd.Bin, "etcd", "", "etcd binary (default: etcd on PATH, then /usr/bin/etcd)")
 	flag.DurationVar(&cfg.etcd.Heartbeat, "etcd-heartbeat", 100*time.Millisecond, "etcd --heartbeat-interval (etcd's default)")
@@ -173,8 +176,16 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
 		}
 	}
+	var drills []apitypes.DrillReport
+	if cfg.leaseRounds > 0 {
+		fmt.Fprintln(out, "running dispatch-lease failover drills …")
+		if drills, err = benchLease(ctx, cfg, leaseDir(dir), out); err != nil {
+			return fmt.Errorf("lease drills: %w (node data: %s; rerun with -keep)", err, leaseDir(dir))
+		}
+	}
 	fmt.Fprintln(out)
 	printTable(out, cfg, op, et)
+	printLeaseTable(out, drills, et)
 	return nil
 }
 
