@@ -116,6 +116,7 @@ const (
 	loadStartTimeout     = 10 * time.Second // the first acknowledged write, before the fault
 	restartTimeout       = 60 * time.Second // a stopped node answers again
 	minStale             = 5                // stale probes answered per round (transfer, isolate)
+	minWritesAfter       = 10               // writes acknowledged after the first new dispatch, per round
 	maxAttempts          = 3                // faults tried per round when the region moved first
 )
 

@@ -122,6 +122,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 		return v, fmt.Errorf("%s drill on %s: %w", d.cfg.Mode, h, err)
 	}
 	d.observe(func(w *watch) { w.t0 = t0 })
+	res.Node, res.Token = h, t
 	d.say("%s: %s on %s, which held lease token %d", label, faultVerb(d.cfg.Mode), h, t)
 
 	// Watch the survivors until the first dispatch under the new lease,
@@ -150,10 +151,11 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 				staleDone = answered >= minStale || time.Since(dispatchAt) > 15*time.Second
 			}
 			_, writesAfter := ld.ackedCount(dispatchAt)
-			if staleDone && (writesAfter > 0 || time.Since(dispatchAt) > 5*time.Second) {
+			if staleDone && (writesAfter >= minWritesAfter || time.Since(dispatchAt) > 5*time.Second) {
 				break
 			}
 		} else if time.Since(t0) > firstDispatchTimeout {
+			d.observe(func(w *watch) { w.fill(res) })
 			return v, d.noDispatchError(ld, t)
 		}
 		select {
@@ -162,6 +164,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	d.observe(func(w *watch) { w.fill(res) })
 	var answers []apitypes.StaleProbe
 	if sp != nil {
 		answers = sp.finish()
@@ -174,7 +177,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 	case ModeIsolate:
 		d.heal(ctx, h, hURL)
 	case ModeStop:
-		if err := d.waitBack(ctx, label, h, hURL); err != nil {
+		if err := d.waitBack(ctx, label, h, hURL, others); err != nil {
 			return v, err
 		}
 	}
@@ -184,26 +187,13 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 		return v, fmt.Errorf("after the fault: %w", err)
 	}
 
-	var leader, lease, dispatch *seen
+	// Stale deliveries seen until the region settled count too.
 	stale := map[string]bool{}
 	d.observe(func(w *watch) {
-		leader, lease, dispatch = w.leader, w.lease, w.dispatch
 		for id := range w.stale {
 			stale[id] = true
 		}
 	})
-	// A stream that reconnected may have missed an event; the next one
-	// implies it and times it (a dispatch under token N means lease N
-	// was acquired, by the leader of the time).
-	if lease == nil {
-		lease = &seen{at: dispatch.at, who: dispatch.who, token: dispatch.token}
-	}
-	if leader == nil {
-		leader = &seen{at: lease.at, who: lease.who}
-	}
-	res.Node, res.Token = h, t
-	res.NewLeader, res.NewHolder, res.NewToken = leader.who, lease.who, lease.token
-	res.LeaderElectedMs, res.LeaseAcquiredMs, res.FirstDispatchMs = ms(t0, leader.at), ms(t0, lease.at), ms(t0, dispatch.at)
 
 	// Every stale probe is looked up once the region is whole again: a
 	// committed one is a fencing failure, whatever its answer said.
@@ -304,7 +294,7 @@ func (d *drill) heal(ctx context.Context, h, url string) {
 }
 
 // waitBack waits for a stopped node's API to answer again.
-func (d *drill) waitBack(ctx context.Context, label, h, url string) error {
+func (d *drill) waitBack(ctx context.Context, label, h, url string, others []apitypes.Node) error {
 	start := time.Now()
 	said := start
 	for {
@@ -315,7 +305,12 @@ func (d *drill) waitBack(ctx context.Context, label, h, url string) error {
 			return nil
 		}
 		if time.Since(start) > restartTimeout {
-			return fmt.Errorf("stopped node %s did not answer again within %v (%v); under `outpost serve` its supervisor must restart it (exit status 75)", h, restartTimeout, err)
+			for _, n := range others {
+				if d.api.call(ctx, 2*time.Second, "GET", n.APIURL+"/api/v1/health", nil, &hl) == nil {
+					return fmt.Errorf("stopped node %s did not answer again within %v (%v); under `outpost serve` its supervisor must restart it (exit status 75); see its log", h, restartTimeout, err)
+				}
+			}
+			return fmt.Errorf("stopped node %s did not answer again within %v (%v), and no other node answers either: the region's process may have died (see its log)", h, restartTimeout, err)
 		}
 		if time.Since(said) >= 5*time.Second {
 			d.say("%s: waiting for %s to restart (%.0fs)", label, h, time.Since(start).Seconds())

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // watch is what one round looks for in the event streams: the fault is on
@@ -97,6 +99,29 @@ func (w *watch) record(s sighting) {
 		if dd.Token > w.t {
 			first(&w.dispatch, dd.Node, dd.Token)
 		}
+	}
+}
+
+// fill writes the round's first sightings into res. A stream that
+// reconnected may have missed an event; the next one implies it and
+// times it (a dispatch under token N means lease N was acquired, by the
+// leader of the time).
+func (w *watch) fill(res *apitypes.DrillRound) {
+	leader, lease, dispatch := w.leader, w.lease, w.dispatch
+	if lease == nil && dispatch != nil {
+		lease = &seen{at: dispatch.at, who: dispatch.who, token: dispatch.token}
+	}
+	if leader == nil && lease != nil {
+		leader = &seen{at: lease.at, who: lease.who}
+	}
+	if leader != nil {
+		res.NewLeader, res.LeaderElectedMs = leader.who, ms(w.t0, leader.at)
+	}
+	if lease != nil {
+		res.NewHolder, res.NewToken, res.LeaseAcquiredMs = lease.who, lease.token, ms(w.t0, lease.at)
+	}
+	if dispatch != nil {
+		res.FirstDispatchMs = ms(w.t0, dispatch.at)
 	}
 }
 
