@@ -16,6 +16,27 @@ import (
 	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
+// apiError is a node's non-2xx answer: the message shown to the user,
+// and the status and headers for commands that act on them (following
+// the lease holder, retrying a failover).
+type apiError struct {
+	status int
+	header http.Header
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+// apiStatus is the HTTP status of an API refusal (0 for other errors)
+// and its headers.
+func apiStatus(err error) (int, http.Header) {
+	var e *apiError
+	if errors.As(err, &e) {
+		return e.status, e.header
+	}
+	return 0, nil
+}
+
 type client struct {
 	base  string
 	token string
@@ -33,43 +54,14 @@ func newClient(addr, token string) *client {
 // *[]byte, which receives the raw body). API errors come back with the
 // server's message and hint.
 func (c *client) do(ctx context.Context, method, path string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	resp, err := c.open(ctx, c.http, method, path, body)
 	if err != nil {
-		return fmt.Errorf("bad --addr %q: %w", c.base, err)
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ne *net.OpError
-		if errors.As(err, &ne) {
-			return fmt.Errorf("no node at %s (%v); start one with `outpost dev` or set OUTPOST_ADDR", c.base, ne.Err)
-		}
-		return fmt.Errorf("%s %s: %w", method, c.base+path, err)
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return fmt.Errorf("reading answer from %s: %w", c.base, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		var e apitypes.Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			msg := fmt.Sprintf("%s (HTTP %d)", e.Error, resp.StatusCode)
-			if e.Hint != "" {
-				msg += "\n  hint: " + e.Hint
-			}
-			if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
-				msg += "\n  OUTPOST_TOKEN is not set"
-			}
-			return errors.New(msg)
-		}
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
 	}
 	if raw, ok := out.(*[]byte); ok {
 		*raw = data
@@ -82,6 +74,63 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, out a
 		return fmt.Errorf("unexpected answer from %s: %w", c.base, err)
 	}
 	return nil
+}
+
+// stream opens a long-lived GET (no overall timeout; ctx ends it) and
+// returns its body, to be closed by the caller.
+func (c *client) stream(ctx context.Context, path string) (io.ReadCloser, error) {
+	hc := &http.Client{Transport: c.http.Transport}
+	resp, err := c.open(ctx, hc, "GET", path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// open sends a request and returns a 2xx response; anything else becomes
+// an error worded for the user (an *apiError for an API refusal).
+func (c *client) open(ctx context.Context, hc *http.Client, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("bad --addr %q: %w", c.base, err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		var ne *net.OpError
+		if errors.As(err, &ne) {
+			return nil, fmt.Errorf("no node at %s (%v); start one with `outpost dev` or set OUTPOST_ADDR", c.base, ne.Err)
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, c.base+path, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading answer from %s: %w", c.base, err)
+	}
+	e := &apiError{status: resp.StatusCode, header: resp.Header}
+	var ae apitypes.Error
+	if json.Unmarshal(data, &ae) == nil && ae.Error != "" {
+		e.msg = fmt.Sprintf("%s (HTTP %d)", ae.Error, resp.StatusCode)
+		if ae.Hint != "" {
+			e.msg += "\n  hint: " + ae.Hint
+		}
+		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
+			e.msg += "\n  OUTPOST_TOKEN is not set"
+		}
+		return nil, e
+	}
+	e.msg = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(data)))
+	return nil, e
 }
 
 // send is do with in encoded as the JSON request body.

@@ -31,8 +31,19 @@ func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
 		leader = "(none: election under way or no quorum)"
 	}
 	fmt.Fprintf(w, "Region: %s   Leader: %s   (answered by %s)\n", r.Region, leader, r.Node)
-	if r.Lease != nil {
-		fmt.Fprintf(w, "Lease:  holder %s, token %d, expires in %dms\n", r.Lease.Holder, r.Lease.Token, r.Lease.ExpiresInMs)
+	if l := r.Lease; l != nil {
+		switch {
+		case l.Holder == "" && l.Released:
+			fmt.Fprintf(w, "Lease:  nobody holds it (token %d released for a handoff)\n", l.Token)
+		case l.Holder == "":
+			fmt.Fprintf(w, "Lease:  nobody holds it (token %d; a failover is under way)\n", l.Token)
+		default:
+			fmt.Fprintf(w, "Lease:  holder %s, token %d, %dms left (duration %dms, drift margin %dms)\n",
+				l.Holder, l.Token, l.ExpiresInMs, l.DurationMs, l.DriftMarginMs)
+		}
+		if l.StaleRefused > 0 {
+			fmt.Fprintf(w, "        %d stale dispatch(es) refused by the fencing so far\n", l.StaleRefused)
+		}
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
