@@ -18,7 +18,7 @@ import (
 const usage = `usage: outpostctl <command> [flags]
 
 commands:
-  status                 the region: nodes, Raft state, leader
+  status                 the region: nodes, Raft state, leader, dispatch lease
   members                gossip members
   kv get KEY             read a region key (--consistent for a linearizable read)
   kv put KEY VALUE       write a region key (VALUE "-" reads stdin)
@@ -32,6 +32,22 @@ commands:
   audit verify-export DIR --key VKEY   check an export offline
   dev stop NODE          (outpost dev only) kill a node
   dev start NODE         (outpost dev only) start a stopped node
+
+dispatches and failover drills:
+  dispatches create --kind K [--tenant T] [--selector S] [--payload JSON |
+                         --payload-file F|-] [--id ID]
+                         issue a fenced dispatch; follows the lease holder, and
+                         retries for 10s while a failover is under way
+  dispatches list [--tenant T] [--after INDEX]    committed dispatches
+  dispatches watch [--kinds leader,lease,dispatch,fenced]
+                         stream the node's events until Ctrl-C
+  drill failover [--mode transfer|isolate|stop] [--rounds N]
+                 [--isolate-for 5s] [--restart-after 2s]
+                         fail the lease holder over and report the times to a
+                         new leader, lease and first dispatch, stale dispatches
+                         refused and acknowledged writes lost (exit 1 on any)
+  drill partition --node ID [--duration 10s]
+                         cut one node off its peers, watch, confirm it healed
 
 accounts and tenants:
   whoami                 who the token is: actor, region admin, tenant roles
@@ -132,6 +148,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	fs.StringVar(&ao.region, "region", "", "expected region name (audit commands)")
 	var acct accountOpts
 	acct.register(fs)
+	var ops opsOpts
+	ops.register(fs)
 	pos, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage already printed
@@ -144,6 +162,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAccount(ctx, c, g, acct, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
 	}
 	consistent := fs.Lookup("consistent").Value.String() == "true"
+	if isOpsCommand(cmd) {
+		return runOps(ctx, c, g, ops, acct, consistent, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
+	}
 	switch cmd {
 	case "status":
 		return status(ctx, c, g, stdout)
@@ -195,7 +216,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // isGroup reports whether a command word (or words) takes a subcommand.
 func isGroup(cmd string) bool {
 	switch cmd {
-	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys":
+	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill":
 		return true
 	}
 	return false
