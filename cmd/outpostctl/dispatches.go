@@ -91,6 +91,9 @@ func dispatchList(ctx context.Context, c *client, g *globals, tenant string, aft
 	}
 	if len(ds) == 0 {
 		fmt.Fprintf(w, "no dispatches after index %d\n", after)
+		if !consistent {
+			fmt.Fprintln(w, "(read from this node's copy, which may lag a moment behind; --consistent reads through the leader)")
+		}
 		return nil
 	}
 	tw := newTable(w, "INDEX\tID\tTENANT\tKIND\tSELECTOR\tTOKEN\tISSUED BY\tISSUED\tBYTES")
