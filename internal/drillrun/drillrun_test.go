@@ -3,6 +3,7 @@ package drillrun
 import (
 	"context"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,9 @@ func TestDrillOnDevRegion(t *testing.T) {
 				t.Fatalf("drill: %v\nreport: %+v", err, rep)
 			}
 			t.Logf("%s drill took %.1fs: %+v", mode, time.Since(start).Seconds(), rep)
+			if left := drillGoroutines(); len(left) > 0 {
+				t.Errorf("Run returned with %d of its goroutines still running:\n%s", len(left), strings.Join(left, "\n\n"))
+			}
 			if rep.Mode != string(mode) || rep.Rounds != 1 || len(rep.PerRound) != 1 {
 				t.Fatalf("report mode %q rounds %d per_round %d, want %q 1 1", rep.Mode, rep.Rounds, len(rep.PerRound), mode)
 			}
@@ -96,4 +100,18 @@ func TestDrillOnDevRegion(t *testing.T) {
 			}
 		})
 	}
+}
+
+// drillGoroutines returns the stacks of goroutines running this
+// package's code, other than tests.
+func drillGoroutines() []string {
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "internal/drillrun.(*") && !strings.Contains(g, "drillrun.TestDrill") {
+			out = append(out, g)
+		}
+	}
+	return out
 }

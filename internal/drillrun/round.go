@@ -128,6 +128,11 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 	// Watch the survivors until the first dispatch under the new lease,
 	// probing the deposed holder's stale token once the new lease exists.
 	var sp *staleProber
+	defer func() {
+		if sp != nil {
+			sp.finish() // on every way out: no probe outlives the round
+		}
+	}()
 	var dispatchAt time.Time
 	for {
 		var newLease, first *seen
