@@ -38,6 +38,8 @@ var (
 	ErrOutcomeUnknown = errors.New("write outcome unknown")
 	// ErrShutdown means the region is shutting down.
 	ErrShutdown = errors.New("region is shutting down")
+	// ErrCorruptLog means the Raft log on disk cannot be read.
+	ErrCorruptLog = errors.New("raft log unreadable")
 	// ErrForeignDataDir means the data dir belongs to another node.
 	ErrForeignDataDir = errors.New("data dir belongs to another node")
 )
@@ -153,7 +155,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	}
 	rc := r.raftConfig()
 	rc.Logger = hl("raft", hclog.Info)
-	r.raft, err = hraft.NewRaft(rc, r.fsm, r.wal, r.wal, r.snaps, r.trans)
+	r.raft, err = newRaft(rc, r.fsm, r.wal, r.snaps, r.trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -173,6 +175,20 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	r.logger.Info("node started", "node", cfg.NodeID, "region", cfg.Region, "raft_addr", r.raftAddr,
 		"gossip_addr", r.gossipAddr, "existing_state", existing, "applied_index", r.fsm.applied.Load())
 	return r, nil
+}
+
+// newRaft starts hashicorp/raft. raft-wal v0.4.0 can leave a sealed
+// segment without its index block after Raft truncates a log suffix (a
+// deposed leader's unreplicated entries; hashicorp/raft-wal#31), and
+// NewRaft then panics reading it. Turn that into an error the operator can
+// act on instead of a crash of the whole process.
+func newRaft(rc *hraft.Config, f *fsm, w *wal.WAL, snaps hraft.SnapshotStore, trans hraft.Transport) (r *hraft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: reading the Raft log failed: %v (a known raft-wal defect after a log truncation, hashicorp/raft-wal#31; move the data dir's raft/ directory aside and restart: the node resyncs from its region)", ErrCorruptLog, p)
+		}
+	}()
+	return hraft.NewRaft(rc, f, w, w, snaps, trans)
 }
 
 // claimDataDir records which node owns dataDir on first use and refuses a
