@@ -185,7 +185,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 func newRaft(rc *hraft.Config, f *fsm, w *wal.WAL, snaps hraft.SnapshotStore, trans hraft.Transport) (r *hraft.Raft, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: reading the Raft log failed: %v (a known raft-wal defect after a log truncation, hashicorp/raft-wal#31; move the data dir's raft/ directory aside and restart: the node resyncs from its region)", ErrCorruptLog, p)
+			err = fmt.Errorf("%w: reading the Raft log failed: %v (a known raft-wal defect after a log truncation, hashicorp/raft-wal#31; move this node's data dir aside and restart it: the node resyncs from its region)", ErrCorruptLog, p)
 		}
 	}()
 	return hraft.NewRaft(rc, f, w, w, snaps, trans)
