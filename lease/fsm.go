@@ -175,9 +175,14 @@ func (f *FSM) applyDispatch(tx *storage.Tx, index uint64, payload []byte) ([]byt
 	if !s.Held() || d.Token != s.Token || d.Node != s.Holder {
 		return nil, f.refuse(tx, d.Node, d.Token, s)
 	}
-	if prev := tx.Get(BucketDispatchIDs, []byte(d.ID)); prev != nil {
+	if owner, idx, found, err := lookupRef(tx, d.ID); err != nil {
+		return nil, err
+	} else if found {
+		if owner != d.Tenant {
+			return nil, fmt.Errorf("%w: dispatch id already used", ErrBadCommand)
+		}
 		// A retry of a committed dispatch: answer with the original.
-		return f.stored(tx, d.Tenant, prev)
+		return getDispatch(tx, owner, idx), nil
 	}
 	d.Index = index
 	b, err := json.Marshal(d)
@@ -198,15 +203,17 @@ func (f *FSM) applyDispatch(tx *storage.Tx, index uint64, payload []byte) ([]byt
 	return b, nil
 }
 
-// stored returns the dispatch an id maps to ("TENANT/" + index).
-func (f *FSM) stored(tx *storage.Tx, tenant string, ref []byte) ([]byte, error) {
-	if len(ref) < 9 {
-		return nil, fmt.Errorf("%w: damaged dispatch id index", ErrBadCommand)
+// lookupRef reads the id index ("TENANT/" + big-endian index): the
+// owning tenant and the index key of a committed dispatch id.
+func lookupRef(tx *storage.Tx, id string) (tenant string, idx []byte, found bool, err error) {
+	ref := tx.Get(BucketDispatchIDs, []byte(id))
+	switch {
+	case ref == nil:
+		return "", nil, false, nil
+	case len(ref) < 9:
+		return "", nil, false, fmt.Errorf("%w: damaged dispatch id index", ErrBadCommand)
 	}
-	if owner := string(ref[:len(ref)-9]); owner != tenant {
-		return nil, fmt.Errorf("%w: dispatch id already used", ErrBadCommand)
-	}
-	return getDispatch(tx, tenant, ref[len(ref)-8:]), nil
+	return string(ref[:len(ref)-9]), ref[len(ref)-8:], true, nil
 }
 
 // putDispatch stores a dispatch in the region bucket or, for a tenant's,
@@ -261,9 +268,9 @@ func List(tx *storage.Tx, h storage.Tenant, after uint64, limit int) []Dispatch 
 // that a stale dispatch never committed). It returns the owning tenant
 // and the index, or ok false.
 func Lookup(tx *storage.Tx, id string) (tenant string, index uint64, ok bool) {
-	ref := tx.Get(BucketDispatchIDs, []byte(id))
-	if len(ref) < 9 {
+	tenant, idx, found, err := lookupRef(tx, id)
+	if !found || err != nil {
 		return "", 0, false
 	}
-	return string(ref[:len(ref)-9]), binary.BigEndian.Uint64(ref[len(ref)-8:]), true
+	return tenant, binary.BigEndian.Uint64(idx), true
 }

@@ -435,8 +435,8 @@ func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, 
 	// dedupes by id too, for retries that race the first.)
 	var prev []byte
 	_ = m.store.View(func(tx *storage.Tx) error {
-		if ref := tx.Get(BucketDispatchIDs, []byte(d.ID)); len(ref) >= 9 && string(ref[:len(ref)-9]) == d.Tenant {
-			prev = getDispatch(tx, d.Tenant, ref[len(ref)-8:])
+		if owner, idx, found, _ := lookupRef(tx, d.ID); found && owner == d.Tenant {
+			prev = getDispatch(tx, owner, idx)
 		}
 		return nil
 	})

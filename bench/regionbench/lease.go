@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ func printLeaseTable(out io.Writer, reports []apitypes.DrillReport, et systemRes
 			r.StaleAttempted, r.StaleRefused, r.StaleAccepted, r.AckedWrites, r.AckedWritesLost)
 	}
 	if et.skipped != "" || et.failover.Rounds == 0 {
-		fmt.Fprintf(out, "\netcd kill-the-leader not measured (%s); no ratio.\n", cmpOr(et.skipped, "-failover-rounds 0"))
+		fmt.Fprintf(out, "\netcd kill-the-leader not measured (%s); no ratio.\n", cmp.Or(et.skipped, "-failover-rounds 0"))
 		return
 	}
 	ew := et.failover
@@ -122,13 +123,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "NO"
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // leaseDir is where the dev region of the lease drills keeps its data.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -354,9 +355,9 @@ func (s *server) providerEntries(w http.ResponseWriter, r *http.Request, c *call
 // tenant's records (the seq of each stays its place in the whole log).
 func (s *server) entries(w http.ResponseWriter, r *http.Request, log AuditLog, tenantID string) {
 	q := r.URL.Query()
-	from, err1 := strconv.ParseInt(cmpOr(q.Get("from"), "0"), 10, 64)
-	size, err2 := strconv.ParseInt(cmpOr(q.Get("size"), strconv.FormatInt(1<<62, 10)), 10, 64)
-	limit, err3 := strconv.Atoi(cmpOr(q.Get("limit"), strconv.Itoa(maxAuditPage)))
+	from, err1 := strconv.ParseInt(cmp.Or(q.Get("from"), "0"), 10, 64)
+	size, err2 := strconv.ParseInt(cmp.Or(q.Get("size"), strconv.FormatInt(1<<62, 10)), 10, 64)
+	limit, err3 := strconv.Atoi(cmp.Or(q.Get("limit"), strconv.Itoa(maxAuditPage)))
 	if err1 != nil || err2 != nil || err3 != nil || from < 0 || size < 0 || limit < 1 {
 		writeError(w, http.StatusBadRequest, "from, size and limit must be non-negative integers (limit at least 1)", "GET /api/v1/audit?from=0&size=N&limit=1000")
 		return
@@ -414,13 +415,6 @@ func (s *server) checkpoint(w http.ResponseWriter, log AuditLog) {
 func (s *server) auditKey(w http.ResponseWriter, r *http.Request, c *call) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, s.cfg.Audit.VerifierKey()+"\n")
-}
-
-func cmpOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func (s *server) devStop(w http.ResponseWriter, r *http.Request, c *call) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -126,8 +127,8 @@ func (s *server) tenantDispatchList(w http.ResponseWriter, r *http.Request, c *c
 
 func (s *server) listDispatches(w http.ResponseWriter, r *http.Request, h storage.Tenant) {
 	q := r.URL.Query()
-	after, err1 := strconv.ParseUint(cmpOr(q.Get("after"), "0"), 10, 64)
-	limit, err2 := strconv.Atoi(cmpOr(q.Get("limit"), "100"))
+	after, err1 := strconv.ParseUint(cmp.Or(q.Get("after"), "0"), 10, 64)
+	limit, err2 := strconv.Atoi(cmp.Or(q.Get("limit"), "100"))
 	if err1 != nil || err2 != nil || limit < 1 {
 		writeError(w, http.StatusBadRequest, "after must be a Raft index and limit a positive integer", "GET …/dispatches?after=0&limit=100")
 		return

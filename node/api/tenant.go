@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"sort"
@@ -142,7 +143,7 @@ func (s *server) grantRequest(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, "reason must be 8..500 characters", "say why you need the tenant's data (an incident or ticket id); the tenant reads it")
 		return
 	}
-	d, err := time.ParseDuration(cmpOr(in.Duration, "1h"))
+	d, err := time.ParseDuration(cmp.Or(in.Duration, "1h"))
 	if err != nil || d <= 0 || d > MaxGrant {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration %q: use a duration up to %s", in.Duration, MaxGrant), "")
 		return
