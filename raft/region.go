@@ -177,15 +177,15 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	return r, nil
 }
 
-// newRaft starts hashicorp/raft. raft-wal v0.4.0 can leave a sealed
-// segment without its index block after Raft truncates a log suffix (a
-// deposed leader's unreplicated entries; hashicorp/raft-wal#31), and
-// NewRaft then panics reading it. Turn that into an error the operator can
+// newRaft starts hashicorp/raft. raft-wal v0.4.0 left a sealed segment
+// without its index block after Raft truncated a log suffix (a deposed
+// leader's unreplicated entries; hashicorp/raft-wal#31, fixed in the v0.4.1
+// we use), and NewRaft panics reading such a segment from an older data dir. Turn that into an error the operator can
 // act on instead of a crash of the whole process.
 func newRaft(rc *hraft.Config, f *fsm, w *wal.WAL, snaps hraft.SnapshotStore, trans hraft.Transport) (r *hraft.Raft, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: reading the Raft log failed: %v (a known raft-wal defect after a log truncation, hashicorp/raft-wal#31; move this node's data dir aside and restart it: the node resyncs from its region)", ErrCorruptLog, p)
+			err = fmt.Errorf("%w: reading the Raft log failed: %v (a data dir written by raft-wal v0.4.0 after a log truncation can hold a sealed segment without its index, hashicorp/raft-wal#31; move this node's data dir aside and restart it: the node resyncs from its region)", ErrCorruptLog, p)
 		}
 	}()
 	return hraft.NewRaft(rc, f, w, w, snaps, trans)

@@ -1,10 +1,15 @@
 package raft_test
 
 import (
+	"context"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
 )
 
 func TestRegionReplicates(t *testing.T) {
@@ -61,5 +66,65 @@ func TestLeaderFailoverAndCatchUp(t *testing.T) {
 	}
 	if got := dumpKV(t, back.store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restarted node's state differs: %d keys, want %d", len(got), len(want))
+	}
+}
+
+// TestDeposedLeaderRestartsAfterTruncation is the failover drill's
+// isolate-then-stop sequence in miniature: a leader is cut off while it
+// appends entries no one else sees, the others elect a new leader and
+// commit over those indexes, the old leader rejoins and truncates its
+// log's unreplicated suffix, and then it is killed and restarted. The
+// restart must open the truncated log (raft-wal v0.4.0 sealed the tail
+// segment without its index block here and panicked on open,
+// hashicorp/raft-wal#31) and catch up to the same state.
+func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
+	tr := newRegion(t, 3)
+	old := tr.waitLeader(5 * time.Second)
+	for i := 0; i < 5; i++ {
+		put(t, old.r, fmt.Sprintf("before%d", i), "x")
+	}
+
+	old.r.Isolate()
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, _ := raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: fmt.Appendf(nil, "lost%d", i), Value: []byte("x")}.Encode()
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			if _, err := old.r.Apply(ctx, b); err == nil {
+				t.Errorf("an isolated leader's write lost%d was acknowledged", i)
+			}
+		}()
+	}
+	wg.Wait()
+
+	var next *testNode
+	waitFor(t, 10*time.Second, "a new leader on the majority side", func() bool {
+		for _, n := range tr.live() {
+			if n.id != old.id && n.r.IsLeader() {
+				next = n
+				return true
+			}
+		}
+		return false
+	})
+	var last uint64
+	for i := 0; i < 10; i++ {
+		last = put(t, next.r, fmt.Sprintf("after%d", i), "y").Index
+	}
+	old.r.Heal()
+	tr.waitApplied(last) // the old leader has replaced its suffix
+
+	tr.kill(old.id)
+	back := tr.restart(old.id)
+	tr.waitApplied(last)
+	want := dumpKV(t, next.store)
+	if len(want) != 15 {
+		t.Fatalf("leader has %d keys, want 15 (5 before, 10 after, none of the isolated writes)", len(want))
+	}
+	if got := dumpKV(t, back.store); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restarted node's state differs from the leader's: %v, want %v", got, want)
 	}
 }
