@@ -145,8 +145,14 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		return id
 	}
 	r.stream.serve(r.serveRPC)
+	// MaxRPCsInFlight 1 turns pipelined replication off. hashicorp/raft's
+	// netPipeline can deadlock when a follower answers Success=false (its
+	// decoder waits on a done channel nobody reads any more, and
+	// replication to that follower and Shutdown both hang; raft#612); a
+	// dev-region Stop hung exactly there once. raft#541 measured pipelining
+	// as no gain beside batching, and BENCHMARKS.md has our figures.
 	r.trans = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
-		Stream: r.stream, MaxPool: 4, Timeout: 10 * time.Second, Logger: hl("raft-net", hclog.Warn),
+		Stream: r.stream, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hl("raft-net", hclog.Warn),
 	})
 
 	existing, err := hraft.HasExistingState(r.wal, r.wal, r.snaps)
