@@ -92,6 +92,9 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 		dash(t.Node), t.LeaseDurationMs, t.LeaseDriftMarginMs, t.HeartbeatTimeoutMs, t.ElectionTimeoutMs)
 	if t.IsolateForMs > 0 {
 		fmt.Fprintf(w, "; isolated for %dms", t.IsolateForMs)
+		if t.IsolatedBy != "" {
+			fmt.Fprintf(w, " by %s", t.IsolatedBy)
+		}
 	}
 	if t.RestartAfterMs > 0 {
 		fmt.Fprintf(w, "; restarted after %dms", t.RestartAfterMs)

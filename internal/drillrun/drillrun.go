@@ -51,11 +51,27 @@ type Config struct {
 	RestartAfter time.Duration
 	// Progress receives one line per step (nil discards).
 	Progress io.Writer
+	// Isolator, when set, cuts the holder off in isolate mode instead of
+	// the node's own fault injection in its Raft transport: the root tests
+	// drop its packets with nftables in network namespaces. The drill heals
+	// through it on every way out; nothing heals by itself.
+	Isolator Isolator
 	// HTTPClient sends every request; nil uses a client of its own. Its
 	// Timeout must be 0: the event streams stay open for the whole drill
 	// (every other request has its own deadline).
 	HTTPClient *http.Client
 }
+
+// Isolator cuts a node off from its peers, and heals it, outside the
+// node. Name says how, for the report.
+type Isolator interface {
+	Isolate(ctx context.Context, node string) error
+	Heal(ctx context.Context, node string) error
+	Name() string
+}
+
+// transportFaults is how a node isolates itself (POST /api/v1/drills/isolate).
+const transportFaults = "the node's Raft transport fault injection"
 
 // DefaultConfig returns the defaults: one transfer round, 5s isolations,
 // restarts after 2s.
@@ -201,6 +217,10 @@ func (d *drill) prepare(ctx context.Context) (apitypes.DrillTimings, error) {
 	switch d.cfg.Mode {
 	case ModeIsolate:
 		t.IsolateForMs = d.cfg.IsolateFor.Milliseconds()
+		t.IsolatedBy = transportFaults
+		if d.cfg.Isolator != nil {
+			t.IsolatedBy = d.cfg.Isolator.Name()
+		}
 	case ModeStop:
 		t.RestartAfterMs = d.cfg.RestartAfter.Milliseconds()
 	}
@@ -221,7 +241,7 @@ func (d *drill) prepare(ctx context.Context) (apitypes.DrillTimings, error) {
 			return t, fmt.Errorf("drills are disabled on node %s; set `drills: {enabled: true}` in every node's config for the game day (outpost dev enables them)", n.ID)
 		}
 		cur := apitypes.DrillTimings{Node: n.ID, HeartbeatTimeoutMs: st.HeartbeatTimeoutMs, ElectionTimeoutMs: st.ElectionTimeoutMs,
-			IsolateForMs: t.IsolateForMs, RestartAfterMs: t.RestartAfterMs}
+			IsolateForMs: t.IsolateForMs, IsolatedBy: t.IsolatedBy, RestartAfterMs: t.RestartAfterMs}
 		if st.Lease != nil {
 			cur.LeaseDurationMs, cur.LeaseDriftMarginMs = st.Lease.DurationMs, st.Lease.DriftMarginMs
 		}
@@ -248,6 +268,9 @@ func timingsLine(t apitypes.DrillTimings) string {
 		t.LeaseDurationMs, t.LeaseDriftMarginMs, t.HeartbeatTimeoutMs, t.ElectionTimeoutMs)
 	if t.IsolateForMs > 0 {
 		s += fmt.Sprintf(", isolate for %dms", t.IsolateForMs)
+		if t.IsolatedBy != "" {
+			s += " by " + t.IsolatedBy
+		}
 	}
 	if t.RestartAfterMs > 0 {
 		s += fmt.Sprintf(", restart after %dms", t.RestartAfterMs)

@@ -114,7 +114,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 			d.heal(context.WithoutCancel(ctx), h, hURL)
 		}
 	}()
-	t0, err := d.inject(ctx, hURL)
+	t0, err := d.inject(ctx, h, hURL)
 	if err != nil {
 		if s := statusOf(err); s == http.StatusConflict || s == http.StatusServiceUnavailable {
 			return v, fmt.Errorf("%w: %s refused the %s drill: %v", errMoved, h, d.cfg.Mode, err)
@@ -259,10 +259,14 @@ func (d *drill) waitLoad(ctx context.Context, ld *load) error {
 	}
 }
 
-// inject sends the fault to the holder at url and returns t0: just
+// inject sends the fault to holder h at url and returns t0: just
 // before sending, or for a stop when the answer arrives (the node dies
 // right after answering).
-func (d *drill) inject(ctx context.Context, url string) (time.Time, error) {
+func (d *drill) inject(ctx context.Context, h, url string) (time.Time, error) {
+	if d.cfg.Mode == ModeIsolate && d.cfg.Isolator != nil {
+		t0 := time.Now()
+		return t0, d.cfg.Isolator.Isolate(ctx, h)
+	}
 	switch d.cfg.Mode {
 	case ModeTransfer:
 		t0 := time.Now()
@@ -290,10 +294,19 @@ func (d *drill) noDispatchError(ld *load, t uint64) error {
 func (d *drill) heal(ctx context.Context, h, url string) {
 	var err error
 	for i := 0; i < 5; i++ {
-		if err = d.api.call(ctx, 5*time.Second, "POST", url+"/api/v1/drills/heal", nil, nil); err == nil {
+		if d.cfg.Isolator != nil {
+			err = d.cfg.Isolator.Heal(ctx, h)
+		} else {
+			err = d.api.call(ctx, 5*time.Second, "POST", url+"/api/v1/drills/heal", nil, nil)
+		}
+		if err == nil {
 			return
 		}
 		sleep(ctx, 500*time.Millisecond)
+	}
+	if d.cfg.Isolator != nil {
+		d.say("drill: warning: healing %s through %s failed: %v; undo it by hand", h, d.cfg.Isolator.Name(), err)
+		return
 	}
 	d.say("drill: warning: healing %s failed (%v); it heals itself when its isolation runs out", h, err)
 }

@@ -121,14 +121,14 @@ func TestImportDirection(t *testing.T) {
 // TestTenantHandlesComeFromTheCaller: only node/auth (from an
 // authenticated principal) and raft and lease (replaying a command built
 // from such a handle) may mint a storage.Tenant; no package links the test-only OIDC
-// provider.
+// provider or network lab.
 func TestTenantHandlesComeFromTheCaller(t *testing.T) {
 	const mod = "github.com/outpost-mesh/outpost/"
 	mayMint := map[string]bool{mod + "node/auth": true, mod + "raft": true, mod + "lease": true, mod + "storage": true}
 	for _, p := range listPackages(t) {
 		for _, d := range p.Deps {
-			if d == mod+"internal/oidctest" {
-				t.Errorf("%s links internal/oidctest, which is for tests only", p.ImportPath)
+			if d == mod+"internal/oidctest" || d == mod+"internal/netlab" {
+				t.Errorf("%s links %s, which is for tests only", p.ImportPath, d)
 			}
 		}
 		if mayMint[p.ImportPath] {

@@ -367,5 +367,6 @@ type DrillTimings struct {
 	HeartbeatTimeoutMs int64  `json:"heartbeat_timeout_ms"`
 	ElectionTimeoutMs  int64  `json:"election_timeout_ms"`
 	IsolateForMs       int64  `json:"isolate_for_ms,omitempty"`   // isolate mode
+	IsolatedBy         string `json:"isolated_by,omitempty"`      // isolate mode: how the holder was cut off
 	RestartAfterMs     int64  `json:"restart_after_ms,omitempty"` // stop mode
 }
