@@ -159,3 +159,39 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 		t.Fatal("the refused drill is not in the audit log")
 	}
 }
+
+// TestDrillRequestsValidated: with drills enabled, a second isolation of
+// a node that is already cut off is refused at once with 409 (it could
+// not record the drill), a heal ends it, and a stale probe's timeout is
+// validated.
+func TestDrillRequestsValidated(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Drills.Enabled = true
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	waitLease(t, tn)
+
+	tn.must(t, 200, "POST", "/api/v1/drills/isolate", tn.token, `{"duration_ms":60000}`)
+	r := tn.do(t, "POST", "/api/v1/drills/isolate", tn.token, `{"duration_ms":60000}`)
+	if r.code != 409 || !strings.Contains(r.body, "already cut off") || !strings.Contains(r.body, "heal it first") {
+		t.Fatalf("second isolation: %d %s, want 409 naming the heal", r.code, r.body)
+	}
+	var st apitypes.DrillState
+	if err := json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/drills/heal", tn.token, "")), &st); err != nil || st.Isolated {
+		t.Fatalf("after heal: %+v %v, want not isolated", st, err)
+	}
+	tn.must(t, 200, "POST", "/api/v1/drills/isolate", tn.token, `{"duration_ms":1000}`)
+	tn.must(t, 200, "POST", "/api/v1/drills/heal", tn.token, "")
+
+	for _, bad := range []string{"0", "-5", "10001", "soon"} {
+		if r := tn.do(t, "POST", "/api/v1/drills/stale?timeout_ms="+bad, tn.token, ""); r.code != 400 || !strings.Contains(r.body, "timeout_ms") {
+			t.Errorf("stale probe with timeout_ms=%s: %d %s, want 400 naming timeout_ms", bad, r.code, r.body)
+		}
+	}
+	var p apitypes.StaleProbe
+	if err := json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/drills/stale?timeout_ms=5000", tn.token, "")), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Outcome != "refused" && p.Outcome != "accepted" {
+		t.Fatalf("stale probe on the holder: %+v", p)
+	}
+}

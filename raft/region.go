@@ -327,6 +327,9 @@ func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
 			}
 			return Result{}, err
 		}
+		if failFast(ctx) {
+			return Result{}, fmt.Errorf("%w: no leader reachable from this node now (it may be cut off from its region)", ErrNoLeader)
+		}
 		select {
 		case <-ctx.Done():
 			return Result{}, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
@@ -339,6 +342,18 @@ func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
 		backoff = min(2*backoff, 50*time.Millisecond)
 	}
 }
+
+type failFastKey struct{}
+
+// FailFast marks ctx so that Apply returns ErrNoLeader at once when the
+// node knows no leader, instead of waiting for an election until ctx ends.
+// Nothing was appended then, so the caller may retry elsewhere. Drill
+// probes use it: a node cut off from its region answers at once.
+func FailFast(ctx context.Context) context.Context {
+	return context.WithValue(ctx, failFastKey{}, true)
+}
+
+func failFast(ctx context.Context) bool { v, _ := ctx.Value(failFastKey{}).(bool); return v }
 
 func (r *Region) applyLocal(cmd []byte, timeout time.Duration) (Result, error) {
 	f := r.raft.Apply(cmd, timeout)

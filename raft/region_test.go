@@ -2,6 +2,7 @@ package raft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -126,5 +127,41 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 	}
 	if got := dumpKV(t, back.store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restarted node's state differs from the leader's: %v, want %v", got, want)
+	}
+}
+
+// TestFailFastApplyWithoutLeader: a node cut off from its region, once it
+// knows no leader, answers a FailFast write with ErrNoLeader at once
+// instead of waiting out the caller's deadline; without FailFast it
+// waits for an election as before.
+func TestFailFastApplyWithoutLeader(t *testing.T) {
+	tr := newRegion(t, 3)
+	leader := tr.waitLeader(5 * time.Second)
+	var cut *testNode
+	for _, n := range tr.live() {
+		if n.id != leader.id {
+			cut = n
+			break
+		}
+	}
+	cut.r.Isolate()
+	defer cut.r.Heal()
+	waitFor(t, 10*time.Second, "the cut-off node to know no leader", func() bool {
+		id, _ := cut.r.Leader()
+		return id == "" && !cut.r.IsLeader()
+	})
+	b, _ := raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: []byte("k"), Value: []byte("v")}.Encode()
+
+	ctx, cancel := context.WithTimeout(raft.FailFast(context.Background()), time.Minute)
+	defer cancel()
+	_, err := cut.r.Apply(ctx, b)
+	if !errors.Is(err, raft.ErrNoLeader) || ctx.Err() != nil {
+		t.Fatalf("FailFast apply on a leaderless node: %v (ctx %v); want ErrNoLeader before the deadline", err, ctx.Err())
+	}
+
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if _, err := cut.r.Apply(short, b); !errors.Is(err, raft.ErrNoLeader) || short.Err() == nil {
+		t.Fatalf("plain apply on a leaderless node: %v (ctx %v); want it to wait until its deadline", err, short.Err())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/outpost-mesh/outpost/lease"
@@ -78,6 +79,13 @@ func (s *server) drillIsolate(w http.ResponseWriter, r *http.Request, c *call) {
 			return
 		}
 	}
+	// A node already cut off could not record the new drill, so the
+	// request would hang on the audit entry until it timed out. Say so.
+	if f, heals := s.cfg.Drills.Faults(); f.Isolated || len(f.Blocked) > 0 {
+		writeError(w, http.StatusConflict, fmt.Sprintf("node %s is already cut off (heals by itself in %v)", self, heals.Round(time.Millisecond)),
+			"heal it first (POST /api/v1/drills/heal), then isolate it again for the new duration")
+		return
+	}
 	action := "drill.isolate"
 	if len(req.Peers) > 0 {
 		action = "drill.partition"
@@ -149,7 +157,18 @@ func (s *server) drillStale(w http.ResponseWriter, r *http.Request, c *call) {
 	if !s.drillAllowed(w, r, c, "stale") {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	timeout := 2 * time.Second
+	if v := r.URL.Query().Get("timeout_ms"); v != "" {
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms < 1 || ms > 10000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("timeout_ms %q must be a whole number of milliseconds in 1..10000", v), "omit it for the default of 2000")
+			return
+		}
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+	// Fail fast: a node that knows no leader refuses at once (nothing was
+	// appended) instead of waiting out the timeout for an election.
+	ctx, cancel := context.WithTimeout(raft.FailFast(r.Context()), timeout)
 	defer cancel()
 	d, err := s.cfg.Drills.StaleProbe(ctx)
 	v := apitypes.StaleProbe{ID: d.ID, Token: d.Token, Outcome: "accepted"}
