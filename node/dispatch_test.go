@@ -48,7 +48,7 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	// Watch the delivery stream.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", tn.url+"/api/v1/events?kinds=dispatch", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", tn.url+"/api/v1/events", nil)
 	req.Header.Set("Authorization", "Bearer "+tn.token)
 	stream, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -56,15 +56,38 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	}
 	defer stream.Body.Close()
 	events := make(chan apitypes.Event, 64)
+	opening := make(chan []apitypes.Event, 1)
 	go func() {
 		sc := bufio.NewScanner(stream.Body)
+		var first []apitypes.Event
 		for sc.Scan() {
 			var e apitypes.Event
-			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Kind == "dispatch" {
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue
+			}
+			if len(first) < 2 {
+				if first = append(first, e); len(first) == 2 {
+					opening <- first
+				}
+				continue
+			}
+			if e.Initial {
+				t.Errorf("event %+v after the opening two is marked initial", e)
+			}
+			if e.Kind == "dispatch" {
 				events <- e
 			}
 		}
 	}()
+	select {
+	case first := <-opening:
+		if first[0].Kind != "leader" || !first[0].Initial || first[0].Leader != "n1" ||
+			first[1].Kind != "lease" || !first[1].Initial || first[1].Index == 0 || first[1].Lease == nil || first[1].Lease.Token != l.Token {
+			t.Fatalf("opening events %+v %+v, want the leader and the lease (with its Raft index), marked initial", first[0], first[1])
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the event stream sent no opening events")
+	}
 
 	var d apitypes.Dispatch
 	body := `{"id":"cfg-1","kind":"config","selector":"os=linux","payload":{"interval":"10s"}}`
@@ -129,6 +152,9 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	}
 	if e := got[td.ID]; len(e.Dispatch.Payload) != 0 || e.Dispatch.PayloadSHA256 == "" {
 		t.Fatalf("region-wide stream shows the tenant's payload: %+v", e.Dispatch)
+	}
+	if e := got["cfg-1"]; e.Index != d.Index {
+		t.Fatalf("dispatch event index %d, want the dispatch's Raft index %d", e.Index, d.Index)
 	}
 
 	// Audited with the issuing node.

@@ -18,6 +18,7 @@ type NodeStatus struct {
 	RaftState     string       `json:"raft_state"` // leader, follower, candidate, shutdown, or unreachable
 	LastContactMs int64        `json:"last_contact_ms"`
 	AppliedIndex  uint64       `json:"applied_index"`
+	CommitIndex   uint64       `json:"commit_index"` // the highest index the node knows committed
 	Gossip        MemberStatus `json:"gossip"`
 	APIURL        string       `json:"api_url,omitempty"`
 	AgentURL      string       `json:"agent_url,omitempty"`
@@ -79,7 +80,7 @@ func (r *Region) Status(ctx context.Context) Status {
 					return
 				}
 			}
-			ns.RaftState, ns.LastContactMs, ns.AppliedIndex = s.RaftState, s.LastContactMs, s.AppliedIndex
+			ns.RaftState, ns.LastContactMs, ns.AppliedIndex, ns.CommitIndex = s.RaftState, s.LastContactMs, s.AppliedIndex, s.CommitIndex
 		}()
 	}
 	wg.Wait()

@@ -118,10 +118,12 @@ func (d *drill) settled(ctx context.Context) (v regionView, why string, err erro
 	case r.Lease.ExpiresInMs <= 0:
 		return v, fmt.Sprintf("the lease of %s has run out (token %d)", r.Lease.Holder, r.Lease.Token), nil
 	}
+	// The region's commit index is the leader's (older nodes report only
+	// what they applied).
 	var leaderApplied uint64
 	for _, n := range v.voters {
 		if n.ID == r.Leader {
-			leaderApplied = n.AppliedIndex
+			leaderApplied = max(n.CommitIndex, n.AppliedIndex)
 		}
 	}
 	for _, n := range v.voters {
@@ -134,7 +136,7 @@ func (d *drill) settled(ctx context.Context) (v regionView, why string, err erro
 		if n.AppliedIndex+maxApplyLag < leaderApplied {
 			// A follower that gets heartbeats but no entries looks
 			// healthy otherwise; a drill must not call that settled.
-			return v, fmt.Sprintf("node %s has applied index %d, %d behind the leader %s (is replication to it stuck?)",
+			return v, fmt.Sprintf("node %s has applied index %d, %d behind the leader %s's commit index (is replication to it stuck?)",
 				n.ID, n.AppliedIndex, leaderApplied-n.AppliedIndex, r.Leader), nil
 		}
 		var h apitypes.Health

@@ -296,7 +296,7 @@ func (s *server) region(w http.ResponseWriter, r *http.Request, c *call) {
 	for _, n := range st.Nodes {
 		v.Nodes = append(v.Nodes, apitypes.Node{
 			ID: n.ID, Address: n.Address, APIURL: n.APIURL, Suffrage: n.Suffrage, RaftState: n.RaftState,
-			Gossip: string(n.Gossip), LastContactMs: n.LastContactMs, AppliedIndex: n.AppliedIndex,
+			Gossip: string(n.Gossip), LastContactMs: n.LastContactMs, AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex,
 			Agents: n.Agents, AgentURL: n.AgentURL, FederationAddr: n.FederationURL, Error: n.Error,
 		})
 	}

@@ -196,8 +196,9 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	leader, _ := s.cfg.Region.Leader()
 	now := s.cfg.Now()
-	if !send(apitypes.Event{Kind: lease.EventLeader, At: now, Node: node, Leader: leader}) ||
-		!send(apitypes.Event{Kind: lease.EventLease, At: now, Node: node, Lease: leaseView(s.cfg.Lease.Status(), s.cfg.Lease.Config())}) {
+	st := s.cfg.Lease.Status()
+	if !send(apitypes.Event{Kind: lease.EventLeader, At: now, Node: node, Leader: leader, Initial: true}) ||
+		!send(apitypes.Event{Kind: lease.EventLease, At: now, Node: node, Lease: leaseView(st, s.cfg.Lease.Config()), Index: st.State.Index, Initial: true}) {
 		return
 	}
 	beat := time.NewTicker(5 * time.Second)
@@ -217,6 +218,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, c *call) {
 			}
 			v := apitypes.Event{Kind: e.Kind, At: e.At, Node: e.Node, Leader: e.Leader, Reason: e.Reason}
 			if e.Lease != nil {
+				v.Index = e.Lease.Index
 				v.Lease = leaseView(lease.Status{State: *e.Lease}, s.cfg.Lease.Config())
 				v.Lease.ExpiresInMs = e.Lease.DurationMs
 				if !e.Lease.Held() {
@@ -224,6 +226,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, c *call) {
 				}
 			}
 			if e.Dispatch != nil {
+				v.Index = e.Dispatch.Index
 				v.Dispatch = dispatchView(*e.Dispatch, false)
 			}
 			if !send(v) {

@@ -79,6 +79,12 @@ type Event struct {
 	Lease    *Lease    `json:"lease,omitempty"`
 	Dispatch *Dispatch `json:"dispatch,omitempty"`
 	Reason   string    `json:"reason,omitempty"`
+	// Index is the Raft index of the lease state or dispatch the event
+	// carries (0 for the others).
+	Index uint64 `json:"index,omitempty"`
+	// Initial marks the opening leader and lease events, the node's state
+	// when the stream began rather than a change.
+	Initial bool `json:"initial,omitempty"`
 }
 
 // DispatchLookup is GET /api/v1/dispatches/{id}: whether a dispatch id
@@ -131,14 +137,18 @@ type StaleProbe struct {
 
 // Node is one node of the region.
 type Node struct {
-	ID             string `json:"id"`
-	Address        string `json:"address"` // Raft address
-	APIURL         string `json:"api_url"`
-	Suffrage       string `json:"suffrage"`   // voter, nonvoter, none
-	RaftState      string `json:"raft_state"` // leader, follower, candidate, shutdown, unreachable
-	Gossip         string `json:"gossip"`     // alive, failed, left, unknown
-	LastContactMs  int64  `json:"last_contact_ms"`
-	AppliedIndex   uint64 `json:"applied_index"`
+	ID            string `json:"id"`
+	Address       string `json:"address"` // Raft address
+	APIURL        string `json:"api_url"`
+	Suffrage      string `json:"suffrage"`   // voter, nonvoter, none
+	RaftState     string `json:"raft_state"` // leader, follower, candidate, shutdown, unreachable
+	Gossip        string `json:"gossip"`     // alive, failed, left, unknown
+	LastContactMs int64  `json:"last_contact_ms"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	// CommitIndex is the highest Raft index the node knows committed (the
+	// leader's is the region's); AppliedIndex trails it while the node
+	// applies.
+	CommitIndex    uint64 `json:"commit_index"`
 	Agents         int    `json:"agents"`
 	AgentURL       string `json:"agent_url"`
 	FederationAddr string `json:"federation_addr"`
