@@ -204,7 +204,9 @@ func get[T any](tx *storage.Tx, bucket []byte, key string) (T, bool) {
 }
 
 // Token returns a token record.
-func (r Reader) Token(id string) (BootstrapToken, bool) { return get[BootstrapToken](r.Tx, BucketBootstrap, id) }
+func (r Reader) Token(id string) (BootstrapToken, bool) {
+	return get[BootstrapToken](r.Tx, BucketBootstrap, id)
+}
 
 // Redeemed returns what used token id up: an agent id, Revoked, or "".
 func (r Reader) Redeemed(id string) string { return string(r.Tx.Get(BucketRedeemed, []byte(id))) }
