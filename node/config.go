@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/keys"
+	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
@@ -47,7 +48,15 @@ type Config struct {
 	Auth   AuthConfig   `yaml:"auth"`
 	Lease  lease.Config `yaml:"lease"`
 	Drills DrillsConfig `yaml:"drills"`
+	Agents AgentsConfig `yaml:"agents"`
 	Log    LogConfig    `yaml:"log"`
+}
+
+// AgentsConfig sets how agents enroll and connect.
+type AgentsConfig struct {
+	// CertLifetime is the validity of an agent's client certificate; the
+	// agent renews it when a third is left. Default 24h, 10m..720h.
+	CertLifetime time.Duration `yaml:"cert_lifetime"`
 }
 
 // DrillsConfig gates failover drills (`outpostctl drill`), which cut this
@@ -162,6 +171,7 @@ func DefaultConfig() Config {
 		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
+		Agents:          AgentsConfig{CertLifetime: pki.AgentCertLifetime},
 	}
 }
 
@@ -209,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if err := c.Lease.Validate(); err != nil {
 		return err
+	}
+	if l := c.Agents.CertLifetime; l < pki.MinAgentCertLifetime || l > pki.MaxAgentCertLifetime {
+		return fmt.Errorf("agents.cert_lifetime %v must be in [%v, %v]", l, pki.MinAgentCertLifetime, pki.MaxAgentCertLifetime)
 	}
 	if c.Drills.MaxDuration < time.Second || c.Drills.MaxDuration > time.Hour {
 		return fmt.Errorf("drills.max_duration %v must be in [1s, 1h]", c.Drills.MaxDuration)

@@ -79,6 +79,14 @@ type Config struct {
 	Events Events
 	// Drills runs failover drills (refused unless Drills.Enabled).
 	Drills Drills
+	// RegionName names the region in agent certificates.
+	RegionName string
+	// AgentCA signs agent certificates at enrollment (nil: this node
+	// refuses enrollments); AgentCertLifetime is their validity.
+	AgentCA           AgentCA
+	AgentCertLifetime time.Duration
+	// AgentLinks is the agent port's live view (nil until it runs).
+	AgentLinks AgentLinks
 }
 
 // Role is what a route requires of its caller.
@@ -143,6 +151,7 @@ func Routes(dev bool) []Route {
 		{"POST", "/api/v1/login", Public, (*server).login},
 		{"GET", "/api/v1/auth/oidc/login", Public, (*server).oidcLogin},
 		{"GET", "/api/v1/auth/oidc/callback", Public, (*server).oidcCallback},
+		{"POST", "/api/v1/agents/enroll", Public, (*server).agentEnroll},
 		{"POST", "/api/v1/logout", Authenticated, (*server).logout},
 		{"GET", "/api/v1/whoami", Authenticated, (*server).whoami},
 		{"GET", "/api/v1/tenants", Authenticated, (*server).tenantsList},
@@ -173,6 +182,8 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/dispatches", RegionAdmin, (*server).dispatchList},
 		{"POST", "/api/v1/dispatches", RegionAdmin, (*server).dispatchCreate},
 		{"GET", "/api/v1/dispatches/{id}", RegionAdmin, (*server).dispatchLookup},
+		{"GET", "/api/v1/agents", RegionAdmin, (*server).agentsList},
+		{"POST", "/api/v1/agents/{id}/revoke", RegionAdmin, (*server).agentRevoke},
 		{"GET", "/api/v1/drills", RegionAdmin, (*server).drillsGet},
 		{"POST", "/api/v1/drills/isolate", RegionAdmin, (*server).drillIsolate},
 		{"POST", "/api/v1/drills/heal", RegionAdmin, (*server).drillHeal},
@@ -192,6 +203,11 @@ func Routes(dev bool) []Route {
 		{"GET", t + "/tokens", TenantAdmin, (*server).tokensList},
 		{"POST", t + "/tokens", TenantAdmin, (*server).tokenCreate},
 		{"DELETE", t + "/tokens/{id}", TenantAdmin, (*server).tokenRevoke},
+		{"GET", t + "/agents", TenantViewer, (*server).agentsList},
+		{"POST", t + "/agents/{id}/revoke", TenantAdmin, (*server).agentRevoke},
+		{"GET", t + "/agent-tokens", TenantAdmin, (*server).agentTokenList},
+		{"POST", t + "/agent-tokens", TenantAdmin, (*server).agentTokenCreate},
+		{"DELETE", t + "/agent-tokens/{id}", TenantAdmin, (*server).agentTokenRevoke},
 		{"GET", t + "/settings", TenantViewer, (*server).settingsGet},
 		{"PUT", t + "/settings", TenantAdmin, (*server).settingsPut},
 		{"GET", t + "/audit", TenantAdmin, (*server).tenantAudit},

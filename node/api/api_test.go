@@ -7,7 +7,8 @@ import (
 )
 
 // TestRouteTableRoles walks the route table: every route declares a role;
-// only liveness, self-metrics and the login entry points are public; no
+// only liveness, self-metrics, the login entry points and agent
+// enrollment (with a bootstrap token) are public; no
 // state-changing route is public, open to any authenticated caller other
 // than acting on itself, or reachable with a tenant Viewer role. The
 // live check of the same property (a Viewer's token against every route)
@@ -16,6 +17,8 @@ func TestRouteTableRoles(t *testing.T) {
 	public := map[string]bool{
 		"GET /api/v1/health": true, "GET /metrics": true, "POST /api/v1/login": true,
 		"GET /api/v1/auth/oidc/login": true, "GET /api/v1/auth/oidc/callback": true,
+		// Agent enrollment: the bootstrap token in the body is the credential.
+		"POST /api/v1/agents/enroll": true,
 	}
 	selfService := map[string]bool{"POST /api/v1/logout": true}
 	for _, rt := range Routes(true) {
@@ -28,7 +31,7 @@ func TestRouteTableRoles(t *testing.T) {
 		}
 		changes := rt.Method != http.MethodGet
 		switch {
-		case changes && rt.Role == Public && name != "POST /api/v1/login":
+		case changes && rt.Role == Public && name != "POST /api/v1/login" && name != "POST /api/v1/agents/enroll":
 			t.Errorf("state-changing route %s is public", name)
 		case changes && rt.Role == Authenticated && !selfService[name]:
 			t.Errorf("state-changing route %s is open to any authenticated caller", name)

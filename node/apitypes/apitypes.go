@@ -380,3 +380,70 @@ type DrillTimings struct {
 	IsolatedBy         string `json:"isolated_by,omitempty"`      // isolate mode: how the holder was cut off
 	RestartAfterMs     int64  `json:"restart_after_ms,omitempty"` // stop mode
 }
+
+// BootstrapTokenCreate is POST /api/v1/tenants/{tenant}/agent-tokens.
+type BootstrapTokenCreate struct {
+	TTL string `json:"ttl,omitempty"` // Go duration, 1m..24h; default 15m
+}
+
+// BootstrapToken is one agent bootstrap token. Token (the secret) is set
+// only in the create answer; the node keeps its hash alone.
+type BootstrapToken struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	CreatedBy string    `json:"created_by"`
+	// Status is unused, redeemed, revoked or expired; Agent is the agent
+	// a redeemed token enrolled.
+	Status string `json:"status"`
+	Agent  string `json:"agent,omitempty"`
+	Token  string `json:"token,omitempty"`
+}
+
+// EnrollRequest is POST /api/v1/agents/enroll: an agent redeems its
+// bootstrap token with a certificate request for a key it made itself.
+type EnrollRequest struct {
+	Token       string `json:"token"`
+	CSR         string `json:"csr"` // PEM "CERTIFICATE REQUEST"
+	Host        string `json:"host"`
+	Version     string `json:"version,omitempty"`
+	InstanceUID string `json:"instance_uid,omitempty"` // informational
+}
+
+// Enrollment is the answer to an enrollment: the agent's identity, its
+// certificate, the region CA to verify nodes with, and the nodes' agent
+// endpoints.
+type Enrollment struct {
+	AgentID     string    `json:"agent_id"`
+	Region      string    `json:"region"`
+	Tenant      string    `json:"tenant"`
+	Certificate string    `json:"certificate"` // PEM
+	CA          string    `json:"ca"`          // PEM
+	CertExpires time.Time `json:"cert_expires"`
+	Servers     []string  `json:"servers"` // agent endpoint URLs of the region's nodes
+}
+
+// Agent is one agent, as `outpostctl agents list` shows it.
+type Agent struct {
+	ID          string    `json:"id"`
+	Tenant      string    `json:"tenant"`
+	Host        string    `json:"host"`
+	Version     string    `json:"version"`
+	InstanceUID string    `json:"instance_uid,omitempty"` // what the agent says; informational
+	Fingerprint string    `json:"fingerprint"`
+	Enrolled    time.Time `json:"enrolled"`
+	CertExpires time.Time `json:"cert_expires"`
+	// Node is the node it is attached to ("" when not connected), RTTMs
+	// its handshake round trip to that node, Mode ebpf or procfs.
+	Node         string    `json:"node"`
+	RTTMs        float64   `json:"rtt_ms"`
+	Mode         string    `json:"mode"`
+	Health       string    `json:"health"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	Capabilities []string  `json:"capabilities,omitempty"`
+	SourceAddr   string    `json:"source_addr,omitempty"`
+	Flags        []string  `json:"flags,omitempty"` // e.g. an unexpected source address
+	Revoked      bool      `json:"revoked,omitempty"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+}

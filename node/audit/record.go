@@ -40,7 +40,14 @@ type Record struct {
 	Before *Value          `json:"before,omitempty"`
 	After  *Value          `json:"after,omitempty"`
 	Detail json.RawMessage `json:"detail,omitempty"`
+	// Outcome is "unchanged" when the command changed nothing it read
+	// (a create that lost to an existing key, a write of the same value);
+	// empty otherwise.
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// OutcomeUnchanged marks a record whose command changed nothing.
+const OutcomeUnchanged = "unchanged"
 
 // Value is a before/after value: text when it is UTF-8, else base64, or
 // only its digest when redacted.

@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -45,6 +46,12 @@ func Append(tx *storage.Tx, index uint64, meta, before, after []byte) error {
 	n := st.len(tx)
 	rec := audit.Record{Seq: n, Index: index, Time: m.Time.UTC(), Node: m.Node, Actor: m.Actor, Tenant: m.Tenant,
 		Action: m.Action, Entity: m.Entity, Before: audit.NewValue(before, m.Redact), After: audit.NewValue(after, m.Redact), Detail: m.Detail}
+	if before != nil && bytes.Equal(before, after) {
+		// A key/value change that changed nothing: a create that found
+		// its key taken (the API answered with a conflict), or a rewrite
+		// of the same value. The record stays, marked so.
+		rec.Outcome = audit.OutcomeUnchanged
+	}
 	data, err := json.Marshal(rec)
 	if err != nil {
 		return err

@@ -1,0 +1,206 @@
+package node_test
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+func csrFor(t *testing.T, key crypto.Signer, uris ...*url.URL) string {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: uris}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+}
+
+func enrollBody(token, csr, host string) string {
+	b, _ := json.Marshal(apitypes.EnrollRequest{Token: token, CSR: csr, Host: host, Version: "0.1.0", InstanceUID: "claimed-uid"})
+	return string(b)
+}
+
+// TestAgentEnrollment: a tenant admin makes a bootstrap token; an agent
+// redeems it once with a CSR and gets a certificate naming the token's
+// tenant; every bad redemption is refused with a clear error (and
+// audited where it names a real token); concurrent redemptions of one
+// token enroll exactly one agent; tenants see only their agents.
+func TestAgentEnrollment(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, bob := twoTenants(t, tn)
+	viewer := tn.tenantToken(t, alice, "acme", "viewer")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+
+	create := func(cred string) apitypes.BootstrapToken {
+		t.Helper()
+		var bt apitypes.BootstrapToken
+		_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", cred, `{"ttl":"15m"}`)), &bt)
+		if !strings.HasPrefix(bt.Token, "opb_") || bt.Status != "unused" || bt.Tenant != "acme" {
+			t.Fatalf("created token %+v", bt)
+		}
+		return bt
+	}
+	bt := create(alice)
+	tn.must(t, 403, "POST", "/api/v1/tenants/acme/agent-tokens", viewer, `{}`)
+	if r := tn.do(t, "POST", "/api/v1/tenants/acme/agent-tokens", bob, `{}`); r.code != 404 && r.code != 403 {
+		t.Fatalf("another tenant's admin made an acme token: %d", r.code)
+	}
+	for _, ttl := range []string{"0s", "30s", "25h", "soon"} {
+		if r := tn.do(t, "POST", "/api/v1/tenants/acme/agent-tokens", alice, fmt.Sprintf(`{"ttl":%q}`, ttl)); r.code != 400 || !strings.Contains(r.body, "ttl") {
+			t.Errorf("ttl %s: %d %s", ttl, r.code, r.body)
+		}
+	}
+	if list := tn.must(t, 200, "GET", "/api/v1/tenants/acme/agent-tokens", alice, ""); strings.Contains(list, bt.Token) || strings.Contains(list, "hash") {
+		t.Fatalf("the token list shows the secret or its hash: %s", list)
+	}
+
+	// Bad requests before any redemption.
+	otherTenant := pki.AgentURI("test", "someone-else", "ag-1")
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	for name, c := range map[string]struct {
+		body string
+		code int
+		want string
+	}{
+		"not a token":   {enrollBody("hello", csrFor(t, key), "web-1"), 401, "not a bootstrap token"},
+		"unknown token": {enrollBody("opb_0123456789ab_"+strings.Repeat("A", 43), csrFor(t, key), "web-1"), 401, "unknown bootstrap token"},
+		"other tenant":  {enrollBody(bt.Token, csrFor(t, key, otherTenant), "web-1"), 400, "claims the identity"},
+		"RSA key":       {enrollBody(bt.Token, csrFor(t, rsaKey), "web-1"), 400, "use ECDSA"},
+		"no CSR":        {enrollBody(bt.Token, "", "web-1"), 400, "CERTIFICATE REQUEST"},
+		"bad host":      {enrollBody(bt.Token, csrFor(t, key), "web 1"), 400, "host"},
+		"bad JSON":      {`{"token":`, 400, "bad JSON"},
+	} {
+		r := tn.do(t, "POST", "/api/v1/agents/enroll", "", c.body)
+		if r.code != c.code || !strings.Contains(r.body, c.want) {
+			t.Errorf("%s: %d %s, want %d mentioning %q", name, r.code, r.body, c.code, c.want)
+		}
+	}
+
+	// Concurrent redemptions: exactly one wins.
+	var mu sync.Mutex
+	var wins []apitypes.Enrollment
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(bt.Token, csrFor(t, k), fmt.Sprintf("web-%d", i)))
+			mu.Lock()
+			defer mu.Unlock()
+			codes[r.code]++
+			if r.code == 201 {
+				var e apitypes.Enrollment
+				_ = json.Unmarshal([]byte(r.body), &e)
+				wins = append(wins, e)
+			} else if !strings.Contains(r.body, "already redeemed") {
+				t.Errorf("a losing redemption: %d %s", r.code, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(wins) != 1 || codes[403] != 5 {
+		t.Fatalf("6 concurrent redemptions of one token: %v, want one 201 and five 403", codes)
+	}
+	e := wins[0]
+	b, _ := pem.Decode([]byte(e.Certificate))
+	cert, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caBlock, _ := pem.Decode([]byte(e.CA))
+	caCert, _ := x509.ParseCertificate(caBlock.Bytes)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	tid, aid, err := pki.VerifyAgentPeer([]*x509.Certificate{cert}, pool, e.Region, cert.NotBefore.Add(2*60e9))
+	if err != nil || aid != e.AgentID || tid == "" || e.Tenant != "acme" || e.Region == "" {
+		t.Fatalf("issued certificate: tenant %q agent %q %v; enrollment %+v", tid, aid, err, e)
+	}
+	if got := cert.NotAfter.Sub(cert.NotBefore); got < 23*3600e9 || got > 25*3600e9 {
+		t.Fatalf("certificate lifetime %v, want the default 24h", got)
+	}
+
+	// A redeemed token stays used; a revoked one cannot be redeemed.
+	r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(bt.Token, csrFor(t, key), "web-9"))
+	if r.code != 403 || !strings.Contains(r.body, "already redeemed") {
+		t.Fatalf("reused token: %d %s", r.code, r.body)
+	}
+	bt2 := create(alice)
+	tn.must(t, 200, "DELETE", "/api/v1/tenants/acme/agent-tokens/"+bt2.ID, alice, "")
+	if r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(bt2.Token, csrFor(t, key), "web-2")); r.code != 403 || !strings.Contains(r.body, "revoked") {
+		t.Fatalf("revoked token: %d %s", r.code, r.body)
+	}
+	if r := tn.do(t, "DELETE", "/api/v1/tenants/acme/agent-tokens/"+bt.ID, alice, ""); r.code != 409 || !strings.Contains(r.body, e.AgentID) {
+		t.Fatalf("revoking a redeemed token: %d %s, want 409 naming the agent", r.code, r.body)
+	}
+	var toks []apitypes.BootstrapToken
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/agent-tokens", alice, "")), &toks)
+	st := map[string]string{}
+	for _, x := range toks {
+		st[x.ID] = x.Status + "/" + x.Agent
+	}
+	if st[bt.ID] != "redeemed/"+e.AgentID || st[bt2.ID] != "revoked/" {
+		t.Fatalf("token statuses %v", st)
+	}
+
+	// Tenants see only their own agents; the agent-supplied instance id
+	// is kept as information only.
+	var list []apitypes.Agent
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/agents", viewer, "")), &list)
+	if len(list) != 1 || list[0].ID != e.AgentID || list[0].Tenant != "acme" || list[0].Fingerprint != pki.Fingerprint(cert) || list[0].InstanceUID != "claimed-uid" {
+		t.Fatalf("acme's agents: %+v", list)
+	}
+	if l := tn.must(t, 200, "GET", "/api/v1/tenants/globex/agents", bob, ""); strings.Contains(l, e.AgentID) {
+		t.Fatal("globex sees acme's agent")
+	}
+	tn.must(t, 404, "POST", "/api/v1/tenants/globex/agents/"+e.AgentID+"/revoke", bob, "")
+	tn.must(t, 403, "POST", "/api/v1/tenants/acme/agents/"+e.AgentID+"/revoke", viewer, "")
+	var rev apitypes.Agent
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+e.AgentID+"/revoke", alice, "")), &rev)
+	if !rev.Revoked || rev.Health != "revoked" {
+		t.Fatalf("revoked agent %+v", rev)
+	}
+
+	actions := strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ",")
+	for _, want := range []string{"agent_token.create", "agent.enroll", "agent.enroll_refused", "agent_token.revoke", "agent.revoke"} {
+		if !strings.Contains(actions, want) {
+			t.Errorf("audit log lacks %s: %s", want, actions)
+		}
+	}
+	// The losing redemptions' entries committed too (the FSM decided
+	// them), each recorded as changing nothing.
+	var page audit.Page
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit", tn.token, "")), &page)
+	enrolled, unchanged := 0, 0
+	for _, en := range page.Entries {
+		var rec audit.Record
+		_ = json.Unmarshal(en.Data, &rec)
+		if rec.Action != "agent.enroll" {
+			continue
+		}
+		if rec.Outcome == audit.OutcomeUnchanged {
+			unchanged++
+		} else if enrolled++; rec.Entity != "agent/"+e.AgentID {
+			t.Errorf("the enrollment record names %s, want agent/%s", rec.Entity, e.AgentID)
+		}
+	}
+	if enrolled != 1 {
+		t.Errorf("%d agent.enroll records that changed state (%d unchanged), want 1", enrolled, unchanged)
+	}
+}

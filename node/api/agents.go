@@ -1,0 +1,268 @@
+package api
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/agents"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// AgentCA signs agent certificates (the region CA: *pki.CA).
+type AgentCA interface {
+	SignAgent(csr *x509.CertificateRequest, region, tenantID, agentID string, lifetime time.Duration) (*x509.Certificate, []byte, error)
+	CertPEM() []byte
+}
+
+// AgentLinks is the node's live view of connected agents and its hold on
+// their connections (the agent port). Nil until the agent port runs.
+type AgentLinks interface {
+	// Live fills in what the node knows of a connected agent.
+	Live(a *apitypes.Agent)
+	// Disconnect closes the agent's live connections on this node.
+	Disconnect(agentID string) int
+}
+
+func tokenStatus(t agents.BootstrapToken, used string, now time.Time) (status, agent string) {
+	switch {
+	case used == agents.Revoked:
+		return "revoked", ""
+	case used != "":
+		return "redeemed", used
+	case !now.Before(t.Expires):
+		return "expired", ""
+	}
+	return "unused", ""
+}
+
+// agentTokenCreate makes a bootstrap token for the route's tenant.
+func (s *server) agentTokenCreate(w http.ResponseWriter, r *http.Request, c *call) {
+	var in apitypes.BootstrapTokenCreate
+	if r.ContentLength != 0 && !decodeBody(w, r, &in, `{"ttl":"15m"}`) {
+		return
+	}
+	ttl := agents.DefaultTokenTTL
+	if in.TTL != "" {
+		d, err := time.ParseDuration(in.TTL)
+		if err != nil || d < time.Minute || d > agents.MaxTokenTTL {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl %q: use a duration from 1m to %v", in.TTL, agents.MaxTokenTTL), "bootstrap tokens are meant to be used at once, e.g. 15m")
+			return
+		}
+		ttl = d
+	}
+	now := s.cfg.Now().UTC()
+	tok, id := agents.NewToken()
+	rec := agents.BootstrapToken{ID: id, Tenant: c.tenant.ID, Created: now, Expires: now.Add(ttl), CreatedBy: c.p.Actor, Hash: agents.HashToken(tok)}
+	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "agent_token.create", entity: "agent_token/" + id,
+		detail: map[string]any{"ttl": ttl.String()}}, batch(agents.OpsCreateToken(rec))); !ok {
+		return
+	}
+	writeJSON(w, http.StatusCreated, apitypes.BootstrapToken{ID: id, Tenant: c.tenant.Name, Created: rec.Created, Expires: rec.Expires,
+		CreatedBy: rec.CreatedBy, Status: "unused", Token: tok})
+}
+
+func (s *server) agentTokenList(w http.ResponseWriter, r *http.Request, c *call) {
+	out := []apitypes.BootstrapToken{}
+	now := s.cfg.Now()
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := agents.Reader{Tx: tx}
+		for _, t := range rd.Tokens(c.tenant.ID) {
+			st, ag := tokenStatus(t, rd.Redeemed(t.ID), now)
+			out = append(out, apitypes.BootstrapToken{ID: t.ID, Tenant: c.tenant.Name, Created: t.Created, Expires: t.Expires, CreatedBy: t.CreatedBy, Status: st, Agent: ag})
+		}
+		return nil
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *call) {
+	id := r.PathValue("id")
+	var t agents.BootstrapToken
+	var found bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		t, found = agents.Reader{Tx: tx}.Token(id)
+		return nil
+	})
+	if !found || t.Tenant != c.tenant.ID {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no bootstrap token %q in tenant %s", id, c.tenant.Name), "`outpostctl tokens list --tenant T` shows them")
+		return
+	}
+	res, ok := s.apply(w, r, change{p: c.p, tenant: t.Tenant, action: "agent_token.revoke", entity: "agent_token/" + id}, batch(agents.OpsRevokeToken(id)))
+	if !ok {
+		return
+	}
+	if string(res.Value) != "1" {
+		var used string
+		_ = s.cfg.Store.View(func(tx *storage.Tx) error { used = agents.Reader{Tx: tx}.Redeemed(id); return nil })
+		if used == agents.Revoked {
+			writeJSON(w, http.StatusOK, map[string]string{"id": id, "status": "revoked"})
+			return
+		}
+		writeError(w, http.StatusConflict, fmt.Sprintf("bootstrap token %s was already redeemed by agent %s", id, used),
+			fmt.Sprintf("revoke the agent instead: outpostctl agents revoke %s", used))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "status": "revoked"})
+}
+
+// agentEnroll redeems a bootstrap token: the CSR's key gets a certificate
+// naming the token's tenant and a new agent id. Public: the bootstrap
+// token is the credential.
+func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
+	var in apitypes.EnrollRequest
+	if !decodeBody(w, r, &in, `{"token":"opb_…","csr":"-----BEGIN CERTIFICATE REQUEST-----…","host":"web-1","version":"0.1.0"}`) {
+		return
+	}
+	if s.cfg.AgentCA == nil {
+		writeError(w, http.StatusServiceUnavailable, "this node cannot sign agent certificates", "enroll against another node of the region")
+		return
+	}
+	from := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(from); err == nil {
+		from = host
+	}
+	if err := agents.ValidateSelf(in.Host, in.Version); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "the agent reports its host name and version")
+		return
+	}
+	if len(in.InstanceUID) > 64 {
+		writeError(w, http.StatusBadRequest, "instance_uid is longer than 64 characters", "")
+		return
+	}
+	tokenID, err := agents.TokenID(in.Token)
+	if err != nil {
+		writeError(w, http.StatusUnauthorized, err.Error(), "pass the whole token `outpostctl tokens create` printed")
+		return
+	}
+	// A linearizable read: a token revoked (or redeemed) a moment ago on
+	// another node is seen here. The FSM decides a race anyway.
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	err = s.cfg.Region.ReadBarrier(ctx)
+	cancel()
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "cannot check the token now: "+err.Error(), "the region has no leader; retry in a second")
+		return
+	}
+	now := s.cfg.Now().UTC()
+	var rec agents.BootstrapToken
+	var tenantName string
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rec, err = agents.Reader{Tx: tx}.Redeemable(in.Token, now)
+		tenantName = tenantNames(tx)[rec.Tenant]
+		return nil
+	})
+	refuse := func(code int, reason, msg, hint string) {
+		s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_refused", entity: "agent_token/" + tokenID,
+			detail: map[string]string{"reason": reason, "from": from, "host": in.Host}})
+		writeError(w, code, msg, hint)
+	}
+	switch {
+	case errors.Is(err, agents.ErrUnknownToken):
+		// Not audited: it names nothing of ours, and anyone can send one.
+		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
+		writeError(w, http.StatusUnauthorized, err.Error(), "")
+		return
+	case err != nil:
+		refuse(http.StatusForbidden, err.Error(), err.Error(), "")
+		return
+	}
+	agentID := agents.NewAgentID()
+	csr, err := pki.ParseCSR([]byte(in.CSR), nil)
+	if err != nil {
+		refuse(http.StatusBadRequest, err.Error(), err.Error(), "send a PEM request for an ECDSA P-256/P-384 or Ed25519 key, without names: the CA assigns the identity")
+		return
+	}
+	cert, certPEM, err := s.cfg.AgentCA.SignAgent(csr, s.cfg.RegionName, rec.Tenant, agentID, s.cfg.AgentCertLifetime)
+	if err != nil {
+		s.cfg.Logger.Error("signing an agent certificate failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "signing the certificate failed: "+err.Error(), "retry; if it persists check the node's CA key")
+		return
+	}
+	a := agents.Agent{ID: agentID, Tenant: rec.Tenant, Host: in.Host, Version: in.Version, InstanceUID: in.InstanceUID, TokenID: tokenID,
+		Enrolled: now, Fingerprint: pki.Fingerprint(cert), CertExpires: cert.NotAfter.UTC(), EnrolledFrom: from}
+	res, ok := s.apply(w, r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll", entity: "agent/" + agentID,
+		detail: map[string]string{"host": in.Host, "version": in.Version, "fingerprint": a.Fingerprint, "from": from}}, batch(agents.OpsEnroll(tokenID, a)))
+	if !ok {
+		return
+	}
+	if string(res.Value) != "1" {
+		// Another redemption or a revocation won the race.
+		refuse(http.StatusForbidden, "lost the race for the token", agents.ErrTokenUsed.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusCreated, apitypes.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
+		Certificate: string(certPEM), CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})
+}
+
+// agentServers lists the agent endpoints the region's nodes advertise.
+func (s *server) agentServers() []string {
+	out := []string{}
+	for _, m := range s.cfg.Region.Members() {
+		if u := m.Meta.AgentURL; u != "" && m.Meta.Region == s.cfg.RegionName && !m.Meta.Leaving {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (s *server) agentView(a agents.Agent, tenantName string) apitypes.Agent {
+	v := apitypes.Agent{ID: a.ID, Tenant: tenantName, Host: a.Host, Version: a.Version, InstanceUID: a.InstanceUID, Fingerprint: a.Fingerprint,
+		Enrolled: a.Enrolled, CertExpires: a.CertExpires, Mode: "unknown", Health: "disconnected", Revoked: a.Revoked, RevokedAt: a.RevokedAt}
+	if a.Revoked {
+		v.Health = "revoked"
+	} else if s.cfg.AgentLinks != nil {
+		s.cfg.AgentLinks.Live(&v)
+	}
+	return v
+}
+
+// agentsList lists every agent (region route) or the tenant's.
+func (s *server) agentsList(w http.ResponseWriter, r *http.Request, c *call) {
+	out := []apitypes.Agent{}
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		names := tenantNames(tx)
+		for _, a := range (agents.Reader{Tx: tx}).Agents(c.tenant.ID) {
+			out = append(out, s.agentView(a, names[a.Tenant]))
+		}
+		return nil
+	})
+	writeJSON(w, http.StatusOK, out)
+}
+
+// agentRevoke revokes an agent: recorded through Raft (every node refuses
+// its certificate from then on) and its live connection on this node is
+// closed at once; the other nodes close theirs when they apply it.
+func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
+	id := r.PathValue("id")
+	var a agents.Agent
+	var found bool
+	var tenantName string
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		a, found = agents.Reader{Tx: tx}.Agent(id)
+		tenantName = tenantNames(tx)[a.Tenant]
+		return nil
+	})
+	if !found || (c.tenant.ID != "" && a.Tenant != c.tenant.ID) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no agent %q here", id), "`outpostctl agents list` shows the agents")
+		return
+	}
+	if !a.Revoked {
+		a.Revoked, a.RevokedAt, a.RevokedBy = true, s.cfg.Now().UTC(), c.p.Actor
+		if _, ok := s.apply(w, r, change{p: c.p, tenant: a.Tenant, action: "agent.revoke", entity: "agent/" + id,
+			detail: map[string]string{"host": a.Host, "fingerprint": a.Fingerprint}}, batch(agents.OpsRevokeAgent(a))); !ok {
+			return
+		}
+	}
+	if s.cfg.AgentLinks != nil {
+		s.cfg.AgentLinks.Disconnect(id)
+	}
+	writeJSON(w, http.StatusOK, s.agentView(a, tenantName))
+}
