@@ -80,7 +80,7 @@ func (l cmdline) usage(form, format string, args ...any) error {
 func isAccountCommand(cmd string) bool {
 	word, _, _ := strings.Cut(cmd, " ")
 	switch word {
-	case "whoami", "users", "tenants", "tokens", "breakglass", "keys":
+	case "whoami", "users", "tenants", "tokens", "breakglass", "keys", "agents":
 		return true
 	}
 	return false
@@ -90,6 +90,9 @@ func isAccountCommand(cmd string) bool {
 // key commands.
 func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmdline) error {
 	w := l.stdout
+	if isAgentCommand(l.name) {
+		return runAgents(ctx, c, g, o, l)
+	}
 	switch l.name {
 	case "whoami":
 		if err := l.check("whoami", 0, 0); err != nil {

@@ -65,6 +65,11 @@ accounts and tenants:
                          show the tenant's settings, or change them
   tenants audit TENANT [--provider]    the tenant's audit records (--provider:
                          the provider stream: break-glass requests and access)
+  tokens create --tenant T [--ttl 15m]       agent bootstrap token (single use)
+  tokens list --tenant T
+  tokens revoke ID --tenant T
+  agents list [--tenant T]
+  agents revoke ID [--tenant T]
   tokens api create --name N --role R [--tenant T] [--ttl 720h]
                          create an API token, shown once (without --tenant the
                          role must be region-admin)
@@ -216,7 +221,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // isGroup reports whether a command word (or words) takes a subcommand.
 func isGroup(cmd string) bool {
 	switch cmd {
-	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill":
+	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill", "agents":
 		return true
 	}
 	return false
