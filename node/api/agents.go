@@ -132,13 +132,27 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, err.Error(), "the agent reports its host name and version")
 		return
 	}
-	if len(in.InstanceUID) > 64 {
-		writeError(w, http.StatusBadRequest, "instance_uid is longer than 64 characters", "")
+	if err := agents.ValidateSelf("-", in.InstanceUID); len(in.InstanceUID) > 64 || err != nil {
+		writeError(w, http.StatusBadRequest, "instance_uid must be up to 64 printable characters without spaces", "")
 		return
 	}
 	tokenID, err := agents.TokenID(in.Token)
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, err.Error(), "pass the whole token `outpostctl tokens create` printed")
+		return
+	}
+	// A token this node does not know is refused before the read
+	// barrier below, which costs a replicated log entry: a stranger's
+	// random token must not cost the region a write.
+	var known bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		_, rerr := agents.Reader{Tx: tx}.Redeemable(in.Token, s.cfg.Now())
+		known = !errors.Is(rerr, agents.ErrUnknownToken)
+		return nil
+	})
+	if !known {
+		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
+		writeError(w, http.StatusUnauthorized, agents.ErrUnknownToken.Error(), "a token created a moment ago on another node may not have reached this one yet: retry in a second")
 		return
 	}
 	// A linearizable read: a token revoked (or redeemed) a moment ago on
