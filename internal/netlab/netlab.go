@@ -213,13 +213,7 @@ func inNamespace(ns string, fn func() error) error {
 // nftables drop rules in its namespace: packets vanish, as on a broken
 // link (no resets). The bridge (Dial) still reaches it.
 func (l *Lab) Isolate(ctx context.Context, i int) error {
-	var peers []string
-	for j := 1; j <= len(l.hosts); j++ {
-		if j != i {
-			peers = append(peers, Addr(j))
-		}
-	}
-	set := "{ " + strings.Join(peers, ", ") + " }"
+	set := l.peerSet(i)
 	return l.setRules(ctx, i, fmt.Sprintf(`
   chain input { type filter hook input priority 0; policy accept; ip saddr %s drop; }
   chain output { type filter hook output priority 0; policy accept; ip daddr %s drop; }`, set, set))
@@ -231,13 +225,7 @@ func (l *Lab) Lose(ctx context.Context, i, pct int) error {
 	if pct < 0 || pct > 100 {
 		return fmt.Errorf("netlab: loss %d%%; use 0..100", pct)
 	}
-	var peers []string
-	for j := 1; j <= len(l.hosts); j++ {
-		if j != i {
-			peers = append(peers, Addr(j))
-		}
-	}
-	set := "{ " + strings.Join(peers, ", ") + " }"
+	set := l.peerSet(i)
 	verdict := fmt.Sprintf("numgen random mod 100 < %d drop", pct) // nft takes 0..99 here
 	switch pct {
 	case 0:
@@ -248,6 +236,17 @@ func (l *Lab) Lose(ctx context.Context, i, pct int) error {
 	return l.setRules(ctx, i, fmt.Sprintf(`
   chain input { type filter hook input priority 0; policy accept; ip saddr %s %s; }
   chain output { type filter hook output priority 0; policy accept; ip daddr %s %s; }`, set, verdict, set, verdict))
+}
+
+// peerSet is the nftables set of every host's address but host i's.
+func (l *Lab) peerSet(i int) string {
+	var peers []string
+	for j := 1; j <= len(l.hosts); j++ {
+		if j != i {
+			peers = append(peers, Addr(j))
+		}
+	}
+	return "{ " + strings.Join(peers, ", ") + " }"
 }
 
 // Heal removes host i's drop rules.

@@ -12,18 +12,16 @@ package agents
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
-	"strings"
 	"time"
 
+	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -46,11 +44,10 @@ const (
 	MaxTokenTTL     = 24 * time.Hour
 )
 
-// Bootstrap tokens look like opb_<id>_<secret>: the id (12 hex) finds the
-// record; the SHA-256 of the whole token is compared with the stored one.
+// Bootstrap tokens look like opb_<id>_<secret> (the API tokens' shape):
+// the id finds the record; the SHA-256 of the whole token is compared
+// with the stored one.
 const tokenPrefix = "opb_"
-
-var tokenIDPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
 // Errors a redemption can meet; each says what to do next.
 var (
@@ -72,33 +69,19 @@ type BootstrapToken struct {
 }
 
 // NewToken returns a fresh bootstrap token and its id.
-func NewToken() (token, id string) {
-	idb := make([]byte, 6)
-	sec := make([]byte, 32)
-	_, _ = rand.Read(idb)
-	_, _ = rand.Read(sec)
-	id = hex.EncodeToString(idb)
-	return tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(sec), id
-}
+func NewToken() (token, id string) { return auth.NewPrefixedToken(tokenPrefix) }
 
 // TokenID extracts the id of a well-formed bootstrap token.
 func TokenID(token string) (string, error) {
-	rest, ok := strings.CutPrefix(token, tokenPrefix)
-	if !ok {
-		return "", ErrBadToken
-	}
-	id, sec, ok := strings.Cut(rest, "_")
-	if !ok || !tokenIDPattern.MatchString(id) || len(sec) != 43 {
+	id, sec, ok := auth.PrefixedTokenID(tokenPrefix, token)
+	if !ok || len(sec) != 43 {
 		return "", ErrBadToken
 	}
 	return id, nil
 }
 
-// HashToken is the stored form of a token.
-func HashToken(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+// HashToken is the stored form of a token (hex SHA-256, as API tokens').
+func HashToken(token string) string { return string(auth.TokenHash(token)) }
 
 // Matches reports whether token is this record's token (constant time).
 func (b BootstrapToken) Matches(token string) bool {

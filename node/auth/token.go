@@ -16,24 +16,39 @@ const tokenPrefix = "opt_"
 
 var tokenIDPattern = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
-// NewToken returns a fresh token and its id.
-func NewToken() (token, id string) {
+// NewToken returns a fresh API token and its id.
+func NewToken() (token, id string) { return NewPrefixedToken(tokenPrefix) }
+
+// NewPrefixedToken returns a fresh PREFIX<id>_<secret> token (12-hex id,
+// 256-bit secret, base64url) and its id: API tokens, agent bootstrap
+// tokens.
+func NewPrefixedToken(prefix string) (token, id string) {
 	idb := make([]byte, 6)
 	sec := make([]byte, 32)
 	_, _ = rand.Read(idb)
 	_, _ = rand.Read(sec)
 	id = hex.EncodeToString(idb)
-	return tokenPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(sec), id
+	return prefix + id + "_" + base64.RawURLEncoding.EncodeToString(sec), id
 }
 
-// tokenID extracts the id of a well-formed token.
-func tokenID(token string) (string, bool) {
-	rest, ok := strings.CutPrefix(token, tokenPrefix)
+// PrefixedTokenID extracts the id and secret of a well-formed
+// PREFIX<id>_<secret> token.
+func PrefixedTokenID(prefix, token string) (id, secret string, ok bool) {
+	rest, ok := strings.CutPrefix(token, prefix)
 	if !ok {
-		return "", false
+		return "", "", false
 	}
 	id, sec, ok := strings.Cut(rest, "_")
-	if !ok || !tokenIDPattern.MatchString(id) || len(sec) < 32 || len(sec) > 64 {
+	if !ok || !tokenIDPattern.MatchString(id) {
+		return "", "", false
+	}
+	return id, sec, true
+}
+
+// tokenID extracts the id of a well-formed API token.
+func tokenID(token string) (string, bool) {
+	id, sec, ok := PrefixedTokenID(tokenPrefix, token)
+	if !ok || len(sec) < 32 || len(sec) > 64 {
 		return "", false
 	}
 	return id, true
