@@ -264,6 +264,25 @@ func List(tx *storage.Tx, h storage.Tenant, after uint64, limit int) []Dispatch 
 	return out
 }
 
+// Latest returns up to limit of the newest committed dispatches, newest
+// first: the region-wide ones, or those of the tenant handle h.
+func Latest(tx *storage.Tx, h storage.Tenant, limit int) []Dispatch {
+	var out []Dispatch
+	fn := func(k, v []byte) bool {
+		var d Dispatch
+		if len(k) == 8 && json.Unmarshal(v, &d) == nil {
+			out = append(out, d)
+		}
+		return len(out) < limit
+	}
+	if h.Valid() {
+		tx.Tenant(h).ForEachReverse(BucketDispatches, fn)
+	} else {
+		tx.ForEachReverse(BucketDispatches, fn)
+	}
+	return out
+}
+
 // Lookup finds a committed dispatch by id in any tenant (drills check
 // that a stale dispatch never committed). It returns the owning tenant
 // and the index, or ok false.

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/outpost-mesh/outpost/lease"
+	"github.com/outpost-mesh/outpost/node/agentlink"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -54,9 +55,38 @@ type Config struct {
 
 // AgentsConfig sets how agents enroll and connect.
 type AgentsConfig struct {
+	// Bind is the agent port: enrollment, the OpAMP control link and
+	// certificate renewal, over TLS with the node certificate. Default
+	// 0.0.0.0:7443.
+	Bind string `yaml:"bind"`
+	// Advertise is the host (or host:port) agents dial. Default: the
+	// host of raft.advertise (or of raft.bind when it names one).
+	Advertise string `yaml:"advertise"`
 	// CertLifetime is the validity of an agent's client certificate; the
 	// agent renews it when a third is left. Default 24h, 10m..720h.
 	CertLifetime time.Duration `yaml:"cert_lifetime"`
+	// MaxConnections is how many agents this node holds; more are told
+	// to try another node (503). Default 10000.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxMessageBytes caps one OpAMP message from an agent; a larger one
+	// closes the connection. Default 1 MiB, 4 KiB..16 MiB.
+	MaxMessageBytes int64 `yaml:"max_message_bytes"`
+	// Heartbeat is the interval agents report at; a link silent for three
+	// of them is closed. Default 30s, 1s..10m.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+}
+
+// agentAdvertise is the host agents dial when agents.advertise is unset.
+func (c Config) agentAdvertise() string {
+	if c.Agents.Advertise != "" {
+		return c.Agents.Advertise
+	}
+	for _, a := range []string{c.Raft.Advertise, c.Raft.Bind} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" && !net.ParseIP(h).IsUnspecified() {
+			return h
+		}
+	}
+	return ""
 }
 
 // DrillsConfig gates failover drills (`outpostctl drill`), which cut this
@@ -171,7 +201,8 @@ func DefaultConfig() Config {
 		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
-		Agents:          AgentsConfig{CertLifetime: pki.AgentCertLifetime},
+		Agents: AgentsConfig{Bind: "0.0.0.0:7443", CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
+			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat},
 	}
 }
 
@@ -244,6 +275,20 @@ func (c Config) Validate() error {
 		if err := checkBindAdvertise(a.field, a.bind, a.adv); err != nil {
 			return err
 		}
+	}
+	if h, _, err := net.SplitHostPort(c.Agents.Bind); err != nil {
+		return fmt.Errorf("agents.bind %q: %v", c.Agents.Bind, err)
+	} else if (h == "" || net.ParseIP(h).IsUnspecified()) && c.agentAdvertise() == "" {
+		return fmt.Errorf("agents.bind %q listens on every address; set agents.advertise to the host agents should dial", c.Agents.Bind)
+	}
+	if c.Agents.MaxConnections < 1 {
+		return fmt.Errorf("agents.max_connections %d must be at least 1", c.Agents.MaxConnections)
+	}
+	if m := c.Agents.MaxMessageBytes; m < 4<<10 || m > 16<<20 {
+		return fmt.Errorf("agents.max_message_bytes %d must be in [4096, 16777216]", m)
+	}
+	if h := c.Agents.Heartbeat; h < time.Second || h > 10*time.Minute {
+		return fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
 		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)

@@ -24,7 +24,10 @@ import (
 
 	"github.com/outpost-mesh/outpost/internal/syncfile"
 	"github.com/outpost-mesh/outpost/lease"
+	"github.com/outpost-mesh/outpost/node/agentlink"
+	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/api"
+	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auditlog"
 	"github.com/outpost-mesh/outpost/node/auth"
@@ -69,6 +72,10 @@ type Node struct {
 	httpLn net.Listener
 	http   *http.Server
 	apiURL string
+	// The agent port.
+	agentLn  net.Listener
+	agentURL string
+	agents   *agentlink.Server
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -143,6 +150,10 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		}
 		n.apiURL = scheme + "://" + n.httpLn.Addr().String()
 	}
+	if n.agentLn, err = agentlink.Listen(cfg.Agents.Bind); err != nil {
+		return nil, err
+	}
+	n.agentURL = agentlink.AdvertisedURL(cfg.agentAdvertise(), n.agentLn.Addr())
 	var httpCert tls.Certificate
 	if cfg.HTTP.CertFile != "" {
 		// Load now: a bad key pair must stop the start, not leave a node
@@ -181,8 +192,10 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	n.hub = lease.NewHub()
 	leaseFSM := lease.NewFSM(cfg.NodeID, n.hub, nil)
+	links := &lateLinks{}
 	handlers := auth.Handlers()
 	maps.Copy(handlers, leaseFSM.Handlers())
+	maps.Copy(handlers, agents.NewFSM(links.onEvent).Handlers())
 	var mgr atomic.Pointer[lease.Manager]
 	n.region, err = raft.Open(raft.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,
@@ -207,14 +220,26 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Logger: n.logger.With("component", "lease"), Hub: n.hub, Audit: n.auditMeta,
 	})
 	mgr.Store(n.lease)
+	apiHandler := api.New(api.Config{
+		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
+		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
+		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
+		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
+		AgentLinks: links,
+		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
+	})
+	n.agents, err = agentlink.Start(agentlink.Config{
+		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store, Raft: n.region,
+		Hub: n.hub, Enroll: apiHandler, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
+		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
+		Logger: n.logger, Registerer: n.reg,
+	}, n.agentLn)
+	if err != nil {
+		return nil, err
+	}
+	links.set(n.agents)
 	n.http = &http.Server{
-		Handler: api.New(api.Config{
-			Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
-			ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
-			Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
-			RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
-			TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
-		}),
+		Handler: apiHandler,
 		// Bounded so a slow client cannot hold a connection: the slowest
 		// handler (a write waiting for an election) takes about 10s.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -265,6 +290,56 @@ func (n *Node) auditMeta(ctx context.Context, action, entity, tenant string, det
 	}
 	return audit.EncodeMeta(audit.Meta{Time: time.Now().UTC(), Node: n.cfg.NodeID, Actor: lease.Actor(ctx),
 		Tenant: tenant, Action: action, Entity: entity, Detail: d})
+}
+
+// commitAudited commits inner (nil: only the record) with its audit
+// record, as this node (the agent port's audited changes).
+func (n *Node) commitAudited(ctx context.Context, actor, action, entity, tenant string, detail any, inner []byte) (raft.Result, error) {
+	d, err := json.Marshal(detail)
+	if err != nil {
+		return raft.Result{}, err
+	}
+	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now().UTC(), Node: n.cfg.NodeID, Actor: actor, Tenant: tenant, Action: action, Entity: entity, Detail: d})
+	if err != nil {
+		return raft.Result{}, err
+	}
+	if inner == nil {
+		inner = []byte{byte(raft.CmdNoop)}
+	}
+	cmd, err := raft.Audited(meta, inner)
+	if err != nil {
+		return raft.Result{}, err
+	}
+	return n.region.Apply(ctx, cmd)
+}
+
+// lateLinks lets the API and the agents FSM, built before the agent
+// port, reach it once it runs.
+type lateLinks struct {
+	s atomic.Pointer[agentlink.Server]
+}
+
+func (l *lateLinks) set(s *agentlink.Server) { l.s.Store(s) }
+
+func (l *lateLinks) onEvent(ev agents.Event) {
+	if s := l.s.Load(); s != nil {
+		s.OnAgentsEvent(ev)
+	}
+}
+
+// Live implements api.AgentLinks.
+func (l *lateLinks) Live(a *apitypes.Agent) {
+	if s := l.s.Load(); s != nil {
+		s.Live(a)
+	}
+}
+
+// Disconnect implements api.AgentLinks.
+func (l *lateLinks) Disconnect(id string) int {
+	if s := l.s.Load(); s != nil {
+		return s.Disconnect(id)
+	}
+	return 0
 }
 
 // renewCertificate renews the node certificate in place when a third of
@@ -480,6 +555,12 @@ func (n *Node) Lease() *lease.Manager { return n.lease }
 // dispatches this node delivered.
 func (n *Node) Events() *lease.Hub { return n.hub }
 
+// AgentURL is the agent port's URL as agents reach it.
+func (n *Node) AgentURL() string { return n.agentURL }
+
+// AgentAddr is the agent port's bound address.
+func (n *Node) AgentAddr() string { return n.agentLn.Addr().String() }
+
 // ID returns the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
 
@@ -501,6 +582,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.cancel != nil {
 			n.cancel()
 		}
+		if n.agents != nil {
+			errs = append(errs, n.agents.Close())
+		}
 		if n.http != nil {
 			errs = append(errs, n.http.Shutdown(ctx))
 		}
@@ -519,6 +603,11 @@ func (n *Node) Kill() {
 	n.once.Do(func() {
 		if n.cancel != nil {
 			n.cancel()
+		}
+		if n.agents != nil {
+			n.agents.Close()
+		} else if n.agentLn != nil {
+			n.agentLn.Close()
 		}
 		if n.http != nil {
 			n.http.Close()

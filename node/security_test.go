@@ -63,6 +63,7 @@ func nodeConfig(t *testing.T, dir string) node.Config {
 	cfg.AdminTokenFile = filepath.Join(dir, "admin.token")
 	cfg.HTTP.Bind = freePort(t)
 	cfg.Raft.Bind, cfg.Gossip.Bind = freePort(t), freePort(t)
+	cfg.Agents.Bind = "127.0.0.1:0"
 	cfg.Log.Level = "warn"
 	return cfg
 }

@@ -239,6 +239,28 @@ func (t *Tx) forEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
 	}
 }
 
+// ForEachReverse calls fn for each key of bucket from the last to the
+// first, stopping early when fn returns false.
+func (t *Tx) ForEachReverse(bucket []byte, fn func(k, v []byte) bool) {
+	if isTenantBucket(bucket) {
+		return
+	}
+	t.forEachReverse(bucket, fn)
+}
+
+func (t *Tx) forEachReverse(bucket []byte, fn func(k, v []byte) bool) {
+	b := t.tx.Bucket(bucket)
+	if b == nil {
+		return
+	}
+	c := b.Cursor()
+	for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
 // LastApplied returns the index of the last Raft entry applied to this file.
 func (t *Tx) LastApplied() uint64 {
 	v := t.tx.Bucket(bucketMeta).Get(keyLastApplied)

@@ -94,3 +94,11 @@ func (t *TenantTx) ForEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
 	}
 	t.tx.forEach(t.bucket(bucket), prefix, fn)
 }
+
+// ForEachReverse walks the tenant's bucket as Tx.ForEachReverse does.
+func (t *TenantTx) ForEachReverse(bucket []byte, fn func(k, v []byte) bool) {
+	if !t.h.Valid() {
+		return
+	}
+	t.tx.forEachReverse(t.bucket(bucket), fn)
+}

@@ -77,6 +77,8 @@ http:
 raft:
   bind: %[5]s:7001
   server_stabilization: 1s
+agents:
+  bind: %[5]s:7443
 gossip:
   bind: %[5]s:7002
   seeds: [%[6]s]

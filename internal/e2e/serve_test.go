@@ -65,6 +65,8 @@ http:
 raft:
   bind: 127.0.0.1:%d
   server_stabilization: 1s
+agents:
+  bind: 127.0.0.1:0
 gossip:
   bind: 127.0.0.1:%d
   seeds: [%s]

@@ -169,11 +169,6 @@ func OpsEnroll(tokenID string, a Agent) raft.Batch {
 	}
 }
 
-// OpsRevokeAgent records a's revocation (a carries Revoked, RevokedAt/By).
-func OpsRevokeAgent(a Agent) raft.Batch {
-	return raft.Batch{jsonOp(raft.KVPut, BucketAgents, a.ID, a)}
-}
-
 // Reader reads the registry in a storage transaction.
 type Reader struct{ Tx *storage.Tx }
 

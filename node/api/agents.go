@@ -270,8 +270,13 @@ func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	if !a.Revoked {
 		a.Revoked, a.RevokedAt, a.RevokedBy = true, s.cfg.Now().UTC(), c.p.Actor
+		cmd, err := agents.Op{Revoke: &agents.RevokeOp{Agent: id, At: a.RevokedAt, By: a.RevokedBy}}.Encode()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error(), "")
+			return
+		}
 		if _, ok := s.apply(w, r, change{p: c.p, tenant: a.Tenant, action: "agent.revoke", entity: "agent/" + id,
-			detail: map[string]string{"host": a.Host, "fingerprint": a.Fingerprint}}, batch(agents.OpsRevokeAgent(a))); !ok {
+			detail: map[string]string{"host": a.Host, "fingerprint": a.Fingerprint}}, cmd); !ok {
 			return
 		}
 	}

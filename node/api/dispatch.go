@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/lease"
+	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -73,6 +74,10 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 	}
 	if req.Kind == "" {
 		writeError(w, http.StatusBadRequest, "kind is required", "send "+example)
+		return
+	}
+	if _, err := agents.ParseSelector(req.Selector); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "send "+example)
 		return
 	}
 	ctx, cancel := context.WithTimeout(lease.WithActor(r.Context(), c.p.Actor), 10*time.Second)

@@ -443,7 +443,9 @@ type Agent struct {
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Capabilities []string  `json:"capabilities,omitempty"`
 	SourceAddr   string    `json:"source_addr,omitempty"`
-	Flags        []string  `json:"flags,omitempty"` // e.g. an unexpected source address
-	Revoked      bool      `json:"revoked,omitempty"`
-	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+	// Connections is set when the agent holds more than one connection.
+	Connections int       `json:"connections,omitempty"`
+	Flags       []string  `json:"flags,omitempty"` // e.g. an unexpected source address
+	Revoked     bool      `json:"revoked,omitempty"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
 }

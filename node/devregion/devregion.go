@@ -59,6 +59,7 @@ type nodePorts struct {
 	HTTP   string `json:"http"`
 	Raft   string `json:"raft"`
 	Gossip string `json:"gossip"`
+	Agents string `json:"agents,omitempty"`
 }
 
 // Start brings up the dev region and returns once it has a leader and an
@@ -230,7 +231,7 @@ func (d *Region) StartNode(id string) error {
 		if err != nil {
 			return err
 		}
-		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0"}
+		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0", Agents: "127.0.0.1:0"}
 	}
 	var seeds []string
 	for _, other := range d.ids {
@@ -245,6 +246,10 @@ func (d *Region) StartNode(id string) error {
 	cfg.AdminTokenFile = d.TokenFile()
 	cfg.HTTP.Bind = ports.HTTP
 	cfg.Raft.Bind, cfg.Gossip.Bind = ports.Raft, ports.Gossip
+	cfg.Agents.Bind = ports.Agents
+	if cfg.Agents.Bind == "" { // a ports file from before the agent port
+		cfg.Agents.Bind = "127.0.0.1:0"
+	}
 	cfg.Gossip.Seeds = seeds
 	cfg.Raft.MinQuorum = d.opts.Nodes
 	// A dev region is for trying things, failover drills included.
@@ -269,7 +274,8 @@ func (d *Region) StartNode(id string) error {
 	}
 	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(n.APIURL(), "http://"))
 	host, _, _ := net.SplitHostPort(ports.HTTP)
-	d.ports[id] = nodePorts{HTTP: net.JoinHostPort(host, httpPort), Raft: n.Region().RaftAddr(), Gossip: n.Region().GossipAddr()}
+	d.ports[id] = nodePorts{HTTP: net.JoinHostPort(host, httpPort), Raft: n.Region().RaftAddr(), Gossip: n.Region().GossipAddr(),
+		Agents: n.AgentAddr()}
 	if b, err := json.MarshalIndent(d.ports, "", "  "); err == nil {
 		_ = os.WriteFile(d.portsFile(), b, 0o600)
 	}

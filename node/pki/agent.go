@@ -14,9 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/outpost-mesh/outpost/internal/meshid"
 )
 
 // Agent certificates are client certificates the region CA issues to an
@@ -41,13 +42,13 @@ var ErrBadCSR = errors.New("certificate request refused")
 
 // ErrNotAgent is returned when a peer certificate chains to the CA but is
 // not an agent certificate of this region.
-var ErrNotAgent = errors.New("peer certificate is not an agent of this region")
+var ErrNotAgent = meshid.ErrNotAgent
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+var idPattern = meshid.ID
 
 // AgentURI is the identity an agent certificate carries.
 func AgentURI(region, tenantID, agentID string) *url.URL {
-	return &url.URL{Scheme: "outpost", Host: region, Path: "/tenant/" + tenantID + "/agent/" + agentID}
+	return meshid.AgentURI(region, tenantID, agentID)
 }
 
 // ParseCSR decodes a PEM certificate request and checks what the CA
@@ -131,16 +132,7 @@ func Fingerprint(cert *x509.Certificate) string {
 // AgentIdentity returns the tenant and agent an agent certificate of
 // region names.
 func AgentIdentity(leaf *x509.Certificate, region string) (tenantID, agentID string, err error) {
-	for _, u := range leaf.URIs {
-		if u.Scheme != "outpost" || u.Host != region {
-			continue
-		}
-		parts := strings.Split(strings.TrimPrefix(u.Path, "/"), "/")
-		if len(parts) == 4 && parts[0] == "tenant" && parts[2] == "agent" && idPattern.MatchString(parts[1]) && idPattern.MatchString(parts[3]) {
-			return parts[1], parts[3], nil
-		}
-	}
-	return "", "", fmt.Errorf("%w (region %q, subject %q)", ErrNotAgent, region, leaf.Subject.CommonName)
+	return meshid.Agent(leaf, region)
 }
 
 // VerifyAgentPeer checks an agent's chain against the CA pool for client
@@ -162,7 +154,7 @@ func VerifyAgentPeer(chain []*x509.Certificate, pool *x509.CertPool, region stri
 }
 
 // AgentServerTLS is the agent port's TLS configuration: the node's
-// certificate, TLS 1.3, a client certificate required and verified
+// certificate, TLS 1.3, a client certificate requested and, if sent, verified
 // against the region CA as an agent of region, and then check(leaf)
 // (revocation, the registry) before the handshake completes.
 func AgentServerTLS(ca *CA, id *Identity, region string, now func() time.Time, check func(leaf *x509.Certificate) error) *tls.Config {
@@ -171,8 +163,15 @@ func AgentServerTLS(ca *CA, id *Identity, region string, now func() time.Time, c
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.Certificate(), nil },
-		ClientAuth:     tls.RequireAnyClientCert,
+		// Requested, not required: enrollment on the agent port comes
+		// without one (the bootstrap token is its credential), and every
+		// other route refuses a request without one. A certificate that
+		// is presented must verify.
+		ClientAuth: tls.RequestClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
 			if _, _, err := VerifyAgentPeer(cs.PeerCertificates, pool, region, now()); err != nil {
 				return err
 			}

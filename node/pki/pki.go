@@ -17,10 +17,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/meshid"
 	"github.com/outpost-mesh/outpost/internal/syncfile"
 	"github.com/outpost-mesh/outpost/node/keys"
 )
@@ -154,9 +154,7 @@ func loadCA(certFile, keyFile string, kpem []byte) (*CA, error) {
 }
 
 // NodeURI is the identity a node certificate carries.
-func NodeURI(region, nodeID string) *url.URL {
-	return &url.URL{Scheme: "outpost", Host: region, Path: "/node/" + nodeID}
-}
+func NodeURI(region, nodeID string) *url.URL { return meshid.NodeURI(region, nodeID) }
 
 // NodeCertLifetime is the validity of an issued node certificate; a node
 // issues itself one at start and renews it when a third is left.
@@ -251,7 +249,7 @@ func (id *Identity) TLS() *tls.Config {
 
 // ErrNotRegionNode is returned when a peer's certificate chains to the CA
 // but does not name a node of this region.
-var ErrNotRegionNode = errors.New("peer certificate is not a node of this region")
+var ErrNotRegionNode = meshid.ErrNotRegionNode
 
 // NodeTLS returns the mutual-TLS configuration for node-to-node traffic:
 // TLS 1.3, both sides present a certificate, and each side verifies the
@@ -301,15 +299,7 @@ func checkNodeURI(leaf *x509.Certificate, region string) error {
 // NodeID returns the node id a node certificate of region names in its
 // URI SAN. Callers use it to check that a peer is the node it claims to be.
 func NodeID(leaf *x509.Certificate, region string) (string, error) {
-	for _, u := range leaf.URIs {
-		if u.Scheme != "outpost" || u.Host != region {
-			continue
-		}
-		if id, ok := strings.CutPrefix(u.Path, "/node/"); ok && id != "" && !strings.Contains(id, "/") {
-			return id, nil
-		}
-	}
-	return "", fmt.Errorf("%w (region %q, subject %q)", ErrNotRegionNode, region, leaf.Subject.CommonName)
+	return meshid.NodeID(leaf, region)
 }
 
 func serial() *big.Int {

@@ -1,0 +1,290 @@
+package agentlink
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	pb "github.com/open-telemetry/opamp-go/protobufs"
+	st "github.com/open-telemetry/opamp-go/server/types"
+
+	"github.com/outpost-mesh/outpost/node/agents"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// What the node offers. Packages and connection settings are never
+// offered (their capabilities are off until a rollout issue enables them).
+const serverCaps = uint64(pb.ServerCapabilities_ServerCapabilities_AcceptsStatus |
+	pb.ServerCapabilities_ServerCapabilities_OffersRemoteConfig |
+	pb.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
+
+// maxBadMessages is how many undecodable messages a link tolerates.
+const maxBadMessages = 3
+
+// link is one agent connection. opamp-go never runs one connection's
+// callbacks concurrently; mu guards what pushes and the API read.
+type link struct {
+	s           *Server
+	conn        st.Connection
+	agent       agents.Agent
+	fp          string
+	addr        string
+	id          string
+	since       time.Time
+	certExpires time.Time
+
+	mu        sync.Mutex
+	info      agents.LinkInfo
+	lastSeen  time.Time
+	described bool   // the agent has sent its description on this link
+	reported  []byte // the config hash the agent last reported
+	sent      []byte // the config hash last pushed on this link
+	status    string // the last status recorded for reported
+	bad       int
+}
+
+func (l *link) onConnected(_ context.Context, c st.Connection) {
+	l.conn = c
+	now := l.s.cfg.Now()
+	l.lastSeen = now
+	// net/http's deadlines outlive the hijack: reset them for the link.
+	_ = c.Connection().SetWriteDeadline(time.Time{})
+	_ = c.Connection().SetReadDeadline(now.Add(3 * l.s.cfg.Heartbeat))
+	l.s.register(l)
+	l.s.m.connects.Inc()
+	l.s.queue(agents.PresenceOp{Kind: agents.Attach, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, Addr: l.addr, At: now.UTC()})
+	l.s.logger.Debug("agent connected", "agent", l.agent.ID, "from", l.addr)
+}
+
+func (l *link) onClose(st.Connection) {
+	if !l.s.unregister(l) {
+		return
+	}
+	l.s.queue(agents.PresenceOp{Kind: agents.Detach, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: l.s.cfg.Now().UTC()})
+	l.s.logger.Debug("agent disconnected", "agent", l.agent.ID, "from", l.addr)
+}
+
+func (l *link) onReadError(c st.Connection, _ int, msg []byte, err error) {
+	if errors.Is(err, errMessageTooLarge) {
+		l.violation("oversized message", "an agent message exceeded agents.max_message_bytes")
+		return
+	}
+	// opamp-go goes on reading after an undecodable message; a few are
+	// tolerated (a bug), a stream of them is not.
+	l.s.m.badMessages.Inc()
+	l.mu.Lock()
+	l.bad++
+	n := l.bad
+	l.mu.Unlock()
+	l.s.logger.Warn("undecodable message from an agent", "agent", l.agent.ID, "bytes", len(msg), "err", err)
+	if n >= maxBadMessages {
+		l.violation("malformed messages", err.Error())
+		_ = c.Disconnect()
+	}
+}
+
+func (l *link) onResponseError(_ st.Connection, _ *pb.ServerToAgent, err error) {
+	l.s.logger.Debug("sending to an agent failed", "agent", l.agent.ID, "err", err)
+}
+
+// violation records a protocol violation: a log line, a metric, and an
+// audit record (at most one a minute per agent).
+func (l *link) violation(what, detail string) {
+	l.s.m.violations.WithLabelValues(strings.ReplaceAll(what, " ", "_")).Inc()
+	l.s.logger.Warn("closed an agent connection for a protocol violation", "agent", l.agent.ID, "violation", what, "detail", detail, "from", l.addr)
+	l.s.auditOnce("violation/"+l.agent.ID, "agent.protocol_violation", "agent/"+l.agent.ID, l.agent.Tenant,
+		map[string]string{"violation": what, "detail": detail, "from": l.addr, "node": l.s.cfg.NodeID})
+}
+
+func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer) *pb.ServerToAgent {
+	now := l.s.cfg.Now()
+	_ = c.Connection().SetReadDeadline(now.Add(3 * l.s.cfg.Heartbeat))
+	resp := &pb.ServerToAgent{Capabilities: serverCaps}
+
+	l.mu.Lock()
+	l.lastSeen = now
+	info := l.info
+	info.Capabilities = m.GetCapabilities()
+	if d := m.GetAgentDescription(); d != nil {
+		l.described = true
+		applyDescription(&info, d)
+	}
+	if uid := m.GetInstanceUid(); len(uid) == 16 {
+		info.InstanceUID = hex.EncodeToString(uid)
+	}
+	if h := m.GetHealth(); h != nil {
+		info.Healthy, info.Health = h.GetHealthy(), truncate(h.GetLastError(), 256)
+		if info.Health == "" && !info.Healthy {
+			info.Health = truncate(h.GetStatus(), 256)
+		}
+	}
+	changed := info != l.info
+	l.info = info
+	first := !l.described && m.GetAgentDescription() == nil
+	var report *agents.ConfigStatus
+	if rs := m.GetRemoteConfigStatus(); rs != nil && len(rs.GetLastRemoteConfigHash()) > 0 {
+		report = l.noteStatus(rs, now)
+	}
+	described := l.described
+	l.mu.Unlock()
+
+	if first {
+		// A WebSocket reconnect sends no description: ask for everything.
+		resp.Flags = uint64(pb.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
+	}
+	if changed && described {
+		i := info
+		l.s.queue(agents.PresenceOp{Kind: agents.Update, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: now.UTC(), Info: &i})
+	}
+	if report != nil {
+		l.s.queue(agents.PresenceOp{Kind: agents.Status, Agent: l.agent.ID, Node: l.s.cfg.NodeID, At: now.UTC(), Status: report})
+	}
+	if described {
+		if rc := l.pending(); rc != nil {
+			resp.RemoteConfig = rc
+		}
+	}
+	return resp
+}
+
+// noteStatus turns a remote config status into a record, once per
+// (hash, status). Called with mu held.
+func (l *link) noteStatus(rs *pb.RemoteConfigStatus, now time.Time) *agents.ConfigStatus {
+	hash := rs.GetLastRemoteConfigHash()
+	var status string
+	switch rs.GetStatus() {
+	case pb.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED:
+		status = agents.ConfigApplied
+	case pb.RemoteConfigStatuses_RemoteConfigStatuses_FAILED:
+		status = agents.ConfigFailed
+		if strings.HasPrefix(rs.GetErrorMessage(), apitypes.RefusedPrefix) {
+			status = agents.ConfigRefused
+		}
+	default:
+		l.reported = append(l.reported[:0], hash...)
+		return nil
+	}
+	if bytes.Equal(hash, l.reported) && status == l.status {
+		return nil
+	}
+	l.reported, l.status = append(l.reported[:0], hash...), status
+	d, ok := l.s.desired.byHash(hash, l.agent.Tenant)
+	if !ok {
+		return nil // a config this node never knew (pruned from memory): nothing to attribute it to
+	}
+	return &agents.ConfigStatus{Dispatch: d.ID, Token: d.Token, Status: status, Error: truncate(rs.GetErrorMessage(), 512), At: now.UTC()}
+}
+
+// pending returns the remote config to push on this link, or nil: the
+// newest committed config dispatch selecting this agent, when the agent
+// accepts remote config and has neither reported it nor been sent it.
+func (l *link) pending() *pb.AgentRemoteConfig {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.info.Capabilities&uint64(pb.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig) == 0 {
+		return nil
+	}
+	d, ok := l.s.desired.latest(l.agent.Tenant, l.attrs())
+	if !ok || bytes.Equal(d.hash, l.reported) || bytes.Equal(d.hash, l.sent) {
+		return nil
+	}
+	l.sent = d.hash
+	return d.remoteConfig()
+}
+
+// attrs are the values a selector matches. Called with mu held.
+func (l *link) attrs() map[string]string {
+	host := l.info.Host
+	if host == "" {
+		host = l.agent.Host
+	}
+	return map[string]string{"agent": l.agent.ID, "host": host, "os": l.info.OS, "arch": l.info.Arch,
+		"mode": l.info.Mode, "version": l.info.Version}
+}
+
+// push sends pending config now, bounded by the send timeout: an agent
+// that does not take it in time is disconnected (it reconnects and gets
+// the config then).
+func (l *link) push() bool {
+	rc := l.pending()
+	if rc == nil {
+		return false
+	}
+	t := time.AfterFunc(l.s.cfg.SendTimeout, func() { _ = l.conn.Disconnect() })
+	defer t.Stop()
+	if err := l.conn.Send(context.Background(), &pb.ServerToAgent{Capabilities: serverCaps, RemoteConfig: rc}); err != nil {
+		l.mu.Lock()
+		l.sent = nil
+		l.mu.Unlock()
+		l.s.logger.Debug("pushing a dispatch failed", "agent", l.agent.ID, "err", err)
+		return false
+	}
+	l.s.m.pushes.Inc()
+	return true
+}
+
+func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
+	for _, kv := range append(append([]*pb.KeyValue(nil), d.GetIdentifyingAttributes()...), d.GetNonIdentifyingAttributes()...) {
+		v := kv.GetValue()
+		s := truncate(v.GetStringValue(), 253)
+		switch kv.GetKey() {
+		case apitypes.AttrHost:
+			info.Host = printable(s)
+		case apitypes.AttrVersion:
+			info.Version = printable(truncate(s, 64))
+		case apitypes.AttrOS:
+			info.OS = printable(truncate(s, 32))
+		case apitypes.AttrArch:
+			info.Arch = printable(truncate(s, 32))
+		case apitypes.AttrMode:
+			if s == "ebpf" || s == "procfs" {
+				info.Mode = s
+			}
+		case apitypes.AttrRTT:
+			f := v.GetDoubleValue()
+			if f == 0 && s != "" {
+				f, _ = strconv.ParseFloat(s, 64)
+			}
+			if f >= 0 && f < 1e6 {
+				info.RTTMs = float64(int64(f*100)) / 100 // what a list shows; small changes are not news
+			}
+		}
+	}
+}
+
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// capabilityNames lists the capabilities an agent announced.
+func capabilityNames(c uint64) []string {
+	var out []string
+	for bit := uint64(1); bit != 0 && bit <= c; bit <<= 1 {
+		if c&bit == 0 {
+			continue
+		}
+		name, ok := pb.AgentCapabilities_name[int32(bit)]
+		if !ok {
+			name = "0x" + strconv.FormatUint(bit, 16)
+		}
+		out = append(out, strings.TrimPrefix(name, "AgentCapabilities_"))
+	}
+	return out
+}

@@ -1,0 +1,39 @@
+package agentlink
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	connects        prometheus.Counter
+	refused         *prometheus.CounterVec
+	violations      *prometheus.CounterVec
+	badMessages     prometheus.Counter
+	pushes          prometheus.Counter
+	fanOut          prometheus.Histogram
+	flags           *prometheus.CounterVec
+	presenceWrites  prometheus.Counter
+	presenceDropped prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+	m := &metrics{
+		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_connections_total", Help: "Agent control links accepted."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_connections_refused_total",
+			Help: "Agent connections refused, by reason (revoked, unknown_certificate, no_certificate, not_websocket, full, no_leader)."}, []string{"reason"}),
+		violations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_protocol_violations_total",
+			Help: "Agent connections closed for a protocol violation, by kind."}, []string{"violation"}),
+		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_bad_messages_total", Help: "Undecodable OpAMP messages from agents."}),
+		pushes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_config_pushes_total", Help: "Dispatches pushed to agents as remote config."}),
+		fanOut: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "outpost_agent_dispatch_fanout_seconds",
+			Help: "Time to push one committed dispatch to every selected agent attached here.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		flags: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_flags_total",
+			Help: "Agent certificates flagged (two_addresses, new_address)."}, []string{"flag"}),
+		presenceWrites:  prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_changes_total", Help: "Presence changes recorded through Raft."}),
+		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_dropped_total", Help: "Presence changes dropped because the queue was full."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connects, m.refused, m.violations, m.badMessages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
+				func() float64 { return float64(s.Count()) }))
+	}
+	return m
+}

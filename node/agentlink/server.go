@@ -1,0 +1,568 @@
+// Package agentlink is the node's agent port: an HTTPS listener with the
+// node certificate that serves enrollment (no client certificate; the
+// bootstrap token is the credential), and, to agents presenting a
+// certificate of the region CA, the OpAMP control link (opamp-go over
+// WebSocket), certificate renewal and the list of nodes to measure.
+//
+// The node knows an agent by its certificate's fingerprint; what the
+// agent says of itself (instance uid, host, version) is recorded but
+// never trusted. Pushes go only to agents that announced the capability,
+// and only committed dispatches are pushed. Presence (which node holds
+// which agent, from where) is recorded through Raft, so the FSM sees
+// every node's attachments in log order and flags a certificate used
+// from two addresses at once.
+package agentlink
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/open-telemetry/opamp-go/server"
+	st "github.com/open-telemetry/opamp-go/server/types"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/lease"
+	"github.com/outpost-mesh/outpost/node/agents"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// Region is what the agent port needs of the Raft group.
+type Region interface {
+	Apply(ctx context.Context, cmd []byte) (raft.Result, error)
+	ReadBarrier(ctx context.Context) error
+	Members() []raft.Member
+	SetMeta(fn func(*raft.NodeMeta))
+	NodeID() string
+}
+
+// Committer commits inner (nil: nothing but the record) with its audit
+// record naming actor, as this node.
+type Committer func(ctx context.Context, actor, action, entity, tenant string, detail any, inner []byte) (raft.Result, error)
+
+// Defaults.
+const (
+	DefaultMaxAgents      = 10000
+	DefaultMaxMessage     = 1 << 20
+	DefaultHeartbeat      = 30 * time.Second
+	DefaultSendTimeout    = 10 * time.Second
+	presenceFlushInterval = 100 * time.Millisecond
+)
+
+// Config configures the agent port.
+type Config struct {
+	Region     string // region name
+	NodeID     string
+	URL        string // this port's URL as agents reach it (advertised in gossip)
+	CA         *pki.CA
+	Ident      *pki.Identity
+	Store      *storage.Store
+	Raft       Region
+	Hub        *lease.Hub
+	Enroll     http.Handler // the API, for the enrollment path
+	Commit     Committer
+	Lifetime   time.Duration // agent certificate lifetime
+	MaxAgents  int           // connections this node accepts (then 503)
+	MaxMessage int64         // bytes per OpAMP message from an agent
+	Heartbeat  time.Duration // agents' heartbeat; silence for 3× closes the link
+	// SendTimeout bounds one push; a slower agent is disconnected.
+	SendTimeout time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	Now         func() time.Time
+}
+
+// Server is a running agent port.
+type Server struct {
+	cfg    Config
+	ln     net.Listener
+	hs     *http.Server
+	opamp  http.HandlerFunc
+	logger *slog.Logger
+	m      *metrics
+
+	mu    sync.Mutex
+	links map[string]map[*link]struct{} // agent id -> its live links here
+
+	count     atomic.Int64
+	presence  chan agents.PresenceOp
+	desired   *desired
+	auditRate sync.Map // agent id -> time of the last protocol-violation record
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Listen binds the agent port (so the URL is known before Start).
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agents.bind %s: %w (pick a free port, or 127.0.0.1:0 for any)", addr, err)
+	}
+	return ln, nil
+}
+
+// Start serves the agent port on ln until Close.
+func Start(cfg Config, ln net.Listener) (*Server, error) {
+	if cfg.MaxAgents <= 0 {
+		cfg.MaxAgents = DefaultMaxAgents
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = DefaultSendTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, ln: ln, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
+		presence: make(chan agents.PresenceOp, 1<<16)}
+	s.m = newMetrics(cfg.Registerer, s)
+	s.desired = newDesired(cfg.Store)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	h, connCtx, err := server.New(opampLogger{s.logger}).Attach(server.Settings{
+		Callbacks: st.Callbacks{OnConnecting: s.onConnecting},
+		// Off: the size limit reads frame lengths as message bytes, and
+		// compression state costs memory per connection.
+		EnableCompression: false,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.opamp = limitHijack(http.HandlerFunc(h), cfg.MaxMessage)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+apitypes.AgentPathOpAMP, s.opamp)
+	mux.HandleFunc("POST "+apitypes.AgentPathOpAMP, s.plainOpAMP)
+	mux.HandleFunc("POST "+apitypes.AgentPathRenew, s.renew)
+	mux.HandleFunc("GET "+apitypes.AgentPathNodes, s.nodes)
+	if cfg.Enroll != nil {
+		mux.Handle("POST "+apitypes.AgentPathEnroll, cfg.Enroll)
+	}
+	tlsCfg := pki.AgentServerTLS(cfg.CA, cfg.Ident, cfg.Region, cfg.Now, s.checkCert)
+	s.hs = &http.Server{
+		Handler:   mux,
+		TLSConfig: tlsCfg,
+		// opamp-go's plain-HTTP path and its connection registry need it.
+		ConnContext:       connCtx,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+	// Connections from an earlier run of this node are gone.
+	s.queue(agents.PresenceOp{Kind: agents.NodeReset, Node: cfg.NodeID, At: cfg.Now().UTC()})
+	cfg.Raft.SetMeta(func(m *raft.NodeMeta) { m.AgentURL = cfg.URL })
+	sub := cfg.Hub.Subscribe(4096)
+	s.wg.Add(4)
+	go func() {
+		defer s.wg.Done()
+		if err := s.hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("agent port stopped", "err", err)
+		}
+	}()
+	go func() { defer s.wg.Done(); s.writePresence() }()
+	go func() { defer s.wg.Done(); s.deliverLoop(sub) }()
+	go func() { defer s.wg.Done(); s.housekeeping() }()
+	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents)
+	return s, nil
+}
+
+// Close stops the port and closes every agent connection (the agents
+// fail over to another node).
+func (s *Server) Close() error {
+	s.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := s.hs.Shutdown(ctx)
+	// Shutdown leaves hijacked connections open.
+	s.mu.Lock()
+	var all []*link
+	for _, ls := range s.links {
+		for l := range ls {
+			all = append(all, l)
+		}
+	}
+	s.mu.Unlock()
+	for _, l := range all {
+		_ = l.conn.Disconnect()
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Count is the number of live agent connections here.
+func (s *Server) Count() int { return int(s.count.Load()) }
+
+// checkCert runs inside the TLS handshake for a verified agent
+// certificate: a revoked one is refused before any HTTP is spoken.
+func (s *Server) checkCert(leaf *x509.Certificate) error {
+	var a agents.Agent
+	var ok bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		a, ok = agents.Reader{Tx: tx}.ByFingerprint(pki.Fingerprint(leaf))
+		return nil
+	})
+	if ok && a.Revoked {
+		s.m.refused.WithLabelValues("revoked").Inc()
+		return fmt.Errorf("agent %s was revoked", a.ID)
+	}
+	return nil // unknown here: onConnecting checks again after a read barrier
+}
+
+// refusal is an HTTP refusal of an OpAMP connection.
+func refusal(code int, retryAfter string) st.ConnectionResponse {
+	r := st.ConnectionResponse{Accept: false, HTTPStatusCode: code}
+	if retryAfter != "" {
+		r.HTTPResponseHeader = map[string]string{"Retry-After": retryAfter}
+	}
+	return r
+}
+
+// identify returns the agent record a verified certificate belongs to,
+// reading through a barrier when this node has not yet applied it (an
+// agent enrolled a moment ago through another node).
+func (s *Server) identify(ctx context.Context, leaf *x509.Certificate) (agents.Agent, error) {
+	tenant, id, err := pki.AgentIdentity(leaf, s.cfg.Region)
+	if err != nil {
+		return agents.Agent{}, err
+	}
+	fp := pki.Fingerprint(leaf)
+	lookup := func() (a agents.Agent, ok bool) {
+		_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+			a, ok = agents.Reader{Tx: tx}.ByFingerprint(fp)
+			return nil
+		})
+		return a, ok
+	}
+	a, ok := lookup()
+	if !ok {
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err := s.cfg.Raft.ReadBarrier(bctx)
+		cancel()
+		if err != nil {
+			return agents.Agent{}, fmt.Errorf("%w: %v", errUnavailable, err)
+		}
+		if a, ok = lookup(); !ok {
+			return agents.Agent{}, errUnknownCert
+		}
+	}
+	if a.ID != id || a.Tenant != tenant {
+		return agents.Agent{}, errUnknownCert
+	}
+	if a.Revoked {
+		return agents.Agent{}, errRevoked
+	}
+	return a, nil
+}
+
+var (
+	errUnavailable = errors.New("the region cannot confirm the certificate now")
+	errUnknownCert = errors.New("certificate not registered to an agent (its enrollment did not complete): enroll again with a new bootstrap token")
+	errRevoked     = errors.New("agent revoked: enroll again with a new bootstrap token if this host should report")
+)
+
+func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		s.m.refused.WithLabelValues("no_certificate").Inc()
+		return refusal(http.StatusUnauthorized, "")
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		s.m.refused.WithLabelValues("not_websocket").Inc()
+		return refusal(http.StatusBadRequest, "")
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	a, err := s.identify(r.Context(), leaf)
+	addr := hostOf(r.RemoteAddr)
+	switch {
+	case errors.Is(err, errUnavailable):
+		s.m.refused.WithLabelValues("no_leader").Inc()
+		return refusal(http.StatusServiceUnavailable, "2")
+	case err != nil:
+		reason := "unknown_certificate"
+		if errors.Is(err, errRevoked) {
+			reason = "revoked"
+		}
+		s.m.refused.WithLabelValues(reason).Inc()
+		s.logger.Warn("refused an agent connection", "reason", err, "from", addr, "fingerprint", pki.Fingerprint(leaf))
+		if reason == "unknown_certificate" {
+			s.auditOnce("cert/"+pki.Fingerprint(leaf), "agent.connect_refused", "agent_cert/"+pki.Fingerprint(leaf), "",
+				map[string]string{"reason": err.Error(), "from": addr})
+		}
+		return refusal(http.StatusForbidden, "")
+	}
+	if s.count.Load() >= int64(s.cfg.MaxAgents) {
+		s.m.refused.WithLabelValues("full").Inc()
+		return refusal(http.StatusServiceUnavailable, "5")
+	}
+	l := &link{s: s, agent: a, fp: pki.Fingerprint(leaf), addr: addr, id: newConnID(), since: s.cfg.Now().UTC(),
+		certExpires: leaf.NotAfter}
+	return st.ConnectionResponse{Accept: true, ConnectionCallbacks: st.ConnectionCallbacks{
+		OnConnected:            l.onConnected,
+		OnMessage:              l.onMessage,
+		OnConnectionClose:      l.onClose,
+		OnReadMessageError:     l.onReadError,
+		OnMessageResponseError: l.onResponseError,
+	}}
+}
+
+// plainOpAMP refuses OpAMP over plain HTTP: its body is read without a
+// bound by opamp-go, and agents here always use WebSocket.
+func (s *Server) plainOpAMP(w http.ResponseWriter, _ *http.Request) {
+	s.m.refused.WithLabelValues("not_websocket").Inc()
+	writeError(w, http.StatusBadRequest, "OpAMP over plain HTTP is not served here", "connect with WebSocket (wss://) as outpost-agent does")
+}
+
+func (s *Server) register(l *link) {
+	s.mu.Lock()
+	ls := s.links[l.agent.ID]
+	if ls == nil {
+		ls = map[*link]struct{}{}
+		s.links[l.agent.ID] = ls
+	}
+	ls[l] = struct{}{}
+	s.mu.Unlock()
+	s.count.Add(1)
+}
+
+func (s *Server) unregister(l *link) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ls := s.links[l.agent.ID]
+	if _, ok := ls[l]; !ok {
+		return false
+	}
+	delete(ls, l)
+	if len(ls) == 0 {
+		delete(s.links, l.agent.ID)
+	}
+	s.count.Add(-1)
+	return true
+}
+
+// snapshot returns every live link.
+func (s *Server) snapshot() []*link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*link, 0, s.count.Load())
+	for _, ls := range s.links {
+		for l := range ls {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (s *Server) linksOf(agentID string) []*link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*link, 0, len(s.links[agentID]))
+	for l := range s.links[agentID] {
+		out = append(out, l)
+	}
+	return out
+}
+
+// Disconnect closes the agent's live connections here (revocation).
+func (s *Server) Disconnect(agentID string) int {
+	ls := s.linksOf(agentID)
+	for _, l := range ls {
+		_ = l.conn.Disconnect()
+	}
+	if len(ls) > 0 {
+		s.logger.Info("closed a revoked agent's connections", "agent", agentID, "connections", len(ls))
+	}
+	return len(ls)
+}
+
+// OnAgentsEvent is the agents FSM's commit notice (wired by the node).
+func (s *Server) OnAgentsEvent(ev agents.Event) {
+	if ev.Revoked != "" {
+		s.Disconnect(ev.Revoked)
+	}
+}
+
+// Live fills in what this node knows of a connected agent.
+func (s *Server) Live(a *apitypes.Agent) {
+	ls := s.linksOf(a.ID)
+	if len(ls) == 0 {
+		return
+	}
+	sort.Slice(ls, func(i, j int) bool { return ls[i].since.After(ls[j].since) })
+	l := ls[0]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a.Node, a.SourceAddr, a.LastSeen = s.cfg.NodeID, l.addr, l.lastSeen
+	a.RTTMs, a.Mode, a.Health = l.info.RTTMs, orUnknown(l.info.Mode), healthOf(l.info)
+	a.Capabilities = capabilityNames(l.info.Capabilities)
+	if l.info.Host != "" {
+		a.Host = l.info.Host
+	}
+	if l.info.Version != "" {
+		a.Version = l.info.Version
+	}
+	if len(ls) > 1 {
+		a.Connections = len(ls)
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func healthOf(i agents.LinkInfo) string {
+	switch {
+	case i.Healthy:
+		return "healthy"
+	case i.Health != "":
+		return "unhealthy: " + i.Health
+	}
+	return "unhealthy"
+}
+
+// nodes lists the region's agent endpoints for an agent to measure.
+func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.requireAgent(w, r); !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, s.agentNodes())
+}
+
+func (s *Server) agentNodes() []apitypes.AgentNode {
+	out := []apitypes.AgentNode{}
+	for _, m := range s.cfg.Raft.Members() {
+		if m.Meta.AgentURL == "" || m.Meta.Region != s.cfg.Region || m.Meta.Leaving || m.Status != raft.MemberAlive {
+			continue
+		}
+		n := apitypes.AgentNode{ID: m.ID, URL: m.Meta.AgentURL, Agents: m.Meta.Agents}
+		if m.ID == s.cfg.NodeID {
+			n.Agents = s.Count()
+			n.Full = n.Agents >= s.cfg.MaxAgents
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// requireAgent answers 401/403 unless the request carries the
+// certificate of a registered, unrevoked agent.
+func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Agent, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		writeError(w, http.StatusUnauthorized, "a client certificate is required here", "enroll first: outpost-agent --token …")
+		return agents.Agent{}, false
+	}
+	a, err := s.identify(r.Context(), r.TLS.PeerCertificates[0])
+	switch {
+	case errors.Is(err, errUnavailable):
+		w.Header().Set("Retry-After", "2")
+		writeError(w, http.StatusServiceUnavailable, err.Error(), "retry in a few seconds")
+	case err != nil:
+		writeError(w, http.StatusForbidden, err.Error(), "")
+	default:
+		return a, true
+	}
+	return agents.Agent{}, false
+}
+
+// housekeeping advertises this node's agent count in gossip (at most
+// once a second) and confirms the agents it holds through Raft.
+func (s *Server) housekeeping() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastCount := int64(-1)
+	lastSeen := s.cfg.Now()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if n := s.count.Load(); n != lastCount {
+			lastCount = n
+			s.cfg.Raft.SetMeta(func(m *raft.NodeMeta) { m.Agents = int(n) })
+		}
+		if now := s.cfg.Now(); now.Sub(lastSeen) >= agents.SeenEvery {
+			lastSeen = now
+			s.confirmSeen(now.UTC())
+		}
+	}
+}
+
+func (s *Server) confirmSeen(now time.Time) {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.links))
+	for id := range s.links {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	const chunk = 2000
+	for len(ids) > 0 {
+		n := min(chunk, len(ids))
+		s.queue(agents.PresenceOp{Kind: agents.Seen, Node: s.cfg.NodeID, At: now, Agents: ids[:n]})
+		ids = ids[n:]
+	}
+}
+
+// auditOnce records a security-relevant event at most once a minute per
+// key, so a misbehaving agent cannot flood the audit log.
+func (s *Server) auditOnce(key, action, entity, tenant string, detail any) {
+	now := s.cfg.Now()
+	if prev, ok := s.auditRate.Load(key); ok && now.Sub(prev.(time.Time)) < time.Minute {
+		return
+	}
+	s.auditRate.Store(key, now)
+	s.audit(action, entity, tenant, detail)
+}
+
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}
+
+func newConnID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// AdvertisedURL is the URL agents use for a bound agent port: advertise
+// (host or host:port) when set, else the bound address.
+func AdvertisedURL(advertise string, bound net.Addr) string {
+	host := advertise
+	_, port, _ := net.SplitHostPort(bound.String())
+	if host == "" {
+		host = bound.String()
+	} else if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, port)
+	}
+	return (&url.URL{Scheme: "https", Host: host}).String()
+}

@@ -1,0 +1,424 @@
+package agents
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
+)
+
+// CmdAgents is the raft command type of agent state changes that every
+// node must react to when they commit (revocation closes live
+// connections) or that need a decision in the FSM (presence: an agent
+// showing up from two addresses at once is flagged by the FSM, which
+// sees every node's attachments in log order).
+const CmdAgents raft.CommandType = 68
+
+// More buckets.
+var (
+	BucketPresence       = []byte("agent_presence")        // agent id -> Presence
+	BucketDispatchStatus = []byte("agent_dispatch_status") // dispatch id "/" agent id -> ConfigStatus
+)
+
+// Presence kinds.
+const (
+	Attach    = "attach"     // an agent connected to Node over Conn from Addr
+	Detach    = "detach"     // that connection closed
+	Update    = "update"     // the agent reported new Info on Conn
+	Seen      = "seen"       // Node still holds connections to Agents
+	Status    = "status"     // the agent reported how a dispatch went
+	NodeReset = "node_reset" // Node restarted: none of its earlier connections exist
+)
+
+// Flag kinds: a known certificate doing something its agent should not.
+const (
+	FlagTwoAddresses = "two_addresses" // connected from two addresses at once
+	FlagNewAddress   = "new_address"   // connected from an address never seen for it
+)
+
+// Config statuses an agent reports for a dispatch.
+const (
+	ConfigApplied = "applied"
+	ConfigFailed  = "failed"
+	ConfigRefused = "refused" // stale fencing token: the agent had seen a higher one
+)
+
+// Bounds on what presence keeps.
+const (
+	maxAddrs        = 8
+	maxFlags        = 16
+	MaxPresenceOps  = 512
+	maxStatusErrLen = 512
+	// SeenEvery is how often a node confirms the agents it holds; a
+	// connection not confirmed for two of these is not counted as live
+	// when another shows up.
+	SeenEvery = 30 * time.Second
+)
+
+// LinkInfo is what an agent says about itself over its control link
+// (informational: the node knows the agent by its certificate).
+type LinkInfo struct {
+	Host         string  `json:"host,omitempty"`
+	Version      string  `json:"version,omitempty"`
+	Mode         string  `json:"mode,omitempty"` // ebpf | procfs
+	OS           string  `json:"os,omitempty"`
+	Arch         string  `json:"arch,omitempty"`
+	InstanceUID  string  `json:"instance_uid,omitempty"`
+	Capabilities uint64  `json:"capabilities,omitempty"`
+	Healthy      bool    `json:"healthy"`
+	Health       string  `json:"health,omitempty"`
+	RTTMs        float64 `json:"rtt_ms,omitempty"`
+}
+
+// ConfigStatus is the outcome an agent reported for a dispatch.
+type ConfigStatus struct {
+	Dispatch string    `json:"dispatch"`
+	Token    uint64    `json:"token"`
+	Status   string    `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	Node     string    `json:"node"`
+	At       time.Time `json:"at"`
+}
+
+// Flag records a certificate seen where it should not be.
+type Flag struct {
+	Kind   string    `json:"kind"`
+	At     time.Time `json:"at"`
+	Node   string    `json:"node"`
+	Addr   string    `json:"addr"`
+	Detail string    `json:"detail"`
+}
+
+// Presence is where an agent is attached, as recorded through Raft.
+type Presence struct {
+	Node     string        `json:"node,omitempty"` // "" while detached
+	Conn     string        `json:"conn,omitempty"`
+	Addr     string        `json:"addr,omitempty"`
+	Since    time.Time     `json:"since,omitzero"`
+	LastSeen time.Time     `json:"last_seen,omitzero"`
+	Info     LinkInfo      `json:"info"`
+	Addrs    []string      `json:"addrs,omitempty"` // distinct source addresses, newest last
+	Flags    []Flag        `json:"flags,omitempty"`
+	Config   *ConfigStatus `json:"config,omitempty"`
+}
+
+// PresenceOp is one presence change.
+type PresenceOp struct {
+	Kind   string        `json:"kind"`
+	Agent  string        `json:"agent,omitempty"`
+	Node   string        `json:"node"`
+	Conn   string        `json:"conn,omitempty"`
+	Addr   string        `json:"addr,omitempty"`
+	At     time.Time     `json:"at"`
+	Info   *LinkInfo     `json:"info,omitempty"`
+	Status *ConfigStatus `json:"status,omitempty"`
+	Agents []string      `json:"agents,omitempty"`
+}
+
+// RevokeOp revokes an agent.
+type RevokeOp struct {
+	Agent string    `json:"agent"`
+	At    time.Time `json:"at"`
+	By    string    `json:"by"`
+}
+
+// RenewOp replaces an agent's certificate: it applies only while the
+// agent is not revoked and still has the certificate Old.
+type RenewOp struct {
+	Agent       string    `json:"agent"`
+	Old         string    `json:"old"`
+	Fingerprint string    `json:"fingerprint"`
+	Expires     time.Time `json:"expires"`
+}
+
+// Op is one CmdAgents entry: exactly one of its fields is set.
+type Op struct {
+	Revoke   *RevokeOp    `json:"revoke,omitempty"`
+	Renew    *RenewOp     `json:"renew,omitempty"`
+	Presence []PresenceOp `json:"presence,omitempty"`
+}
+
+// Encode returns the log entry bytes.
+func (o Op) Encode() ([]byte, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(CmdAgents)}, b...), nil
+}
+
+// DecodeOp parses the payload of a CmdAgents entry.
+func DecodeOp(payload []byte) (Op, error) {
+	var o Op
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&o); err != nil {
+		return Op{}, fmt.Errorf("%w: agents op: %v", raft.ErrBadCommand, err)
+	}
+	if dec.More() {
+		return Op{}, fmt.Errorf("%w: agents op: trailing data", raft.ErrBadCommand)
+	}
+	return o, o.validate()
+}
+
+func (o Op) validate() error {
+	n := 0
+	if o.Revoke != nil {
+		n++
+	}
+	if o.Renew != nil {
+		n++
+	}
+	if len(o.Presence) > 0 {
+		n++
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: an agents op sets exactly one of revoke, renew, presence", raft.ErrBadCommand)
+	}
+	if len(o.Presence) > MaxPresenceOps {
+		return fmt.Errorf("%w: at most %d presence changes per entry", raft.ErrBadCommand, MaxPresenceOps)
+	}
+	for _, p := range o.Presence {
+		switch p.Kind {
+		case Attach, Detach, Update, Seen, Status, NodeReset:
+		default:
+			return fmt.Errorf("%w: presence kind %q", raft.ErrBadCommand, p.Kind)
+		}
+		if p.Node == "" {
+			return fmt.Errorf("%w: presence change without a node", raft.ErrBadCommand)
+		}
+		if (p.Kind == Status) != (p.Status != nil) {
+			return fmt.Errorf("%w: a status change carries exactly a status", raft.ErrBadCommand)
+		}
+	}
+	return nil
+}
+
+// Event is what the FSM tells its node when an entry commits.
+type Event struct {
+	Revoked string // an agent id whose certificates are revoked
+	Flags   []FlaggedAgent
+	Refused []StatusReport // agents that refused a dispatch's stale token
+}
+
+// FlaggedAgent is a flag the FSM raised on an agent.
+type FlaggedAgent struct {
+	Agent  string `json:"agent"`
+	Tenant string `json:"tenant"`
+	Flag   Flag   `json:"flag"`
+}
+
+// StatusReport is one agent's report on one dispatch.
+type StatusReport struct {
+	Agent  string       `json:"agent"`
+	Tenant string       `json:"tenant"`
+	Status ConfigStatus `json:"status"`
+}
+
+// FSM applies CmdAgents entries. notify runs after the state file
+// committed the entry (never for replayed entries).
+type FSM struct {
+	notify func(Event)
+}
+
+// NewFSM returns the handler set; notify may be nil.
+func NewFSM(notify func(Event)) *FSM { return &FSM{notify: notify} }
+
+// Handlers returns the FSM's raft handlers.
+func (f *FSM) Handlers() map[raft.CommandType]raft.HandlerFunc {
+	return map[raft.CommandType]raft.HandlerFunc{CmdAgents: f.apply}
+}
+
+// Result is the JSON result of a CmdAgents entry.
+type Result struct {
+	Applied bool           `json:"applied"`
+	Flags   []FlaggedAgent `json:"flags,omitempty"`
+	Refused []StatusReport `json:"refused,omitempty"`
+}
+
+func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
+	o, err := DecodeOp(payload)
+	if err != nil {
+		return nil, err
+	}
+	var res Result
+	var ev Event
+	switch {
+	case o.Revoke != nil:
+		a, ok := Reader{tx}.Agent(o.Revoke.Agent)
+		if ok && !a.Revoked {
+			a.Revoked, a.RevokedAt, a.RevokedBy = true, o.Revoke.At, o.Revoke.By
+			if err := putJSON(tx, BucketAgents, a.ID, a); err != nil {
+				return nil, err
+			}
+		}
+		// Applied (and announced) even when already revoked: a node that
+		// missed the first notice still closes what it holds.
+		res.Applied, ev.Revoked = ok, o.Revoke.Agent
+	case o.Renew != nil:
+		r := o.Renew
+		a, ok := Reader{tx}.Agent(r.Agent)
+		if ok && !a.Revoked && a.Fingerprint == r.Old {
+			a.Fingerprint, a.CertExpires = r.Fingerprint, r.Expires
+			if err := putJSON(tx, BucketAgents, a.ID, a); err != nil {
+				return nil, err
+			}
+			if err := tx.Put(BucketFingerprints, []byte(r.Fingerprint), []byte(a.ID)); err != nil {
+				return nil, err
+			}
+			res.Applied = true
+		}
+	default:
+		for _, p := range o.Presence {
+			if err := applyPresence(tx, p, &res); err != nil {
+				return nil, err
+			}
+		}
+		res.Applied = true
+		ev.Flags, ev.Refused = res.Flags, res.Refused
+	}
+	if f.notify != nil && (ev.Revoked != "" || len(ev.Flags) > 0 || len(ev.Refused) > 0) {
+		tx.OnCommit(func() { f.notify(ev) })
+	}
+	return json.Marshal(res)
+}
+
+func putJSON(tx *storage.Tx, bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Put(bucket, []byte(key), b)
+}
+
+func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
+	rd := Reader{tx}
+	switch op.Kind {
+	case NodeReset:
+		var stale []string
+		tx.ForEach(BucketPresence, nil, func(k, v []byte) bool {
+			var p Presence
+			if json.Unmarshal(v, &p) == nil && p.Node == op.Node && p.Since.Before(op.At) {
+				stale = append(stale, string(k))
+			}
+			return true
+		})
+		for _, id := range stale {
+			p, _ := rd.Presence(id)
+			p.Node, p.Conn = "", ""
+			if err := putJSON(tx, BucketPresence, id, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	case Seen:
+		for _, id := range op.Agents {
+			if p, ok := rd.Presence(id); ok && p.Node == op.Node {
+				p.LastSeen = op.At
+				if err := putJSON(tx, BucketPresence, id, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	a, ok := rd.Agent(op.Agent)
+	if !ok {
+		return nil // not an agent (any more): nothing to record
+	}
+	p, _ := rd.Presence(op.Agent)
+	switch op.Kind {
+	case Attach:
+		if a.Revoked {
+			return nil
+		}
+		if len(p.Addrs) == 0 && a.EnrolledFrom != "" {
+			p.Addrs = []string{a.EnrolledFrom}
+		}
+		flag := func(kind, detail string) {
+			fl := Flag{Kind: kind, At: op.At, Node: op.Node, Addr: op.Addr, Detail: detail}
+			p.Flags = append(p.Flags, fl)
+			if len(p.Flags) > maxFlags {
+				p.Flags = p.Flags[len(p.Flags)-maxFlags:]
+			}
+			res.Flags = append(res.Flags, FlaggedAgent{Agent: a.ID, Tenant: a.Tenant, Flag: fl})
+		}
+		// Still attached elsewhere, recently confirmed, from another
+		// address: two hosts hold this certificate.
+		if p.Conn != "" && p.Conn != op.Conn && p.Addr != op.Addr && op.At.Sub(p.LastSeen) < 2*SeenEvery+SeenEvery/2 {
+			flag(FlagTwoAddresses, fmt.Sprintf("connected from %s to %s while connected from %s to %s", op.Addr, op.Node, p.Addr, p.Node))
+		} else if len(p.Addrs) > 0 && !slices.Contains(p.Addrs, op.Addr) {
+			flag(FlagNewAddress, fmt.Sprintf("connected from %s; known addresses %v", op.Addr, p.Addrs))
+		}
+		if i := slices.Index(p.Addrs, op.Addr); i >= 0 {
+			p.Addrs = slices.Delete(p.Addrs, i, i+1)
+		}
+		p.Addrs = append(p.Addrs, op.Addr)
+		if len(p.Addrs) > maxAddrs {
+			p.Addrs = p.Addrs[len(p.Addrs)-maxAddrs:]
+		}
+		p.Node, p.Conn, p.Addr, p.Since, p.LastSeen = op.Node, op.Conn, op.Addr, op.At, op.At
+		if op.Info != nil {
+			p.Info = *op.Info
+		}
+	case Detach:
+		if p.Conn != op.Conn {
+			return nil // the agent has attached again since
+		}
+		p.Node, p.Conn, p.LastSeen = "", "", op.At
+	case Update:
+		if p.Conn != op.Conn {
+			return nil
+		}
+		if op.Info != nil {
+			p.Info = *op.Info
+		}
+		p.LastSeen = op.At
+	case Status:
+		st := *op.Status
+		st.Node = op.Node
+		if len(st.Error) > maxStatusErrLen {
+			st.Error = st.Error[:maxStatusErrLen]
+		}
+		switch st.Status {
+		case ConfigApplied, ConfigFailed, ConfigRefused:
+		default:
+			return fmt.Errorf("%w: config status %q", raft.ErrBadCommand, st.Status)
+		}
+		if err := putJSON(tx, BucketDispatchStatus, st.Dispatch+"/"+a.ID, st); err != nil {
+			return err
+		}
+		p.Config = &st
+		if st.Status == ConfigRefused {
+			res.Refused = append(res.Refused, StatusReport{Agent: a.ID, Tenant: a.Tenant, Status: st})
+		}
+	}
+	return putJSON(tx, BucketPresence, op.Agent, p)
+}
+
+// Presence returns where an agent is attached (ok false: never was).
+func (r Reader) Presence(id string) (Presence, bool) { return get[Presence](r.Tx, BucketPresence, id) }
+
+// DispatchStatus lists what agents reported for dispatch id.
+func (r Reader) DispatchStatus(id string) []StatusReport {
+	var out []StatusReport
+	prefix := []byte(id + "/")
+	r.Tx.ForEach(BucketDispatchStatus, prefix, func(k, v []byte) bool {
+		if !bytes.HasPrefix(k, prefix) {
+			return false
+		}
+		var st ConfigStatus
+		if json.Unmarshal(v, &st) == nil {
+			out = append(out, StatusReport{Agent: string(k[len(prefix):]), Status: st})
+		}
+		return true
+	})
+	return out
+}

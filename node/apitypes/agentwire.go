@@ -1,0 +1,161 @@
+package apitypes
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// What a node and its agents exchange beyond OpAMP's own messages. The
+// agent links these types and nothing else of the node.
+
+// Paths on a node's agent port (TLS with the node certificate).
+const (
+	AgentPathOpAMP  = "/v1/opamp"             // WebSocket OpAMP; client certificate required
+	AgentPathEnroll = "/api/v1/agents/enroll" // the API's enrollment; no client certificate
+	AgentPathRenew  = "/v1/renew"             // client certificate required
+	AgentPathNodes  = "/v1/nodes"             // client certificate required
+	DispatchFile    = "outpost.dispatch.json" // the remote config file carrying a dispatch
+	DispatchKind    = "config"                // the dispatch kind agents apply
+)
+
+// AgentDispatch is a committed dispatch as the node delivers it to an
+// agent (the body of the remote config file DispatchFile).
+type AgentDispatch struct {
+	ID      string          `json:"id"`
+	Kind    string          `json:"kind"`
+	Token   uint64          `json:"token"`
+	Index   uint64          `json:"index"`
+	Node    string          `json:"node"` // the issuing node
+	Issued  time.Time       `json:"issued"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// AgentConfig is the payload of a "config" dispatch: what the agent
+// observes and how it reports.
+type AgentConfig struct {
+	// Probes are active checks the agent runs.
+	Probes []Probe `json:"probes,omitempty"`
+	// SampleRate is the fraction of flows reported, 0 < r ≤ 1 (default 1).
+	SampleRate float64 `json:"sample_rate,omitempty"`
+	// ExportInterval is how often telemetry is sent (default 15s, 1s..1h).
+	ExportInterval string `json:"export_interval,omitempty"`
+}
+
+// Probe is one active check.
+type Probe struct {
+	Kind     string `json:"kind"`   // tcp | http | dns | icmp
+	Target   string `json:"target"` // host:port, URL, name or host
+	Interval string `json:"interval,omitempty"`
+}
+
+// Limits on an AgentConfig.
+const MaxProbes = 256
+
+// Validate checks a config the way the agent will apply it.
+func (c AgentConfig) Validate() error {
+	if len(c.Probes) > MaxProbes {
+		return fmt.Errorf("at most %d probes", MaxProbes)
+	}
+	if c.SampleRate < 0 || c.SampleRate > 1 {
+		return fmt.Errorf("sample_rate %v: use a fraction in (0, 1]", c.SampleRate)
+	}
+	if c.ExportInterval != "" {
+		d, err := time.ParseDuration(c.ExportInterval)
+		if err != nil || d < time.Second || d > time.Hour {
+			return fmt.Errorf("export_interval %q: use a duration from 1s to 1h", c.ExportInterval)
+		}
+	}
+	for i, p := range c.Probes {
+		if err := p.validate(); err != nil {
+			return fmt.Errorf("probes[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (p Probe) validate() error {
+	if p.Interval != "" {
+		d, err := time.ParseDuration(p.Interval)
+		if err != nil || d < time.Second || d > time.Hour {
+			return fmt.Errorf("interval %q: use a duration from 1s to 1h", p.Interval)
+		}
+	}
+	if p.Target == "" || len(p.Target) > 512 {
+		return fmt.Errorf("target: 1..512 characters")
+	}
+	switch p.Kind {
+	case "tcp":
+		if _, _, err := net.SplitHostPort(p.Target); err != nil {
+			return fmt.Errorf("tcp target %q: use host:port", p.Target)
+		}
+	case "http":
+		u, err := url.Parse(p.Target)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("http target %q: use an http:// or https:// URL", p.Target)
+		}
+	case "dns", "icmp":
+		if strings.ContainsAny(p.Target, " /:") {
+			return fmt.Errorf("%s target %q: use a host name or address", p.Kind, p.Target)
+		}
+	default:
+		return fmt.Errorf("kind %q: use tcp, http, dns or icmp", p.Kind)
+	}
+	return nil
+}
+
+// ParseAgentConfig decodes a config payload strictly and validates it.
+func ParseAgentConfig(payload []byte) (AgentConfig, error) {
+	var c AgentConfig
+	if len(payload) == 0 {
+		return c, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return AgentConfig{}, fmt.Errorf("config payload: %w", err)
+	}
+	if dec.More() {
+		return AgentConfig{}, fmt.Errorf("config payload: trailing data")
+	}
+	return c, c.Validate()
+}
+
+// RenewRequest is POST /v1/renew on the agent port: a new key's request,
+// sent over mTLS with the current certificate.
+type RenewRequest struct {
+	CSR string `json:"csr"`
+}
+
+// Renewal answers a renewal.
+type Renewal struct {
+	Certificate string    `json:"certificate"` // PEM
+	CA          string    `json:"ca"`          // PEM
+	CertExpires time.Time `json:"cert_expires"`
+}
+
+// AgentNode is one node an agent may attach to (GET /v1/nodes).
+type AgentNode struct {
+	ID     string `json:"id"`
+	URL    string `json:"url"`
+	Agents int    `json:"agents"`
+	Full   bool   `json:"full,omitempty"`
+}
+
+// Description attributes an agent reports (OpAMP AgentDescription).
+const (
+	AttrHost    = "host.name"
+	AttrVersion = "service.version"
+	AttrOS      = "os.type"
+	AttrArch    = "host.arch"
+	AttrMode    = "outpost.mode"   // ebpf | procfs
+	AttrRTT     = "outpost.rtt_ms" // handshake RTT to the attached node
+	AttrService = "service.name"
+)
+
+// RefusedPrefix starts the error an agent reports for a dispatch whose
+// fencing token is lower than one it has seen.
+const RefusedPrefix = "refused: stale fencing token"
