@@ -283,6 +283,20 @@ func Latest(tx *storage.Tx, h storage.Tenant, limit int) []Dispatch {
 	return out
 }
 
+// LatestOf is Latest for the scope a delivered dispatch names: tenant
+// is the tenant id a dispatch or an agent certificate carries ("" for
+// region-wide). An invalid id yields nothing.
+func LatestOf(tx *storage.Tx, tenant string, limit int) []Dispatch {
+	var h storage.Tenant
+	if tenant != "" {
+		var err error
+		if h, err = storage.Scope(tenant); err != nil {
+			return nil
+		}
+	}
+	return Latest(tx, h, limit)
+}
+
 // Lookup finds a committed dispatch by id in any tenant (drills check
 // that a stale dispatch never committed). It returns the owning tenant
 // and the index, or ok false.

@@ -81,11 +81,17 @@ func bootstrapCreate(ctx context.Context, c *client, g *globals, tenant, ttl str
 			Expires time.Time `json:"expires"`
 			ID      string    `json:"id"`
 			Tenant  string    `json:"tenant"`
-		}{t.Token, t.Expires, t.ID, t.Tenant})
+			CAPin   string    `json:"ca_pin"`
+			Servers []string  `json:"servers"`
+		}{t.Token, t.Expires, t.ID, t.Tenant, t.CAPin, t.Servers})
+	}
+	servers := strings.Join(t.Servers, ",")
+	if servers == "" {
+		servers = "URL[,URL…]"
 	}
 	fmt.Fprintf(w, "created bootstrap token %s for tenant %s, expires %s (single use)\n", t.ID, t.Tenant, stamp(t.Expires))
 	fmt.Fprintf(w, "token: %s\n(shown only once: the node keeps only its hash)\n", t.Token)
-	fmt.Fprintf(w, "on the host: outpost-agent --servers URL[,URL…] --token %s --state /var/lib/outpost-agent\n", t.Token)
+	fmt.Fprintf(w, "on the host: OUTPOST_AGENT_TOKEN=%s outpost-agent --servers %s --ca-pin %s --state /var/lib/outpost-agent\n", t.Token, servers, t.CAPin)
 	return nil
 }
 

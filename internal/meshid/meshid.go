@@ -6,7 +6,9 @@
 package meshid
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -58,4 +60,12 @@ func Agent(leaf *x509.Certificate, region string) (tenantID, agentID string, err
 		}
 	}
 	return "", "", fmt.Errorf("%w (region %q, subject %q)", ErrNotAgent, region, leaf.Subject.CommonName)
+}
+
+// CAPin is the pin of a CA certificate an agent can enroll with
+// (outpost-agent --ca-pin): "sha256:" and the hex SHA-256 of its
+// SubjectPublicKeyInfo, like kubeadm's discovery hash.
+func CAPin(ca *x509.Certificate) string {
+	sum := sha256.Sum256(ca.RawSubjectPublicKeyInfo)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

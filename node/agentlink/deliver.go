@@ -66,17 +66,9 @@ func (d *desired) scope(tenant string) []*target {
 	if ts, ok := d.scopes[tenant]; ok {
 		return ts
 	}
-	var h storage.Tenant
-	if tenant != "" {
-		var err error
-		if h, err = storage.Scope(tenant); err != nil {
-			d.scopes[tenant] = nil
-			return nil
-		}
-	}
 	var ts []*target
 	_ = d.store.View(func(tx *storage.Tx) error {
-		for _, disp := range lease.Latest(tx, h, 4*keepPerScope) {
+		for _, disp := range lease.LatestOf(tx, tenant, 4*keepPerScope) {
 			if disp.Kind == apitypes.DispatchKind {
 				ts = append(ts, newTarget(disp))
 				if len(ts) == keepPerScope {

@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -19,6 +20,7 @@ import (
 type AgentCA interface {
 	SignAgent(csr *x509.CertificateRequest, region, tenantID, agentID string, lifetime time.Duration) (*x509.Certificate, []byte, error)
 	CertPEM() []byte
+	Pin() string
 }
 
 // AgentLinks is the node's live view of connected agents and its hold on
@@ -65,7 +67,7 @@ func (s *server) agentTokenCreate(w http.ResponseWriter, r *http.Request, c *cal
 		return
 	}
 	writeJSON(w, http.StatusCreated, apitypes.BootstrapToken{ID: id, Tenant: c.tenant.Name, Created: rec.Created, Expires: rec.Expires,
-		CreatedBy: rec.CreatedBy, Status: "unused", Token: tok})
+		CreatedBy: rec.CreatedBy, Status: "unused", Token: tok, CAPin: s.cfg.AgentCA.Pin(), Servers: s.agentServers()})
 }
 
 func (s *server) agentTokenList(w http.ResponseWriter, r *http.Request, c *call) {
@@ -227,15 +229,53 @@ func (s *server) agentServers() []string {
 	return out
 }
 
-func (s *server) agentView(a agents.Agent, tenantName string) apitypes.Agent {
+// agentView is an agent as the list shows it: its record, where the
+// region last recorded it attached (presence, through Raft), and what
+// this node knows live when the agent is attached here.
+func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string) apitypes.Agent {
 	v := apitypes.Agent{ID: a.ID, Tenant: tenantName, Host: a.Host, Version: a.Version, InstanceUID: a.InstanceUID, Fingerprint: a.Fingerprint,
-		Enrolled: a.Enrolled, CertExpires: a.CertExpires, Mode: "unknown", Health: "disconnected", Revoked: a.Revoked, RevokedAt: a.RevokedAt}
+		Enrolled: a.Enrolled, CertExpires: a.CertExpires, Mode: "unknown", Health: "disconnected", Revoked: a.Revoked, RevokedAt: a.RevokedAt,
+		LastSeen: p.LastSeen}
+	for _, f := range p.Flags {
+		v.Flags = append(v.Flags, fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail))
+	}
+	if c := p.Config; c != nil {
+		v.Config = &apitypes.AgentConfigStatus{Dispatch: c.Dispatch, Token: c.Token, Status: c.Status, Error: c.Error, Node: c.Node, At: c.At}
+	}
+	if p.Info.InstanceUID != "" {
+		v.InstanceUID = p.Info.InstanceUID
+	}
+	if p.Node != "" && s.memberAlive(p.Node) {
+		v.Node, v.SourceAddr, v.RTTMs = p.Node, p.Addr, p.Info.RTTMs
+		if p.Info.Mode != "" {
+			v.Mode = p.Info.Mode
+		}
+		if p.Info.Host != "" {
+			v.Host = p.Info.Host
+		}
+		if p.Info.Version != "" {
+			v.Version = p.Info.Version
+		}
+		v.Health = "healthy"
+		if !p.Info.Healthy {
+			v.Health = "unhealthy"
+		}
+	}
 	if a.Revoked {
-		v.Health = "revoked"
+		v.Health, v.Node = "revoked", ""
 	} else if s.cfg.AgentLinks != nil {
 		s.cfg.AgentLinks.Live(&v)
 	}
 	return v
+}
+
+func (s *server) memberAlive(id string) bool {
+	for _, m := range s.cfg.Region.Members() {
+		if m.ID == id {
+			return m.Status == raft.MemberAlive
+		}
+	}
+	return false
 }
 
 // agentsList lists every agent (region route) or the tenant's.
@@ -243,8 +283,10 @@ func (s *server) agentsList(w http.ResponseWriter, r *http.Request, c *call) {
 	out := []apitypes.Agent{}
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		names := tenantNames(tx)
-		for _, a := range (agents.Reader{Tx: tx}).Agents(c.tenant.ID) {
-			out = append(out, s.agentView(a, names[a.Tenant]))
+		rd := agents.Reader{Tx: tx}
+		for _, a := range rd.Agents(c.tenant.ID) {
+			p, _ := rd.Presence(a.ID)
+			out = append(out, s.agentView(a, p, names[a.Tenant]))
 		}
 		return nil
 	})
@@ -283,5 +325,7 @@ func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	if s.cfg.AgentLinks != nil {
 		s.cfg.AgentLinks.Disconnect(id)
 	}
-	writeJSON(w, http.StatusOK, s.agentView(a, tenantName))
+	var p agents.Presence
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(id); return nil })
+	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
 }

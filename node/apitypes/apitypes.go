@@ -399,6 +399,21 @@ type BootstrapToken struct {
 	Status string `json:"status"`
 	Agent  string `json:"agent,omitempty"`
 	Token  string `json:"token,omitempty"`
+	// At creation: the region CA's pin (outpost-agent --ca-pin) and the
+	// nodes' agent endpoints (--servers).
+	CAPin   string   `json:"ca_pin,omitempty"`
+	Servers []string `json:"servers,omitempty"`
+}
+
+// AgentConfigStatus is an agent's report on a dispatch, as recorded
+// through Raft: applied, failed, or refused (a stale fencing token).
+type AgentConfigStatus struct {
+	Dispatch string    `json:"dispatch"`
+	Token    uint64    `json:"token"`
+	Status   string    `json:"status"`
+	Error    string    `json:"error,omitempty"`
+	Node     string    `json:"node"`
+	At       time.Time `json:"at"`
 }
 
 // EnrollRequest is POST /api/v1/agents/enroll: an agent redeems its
@@ -444,8 +459,10 @@ type Agent struct {
 	Capabilities []string  `json:"capabilities,omitempty"`
 	SourceAddr   string    `json:"source_addr,omitempty"`
 	// Connections is set when the agent holds more than one connection.
-	Connections int       `json:"connections,omitempty"`
-	Flags       []string  `json:"flags,omitempty"` // e.g. an unexpected source address
-	Revoked     bool      `json:"revoked,omitempty"`
-	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	Connections int `json:"connections,omitempty"`
+	// Config is what the agent last reported for a dispatch.
+	Config    *AgentConfigStatus `json:"config,omitempty"`
+	Flags     []string           `json:"flags,omitempty"` // e.g. an unexpected source address
+	Revoked   bool               `json:"revoked,omitempty"`
+	RevokedAt time.Time          `json:"revoked_at,omitzero"`
 }

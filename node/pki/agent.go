@@ -161,8 +161,14 @@ func AgentServerTLS(ca *CA, id *Identity, region string, now func() time.Time, c
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return id.Certificate(), nil },
+		MinVersion: tls.VersionTLS13,
+		// The chain carries the CA: an agent enrolling with only the CA's
+		// pin (outpost-agent --ca-pin) verifies the node against it.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := *id.Certificate()
+			c.Certificate = append(c.Certificate[:1:1], ca.Cert.Raw)
+			return &c, nil
+		},
 		// Requested, not required: enrollment on the agent port comes
 		// without one (the bootstrap token is its credential), and every
 		// other route refuses a request without one. A certificate that

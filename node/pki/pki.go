@@ -69,6 +69,9 @@ func (ca *CA) Fingerprint() string {
 // CertPEM returns the CA certificate in PEM form.
 func (ca *CA) CertPEM() []byte { return ca.pem }
 
+// Pin is the CA's pin for agents (outpost-agent --ca-pin).
+func (ca *CA) Pin() string { return meshid.CAPin(ca.Cert) }
+
 // Save writes ca.crt (0644) and ca.key (0600) into dir, each fsynced and
 // renamed into place.
 func (ca *CA) Save(dir string) error {

@@ -1,0 +1,424 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-telemetry/opamp-go/client"
+	ct "github.com/open-telemetry/opamp-go/client/types"
+	pb "github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// The capabilities the agent announces. It accepts remote config (the
+// dispatches); it accepts neither packages nor connection settings.
+const agentCaps = pb.AgentCapabilities_AgentCapabilities_ReportsStatus |
+	pb.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
+	pb.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig |
+	pb.AgentCapabilities_AgentCapabilities_ReportsHealth |
+	pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+
+// failedCooldown keeps a node that just failed out of the next choice.
+const failedCooldown = 10 * time.Second
+
+// generation tells one OpAMP client's callbacks from the next one's.
+var generation atomic.Uint64
+
+type tagged struct {
+	gen uint64
+	event
+}
+
+// Run attaches to the nearest node and keeps the agent attached until
+// ctx ends: it fails over when the node goes, moves when a markedly
+// nearer one appears, and renews the certificate in time.
+func (a *Agent) Run(ctx context.Context) error {
+	events := make(chan tagged, 64)
+	go a.renewLoop(ctx)
+	failed := map[string]time.Time{}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		servers := a.servers()
+		var full map[string]bool
+		for _, s := range servers {
+			if full = a.refreshServers(ctx, s); full != nil {
+				servers = a.servers()
+				break
+			}
+		}
+		cands := a.measure(ctx, servers, full)
+		var pick *candidate
+		for i := range cands {
+			c := cands[i]
+			if c.err == nil && !c.full && time.Since(failed[c.url]) > failedCooldown {
+				pick = &cands[i]
+				break
+			}
+		}
+		if pick == nil {
+			a.logger.Warn("no node of the region is reachable; retrying", "servers", servers, "in", backoff, "errors", candErrors(cands))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		reason := a.attach(ctx, *pick, events)
+		if reason != nil {
+			failed[pick.url] = time.Now()
+			a.logger.Warn("leaving node", "node", pick.node, "url", pick.url, "reason", reason)
+		}
+	}
+	return nil
+}
+
+func candErrors(cs []candidate) []string {
+	var out []string
+	for _, c := range cs {
+		if c.err != nil {
+			out = append(out, c.url+": "+c.err.Error())
+		}
+	}
+	return out
+}
+
+func (a *Agent) servers() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.st.Servers) > 0 {
+		return slices.Clone(a.st.Servers)
+	}
+	return slices.Clone(a.cfg.Servers)
+}
+
+// opampURL turns an agent endpoint into its OpAMP WebSocket URL.
+func opampURL(u string) (string, error) {
+	pu, err := url.Parse(u)
+	if err != nil || pu.Host == "" {
+		return "", fmt.Errorf("bad server URL %q", u)
+	}
+	return (&url.URL{Scheme: "wss", Host: pu.Host, Path: apitypes.AgentPathOpAMP}).String(), nil
+}
+
+// attach runs one OpAMP client against c until it must go: it returns
+// nil when ctx ended or a nearer node was chosen, and the reason when
+// the node failed.
+func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) error {
+	gen := generation.Add(1)
+	send := func(e event) {
+		select {
+		case events <- tagged{gen, e}:
+		default:
+		}
+	}
+	wsURL, err := opampURL(c.url)
+	if err != nil {
+		return err
+	}
+	cl := client.NewWebSocket(opampLogger{a.logger})
+	if err := cl.SetAgentDescription(a.description(c.rtt)); err != nil {
+		return err
+	}
+	if err := cl.SetHealth(&pb.ComponentHealth{Healthy: true, StartTimeUnixNano: uint64(time.Now().UnixNano())}); err != nil {
+		return err
+	}
+	caps := agentCaps
+	if err := cl.SetCapabilities(&caps); err != nil {
+		return err
+	}
+	uid, _ := hex.DecodeString(a.st.InstanceUID)
+	var iuid ct.InstanceUid
+	copy(iuid[:], uid)
+	hb := a.cfg.Heartbeat
+	a.mu.Lock()
+	var last *pb.RemoteConfigStatus
+	if len(a.st.ConfigHash) > 0 {
+		last = &pb.RemoteConfigStatus{LastRemoteConfigHash: a.st.ConfigHash, Status: statusOf(a.st.ConfigStatus), ErrorMessage: a.st.ConfigError}
+	}
+	a.mu.Unlock()
+	err = cl.Start(ctx, ct.StartSettings{
+		OpAMPServerURL: wsURL, TLSConfig: a.tlsConfig(), InstanceUid: iuid, RemoteConfigStatus: last, HeartbeatInterval: &hb,
+		Header: http.Header{"User-Agent": {"outpost-agent/" + Version}},
+		Callbacks: ct.Callbacks{
+			OnConnect:       func(context.Context) { send(event{kind: "connected"}) },
+			OnConnectFailed: func(_ context.Context, err error) { send(event{kind: "failed", err: err}) },
+			OnError: func(_ context.Context, e *pb.ServerErrorResponse) {
+				a.logger.Warn("the node reported an error", "error", e.GetErrorMessage())
+			},
+			OnMessage: func(_ context.Context, m *ct.MessageData) {
+				a.mu.Lock()
+				a.lastMsg = time.Now()
+				a.mu.Unlock()
+				if m.RemoteConfig != nil {
+					a.applyRemote(cl, m.RemoteConfig)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.node, a.url, a.rtt, a.lastMsg = c.node, c.url, c.rtt, time.Now()
+	a.mu.Unlock()
+	a.logger.Info("attaching", "node", c.node, "url", c.url, "rtt", c.rtt)
+	defer func() {
+		a.mu.Lock()
+		a.conn, a.node, a.url = false, "", ""
+		a.mu.Unlock()
+		// Stop says goodbye to a live node and waits up to 5s for it; a
+		// dead one must not delay the next attach.
+		go func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = cl.Stop(sctx)
+		}()
+	}()
+
+	reeval := time.NewTicker(a.cfg.Reevaluate)
+	defer reeval.Stop()
+	silence := time.NewTicker(max(a.cfg.Heartbeat/2, 100*time.Millisecond))
+	defer silence.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-events:
+			if e.gen != gen {
+				continue // a stopped client's last words
+			}
+			switch e.kind {
+			case "connected":
+				a.mu.Lock()
+				a.conn, a.lastMsg = true, time.Now()
+				a.attaches++
+				a.mu.Unlock()
+				a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
+			case "failed":
+				return fmt.Errorf("connection failed: %w", e.err)
+			}
+		case <-silence.C:
+			a.mu.Lock()
+			quiet := time.Since(a.lastMsg)
+			connected := a.conn
+			a.mu.Unlock()
+			if connected && quiet > 3*a.cfg.Heartbeat {
+				return fmt.Errorf("the node has been silent for %v", quiet.Round(time.Millisecond))
+			}
+		case <-reeval.C:
+			full := a.refreshServers(ctx, c.url)
+			cands := a.measure(ctx, a.servers(), full)
+			current := candidate{url: c.url, err: errors.New("not measured")}
+			for _, x := range cands {
+				if x.url == c.url {
+					current = x
+				}
+			}
+			if len(cands) > 0 && a.better(current, cands[0]) {
+				a.logger.Info("moving to a nearer node", "from", c.node, "from_rtt", current.rtt, "to", cands[0].node, "to_rtt", cands[0].rtt)
+				return nil
+			}
+			if current.err == nil && changedMuch(c.rtt, current.rtt) {
+				c.rtt = current.rtt
+				a.mu.Lock()
+				a.rtt = c.rtt
+				a.mu.Unlock()
+				_ = cl.SetAgentDescription(a.description(c.rtt))
+			}
+		}
+	}
+}
+
+func changedMuch(old, now time.Duration) bool {
+	d := old - now
+	if d < 0 {
+		d = -d
+	}
+	return d > old/4 && d > time.Millisecond
+}
+
+func (a *Agent) description(rtt time.Duration) *pb.AgentDescription {
+	str := func(k, v string) *pb.KeyValue {
+		return &pb.KeyValue{Key: k, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: v}}}
+	}
+	return &pb.AgentDescription{
+		IdentifyingAttributes: []*pb.KeyValue{str(apitypes.AttrService, "outpost-agent")},
+		NonIdentifyingAttributes: []*pb.KeyValue{
+			str(apitypes.AttrHost, a.cfg.Host), str(apitypes.AttrVersion, Version), str(apitypes.AttrOS, osType()),
+			str(apitypes.AttrArch, runtime.GOARCH),
+			{Key: apitypes.AttrRTT, Value: &pb.AnyValue{Value: &pb.AnyValue_DoubleValue{DoubleValue: float64(rtt.Microseconds()) / 1000}}},
+		},
+	}
+}
+
+func statusOf(s string) pb.RemoteConfigStatuses {
+	switch s {
+	case "applied":
+		return pb.RemoteConfigStatuses_RemoteConfigStatuses_APPLIED
+	case "failed":
+		return pb.RemoteConfigStatuses_RemoteConfigStatuses_FAILED
+	}
+	return pb.RemoteConfigStatuses_RemoteConfigStatuses_UNSET
+}
+
+// applyRemote handles a pushed dispatch: the fencing check against the
+// highest token seen, recognition of a redelivery by id, the apply, and
+// the state saved durably before the outcome is reported.
+func (a *Agent) applyRemote(cl client.OpAMPClient, rc *pb.AgentRemoteConfig) {
+	status, msg := a.decide(rc)
+	if err := cl.SetRemoteConfigStatus(&pb.RemoteConfigStatus{LastRemoteConfigHash: rc.GetConfigHash(), Status: statusOf(status), ErrorMessage: msg}); err != nil {
+		a.logger.Warn("could not report a config status", "err", err)
+	}
+}
+
+func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d, err := parseDispatch(rc)
+	switch {
+	case err != nil:
+		status, msg = "failed", err.Error()
+		a.logger.Warn("the node pushed a config the agent cannot read", "err", err)
+	case d.Token < a.st.HighestToken:
+		status = "failed"
+		msg = fmt.Sprintf("%s: dispatch %s carries token %d, this agent has seen %d", apitypes.RefusedPrefix, d.ID, d.Token, a.st.HighestToken)
+		a.logger.Warn("refused a dispatch under a stale fencing token", "dispatch", d.ID, "token", d.Token, "highest", a.st.HighestToken, "node", d.Node)
+	case slices.Contains(a.st.Applied, d.ID):
+		// Delivered again (a failover, a reconnect): applied once already.
+		status = "applied"
+		a.logger.Debug("dispatch delivered again; already applied", "dispatch", d.ID)
+	case d.Index < a.st.LastIndex:
+		status = "failed"
+		msg = fmt.Sprintf("dispatch %s (index %d) is older than the applied config (index %d)", d.ID, d.Index, a.st.LastIndex)
+	default:
+		a.st.HighestToken = max(a.st.HighestToken, d.Token)
+		cfg, err := apitypes.ParseAgentConfig(d.Payload)
+		if err == nil && a.cfg.Apply != nil {
+			err = a.cfg.Apply(cfg)
+		}
+		if err != nil {
+			status, msg = "failed", err.Error()
+			a.logger.Warn("could not apply a dispatch", "dispatch", d.ID, "err", err)
+		} else {
+			status = "applied"
+			a.st.Config, a.st.LastIndex = d.Payload, d.Index
+			a.st.noteApplied(d.ID)
+			a.logger.Info("applied a dispatch", "dispatch", d.ID, "token", d.Token, "index", d.Index, "from", d.Node)
+		}
+	}
+	a.st.ConfigHash, a.st.ConfigStatus, a.st.ConfigError = append([]byte(nil), rc.GetConfigHash()...), status, msg
+	if err := a.store.save(a.st); err != nil {
+		// Not saved, so not acknowledged as applied: the node sends it
+		// again after a reconnect.
+		a.logger.Error("could not save the agent state", "err", err)
+		return "failed", "the agent could not save its state: " + err.Error()
+	}
+	return status, msg
+}
+
+func parseDispatch(rc *pb.AgentRemoteConfig) (apitypes.AgentDispatch, error) {
+	var d apitypes.AgentDispatch
+	f := rc.GetConfig().GetConfigMap()[apitypes.DispatchFile]
+	if f == nil {
+		return d, fmt.Errorf("the remote config has no %s", apitypes.DispatchFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(f.GetBody()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return d, fmt.Errorf("%s: %w", apitypes.DispatchFile, err)
+	}
+	if d.ID == "" || d.Kind != apitypes.DispatchKind {
+		return d, fmt.Errorf("%s: a %q dispatch with an id is expected, got kind %q", apitypes.DispatchFile, apitypes.DispatchKind, d.Kind)
+	}
+	return d, nil
+}
+
+// renewLoop renews the certificate once a third of its life is left.
+func (a *Agent) renewLoop(ctx context.Context) {
+	for {
+		c := a.cert.Load()
+		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+		due := c.Leaf.NotBefore.Add(life * 2 / 3)
+		wait := time.Until(due)
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		if err := a.Renew(ctx); err != nil {
+			a.logger.Error("renewing the agent certificate failed; retrying in a minute", "err", err, "expires", c.Leaf.NotAfter)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
+		}
+	}
+}
+
+// Renew asks a node for a new certificate for the agent's key now.
+func (a *Agent) Renew(ctx context.Context) error {
+	csrPEM, err := csr(a.key)
+	if err != nil {
+		return err
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tlsConfig()}}
+	defer hc.CloseIdleConnections()
+	servers := a.servers()
+	a.mu.Lock()
+	if a.url != "" {
+		servers = append([]string{a.url}, servers...)
+	}
+	a.mu.Unlock()
+	var errs []error
+	for _, s := range servers {
+		var out apitypes.Renewal
+		if err := postJSON(ctx, hc, strings.TrimRight(s, "/")+apitypes.AgentPathRenew, apitypes.RenewRequest{CSR: csrPEM}, &out); err != nil {
+			errs = append(errs, err)
+			var se *statusError
+			if errors.As(err, &se) && (se.Code == http.StatusForbidden || se.Code == http.StatusConflict) {
+				return err
+			}
+			continue
+		}
+		cert, err := certWithKey([]byte(out.Certificate), a.key)
+		if err != nil {
+			return fmt.Errorf("the renewed certificate: %w", err)
+		}
+		if err := a.store.saveCert([]byte(out.Certificate)); err != nil {
+			return err
+		}
+		a.cert.Store(cert)
+		a.logger.Info("renewed the agent certificate", "expires", out.CertExpires)
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// opampLogger sends opamp-go's messages to the agent's log at debug.
+type opampLogger struct{ l *slog.Logger }
+
+func (o opampLogger) Debugf(_ context.Context, format string, v ...any) {
+	o.l.Debug(fmt.Sprintf(format, v...))
+}
+func (o opampLogger) Errorf(_ context.Context, format string, v ...any) {
+	o.l.Debug("opamp: " + fmt.Sprintf(format, v...))
+}

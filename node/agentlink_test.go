@@ -1,0 +1,245 @@
+package node_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+// applied counts how often an agent applied each dispatch.
+type applied struct {
+	mu  sync.Mutex
+	cfg []apitypes.AgentConfig
+}
+
+func (a *applied) apply(c apitypes.AgentConfig) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg = append(a.cfg, c)
+	return nil
+}
+
+func (a *applied) count() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.cfg)
+}
+
+// eventually polls cond every 50ms until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func agentsList(t *testing.T, tn *testNode, cred, path string) map[string]apitypes.Agent {
+	t.Helper()
+	var as []apitypes.Agent
+	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", path, cred, "")), &as); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]apitypes.Agent{}
+	for _, a := range as {
+		out[a.ID] = a
+	}
+	return out
+}
+
+func newToken(t *testing.T, tn *testNode, cred, tenant string) apitypes.BootstrapToken {
+	t.Helper()
+	var bt apitypes.BootstrapToken
+	if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/"+tenant+"/agent-tokens", cred, `{}`)), &bt); err != nil {
+		t.Fatal(err)
+	}
+	return bt
+}
+
+// agentTLS is a raw client TLS config carrying the certificate an agent
+// keeps in its state directory (for hand-made, hostile connections).
+func agentTLS(t *testing.T, dir string) *tls.Config {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true} //nolint:gosec // a test client
+}
+
+func wsURL(agentURL string) string {
+	return strings.Replace(agentURL, "https://", "wss://", 1) + apitypes.AgentPathOpAMP
+}
+
+// TestAgentControlLink runs a real node and a real agent over mutual TLS
+// on loopback: the agent enrolls with a bootstrap token and the CA pin,
+// keeps its key 0600, attaches, shows in `agents list` with what it
+// reported, receives a committed config dispatch as OpAMP remote config,
+// applies it once and its status is recorded through Raft; a dispatch
+// whose selector does not match it never reaches it; revoking it closes
+// its connection within a second and refuses it afterwards. Then each
+// bad connection is refused with a clear error: no certificate, a
+// certificate of another CA, plain-HTTP OpAMP, an oversized message.
+func TestAgentControlLink(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	bt := newToken(t, tn, alice, "acme")
+	if !strings.HasPrefix(bt.CAPin, "sha256:") || len(bt.Servers) != 1 || bt.Servers[0] != tn.n.AgentURL() {
+		t.Fatalf("token answer lacks the CA pin or the servers: %+v", bt)
+	}
+
+	dir := t.TempDir()
+	var got applied
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Enrolling with the wrong pin fails before the token is sent.
+	_, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: "sha256:" + strings.Repeat("0", 64)})
+	if err == nil || !strings.Contains(err.Error(), "does not match --ca-pin") {
+		t.Fatalf("enrolling against a wrong pin: %v", err)
+	}
+	a, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: "web-1",
+		Heartbeat: time.Second, Apply: got.apply})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "agent.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("agent key mode: %v %v", fi.Mode(), err)
+	}
+	// The token was single use.
+	if _, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: bt.CAPin}); err == nil ||
+		!strings.Contains(err.Error(), "already redeemed") {
+		t.Fatalf("second redemption: %v", err)
+	}
+	id := a.Status().AgentID
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	eventually(t, 10*time.Second, "the agent attached and the node recorded it", func() bool {
+		v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id]
+		return v.Node == "n1" && v.Health == "healthy" && v.Host == "web-1" && v.SourceAddr == "127.0.0.1" && len(v.Capabilities) > 0
+	})
+	v := agentsList(t, tn, tn.token, "/api/v1/agents")[id]
+	if !strings.Contains(strings.Join(v.Capabilities, ","), "AcceptsRemoteConfig") || v.Version != agent.Version || v.RTTMs <= 0 {
+		t.Errorf("agent view %+v", v)
+	}
+
+	// A committed config dispatch reaches the agent and is applied once.
+	body := `{"id":"cfg-1","kind":"config","selector":"host=web-1","payload":{"probes":[{"kind":"tcp","target":"127.0.0.1:9"}],"export_interval":"10s"}}`
+	tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, body)
+	eventually(t, 5*time.Second, "the agent applied cfg-1", func() bool { return got.count() == 1 })
+	eventually(t, 5*time.Second, "the node recorded the applied status", func() bool {
+		c := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id].Config
+		return c != nil && c.Dispatch == "cfg-1" && c.Status == "applied" && c.Node == "n1"
+	})
+	if st := a.Status(); st.HighestToken == 0 || st.LastIndex == 0 {
+		t.Errorf("agent state after applying: %+v", st)
+	}
+	// Not for this host: never delivered. A bad config: refused by the API.
+	tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"id":"cfg-2","kind":"config","selector":"host=db-9","payload":{}}`)
+	tn.must(t, 400, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"id":"cfg-3","kind":"config","selector":"colour=blue","payload":{}}`)
+	time.Sleep(500 * time.Millisecond)
+	if n := got.count(); n != 1 {
+		t.Errorf("the agent applied %d configs, want 1", n)
+	}
+
+	t.Run("no certificate", func(t *testing.T) {
+		_, resp, err := (&websocket.Dialer{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}).Dial(wsURL(tn.n.AgentURL()), nil) //nolint:gosec // test
+		if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("dial without a certificate: %v %v", resp, err)
+		}
+	})
+	t.Run("plain HTTP OpAMP", func(t *testing.T) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: agentTLS(t, dir)}}
+		resp, err := hc.Post(tn.n.AgentURL()+apitypes.AgentPathOpAMP, "application/x-protobuf", strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("plain HTTP OpAMP: %d", resp.StatusCode)
+		}
+	})
+	t.Run("certificate of another CA", func(t *testing.T) {
+		other, err := pki.NewCA("eu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		req, _ := x509.ParseCertificateRequest(mustCSRDER(t, key))
+		_, certPEM, err := other.SignAgent(req, "eu", "t1", "ag-rogue", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(certPEM)
+		cfg := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, //nolint:gosec // test
+			Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: key}}}
+		if _, _, err := (&websocket.Dialer{TLSClientConfig: cfg}).Dial(wsURL(tn.n.AgentURL()), nil); err == nil {
+			t.Fatal("a certificate of another CA was accepted")
+		}
+	})
+	t.Run("oversized message", func(t *testing.T) {
+		c, _, err := (&websocket.Dialer{TLSClientConfig: agentTLS(t, dir)}).Dial(wsURL(tn.n.AgentURL()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.WriteMessage(websocket.BinaryMessage, make([]byte, 2<<20))
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ReadMessage(); err == nil {
+			t.Fatal("the node kept a connection that sent 2 MiB")
+		}
+		eventually(t, 5*time.Second, "the violation was audited", func() bool {
+			return strings.Contains(strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ","), "agent.protocol_violation")
+		})
+	})
+
+	// Revocation closes the live link within a second and refuses it after.
+	if !a.Status().Connected {
+		t.Fatal("the agent is not connected before the revocation")
+	}
+	start := time.Now()
+	tn.must(t, 200, "POST", "/api/v1/agents/"+id+"/revoke", tn.token, "")
+	eventually(t, time.Second, "the revoked agent's connection closed", func() bool { return !a.Status().Connected })
+	t.Logf("revocation closed the connection in %v", time.Since(start).Round(time.Millisecond))
+	if _, _, err := (&websocket.Dialer{TLSClientConfig: agentTLS(t, dir)}).Dial(wsURL(tn.n.AgentURL()), nil); err == nil {
+		t.Fatal("a revoked certificate connected")
+	}
+	time.Sleep(time.Second)
+	if a.Status().Connected {
+		t.Fatal("the revoked agent reconnected")
+	}
+	cancel()
+	<-done
+}
+
+func mustCSRDER(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
