@@ -98,7 +98,6 @@ type Agent struct {
 	key    *ecdsa.PrivateKey
 	cert   atomic.Pointer[tls.Certificate]
 	pool   *x509.CertPool
-	caPEM  []byte
 
 	mu       sync.Mutex
 	st       State
