@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,11 +10,14 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -242,4 +246,187 @@ func mustCSRDER(t *testing.T, key *ecdsa.PrivateKey) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// delayProxy forwards TCP connections to a target, holding every chunk
+// for delay in each direction: injected latency on loopback.
+type delayProxy struct {
+	ln     net.Listener
+	delay  time.Duration
+	target atomic.Value // string
+}
+
+func newDelayProxy(t *testing.T, delay time.Duration) *delayProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &delayProxy{ln: ln, delay: delay}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *delayProxy) serve(c net.Conn) {
+	defer c.Close()
+	target, _ := p.target.Load().(string)
+	u, err := net.Dial("tcp", target)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				time.Sleep(p.delay)
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		dst.Close()
+		src.Close()
+	}
+	go pipe(u, c)
+	pipe(c, u)
+}
+
+// startRegion3 starts a 3-node region on loopback whose nodes advertise
+// their agent ports at the given proxies.
+func startRegion3(t *testing.T, proxies []*delayProxy) []*testNode {
+	t.Helper()
+	kp := mustKeys(t, newMasterKey(t), nil)
+	ca, err := pki.NewCA("sec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var cfgs []node.Config
+	for i := range 3 {
+		cfg := nodeConfig(t, filepath.Join(dir, fmt.Sprintf("n%d", i+1)))
+		cfg.NodeID, cfg.BootstrapExpect = fmt.Sprintf("n%d", i+1), 3
+		cfg.AdminTokenFile = filepath.Join(dir, "admin.token")
+		cfg.Raft.MinQuorum = 3
+		cfg.Agents.Advertise = proxies[i].ln.Addr().String()
+		cfgs = append(cfgs, cfg)
+	}
+	for i := range cfgs {
+		cfgs[i].Gossip.Seeds = []string{cfgs[(i+1)%3].Gossip.Bind}
+	}
+	var nodes []*testNode
+	gossip := bytes.Repeat([]byte{7}, 32)
+	for i, cfg := range cfgs {
+		n, err := node.Start(cfg, node.Options{Keys: kp, GossipKey: gossip, CA: ca})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Kill)
+		proxies[i].target.Store(n.AgentAddr())
+		nodes = append(nodes, &testNode{n: n, cfg: cfg, url: n.APIURL(), gossip: gossip})
+	}
+	eventually(t, 30*time.Second, "the region elected a leader and wrote the first admin token", func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+		for _, tn := range nodes {
+			tn.token = strings.TrimSpace(string(b))
+		}
+		return err == nil && len(b) > 0
+	})
+	return nodes
+}
+
+// dispatchAnywhere sends a dispatch to whichever live node holds the lease.
+func dispatchAnywhere(t *testing.T, nodes []*testNode, skip map[int]bool, cred, path, body string) {
+	t.Helper()
+	eventually(t, 20*time.Second, "a lease holder took the dispatch", func() bool {
+		for i, tn := range nodes {
+			if !skip[i] && tn.do(t, "POST", path, cred, body).code == 201 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestAgentNearestNodeAndFailover: three nodes, reached through proxies
+// that add 40, 0 and 15 ms each way. Given only the farthest node's URL,
+// the agent learns the others from it, measures them and attaches to the
+// nearest. A config dispatch is committed and that node is killed at
+// once: the agent fails over to the next nearest node and the dispatch
+// reaches it there, applied exactly once (a redelivery is recognised by
+// id), and the node records the status.
+func TestAgentNearestNodeAndFailover(t *testing.T) {
+	proxies := []*delayProxy{newDelayProxy(t, 40*time.Millisecond), newDelayProxy(t, 0), newDelayProxy(t, 15*time.Millisecond)}
+	nodes := startRegion3(t, proxies)
+	tn := nodes[0]
+	waitLease(t, tn)
+	alice, _ := twoTenants(t, tn)
+	bt := newToken(t, tn, alice, "acme")
+	var got applied
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := agent.New(ctx, agent.Config{Servers: []string{"https://" + proxies[0].ln.Addr().String()}, Token: bt.Token,
+		StateDir: t.TempDir(), CAPin: bt.CAPin, Host: "web-1", Heartbeat: time.Second, Reevaluate: time.Hour, Apply: got.apply})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	id := a.Status().AgentID
+	eventually(t, 15*time.Second, "the agent attached to the nearest node, n2", func() bool {
+		st := a.Status()
+		return st.Connected && st.Node == "n2"
+	})
+	eventually(t, 5*time.Second, "the region shows the agent on n2", func() bool {
+		return agentsList(t, tn, tn.token, "/api/v1/agents")[id].Node == "n2"
+	})
+	t.Logf("attached to n2, rtt %v", a.Status().RTT)
+
+	count := func(interval string) int {
+		got.mu.Lock()
+		defer got.mu.Unlock()
+		n := 0
+		for _, c := range got.cfg {
+			if c.ExportInterval == interval {
+				n++
+			}
+		}
+		return n
+	}
+	dispatchAnywhere(t, nodes, nil, alice, "/api/v1/tenants/acme/dispatches", `{"id":"cfg-a","kind":"config","payload":{"export_interval":"10s"}}`)
+	eventually(t, 5*time.Second, "cfg-a applied", func() bool { return count("10s") == 1 })
+
+	// Commit a dispatch and kill the agent's node at once.
+	dispatchAnywhere(t, nodes, nil, alice, "/api/v1/tenants/acme/dispatches", `{"id":"cfg-b","kind":"config","payload":{"export_interval":"20s"}}`)
+	nodes[1].n.Kill()
+	killed := time.Now()
+	eventually(t, 20*time.Second, "the agent failed over to n3", func() bool {
+		st := a.Status()
+		return st.Connected && st.Node == "n3"
+	})
+	t.Logf("failed over to n3 in %v", time.Since(killed).Round(time.Millisecond))
+	eventually(t, 10*time.Second, "cfg-b applied", func() bool { return count("20s") == 1 })
+	eventually(t, 15*time.Second, "the region recorded cfg-b applied by the agent on n3", func() bool {
+		v := agentsList(t, tn, tn.token, "/api/v1/agents")[id]
+		return v.Node == "n3" && v.Config != nil && v.Config.Dispatch == "cfg-b" && v.Config.Status == "applied"
+	})
+	time.Sleep(time.Second)
+	if a, b := count("10s"), count("20s"); a != 1 || b != 1 {
+		t.Fatalf("applied cfg-a %d times and cfg-b %d times, want once each", a, b)
+	}
+	cancel()
+	<-done
 }
