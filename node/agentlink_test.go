@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	pb "github.com/open-telemetry/opamp-go/protobufs"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/node"
@@ -429,4 +433,128 @@ func TestAgentNearestNodeAndFailover(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// rawLink is a hand-driven OpAMP connection (WebSocket frames of a zero
+// header byte and a protobuf), from a chosen loopback address.
+type rawLink struct {
+	t *testing.T
+	c *websocket.Conn
+}
+
+func dialRaw(t *testing.T, agentURL string, cfg *tls.Config, from string) (*rawLink, error) {
+	d := &websocket.Dialer{TLSClientConfig: cfg, NetDial: func(network, addr string) (net.Conn, error) {
+		return (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).Dial(network, addr)
+	}}
+	c, _, err := d.Dial(wsURL(agentURL), nil)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawLink{t: t, c: c}, nil
+}
+
+func (r *rawLink) send(m *pb.AgentToServer) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := r.c.WriteMessage(websocket.BinaryMessage, append([]byte{0}, b...)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// recv reads the next message, or nil after d.
+func (r *rawLink) recv(d time.Duration) *pb.ServerToAgent {
+	_ = r.c.SetReadDeadline(time.Now().Add(d))
+	_, b, err := r.c.ReadMessage()
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	var m pb.ServerToAgent
+	if err := proto.Unmarshal(b[1:], &m); err != nil {
+		r.t.Fatal(err)
+	}
+	return &m
+}
+
+func describe(uid []byte, caps pb.AgentCapabilities, host string) *pb.AgentToServer {
+	return &pb.AgentToServer{InstanceUid: uid, Capabilities: uint64(caps), AgentDescription: &pb.AgentDescription{
+		NonIdentifyingAttributes: []*pb.KeyValue{{Key: apitypes.AttrHost, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: host}}}}}}
+}
+
+// TestAgentCertificateMisuse: the seed's stolen-certificate scenario and
+// its neighbours. An agent's certificate used from a second address
+// while the agent is connected is flagged on the agent and audited; an
+// agent reporting another agent's instance uid is flagged and keeps its
+// own identity; an agent that did not announce AcceptsRemoteConfig is
+// never pushed a config, while one that did gets it.
+func TestAgentCertificateMisuse(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	enroll := func(host string) (*agent.Agent, string) {
+		bt := newToken(t, tn, alice, "acme")
+		dir := t.TempDir()
+		a, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: host, Heartbeat: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, dir
+	}
+	a, dirA := enroll("web-1")
+	go func() { _ = a.Run(ctx) }()
+	idA := a.Status().AgentID
+	eventually(t, 10*time.Second, "agent A attached", func() bool { return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA].Node == "n1" })
+	var uidA string
+	eventually(t, 5*time.Second, "agent A's instance uid recorded", func() bool {
+		uidA = agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA].InstanceUID
+		return len(uidA) == 32
+	})
+
+	// A's certificate, from another address, while A is connected.
+	thief, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dirA), "127.0.0.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uidThief := make([]byte, 16)
+	_, _ = rand.Read(uidThief)
+	thief.send(describe(uidThief, pb.AgentCapabilities_AgentCapabilities_ReportsStatus, "web-1"))
+	eventually(t, 5*time.Second, "the second address was flagged", func() bool {
+		fl := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA].Flags
+		return len(fl) == 1 && strings.HasPrefix(fl[0], "two_addresses") && strings.Contains(fl[0], "127.0.0.2")
+	})
+	eventually(t, 5*time.Second, "the flag was audited", func() bool {
+		return strings.Contains(strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ","), "agent.flagged")
+	})
+
+	// Capability gating: the thief announced only ReportsStatus.
+	tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"id":"cfg-1","kind":"config","payload":{"export_interval":"10s"}}`)
+	eventually(t, 5*time.Second, "the capable agent applied cfg-1", func() bool { return slices.Contains(a.Status().Applied, "cfg-1") })
+	for m := thief.recv(time.Second); m != nil; m = thief.recv(500 * time.Millisecond) {
+		if m.GetRemoteConfig() != nil {
+			t.Fatal("a config was pushed to a connection that did not announce AcceptsRemoteConfig")
+		}
+	}
+
+	// Agent B claims A's instance uid.
+	b, dirB := enroll("web-2")
+	idB := b.Status().AgentID
+	claim, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dirB), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := hex.DecodeString(uidA)
+	claim.send(describe(raw, pb.AgentCapabilities_AgentCapabilities_ReportsStatus, "web-2"))
+	eventually(t, 5*time.Second, "the claimed instance uid was flagged on B", func() bool {
+		v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idB]
+		return len(v.Flags) == 1 && strings.HasPrefix(v.Flags[0], "instance_uid") && v.InstanceUID != uidA
+	})
+	// A holds two connections now (its own and the thief's), and no
+	// instance uid flag: B's claim is B's.
+	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA]; v.Connections != 2 || len(v.Flags) != 1 {
+		t.Errorf("agent A after B's claim: %+v", v)
+	}
 }

@@ -22,6 +22,7 @@ const CmdAgents raft.CommandType = 68
 var (
 	BucketPresence       = []byte("agent_presence")        // agent id -> Presence
 	BucketDispatchStatus = []byte("agent_dispatch_status") // dispatch id "/" agent id -> ConfigStatus
+	BucketInstanceUIDs   = []byte("agent_instance_uids")   // instance uid an agent reported -> agent id
 )
 
 // Presence kinds.
@@ -38,6 +39,7 @@ const (
 const (
 	FlagTwoAddresses = "two_addresses" // connected from two addresses at once
 	FlagNewAddress   = "new_address"   // connected from an address never seen for it
+	FlagInstanceUID  = "instance_uid"  // reported another agent's instance uid
 )
 
 // Config statuses an agent reports for a dispatch.
@@ -343,12 +345,7 @@ func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
 			p.Addrs = []string{a.EnrolledFrom}
 		}
 		flag := func(kind, detail string) {
-			fl := Flag{Kind: kind, At: op.At, Node: op.Node, Addr: op.Addr, Detail: detail}
-			p.Flags = append(p.Flags, fl)
-			if len(p.Flags) > maxFlags {
-				p.Flags = p.Flags[len(p.Flags)-maxFlags:]
-			}
-			res.Flags = append(res.Flags, FlaggedAgent{Agent: a.ID, Tenant: a.Tenant, Flag: fl})
+			addFlag(&p, res, a, Flag{Kind: kind, At: op.At, Node: op.Node, Addr: op.Addr, Detail: detail})
 		}
 		// Still attached elsewhere, recently confirmed, from another
 		// address: two hosts hold this certificate.
@@ -378,7 +375,25 @@ func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
 			return nil
 		}
 		if op.Info != nil {
-			p.Info = *op.Info
+			info := *op.Info
+			// The instance uid is the agent's own claim: the first agent
+			// to report one keeps it, and another claiming it is flagged
+			// (the node knows agents by certificate, so the claim changes
+			// nothing else).
+			if uid := info.InstanceUID; uid != "" && uid != p.Info.InstanceUID {
+				owner := string(tx.Get(BucketInstanceUIDs, []byte(uid)))
+				switch {
+				case owner == "":
+					if err := tx.Put(BucketInstanceUIDs, []byte(uid), []byte(a.ID)); err != nil {
+						return err
+					}
+				case owner != a.ID:
+					addFlag(&p, res, a, Flag{Kind: FlagInstanceUID, At: op.At, Node: op.Node, Addr: p.Addr,
+						Detail: fmt.Sprintf("reported instance uid %s, which belongs to agent %s", uid, owner)})
+					info.InstanceUID = p.Info.InstanceUID
+				}
+			}
+			p.Info = info
 		}
 		p.LastSeen = op.At
 	case Status:
@@ -401,6 +416,19 @@ func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
 		}
 	}
 	return putJSON(tx, BucketPresence, op.Agent, p)
+}
+
+// addFlag records a flag on p and in the result, unless the newest flag
+// already says the same (a claim repeated on every report is one event).
+func addFlag(p *Presence, res *Result, a Agent, fl Flag) {
+	if n := len(p.Flags); n > 0 && p.Flags[n-1].Kind == fl.Kind && p.Flags[n-1].Detail == fl.Detail {
+		return
+	}
+	p.Flags = append(p.Flags, fl)
+	if len(p.Flags) > maxFlags {
+		p.Flags = p.Flags[len(p.Flags)-maxFlags:]
+	}
+	res.Flags = append(res.Flags, FlaggedAgent{Agent: a.ID, Tenant: a.Tenant, Flag: fl})
 }
 
 // Presence returns where an agent is attached (ok false: never was).
