@@ -1,0 +1,146 @@
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+func remote(t *testing.T, d apitypes.AgentDispatch) *pb.AgentRemoteConfig {
+	t.Helper()
+	body, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	return &pb.AgentRemoteConfig{ConfigHash: sum[:], Config: &pb.AgentConfigMap{ConfigMap: map[string]*pb.AgentConfigFile{
+		apitypes.DispatchFile: {Body: body, ContentType: "application/json"}}}}
+}
+
+func testAgent(t *testing.T, dir string, apply func(apitypes.AgentConfig) error) *Agent {
+	t.Helper()
+	st, err := openStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{Apply: apply}, logger: slog.New(slog.DiscardHandler), store: st}
+	if a.st, err = st.load(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestFencingAtTheAgent: the agent persists the highest fencing token it
+// has seen, across restarts, and refuses a dispatch under a lower one
+// with the refusal prefix the node records as "refused"; a redelivered
+// dispatch is recognised by id and not applied again; an older config
+// and a bad one fail with a reason; nothing refused or failed is applied.
+func TestFencingAtTheAgent(t *testing.T) {
+	dir := t.TempDir()
+	var applied []string
+	apply := func(c apitypes.AgentConfig) error {
+		if c.ExportInterval == "13s" {
+			return errors.New("probe engine rejected it")
+		}
+		applied = append(applied, c.ExportInterval)
+		return nil
+	}
+	a := testAgent(t, dir, apply)
+	cfg := func(iv string) json.RawMessage { return json.RawMessage(`{"export_interval":"` + iv + `"}`) }
+	d1 := apitypes.AgentDispatch{ID: "d1", Kind: "config", Token: 5, Index: 10, Node: "n1", Payload: cfg("10s")}
+	if st, msg := a.decide(remote(t, d1)); st != "applied" || msg != "" {
+		t.Fatalf("d1: %s %s", st, msg)
+	}
+	// A restart keeps the token.
+	a = testAgent(t, dir, apply)
+	if a.st.HighestToken != 5 || a.st.LastIndex != 10 {
+		t.Fatalf("state after restart: %+v", a.st)
+	}
+	stale := apitypes.AgentDispatch{ID: "d0", Kind: "config", Token: 4, Index: 12, Node: "n3", Payload: cfg("11s")}
+	st, msg := a.decide(remote(t, stale))
+	if st != "failed" || !strings.HasPrefix(msg, apitypes.RefusedPrefix) || !strings.Contains(msg, "token 4") {
+		t.Fatalf("stale token: %s %q", st, msg)
+	}
+	if st, _ := a.decide(remote(t, d1)); st != "applied" {
+		t.Fatalf("redelivery of d1: %s", st)
+	}
+	older := apitypes.AgentDispatch{ID: "d-old", Kind: "config", Token: 5, Index: 9, Payload: cfg("12s")}
+	if st, msg := a.decide(remote(t, older)); st != "failed" || !strings.Contains(msg, "older") {
+		t.Fatalf("older config: %s %q", st, msg)
+	}
+	bad := apitypes.AgentDispatch{ID: "d-bad", Kind: "config", Token: 6, Index: 20, Payload: json.RawMessage(`{"sample_rate":7}`)}
+	if st, msg := a.decide(remote(t, bad)); st != "failed" || !strings.Contains(msg, "sample_rate") {
+		t.Fatalf("bad config: %s %q", st, msg)
+	}
+	if a.st.HighestToken != 6 {
+		t.Fatalf("a committed dispatch under token 6 was seen; highest is %d", a.st.HighestToken)
+	}
+	if st, _ := a.decide(remote(t, apitypes.AgentDispatch{ID: "d2", Kind: "config", Token: 5, Index: 30, Payload: cfg("14s")})); st != "failed" {
+		t.Fatal("token 5 accepted after token 6 was seen")
+	}
+	if st, msg := a.decide(remote(t, apitypes.AgentDispatch{ID: "d3", Kind: "config", Token: 6, Index: 31, Payload: cfg("13s")})); st != "failed" ||
+		!strings.Contains(msg, "rejected") {
+		t.Fatalf("apply error: %s %q", st, msg)
+	}
+	if st, _ := a.decide(&pb.AgentRemoteConfig{ConfigHash: []byte{1}}); st != "failed" {
+		t.Fatal("a remote config without the dispatch file was accepted")
+	}
+	if len(applied) != 1 || applied[0] != "10s" {
+		t.Fatalf("applied %v, want only d1", applied)
+	}
+}
+
+// TestNearerNodeHysteresis: the agent moves only to a markedly nearer
+// node, and always away from a failed or full one.
+func TestNearerNodeHysteresis(t *testing.T) {
+	a := &Agent{cfg: Config{Hysteresis: DefaultHysteresis, MinGain: DefaultMinGain}}
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	cases := []struct {
+		cur, best candidate
+		move      bool
+	}{
+		{candidate{url: "a", rtt: ms(10)}, candidate{url: "b", rtt: ms(8)}, false},  // 1.25×: stay
+		{candidate{url: "a", rtt: ms(10)}, candidate{url: "b", rtt: ms(5)}, true},   // 2×, 5 ms
+		{candidate{url: "a", rtt: ms(1)}, candidate{url: "b", rtt: ms(0.3)}, false}, // 3× but under 2 ms gain
+		{candidate{url: "a", rtt: ms(10), full: true}, candidate{url: "b", rtt: ms(9)}, true},
+		{candidate{url: "a", err: errors.New("down")}, candidate{url: "b", rtt: ms(50)}, true},
+		{candidate{url: "a", rtt: ms(50)}, candidate{url: "b", rtt: ms(5), full: true}, false},
+		{candidate{url: "a", rtt: ms(50)}, candidate{url: "a", rtt: ms(5)}, false},
+	}
+	for i, c := range cases {
+		if got := a.better(c.cur, c.best); got != c.move {
+			t.Errorf("case %d: better(%+v, %+v) = %v", i, c.cur, c.best, got)
+		}
+	}
+}
+
+// TestKeyFileMode: the key is written 0600 and a key readable by others
+// is refused with what to do.
+func TestKeyFileMode(t *testing.T) {
+	dir := t.TempDir()
+	st, _ := openStore(dir)
+	if _, err := st.key(); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, keyFile)
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key mode %v", fi.Mode())
+	}
+	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir mode %v", fi.Mode())
+	}
+	_ = os.Chmod(p, 0o644)
+	if _, err := st.key(); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("a 0644 key: %v", err)
+	}
+}
