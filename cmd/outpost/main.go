@@ -112,6 +112,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
 	fs.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
 	fs.IntVar(&o.Regions, "regions", 1, "regions (only 1 until federation is built)")
+	fs.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
 	level := fs.String("log-level", "warn", "node log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -134,10 +135,11 @@ Outpost dev region is up.
 Try:
   export OUTPOST_ADDR=%s OUTPOST_TOKEN=$(cat %s)
   outpostctl status
+  outpostctl agents list     # the dev agents, in tenant "dev" (its admin: dev / password in %s)
   outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
 
 Press Ctrl-C to stop.
-`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile())
+`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile(), d.DevPasswordFile())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

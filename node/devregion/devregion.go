@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +24,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
@@ -35,6 +39,7 @@ type Options struct {
 	Keep    bool
 	Nodes   int // 1, 3 or 5; default 1
 	Regions int // only 1 until federation exists
+	Agents  int // in-process agents, enrolled in tenant "dev"; default 0
 	Out     io.Writer
 	Logger  *slog.Logger
 }
@@ -53,6 +58,10 @@ type Region struct {
 	mu    sync.Mutex
 	nodes map[string]*node.Node
 	ids   []string
+
+	agents     []*agent.Agent
+	stopAgents context.CancelFunc
+	agentsDone sync.WaitGroup
 }
 
 type nodePorts struct {
@@ -129,8 +138,117 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 		}
 	}
 	d.say("  region admin token written to %s", tokenFile)
+	if opts.Agents > 0 {
+		if err := d.startAgents(ctx, opts.Agents); err != nil {
+			return nil, fmt.Errorf("starting the dev agents: %w", err)
+		}
+	}
 	return d, nil
 }
+
+// DevTenant is the tenant dev agents enroll in; the admin account is its
+// admin.
+const DevTenant = "dev"
+
+// startAgents enrolls n in-process agents in tenant "dev" (once: their
+// state stays in the data dir) and runs them.
+func (d *Region) startAgents(ctx context.Context, n int) error {
+	tok, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		return err
+	}
+	cred := "Bearer " + strings.TrimSpace(string(tok))
+	var cookie string
+	call := func(method, path, body string, out any) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, d.APIURL()+path, strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		} else {
+			req.Header.Set("Authorization", cred)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		for _, c := range resp.Cookies() {
+			if c.Name == auth.CookieName {
+				cookie = c.Name + "=" + c.Value
+			}
+		}
+		if out != nil && resp.StatusCode/100 == 2 {
+			return resp.StatusCode, json.Unmarshal(b, out)
+		}
+		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
+			return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		return resp.StatusCode, nil
+	}
+	// Region admins cannot reach tenant data, so the dev tenant gets an
+	// admin account of its own, whose password is kept beside the
+	// region admin's.
+	pwFile := d.DevPasswordFile()
+	if _, err := os.Stat(pwFile); err != nil {
+		var u apitypes.User
+		if _, err := call("POST", "/api/v1/users", fmt.Sprintf(`{"name":%q}`, DevTenant), &u); err != nil {
+			return err
+		}
+		if err := os.WriteFile(pwFile, []byte(u.Password+"\n"), 0o600); err != nil {
+			return err
+		}
+		if _, err := call("POST", "/api/v1/tenants", fmt.Sprintf(`{"name":%q,"admin":%q}`, DevTenant, DevTenant), nil); err != nil {
+			return err
+		}
+	}
+	pw, err := os.ReadFile(pwFile)
+	if err != nil {
+		return err
+	}
+	if _, err := call("POST", "/api/v1/login", fmt.Sprintf(`{"username":%q,"password":%q}`, DevTenant, strings.TrimSpace(string(pw))), nil); err != nil {
+		return err
+	}
+	if cookie == "" {
+		return errors.New("logging in as the dev tenant's admin set no session")
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	d.stopAgents = cancel
+	for i := 1; i <= n; i++ {
+		dir := filepath.Join(d.dataDir, "agents", fmt.Sprintf("agent-%d", i))
+		cfg := agent.Config{StateDir: dir, CAPEM: d.ca.CertPEM(), Host: fmt.Sprintf("dev-agent-%d", i),
+			Logger: d.opts.Logger.With("agent", i)}
+		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+			var bt apitypes.BootstrapToken
+			if _, err := call("POST", "/api/v1/tenants/"+DevTenant+"/agent-tokens", `{"ttl":"5m"}`, &bt); err != nil {
+				return err
+			}
+			cfg.Token, cfg.Servers = bt.Token, bt.Servers
+		}
+		a, err := agent.New(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		d.agents = append(d.agents, a)
+		d.agentsDone.Add(1)
+		go func() {
+			defer d.agentsDone.Done()
+			_ = a.Run(actx)
+		}()
+		st := a.Status()
+		d.say("  agent %s (%s) enrolled in tenant %q; it attaches to the nearest node", st.AgentID, cfg.Host, DevTenant)
+	}
+	return nil
+}
+
+// DevPasswordFile holds the password of account "dev", the dev tenant's admin.
+func (d *Region) DevPasswordFile() string { return filepath.Join(d.dataDir, "dev.password") }
+
+// Agents are the dev region's in-process agents.
+func (d *Region) Agents() []*agent.Agent { return d.agents }
 
 // loadSecrets loads or creates the dev CA, gossip key and port map.
 func (d *Region) loadSecrets() error {
@@ -353,6 +471,10 @@ func (d *Region) waitLeader(ctx context.Context, timeout time.Duration) (string,
 // Stop shuts every node down gracefully and removes a temporary data dir
 // unless Keep was set.
 func (d *Region) Stop(ctx context.Context) error {
+	if d.stopAgents != nil {
+		d.stopAgents()
+		d.agentsDone.Wait()
+	}
 	d.mu.Lock()
 	nodes := d.nodes
 	d.nodes = map[string]*node.Node{}
