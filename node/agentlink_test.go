@@ -224,6 +224,26 @@ func TestAgentControlLink(t *testing.T) {
 		})
 	})
 
+	// Renewal: a new certificate for the same key and identity, swapped
+	// through Raft and audited; the old one keeps working until it expires.
+	oldFP := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id].Fingerprint
+	oldTLS := agentTLS(t, dir)
+	if err := a.Renew(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id]; v.Fingerprint == oldFP || v.Fingerprint == "" {
+		t.Fatalf("fingerprint after renewal: %s (was %s)", v.Fingerprint, oldFP)
+	}
+	if !strings.Contains(strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ","), "agent.renew") {
+		t.Error("the renewal was not audited")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: oldTLS}}
+	if resp, err := hc.Post(tn.n.AgentURL()+apitypes.AgentPathRenew, "application/json", strings.NewReader(`{"csr":"x"}`)); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusConflict {
+		t.Errorf("renewing with the replaced certificate: %d, want 409", resp.StatusCode)
+	}
+
 	// Revocation closes the live link within a second and refuses it after.
 	if !a.Status().Connected {
 		t.Fatal("the agent is not connected before the revocation")
