@@ -56,8 +56,9 @@ lint:
 
 # Write path and failover against etcd, then 20 dispatch-lease drills per
 # mode with the ratio to etcd's kill-the-leader → next write (BENCHMARKS.md).
-bench:
+bench: build
 	$(GO) run ./bench/regionbench -failover-rounds 20 -lease-rounds 20
+	$(GO) run ./bench/agentbench -agents 10000
 
 # Nothing is generated yet; the eBPF objects and protobuf code will be.
 generate:
