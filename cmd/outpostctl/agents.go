@@ -147,6 +147,8 @@ type agentJSON struct {
 	Flags        []string  `json:"flags"`
 	Revoked      bool      `json:"revoked"`
 	Fingerprint  string    `json:"fingerprint"`
+	// Config is the agent's last report on a dispatch (null: none yet).
+	Config *apitypes.AgentConfigStatus `json:"config"`
 }
 
 func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.Writer) error {
@@ -159,18 +161,22 @@ func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.
 		for _, a := range as {
 			out = append(out, agentJSON{ID: a.ID, Tenant: a.Tenant, Host: a.Host, Version: a.Version, Node: a.Node, RTTMs: a.RTTMs, Mode: a.Mode,
 				Health: a.Health, LastSeen: a.LastSeen, CertExpires: a.CertExpires, Capabilities: orEmpty(a.Capabilities), SourceAddr: a.SourceAddr,
-				Flags: orEmpty(a.Flags), Revoked: a.Revoked, Fingerprint: a.Fingerprint})
+				Flags: orEmpty(a.Flags), Revoked: a.Revoked, Fingerprint: a.Fingerprint, Config: a.Config})
 		}
 		return printJSON(w, out)
 	}
-	tw := newTable(w, "ID\tTENANT\tHOST\tVERSION\tNODE\tRTT\tCAPABILITIES\tHEALTH\tLAST SEEN\tCERT EXPIRES\tFLAGS")
+	tw := newTable(w, "ID\tTENANT\tHOST\tVERSION\tNODE\tRTT\tCAPABILITIES\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCONFIG\tFLAGS")
 	for _, a := range as {
 		rtt := "-"
 		if a.Node != "" {
 			rtt = fmt.Sprintf("%.1fms", a.RTTMs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Host, dash(a.Version), dash(a.Node), rtt,
-			dash(strings.Join(a.Capabilities, ",")), a.Health, stamp(a.LastSeen), stamp(a.CertExpires), dash(strings.Join(a.Flags, "; ")))
+		cfg := "-"
+		if c := a.Config; c != nil {
+			cfg = c.Dispatch + " " + c.Status
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Host, dash(a.Version), dash(a.Node), rtt,
+			dash(strings.Join(a.Capabilities, ",")), a.Health, stamp(a.LastSeen), stamp(a.CertExpires), cfg, dash(strings.Join(a.Flags, "; ")))
 	}
 	return tw.Flush()
 }
