@@ -6,11 +6,13 @@
 // capabilities, remote config status), and reports:
 //
 //   - memory per connected agent (the node's Go heap+stacks, and its RSS);
+//
 //   - connections established per second;
+//
 //   - time from submitting a fenced dispatch to each agent receiving it
 //     (p50, p99, max = full fan-out), over several dispatches.
 //
-//	go run ./bench/agentbench -agents 10000
+//     go run ./bench/agentbench -agents 10000
 package main
 
 import (
