@@ -314,6 +314,11 @@ func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
 			}
 		} else if addr, _ := r.raft.LeaderWithID(); addr != "" {
 			res, err = r.forwardApply(ctx, string(addr), cmd, timeout)
+			if err == nil {
+				// Read your writes: answer once this node has applied the
+				// entry too, so a read here right after sees it.
+				r.waitApplied(ctx, res.Index, timeout)
+			}
 		} else {
 			err = errNotLeaderRetry
 		}
@@ -340,6 +345,22 @@ func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
 		// Capped low: these retries provably appended nothing, and a long
 		// backoff only delays the first write after an election (BENCHMARKS.md).
 		backoff = min(2*backoff, 50*time.Millisecond)
+	}
+}
+
+// waitApplied waits, at most timeout, until this node's FSM has applied
+// index. The entry is committed either way; a node that lags longer
+// answers anyway (its reads then say how stale they are).
+func (r *Region) waitApplied(ctx context.Context, index uint64, timeout time.Duration) {
+	deadline := time.Now().Add(min(timeout, 5*time.Second))
+	for r.fsm.applied.Load() < index && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
 	}
 }
 

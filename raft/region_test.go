@@ -165,3 +165,25 @@ func TestFailFastApplyWithoutLeader(t *testing.T) {
 		t.Fatalf("plain apply on a leaderless node: %v (ctx %v); want it to wait until its deadline", err, short.Err())
 	}
 }
+
+// TestForwardedWriteIsReadableAtOnce: a write through a follower answers
+// only once that follower applied it, so a read there right after sees
+// it (read your writes), every time.
+func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
+	tr := newRegion(t, 3)
+	leader := tr.waitLeader(5 * time.Second)
+	var follower *testNode
+	for _, nd := range tr.live() {
+		if nd.id != leader.id {
+			follower = nd
+			break
+		}
+	}
+	for i := range 30 {
+		key := fmt.Sprintf("ryw%02d", i)
+		put(t, follower.r, key, "v")
+		if got := dumpKV(t, follower.store)[key]; got != "v" {
+			t.Fatalf("write %d through follower %s: not readable there right after it answered", i, follower.id)
+		}
+	}
+}
