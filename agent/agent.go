@@ -7,8 +7,9 @@
 // it persists the highest fencing token it has seen and refuses any
 // dispatch under a lower one.
 //
-// The agent links no server code: a test keeps node, raft, storage and
-// lease out of its imports (node/apitypes, the wire shapes, is allowed).
+// The agent links no server code: a test keeps node (all of it), raft,
+// storage and lease out of its imports; the wire shapes it shares with
+// the node are in internal/agentwire.
 package agent
 
 import (
@@ -23,14 +24,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/internal/meshid"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // Version is the agent's version, reported to its node.
@@ -69,7 +69,7 @@ type Config struct {
 	Hysteresis float64
 	MinGain    time.Duration
 	// Apply applies a validated config (default: keep it).
-	Apply  func(apitypes.AgentConfig) error
+	Apply  func(agentwire.Config) error
 	Logger *slog.Logger
 }
 
@@ -204,11 +204,11 @@ func (a *Agent) enroll(ctx context.Context) error {
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: false}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
-	req := apitypes.EnrollRequest{Token: a.cfg.Token, CSR: csrPEM, Host: a.cfg.Host, Version: Version}
+	req := agentwire.EnrollRequest{Token: a.cfg.Token, CSR: csrPEM, Host: a.cfg.Host, Version: Version}
 	var errs []error
 	for _, s := range a.cfg.Servers {
-		var out apitypes.Enrollment
-		err := postJSON(ctx, hc, strings.TrimRight(s, "/")+apitypes.AgentPathEnroll, req, &out)
+		var out agentwire.Enrollment
+		err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathEnroll, req, &out)
 		if err != nil {
 			errs = append(errs, err)
 			var se *statusError
@@ -224,7 +224,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	return fmt.Errorf("could not enroll with any server: %w", errors.Join(errs...))
 }
 
-func (a *Agent) finishEnroll(out apitypes.Enrollment, pinned *x509.Certificate) error {
+func (a *Agent) finishEnroll(out agentwire.Enrollment, pinned *x509.Certificate) error {
 	pool, ca, err := parseCA([]byte(out.CA))
 	if err != nil {
 		return fmt.Errorf("the node's enrollment answer: CA: %w", err)
@@ -283,5 +283,3 @@ func (a *Agent) Status() Status {
 func (a *Agent) tlsConfig() *tls.Config {
 	return serverTLS(a.pool, a.st.Region, func() *tls.Certificate { return a.cert.Load() })
 }
-
-func osType() string { return runtime.GOOS }

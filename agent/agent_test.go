@@ -13,10 +13,10 @@ import (
 
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 )
 
-func remote(t *testing.T, d apitypes.AgentDispatch) *pb.AgentRemoteConfig {
+func remote(t *testing.T, d agentwire.Dispatch) *pb.AgentRemoteConfig {
 	t.Helper()
 	body, err := json.Marshal(d)
 	if err != nil {
@@ -24,10 +24,10 @@ func remote(t *testing.T, d apitypes.AgentDispatch) *pb.AgentRemoteConfig {
 	}
 	sum := sha256.Sum256(body)
 	return &pb.AgentRemoteConfig{ConfigHash: sum[:], Config: &pb.AgentConfigMap{ConfigMap: map[string]*pb.AgentConfigFile{
-		apitypes.DispatchFile: {Body: body, ContentType: "application/json"}}}}
+		agentwire.DispatchFile: {Body: body, ContentType: "application/json"}}}}
 }
 
-func testAgent(t *testing.T, dir string, apply func(apitypes.AgentConfig) error) *Agent {
+func testAgent(t *testing.T, dir string, apply func(agentwire.Config) error) *Agent {
 	t.Helper()
 	st, err := openStore(dir)
 	if err != nil {
@@ -48,7 +48,7 @@ func testAgent(t *testing.T, dir string, apply func(apitypes.AgentConfig) error)
 func TestFencingAtTheAgent(t *testing.T) {
 	dir := t.TempDir()
 	var applied []string
-	apply := func(c apitypes.AgentConfig) error {
+	apply := func(c agentwire.Config) error {
 		if c.ExportInterval == "13s" {
 			return errors.New("probe engine rejected it")
 		}
@@ -57,7 +57,7 @@ func TestFencingAtTheAgent(t *testing.T) {
 	}
 	a := testAgent(t, dir, apply)
 	cfg := func(iv string) json.RawMessage { return json.RawMessage(`{"export_interval":"` + iv + `"}`) }
-	d1 := apitypes.AgentDispatch{ID: "d1", Kind: "config", Token: 5, Index: 10, Node: "n1", Payload: cfg("10s")}
+	d1 := agentwire.Dispatch{ID: "d1", Kind: "config", Token: 5, Index: 10, Node: "n1", Payload: cfg("10s")}
 	if st, msg := a.decide(remote(t, d1)); st != "applied" || msg != "" {
 		t.Fatalf("d1: %s %s", st, msg)
 	}
@@ -66,29 +66,29 @@ func TestFencingAtTheAgent(t *testing.T) {
 	if a.st.HighestToken != 5 || a.st.LastIndex != 10 {
 		t.Fatalf("state after restart: %+v", a.st)
 	}
-	stale := apitypes.AgentDispatch{ID: "d0", Kind: "config", Token: 4, Index: 12, Node: "n3", Payload: cfg("11s")}
+	stale := agentwire.Dispatch{ID: "d0", Kind: "config", Token: 4, Index: 12, Node: "n3", Payload: cfg("11s")}
 	st, msg := a.decide(remote(t, stale))
-	if st != "failed" || !strings.HasPrefix(msg, apitypes.RefusedPrefix) || !strings.Contains(msg, "token 4") {
+	if st != "failed" || !strings.HasPrefix(msg, agentwire.RefusedPrefix) || !strings.Contains(msg, "token 4") {
 		t.Fatalf("stale token: %s %q", st, msg)
 	}
 	if st, _ := a.decide(remote(t, d1)); st != "applied" {
 		t.Fatalf("redelivery of d1: %s", st)
 	}
-	older := apitypes.AgentDispatch{ID: "d-old", Kind: "config", Token: 5, Index: 9, Payload: cfg("12s")}
+	older := agentwire.Dispatch{ID: "d-old", Kind: "config", Token: 5, Index: 9, Payload: cfg("12s")}
 	if st, msg := a.decide(remote(t, older)); st != "failed" || !strings.Contains(msg, "older") {
 		t.Fatalf("older config: %s %q", st, msg)
 	}
-	bad := apitypes.AgentDispatch{ID: "d-bad", Kind: "config", Token: 6, Index: 20, Payload: json.RawMessage(`{"sample_rate":7}`)}
+	bad := agentwire.Dispatch{ID: "d-bad", Kind: "config", Token: 6, Index: 20, Payload: json.RawMessage(`{"sample_rate":7}`)}
 	if st, msg := a.decide(remote(t, bad)); st != "failed" || !strings.Contains(msg, "sample_rate") {
 		t.Fatalf("bad config: %s %q", st, msg)
 	}
 	if a.st.HighestToken != 6 {
 		t.Fatalf("a committed dispatch under token 6 was seen; highest is %d", a.st.HighestToken)
 	}
-	if st, _ := a.decide(remote(t, apitypes.AgentDispatch{ID: "d2", Kind: "config", Token: 5, Index: 30, Payload: cfg("14s")})); st != "failed" {
+	if st, _ := a.decide(remote(t, agentwire.Dispatch{ID: "d2", Kind: "config", Token: 5, Index: 30, Payload: cfg("14s")})); st != "failed" {
 		t.Fatal("token 5 accepted after token 6 was seen")
 	}
-	if st, msg := a.decide(remote(t, apitypes.AgentDispatch{ID: "d3", Kind: "config", Token: 6, Index: 31, Payload: cfg("13s")})); st != "failed" ||
+	if st, msg := a.decide(remote(t, agentwire.Dispatch{ID: "d3", Kind: "config", Token: 6, Index: 31, Payload: cfg("13s")})); st != "failed" ||
 		!strings.Contains(msg, "rejected") {
 		t.Fatalf("apply error: %s %q", st, msg)
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 )
 
 // candidate is a node's agent endpoint and how it measured.
@@ -97,8 +97,8 @@ func (a *Agent) handshake(ctx context.Context, u string) (string, time.Duration,
 func (a *Agent) refreshServers(ctx context.Context, via string) map[string]bool {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tlsConfig()}}
 	defer hc.CloseIdleConnections()
-	var nodes []apitypes.AgentNode
-	if err := doJSON(ctx, hc, "GET", strings.TrimRight(via, "/")+apitypes.AgentPathNodes, nil, &nodes); err != nil {
+	var nodes []agentwire.Node
+	if err := doJSON(ctx, hc, "GET", strings.TrimRight(via, "/")+agentwire.PathNodes, nil, &nodes); err != nil {
 		a.logger.Debug("could not refresh the node list", "via", via, "err", err)
 		return nil
 	}

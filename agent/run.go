@@ -20,7 +20,7 @@ import (
 	ct "github.com/open-telemetry/opamp-go/client/types"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 )
 
 // The capabilities the agent announces. It accepts remote config (the
@@ -113,7 +113,7 @@ func opampURL(u string) (string, error) {
 	if err != nil || pu.Host == "" {
 		return "", fmt.Errorf("bad server URL %q", u)
 	}
-	return (&url.URL{Scheme: "wss", Host: pu.Host, Path: apitypes.AgentPathOpAMP}).String(), nil
+	return (&url.URL{Scheme: "wss", Host: pu.Host, Path: agentwire.PathOpAMP}).String(), nil
 }
 
 // attach runs one OpAMP client against c until it must go: it returns
@@ -258,11 +258,11 @@ func (a *Agent) description(rtt time.Duration) *pb.AgentDescription {
 		return &pb.KeyValue{Key: k, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: v}}}
 	}
 	return &pb.AgentDescription{
-		IdentifyingAttributes: []*pb.KeyValue{str(apitypes.AttrService, "outpost-agent")},
+		IdentifyingAttributes: []*pb.KeyValue{str(agentwire.AttrService, "outpost-agent")},
 		NonIdentifyingAttributes: []*pb.KeyValue{
-			str(apitypes.AttrHost, a.cfg.Host), str(apitypes.AttrVersion, Version), str(apitypes.AttrOS, osType()),
-			str(apitypes.AttrArch, runtime.GOARCH),
-			{Key: apitypes.AttrRTT, Value: &pb.AnyValue{Value: &pb.AnyValue_DoubleValue{DoubleValue: float64(rtt.Microseconds()) / 1000}}},
+			str(agentwire.AttrHost, a.cfg.Host), str(agentwire.AttrVersion, Version), str(agentwire.AttrOS, runtime.GOOS),
+			str(agentwire.AttrArch, runtime.GOARCH),
+			{Key: agentwire.AttrRTT, Value: &pb.AnyValue{Value: &pb.AnyValue_DoubleValue{DoubleValue: float64(rtt.Microseconds()) / 1000}}},
 		},
 	}
 }
@@ -297,7 +297,7 @@ func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
 		a.logger.Warn("the node pushed a config the agent cannot read", "err", err)
 	case d.Token < a.st.HighestToken:
 		status = "failed"
-		msg = fmt.Sprintf("%s: dispatch %s carries token %d, this agent has seen %d", apitypes.RefusedPrefix, d.ID, d.Token, a.st.HighestToken)
+		msg = fmt.Sprintf("%s: dispatch %s carries token %d, this agent has seen %d", agentwire.RefusedPrefix, d.ID, d.Token, a.st.HighestToken)
 		a.logger.Warn("refused a dispatch under a stale fencing token", "dispatch", d.ID, "token", d.Token, "highest", a.st.HighestToken, "node", d.Node)
 	case slices.Contains(a.st.Applied, d.ID):
 		// Delivered again (a failover, a reconnect): applied once already.
@@ -308,7 +308,7 @@ func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
 		msg = fmt.Sprintf("dispatch %s (index %d) is older than the applied config (index %d)", d.ID, d.Index, a.st.LastIndex)
 	default:
 		a.st.HighestToken = max(a.st.HighestToken, d.Token)
-		cfg, err := apitypes.ParseAgentConfig(d.Payload)
+		cfg, err := agentwire.ParseConfig(d.Payload)
 		if err == nil && a.cfg.Apply != nil {
 			err = a.cfg.Apply(cfg)
 		}
@@ -332,19 +332,19 @@ func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
 	return status, msg
 }
 
-func parseDispatch(rc *pb.AgentRemoteConfig) (apitypes.AgentDispatch, error) {
-	var d apitypes.AgentDispatch
-	f := rc.GetConfig().GetConfigMap()[apitypes.DispatchFile]
+func parseDispatch(rc *pb.AgentRemoteConfig) (agentwire.Dispatch, error) {
+	var d agentwire.Dispatch
+	f := rc.GetConfig().GetConfigMap()[agentwire.DispatchFile]
 	if f == nil {
-		return d, fmt.Errorf("the remote config has no %s", apitypes.DispatchFile)
+		return d, fmt.Errorf("the remote config has no %s", agentwire.DispatchFile)
 	}
 	dec := json.NewDecoder(bytes.NewReader(f.GetBody()))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
-		return d, fmt.Errorf("%s: %w", apitypes.DispatchFile, err)
+		return d, fmt.Errorf("%s: %w", agentwire.DispatchFile, err)
 	}
-	if d.ID == "" || d.Kind != apitypes.DispatchKind {
-		return d, fmt.Errorf("%s: a %q dispatch with an id is expected, got kind %q", apitypes.DispatchFile, apitypes.DispatchKind, d.Kind)
+	if d.ID == "" || d.Kind != agentwire.DispatchKind {
+		return d, fmt.Errorf("%s: a %q dispatch with an id is expected, got kind %q", agentwire.DispatchFile, agentwire.DispatchKind, d.Kind)
 	}
 	return d, nil
 }
@@ -390,8 +390,8 @@ func (a *Agent) Renew(ctx context.Context) error {
 	a.mu.Unlock()
 	var errs []error
 	for _, s := range servers {
-		var out apitypes.Renewal
-		if err := postJSON(ctx, hc, strings.TrimRight(s, "/")+apitypes.AgentPathRenew, apitypes.RenewRequest{CSR: csrPEM}, &out); err != nil {
+		var out agentwire.Renewal
+		if err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathRenew, agentwire.RenewRequest{CSR: csrPEM}, &out); err != nil {
 			errs = append(errs, err)
 			var se *statusError
 			if errors.As(err, &se) && (se.Code == http.StatusForbidden || se.Code == http.StatusConflict) {

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/internal/meshid"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // serverTLS is the agent's TLS to a node: TLS 1.3, its certificate when
@@ -136,7 +135,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body io.Re
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e apitypes.Error
+		var e struct{ Error, Hint string } // a node's error body
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -36,10 +37,10 @@ import (
 // applied counts how often an agent applied each dispatch.
 type applied struct {
 	mu  sync.Mutex
-	cfg []apitypes.AgentConfig
+	cfg []agentwire.Config
 }
 
-func (a *applied) apply(c apitypes.AgentConfig) error {
+func (a *applied) apply(c agentwire.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cfg = append(a.cfg, c)
@@ -98,7 +99,7 @@ func agentTLS(t *testing.T, dir string) *tls.Config {
 }
 
 func wsURL(agentURL string) string {
-	return strings.Replace(agentURL, "https://", "wss://", 1) + apitypes.AgentPathOpAMP
+	return strings.Replace(agentURL, "https://", "wss://", 1) + agentwire.PathOpAMP
 }
 
 // TestAgentControlLink runs a real node and a real agent over mutual TLS
@@ -181,7 +182,7 @@ func TestAgentControlLink(t *testing.T) {
 	})
 	t.Run("plain HTTP OpAMP", func(t *testing.T) {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: agentTLS(t, dir)}}
-		resp, err := hc.Post(tn.n.AgentURL()+apitypes.AgentPathOpAMP, "application/x-protobuf", strings.NewReader("x"))
+		resp, err := hc.Post(tn.n.AgentURL()+agentwire.PathOpAMP, "application/x-protobuf", strings.NewReader("x"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +239,7 @@ func TestAgentControlLink(t *testing.T) {
 		t.Error("the renewal was not audited")
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: oldTLS}}
-	if resp, err := hc.Post(tn.n.AgentURL()+apitypes.AgentPathRenew, "application/json", strings.NewReader(`{"csr":"x"}`)); err != nil {
+	if resp, err := hc.Post(tn.n.AgentURL()+agentwire.PathRenew, "application/json", strings.NewReader(`{"csr":"x"}`)); err != nil {
 		t.Fatal(err)
 	} else if resp.Body.Close(); resp.StatusCode != http.StatusConflict {
 		t.Errorf("renewing with the replaced certificate: %d, want 409", resp.StatusCode)
@@ -500,7 +501,7 @@ func (r *rawLink) recv(d time.Duration) *pb.ServerToAgent {
 
 func describe(uid []byte, caps pb.AgentCapabilities, host string) *pb.AgentToServer {
 	return &pb.AgentToServer{InstanceUid: uid, Capabilities: uint64(caps), AgentDescription: &pb.AgentDescription{
-		NonIdentifyingAttributes: []*pb.KeyValue{{Key: apitypes.AttrHost, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: host}}}}}}
+		NonIdentifyingAttributes: []*pb.KeyValue{{Key: agentwire.AttrHost, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: host}}}}}}
 }
 
 // TestAgentCertificateMisuse: the seed's stolen-certificate scenario and

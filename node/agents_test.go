@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
@@ -31,7 +32,7 @@ func csrFor(t *testing.T, key crypto.Signer, uris ...*url.URL) string {
 }
 
 func enrollBody(token, csr, host string) string {
-	b, _ := json.Marshal(apitypes.EnrollRequest{Token: token, CSR: csr, Host: host, Version: "0.1.0", InstanceUID: "claimed-uid"})
+	b, _ := json.Marshal(agentwire.EnrollRequest{Token: token, CSR: csr, Host: host, Version: "0.1.0", InstanceUID: "claimed-uid"})
 	return string(b)
 }
 
@@ -93,7 +94,7 @@ func TestAgentEnrollment(t *testing.T) {
 
 	// Concurrent redemptions: exactly one wins.
 	var mu sync.Mutex
-	var wins []apitypes.Enrollment
+	var wins []agentwire.Enrollment
 	codes := map[int]int{}
 	var wg sync.WaitGroup
 	for i := 0; i < 6; i++ {
@@ -106,7 +107,7 @@ func TestAgentEnrollment(t *testing.T) {
 			defer mu.Unlock()
 			codes[r.code]++
 			if r.code == 201 {
-				var e apitypes.Enrollment
+				var e agentwire.Enrollment
 				_ = json.Unmarshal([]byte(r.body), &e)
 				wins = append(wins, e)
 			} else if !strings.Contains(r.body, "already redeemed") {

@@ -295,11 +295,7 @@ func (n *Node) auditMeta(ctx context.Context, action, entity, tenant string, det
 // commitAudited commits inner (nil: only the record) with its audit
 // record, as this node (the agent port's audited changes).
 func (n *Node) commitAudited(ctx context.Context, actor, action, entity, tenant string, detail any, inner []byte) (raft.Result, error) {
-	d, err := json.Marshal(detail)
-	if err != nil {
-		return raft.Result{}, err
-	}
-	meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now().UTC(), Node: n.cfg.NodeID, Actor: actor, Tenant: tenant, Action: action, Entity: entity, Detail: d})
+	meta, err := n.auditMeta(lease.WithActor(ctx, actor), action, entity, tenant, detail)
 	if err != nil {
 		return raft.Result{}, err
 	}

@@ -44,6 +44,7 @@ import (
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
@@ -144,9 +145,9 @@ func run(n, dispatches, workers int, bin string) error {
 		}
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-		req, _ := json.Marshal(apitypes.EnrollRequest{Token: bt.Token, Host: "sim-" + strconv.Itoa(i), Version: "bench",
+		req, _ := json.Marshal(agentwire.EnrollRequest{Token: bt.Token, Host: "sim-" + strconv.Itoa(i), Version: "bench",
 			CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
-		var en apitypes.Enrollment
+		var en agentwire.Enrollment
 		if err := (&api{url: apiURL}).call("POST", "/api/v1/agents/enroll", string(req), &en); err != nil {
 			return err
 		}
@@ -313,7 +314,7 @@ func dial(agentURL string, cert tls.Certificate, i int) (*sim, error) {
 		InsecureSkipVerify: true}, HandshakeTimeout: 30 * time.Second} //nolint:gosec // a load generator on loopback
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, _, err := d.DialContext(ctx, strings.Replace(agentURL, "https://", "wss://", 1)+apitypes.AgentPathOpAMP, nil)
+	c, _, err := d.DialContext(ctx, strings.Replace(agentURL, "https://", "wss://", 1)+agentwire.PathOpAMP, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +324,7 @@ func dial(agentURL string, cert tls.Certificate, i int) (*sim, error) {
 	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus | pb.AgentCapabilities_AgentCapabilities_AcceptsRemoteConfig |
 		pb.AgentCapabilities_AgentCapabilities_ReportsRemoteConfig
 	if err := s.send(&pb.AgentToServer{InstanceUid: uid, Capabilities: uint64(caps), AgentDescription: &pb.AgentDescription{
-		NonIdentifyingAttributes: []*pb.KeyValue{{Key: apitypes.AttrHost, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: "sim-" + strconv.Itoa(i)}}}}}}); err != nil {
+		NonIdentifyingAttributes: []*pb.KeyValue{{Key: agentwire.AttrHost, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: "sim-" + strconv.Itoa(i)}}}}}}); err != nil {
 		return nil, err
 	}
 	if _, _, err := c.ReadMessage(); err != nil { // the node's answer: connected
@@ -354,8 +355,8 @@ func (s *sim) read(uid []byte, caps uint64) {
 			continue
 		}
 		now := time.Now()
-		var d apitypes.AgentDispatch
-		_ = json.Unmarshal(m.GetRemoteConfig().GetConfig().GetConfigMap()[apitypes.DispatchFile].GetBody(), &d)
+		var d agentwire.Dispatch
+		_ = json.Unmarshal(m.GetRemoteConfig().GetConfig().GetConfigMap()[agentwire.DispatchFile].GetBody(), &d)
 		s.mu.Lock()
 		if d.ID == s.id {
 			select {

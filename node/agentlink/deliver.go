@@ -9,9 +9,9 @@ import (
 
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -36,7 +36,7 @@ func newTarget(d lease.Dispatch) *target {
 	if err != nil {
 		sel, _ = agents.ParseSelector("none") // a bad selector selects no agent
 	}
-	body, _ := json.Marshal(apitypes.AgentDispatch{ID: d.ID, Kind: d.Kind, Token: d.Token, Index: d.Index, Node: d.Node,
+	body, _ := json.Marshal(agentwire.Dispatch{ID: d.ID, Kind: d.Kind, Token: d.Token, Index: d.Index, Node: d.Node,
 		Issued: d.Issued, Payload: d.Payload})
 	sum := sha256.Sum256(body)
 	return &target{Dispatch: d, sel: sel, body: body, hash: sum[:]}
@@ -44,7 +44,7 @@ func newTarget(d lease.Dispatch) *target {
 
 func (t *target) remoteConfig() *pb.AgentRemoteConfig {
 	return &pb.AgentRemoteConfig{ConfigHash: t.hash, Config: &pb.AgentConfigMap{ConfigMap: map[string]*pb.AgentConfigFile{
-		apitypes.DispatchFile: {Body: t.body, ContentType: "application/json"},
+		agentwire.DispatchFile: {Body: t.body, ContentType: "application/json"},
 	}}}
 }
 
@@ -69,7 +69,7 @@ func (d *desired) scope(tenant string) []*target {
 	var ts []*target
 	_ = d.store.View(func(tx *storage.Tx) error {
 		for _, disp := range lease.LatestOf(tx, tenant, 4*keepPerScope) {
-			if disp.Kind == apitypes.DispatchKind {
+			if disp.Kind == agentwire.DispatchKind {
 				ts = append(ts, newTarget(disp))
 				if len(ts) == keepPerScope {
 					break
@@ -85,7 +85,7 @@ func (d *desired) scope(tenant string) []*target {
 // add records a committed dispatch; it reports false for one that is not
 // agent config or was known already.
 func (d *desired) add(disp lease.Dispatch) (*target, bool) {
-	if disp.Kind != apitypes.DispatchKind {
+	if disp.Kind != agentwire.DispatchKind {
 		return nil, false
 	}
 	d.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -32,7 +33,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var in apitypes.RenewRequest
+	var in agentwire.RenewRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2*pki.MaxCSRBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -80,7 +81,7 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.logger.Info("renewed an agent certificate", "agent", a.ID, "expires", cert.NotAfter)
-	writeJSON(w, http.StatusOK, apitypes.Renewal{Certificate: string(certPEM), CA: string(s.cfg.CA.CertPEM()), CertExpires: cert.NotAfter.UTC()})
+	writeJSON(w, http.StatusOK, agentwire.Renewal{Certificate: string(certPEM), CA: string(s.cfg.CA.CertPEM()), CertExpires: cert.NotAfter.UTC()})
 }
 
 // opampLogger sends opamp-go's messages to slog at debug level: what

@@ -13,8 +13,8 @@ import (
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 	st "github.com/open-telemetry/opamp-go/server/types"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // What the node offers. Packages and connection settings are never
@@ -162,7 +162,7 @@ func (l *link) noteStatus(rs *pb.RemoteConfigStatus, now time.Time) *agents.Conf
 		status = agents.ConfigApplied
 	case pb.RemoteConfigStatuses_RemoteConfigStatuses_FAILED:
 		status = agents.ConfigFailed
-		if strings.HasPrefix(rs.GetErrorMessage(), apitypes.RefusedPrefix) {
+		if strings.HasPrefix(rs.GetErrorMessage(), agentwire.RefusedPrefix) {
 			status = agents.ConfigRefused
 		}
 	default:
@@ -233,19 +233,19 @@ func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
 		v := kv.GetValue()
 		s := truncate(v.GetStringValue(), 253)
 		switch kv.GetKey() {
-		case apitypes.AttrHost:
+		case agentwire.AttrHost:
 			info.Host = printable(s)
-		case apitypes.AttrVersion:
+		case agentwire.AttrVersion:
 			info.Version = printable(truncate(s, 64))
-		case apitypes.AttrOS:
+		case agentwire.AttrOS:
 			info.OS = printable(truncate(s, 32))
-		case apitypes.AttrArch:
+		case agentwire.AttrArch:
 			info.Arch = printable(truncate(s, 32))
-		case apitypes.AttrMode:
+		case agentwire.AttrMode:
 			if s == "ebpf" || s == "procfs" {
 				info.Mode = s
 			}
-		case apitypes.AttrRTT:
+		case agentwire.AttrRTT:
 			f := v.GetDoubleValue()
 			if f == 0 && s != "" {
 				f, _ = strconv.ParseFloat(s, 64)

@@ -107,7 +107,7 @@ func (s *Server) afterPresence(v []byte) {
 
 // audit commits an audited record-only change in the background.
 func (s *Server) audit(action, entity, tenant string, detail any) {
-	if s.cfg.Commit == nil {
+	if s.cfg.Commit == nil || s.ctx.Err() != nil {
 		return
 	}
 	s.wg.Add(1)

@@ -34,6 +34,7 @@ import (
 	st "github.com/open-telemetry/opamp-go/server/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
@@ -155,12 +156,12 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	}
 	s.opamp = limitHijack(http.HandlerFunc(h), cfg.MaxMessage)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+apitypes.AgentPathOpAMP, s.opamp)
-	mux.HandleFunc("POST "+apitypes.AgentPathOpAMP, s.plainOpAMP)
-	mux.HandleFunc("POST "+apitypes.AgentPathRenew, s.renew)
-	mux.HandleFunc("GET "+apitypes.AgentPathNodes, s.nodes)
+	mux.HandleFunc("GET "+agentwire.PathOpAMP, s.opamp)
+	mux.HandleFunc("POST "+agentwire.PathOpAMP, s.plainOpAMP)
+	mux.HandleFunc("POST "+agentwire.PathRenew, s.renew)
+	mux.HandleFunc("GET "+agentwire.PathNodes, s.nodes)
 	if cfg.Enroll != nil {
-		mux.Handle("POST "+apitypes.AgentPathEnroll, cfg.Enroll)
+		mux.Handle("POST "+agentwire.PathEnroll, cfg.Enroll)
 	}
 	tlsCfg := pki.AgentServerTLS(cfg.CA, cfg.Ident, cfg.Region, cfg.Now, s.checkCert)
 	s.hs = &http.Server{
@@ -454,13 +455,13 @@ func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.agentNodes())
 }
 
-func (s *Server) agentNodes() []apitypes.AgentNode {
-	out := []apitypes.AgentNode{}
+func (s *Server) agentNodes() []agentwire.Node {
+	out := []agentwire.Node{}
 	for _, m := range s.cfg.Raft.Members() {
 		if m.Meta.AgentURL == "" || m.Meta.Region != s.cfg.Region || m.Meta.Leaving || m.Status != raft.MemberAlive {
 			continue
 		}
-		n := apitypes.AgentNode{ID: m.ID, URL: m.Meta.AgentURL, Agents: m.Meta.Agents}
+		n := agentwire.Node{ID: m.ID, URL: m.Meta.AgentURL, Agents: m.Meta.Agents}
 		if m.ID == s.cfg.NodeID {
 			n.Agents = s.Count()
 			n.Full = n.Agents >= s.cfg.MaxAgents

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -118,7 +119,7 @@ func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *cal
 // naming the token's tenant and a new agent id. Public: the bootstrap
 // token is the credential.
 func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
-	var in apitypes.EnrollRequest
+	var in agentwire.EnrollRequest
 	if !decodeBody(w, r, &in, `{"token":"opb_…","csr":"-----BEGIN CERTIFICATE REQUEST-----…","host":"web-1","version":"0.1.0"}`) {
 		return
 	}
@@ -214,7 +215,7 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		refuse(http.StatusForbidden, "lost the race for the token", agents.ErrTokenUsed.Error(), "")
 		return
 	}
-	writeJSON(w, http.StatusCreated, apitypes.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
+	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
 		Certificate: string(certPEM), CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})
 }
 

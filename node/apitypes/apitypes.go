@@ -416,29 +416,6 @@ type AgentConfigStatus struct {
 	At       time.Time `json:"at"`
 }
 
-// EnrollRequest is POST /api/v1/agents/enroll: an agent redeems its
-// bootstrap token with a certificate request for a key it made itself.
-type EnrollRequest struct {
-	Token       string `json:"token"`
-	CSR         string `json:"csr"` // PEM "CERTIFICATE REQUEST"
-	Host        string `json:"host"`
-	Version     string `json:"version,omitempty"`
-	InstanceUID string `json:"instance_uid,omitempty"` // informational
-}
-
-// Enrollment is the answer to an enrollment: the agent's identity, its
-// certificate, the region CA to verify nodes with, and the nodes' agent
-// endpoints.
-type Enrollment struct {
-	AgentID     string    `json:"agent_id"`
-	Region      string    `json:"region"`
-	Tenant      string    `json:"tenant"`
-	Certificate string    `json:"certificate"` // PEM
-	CA          string    `json:"ca"`          // PEM
-	CertExpires time.Time `json:"cert_expires"`
-	Servers     []string  `json:"servers"` // agent endpoint URLs of the region's nodes
-}
-
 // Agent is one agent, as `outpostctl agents list` shows it.
 type Agent struct {
 	ID          string    `json:"id"`

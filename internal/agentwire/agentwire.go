@@ -1,4 +1,9 @@
-package apitypes
+// Package agentwire holds what an agent and its node exchange besides
+// OpAMP's own messages: the agent port's paths, enrollment and renewal
+// bodies, the node list, the dispatch a remote config carries and the
+// config it applies, and the description attributes. The agent links
+// this and no package under node/; it imports only the standard library.
+package agentwire
 
 import (
 	"encoding/json"
@@ -9,22 +14,19 @@ import (
 	"time"
 )
 
-// What a node and its agents exchange beyond OpAMP's own messages. The
-// agent links these types and nothing else of the node.
-
 // Paths on a node's agent port (TLS with the node certificate).
 const (
-	AgentPathOpAMP  = "/v1/opamp"             // WebSocket OpAMP; client certificate required
-	AgentPathEnroll = "/api/v1/agents/enroll" // the API's enrollment; no client certificate
-	AgentPathRenew  = "/v1/renew"             // client certificate required
-	AgentPathNodes  = "/v1/nodes"             // client certificate required
-	DispatchFile    = "outpost.dispatch.json" // the remote config file carrying a dispatch
-	DispatchKind    = "config"                // the dispatch kind agents apply
+	PathOpAMP    = "/v1/opamp"             // WebSocket OpAMP; client certificate required
+	PathEnroll   = "/api/v1/agents/enroll" // the API's enrollment; no client certificate
+	PathRenew    = "/v1/renew"             // client certificate required
+	PathNodes    = "/v1/nodes"             // client certificate required
+	DispatchFile = "outpost.dispatch.json" // the remote config file carrying a dispatch
+	DispatchKind = "config"                // the dispatch kind agents apply
 )
 
-// AgentDispatch is a committed dispatch as the node delivers it to an
+// Dispatch is a committed dispatch as the node delivers it to an
 // agent (the body of the remote config file DispatchFile).
-type AgentDispatch struct {
+type Dispatch struct {
 	ID      string          `json:"id"`
 	Kind    string          `json:"kind"`
 	Token   uint64          `json:"token"`
@@ -34,9 +36,9 @@ type AgentDispatch struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
-// AgentConfig is the payload of a "config" dispatch: what the agent
+// Config is the payload of a "config" dispatch: what the agent
 // observes and how it reports.
-type AgentConfig struct {
+type Config struct {
 	// Probes are active checks the agent runs.
 	Probes []Probe `json:"probes,omitempty"`
 	// SampleRate is the fraction of flows reported, 0 < r ≤ 1 (default 1).
@@ -52,11 +54,11 @@ type Probe struct {
 	Interval string `json:"interval,omitempty"`
 }
 
-// Limits on an AgentConfig.
+// Limits on an Config.
 const MaxProbes = 256
 
 // Validate checks a config the way the agent will apply it.
-func (c AgentConfig) Validate() error {
+func (c Config) Validate() error {
 	if len(c.Probes) > MaxProbes {
 		return fmt.Errorf("at most %d probes", MaxProbes)
 	}
@@ -107,19 +109,19 @@ func (p Probe) validate() error {
 	return nil
 }
 
-// ParseAgentConfig decodes a config payload strictly and validates it.
-func ParseAgentConfig(payload []byte) (AgentConfig, error) {
-	var c AgentConfig
+// ParseConfig decodes a config payload strictly and validates it.
+func ParseConfig(payload []byte) (Config, error) {
+	var c Config
 	if len(payload) == 0 {
 		return c, nil
 	}
 	dec := json.NewDecoder(strings.NewReader(string(payload)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return AgentConfig{}, fmt.Errorf("config payload: %w", err)
+		return Config{}, fmt.Errorf("config payload: %w", err)
 	}
 	if dec.More() {
-		return AgentConfig{}, fmt.Errorf("config payload: trailing data")
+		return Config{}, fmt.Errorf("config payload: trailing data")
 	}
 	return c, c.Validate()
 }
@@ -137,8 +139,8 @@ type Renewal struct {
 	CertExpires time.Time `json:"cert_expires"`
 }
 
-// AgentNode is one node an agent may attach to (GET /v1/nodes).
-type AgentNode struct {
+// Node is one node an agent may attach to (GET /v1/nodes).
+type Node struct {
 	ID     string `json:"id"`
 	URL    string `json:"url"`
 	Agents int    `json:"agents"`
@@ -159,3 +161,26 @@ const (
 // RefusedPrefix starts the error an agent reports for a dispatch whose
 // fencing token is lower than one it has seen.
 const RefusedPrefix = "refused: stale fencing token"
+
+// EnrollRequest is POST /api/v1/agents/enroll: an agent redeems its
+// bootstrap token with a certificate request for a key it made itself.
+type EnrollRequest struct {
+	Token       string `json:"token"`
+	CSR         string `json:"csr"` // PEM "CERTIFICATE REQUEST"
+	Host        string `json:"host"`
+	Version     string `json:"version,omitempty"`
+	InstanceUID string `json:"instance_uid,omitempty"` // informational
+}
+
+// Enrollment is the answer to an enrollment: the agent's identity, its
+// certificate, the region CA to verify nodes with, and the nodes' agent
+// endpoints.
+type Enrollment struct {
+	AgentID     string    `json:"agent_id"`
+	Region      string    `json:"region"`
+	Tenant      string    `json:"tenant"`
+	Certificate string    `json:"certificate"` // PEM
+	CA          string    `json:"ca"`          // PEM
+	CertExpires time.Time `json:"cert_expires"`
+	Servers     []string  `json:"servers"` // agent endpoint URLs of the region's nodes
+}
