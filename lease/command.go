@@ -184,16 +184,5 @@ func DecodeDispatch(data []byte) (Dispatch, error) {
 }
 
 func decodeStrict(data []byte, v any) error {
-	if len(data) == 0 || len(data) > maxEntry {
-		return fmt.Errorf("%w: entry of %d bytes", ErrBadCommand, len(data))
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadCommand, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: trailing data", ErrBadCommand)
-	}
-	return nil
+	return raft.DecodeStrictJSON(data, maxEntry, v, ErrBadCommand)
 }

@@ -1,7 +1,9 @@
 package raft
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -189,3 +191,21 @@ func DecodeAudited(data []byte) (meta, inner []byte, err error) {
 
 // uvarintLen is the length of the canonical (shortest) encoding of v.
 func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
+
+// DecodeStrictJSON decodes the JSON payload of a custom command into v:
+// 1..maxLen bytes, no unknown fields, no trailing data. Every failure
+// wraps bad, the caller's malformed-command error.
+func DecodeStrictJSON(data []byte, maxLen int, v any, bad error) error {
+	if len(data) == 0 || len(data) > maxLen {
+		return fmt.Errorf("%w: entry of %d bytes", bad, len(data))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", bad, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data", bad)
+	}
+	return nil
+}

@@ -54,6 +54,7 @@ const (
 	maxAddrs        = 8
 	maxFlags        = 16
 	MaxPresenceOps  = 512
+	maxOpBytes      = 1 << 20 // the node port's frame cap
 	maxStatusErrLen = 512
 	// SeenEvery is how often a node confirms the agents it holds; a
 	// connection not confirmed for two of these is not counted as live
@@ -159,13 +160,8 @@ func (o Op) Encode() ([]byte, error) {
 // DecodeOp parses the payload of a CmdAgents entry.
 func DecodeOp(payload []byte) (Op, error) {
 	var o Op
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o); err != nil {
-		return Op{}, fmt.Errorf("%w: agents op: %v", raft.ErrBadCommand, err)
-	}
-	if dec.More() {
-		return Op{}, fmt.Errorf("%w: agents op: trailing data", raft.ErrBadCommand)
+	if err := raft.DecodeStrictJSON(payload, maxOpBytes, &o, raft.ErrBadCommand); err != nil {
+		return Op{}, err
 	}
 	return o, o.validate()
 }
