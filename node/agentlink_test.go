@@ -370,6 +370,16 @@ func startRegion3(t *testing.T, proxies []*delayProxy) []*testNode {
 		}
 		return err == nil && len(b) > 0
 	})
+	// The token file is written by whichever node led first; the others
+	// accept the token once they have applied the entry that stored it.
+	eventually(t, 10*time.Second, "every node accepts the first admin token", func() bool {
+		for _, tn := range nodes {
+			if tn.do(t, "GET", "/api/v1/region", tn.token, "").code != 200 {
+				return false
+			}
+		}
+		return true
+	})
 	return nodes
 }
 
