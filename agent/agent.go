@@ -95,9 +95,12 @@ type Agent struct {
 	cfg    Config
 	logger *slog.Logger
 	store  store
-	key    *ecdsa.PrivateKey
+	key    *ecdsa.PrivateKey // guarded by renewMu once running
 	cert   atomic.Pointer[tls.Certificate]
-	pool   *x509.CertPool
+
+	renewMu sync.Mutex
+	renewed chan struct{} // a renewal saved a new certificate
+	pool    *x509.CertPool
 
 	mu       sync.Mutex
 	st       State
@@ -138,7 +141,10 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, logger: cfg.Logger, store: st}
+	a := &Agent{cfg: cfg, logger: cfg.Logger, store: st, renewed: make(chan struct{}, 1)}
+	if err := st.reconcile(); err != nil {
+		return nil, fmt.Errorf("finishing an interrupted renewal: %w", err)
+	}
 	if a.key, err = st.key(); err != nil {
 		return nil, err
 	}

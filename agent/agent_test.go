@@ -1,10 +1,15 @@
 package agent
 
 import (
+	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,5 +147,65 @@ func TestKeyFileMode(t *testing.T) {
 	_ = os.Chmod(p, 0o644)
 	if _, err := st.key(); err == nil || !strings.Contains(err.Error(), "readable by others") {
 		t.Fatalf("a 0644 key: %v", err)
+	}
+}
+
+// selfSigned is a certificate for key, enough for the store's key match.
+func selfSigned(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(1), NotAfter: time.Now().Add(time.Hour)},
+		&x509.Certificate{SerialNumber: big.NewInt(1)}, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestInterruptedRenewal: a crash after the renewed certificate was saved
+// but before its key was promoted is finished at the next start; a crash
+// before the certificate was saved keeps the pending key, so the next
+// renewal asks for the same key again.
+func TestInterruptedRenewal(t *testing.T) {
+	st, err := openStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := st.key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.saveCert(selfSigned(t, cur)); err != nil {
+		t.Fatal(err)
+	}
+	next, err := st.nextKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Crash before the certificate was saved: nothing to finish.
+	if err := st.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if k, _ := st.key(); !k.Equal(cur) {
+		t.Fatal("reconcile replaced the key while the certificate is still for it")
+	}
+	if again, err := st.nextKey(); err != nil || !again.Equal(next) {
+		t.Fatalf("the pending renewal key was not kept: %v", err)
+	}
+	// Crash after the certificate was saved: the key is promoted.
+	if err := st.saveCert(selfSigned(t, next)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	k, err := st.key()
+	if err != nil || !k.Equal(next) {
+		t.Fatalf("the renewed key was not promoted: %v", err)
+	}
+	if _, err := os.Stat(st.path(nextKeyFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the pending key file is still there: %v", err)
+	}
+	if c, err := st.certificate(k); err != nil || c == nil {
+		t.Fatalf("the certificate does not load with the promoted key: %v", err)
 	}
 }

@@ -199,6 +199,10 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-a.renewed:
+			// The node closes links on the replaced certificate soon.
+			a.logger.Info("reconnecting with the renewed certificate", "node", c.node)
+			return nil
 		case e := <-events:
 			if e.gen != gen {
 				continue // a stopped client's last words
@@ -375,8 +379,20 @@ func (a *Agent) renewLoop(ctx context.Context) {
 }
 
 // Renew asks a node for a new certificate for the agent's key now.
+//
+// Each renewal moves to a new key: a copy of an older key and
+// certificate stops working once the renewal has taken effect. The new
+// key is kept until its certificate is saved, so a renewal whose answer
+// was lost is asked again for the same key and the node answers with
+// the certificate it already made.
 func (a *Agent) Renew(ctx context.Context) error {
-	csrPEM, err := csr(a.key)
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
+	next, err := a.store.nextKey()
+	if err != nil {
+		return fmt.Errorf("the renewal key: %w", err)
+	}
+	csrPEM, err := csr(next)
 	if err != nil {
 		return err
 	}
@@ -399,15 +415,23 @@ func (a *Agent) Renew(ctx context.Context) error {
 			}
 			continue
 		}
-		cert, err := certWithKey([]byte(out.Certificate), a.key)
+		cert, err := certWithKey([]byte(out.Certificate), next)
 		if err != nil {
 			return fmt.Errorf("the renewed certificate: %w", err)
 		}
 		if err := a.store.saveCert([]byte(out.Certificate)); err != nil {
 			return err
 		}
+		if err := a.store.promoteNextKey(); err != nil {
+			return fmt.Errorf("keeping the renewal key: %w", err)
+		}
+		a.key = next
 		a.cert.Store(cert)
 		a.logger.Info("renewed the agent certificate", "expires", out.CertExpires)
+		select {
+		case a.renewed <- struct{}{}:
+		default:
+		}
 		return nil
 	}
 	return errors.Join(errs...)

@@ -20,10 +20,14 @@ import (
 
 // Files in the state directory.
 const (
-	keyFile   = "agent.key" // the private key, 0600; it never leaves the host
-	certFile  = "agent.crt" // the current client certificate
-	caFile    = "ca.crt"    // the region CA
-	stateFile = "state.json"
+	keyFile = "agent.key" // the private key, 0600; it never leaves the host
+	// nextKeyFile is the key a renewal in progress asks a certificate
+	// for (0600): kept until that certificate is saved, so a renewal
+	// whose answer was lost is asked again for the same key.
+	nextKeyFile = "agent.key.next"
+	certFile    = "agent.crt" // the current client certificate
+	caFile      = "ca.crt"    // the region CA
+	stateFile   = "state.json"
 )
 
 // maxApplied is how many applied dispatch ids the agent remembers to
@@ -71,8 +75,42 @@ func (s store) path(name string) string { return filepath.Join(s.dir, name) }
 // key returns the agent's private key, creating it (0600) on first use.
 // A key that exists with a looser mode is refused: someone else may have
 // read it.
-func (s store) key() (*ecdsa.PrivateKey, error) {
-	p := s.path(keyFile)
+func (s store) key() (*ecdsa.PrivateKey, error) { return s.loadKey(keyFile) }
+
+// nextKey returns the key of the renewal in progress, creating it (0600).
+func (s store) nextKey() (*ecdsa.PrivateKey, error) { return s.loadKey(nextKeyFile) }
+
+// promoteNextKey makes the renewal's key the agent's key, once the
+// certificate for it is saved.
+func (s store) promoteNextKey() error {
+	if err := os.Rename(s.path(nextKeyFile), s.path(keyFile)); err != nil {
+		return err
+	}
+	return syncfile.SyncDir(s.dir)
+}
+
+// reconcile finishes a renewal a crash interrupted between saving the
+// new certificate and promoting its key.
+func (s store) reconcile() error {
+	certPEM, err := os.ReadFile(s.path(certFile))
+	if err != nil {
+		return nil // not enrolled yet
+	}
+	if _, err := os.Stat(s.path(nextKeyFile)); err != nil {
+		return nil
+	}
+	next, err := s.nextKey()
+	if err != nil {
+		return err
+	}
+	if _, err := certWithKey(certPEM, next); err != nil {
+		return nil // the certificate is still for the current key
+	}
+	return s.promoteNextKey()
+}
+
+func (s store) loadKey(name string) (*ecdsa.PrivateKey, error) {
+	p := s.path(name)
 	fi, err := os.Stat(p)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):

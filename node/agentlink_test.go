@@ -112,7 +112,9 @@ func wsURL(agentURL string) string {
 // bad connection is refused with a clear error: no certificate, a
 // certificate of another CA, plain-HTTP OpAMP, an oversized message.
 func TestAgentControlLink(t *testing.T) {
-	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.RetireGrace = 2 * time.Second
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
 	alice, _ := twoTenants(t, tn)
 	waitLease(t, tn)
 	bt := newToken(t, tn, alice, "acme")
@@ -143,6 +145,26 @@ func TestAgentControlLink(t *testing.T) {
 		t.Fatalf("second redemption: %v", err)
 	}
 	id := a.Status().AgentID
+	// The first answer lost (the agent kept its key, not the answer): the
+	// same key redeeming the same token again gets the same agent and
+	// certificate, audited as a repeat.
+	crt, _ := os.ReadFile(filepath.Join(dir, "agent.crt"))
+	for _, f := range []string{"agent.crt", "state.json"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err = agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: "web-1",
+		Heartbeat: time.Second, Apply: got.apply})
+	if err != nil {
+		t.Fatalf("enrolling again with the same key: %v", err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(dir, "agent.crt")); a.Status().AgentID != id || !bytes.Equal(again, crt) {
+		t.Fatalf("the repeated enrollment gave agent %s (want %s), same certificate %v", a.Status().AgentID, id, bytes.Equal(again, crt))
+	}
+	if !slices.Contains(auditActions(t, tn, tn.token, "/api/v1/audit"), "agent.enroll_repeated") {
+		t.Error("the repeated enrollment was not audited")
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
@@ -225,24 +247,75 @@ func TestAgentControlLink(t *testing.T) {
 		})
 	})
 
-	// Renewal: a new certificate for the same key and identity, swapped
-	// through Raft and audited; the old one keeps working until it expires.
+	// Renewal: a new key and certificate, swapped through Raft and
+	// audited. The agent reconnects with them; the replaced certificate
+	// is refused for new connections at once, a link still on it closes
+	// after agents.retire_grace, and with it one can only fetch again the
+	// certificate already made for the agent's new key (a lost answer).
 	oldFP := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id].Fingerprint
 	oldTLS := agentTLS(t, dir)
+	oldKey := readKey(t, filepath.Join(dir, "agent.key"))
+	held, _, err := (&websocket.Dialer{TLSClientConfig: oldTLS}).Dial(wsURL(tn.n.AgentURL()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	attaches := a.Status().Attaches
 	if err := a.Renew(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id]; v.Fingerprint == oldFP || v.Fingerprint == "" {
+	v = agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id]
+	if v.Fingerprint == oldFP || v.Fingerprint == "" {
 		t.Fatalf("fingerprint after renewal: %s (was %s)", v.Fingerprint, oldFP)
+	}
+	newKey := readKey(t, filepath.Join(dir, "agent.key"))
+	if newKey.Equal(oldKey) {
+		t.Error("the renewal kept the old key")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "agent.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("renewed key mode: %v %v", fi.Mode(), err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "agent.key.next")); err == nil {
+		t.Error("the renewal key was left beside the promoted one")
 	}
 	if !strings.Contains(strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ","), "agent.renew") {
 		t.Error("the renewal was not audited")
 	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: oldTLS}}
-	if resp, err := hc.Post(tn.n.AgentURL()+agentwire.PathRenew, "application/json", strings.NewReader(`{"csr":"x"}`)); err != nil {
-		t.Fatal(err)
-	} else if resp.Body.Close(); resp.StatusCode != http.StatusConflict {
-		t.Errorf("renewing with the replaced certificate: %d, want 409", resp.StatusCode)
+	eventually(t, 5*time.Second, "the agent reconnected with its new certificate", func() bool {
+		st := a.Status()
+		return st.Connected && st.Attaches > attaches
+	})
+	if _, resp, err := (&websocket.Dialer{TLSClientConfig: oldTLS}).Dial(wsURL(tn.n.AgentURL()), nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a new connection on the replaced certificate: %v %v", resp, err)
+	}
+	eventually(t, 5*time.Second, "the retired certificate's use was audited", func() bool {
+		return strings.Contains(strings.Join(auditDetails(t, tn, tn.token, "agent.connect_refused"), ","), "retired certificate")
+	})
+	_ = held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := held.ReadMessage(); err == nil {
+		t.Fatal("a message instead of the close of the link on the replaced certificate")
+	} else if !a.Status().Connected {
+		t.Fatal("closing the retired link closed the agent's own")
+	}
+	renewWith := func(key *ecdsa.PrivateKey) (int, string) {
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: oldTLS}}
+		body, _ := json.Marshal(agentwire.RenewRequest{CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: mustCSRDER(t, key)}))})
+		resp, err := hc.Post(tn.n.AgentURL()+agentwire.PathRenew, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out agentwire.Renewal
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out.Certificate
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if code, _ := renewWith(other); code != http.StatusConflict {
+		t.Errorf("renewing with the replaced certificate for another key: %d, want 409", code)
+	}
+	current, _ := os.ReadFile(filepath.Join(dir, "agent.crt"))
+	if code, cert := renewWith(newKey); code != http.StatusOK || cert != string(current) {
+		t.Errorf("asking again for the renewal's certificate: %d, same certificate %v", code, cert == string(current))
 	}
 
 	// Revocation closes the live link within a second and refuses it after.
@@ -262,6 +335,23 @@ func TestAgentControlLink(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+func readKey(t *testing.T, path string) *ecdsa.PrivateKey {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(*ecdsa.PrivateKey)
 }
 
 func mustCSRDER(t *testing.T, key *ecdsa.PrivateKey) []byte {

@@ -86,7 +86,7 @@ func TestAgentEnrollment(t *testing.T) {
 		"bad host":      {enrollBody(bt.Token, csrFor(t, key), "web 1"), 400, "host"},
 		"bad JSON":      {`{"token":`, 400, "bad JSON"},
 	} {
-		r := tn.do(t, "POST", "/api/v1/agents/enroll", "", c.body)
+		r := tn.doFrom(t, "127.0.0.2", "POST", "/api/v1/agents/enroll", "", c.body)
 		if r.code != c.code || !strings.Contains(r.body, c.want) {
 			t.Errorf("%s: %d %s, want %d mentioning %q", name, r.code, r.body, c.code, c.want)
 		}
@@ -102,7 +102,7 @@ func TestAgentEnrollment(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(bt.Token, csrFor(t, k), fmt.Sprintf("web-%d", i)))
+			r := tn.doFrom(t, "127.0.0.3", "POST", "/api/v1/agents/enroll", "", enrollBody(bt.Token, csrFor(t, k), fmt.Sprintf("web-%d", i)))
 			mu.Lock()
 			defer mu.Unlock()
 			codes[r.code]++
@@ -178,6 +178,25 @@ func TestAgentEnrollment(t *testing.T) {
 		t.Fatalf("revoked agent %+v", rev)
 	}
 
+	// Refusals are limited per address (10, then one per 6 s) and their
+	// audit records per token (5 a minute); another address is not
+	// slowed.
+	var limited resp
+	for i := range 12 {
+		limited = tn.doFrom(t, "127.0.0.9", "POST", "/api/v1/agents/enroll", "", enrollBody(bt2.Token, csrFor(t, key), "web-2"))
+		if i < 10 && limited.code != 403 {
+			t.Fatalf("refusal %d: %d %s", i, limited.code, limited.body)
+		}
+	}
+	if limited.code != 429 || limited.header.Get("Retry-After") == "" || !strings.Contains(limited.body, "too many refused enrollments") {
+		t.Fatalf("the 12th refused enrollment from one address: %d %v %s", limited.code, limited.header, limited.body)
+	}
+	if r := tn.doFrom(t, "127.0.0.10", "POST", "/api/v1/agents/enroll", "", enrollBody(bt2.Token, csrFor(t, key), "web-2")); r.code != 403 {
+		t.Fatalf("another address was limited too: %d %s", r.code, r.body)
+	}
+	if n := strings.Count(strings.Join(auditDetails(t, tn, tn.token, "agent.enroll_refused"), "\n"), "was revoked"); n < 1 || n > 5 {
+		t.Errorf("%d refusal records of the revoked token, want 1..5", n)
+	}
 	actions := strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ",")
 	for _, want := range []string{"agent_token.create", "agent.enroll", "agent.enroll_refused", "agent_token.revoke", "agent.revoke"} {
 		if !strings.Contains(actions, want) {

@@ -74,6 +74,10 @@ type AgentsConfig struct {
 	// Heartbeat is the interval agents report at; a link silent for three
 	// of them is closed. Default 30s, 1s..10m.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// RetireGrace is how long a connection on an agent certificate that
+	// a renewal replaced may stay open; the renewed agent reconnects
+	// with its new certificate well before. Default 10s, 1s..10m.
+	RetireGrace time.Duration `yaml:"retire_grace"`
 }
 
 // agentAdvertise is the host agents dial when agents.advertise is unset.
@@ -202,7 +206,8 @@ func DefaultConfig() Config {
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
 		Agents: AgentsConfig{Bind: "0.0.0.0:7443", CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
-			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat},
+			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
+			RetireGrace: agentlink.DefaultRetireGrace},
 	}
 }
 
@@ -289,6 +294,9 @@ func (c Config) Validate() error {
 	}
 	if h := c.Agents.Heartbeat; h < time.Second || h > 10*time.Minute {
 		return fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h)
+	}
+	if g := c.Agents.RetireGrace; g < time.Second || g > 10*time.Minute {
+		return fmt.Errorf("agents.retire_grace %v must be in [1s, 10m]", g)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
 		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)

@@ -232,7 +232,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store, Raft: n.region,
 		Hub: n.hub, Enroll: apiHandler, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
 		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
-		Logger: n.logger, Registerer: n.reg,
+		RetireGrace: cfg.Agents.RetireGrace, Logger: n.logger, Registerer: n.reg,
 	}, n.agentLn)
 	if err != nil {
 		return nil, err

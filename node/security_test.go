@@ -104,6 +104,12 @@ type resp struct {
 // header (cred "outpost_session=…").
 func (tn *testNode) do(t *testing.T, method, path, cred, body string) resp {
 	t.Helper()
+	return tn.doFrom(t, "", method, path, cred, body)
+}
+
+// doFrom is do from the loopback source address from ("" for any).
+func (tn *testNode) doFrom(t *testing.T, from, method, path, cred, body string) resp {
+	t.Helper()
 	req, _ := http.NewRequest(method, tn.url+path, strings.NewReader(body))
 	switch {
 	case strings.HasPrefix(cred, "opt_"):
@@ -112,6 +118,10 @@ func (tn *testNode) do(t *testing.T, method, path, cred, body string) resp {
 		req.Header.Set("Cookie", cred)
 	}
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if from != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c.Transport = &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}
+	}
 	r, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -340,6 +350,21 @@ func auditActions(t *testing.T, tn *testNode, cred, path string) []string {
 		var rec audit.Record
 		_ = json.Unmarshal(e.Data, &rec)
 		out = append(out, rec.Action)
+	}
+	return out
+}
+
+// auditDetails returns the detail of each region audit record of action.
+func auditDetails(t *testing.T, tn *testNode, cred, action string) []string {
+	t.Helper()
+	var page audit.Page
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit", cred, "")), &page)
+	var out []string
+	for _, e := range page.Entries {
+		var rec audit.Record
+		if json.Unmarshal(e.Data, &rec) == nil && rec.Action == action {
+			out = append(out, string(rec.Detail))
+		}
 	}
 	return out
 }

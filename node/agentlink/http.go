@@ -29,7 +29,7 @@ func writeError(w http.ResponseWriter, code int, msg, hint string) {
 // through Raft (compare-and-set on the current fingerprint) and is
 // audited.
 func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.requireAgent(w, r)
+	a, retired, ok := s.requireAgentOrRetired(w, r)
 	if !ok {
 		return
 	}
@@ -41,13 +41,28 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fp := pki.Fingerprint(r.TLS.PeerCertificates[0])
-	if fp != a.Fingerprint {
-		writeError(w, http.StatusConflict, "this certificate was already renewed", "use the newest certificate (the agent keeps it in its state directory)")
-		return
-	}
 	csr, err := pki.ParseCSR([]byte(in.CSR), nil)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "send a PEM request for an ECDSA P-256/P-384 or Ed25519 key, without names")
+		return
+	}
+	keyHash, err := pki.KeyHash(csr.PublicKey)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "send a PEM request for an ECDSA P-256/P-384 or Ed25519 key")
+		return
+	}
+	if retired {
+		// The agent lost the answer to a renewal that took effect and
+		// asks again for the same new key: it gets the certificate the
+		// renewal made. Only the holder of both the retired key (the
+		// handshake) and the new one (the request's signature) can.
+		if a.Cert != "" && a.KeyHash == keyHash {
+			s.auditOnce("renew-repeated/"+a.Fingerprint, "agent.renew_repeated", "agent/"+a.ID, a.Tenant,
+				map[string]string{"fingerprint": a.Fingerprint, "from": hostOf(r.RemoteAddr)})
+			writeJSON(w, http.StatusOK, agentwire.Renewal{Certificate: a.Cert, CA: string(s.cfg.CA.CertPEM()), CertExpires: a.CertExpires})
+			return
+		}
+		writeError(w, http.StatusConflict, "this certificate was already renewed", "use the newest certificate (the agent keeps it in its state directory)")
 		return
 	}
 	cert, certPEM, err := s.cfg.CA.SignAgent(csr, s.cfg.Region, a.Tenant, a.ID, s.cfg.Lifetime)
@@ -57,7 +72,8 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	newFP := pki.Fingerprint(cert)
-	cmd, err := agents.Op{Renew: &agents.RenewOp{Agent: a.ID, Old: fp, Fingerprint: newFP, Expires: cert.NotAfter.UTC()}}.Encode()
+	cmd, err := agents.Op{Renew: &agents.RenewOp{Agent: a.ID, Old: fp, Fingerprint: newFP, Expires: cert.NotAfter.UTC(),
+		KeyHash: keyHash, Cert: string(certPEM)}}.Encode()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error(), "")
 		return

@@ -62,6 +62,7 @@ const (
 	DefaultMaxMessage     = 1 << 20
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultSendTimeout    = 10 * time.Second
+	DefaultRetireGrace    = 10 * time.Second
 	presenceFlushInterval = 100 * time.Millisecond
 )
 
@@ -83,6 +84,9 @@ type Config struct {
 	Heartbeat  time.Duration // agents' heartbeat; silence for 3× closes the link
 	// SendTimeout bounds one push; a slower agent is disconnected.
 	SendTimeout time.Duration
+	// RetireGrace is how long a link on a certificate a renewal replaced
+	// may stay open (the renewed agent reconnects with the new one).
+	RetireGrace time.Duration
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
 	Now         func() time.Time
@@ -132,6 +136,9 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	}
 	if cfg.SendTimeout <= 0 {
 		cfg.SendTimeout = DefaultSendTimeout
+	}
+	if cfg.RetireGrace <= 0 {
+		cfg.RetireGrace = DefaultRetireGrace
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -231,6 +238,8 @@ func (s *Server) checkCert(leaf *x509.Certificate) error {
 		s.m.refused.WithLabelValues("revoked").Inc()
 		return fmt.Errorf("agent %s was revoked", a.ID)
 	}
+	// A retired certificate is refused after the handshake, where the
+	// refusal can be audited with the address it came from.
 	return nil // unknown here: onConnecting checks again after a read barrier
 }
 
@@ -277,6 +286,9 @@ func (s *Server) identify(ctx context.Context, leaf *x509.Certificate) (agents.A
 	if a.Revoked {
 		return agents.Agent{}, errRevoked
 	}
+	if a.Fingerprint != fp {
+		return a, errRetired
+	}
 	return a, nil
 }
 
@@ -284,6 +296,7 @@ var (
 	errUnavailable = errors.New("the region cannot confirm the certificate now")
 	errUnknownCert = errors.New("certificate not registered to an agent (its enrollment did not complete): enroll again with a new bootstrap token")
 	errRevoked     = errors.New("agent revoked: enroll again with a new bootstrap token if this host should report")
+	errRetired     = errors.New("certificate replaced by a renewal: the agent uses the newest one in its state directory; if this host did not renew, its key may be copied: revoke the agent")
 )
 
 func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
@@ -304,14 +317,24 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 		return refusal(http.StatusServiceUnavailable, "2")
 	case err != nil:
 		reason := "unknown_certificate"
-		if errors.Is(err, errRevoked) {
+		switch {
+		case errors.Is(err, errRevoked):
 			reason = "revoked"
+		case errors.Is(err, errRetired):
+			reason = "retired"
 		}
+		fp := pki.Fingerprint(leaf)
 		s.m.refused.WithLabelValues(reason).Inc()
-		s.logger.Warn("refused an agent connection", "reason", err, "from", addr, "fingerprint", pki.Fingerprint(leaf))
-		if reason == "unknown_certificate" {
-			s.auditOnce("cert/"+pki.Fingerprint(leaf), "agent.connect_refused", "agent_cert/"+pki.Fingerprint(leaf), "",
+		s.logger.Warn("refused an agent connection", "reason", err, "from", addr, "fingerprint", fp)
+		switch reason {
+		case "unknown_certificate":
+			s.auditOnce("cert/"+fp, "agent.connect_refused", "agent_cert/"+fp, "",
 				map[string]string{"reason": err.Error(), "from": addr})
+		case "retired":
+			// Who uses a replaced certificate holds an old key of the
+			// agent's: worth an operator's look, once per address.
+			s.auditOnce("retired/"+fp+"/"+addr, "agent.connect_refused", "agent/"+a.ID, a.Tenant,
+				map[string]string{"reason": "retired certificate", "fingerprint": fp, "from": addr})
 		}
 		return refusal(http.StatusForbidden, "")
 	}
@@ -404,6 +427,25 @@ func (s *Server) OnAgentsEvent(ev agents.Event) {
 	if ev.Revoked != "" {
 		s.Disconnect(ev.Revoked)
 	}
+	if r := ev.Retired; r != nil {
+		// The renewed agent moves its link to the new certificate on its
+		// own; what still uses the old one after the grace is closed.
+		time.AfterFunc(s.cfg.RetireGrace, func() { s.closeRetired(r.Agent, r.Fingerprint) })
+	}
+}
+
+// closeRetired closes the agent's links that use a retired certificate.
+func (s *Server) closeRetired(agentID, fp string) {
+	n := 0
+	for _, l := range s.linksOf(agentID) {
+		if l.fp == fp {
+			_ = l.conn.Disconnect()
+			n++
+		}
+	}
+	if n > 0 {
+		s.logger.Info("closed links on a renewed agent's retired certificate", "agent", agentID, "connections", n)
+	}
 }
 
 // Live fills in what this node knows of a connected agent.
@@ -475,21 +517,34 @@ func (s *Server) agentNodes() []agentwire.Node {
 // requireAgent answers 401/403 unless the request carries the
 // certificate of a registered, unrevoked agent.
 func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Agent, bool) {
+	a, retired, ok := s.requireAgentOrRetired(w, r)
+	if ok && retired {
+		writeError(w, http.StatusForbidden, errRetired.Error(), "")
+		return agents.Agent{}, false
+	}
+	return a, ok
+}
+
+// requireAgentOrRetired is requireAgent that also lets through a
+// certificate a renewal replaced, saying so.
+func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (a agents.Agent, retired, ok bool) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		writeError(w, http.StatusUnauthorized, "a client certificate is required here", "enroll first: outpost-agent --token …")
-		return agents.Agent{}, false
+		return agents.Agent{}, false, false
 	}
 	a, err := s.identify(r.Context(), r.TLS.PeerCertificates[0])
 	switch {
+	case errors.Is(err, errRetired):
+		return a, true, true
 	case errors.Is(err, errUnavailable):
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, err.Error(), "retry in a few seconds")
 	case err != nil:
 		writeError(w, http.StatusForbidden, err.Error(), "")
 	default:
-		return a, true
+		return a, false, true
 	}
-	return agents.Agent{}, false
+	return agents.Agent{}, false, false
 }
 
 // housekeeping advertises this node's agent count in gossip (at most

@@ -136,6 +136,8 @@ type RenewOp struct {
 	Old         string    `json:"old"`
 	Fingerprint string    `json:"fingerprint"`
 	Expires     time.Time `json:"expires"`
+	KeyHash     string    `json:"key_hash,omitempty"`
+	Cert        string    `json:"cert,omitempty"`
 }
 
 // Op is one CmdAgents entry: exactly one of its fields is set.
@@ -201,9 +203,16 @@ func (o Op) validate() error {
 
 // Event is what the FSM tells its node when an entry commits.
 type Event struct {
-	Revoked string // an agent id whose certificates are revoked
+	Revoked string       // an agent id whose certificates are revoked
+	Retired *RetiredCert // a certificate a renewal replaced
 	Flags   []FlaggedAgent
 	Refused []StatusReport // agents that refused a dispatch's stale token
+}
+
+// RetiredCert is an agent certificate a renewal replaced.
+type RetiredCert struct {
+	Agent       string
+	Fingerprint string
 }
 
 // FlaggedAgent is a flag the FSM raised on an agent.
@@ -264,7 +273,7 @@ func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 		r := o.Renew
 		a, ok := Reader{tx}.Agent(r.Agent)
 		if ok && !a.Revoked && a.Fingerprint == r.Old {
-			a.Fingerprint, a.CertExpires = r.Fingerprint, r.Expires
+			a.Fingerprint, a.CertExpires, a.KeyHash, a.Cert = r.Fingerprint, r.Expires, r.KeyHash, r.Cert
 			if err := putJSON(tx, BucketAgents, a.ID, a); err != nil {
 				return nil, err
 			}
@@ -272,6 +281,7 @@ func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 				return nil, err
 			}
 			res.Applied = true
+			ev.Retired = &RetiredCert{Agent: a.ID, Fingerprint: r.Old}
 		}
 	default:
 		for _, p := range o.Presence {
@@ -282,7 +292,7 @@ func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 		res.Applied = true
 		ev.Flags, ev.Refused = res.Flags, res.Refused
 	}
-	if f.notify != nil && (ev.Revoked != "" || len(ev.Flags) > 0 || len(ev.Refused) > 0) {
+	if f.notify != nil && (ev.Revoked != "" || ev.Retired != nil || len(ev.Flags) > 0 || len(ev.Refused) > 0) {
 		tx.OnCommit(func() { f.notify(ev) })
 	}
 	return json.Marshal(res)

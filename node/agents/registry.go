@@ -100,9 +100,15 @@ type Agent struct {
 	TokenID     string    `json:"token_id"`
 	Enrolled    time.Time `json:"enrolled"`
 	// Fingerprint is the SHA-256 of the current certificate; a renewal
-	// replaces it (the old one stays mapped until it expires).
+	// replaces it. Older fingerprints stay mapped to the agent so that
+	// a retired certificate is recognised (and refused) as such.
 	Fingerprint string    `json:"fingerprint"`
 	CertExpires time.Time `json:"cert_expires"`
+	// KeyHash names the current certificate's key (pki.KeyHash) and Cert
+	// is that certificate (PEM): an agent that lost the answer to its
+	// enrollment or renewal asks again with the same key and gets Cert.
+	KeyHash string `json:"key_hash,omitempty"`
+	Cert    string `json:"cert,omitempty"`
 	// EnrolledFrom is the address the enrollment came from.
 	EnrolledFrom string    `json:"enrolled_from,omitempty"`
 	Revoked      bool      `json:"revoked,omitempty"`

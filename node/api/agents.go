@@ -5,8 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/outpost-mesh/outpost/internal/agentwire"
@@ -118,7 +118,23 @@ func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *cal
 // agentEnroll redeems a bootstrap token: the CSR's key gets a certificate
 // naming the token's tenant and a new agent id. Public: the bootstrap
 // token is the credential.
-func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
+func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
+	from := remoteHost(r)
+	// Only refusals count against an address, so a fleet enrolling from
+	// behind one NAT is not slowed; someone trying tokens is.
+	if wait := s.enrollRefusals.Wait(from, s.cfg.Now()); wait > 0 {
+		secs := int(wait/time.Second) + 1
+		rw.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(rw, http.StatusTooManyRequests, "too many refused enrollments from your address",
+			fmt.Sprintf("check the token (`outpostctl tokens list --tenant T` shows whether it is used, revoked or expired) and retry in %d seconds", secs))
+		return
+	}
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() {
+		if w.code/100 == 4 {
+			s.enrollRefusals.Take(from, s.cfg.Now())
+		}
+	}()
 	var in agentwire.EnrollRequest
 	if !decodeBody(w, r, &in, `{"token":"opb_…","csr":"-----BEGIN CERTIFICATE REQUEST-----…","host":"web-1","version":"0.1.0"}`) {
 		return
@@ -126,10 +142,6 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 	if s.cfg.AgentCA == nil {
 		writeError(w, http.StatusServiceUnavailable, "this node cannot sign agent certificates", "enroll against another node of the region")
 		return
-	}
-	from := r.RemoteAddr
-	if host, _, err := net.SplitHostPort(from); err == nil {
-		from = host
 	}
 	if err := agents.ValidateSelf(in.Host, in.Version); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "the agent reports its host name and version")
@@ -177,8 +189,15 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		return nil
 	})
 	refuse := func(code int, reason, msg, hint string) {
-		s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_refused", entity: "agent_token/" + tokenID,
-			detail: map[string]string{"reason": reason, "from": from, "host": in.Host}})
+		// A few records per token and minute: who replays an old token
+		// cannot grow the audit log without bound.
+		if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
+			s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_refused", entity: "agent_token/" + tokenID,
+				detail: map[string]string{"reason": reason, "from": from, "host": in.Host}})
+		} else {
+			s.cfg.Logger.Warn("agent enrollment refused (not audited: this token's refusals are being recorded too often)",
+				"token_id", tokenID, "reason", reason, "from", from)
+		}
 		writeError(w, code, msg, hint)
 	}
 	switch {
@@ -186,6 +205,8 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		// Not audited: it names nothing of ours, and anyone can send one.
 		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
 		writeError(w, http.StatusUnauthorized, err.Error(), "")
+		return
+	case errors.Is(err, agents.ErrTokenUsed) && s.repeatEnrollment(w, r, in, tokenID, rec, tenantName, from):
 		return
 	case err != nil:
 		refuse(http.StatusForbidden, err.Error(), err.Error(), "")
@@ -197,6 +218,11 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		refuse(http.StatusBadRequest, err.Error(), err.Error(), "send a PEM request for an ECDSA P-256/P-384 or Ed25519 key, without names: the CA assigns the identity")
 		return
 	}
+	keyHash, err := pki.KeyHash(csr.PublicKey)
+	if err != nil {
+		refuse(http.StatusBadRequest, err.Error(), err.Error(), "send a PEM request for an ECDSA P-256/P-384 or Ed25519 key")
+		return
+	}
 	cert, certPEM, err := s.cfg.AgentCA.SignAgent(csr, s.cfg.RegionName, rec.Tenant, agentID, s.cfg.AgentCertLifetime)
 	if err != nil {
 		s.cfg.Logger.Error("signing an agent certificate failed", "err", err)
@@ -204,19 +230,61 @@ func (s *server) agentEnroll(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	a := agents.Agent{ID: agentID, Tenant: rec.Tenant, Host: in.Host, Version: in.Version, InstanceUID: in.InstanceUID, TokenID: tokenID,
-		Enrolled: now, Fingerprint: pki.Fingerprint(cert), CertExpires: cert.NotAfter.UTC(), EnrolledFrom: from}
+		Enrolled: now, Fingerprint: pki.Fingerprint(cert), CertExpires: cert.NotAfter.UTC(), EnrolledFrom: from,
+		KeyHash: keyHash, Cert: string(certPEM)}
 	res, ok := s.apply(w, r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll", entity: "agent/" + agentID,
 		detail: map[string]string{"host": in.Host, "version": in.Version, "fingerprint": a.Fingerprint, "from": from}}, batch(agents.OpsEnroll(tokenID, a)))
 	if !ok {
 		return
 	}
 	if string(res.Value) != "1" {
-		// Another redemption or a revocation won the race.
+		// Another redemption or a revocation won the race; when the
+		// winner was this same key asking twice, it gets its answer.
+		_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+			rec, err = agents.Reader{Tx: tx}.Redeemable(in.Token, now)
+			return nil
+		})
+		if errors.Is(err, agents.ErrTokenUsed) && s.repeatEnrollment(w, r, in, tokenID, rec, tenantName, from) {
+			return
+		}
 		refuse(http.StatusForbidden, "lost the race for the token", agents.ErrTokenUsed.Error(), "")
 		return
 	}
 	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
 		Certificate: string(certPEM), CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})
+}
+
+// repeatEnrollment answers a redemption of an already redeemed token
+// that comes with a request for the very key the token was redeemed
+// for, while the token is still within its lifetime: the agent lost the
+// first answer (a timeout, a node that died after committing) and gets
+// the same certificate again. Only the holder of that private key can
+// sign such a request, so a copied token gains nothing. It reports
+// whether it answered.
+func (s *server) repeatEnrollment(w http.ResponseWriter, r *http.Request, in agentwire.EnrollRequest, tokenID string, rec agents.BootstrapToken, tenantName, from string) bool {
+	csr, err := pki.ParseCSR([]byte(in.CSR), nil)
+	if err != nil {
+		return false
+	}
+	keyHash, err := pki.KeyHash(csr.PublicKey)
+	if err != nil {
+		return false
+	}
+	var a agents.Agent
+	var ok bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := agents.Reader{Tx: tx}
+		a, ok = rd.Agent(rd.Redeemed(tokenID))
+		return nil
+	})
+	if !ok || a.Revoked || a.Cert == "" || a.KeyHash != keyHash || !s.cfg.Now().Before(rec.Expires) {
+		return false
+	}
+	s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_repeated", entity: "agent/" + a.ID,
+		detail: map[string]string{"host": in.Host, "fingerprint": a.Fingerprint, "from": from}})
+	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: a.ID, Region: s.cfg.RegionName, Tenant: tenantName,
+		Certificate: a.Cert, CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})
+	return true
 }
 
 // agentServers lists the agent endpoints the region's nodes advertise.
@@ -329,4 +397,24 @@ func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	var p agents.Presence
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(id); return nil })
 	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
+}
+
+// statusWriter remembers the status code a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }

@@ -227,6 +227,9 @@ func Routes(dev bool) []Route {
 type server struct {
 	cfg     Config
 	limiter *auth.RateLimiter
+	// enrollRefusals limits refused agent enrollments per address, and
+	// enrollAudits the refusal records per bootstrap token.
+	enrollRefusals, enrollAudits *auth.RateLimiter
 }
 
 // New returns the API handler. State-changing requests from another
@@ -242,7 +245,9 @@ func New(cfg Config) http.Handler {
 	if cfg.Lockout.MaxFailures == 0 {
 		cfg.Lockout = auth.DefaultLockoutPolicy()
 	}
-	s := &server{cfg: cfg, limiter: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10}}
+	s := &server{cfg: cfg, limiter: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
+		enrollRefusals: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
+		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5}}
 	mux := http.NewServeMux()
 	for _, rt := range Routes(cfg.Dev != nil) {
 		pattern := rt.Method + " " + rt.Pattern

@@ -158,3 +158,29 @@ func TestRateLimiter(t *testing.T) {
 		t.Fatal("no refill after a second")
 	}
 }
+
+// TestRateLimiterCountsOnlyTaken: Wait limits nothing until Take has
+// emptied the bucket (failures only), and never takes an attempt itself.
+func TestRateLimiterCountsOnlyTaken(t *testing.T) {
+	l := &RateLimiter{Every: time.Second, Burst: 2}
+	now := time.Unix(0, 0)
+	for i := 0; i < 10; i++ {
+		if w := l.Wait("1.2.3.4", now); w != 0 {
+			t.Fatalf("check %d waits %v with nothing taken", i, w)
+		}
+	}
+	l.Take("1.2.3.4", now)
+	if w := l.Wait("1.2.3.4", now); w != 0 {
+		t.Fatalf("one failure of a burst of two waits %v", w)
+	}
+	l.Take("1.2.3.4", now)
+	if w := l.Wait("1.2.3.4", now); w != time.Second {
+		t.Fatalf("after the burst: wait %v, want 1s", w)
+	}
+	if w := l.Wait("5.6.7.8", now); w != 0 {
+		t.Fatal("another address was limited")
+	}
+	if w := l.Wait("1.2.3.4", now.Add(time.Second)); w != 0 {
+		t.Fatalf("no refill after a second: %v", w)
+	}
+}

@@ -141,6 +141,35 @@ const maxKeys = 100000
 func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucketOf(key, now)
+	if b.refill(now, l) >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) * float64(l.Every))
+}
+
+// Wait says how long key must wait before its next attempt (0: none),
+// without taking one: with Take, it limits only what fails.
+func (l *RateLimiter) Wait(key string, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.seen[key]
+	if !ok || b.refill(now, l) >= 1 {
+		return 0
+	}
+	return time.Duration((1 - b.tokens) * float64(l.Every))
+}
+
+// Take counts one attempt against key.
+func (l *RateLimiter) Take(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketOf(key, now)
+	b.tokens = max(b.refill(now, l)-1, 0)
+}
+
+func (l *RateLimiter) bucketOf(key string, now time.Time) *bucket {
 	if l.seen == nil {
 		l.seen = map[string]*bucket{}
 	}
@@ -157,11 +186,7 @@ func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 		b = &bucket{tokens: float64(l.Burst), last: now}
 		l.seen[key] = b
 	}
-	if b.refill(now, l) >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, time.Duration((1 - b.tokens) * float64(l.Every))
+	return b
 }
 
 func (b *bucket) refill(now time.Time, l *RateLimiter) float64 {

@@ -129,6 +129,17 @@ func Fingerprint(cert *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// KeyHash is the SHA-256 of a public key's SubjectPublicKeyInfo, hex: it
+// names the key an agent holds across certificates.
+func KeyHash(pub any) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(der)
+	return hex.EncodeToString(sum[:]), nil
+}
+
 // AgentIdentity returns the tenant and agent an agent certificate of
 // region names.
 func AgentIdentity(leaf *x509.Certificate, region string) (tenantID, agentID string, err error) {
