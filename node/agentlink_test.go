@@ -678,4 +678,25 @@ func TestAgentCertificateMisuse(t *testing.T) {
 	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA]; v.Connections != 2 || len(v.Flags) != 1 {
 		t.Errorf("agent A after B's claim: %+v", v)
 	}
+
+	// The operator deals with the copy and clears A's flag: it is gone
+	// from the list, the clearing is audited with what the flag said, and
+	// another tenant's admin or a viewer cannot clear it.
+	viewer := tn.tenantToken(t, alice, "acme", "viewer")
+	tn.must(t, 403, "POST", "/api/v1/tenants/acme/agents/"+idA+"/clear-flags", viewer, "")
+	tn.must(t, 404, "POST", "/api/v1/tenants/acme/agents/ag-nobody/clear-flags", alice, "")
+	var cleared apitypes.Agent
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+idA+"/clear-flags", alice, "")), &cleared)
+	if len(cleared.Flags) != 0 || cleared.ID != idA {
+		t.Fatalf("after clearing: %+v", cleared)
+	}
+	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA]; len(v.Flags) != 0 {
+		t.Fatalf("the list still shows A's flags: %v", v.Flags)
+	}
+	if d := auditDetails(t, tn, tn.token, "agent.flags_cleared"); len(d) != 1 || !strings.Contains(d[0], "two_addresses") {
+		t.Fatalf("flags_cleared records: %v", d)
+	}
+	if v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idB]; len(v.Flags) != 1 {
+		t.Errorf("clearing A's flags touched B's: %v", v.Flags)
+	}
 }

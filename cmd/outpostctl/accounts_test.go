@@ -168,6 +168,8 @@ func TestRequests(t *testing.T) {
 			"ag-1  acme    web-1  0.1.0    -     -    -             disconnected"},
 		{"agents revoke in a tenant", []string{"agents", "revoke", "ag-1", "--tenant", "acme"}, "", "POST", "/api/v1/tenants/acme/agents/ag-1/revoke", "",
 			`{"id":"ag-1","tenant":"acme","host":"web-1","revoked":true,"health":"revoked"}`, "agent ag-1 (web-1, tenant acme) revoked"},
+		{"agents clear-flags", []string{"agents", "clear-flags", "ag-1"}, "", "POST", "/api/v1/agents/ag-1/clear-flags", "",
+			`{"id":"ag-1","tenant":"acme","host":"web-1","health":"healthy"}`, "agent ag-1 (web-1, tenant acme): flags cleared"},
 		{"region token", []string{"tokens", "api", "create", "--name", "ci", "--role", "region-admin", "--ttl", "720h"}, "", "POST", "/api/v1/tokens",
 			`{"name":"ci","role":"region-admin","ttl":"720h"}`,
 			`{"id":"k1","name":"ci","role":"region-admin","created":"2025-01-02T03:04:05Z","expires":"2025-02-01T03:04:05Z","created_by":"user:root","token":"opt_secret"}`,

@@ -57,13 +57,18 @@ func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdl
 			return err
 		}
 		return agentRevoke(ctx, c, g, o.tenant, l.pos[0], w)
+	case "agents clear-flags":
+		if err := l.check("agents clear-flags ID [--tenant T]", 1, 1, "tenant"); err != nil {
+			return err
+		}
+		return agentClearFlags(ctx, c, g, o.tenant, l.pos[0], w)
 	}
 	return fmt.Errorf("outpostctl: unknown command %q", l.name)
 }
 
 func isAgentCommand(cmd string) bool {
 	switch cmd {
-	case "tokens create", "tokens list", "tokens revoke", "agents list", "agents revoke":
+	case "tokens create", "tokens list", "tokens revoke", "agents list", "agents revoke", "agents clear-flags":
 		return true
 	}
 	return false
@@ -197,5 +202,17 @@ func agentRevoke(ctx context.Context, c *client, g *globals, tenant, id string, 
 		return printJSON(w, a)
 	}
 	fmt.Fprintf(w, "agent %s (%s, tenant %s) revoked: its certificate is refused from now on and its connection is closed\n", a.ID, a.Host, a.Tenant)
+	return nil
+}
+
+func agentClearFlags(ctx context.Context, c *client, g *globals, tenant, id string, w io.Writer) error {
+	var a apitypes.Agent
+	if err := c.do(ctx, "POST", agentsPath(tenant)+"/"+url.PathEscape(id)+"/clear-flags", nil, &a); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(w, a)
+	}
+	fmt.Fprintf(w, "agent %s (%s, tenant %s): flags cleared; the addresses they named are known now and not flagged again\n", a.ID, a.Host, a.Tenant)
 	return nil
 }

@@ -70,6 +70,7 @@ accounts and tenants:
   tokens revoke ID --tenant T
   agents list [--tenant T]
   agents revoke ID [--tenant T]
+  agents clear-flags ID [--tenant T]
   tokens api create --name N --role R [--tenant T] [--ttl 720h]
                          create an API token, shown once (without --tenant the
                          role must be region-admin)

@@ -140,11 +140,20 @@ type RenewOp struct {
 	Cert        string    `json:"cert,omitempty"`
 }
 
+// ClearFlagsOp acknowledges an agent's flags: they are removed, and the
+// addresses they named stay known (not flagged again).
+type ClearFlagsOp struct {
+	Agent string    `json:"agent"`
+	At    time.Time `json:"at"`
+	By    string    `json:"by"`
+}
+
 // Op is one CmdAgents entry: exactly one of its fields is set.
 type Op struct {
-	Revoke   *RevokeOp    `json:"revoke,omitempty"`
-	Renew    *RenewOp     `json:"renew,omitempty"`
-	Presence []PresenceOp `json:"presence,omitempty"`
+	Revoke     *RevokeOp     `json:"revoke,omitempty"`
+	Renew      *RenewOp      `json:"renew,omitempty"`
+	ClearFlags *ClearFlagsOp `json:"clear_flags,omitempty"`
+	Presence   []PresenceOp  `json:"presence,omitempty"`
 }
 
 // Encode returns the log entry bytes.
@@ -176,11 +185,14 @@ func (o Op) validate() error {
 	if o.Renew != nil {
 		n++
 	}
+	if o.ClearFlags != nil {
+		n++
+	}
 	if len(o.Presence) > 0 {
 		n++
 	}
 	if n != 1 {
-		return fmt.Errorf("%w: an agents op sets exactly one of revoke, renew, presence", raft.ErrBadCommand)
+		return fmt.Errorf("%w: an agents op sets exactly one of revoke, renew, clear_flags, presence", raft.ErrBadCommand)
 	}
 	if len(o.Presence) > MaxPresenceOps {
 		return fmt.Errorf("%w: at most %d presence changes per entry", raft.ErrBadCommand, MaxPresenceOps)
@@ -282,6 +294,15 @@ func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 			}
 			res.Applied = true
 			ev.Retired = &RetiredCert{Agent: a.ID, Fingerprint: r.Old}
+		}
+	case o.ClearFlags != nil:
+		p, ok := Reader{tx}.Presence(o.ClearFlags.Agent)
+		if ok && len(p.Flags) > 0 {
+			p.Flags = nil
+			if err := putJSON(tx, BucketPresence, o.ClearFlags.Agent, p); err != nil {
+				return nil, err
+			}
+			res.Applied = true
 		}
 	default:
 		for _, p := range o.Presence {

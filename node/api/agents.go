@@ -399,6 +399,45 @@ func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
 }
 
+// agentClearFlags acknowledges an agent's flags (a host that moved, a
+// clone that was dealt with): they are removed and audited with what
+// they said; the addresses they named are not flagged again.
+func (s *server) agentClearFlags(w http.ResponseWriter, r *http.Request, c *call) {
+	id := r.PathValue("id")
+	var a agents.Agent
+	var p agents.Presence
+	var found bool
+	var tenantName string
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := agents.Reader{Tx: tx}
+		a, found = rd.Agent(id)
+		p, _ = rd.Presence(id)
+		tenantName = tenantNames(tx)[a.Tenant]
+		return nil
+	})
+	if !found || (c.tenant.ID != "" && a.Tenant != c.tenant.ID) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no agent %q here", id), "`outpostctl agents list` shows the agents")
+		return
+	}
+	if len(p.Flags) > 0 {
+		cleared := make([]string, 0, len(p.Flags))
+		for _, f := range p.Flags {
+			cleared = append(cleared, fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail))
+		}
+		cmd, err := agents.Op{ClearFlags: &agents.ClearFlagsOp{Agent: id, At: s.cfg.Now().UTC(), By: c.p.Actor}}.Encode()
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err.Error(), "")
+			return
+		}
+		if _, ok := s.apply(w, r, change{p: c.p, tenant: a.Tenant, action: "agent.flags_cleared", entity: "agent/" + id,
+			detail: map[string]any{"host": a.Host, "flags": cleared}}, cmd); !ok {
+			return
+		}
+	}
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(id); return nil })
+	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
+}
+
 // statusWriter remembers the status code a handler answered with.
 type statusWriter struct {
 	http.ResponseWriter
