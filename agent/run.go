@@ -69,7 +69,14 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 		if pick == nil {
-			a.logger.Warn("no node of the region is reachable; retrying", "servers", servers, "in", backoff, "errors", candErrors(cands))
+			var recent []string
+			for _, c := range cands {
+				if c.err == nil && time.Since(failed[c.url]) <= failedCooldown {
+					recent = append(recent, c.url)
+				}
+			}
+			a.logger.Warn("no node of the region can take this agent now; retrying", "servers", servers, "in", backoff,
+				"unreachable", candErrors(cands), "failed_just_now", recent)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -215,6 +222,10 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 				a.mu.Unlock()
 				a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
 			case "failed":
+				if why := a.refusal(ctx, c.url, e.err); why != "" {
+					a.logger.Error("the node refuses this agent's certificate; if this host should report, enroll it again: empty the state directory and run with a new bootstrap token",
+						"node", c.node, "reason", why)
+				}
 				return fmt.Errorf("connection failed: %w", e.err)
 			}
 		case <-silence.C:
@@ -247,6 +258,28 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			}
 		}
 	}
+}
+
+// refusal says why the node at url refused the agent's certificate, or
+// "" when the failure was something else (a dead node, a full one). A
+// WebSocket refusal carries no reason, so the node's answer to a plain
+// request with the same certificate is asked for it.
+func (a *Agent) refusal(ctx context.Context, url string, err error) string {
+	if err == nil || !strings.Contains(err.Error(), "bad certificate") && !strings.Contains(err.Error(), "bad handshake") {
+		return ""
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tlsConfig()}}
+	defer hc.CloseIdleConnections()
+	var nodes []agentwire.Node
+	perr := doJSON(ctx, hc, "GET", strings.TrimRight(url, "/")+agentwire.PathNodes, nil, &nodes)
+	var se *statusError
+	switch {
+	case errors.As(perr, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
+		return se.Msg
+	case perr != nil && strings.Contains(perr.Error(), "bad certificate"):
+		return "refused in the TLS handshake (revoked)"
+	}
+	return ""
 }
 
 func changedMuch(old, now time.Duration) bool {

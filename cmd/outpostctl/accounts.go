@@ -40,7 +40,7 @@ func (o *accountOpts) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.reason, "reason", "", "why you need the tenant's data; the tenant reads it (breakglass request)")
 	fs.StringVar(&o.duration, "duration", "", "how long the grant lasts, at most 24h, default 1h (breakglass request); how long the node is cut off, default 10s (drill partition)")
 	fs.BoolVar(&o.regionAdmin, "region-admin", false, "the account runs the region (users create)")
-	fs.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from stdin (users create)")
+	fs.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from stdin (users create, login)")
 	fs.BoolVar(&o.provider, "provider", false, "the provider stream: break-glass requests and access (tenants audit)")
 	fs.BoolVar(&o.autoApprove, "breakglass-auto-approve", false, "grant region admins' break-glass requests at once (tenants settings)")
 }
@@ -80,7 +80,7 @@ func (l cmdline) usage(form, format string, args ...any) error {
 func isAccountCommand(cmd string) bool {
 	word, _, _ := strings.Cut(cmd, " ")
 	switch word {
-	case "whoami", "users", "tenants", "tokens", "breakglass", "keys", "agents":
+	case "login", "whoami", "users", "tenants", "tokens", "breakglass", "keys", "agents":
 		return true
 	}
 	return false
@@ -94,6 +94,22 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		return runAgents(ctx, c, g, o, l)
 	}
 	switch l.name {
+	case "login":
+		const form = "login USER [--password-stdin] [--tenant T [--role R]] [--ttl 12h]"
+		if err := l.check(form, 1, 1, "password-stdin", "tenant", "role", "ttl"); err != nil {
+			return err
+		}
+		if o.role != "" && (o.tenant == "" || !isTenantRole(o.role)) {
+			return l.usage(form, "--role %q: with --tenant, viewer, operator or admin (default: your role in the tenant)", o.role)
+		}
+		ttl := o.ttl
+		if ttl == "" {
+			ttl = "12h"
+		}
+		if d, err := time.ParseDuration(ttl); err != nil || d <= 0 {
+			return l.usage(form, "--ttl %q: use a positive duration such as 12h", ttl)
+		}
+		return login(ctx, c, g, l.pos[0], o.tenant, o.role, ttl, passwordFrom(l.stdin, o.passwordStdin, l.pos[0], l.stderr), w, l.stderr)
 	case "whoami":
 		if err := l.check("whoami", 0, 0); err != nil {
 			return err

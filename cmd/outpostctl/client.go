@@ -38,9 +38,10 @@ func apiStatus(err error) (int, http.Header) {
 }
 
 type client struct {
-	base  string
-	token string
-	http  *http.Client
+	base   string
+	token  string
+	cookie string // a session instead of a token (login)
+	http   *http.Client
 }
 
 func newClient(addr, token string) *client {
@@ -101,6 +102,9 @@ func (c *client) open(ctx context.Context, hc *http.Client, method, path string,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	if c.cookie != "" {
+		req.Header.Set("Cookie", c.cookie)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		var ne *net.OpError
@@ -124,7 +128,7 @@ func (c *client) open(ctx context.Context, hc *http.Client, method, path string,
 		if ae.Hint != "" {
 			e.msg += "\n  hint: " + ae.Hint
 		}
-		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
+		if resp.StatusCode == http.StatusUnauthorized && c.token == "" && c.cookie == "" {
 			e.msg += "\n  OUTPOST_TOKEN is not set"
 		}
 		return nil, e

@@ -65,6 +65,10 @@ accounts and tenants:
                          show the tenant's settings, or change them
   tenants audit TENANT [--provider]    the tenant's audit records (--provider:
                          the provider stream: break-glass requests and access)
+  login USER [--password-stdin] [--tenant T [--role R]] [--ttl 12h]
+                         log in with a password and print an API token for
+                         outpostctl (export OUTPOST_TOKEN=…): a tenant token
+                         with your role there, or a region-admin token
   tokens create --tenant T [--ttl 15m]       agent bootstrap token (single use)
   tokens list --tenant T
   tokens revoke ID --tenant T

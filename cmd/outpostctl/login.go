@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
+)
+
+// login turns an account's password into an API token for outpostctl,
+// as `vault login` does: it logs in, makes a token under the session
+// (a tenant token with the account's role there, or a region-admin
+// token), logs the session out and prints the token once.
+func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl string, password func() (string, error), w, stderr io.Writer) error {
+	pw, err := password()
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(apitypes.Login{Username: user, Password: pw})
+	resp, err := c.open(ctx, c.http, "POST", "/api/v1/login", body)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	var cookies []string
+	for _, ck := range resp.Cookies() {
+		cookies = append(cookies, ck.Name+"="+ck.Value)
+	}
+	if len(cookies) == 0 {
+		return fmt.Errorf("the node at %s set no session on login; is it an Outpost node?", c.base)
+	}
+	sess := &client{base: c.base, http: c.http, cookie: strings.Join(cookies, "; ")}
+	defer func() {
+		// The session was only a step to the token.
+		_ = sess.do(context.WithoutCancel(ctx), "POST", "/api/v1/logout", nil, nil)
+	}()
+	var me apitypes.WhoAmI
+	if err := sess.do(ctx, "GET", "/api/v1/whoami", nil, &me); err != nil {
+		return err
+	}
+	switch {
+	case tenant == "" && !me.RegionAdmin:
+		return fmt.Errorf("%s is not a region admin: say which tenant the token is for with --tenant (%s)", user, tenantsOf(me))
+	case tenant == "":
+		role = "region-admin"
+	case me.Tenants[tenant] == "":
+		return fmt.Errorf("%s has no role in tenant %q (%s)", user, tenant, tenantsOf(me))
+	case me.Tenants[tenant] != "admin":
+		return fmt.Errorf("%s is %s in tenant %q; only a tenant's admins make API tokens: ask one for a token (`outpostctl tokens api create --tenant %s --role %s --name …`)",
+			user, me.Tenants[tenant], tenant, tenant, me.Tenants[tenant])
+	case role == "":
+		role = me.Tenants[tenant]
+	}
+	host, _ := os.Hostname()
+	in := apitypes.TokenCreate{Name: fmt.Sprintf("outpostctl login %s@%s %s", user, host, time.Now().UTC().Format(time.RFC3339)), Role: role, TTL: ttl}
+	var t apitypes.APIToken
+	if err := sess.send(ctx, "POST", tokensPath(tenant), in, &t); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(w, t)
+	}
+	scope := "the region"
+	if t.Tenant != "" {
+		scope = "tenant " + t.Tenant
+	}
+	fmt.Fprintf(stderr, "logged in as %s: API token %s, %s in %s, expires %s (revoke it with `outpostctl tokens api revoke %s`)\n",
+		user, t.ID, t.Role, scope, never(t.Expires), t.ID)
+	fmt.Fprintf(w, "export OUTPOST_TOKEN=%s\n", t.Token)
+	return nil
+}
+
+func tenantsOf(me apitypes.WhoAmI) string {
+	if len(me.Tenants) == 0 {
+		return "the account has no tenants"
+	}
+	var out []string
+	for t, r := range me.Tenants {
+		out = append(out, t+": "+r)
+	}
+	sort.Strings(out)
+	return "its tenants: " + strings.Join(out, ", ")
+}
+
+// passwordFrom reads a password: the first line of stdin with
+// --password-stdin, else from the terminal without echo.
+func passwordFrom(stdin io.Reader, fromStdin bool, user string, stderr io.Writer) func() (string, error) {
+	return func() (string, error) {
+		if fromStdin {
+			line, err := bufio.NewReader(stdin).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return "", fmt.Errorf("reading the password from stdin: %w", err)
+			}
+			if line = strings.TrimRight(line, "\r\n"); line == "" {
+				return "", fmt.Errorf("--password-stdin read an empty password")
+			}
+			return line, nil
+		}
+		f, ok := stdin.(*os.File)
+		if !ok {
+			return "", fmt.Errorf("no terminal to ask for the password: pipe it with --password-stdin")
+		}
+		fmt.Fprintf(stderr, "password for %s: ", user)
+		pw, err := readHidden(f)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return "", fmt.Errorf("%w: pipe the password with --password-stdin", err)
+		}
+		return pw, nil
+	}
+}
+
