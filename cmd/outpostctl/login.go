@@ -116,4 +116,3 @@ func passwordFrom(stdin io.Reader, fromStdin bool, user string, stderr io.Writer
 		return pw, nil
 	}
 }
-
