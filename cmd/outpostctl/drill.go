@@ -85,7 +85,8 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 		fmt.Fprintln(w, "no round completed: no times to summarize")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Stale dispatches:    %d attempted, %d refused, %d accepted\n", r.StaleAttempted, r.StaleRefused, r.StaleAccepted)
+	fmt.Fprintf(w, "Stale dispatches:    %d attempted, %d refused by the fence, %d not appended (no leader reached), %d accepted\n",
+		r.StaleAttempted, r.StaleRefused, r.StaleNotAppended, r.StaleAccepted)
 	fmt.Fprintf(w, "Acknowledged writes: %d, lost %d\n", r.AckedWrites, r.AckedWritesLost)
 	t := r.Timings
 	fmt.Fprintf(w, "Timings (from %s):   lease %dms, drift margin %dms, Raft heartbeat timeout %dms, election timeout %dms",

@@ -325,7 +325,7 @@ func TestDrillReportText(t *testing.T) {
 		"Failover drill: mode isolate, 2 round(s)",
 		"1      n1        4      n2          n2          5          900ms    1200ms  1210ms          10/10          70            0",
 		"new lease          1200ms  1300ms  1300ms",
-		"Stale dispatches:    20 attempted, 20 refused, 0 accepted",
+		"Stale dispatches:    20 attempted, 20 refused by the fence, 0 not appended (no leader reached), 0 accepted",
 		"Acknowledged writes: 150, lost 0",
 		"lease 1000ms, drift margin 100ms, Raft heartbeat timeout 500ms, election timeout 500ms; isolated for 5000ms",
 		"PASS: no stale dispatch accepted, no acknowledged write lost",

@@ -216,6 +216,20 @@ func (p *staleProber) failures() (int, string) {
 // halt stops launching probes; finish also waits for those in flight.
 func (p *staleProber) halt() { p.stopLaunch() }
 
+// probeHealed probes the healed, deposed holder at url until minStale
+// probes answered (or 10 s passed) and returns the answers.
+func (d *drill) probeHealed(ctx context.Context, url string) []apitypes.StaleProbe {
+	sp := d.startStale(ctx, url)
+	deadline := time.Now().Add(10 * time.Second)
+	for ctx.Err() == nil && time.Now().Before(deadline) {
+		if _, answered := sp.counts(); answered >= minStale {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return sp.finish()
+}
+
 func (p *staleProber) finish() []apitypes.StaleProbe {
 	p.stopLaunch()
 	p.wg.Wait()

@@ -18,6 +18,7 @@ func buildReport(mode Mode, rounds []apitypes.DrillRound, t apitypes.DrillTiming
 	for _, x := range rounds {
 		r.StaleAttempted += x.StaleAttempted
 		r.StaleRefused += x.StaleRefused
+		r.StaleNotAppended += x.StaleNotAppended
 		r.StaleAccepted += x.StaleAccepted
 		r.AckedWrites += x.AckedWrites
 		r.AckedWritesLost += x.AckedWritesLost

@@ -74,9 +74,9 @@ func (d *drill) round(ctx context.Context, n int) (apitypes.DrillRound, error) {
 	}
 	res.AckedWrites, res.AckedWritesLost = len(rs.acked), len(lost)
 	res.LostKeys = lost[:min(len(lost), 10)]
-	d.say("%s: leader %s after %dms, lease %s token %d after %dms, first dispatch after %dms; stale dispatches %d refused of %d, %d accepted; %d writes acknowledged, %d lost",
+	d.say("%s: leader %s after %dms, lease %s token %d after %dms, first dispatch after %dms; stale dispatches %d refused of %d (%d not appended), %d accepted; %d writes acknowledged, %d lost",
 		label, res.NewLeader, res.LeaderElectedMs, res.NewHolder, res.NewToken, res.LeaseAcquiredMs, res.FirstDispatchMs,
-		res.StaleRefused, res.StaleAttempted, res.StaleAccepted, res.AckedWrites, res.AckedWritesLost)
+		res.StaleRefused, res.StaleAttempted, res.StaleNotAppended, res.StaleAccepted, res.AckedWrites, res.AckedWritesLost)
 	return res, nil
 }
 
@@ -191,6 +191,12 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 	if err != nil {
 		return v, fmt.Errorf("after the fault: %w", err)
 	}
+	if d.cfg.Mode == ModeIsolate {
+		// Cut off, the holder could append nothing, so its probes did not
+		// reach the fence. Healed, it reaches the leader again: its stale
+		// proposals now go through the log and the FSM must refuse them.
+		answers = append(answers, d.probeHealed(ctx, hURL)...)
+	}
 
 	// Stale deliveries seen until the region settled count too.
 	stale := map[string]bool{}
@@ -216,6 +222,8 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 			stale[a.ID] = true
 		case a.Outcome == "refused":
 			res.StaleRefused++
+		case a.Outcome == "not_appended":
+			res.StaleNotAppended++
 		default:
 			res.StaleUnknown++
 		}

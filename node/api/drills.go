@@ -174,9 +174,13 @@ func (s *server) drillStale(w http.ResponseWriter, r *http.Request, c *call) {
 	v := apitypes.StaleProbe{ID: d.ID, Token: d.Token, Outcome: "accepted"}
 	switch {
 	case err == nil:
-	case lease.IsStale(err), errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown), errors.Is(err, lease.ErrBadCommand):
-		// Refused by the FSM, or provably never appended.
+	case lease.IsStale(err), errors.Is(err, lease.ErrBadCommand):
+		// Refused by the FSM: the fence worked.
 		v.Outcome, v.Error = "refused", err.Error()
+	case errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown):
+		// Provably never appended: this node reached no leader, so the
+		// fence was not put to the test.
+		v.Outcome, v.Error = "not_appended", err.Error()
 	default:
 		v.Outcome, v.Error = "unknown", err.Error()
 	}

@@ -125,9 +125,10 @@ type DrillStop struct {
 
 // StaleProbe is POST /api/v1/drills/stale: this node proposed a dispatch
 // under the last token it held, bypassing its own fence, and the region
-// answered. Outcome is refused (the FSM refused the token, or nothing
-// could be appended), accepted (a fencing failure unless this node still
-// holds the lease), or unknown (check GET /api/v1/dispatches/{id} later).
+// answered. Outcome is refused (the FSM refused the token), not_appended
+// (this node reached no leader, so nothing was appended and the fence was
+// not tested), accepted (a fencing failure unless this node still holds
+// the lease), or unknown (check GET /api/v1/dispatches/{id} later).
 type StaleProbe struct {
 	ID      string `json:"id"`
 	Token   uint64 `json:"token"`
@@ -317,11 +318,14 @@ type DrillReport struct {
 	LeaseAcquiredMs DrillStat `json:"lease_acquired_ms"`
 	FirstDispatchMs DrillStat `json:"first_dispatch_ms"`
 	// StaleAttempted counts the deposed holder's stale dispatches that got
-	// an answer; StaleRefused those refused; StaleAccepted those that
-	// committed or were delivered (a fencing failure: must be 0).
-	StaleAttempted int `json:"stale_attempted"`
-	StaleRefused   int `json:"stale_refused"`
-	StaleAccepted  int `json:"stale_accepted"`
+	// an answer; StaleRefused those the FSM refused; StaleNotAppended
+	// those its node could not append at all (no leader reachable: the
+	// fence was not tested); StaleAccepted those that committed or were
+	// delivered (a fencing failure: must be 0).
+	StaleAttempted   int `json:"stale_attempted"`
+	StaleRefused     int `json:"stale_refused"`
+	StaleNotAppended int `json:"stale_not_appended"`
+	StaleAccepted    int `json:"stale_accepted"`
 	// AckedWrites counts key writes the region acknowledged during the
 	// rounds; AckedWritesLost those a linearizable read did not find
 	// afterwards (must be 0).
@@ -354,6 +358,8 @@ type DrillRound struct {
 	FirstDispatchMs int64  `json:"first_dispatch_ms"`
 	StaleAttempted  int    `json:"stale_attempted"`
 	StaleRefused    int    `json:"stale_refused"`
+	// StaleNotAppended: its node reached no leader (never appended).
+	StaleNotAppended int `json:"stale_not_appended"`
 	// StaleUnknown: answered "unknown" and later found not committed.
 	StaleUnknown     int      `json:"stale_unknown"`
 	StaleAccepted    int      `json:"stale_accepted"`
