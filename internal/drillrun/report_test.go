@@ -62,7 +62,7 @@ func TestBuildReport(t *testing.T) {
 		LeaderElectedMs: apitypes.DrillStat{P50: 100, P99: 300, Max: 300},
 		LeaseAcquiredMs: apitypes.DrillStat{P50: 1200, P99: 1400, Max: 1400},
 		FirstDispatchMs: apitypes.DrillStat{P50: 1210, P99: 1450, Max: 1450},
-		StaleAttempted: 14, StaleRefused: 12, StaleNotAppended: 1, StaleAccepted: 1, AckedWrites: 70, AckedWritesLost: 2,
+		StaleAttempted:  14, StaleRefused: 12, StaleNotAppended: 1, StaleAccepted: 1, AckedWrites: 70, AckedWritesLost: 2,
 		PerRound: rounds, Timings: apitypes.DrillTimings{Node: "n1", LeaseDurationMs: 1000},
 	}
 	if !reflect.DeepEqual(r, want) {
