@@ -122,7 +122,11 @@ func (l *Lab) build(ctx context.Context, n int) error {
 	for i := 1; i <= n; i++ {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			c, err := l.Dial(ctx, "tcp", net.JoinHostPort(Addr(i), "9"))
+			// Bounded per attempt: a SYN into a port still learning is
+			// dropped, and the next attempt should not wait for it.
+			actx, cancel := context.WithTimeout(ctx, time.Second)
+			c, err := l.Dial(actx, "tcp", net.JoinHostPort(Addr(i), "9"))
+			cancel()
 			if c != nil {
 				c.Close()
 			}
@@ -153,7 +157,13 @@ func (l *Lab) Command(i int, name string, args ...string) *exec.Cmd {
 // Dial connects from the bridge namespace (BridgeAddr), which reaches
 // every host whatever the drop rules between hosts: it is the operator's
 // and the test's vantage point. It fits http.Transport.DialContext.
+//
+// addr must be an IP literal and port: a name would be resolved by Go's
+// resolver on other threads, outside the namespace.
 func (l *Lab) Dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if err := ipLiteral(addr); err != nil {
+		return nil, err
+	}
 	var c net.Conn
 	err := inNamespace(l.bridge, func() (err error) {
 		var d net.Dialer
@@ -163,8 +173,12 @@ func (l *Lab) Dial(ctx context.Context, network, addr string) (net.Conn, error) 
 	return c, err
 }
 
-// DialFrom connects from host i, through whatever rules it has.
+// DialFrom connects from host i, through whatever rules it has; addr is
+// an IP literal and port, as for Dial.
 func (l *Lab) DialFrom(ctx context.Context, i int, network, addr string) (net.Conn, error) {
+	if err := ipLiteral(addr); err != nil {
+		return nil, err
+	}
 	var c net.Conn
 	err := inNamespace(l.Namespace(i), func() (err error) {
 		var d net.Dialer
@@ -172,6 +186,18 @@ func (l *Lab) DialFrom(ctx context.Context, i int, network, addr string) (net.Co
 		return err
 	})
 	return c, err
+}
+
+// ipLiteral refuses an address whose host is not an IP literal.
+func ipLiteral(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("netlab: %q: %w", addr, err)
+	}
+	if net.ParseIP(host) == nil {
+		return fmt.Errorf("netlab: %q: use an IP address (such as netlab.Addr(i)), not a name: names would be resolved outside the namespace", addr)
+	}
+	return nil
 }
 
 // Listen listens in host i's namespace (addr such as "10.77.0.2:80").

@@ -139,3 +139,17 @@ func TestLoseReplacesRules(t *testing.T) {
 		t.Fatal("Heal accepted a host the lab does not have")
 	}
 }
+
+// TestDialNeedsIPLiterals: a name is refused with a clear error before
+// any namespace is entered (Go would resolve it outside the namespace).
+func TestDialNeedsIPLiterals(t *testing.T) {
+	var l netlab.Lab
+	for _, addr := range []string{"localhost:80", "n1.example:7070", "10.77.0.1"} {
+		if _, err := l.Dial(context.Background(), "tcp", addr); err == nil || !strings.Contains(err.Error(), "netlab") {
+			t.Errorf("Dial(%q): %v, want a netlab error", addr, err)
+		}
+		if _, err := l.DialFrom(context.Background(), 1, "tcp", addr); err == nil || !strings.Contains(err.Error(), "netlab") {
+			t.Errorf("DialFrom(%q): %v, want a netlab error", addr, err)
+		}
+	}
+}
