@@ -189,6 +189,18 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 		}
 		return resp.StatusCode, nil
 	}
+	// The token file is written by whichever node led first; the node
+	// asked here accepts the token once it has applied that entry.
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		code, err := call("GET", "/api/v1/whoami", "", nil)
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("the region admin token was not accepted at %s within 15s: %v", d.APIURL(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// Region admins cannot reach tenant data, so the dev tenant gets an
 	// admin account of its own, whose password is kept beside the
 	// region admin's.
