@@ -98,9 +98,10 @@ type Agent struct {
 	key    *ecdsa.PrivateKey // guarded by renewMu once running
 	cert   atomic.Pointer[tls.Certificate]
 
-	renewMu sync.Mutex
-	renewed chan struct{} // a renewal saved a new certificate
-	pool    *x509.CertPool
+	renewMu  sync.Mutex
+	renewed  chan struct{} // a renewal saved a new certificate
+	renewNow chan struct{} // a node said the certificate was replaced
+	pool     *x509.CertPool
 
 	mu       sync.Mutex
 	st       State
@@ -141,7 +142,8 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, logger: cfg.Logger, store: st, renewed: make(chan struct{}, 1)}
+	a := &Agent{cfg: cfg, logger: cfg.Logger, store: st, renewed: make(chan struct{}, 1),
+		renewNow: make(chan struct{}, 1)}
 	if err := st.reconcile(); err != nil {
 		return nil, fmt.Errorf("finishing an interrupted renewal: %w", err)
 	}
@@ -218,7 +220,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 		if err != nil {
 			errs = append(errs, err)
 			var se *statusError
-			if errors.As(err, &se) && se.Code/100 == 4 {
+			if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
 				// The token was refused: another node would refuse it too.
 				return fmt.Errorf("enrollment refused: %w", err)
 			}

@@ -81,6 +81,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-time.After(backoff):
+			case <-a.renewed:
+				// A renewal recovered the certificate the nodes refused.
+				clear(failed)
+				backoff = time.Second
+				continue
 			}
 			backoff = min(2*backoff, 30*time.Second)
 			continue
@@ -137,6 +142,10 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 	wsURL, err := opampURL(c.url)
 	if err != nil {
 		return err
+	}
+	select {
+	case <-a.renewed: // this connection uses the new certificate already
+	default:
 	}
 	cl := client.NewWebSocket(opampLogger{a.logger})
 	if err := cl.SetAgentDescription(a.description(c.rtt)); err != nil {
@@ -222,7 +231,17 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 				a.mu.Unlock()
 				a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
 			case "failed":
-				if why := a.refusal(ctx, c.url, e.err); why != "" {
+				switch why := a.refusal(ctx, c.url, e.err); {
+				case strings.Contains(why, "replaced by a renewal"):
+					// The answer to a renewal that took effect was lost: the
+					// pending key asks for it again.
+					a.logger.Warn("the node says this certificate was replaced by a renewal; asking for the renewal's certificate again",
+						"node", c.node)
+					select {
+					case a.renewNow <- struct{}{}:
+					default:
+					}
+				case why != "":
 					a.logger.Error("the node refuses this agent's certificate; if this host should report, enroll it again: empty the state directory and run with a new bootstrap token",
 						"node", c.node, "reason", why)
 				}
@@ -392,12 +411,12 @@ func (a *Agent) renewLoop(ctx context.Context) {
 		c := a.cert.Load()
 		life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
 		due := c.Leaf.NotBefore.Add(life * 2 / 3)
-		wait := time.Until(due)
-		if wait > 0 {
+		if wait := time.Until(due); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			case <-a.renewNow:
 			}
 		}
 		if err := a.Renew(ctx); err != nil {
@@ -406,6 +425,7 @@ func (a *Agent) renewLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Minute):
+			case <-a.renewNow:
 			}
 		}
 	}
@@ -442,8 +462,10 @@ func (a *Agent) Renew(ctx context.Context) error {
 		var out agentwire.Renewal
 		if err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathRenew, agentwire.RenewRequest{CSR: csrPEM}, &out); err != nil {
 			errs = append(errs, err)
+			// 403 is final (revoked); a 409 may come from a node that has
+			// not applied the renewal yet: the next one may know better.
 			var se *statusError
-			if errors.As(err, &se) && (se.Code == http.StatusForbidden || se.Code == http.StatusConflict) {
+			if errors.As(err, &se) && se.Code == http.StatusForbidden {
 				return err
 			}
 			continue

@@ -261,6 +261,8 @@ func TestAgentControlLink(t *testing.T) {
 	}
 	defer held.Close()
 	attaches := a.Status().Attaches
+	oldKeyPEM, _ := os.ReadFile(filepath.Join(dir, "agent.key"))
+	oldCrtPEM, _ := os.ReadFile(filepath.Join(dir, "agent.crt"))
 	if err := a.Renew(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -291,9 +293,11 @@ func TestAgentControlLink(t *testing.T) {
 	eventually(t, 5*time.Second, "the retired certificate's use was audited", func() bool {
 		return strings.Contains(strings.Join(auditDetails(t, tn, tn.token, "agent.connect_refused"), ","), "retired certificate")
 	})
-	_ = held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = held.SetReadDeadline(time.Now().Add(cfg.Agents.RetireGrace + 3*time.Second))
 	if _, _, err := held.ReadMessage(); err == nil {
 		t.Fatal("a message instead of the close of the link on the replaced certificate")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the link on the replaced certificate was not closed after agents.retire_grace")
 	} else if !a.Status().Connected {
 		t.Fatal("closing the retired link closed the agent's own")
 	}
@@ -317,6 +321,39 @@ func TestAgentControlLink(t *testing.T) {
 	if code, cert := renewWith(newKey); code != http.StatusOK || cert != string(current) {
 		t.Errorf("asking again for the renewal's certificate: %d, same certificate %v", code, cert == string(current))
 	}
+	// An agent that lost the renewal's answer: its state holds the old
+	// key and certificate and the pending new key. The node refuses the
+	// retired certificate, the agent asks for the renewal again with the
+	// pending key, saves the certificate it gets and attaches.
+	lost := t.TempDir()
+	newKeyPEM, _ := os.ReadFile(filepath.Join(dir, "agent.key"))
+	for name, b := range map[string][]byte{"agent.key": oldKeyPEM, "agent.crt": oldCrtPEM, "agent.key.next": newKeyPEM} {
+		if err := os.WriteFile(filepath.Join(lost, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"ca.crt", "state.json"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		if err := os.WriteFile(filepath.Join(lost, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lctx, lcancel := context.WithCancel(ctx)
+	b, err := agent.New(lctx, agent.Config{StateDir: lost, Host: "web-1", Heartbeat: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bdone := make(chan error, 1)
+	go func() { bdone <- b.Run(lctx) }()
+	eventually(t, 15*time.Second, "the agent that lost its renewal answer recovered and attached", func() bool {
+		got, _ := os.ReadFile(filepath.Join(lost, "agent.crt"))
+		return b.Status().Connected && bytes.Equal(got, current)
+	})
+	if _, err := os.Stat(filepath.Join(lost, "agent.key.next")); err == nil {
+		t.Error("the recovered agent kept its pending key")
+	}
+	lcancel()
+	<-bdone
 
 	// Revocation closes the live link within a second and refuses it after.
 	if !a.Status().Connected {

@@ -182,14 +182,14 @@ func TestAgentEnrollment(t *testing.T) {
 	// audit records per token (5 a minute); another address is not
 	// slowed.
 	var limited resp
-	for i := range 12 {
+	for i := range 11 {
 		limited = tn.doFrom(t, "127.0.0.9", "POST", "/api/v1/agents/enroll", "", enrollBody(bt2.Token, csrFor(t, key), "web-2"))
 		if i < 10 && limited.code != 403 {
 			t.Fatalf("refusal %d: %d %s", i, limited.code, limited.body)
 		}
 	}
 	if limited.code != 429 || limited.header.Get("Retry-After") == "" || !strings.Contains(limited.body, "too many refused enrollments") {
-		t.Fatalf("the 12th refused enrollment from one address: %d %v %s", limited.code, limited.header, limited.body)
+		t.Fatalf("the 11th enrollment after 10 refusals from one address: %d %v %s", limited.code, limited.header, limited.body)
 	}
 	if r := tn.doFrom(t, "127.0.0.10", "POST", "/api/v1/agents/enroll", "", enrollBody(bt2.Token, csrFor(t, key), "web-2")); r.code != 403 {
 		t.Fatalf("another address was limited too: %d %s", r.code, r.body)

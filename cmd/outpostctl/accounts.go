@@ -109,7 +109,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		if d, err := time.ParseDuration(ttl); err != nil || d <= 0 {
 			return l.usage(form, "--ttl %q: use a positive duration such as 12h", ttl)
 		}
-		return login(ctx, c, g, l.pos[0], o.tenant, o.role, ttl, passwordFrom(l.stdin, o.passwordStdin, l.pos[0], l.stderr), w, l.stderr)
+		return login(ctx, c, g, l.pos[0], o.tenant, o.role, ttl, passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[0], l.stderr), w, l.stderr)
 	case "whoami":
 		if err := l.check("whoami", 0, 0); err != nil {
 			return err

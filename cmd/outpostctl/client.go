@@ -128,7 +128,7 @@ func (c *client) open(ctx context.Context, hc *http.Client, method, path string,
 		if ae.Hint != "" {
 			e.msg += "\n  hint: " + ae.Hint
 		}
-		if resp.StatusCode == http.StatusUnauthorized && c.token == "" && c.cookie == "" {
+		if resp.StatusCode == http.StatusUnauthorized && c.token == "" && c.cookie == "" && path != "/api/v1/login" {
 			e.msg += "\n  OUTPOST_TOKEN is not set"
 		}
 		return nil, e

@@ -41,7 +41,25 @@ func drillFailover(ctx context.Context, cfg drillrun.Config, g *globals, w io.Wr
 	if rep.AckedWritesLost > 0 {
 		errs = append(errs, fmt.Errorf("DATA LOSS: %d of %d acknowledged writes lost; see lost_keys in --json", rep.AckedWritesLost, rep.AckedWrites))
 	}
+	if rs := untestedRounds(rep); len(rs) > 0 {
+		errs = append(errs, fmt.Errorf("INCONCLUSIVE: in round(s) %v no stale dispatch reached the fence (none was refused by the FSM); run the drill again", rs))
+	}
 	return errors.Join(errs...)
+}
+
+// untestedRounds lists the completed rounds whose stale probes never
+// reached the fence: nothing refused by the FSM (a stop drill sends none).
+func untestedRounds(r apitypes.DrillReport) []int {
+	var out []int
+	if r.Mode == "stop" {
+		return nil
+	}
+	for _, x := range r.PerRound {
+		if x.Error == "" && x.StaleRefused == 0 {
+			out = append(out, x.Round)
+		}
+	}
+	return out
 }
 
 // printDrillReport is the text form of a drill report.
@@ -107,6 +125,8 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 		verdict = "FAIL: the fencing or the log lost something (see above)"
 	case len(r.PerRound) > 0 && r.PerRound[len(r.PerRound)-1].Error != "":
 		verdict = "FAIL: the drill did not finish"
+	case len(untestedRounds(r)) > 0:
+		verdict = fmt.Sprintf("INCONCLUSIVE: no stale dispatch reached the fence in round(s) %v", untestedRounds(r))
 	}
 	_, err := fmt.Fprintln(w, verdict)
 	return err

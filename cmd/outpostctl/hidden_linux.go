@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"os"
 	"strings"
@@ -9,8 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readHidden reads a line from the terminal f with echo off.
-func readHidden(f *os.File) (string, error) {
+// readHidden reads a line from the terminal f with echo off. When ctx
+// ends (Ctrl-C) the echo is restored and the process exits (130).
+func readHidden(ctx context.Context, f *os.File) (string, error) {
 	fd := int(f.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -22,7 +24,18 @@ func readHidden(f *os.File) (string, error) {
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
 		return "", err
 	}
+	done := make(chan struct{})
+	defer close(done)
 	defer func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }()
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
+			os.Stderr.WriteString("\n")
+			os.Exit(130)
+		case <-done:
+		}
+	}()
 	line, err := bufio.NewReader(f).ReadString('\n')
 	if err != nil && line == "" {
 		return "", err

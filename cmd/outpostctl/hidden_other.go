@@ -3,11 +3,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os"
 )
 
 // readHidden is not built here: the password comes from --password-stdin.
-func readHidden(*os.File) (string, error) {
+func readHidden(context.Context, *os.File) (string, error) {
 	return "", errors.New("cannot turn off the terminal's echo on this system")
 }

@@ -91,7 +91,7 @@ func tenantsOf(me apitypes.WhoAmI) string {
 
 // passwordFrom reads a password: the first line of stdin with
 // --password-stdin, else from the terminal without echo.
-func passwordFrom(stdin io.Reader, fromStdin bool, user string, stderr io.Writer) func() (string, error) {
+func passwordFrom(ctx context.Context, stdin io.Reader, fromStdin bool, user string, stderr io.Writer) func() (string, error) {
 	return func() (string, error) {
 		if fromStdin {
 			line, err := bufio.NewReader(stdin).ReadString('\n')
@@ -108,7 +108,7 @@ func passwordFrom(stdin io.Reader, fromStdin bool, user string, stderr io.Writer
 			return "", fmt.Errorf("no terminal to ask for the password: pipe it with --password-stdin")
 		}
 		fmt.Fprintf(stderr, "password for %s: ", user)
-		pw, err := readHidden(f)
+		pw, err := readHidden(ctx, f)
 		fmt.Fprintln(stderr)
 		if err != nil {
 			return "", fmt.Errorf("%w: pipe the password with --password-stdin", err)

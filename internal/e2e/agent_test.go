@@ -174,6 +174,10 @@ func TestAgentBinary(t *testing.T) {
 	if code := ag.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("the agent exited %d on SIGTERM:\n%s", code, ag.out.String())
 	}
+	waitFor(t, 15*time.Second, "the region saw the agent go", func() bool {
+		as := list()
+		return len(as) == 1 && as[0].Node == "" && as[0].Health != "healthy"
+	})
 	ag = start(t, bin+"/outpost-agent", agentArgs...)
 	waitFor(t, 30*time.Second, "the restarted agent attached with its stored identity", func() bool {
 		as := list()

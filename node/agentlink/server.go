@@ -332,8 +332,9 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 				map[string]string{"reason": err.Error(), "from": addr})
 		case "retired":
 			// Who uses a replaced certificate holds an old key of the
-			// agent's: worth an operator's look, once per address.
-			s.auditOnce("retired/"+fp+"/"+addr, "agent.connect_refused", "agent/"+a.ID, a.Tenant,
+			// agent's: worth an operator's look (once a minute per
+			// certificate, so the record count stays bounded).
+			s.auditOnce("retired/"+fp, "agent.connect_refused", "agent/"+a.ID, a.Tenant,
 				map[string]string{"reason": "retired certificate", "fingerprint": fp, "from": addr})
 		}
 		return refusal(http.StatusForbidden, "")
@@ -430,7 +431,11 @@ func (s *Server) OnAgentsEvent(ev agents.Event) {
 	if r := ev.Retired; r != nil {
 		// The renewed agent moves its link to the new certificate on its
 		// own; what still uses the old one after the grace is closed.
-		time.AfterFunc(s.cfg.RetireGrace, func() { s.closeRetired(r.Agent, r.Fingerprint) })
+		time.AfterFunc(s.cfg.RetireGrace, func() {
+			if s.ctx.Err() == nil {
+				s.closeRetired(r.Agent, r.Fingerprint)
+			}
+		})
 	}
 }
 
@@ -567,6 +572,7 @@ func (s *Server) housekeeping() {
 		if now := s.cfg.Now(); now.Sub(lastSeen) >= agents.SeenEvery {
 			lastSeen = now
 			s.confirmSeen(now.UTC())
+			s.closeStale(now)
 		}
 	}
 }
@@ -584,6 +590,28 @@ func (s *Server) confirmSeen(now time.Time) {
 		s.queue(agents.PresenceOp{Kind: agents.Seen, Node: s.cfg.NodeID, At: now, Agents: ids[:n]})
 		ids = ids[n:]
 	}
+}
+
+// closeStale closes links whose certificate is no longer the agent's
+// (renewed or revoked) for longer than the retire grace: the commit
+// notices do it at once, this catches what they miss (a node that caught
+// up from a snapshot sees no notices).
+func (s *Server) closeStale(now time.Time) {
+	ls := s.snapshot()
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := agents.Reader{Tx: tx}
+		for _, l := range ls {
+			a, ok := rd.Agent(l.agent.ID)
+			// The current certificate's issue time, near enough: when the
+			// renewal that replaced the link's happened.
+			renewed := a.CertExpires.Add(-s.cfg.Lifetime)
+			if ok && (a.Revoked || a.Fingerprint != l.fp && now.Sub(renewed) > s.cfg.RetireGrace) {
+				s.logger.Info("closing a link on a revoked or replaced certificate", "agent", a.ID, "revoked", a.Revoked)
+				go func() { _ = l.conn.Disconnect() }()
+			}
+		}
+		return nil
+	})
 }
 
 // auditOnce records a security-relevant event at most once a minute per

@@ -140,12 +140,13 @@ type RenewOp struct {
 	Cert        string    `json:"cert,omitempty"`
 }
 
-// ClearFlagsOp acknowledges an agent's flags: they are removed, and the
-// addresses they named stay known (not flagged again).
+// ClearFlagsOp acknowledges an agent's flags raised up to Through (the
+// ones the admin saw): they are removed; a flag raised since stays.
 type ClearFlagsOp struct {
-	Agent string    `json:"agent"`
-	At    time.Time `json:"at"`
-	By    string    `json:"by"`
+	Agent   string    `json:"agent"`
+	Through time.Time `json:"through"`
+	At      time.Time `json:"at"`
+	By      string    `json:"by"`
 }
 
 // Op is one CmdAgents entry: exactly one of its fields is set.
@@ -297,8 +298,14 @@ func (f *FSM) apply(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 		}
 	case o.ClearFlags != nil:
 		p, ok := Reader{tx}.Presence(o.ClearFlags.Agent)
-		if ok && len(p.Flags) > 0 {
-			p.Flags = nil
+		kept := p.Flags[:0:0]
+		for _, fl := range p.Flags {
+			if fl.At.After(o.ClearFlags.Through) {
+				kept = append(kept, fl)
+			}
+		}
+		if ok && len(kept) < len(p.Flags) {
+			p.Flags = kept
 			if err := putJSON(tx, BucketPresence, o.ClearFlags.Agent, p); err != nil {
 				return nil, err
 			}

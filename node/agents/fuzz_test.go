@@ -16,7 +16,7 @@ func FuzzDecodeOp(f *testing.F) {
 	for _, o := range []Op{
 		{Revoke: &RevokeOp{Agent: "ag-1", At: at, By: "user/admin"}},
 		{Renew: &RenewOp{Agent: "ag-1", Old: "aa", Fingerprint: "bb", Expires: at}},
-		{ClearFlags: &ClearFlagsOp{Agent: "ag-1", At: at, By: "user:alice"}},
+		{ClearFlags: &ClearFlagsOp{Agent: "ag-1", Through: at, At: at, By: "user:alice"}},
 		{Presence: []PresenceOp{{Kind: Attach, Agent: "ag-1", Node: "n1", Conn: "c1", Addr: "10.0.0.1", At: at},
 			{Kind: Status, Agent: "ag-1", Node: "n1", At: at, Status: &ConfigStatus{Dispatch: "d1", Token: 3, Status: ConfigApplied}}}},
 	} {

@@ -96,3 +96,37 @@ func TestValidateSelf(t *testing.T) {
 		}
 	}
 }
+
+// TestClearFlagsKeepsNewer: clearing removes the flags raised up to
+// Through (those the admin saw) and keeps one raised since.
+func TestClearFlagsKeepsNewer(t *testing.T) {
+	s, err := storage.Open(filepath.Join(t.TempDir(), "state.db"), storage.Options{Region: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Unix(1_800_000_000, 0).UTC()
+	put(t, s, BucketPresence, "ag-1", Presence{Flags: []Flag{
+		{Kind: FlagNewAddress, At: t0, Detail: "seen"},
+		{Kind: FlagTwoAddresses, At: t0.Add(time.Second), Detail: "raised after the admin looked"},
+	}})
+	cmd, err := Op{ClearFlags: &ClearFlagsOp{Agent: "ag-1", Through: t0, At: t0.Add(2 * time.Second), By: "user:alice"}}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFSM(nil)
+	var out []byte
+	if err := s.Update(func(tx *storage.Tx) error {
+		out, err = f.apply(tx, 1, cmd[1:])
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var res Result
+	_ = json.Unmarshal(out, &res)
+	var p Presence
+	_ = s.View(func(tx *storage.Tx) error { p, _ = Reader{tx}.Presence("ag-1"); return nil })
+	if !res.Applied || len(p.Flags) != 1 || p.Flags[0].Kind != FlagTwoAddresses {
+		t.Fatalf("after clearing through t0: applied %v, flags %+v", res.Applied, p.Flags)
+	}
+}

@@ -120,9 +120,10 @@ func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *cal
 // token is the credential.
 func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 	from := remoteHost(r)
-	// Only refusals count against an address, so a fleet enrolling from
-	// behind one NAT is not slowed; someone trying tokens is.
-	if wait := s.enrollRefusals.Wait(from, s.cfg.Now()); wait > 0 {
+	// Each request takes an attempt up front (so parallel requests
+	// cannot pass together) and gets it back unless it was refused: only
+	// refusals add up against an address.
+	if ok, wait := s.enrollRefusals.Allow(from, s.cfg.Now()); !ok {
 		secs := int(wait/time.Second) + 1
 		rw.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(rw, http.StatusTooManyRequests, "too many refused enrollments from your address",
@@ -131,8 +132,8 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 	}
 	w := &statusWriter{ResponseWriter: rw}
 	defer func() {
-		if w.code/100 == 4 {
-			s.enrollRefusals.Take(from, s.cfg.Now())
+		if w.code/100 != 4 {
+			s.enrollRefusals.Refund(from, s.cfg.Now())
 		}
 	}()
 	var in agentwire.EnrollRequest
@@ -280,8 +281,10 @@ func (s *server) repeatEnrollment(w http.ResponseWriter, r *http.Request, in age
 	if !ok || a.Revoked || a.Cert == "" || a.KeyHash != keyHash || !s.cfg.Now().Before(rec.Expires) {
 		return false
 	}
-	s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_repeated", entity: "agent/" + a.ID,
-		detail: map[string]string{"host": in.Host, "fingerprint": a.Fingerprint, "from": from}})
+	if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
+		s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_repeated", entity: "agent/" + a.ID,
+			detail: map[string]string{"host": in.Host, "fingerprint": a.Fingerprint, "from": from}})
+	}
 	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: a.ID, Region: s.cfg.RegionName, Tenant: tenantName,
 		Certificate: a.Cert, CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})
 	return true
@@ -421,10 +424,14 @@ func (s *server) agentClearFlags(w http.ResponseWriter, r *http.Request, c *call
 	}
 	if len(p.Flags) > 0 {
 		cleared := make([]string, 0, len(p.Flags))
+		var through time.Time
 		for _, f := range p.Flags {
 			cleared = append(cleared, fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail))
+			if f.At.After(through) {
+				through = f.At
+			}
 		}
-		cmd, err := agents.Op{ClearFlags: &agents.ClearFlagsOp{Agent: id, At: s.cfg.Now().UTC(), By: c.p.Actor}}.Encode()
+		cmd, err := agents.Op{ClearFlags: &agents.ClearFlagsOp{Agent: id, Through: through, At: s.cfg.Now().UTC(), By: c.p.Actor}}.Encode()
 		if err != nil {
 			writeError(w, http.StatusInternalServerError, err.Error(), "")
 			return

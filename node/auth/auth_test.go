@@ -159,28 +159,27 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-// TestRateLimiterCountsOnlyTaken: Wait limits nothing until Take has
-// emptied the bucket (failures only), and never takes an attempt itself.
-func TestRateLimiterCountsOnlyTaken(t *testing.T) {
+// TestRateLimiterRefund: attempts given back do not count; attempts in
+// flight do, so a burst of concurrent attempts cannot pass the limit.
+func TestRateLimiterRefund(t *testing.T) {
 	l := &RateLimiter{Every: time.Second, Burst: 2}
 	now := time.Unix(0, 0)
 	for i := 0; i < 10; i++ {
-		if w := l.Wait("1.2.3.4", now); w != 0 {
-			t.Fatalf("check %d waits %v with nothing taken", i, w)
+		if ok, _ := l.Allow("1.2.3.4", now); !ok {
+			t.Fatalf("attempt %d refused although every earlier one was refunded", i)
 		}
+		l.Refund("1.2.3.4", now)
 	}
-	l.Take("1.2.3.4", now)
-	if w := l.Wait("1.2.3.4", now); w != 0 {
-		t.Fatalf("one failure of a burst of two waits %v", w)
+	// Two in flight at once take the burst; a third waits.
+	l.Allow("1.2.3.4", now)
+	l.Allow("1.2.3.4", now)
+	if ok, wait := l.Allow("1.2.3.4", now); ok || wait != time.Second {
+		t.Fatalf("a third concurrent attempt: %v, wait %v", ok, wait)
 	}
-	l.Take("1.2.3.4", now)
-	if w := l.Wait("1.2.3.4", now); w != time.Second {
-		t.Fatalf("after the burst: wait %v, want 1s", w)
-	}
-	if w := l.Wait("5.6.7.8", now); w != 0 {
-		t.Fatal("another address was limited")
-	}
-	if w := l.Wait("1.2.3.4", now.Add(time.Second)); w != 0 {
-		t.Fatalf("no refill after a second: %v", w)
+	l.Refund("1.2.3.4", now)
+	l.Refund("1.2.3.4", now)
+	l.Refund("1.2.3.4", now)
+	if ok, _ := l.Allow("1.2.3.4", now); !ok {
+		t.Fatal("refunds did not give the attempts back")
 	}
 }

@@ -149,24 +149,13 @@ func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	return false, time.Duration((1 - b.tokens) * float64(l.Every))
 }
 
-// Wait says how long key must wait before its next attempt (0: none),
-// without taking one: with Take, it limits only what fails.
-func (l *RateLimiter) Wait(key string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.seen[key]
-	if !ok || b.refill(now, l) >= 1 {
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(l.Every))
-}
-
-// Take counts one attempt against key.
-func (l *RateLimiter) Take(key string, now time.Time) {
+// Refund gives back an attempt Allow took: with it, only attempts that
+// failed count, while concurrent attempts still each need one.
+func (l *RateLimiter) Refund(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucketOf(key, now)
-	b.tokens = max(b.refill(now, l)-1, 0)
+	b.tokens = min(b.refill(now, l)+1, float64(l.Burst))
 }
 
 func (l *RateLimiter) bucketOf(key string, now time.Time) *bucket {

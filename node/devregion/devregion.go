@@ -137,6 +137,9 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 			return nil, fmt.Errorf("waiting for the admin credentials: %w", err)
 		}
 	}
+	if err := d.waitTokenAccepted(ctx, 15*time.Second); err != nil {
+		return nil, err
+	}
 	d.say("  region admin token written to %s", tokenFile)
 	if opts.Agents > 0 {
 		if err := d.startAgents(ctx, opts.Agents); err != nil {
@@ -144,6 +147,47 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 		}
 	}
 	return d, nil
+}
+
+// waitTokenAccepted waits until every node accepts the region admin
+// token: the file is written by whichever node led first, and another
+// node accepts the token once it has applied the entry that stored it.
+func (d *Region) waitTokenAccepted(ctx context.Context, timeout time.Duration) error {
+	tok, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	var urls []string
+	for _, id := range d.ids {
+		if n := d.nodes[id]; n != nil {
+			urls = append(urls, n.APIURL())
+		}
+	}
+	d.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for _, u := range urls {
+		for {
+			req, err := http.NewRequestWithContext(ctx, "GET", u+"/api/v1/whoami", nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+				err = fmt.Errorf("HTTP %d", resp.StatusCode)
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("the region admin token was not accepted at %s within %v: %v", u, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
 // DevTenant is the tenant dev agents enroll in; the admin account is its
@@ -188,18 +232,6 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 			return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
 		}
 		return resp.StatusCode, nil
-	}
-	// The token file is written by whichever node led first; the node
-	// asked here accepts the token once it has applied that entry.
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		code, err := call("GET", "/api/v1/whoami", "", nil)
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("the region admin token was not accepted at %s within 15s: %v", d.APIURL(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	// Region admins cannot reach tenant data, so the dev tenant gets an
 	// admin account of its own, whose password is kept beside the
