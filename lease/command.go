@@ -102,11 +102,7 @@ func (o Op) Encode() ([]byte, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(o)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{byte(CmdLease)}, b...), nil
+	return raft.EncodeJSON(CmdLease, o)
 }
 
 // DecodeOp parses the payload of a CmdLease entry. It never panics on
@@ -167,11 +163,7 @@ func (d Dispatch) Encode() ([]byte, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(d)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{byte(CmdDispatch)}, b...), nil
+	return raft.EncodeJSON(CmdDispatch, d)
 }
 
 // DecodeDispatch parses the payload of a CmdDispatch entry.

@@ -192,6 +192,16 @@ func DecodeAudited(data []byte) (meta, inner []byte, err error) {
 // uvarintLen is the length of the canonical (shortest) encoding of v.
 func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
 
+// EncodeJSON returns a custom command's log entry: its type byte, then
+// v as JSON (read back with DecodeStrictJSON).
+func EncodeJSON(t CommandType, v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
 // DecodeStrictJSON decodes the JSON payload of a custom command into v:
 // 1..maxLen bytes, no unknown fields, no trailing data. Every failure
 // wraps bad, the caller's malformed-command error.

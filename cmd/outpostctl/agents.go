@@ -193,26 +193,23 @@ func orEmpty(s []string) []string {
 	return s
 }
 
-func agentRevoke(ctx context.Context, c *client, g *globals, tenant, id string, w io.Writer) error {
+// agentAction posts an action on an agent and says what it did.
+func agentAction(ctx context.Context, c *client, g *globals, tenant, id, action, done string, w io.Writer) error {
 	var a apitypes.Agent
-	if err := c.do(ctx, "POST", agentsPath(tenant)+"/"+url.PathEscape(id)+"/revoke", nil, &a); err != nil {
+	if err := c.do(ctx, "POST", agentsPath(tenant)+"/"+url.PathEscape(id)+"/"+action, nil, &a); err != nil {
 		return err
 	}
 	if g.json {
 		return printJSON(w, a)
 	}
-	fmt.Fprintf(w, "agent %s (%s, tenant %s) revoked: its certificate is refused from now on and its connection is closed\n", a.ID, a.Host, a.Tenant)
+	fmt.Fprintf(w, "agent %s (%s, tenant %s)%s\n", a.ID, a.Host, a.Tenant, done)
 	return nil
 }
 
+func agentRevoke(ctx context.Context, c *client, g *globals, tenant, id string, w io.Writer) error {
+	return agentAction(ctx, c, g, tenant, id, "revoke", " revoked: its certificate is refused from now on and its connection is closed", w)
+}
+
 func agentClearFlags(ctx context.Context, c *client, g *globals, tenant, id string, w io.Writer) error {
-	var a apitypes.Agent
-	if err := c.do(ctx, "POST", agentsPath(tenant)+"/"+url.PathEscape(id)+"/clear-flags", nil, &a); err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(w, a)
-	}
-	fmt.Fprintf(w, "agent %s (%s, tenant %s): flags cleared; the addresses they named are known now and not flagged again\n", a.ID, a.Host, a.Tenant)
-	return nil
+	return agentAction(ctx, c, g, tenant, id, "clear-flags", ": flags cleared; their addresses are known now, so new_address is not raised for them again", w)
 }

@@ -162,11 +162,7 @@ func (o Op) Encode() ([]byte, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(o)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{byte(CmdAgents)}, b...), nil
+	return raft.EncodeJSON(CmdAgents, o)
 }
 
 // DecodeOp parses the payload of a CmdAgents entry.

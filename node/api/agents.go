@@ -309,7 +309,7 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 		Enrolled: a.Enrolled, CertExpires: a.CertExpires, Mode: "unknown", Health: "disconnected", Revoked: a.Revoked, RevokedAt: a.RevokedAt,
 		LastSeen: p.LastSeen}
 	for _, f := range p.Flags {
-		v.Flags = append(v.Flags, fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail))
+		v.Flags = append(v.Flags, flagText(f))
 	}
 	if c := p.Config; c != nil {
 		v.Config = &apitypes.AgentConfigStatus{Dispatch: c.Dispatch, Token: c.Token, Status: c.Status, Error: c.Error, Node: c.Node, At: c.At}
@@ -370,16 +370,8 @@ func (s *server) agentsList(w http.ResponseWriter, r *http.Request, c *call) {
 // closed at once; the other nodes close theirs when they apply it.
 func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	id := r.PathValue("id")
-	var a agents.Agent
-	var found bool
-	var tenantName string
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		a, found = agents.Reader{Tx: tx}.Agent(id)
-		tenantName = tenantNames(tx)[a.Tenant]
-		return nil
-	})
-	if !found || (c.tenant.ID != "" && a.Tenant != c.tenant.ID) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no agent %q here", id), "`outpostctl agents list` shows the agents")
+	a, _, tenantName, ok := s.callerAgent(w, c, id)
+	if !ok {
 		return
 	}
 	if !a.Revoked {
@@ -397,36 +389,52 @@ func (s *server) agentRevoke(w http.ResponseWriter, r *http.Request, c *call) {
 	if s.cfg.AgentLinks != nil {
 		s.cfg.AgentLinks.Disconnect(id)
 	}
-	var p agents.Presence
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(id); return nil })
-	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
+	s.answerAgent(w, a, tenantName)
 }
 
-// agentClearFlags acknowledges an agent's flags (a host that moved, a
-// clone that was dealt with): they are removed and audited with what
-// they said; the addresses they named are not flagged again.
-func (s *server) agentClearFlags(w http.ResponseWriter, r *http.Request, c *call) {
-	id := r.PathValue("id")
-	var a agents.Agent
-	var p agents.Presence
-	var found bool
-	var tenantName string
+// callerAgent reads agent id with its presence and tenant name, answering
+// 404 when it does not exist or is not in the caller's tenant.
+func (s *server) callerAgent(w http.ResponseWriter, c *call, id string) (a agents.Agent, p agents.Presence, tenantName string, ok bool) {
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		rd := agents.Reader{Tx: tx}
-		a, found = rd.Agent(id)
+		a, ok = rd.Agent(id)
 		p, _ = rd.Presence(id)
 		tenantName = tenantNames(tx)[a.Tenant]
 		return nil
 	})
-	if !found || (c.tenant.ID != "" && a.Tenant != c.tenant.ID) {
+	if !ok || (c.tenant.ID != "" && a.Tenant != c.tenant.ID) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no agent %q here", id), "`outpostctl agents list` shows the agents")
+		return a, p, "", false
+	}
+	return a, p, tenantName, true
+}
+
+// answerAgent answers with the agent as the list shows it now.
+func (s *server) answerAgent(w http.ResponseWriter, a agents.Agent, tenantName string) {
+	var p agents.Presence
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(a.ID); return nil })
+	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
+}
+
+// flagText is a flag as the agent list and the audit show it.
+func flagText(f agents.Flag) string {
+	return fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail)
+}
+
+// agentClearFlags acknowledges an agent's flags (a host that moved, a
+// clone that was dealt with): those shown are removed and audited with
+// what they said; a flag raised since stays.
+func (s *server) agentClearFlags(w http.ResponseWriter, r *http.Request, c *call) {
+	id := r.PathValue("id")
+	a, p, tenantName, ok := s.callerAgent(w, c, id)
+	if !ok {
 		return
 	}
 	if len(p.Flags) > 0 {
 		cleared := make([]string, 0, len(p.Flags))
 		var through time.Time
 		for _, f := range p.Flags {
-			cleared = append(cleared, fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail))
+			cleared = append(cleared, flagText(f))
 			if f.At.After(through) {
 				through = f.At
 			}
@@ -441,8 +449,7 @@ func (s *server) agentClearFlags(w http.ResponseWriter, r *http.Request, c *call
 			return
 		}
 	}
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error { p, _ = agents.Reader{Tx: tx}.Presence(id); return nil })
-	writeJSON(w, http.StatusOK, s.agentView(a, p, tenantName))
+	s.answerAgent(w, a, tenantName)
 }
 
 // statusWriter remembers the status code a handler answered with.
