@@ -111,18 +111,26 @@ func (a *Agent) refreshServers(ctx context.Context, via string) map[string]bool 
 		}
 	}
 	if len(urls) > 0 {
-		a.mu.Lock()
-		changed := !slices.Equal(urls, a.st.Servers)
-		a.st.Servers = urls
-		st := a.st
-		a.mu.Unlock()
-		if changed {
-			if err := a.store.save(st); err != nil {
-				a.logger.Warn("could not save the node list", "err", err)
-			}
+		if err := a.setServers(urls); err != nil {
+			a.logger.Warn("could not save the node list", "err", err)
 		}
 	}
 	return full
+}
+
+// setServers records the region's node list and saves the state if it
+// changed. The lock is held from the change to the rename: a copy saved
+// outside it could land after a save of a higher fencing token and put
+// the token on disk back (seen: 179 → 174 while a failover delivered
+// new-token dispatches and the node list changed).
+func (a *Agent) setServers(urls []string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if slices.Equal(urls, a.st.Servers) {
+		return nil
+	}
+	a.st.Servers = urls
+	return a.store.save(a.st)
 }
 
 // better reports whether best should replace current: markedly nearer

@@ -363,7 +363,18 @@ func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
 		status = "failed"
 		msg = fmt.Sprintf("dispatch %s (index %d) is older than the applied config (index %d)", d.ID, d.Index, a.st.LastIndex)
 	default:
-		a.st.HighestToken = max(a.st.HighestToken, d.Token)
+		// Persist the new highest token before acting on the dispatch:
+		// after a crash mid-apply, a restarted agent must still refuse
+		// dispatches under the tokens this one superseded.
+		if d.Token > a.st.HighestToken {
+			prev := a.st.HighestToken
+			a.st.HighestToken = d.Token
+			if err := a.store.save(a.st); err != nil {
+				a.st.HighestToken = prev
+				a.logger.Error("could not save the fencing token; the dispatch is not applied", "dispatch", d.ID, "err", err)
+				return "failed", "the agent could not save its state: " + err.Error()
+			}
+		}
 		cfg, err := agentwire.ParseConfig(d.Payload)
 		if err == nil && a.cfg.Apply != nil {
 			err = a.cfg.Apply(cfg)

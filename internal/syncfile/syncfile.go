@@ -7,7 +7,6 @@
 package syncfile
 
 import (
-	"bytes"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,18 +30,43 @@ func Write(path string, r io.Reader, mode os.FileMode) error {
 	return f.Close()
 }
 
-// Replace atomically replaces path with data: it writes path.tmp, renames
-// it over path and fsyncs the directory.
-func Replace(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := Write(tmp, bytes.NewReader(data), mode); err != nil {
-		os.Remove(tmp)
+// Replace atomically replaces path with data: it writes a temporary file
+// of its own in the same directory (so concurrent Replaces of one path
+// never share or truncate each other's temporary file), fsyncs it, renames
+// it over path and fsyncs the directory. A reader sees the old file or the
+// whole new one, never a cut one; callers that need a newer state never to
+// be overwritten by an older one must order their Replaces themselves.
+func Replace(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return SyncDir(filepath.Dir(path))
+	return SyncDir(dir)
 }
 
 // SyncDir fsyncs a directory, making a rename in it durable.
