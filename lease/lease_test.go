@@ -55,16 +55,26 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.timers = kept
 }
 
-// fakeRaft commits every Apply at once into a real bbolt store through
-// the lease FSM's handlers: a single-node log without elections, so a
-// unit test controls leadership, and can make Apply hang (no quorum).
+// fakeRaft commits every Apply into a real bbolt store through the lease
+// FSM's handlers: a single-node log without elections, so a unit test
+// controls leadership, and can make Apply hang (no quorum). Two knobs
+// make it as untidy as a real leader:
+//   - lag holds entries other nodes committed that this node's FSM has
+//     not applied yet (a new leader's FSM can trail its log). Barrier
+//     applies them; so does Apply, before its own entry, as Raft applies
+//     in log order. Reads of the store do not see them.
+//   - latency is how long a commit takes: Apply advances clock by it
+//     before it returns, so the reply comes later than the proposal.
 type fakeRaft struct {
-	id     string
-	store  *storage.Store
-	fsm    *FSM
-	mu     sync.Mutex
-	leader bool
-	index  uint64
+	id      string
+	store   *storage.Store
+	fsm     *FSM
+	clock   *fakeClock
+	latency time.Duration
+	mu      sync.Mutex
+	leader  bool
+	index   uint64
+	lag     [][]byte
 	// block, when set, makes Apply wait for it to close (or ctx) and then
 	// fail, as a leader cut off from its quorum does.
 	block chan struct{}
@@ -76,7 +86,42 @@ func (f *fakeRaft) IsLeader() bool {
 	defer f.mu.Unlock()
 	return f.leader
 }
-func (f *fakeRaft) Barrier(time.Duration) error { return nil }
+
+func (f *fakeRaft) setLeader(v bool) {
+	f.mu.Lock()
+	f.leader = v
+	f.mu.Unlock()
+}
+
+// Barrier applies every committed entry, as a leader's barrier does.
+func (f *fakeRaft) Barrier(time.Duration) error { return f.catchUp() }
+
+// catchUp applies the lagging entries in log order.
+func (f *fakeRaft) catchUp() error {
+	f.mu.Lock()
+	lag := f.lag
+	f.lag = nil
+	f.mu.Unlock()
+	for _, cmd := range lag {
+		if _, err := commit(f.store, f.fsm, &f.mu, &f.index, cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitElsewhere records an entry that another node committed and this
+// node's FSM has not applied yet.
+func (f *fakeRaft) commitElsewhere(t *testing.T, o Op) {
+	t.Helper()
+	cmd, err := o.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.lag = append(f.lag, cmd)
+	f.mu.Unlock()
+}
 
 func (f *fakeRaft) Apply(ctx context.Context, cmd []byte) (raft.Result, error) {
 	f.mu.Lock()
@@ -89,7 +134,14 @@ func (f *fakeRaft) Apply(ctx context.Context, cmd []byte) (raft.Result, error) {
 		}
 		return raft.Result{}, errors.New("no quorum")
 	}
-	return commit(f.store, f.fsm, &f.mu, &f.index, cmd)
+	if err := f.catchUp(); err != nil {
+		return raft.Result{}, err
+	}
+	res, err := commit(f.store, f.fsm, &f.mu, &f.index, cmd)
+	if f.latency > 0 {
+		f.clock.Advance(f.latency)
+	}
+	return res, err
 }
 
 // commit applies one entry as the real FSM would: in one transaction,
@@ -265,7 +317,7 @@ func newManager(t *testing.T, id string, clock *fakeClock, hub *Hub) (*Manager, 
 	t.Helper()
 	store := newStore(t)
 	fsm := NewFSM(id, hub, clock)
-	r := &fakeRaft{id: id, store: store, fsm: fsm, leader: true}
+	r := &fakeRaft{id: id, store: store, fsm: fsm, clock: clock, leader: true}
 	return NewManager(DefaultConfig(), r, store, fsm, Options{Clock: clock, Hub: hub}), r
 }
 
@@ -355,6 +407,164 @@ func TestAcquireWaitsOutPreviousLease(t *testing.T) {
 	}
 }
 
+// TestAcquireBarrierAppliesLaggingEntries: a new leader's FSM may not
+// have applied entries the previous leader committed. The manager's
+// barrier before acquiring must apply them, or it reads a stale lease:
+// it misses the holder's latest renewal (and acquires while that holder
+// still believes it holds the lease), or it names an older token (and
+// its acquisition is refused).
+func TestAcquireBarrierAppliesLaggingEntries(t *testing.T) {
+	t.Run("latest renewal", func(t *testing.T) {
+		clock := newFakeClock()
+		m, r := newManager(t, "n2", clock, NewHub())
+		cfg := m.Config()
+		// n2 applied n1's acquisition long ago; n1's renewal a moment ago
+		// is committed but not yet applied on n2.
+		cmd, err := Op{Kind: OpAcquire, Node: "n1", DurationMs: cfg.Duration.Milliseconds()}.Encode()
+		apply(t, r, cmd, err)
+		clock.Advance(cfg.Duration)
+		r.commitElsewhere(t, Op{Kind: OpRenew, Node: "n1", Token: 1})
+		clock.Advance(cfg.DriftMargin + time.Millisecond)
+		// The acquisition n2 applied is over; the renewal is not. n1 renewed
+		// (at the latest) when it was committed: n2 must wait Duration +
+		// DriftMargin from applying it.
+		if wait := m.step(context.Background()); wait != cfg.Duration+cfg.DriftMargin {
+			t.Errorf("wait %v, want %v counted from applying the renewal", wait, cfg.Duration+cfg.DriftMargin)
+		}
+		if token, ok := m.Holding(); ok {
+			t.Fatalf("acquired token %d while the previous holder's latest renewal was still running", token)
+		}
+		if st := readLease(t, r); st.Holder != "n1" || st.Token != 1 || st.Renewals != 1 {
+			t.Fatalf("lease %+v, want n1's token 1 with its renewal applied", st)
+		}
+	})
+	t.Run("newer token", func(t *testing.T) {
+		clock := newFakeClock()
+		m, r := newManager(t, "n2", clock, NewHub())
+		cfg := m.Config()
+		cmd, err := Op{Kind: OpAcquire, Node: "n1", DurationMs: cfg.Duration.Milliseconds()}.Encode()
+		apply(t, r, cmd, err)
+		clock.Advance(2 * cfg.Duration)
+		// Meanwhile n3 led and took the lease; n2 has not applied that.
+		r.commitElsewhere(t, Op{Kind: OpAcquire, Node: "n3", Token: 1, DurationMs: cfg.Duration.Milliseconds()})
+		if wait := m.step(context.Background()); wait != cfg.Duration+cfg.DriftMargin {
+			t.Errorf("wait %v, want %v: n3's lease counts from when n2 applied it", wait, cfg.Duration+cfg.DriftMargin)
+		}
+		if token, ok := m.Holding(); ok {
+			t.Fatalf("acquired token %d over n3's fresh lease", token)
+		}
+		clock.Advance(cfg.Duration + cfg.DriftMargin)
+		m.step(context.Background())
+		if token, ok := m.Holding(); !ok || token != 3 {
+			t.Fatalf("holding=%v token=%d once n3's lease ran out, want token 3", ok, token)
+		}
+	})
+}
+
+func readLease(t *testing.T, r *fakeRaft) State {
+	t.Helper()
+	var st State
+	if err := r.store.View(func(tx *storage.Tx) error {
+		st, _ = ReadState(tx)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestValidUntilCountsFromProposal: a commit takes time, and the holder
+// cannot know when during that time the others applied its entry (and
+// began counting). Its lease must therefore run from when it proposed
+// the acquisition or renewal, not from when the reply came back: with a
+// slow commit it stops dispatching at proposal + Duration - DriftMargin.
+func TestValidUntilCountsFromProposal(t *testing.T) {
+	const latency = 300 * time.Millisecond
+	// expectFence checks the holder dispatches until proposed + Duration -
+	// DriftMargin and not from then on.
+	expectFence := func(t *testing.T, m *Manager, clock *fakeClock, proposed time.Time) {
+		t.Helper()
+		cfg := m.Config()
+		end := proposed.Add(cfg.Duration - cfg.DriftMargin)
+		clock.Advance(end.Sub(clock.Now()) - time.Millisecond)
+		if _, ok := m.Holding(); !ok {
+			t.Fatal("fenced before proposal + lease.duration - lease.drift_margin")
+		}
+		clock.Advance(time.Millisecond)
+		if token, ok := m.Holding(); ok {
+			t.Fatalf("still holding token %d at proposal + lease.duration - lease.drift_margin (the commit took %v)", token, latency)
+		}
+		if _, err := m.Dispatch(context.Background(), storage.Tenant{}, Dispatch{Kind: "config"}); !errors.Is(err, ErrNotHolder) {
+			t.Fatalf("dispatch after the lease ran out: got %v, want ErrNotHolder", err)
+		}
+	}
+	t.Run("acquisition", func(t *testing.T) {
+		clock := newFakeClock()
+		m, r := newManager(t, "n1", clock, NewHub())
+		r.latency = latency
+		proposed := clock.Now()
+		m.step(context.Background())
+		if clock.Now().Sub(proposed) != latency {
+			t.Fatalf("the fake commit took %v, want %v", clock.Now().Sub(proposed), latency)
+		}
+		if token, ok := m.Holding(); !ok || token != 1 {
+			t.Fatalf("holding=%v token=%d after acquiring, want token 1", ok, token)
+		}
+		expectFence(t, m, clock, proposed)
+	})
+	t.Run("renewal", func(t *testing.T) {
+		clock := newFakeClock()
+		m, r := newManager(t, "n1", clock, NewHub())
+		ctx := context.Background()
+		m.step(ctx)
+		r.latency = latency
+		clock.Advance(m.Config().Duration / 3) // the renewal is due
+		proposed := clock.Now()
+		m.step(ctx)
+		if st := readLease(t, r); st.Renewals != 1 {
+			t.Fatalf("lease %+v, want one renewal", st)
+		}
+		expectFence(t, m, clock, proposed)
+	})
+}
+
+// TestHoldingFalseTheMomentLeadershipIsLost: Holding asks Raft itself,
+// so a deposed leader stops dispatching (and fences) before the
+// manager's next step, which may be Duration/3 away.
+func TestHoldingFalseTheMomentLeadershipIsLost(t *testing.T) {
+	clock := newFakeClock()
+	hub := NewHub()
+	sub := hub.Subscribe(16)
+	defer sub.Close()
+	m, r := newManager(t, "n1", clock, hub)
+	m.step(context.Background())
+	if _, ok := m.Holding(); !ok {
+		t.Fatal("did not acquire")
+	}
+	r.setLeader(false)
+	// No step runs from here on.
+	if token, ok := m.Holding(); ok {
+		t.Fatalf("Holding() = token %d after Raft reported the node no longer leads", token)
+	}
+	if _, err := m.Dispatch(context.Background(), storage.Tenant{}, Dispatch{Kind: "config"}); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("dispatch after losing leadership: got %v, want ErrNotHolder", err)
+	}
+	// Self-fenced: regaining leadership does not bring the old lease
+	// back; the manager must acquire again.
+	r.setLeader(true)
+	if token, ok := m.Holding(); ok {
+		t.Fatalf("Holding() = token %d after leadership came back, without a new acquisition", token)
+	}
+	for fenced := false; !fenced; {
+		select {
+		case e := <-sub.C:
+			fenced = e.Kind == EventFenced
+		default:
+			t.Fatal("no fenced event")
+		}
+	}
+}
+
 // TestReleasedLeaseNeedsNoWait: a lease released for a handoff is taken
 // at once by the next leader.
 func TestReleasedLeaseNeedsNoWait(t *testing.T) {
@@ -378,9 +588,7 @@ func TestNotLeaderFences(t *testing.T) {
 	if _, ok := m.Holding(); !ok {
 		t.Fatal("did not acquire")
 	}
-	r.mu.Lock()
-	r.leader = false
-	r.mu.Unlock()
+	r.setLeader(false)
 	m.step(context.Background())
 	if _, ok := m.Holding(); ok {
 		t.Fatal("still holding after losing leadership")

@@ -332,8 +332,15 @@ func (m *Manager) fence(reason string) {
 }
 
 // Holding returns the token this node may dispatch with now, or false:
-// not the holder, or its lease has run out on its own clock.
+// not the holder, its lease has run out on its own clock, or Raft no
+// longer reports this node as leader. The last is asked on every call
+// (and fences) rather than left to the next step, which may be up to
+// Duration/3 away: a deposed leader must stop dispatching at once.
 func (m *Manager) Holding() (uint64, bool) {
+	if !m.raft.IsLeader() {
+		m.fence("this node is no longer the Raft leader")
+		return 0, false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.held || !m.clock.Now().Before(m.validUntil) {
