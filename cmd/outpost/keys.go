@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,7 +15,13 @@ import (
 
 // masterKey loads the master key from file, or OUTPOST_MASTER_KEY.
 func masterKey(file string) (*keys.Protector, error) {
-	return keys.LoadMaster(keys.Source{File: file, Env: "OUTPOST_MASTER_KEY"}, keys.Source{})
+	kp, err := keys.LoadMaster(keys.Source{File: file, Env: "OUTPOST_MASTER_KEY"}, keys.Source{})
+	if errors.Is(err, keys.ErrNoKey) {
+		// LoadMaster's hint names the node's config field; these commands
+		// take a flag.
+		return nil, fmt.Errorf("%w: pass --master-key-file FILE (the file the nodes' keys.master_key_file names) or set OUTPOST_MASTER_KEY; make a new one with `outpost keys generate > master.key`", keys.ErrNoKey)
+	}
+	return kp, err
 }
 
 func keygen(args []string, stdout, stderr io.Writer) error {
@@ -30,6 +37,9 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	enc := base64.StdEncoding.EncodeToString(k)
 	if *out == "" {
 		fmt.Fprintln(stdout, enc)
+		// A node refuses this key in gossip.key_file: files hold secrets
+		// wrapped by the master key.
+		fmt.Fprintln(stderr, "outpost keygen: printed an unwrapped key, for OUTPOST_GOSSIP_KEY; for gossip.key_file write a wrapped one with `outpost keygen --out gossip.key --master-key-file master.key`")
 		return nil
 	}
 	kp, err := masterKey(*mk)
@@ -45,7 +55,7 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 
 func keysCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: outpost keys generate | outpost keys wrap --purpose P --in FILE --out FILE")
+		fmt.Fprintln(stderr, "usage: outpost keys generate | outpost keys wrap --purpose P --in FILE --out FILE [--master-key-file FILE]")
 		return errUsage
 	}
 	switch args[0] {

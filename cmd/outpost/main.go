@@ -4,7 +4,7 @@
 //	outpost dev [--nodes N] ...      run a complete dev region in one process
 //	outpost keygen [--out FILE]      a new gossip key (printed, or wrapped into FILE)
 //	outpost keys generate            print a new master key
-//	outpost keys wrap --purpose P --in FILE --out FILE   wrap a secret file
+//	outpost keys wrap --purpose P --in FILE --out FILE [--master-key-file FILE]   wrap a secret file
 //	outpost ca create --region R --out DIR   create a region CA (key wrapped)
 package main
 
@@ -31,7 +31,7 @@ commands:
   serve --config FILE    run a node (see docs/config.md and deploy/)
   dev                    run a dev region on loopback (outpost dev -h)
   keygen [--out FILE]    a new gossip key: printed (for OUTPOST_GOSSIP_KEY), or
-                         written to FILE wrapped by the master key
+                         written to FILE wrapped by the master key (gossip.key_file)
   keys generate          print a new master key (store it 0600; OUTPOST_MASTER_KEY)
   keys wrap              wrap a secret file with the master key (outpost keys wrap -h)
   ca create              create a region CA, key wrapped (outpost ca create -h)
@@ -153,7 +153,7 @@ Press Ctrl-C to stop.
 
 func caCmd(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(stderr, "usage: outpost ca create --region NAME --out DIR")
+		fmt.Fprintln(stderr, "usage: outpost ca create --region NAME --out DIR [--master-key-file FILE]")
 		return errUsage
 	}
 	fs := flag.NewFlagSet("ca create", flag.ContinueOnError)
@@ -182,6 +182,8 @@ func caCmd(args []string, stdout, stderr io.Writer) error {
 	if err := ca.SaveWrapped(kp, *out); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\ncopy ca.crt and ca.key to every node; set tls.ca_cert and tls.ca_key\n", *region, *out, ca.Fingerprint(), kp.KeyID())
+	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\n", *region, *out, ca.Fingerprint(), kp.KeyID())
+	fmt.Fprintf(stdout, "agent CA pin: %s (outpost-agent --ca-pin)\n", ca.Pin())
+	fmt.Fprintln(stdout, "copy ca.crt, ca.key and the master key to every node; set tls.ca_cert, tls.ca_key and keys.master_key_file")
 	return nil
 }

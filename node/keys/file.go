@@ -100,7 +100,7 @@ func parse(name, purpose string, data []byte) ([]byte, error) {
 		if block != nil {
 			found = "a PEM " + block.Type + " block"
 		}
-		return nil, fmt.Errorf("%s holds %s, %w: wrap it with `outpost keys wrap --purpose %s --in %s --out %s`",
+		return nil, fmt.Errorf("%s holds %s, %w: wrap it with `outpost keys wrap --purpose %s --in %s --out %s --master-key-file MASTER_KEY_FILE` (the node's keys.master_key_file)",
 			name, found, ErrNotWrapped, purpose, name, name)
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
