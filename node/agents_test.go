@@ -224,3 +224,46 @@ func TestAgentEnrollment(t *testing.T) {
 		t.Errorf("%d agent.enroll records that changed state (%d unchanged), want 1", enrolled, unchanged)
 	}
 }
+
+// TestAgentEnrollmentBurstFromOneAddress: only refusals count against an
+// address. 64 good enrollments at once from one address (a fleet behind a
+// NAT, a provisioning burst) all pass; refusals that ran in parallel all
+// count, so the next request from that address waits. Taking an attempt
+// up front and refunding it refused such a burst with 429.
+func TestAgentEnrollmentBurstFromOneAddress(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	fleet := make([]apitypes.BootstrapToken, 64)
+	for i := range fleet {
+		_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", alice, `{"ttl":"15m"}`)), &fleet[i])
+	}
+	fleetResp := make([]resp, len(fleet))
+	var wg sync.WaitGroup
+	for i := range fleet {
+		wg.Go(func() {
+			fleetResp[i] = tn.doFrom(t, "127.0.0.11", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[i].Token, csrFor(t, key), fmt.Sprintf("nat-%d", i)))
+		})
+	}
+	wg.Wait()
+	for i, r := range fleetResp {
+		if r.code != 201 {
+			t.Fatalf("enrollment %d of 64 in parallel from one address: %d %s", i, r.code, r.body)
+		}
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader) // not the redeemer's key: a refusal, not a repeat
+	for i := range 12 {
+		wg.Go(func() {
+			fleetResp[i] = tn.doFrom(t, "127.0.0.12", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[0].Token, csrFor(t, other), "again"))
+		})
+	}
+	wg.Wait()
+	for i, r := range fleetResp[:12] {
+		if r.code != 403 {
+			t.Fatalf("refusal %d: %d %s, want 403 (already redeemed)", i, r.code, r.body)
+		}
+	}
+	if r := tn.doFrom(t, "127.0.0.12", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[0].Token, csrFor(t, other), "again")); r.code != 429 {
+		t.Fatalf("after 12 refusals in parallel from one address: %d %s, want 429", r.code, r.body)
+	}
+}

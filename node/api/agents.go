@@ -120,20 +120,27 @@ func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *cal
 // token is the credential.
 func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 	from := remoteHost(r)
-	// Each request takes an attempt up front (so parallel requests
-	// cannot pass together) and gets it back unless it was refused: only
-	// refusals add up against an address.
-	if ok, wait := s.enrollRefusals.Allow(from, s.cfg.Now()); !ok {
+	// Only refusals add up against an address: a fleet behind one NAT
+	// enrolling at once is not refused. Attempts in flight are bounded
+	// apart (generously), so parallel guesses cannot outrun the count.
+	if ok, wait := s.enrollRefusals.Ready(from, s.cfg.Now()); !ok {
 		secs := int(wait/time.Second) + 1
 		rw.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(rw, http.StatusTooManyRequests, "too many refused enrollments from your address",
 			fmt.Sprintf("check the token (`outpostctl tokens list --tenant T` shows whether it is used, revoked or expired) and retry in %d seconds", secs))
 		return
 	}
+	if !s.enrollInFlight.Acquire(from) {
+		rw.Header().Set("Retry-After", "1")
+		writeError(rw, http.StatusTooManyRequests, fmt.Sprintf("more than %d enrollments in flight from your address", s.enrollInFlight.Max),
+			"enroll fewer agents at once from one address, and retry in a second")
+		return
+	}
+	defer s.enrollInFlight.Release(from)
 	w := &statusWriter{ResponseWriter: rw}
 	defer func() {
-		if w.code/100 != 4 {
-			s.enrollRefusals.Refund(from, s.cfg.Now())
+		if w.code/100 == 4 {
+			s.enrollRefusals.Count(from, s.cfg.Now())
 		}
 	}()
 	var in agentwire.EnrollRequest

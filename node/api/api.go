@@ -232,6 +232,8 @@ type server struct {
 	// enrollRefusals limits refused agent enrollments per address, and
 	// enrollAudits the refusal records per bootstrap token.
 	enrollRefusals, enrollAudits *auth.RateLimiter
+	// enrollInFlight bounds the enrollments one address has in flight.
+	enrollInFlight *auth.Concurrency
 }
 
 // New returns the API handler. State-changing requests from another
@@ -249,7 +251,8 @@ func New(cfg Config) http.Handler {
 	}
 	s := &server{cfg: cfg, limiter: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
 		enrollRefusals: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
-		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5}}
+		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5},
+		enrollInFlight: &auth.Concurrency{Max: maxEnrollInFlight}}
 	mux := http.NewServeMux()
 	for _, rt := range Routes(cfg.Dev != nil) {
 		pattern := rt.Method + " " + rt.Pattern
@@ -365,6 +368,11 @@ func (s *server) readConsistency(w http.ResponseWriter, r *http.Request) bool {
 }
 
 const maxAuditPage = 1000
+
+// maxEnrollInFlight bounds the enrollments one address may have in flight
+// at once: generous, since a provisioning burst behind one NAT is normal;
+// it caps how many guesses can run before refusals are counted.
+const maxEnrollInFlight = 256
 
 func (s *server) auditEntries(w http.ResponseWriter, r *http.Request, c *call) {
 	s.entries(w, r, s.cfg.Audit, "")

@@ -159,27 +159,47 @@ func TestRateLimiter(t *testing.T) {
 	}
 }
 
-// TestRateLimiterRefund: attempts given back do not count; attempts in
-// flight do, so a burst of concurrent attempts cannot pass the limit.
-func TestRateLimiterRefund(t *testing.T) {
+// TestRateLimiterCountsFailuresOnly: checks take nothing, so any number
+// of attempts that succeed pass; failures each count, also when they ran
+// in parallel (debt), and are waited out.
+func TestRateLimiterCountsFailuresOnly(t *testing.T) {
 	l := &RateLimiter{Every: time.Second, Burst: 2}
 	now := time.Unix(0, 0)
-	for i := 0; i < 10; i++ {
-		if ok, _ := l.Allow("1.2.3.4", now); !ok {
-			t.Fatalf("attempt %d refused although every earlier one was refunded", i)
+	for i := 0; i < 100; i++ {
+		if ok, _ := l.Ready("1.2.3.4", now); !ok {
+			t.Fatalf("check %d refused although nothing failed", i)
 		}
-		l.Refund("1.2.3.4", now)
 	}
-	// Two in flight at once take the burst; a third waits.
-	l.Allow("1.2.3.4", now)
-	l.Allow("1.2.3.4", now)
-	if ok, wait := l.Allow("1.2.3.4", now); ok || wait != time.Second {
-		t.Fatalf("a third concurrent attempt: %v, wait %v", ok, wait)
+	// Three failures that passed the check together: all count.
+	for i := 0; i < 3; i++ {
+		l.Count("1.2.3.4", now)
 	}
-	l.Refund("1.2.3.4", now)
-	l.Refund("1.2.3.4", now)
-	l.Refund("1.2.3.4", now)
-	if ok, _ := l.Allow("1.2.3.4", now); !ok {
-		t.Fatal("refunds did not give the attempts back")
+	if ok, wait := l.Ready("1.2.3.4", now); ok || wait != 2*time.Second {
+		t.Fatalf("after three failures with a burst of two: %v, wait %v (want 2s: one attempt of debt)", ok, wait)
+	}
+	if ok, _ := l.Ready("5.6.7.8", now); !ok {
+		t.Fatal("another address was limited")
+	}
+	if ok, _ := l.Ready("1.2.3.4", now.Add(2*time.Second)); !ok {
+		t.Fatal("the debt was not waited out after 2s")
+	}
+}
+
+// TestConcurrency: at most Max in flight per key; a released slot is
+// free again; keys do not share slots.
+func TestConcurrency(t *testing.T) {
+	c := &Concurrency{Max: 2}
+	if !c.Acquire("a") || !c.Acquire("a") {
+		t.Fatal("the first two slots were refused")
+	}
+	if c.Acquire("a") {
+		t.Fatal("a third slot was given with Max 2")
+	}
+	if !c.Acquire("b") {
+		t.Fatal("another key was limited")
+	}
+	c.Release("a")
+	if !c.Acquire("a") {
+		t.Fatal("a released slot was not free again")
 	}
 }

@@ -149,13 +149,63 @@ func (l *RateLimiter) Allow(key string, now time.Time) (bool, time.Duration) {
 	return false, time.Duration((1 - b.tokens) * float64(l.Every))
 }
 
-// Refund gives back an attempt Allow took: with it, only attempts that
-// failed count, while concurrent attempts still each need one.
-func (l *RateLimiter) Refund(key string, now time.Time) {
+// Ready reports whether key has an attempt left, without taking one, or
+// how long to wait. With Count it limits only what went wrong: check
+// first, count the failures afterwards.
+func (l *RateLimiter) Ready(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.bucketOf(key, now)
-	b.tokens = min(b.refill(now, l)+1, float64(l.Burst))
+	if b.refill(now, l) >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - b.tokens) * float64(l.Every))
+}
+
+// Count takes one attempt for key, going into debt if none is left:
+// failures that ran in parallel each count, and the debt is waited out.
+func (l *RateLimiter) Count(key string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.bucketOf(key, now)
+	b.refill(now, l)
+	b.tokens--
+}
+
+// Concurrency bounds the calls in flight per key (a client address): a
+// cap on what one address can have outstanding at once, separate from
+// any limit on its failures. The zero value with Max set is ready.
+type Concurrency struct {
+	Max int
+
+	mu       sync.Mutex
+	inFlight map[string]int
+}
+
+// Acquire takes a slot for key, or reports false when key has Max calls
+// in flight. A taken slot must be given back with Release.
+func (c *Concurrency) Acquire(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight == nil {
+		c.inFlight = map[string]int{}
+	}
+	if c.inFlight[key] >= c.Max {
+		return false
+	}
+	c.inFlight[key]++
+	return true
+}
+
+// Release gives back a slot Acquire took.
+func (c *Concurrency) Release(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight[key] <= 1 {
+		delete(c.inFlight, key)
+		return
+	}
+	c.inFlight[key]--
 }
 
 func (l *RateLimiter) bucketOf(key string, now time.Time) *bucket {
