@@ -84,6 +84,9 @@ func (d *drills) Transfer(ctx context.Context) error {
 	return nil
 }
 
+// Stop stops the node from another goroutine: the caller answers the
+// request that asked for it, in full, before calling Stop (Kill closes
+// every connection at once).
 func (d *drills) Stop(restartAfter time.Duration) {
 	d.n.logger.Warn("stop drill: stopping this node abruptly", "restart_after", restartAfter)
 	if d.n.opts.StopDrill != nil {
@@ -99,6 +102,8 @@ func (d *drills) Stop(restartAfter time.Duration) {
 	}()
 }
 
-func (d *drills) StaleProbe(ctx context.Context) (lease.Dispatch, error) {
-	return d.n.lease.StaleProbe(ctx)
+// StaleProbe proposes a dispatch under this node's last token with the
+// caller's id (made here when empty).
+func (d *drills) StaleProbe(ctx context.Context, id string) (lease.Dispatch, error) {
+	return d.n.lease.StaleProbeID(ctx, id)
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"time"
@@ -29,7 +31,9 @@ type Drills interface {
 	// Stop stops this node abruptly; it restarts after restartAfter where
 	// it can.
 	Stop(restartAfter time.Duration)
-	StaleProbe(ctx context.Context) (lease.Dispatch, error)
+	// StaleProbe proposes a dispatch with id (made by the node when
+	// empty) under the last token this node held, bypassing its fence.
+	StaleProbe(ctx context.Context, id string) (lease.Dispatch, error)
 	Timings() raft.Tuning
 }
 
@@ -147,10 +151,31 @@ func (s *server) drillStop(w http.ResponseWriter, r *http.Request, c *call) {
 		detail: map[string]any{"restart_after_ms": req.RestartAfterMs}}, nil); !ok {
 		return
 	}
-	// Answer first: the caller times the failover from this answer.
-	writeJSON(w, http.StatusOK, s.drillState())
-	_ = http.NewResponseController(w).Flush()
+	// Answer in full first: the caller times the failover from this
+	// answer, and stopping closes every connection at once, which cuts a
+	// chunked answer short of its last chunk (the caller read "unexpected
+	// EOF"). 202: the stop happens after the answer. Connection: close, so
+	// the caller does not send its next request down a dying connection.
+	w.Header().Set("Connection", "close")
+	writeComplete(w, http.StatusAccepted, s.drillState())
 	s.cfg.Drills.Stop(d)
+}
+
+// writeComplete writes v with a Content-Length and flushes it, so the
+// answer is whole on the wire before the handler does anything else,
+// even if the connection is then closed under it.
+func writeComplete(w http.ResponseWriter, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "encoding the answer: "+err.Error(), "")
+		return
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(code)
+	_, _ = w.Write(b)
+	_ = http.NewResponseController(w).Flush()
 }
 
 func (s *server) drillStale(w http.ResponseWriter, r *http.Request, c *call) {
@@ -166,23 +191,43 @@ func (s *server) drillStale(w http.ResponseWriter, r *http.Request, c *call) {
 		}
 		timeout = time.Duration(ms) * time.Millisecond
 	}
+	id := r.URL.Query().Get("id")
+	if id != "" && !staleIDPattern.MatchString(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("id %q must be stale- then 1..58 of A-Z a-z 0-9 . _ -", id),
+			"choose a fresh id per probe (e.g. stale-RUN-ROUND-SEQ), or omit it and the node makes one")
+		return
+	}
 	// Fail fast: a node that knows no leader refuses at once (nothing was
 	// appended) instead of waiting out the timeout for an election.
 	ctx, cancel := context.WithTimeout(raft.FailFast(r.Context()), timeout)
 	defer cancel()
-	d, err := s.cfg.Drills.StaleProbe(ctx)
-	v := apitypes.StaleProbe{ID: d.ID, Token: d.Token, Outcome: "accepted"}
-	switch {
-	case err == nil:
-	case lease.IsStale(err), errors.Is(err, lease.ErrBadCommand):
-		// Refused by the FSM: the fence worked.
-		v.Outcome, v.Error = "refused", err.Error()
-	case errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown):
-		// Provably never appended: this node reached no leader, so the
-		// fence was not put to the test.
-		v.Outcome, v.Error = "not_appended", err.Error()
-	default:
-		v.Outcome, v.Error = "unknown", err.Error()
+	d, err := s.cfg.Drills.StaleProbe(ctx, id)
+	v := apitypes.StaleProbe{ID: d.ID, Token: d.Token, Outcome: staleOutcome(err)}
+	if err != nil {
+		v.Error = err.Error()
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// staleIDPattern is a client-chosen stale probe id: a dispatch id (at most
+// 64 bytes) in a namespace of its own, so it cannot name a real dispatch,
+// which a retry of that id would be answered with as if it committed.
+var staleIDPattern = regexp.MustCompile(`^stale-[A-Za-z0-9._-]{1,58}$`)
+
+// staleOutcome classifies a stale probe's error. Only the FSM's refusal
+// of the token is "refused": that alone shows the fence working. A
+// malformed entry or one never appended did not test it.
+func staleOutcome(err error) string {
+	switch {
+	case err == nil:
+		return apitypes.StaleOutcomeAccepted
+	case lease.IsStale(err):
+		return apitypes.StaleOutcomeRefused
+	case errors.Is(err, lease.ErrBadCommand), errors.Is(err, raft.ErrBadCommand):
+		return apitypes.StaleOutcomeBadCommand
+	case errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown):
+		// Provably never appended: this node reached no leader.
+		return apitypes.StaleOutcomeNotAppended
+	}
+	return apitypes.StaleOutcomeUnknown
 }

@@ -123,18 +123,36 @@ type DrillStop struct {
 	RestartAfterMs int64 `json:"restart_after_ms"`
 }
 
-// StaleProbe is POST /api/v1/drills/stale: this node proposed a dispatch
-// under the last token it held, bypassing its own fence, and the region
-// answered. Outcome is refused (the FSM refused the token), not_appended
-// (this node reached no leader, so nothing was appended and the fence was
-// not tested), accepted (a fencing failure unless this node still holds
-// the lease), or unknown (check GET /api/v1/dispatches/{id} later).
+// StaleProbe is POST /api/v1/drills/stale[?id=stale-…]: this node proposed
+// a dispatch under the last token it held, bypassing its own fence, and the
+// region answered. The caller may choose the id (stale-, then up to 58 of
+// A-Z a-z 0-9 . _ -), so it can look the id up even when the call fails.
+// Outcome is one of the StaleOutcome constants.
 type StaleProbe struct {
 	ID      string `json:"id"`
 	Token   uint64 `json:"token"`
 	Outcome string `json:"outcome"`
 	Error   string `json:"error,omitempty"`
 }
+
+// Outcomes of a stale probe (StaleProbe.Outcome).
+const (
+	// StaleOutcomeRefused: the FSM refused the stale token: the fence held.
+	StaleOutcomeRefused = "refused"
+	// StaleOutcomeNotAppended: this node reached no leader, so nothing was
+	// appended and the fence was not tested.
+	StaleOutcomeNotAppended = "not_appended"
+	// StaleOutcomeBadCommand: the entry was malformed (or its id already
+	// used), so it was refused for that, not for its token: the fence was
+	// not tested.
+	StaleOutcomeBadCommand = "bad_command"
+	// StaleOutcomeAccepted: it committed (a fencing failure unless this
+	// node still holds the lease).
+	StaleOutcomeAccepted = "accepted"
+	// StaleOutcomeUnknown: the outcome is not known; look the id up later
+	// (GET /api/v1/dispatches/{id}).
+	StaleOutcomeUnknown = "unknown"
+)
 
 // Node is one node of the region.
 type Node struct {
@@ -318,19 +336,27 @@ type DrillReport struct {
 	LeaseAcquiredMs DrillStat `json:"lease_acquired_ms"`
 	FirstDispatchMs DrillStat `json:"first_dispatch_ms"`
 	// StaleAttempted counts the deposed holder's stale dispatches that got
-	// an answer; StaleRefused those the FSM refused; StaleNotAppended
-	// those its node could not append at all (no leader reachable: the
-	// fence was not tested); StaleAccepted those that committed or were
-	// delivered (a fencing failure: must be 0).
+	// an answer, or whose call failed and were looked up; StaleRefused
+	// those the FSM refused for their token (only these show the fence
+	// working); StaleNotAppended those its node could not append at all
+	// (no leader reachable); StaleBadCommand those refused as malformed,
+	// not for their token (neither tested the fence); StaleAccepted those
+	// that committed or were delivered (a fencing failure: must be 0).
 	StaleAttempted   int `json:"stale_attempted"`
 	StaleRefused     int `json:"stale_refused"`
 	StaleNotAppended int `json:"stale_not_appended"`
+	StaleBadCommand  int `json:"stale_bad_command"`
 	StaleAccepted    int `json:"stale_accepted"`
 	// AckedWrites counts key writes the region acknowledged during the
 	// rounds; AckedWritesLost those a linearizable read did not find
 	// afterwards (must be 0).
-	AckedWrites     int          `json:"acked_writes"`
-	AckedWritesLost int          `json:"acked_writes_lost"`
+	AckedWrites     int `json:"acked_writes"`
+	AckedWritesLost int `json:"acked_writes_lost"`
+	// ProbesCommitted counts the drill's probe dispatches the region said
+	// committed; ProbesLost those a linearizable lookup did not find
+	// afterwards (must be 0).
+	ProbesCommitted int          `json:"probes_committed"`
+	ProbesLost      int          `json:"probes_lost"`
 	PerRound        []DrillRound `json:"per_round"`
 	Timings         DrillTimings `json:"timings"`
 }
@@ -360,7 +386,10 @@ type DrillRound struct {
 	StaleRefused    int    `json:"stale_refused"`
 	// StaleNotAppended: its node reached no leader (never appended).
 	StaleNotAppended int `json:"stale_not_appended"`
-	// StaleUnknown: answered "unknown" and later found not committed.
+	// StaleBadCommand: refused as malformed, not for its token.
+	StaleBadCommand int `json:"stale_bad_command"`
+	// StaleUnknown: answered "unknown", or the call failed, and a later
+	// lookup found it not committed.
 	StaleUnknown     int      `json:"stale_unknown"`
 	StaleAccepted    int      `json:"stale_accepted"`
 	StaleAcceptedIDs []string `json:"stale_accepted_ids,omitempty"`
@@ -368,10 +397,13 @@ type DrillRound struct {
 	AckedWritesLost  int      `json:"acked_writes_lost"`
 	LostKeys         []string `json:"lost_keys,omitempty"` // the first few
 	// Probes counts the dispatches the drill sent to find the first one
-	// issued under the new lease; ProbesCommitted those that committed.
-	Probes          int    `json:"probes"`
-	ProbesCommitted int    `json:"probes_committed"`
-	Error           string `json:"error,omitempty"`
+	// issued under the new lease; ProbesCommitted those that committed;
+	// ProbesLost those of them a lookup after the round did not find.
+	Probes          int      `json:"probes"`
+	ProbesCommitted int      `json:"probes_committed"`
+	ProbesLost      int      `json:"probes_lost"`
+	LostProbeIDs    []string `json:"lost_probe_ids,omitempty"` // the first few
+	Error           string   `json:"error,omitempty"`
 }
 
 // DrillTimings are the settings a drill ran with: the region's lease and
