@@ -56,8 +56,10 @@ type Config struct {
 // AgentsConfig sets how agents enroll and connect.
 type AgentsConfig struct {
 	// Bind is the agent port: enrollment, the OpAMP control link and
-	// certificate renewal, over TLS with the node certificate. Default
-	// 0.0.0.0:7443.
+	// certificate renewal, over TLS with the node certificate. Left out of
+	// the file, it is port 7443 on the host raft.bind names, or on every
+	// address when raft.bind is a wildcard (defaultAgentBind).
+	// DefaultConfig says 0.0.0.0:7443.
 	Bind string `yaml:"bind"`
 	// Advertise is the host (or host:port) agents dial. Default: the
 	// host of raft.advertise (or of raft.bind when it names one).
@@ -78,6 +80,24 @@ type AgentsConfig struct {
 	// a renewal replaced may stay open; the renewed agent reconnects
 	// with its new certificate well before. Default 10s, 1s..10m.
 	RetireGrace time.Duration `yaml:"retire_grace"`
+}
+
+// DefaultAgentPort is the agent port when agents.bind is left out.
+const DefaultAgentPort = "7443"
+
+// defaultAgentBind is agents.bind when the file leaves it out: the agent
+// port on the host raft.bind names. Following raft.bind keeps nodes that
+// share a machine on different addresses (127.0.0.2, 127.0.0.3, …) from
+// colliding on a wildcard agent port, and listens where agents.advertise
+// (which defaults to the same host) says agents should dial. A wildcard
+// or host-name raft.bind gives every address.
+func (c Config) defaultAgentBind() string {
+	if h, _, err := net.SplitHostPort(c.Raft.Bind); err == nil {
+		if ip := net.ParseIP(h); ip != nil && !ip.IsUnspecified() {
+			return net.JoinHostPort(h, DefaultAgentPort)
+		}
+	}
+	return net.JoinHostPort("0.0.0.0", DefaultAgentPort)
 }
 
 // agentAdvertise is the host agents dial when agents.advertise is unset.
@@ -205,7 +225,7 @@ func DefaultConfig() Config {
 		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
-		Agents: AgentsConfig{Bind: "0.0.0.0:7443", CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
+		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
 			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
 			RetireGrace: agentlink.DefaultRetireGrace},
 	}
@@ -361,6 +381,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 		return Config{}, fmt.Errorf("config is larger than %d bytes", maxConfigSize)
 	}
 	c := DefaultConfig()
+	// Cleared so that a file without agents.bind gets the default derived
+	// from its raft.bind below.
+	c.Agents.Bind = ""
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -372,6 +395,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 	}
 	if c.AdminTokenFile == "" {
 		c.AdminTokenFile = c.DataDir + "/admin.token"
+	}
+	if c.Agents.Bind == "" {
+		c.Agents.Bind = c.defaultAgentBind()
 	}
 	if c.BootstrapExpect == 1 && c.Raft.MinQuorum > 1 {
 		c.Raft.MinQuorum = 0
