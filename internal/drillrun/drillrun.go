@@ -175,6 +175,10 @@ type drill struct {
 
 	outMu sync.Mutex // Progress lines
 
+	// stopConfirm bounds the wait for signs that a node whose stop answer
+	// was lost did stop (stopConfirmTimeout; tests shorten it).
+	stopConfirm time.Duration
+
 	mu    sync.Mutex
 	urls  map[string]string // node id -> API URL, as last discovered
 	watch *watch            // the round being watched; nil between rounds
@@ -191,7 +195,8 @@ func newDrill(cfg Config) *drill {
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
-	d := &drill{cfg: cfg, api: &api{hc: hc, token: cfg.Token}, runID: hex.EncodeToString(b), urls: map[string]string{}}
+	d := &drill{cfg: cfg, api: &api{hc: hc, token: cfg.Token}, runID: hex.EncodeToString(b), urls: map[string]string{},
+		stopConfirm: stopConfirmTimeout}
 	d.streams = newWatchers(d.api, d.note)
 	return d
 }

@@ -53,6 +53,9 @@ type watcher struct {
 	// nothing the node sees from now on is missed.
 	live    atomic.Bool
 	lastErr atomic.Value // string
+	// ends counts the connections that ended: a stop drill's sign that
+	// the node went away even when its answer was lost.
+	ends atomic.Int64
 }
 
 func newWatchers(a *api, sink func(sighting)) *watchers {
@@ -97,6 +100,17 @@ func (w *watchers) live(node string) (bool, string) {
 	return false, why
 }
 
+// ends is how many live connections of node's stream ended so far.
+func (w *watchers) ends(node string) int64 {
+	w.mu.Lock()
+	wt, ok := w.ws[node]
+	w.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return wt.ends.Load()
+}
+
 // close ends every stream and waits for them.
 func (w *watchers) close() {
 	w.cancel()
@@ -109,6 +123,9 @@ func (w *watchers) run(ctx context.Context, wt *watcher) {
 	for {
 		wasLive, err := w.stream(ctx, wt)
 		wt.live.Store(false)
+		if wasLive {
+			wt.ends.Add(1)
+		}
 		if ctx.Err() != nil {
 			return
 		}

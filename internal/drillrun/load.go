@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,11 +27,12 @@ type load struct {
 	wg     sync.WaitGroup
 	slow   atomic.Bool // the first new dispatch was seen: probe less often
 
-	mu              sync.Mutex
-	acked           []ackedWrite
-	writeErr        string
-	probes, commits int
-	lastProbe       string // the last refusal or error, for error messages
+	mu        sync.Mutex
+	acked     []ackedWrite
+	writeErr  string
+	probes    int
+	committed []string // probe ids answered as committed: read back after the round
+	lastProbe string   // the last refusal or error, for error messages
 }
 
 const (
@@ -98,7 +100,7 @@ func (d *drill) probe(ctx context.Context, l *load, rs *roundState, to []apitype
 		l.probes++
 		switch {
 		case err == nil:
-			l.commits++
+			l.committed = append(l.committed, req.ID)
 		case ctx.Err() == nil:
 			l.lastProbe = fmt.Sprintf("%s answered %s", n.ID, shorten(err.Error()))
 		}
@@ -130,7 +132,7 @@ func (l *load) ackedCount(since time.Time) (all, after int) {
 func (l *load) status() (probes, commits int, lastProbe, writeErr string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.probes, l.commits, l.lastProbe, l.writeErr
+	return l.probes, len(l.committed), l.lastProbe, l.writeErr
 }
 
 // staleProber asks the deposed holder, every 50ms, to propose a dispatch
@@ -143,8 +145,10 @@ type staleProber struct {
 	mu       sync.Mutex
 	launched int
 	answers  []apitypes.StaleProbe
-	errs     int
-	lastErr  string
+	// failed are the probes whose call failed, as unknown outcomes: the
+	// drill chose their ids, so it can still look them up.
+	failed  []apitypes.StaleProbe
+	lastErr string
 }
 
 const (
@@ -154,9 +158,10 @@ const (
 	staleLaunchSlack = 300 * time.Millisecond
 )
 
-// startStale starts probing url. ctx bounds the probes in flight; stop
-// only ends the launching, so no answer is lost.
-func (d *drill) startStale(ctx context.Context, url string) *staleProber {
+// startStale starts probing url, with ids that continue rs's numbering.
+// ctx bounds the probes in flight; halt only ends the launching, so no
+// answer is lost.
+func (d *drill) startStale(ctx context.Context, url string, rs *roundState) *staleProber {
 	lctx, cancel := context.WithCancel(ctx)
 	p := &staleProber{stopLaunch: cancel}
 	slots := make(chan struct{}, staleInFlight)
@@ -178,14 +183,18 @@ func (d *drill) startStale(ctx context.Context, url string) *staleProber {
 			go func() {
 				defer p.wg.Done()
 				defer func() { <-slots }()
+				id := fmt.Sprintf("stale-%s-%d-%d", d.runID, rs.n, rs.stales.Add(1))
 				var sp apitypes.StaleProbe
-				err := d.api.call(ctx, staleTimeout, "POST", url+"/api/v1/drills/stale", nil, &sp)
+				err := d.api.call(ctx, staleTimeout, "POST", url+"/api/v1/drills/stale?id="+id, nil, &sp)
 				p.mu.Lock()
 				defer p.mu.Unlock()
 				if err != nil {
-					p.errs++
+					p.failed = append(p.failed, apitypes.StaleProbe{ID: id, Outcome: apitypes.StaleOutcomeUnknown, Error: err.Error()})
 					p.lastErr = err.Error()
 					return
+				}
+				if sp.ID == "" {
+					sp.ID = id
 				}
 				p.answers = append(p.answers, sp)
 			}()
@@ -210,16 +219,16 @@ func (p *staleProber) counts() (launched, answered int) {
 func (p *staleProber) failures() (int, string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.errs, p.lastErr
+	return len(p.failed), p.lastErr
 }
 
 // halt stops launching probes; finish also waits for those in flight.
 func (p *staleProber) halt() { p.stopLaunch() }
 
 // probeHealed probes the healed, deposed holder at url until minStale
-// probes answered (or 10 s passed) and returns the answers.
-func (d *drill) probeHealed(ctx context.Context, url string) []apitypes.StaleProbe {
-	sp := d.startStale(ctx, url)
+// probes answered (or 10 s passed) and returns the outcomes.
+func (d *drill) probeHealed(ctx context.Context, url string, rs *roundState) []apitypes.StaleProbe {
+	sp := d.startStale(ctx, url, rs)
 	deadline := time.Now().Add(10 * time.Second)
 	for ctx.Err() == nil && time.Now().Before(deadline) {
 		if _, answered := sp.counts(); answered >= minStale {
@@ -230,12 +239,14 @@ func (d *drill) probeHealed(ctx context.Context, url string) []apitypes.StalePro
 	return sp.finish()
 }
 
+// finish stops launching, waits for the probes in flight, and returns
+// every probe's outcome: the answers, then the failed calls as unknown.
 func (p *staleProber) finish() []apitypes.StaleProbe {
 	p.stopLaunch()
 	p.wg.Wait()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.answers
+	return append(slices.Clone(p.answers), p.failed...)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

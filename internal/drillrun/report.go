@@ -8,7 +8,7 @@ import (
 )
 
 // buildReport adds the rounds up. Time statistics cover the rounds that
-// completed; stale and write counts cover every round.
+// completed; stale, write and probe counts cover every round.
 func buildReport(mode Mode, rounds []apitypes.DrillRound, t apitypes.DrillTimings) apitypes.DrillReport {
 	r := apitypes.DrillReport{Mode: string(mode), Rounds: len(rounds), PerRound: rounds, Timings: t}
 	if r.PerRound == nil {
@@ -19,9 +19,12 @@ func buildReport(mode Mode, rounds []apitypes.DrillRound, t apitypes.DrillTiming
 		r.StaleAttempted += x.StaleAttempted
 		r.StaleRefused += x.StaleRefused
 		r.StaleNotAppended += x.StaleNotAppended
+		r.StaleBadCommand += x.StaleBadCommand
 		r.StaleAccepted += x.StaleAccepted
 		r.AckedWrites += x.AckedWrites
 		r.AckedWritesLost += x.AckedWritesLost
+		r.ProbesCommitted += x.ProbesCommitted
+		r.ProbesLost += x.ProbesLost
 		if x.Error != "" {
 			continue
 		}

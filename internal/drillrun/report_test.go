@@ -52,9 +52,9 @@ func seq(n int) []int64 {
 // safety counts add up over every round, failed ones included.
 func TestBuildReport(t *testing.T) {
 	rounds := []apitypes.DrillRound{
-		{Round: 1, LeaderElectedMs: 100, LeaseAcquiredMs: 1200, FirstDispatchMs: 1210, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 40},
-		{Round: 2, LeaderElectedMs: 300, LeaseAcquiredMs: 1400, FirstDispatchMs: 1450, StaleAttempted: 5, StaleRefused: 4, StaleAccepted: 1, AckedWrites: 30, AckedWritesLost: 2},
-		{Round: 3, LeaderElectedMs: 200, LeaseAcquiredMs: -1, FirstDispatchMs: -1, StaleAttempted: 3, StaleRefused: 2, StaleNotAppended: 1, Error: "no dispatch"},
+		{Round: 1, LeaderElectedMs: 100, LeaseAcquiredMs: 1200, FirstDispatchMs: 1210, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 40, ProbesCommitted: 9},
+		{Round: 2, LeaderElectedMs: 300, LeaseAcquiredMs: 1400, FirstDispatchMs: 1450, StaleAttempted: 5, StaleRefused: 3, StaleBadCommand: 1, StaleAccepted: 1, AckedWrites: 30, AckedWritesLost: 2, ProbesCommitted: 7, ProbesLost: 1},
+		{Round: 3, LeaderElectedMs: 200, LeaseAcquiredMs: -1, FirstDispatchMs: -1, StaleAttempted: 3, StaleRefused: 2, StaleNotAppended: 1, ProbesCommitted: 2, ProbesLost: 2, Error: "no dispatch"},
 	}
 	r := buildReport(ModeIsolate, rounds, apitypes.DrillTimings{Node: "n1", LeaseDurationMs: 1000})
 	want := apitypes.DrillReport{
@@ -62,7 +62,8 @@ func TestBuildReport(t *testing.T) {
 		LeaderElectedMs: apitypes.DrillStat{P50: 100, P99: 300, Max: 300},
 		LeaseAcquiredMs: apitypes.DrillStat{P50: 1200, P99: 1400, Max: 1400},
 		FirstDispatchMs: apitypes.DrillStat{P50: 1210, P99: 1450, Max: 1450},
-		StaleAttempted:  14, StaleRefused: 12, StaleNotAppended: 1, StaleAccepted: 1, AckedWrites: 70, AckedWritesLost: 2,
+		StaleAttempted:  14, StaleRefused: 11, StaleNotAppended: 1, StaleBadCommand: 1, StaleAccepted: 1, AckedWrites: 70, AckedWritesLost: 2,
+		ProbesCommitted: 18, ProbesLost: 3,
 		PerRound: rounds, Timings: apitypes.DrillTimings{Node: "n1", LeaseDurationMs: 1000},
 	}
 	if !reflect.DeepEqual(r, want) {
@@ -70,9 +71,10 @@ func TestBuildReport(t *testing.T) {
 	}
 }
 
-// TestReportJSON: the report has exactly DESIGN.md's keys plus timings
-// and stale_not_appended,
-// and per_round is an array even when empty.
+// TestReportJSON: the report has exactly DESIGN.md's keys plus timings,
+// the stale probes that did not test the fence (stale_not_appended,
+// stale_bad_command) and the probe read-back (probes_committed,
+// probes_lost), and per_round is an array even when empty.
 func TestReportJSON(t *testing.T) {
 	b, err := json.Marshal(buildReport(ModeTransfer, nil, apitypes.DrillTimings{}))
 	if err != nil {
@@ -83,7 +85,8 @@ func TestReportJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"mode", "rounds", "leader_elected_ms", "lease_acquired_ms", "first_dispatch_ms", "stale_attempted",
-		"stale_refused", "stale_not_appended", "stale_accepted", "acked_writes", "acked_writes_lost", "per_round", "timings"}
+		"stale_refused", "stale_not_appended", "stale_bad_command", "stale_accepted", "acked_writes", "acked_writes_lost",
+		"probes_committed", "probes_lost", "per_round", "timings"}
 	var got []string
 	for k := range m {
 		got = append(got, k)

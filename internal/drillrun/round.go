@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	neturl "net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,12 +20,14 @@ var errMoved = errors.New("the region moved before the fault")
 
 // roundState is what a round's attempts add up.
 type roundState struct {
-	n              int
-	writes, probes atomic.Int64 // key and dispatch id sequence numbers
+	n int
+	// Sequence numbers of keys, probe dispatch ids and stale probe ids.
+	writes, probes, stales atomic.Int64
 
-	mu                  sync.Mutex
-	acked               []ackedWrite
-	probesSent, commits int
+	mu         sync.Mutex
+	acked      []ackedWrite
+	committed  []string // probe dispatch ids answered as committed
+	probesSent int
 }
 
 // absorb adds a stopped load's counts.
@@ -36,8 +37,15 @@ func (rs *roundState) absorb(l *load) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	rs.acked = append(rs.acked, l.acked...)
+	rs.committed = append(rs.committed, l.committed...)
 	rs.probesSent += l.probes
-	rs.commits += l.commits
+}
+
+// probeCounts is how many probes were sent and answered as committed.
+func (rs *roundState) probeCounts() (sent, committed int) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.probesSent, len(rs.committed)
 }
 
 // round runs round n: settle, fault, measure, recover, verify.
@@ -47,7 +55,7 @@ func (d *drill) round(ctx context.Context, n int) (apitypes.DrillRound, error) {
 	res := apitypes.DrillRound{Round: n, LeaderElectedMs: -1, LeaseAcquiredMs: -1, FirstDispatchMs: -1}
 	fail := func(err error) (apitypes.DrillRound, error) {
 		res.Error = err.Error()
-		res.Probes, res.ProbesCommitted = rs.probesSent, rs.commits
+		res.Probes, res.ProbesCommitted = rs.probeCounts()
 		d.say("%s: FAILED: %v", label, err)
 		return res, err
 	}
@@ -66,17 +74,15 @@ func (d *drill) round(ctx context.Context, n int) (apitypes.DrillRound, error) {
 		}
 		d.say("%s: %v; settling and trying again", label, err)
 	}
-	res.Probes, res.ProbesCommitted = rs.probesSent, rs.commits
+	res.Probes, res.ProbesCommitted = rs.probeCounts()
 	readFrom := after.others(res.Node)[0]
-	lost, err := d.verifyWrites(ctx, readFrom.APIURL, rs.acked)
-	if err != nil {
-		return fail(fmt.Errorf("reading back the acknowledged writes from %s: %w", readFrom.ID, err))
+	if err := d.readBack(ctx, readFrom.APIURL, rs, &res); err != nil {
+		return fail(fmt.Errorf("on %s: %w", readFrom.ID, err))
 	}
-	res.AckedWrites, res.AckedWritesLost = len(rs.acked), len(lost)
-	res.LostKeys = lost[:min(len(lost), 10)]
-	d.say("%s: leader %s after %dms, lease %s token %d after %dms, first dispatch after %dms; stale dispatches %d refused of %d (%d not appended), %d accepted; %d writes acknowledged, %d lost",
+	d.say("%s: leader %s after %dms, lease %s token %d after %dms, first dispatch after %dms; stale dispatches %d refused of %d (%d not appended, %d malformed, %d unknown), %d accepted; %d writes acknowledged, %d lost; %d probes committed, %d lost",
 		label, res.NewLeader, res.LeaderElectedMs, res.NewHolder, res.NewToken, res.LeaseAcquiredMs, res.FirstDispatchMs,
-		res.StaleRefused, res.StaleAttempted, res.StaleNotAppended, res.StaleAccepted, res.AckedWrites, res.AckedWritesLost)
+		res.StaleRefused, res.StaleAttempted, res.StaleNotAppended, res.StaleBadCommand, res.StaleUnknown, res.StaleAccepted,
+		res.AckedWrites, res.AckedWritesLost, res.ProbesCommitted, res.ProbesLost)
 	return res, nil
 }
 
@@ -138,7 +144,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 		var newLease, first *seen
 		d.observe(func(w *watch) { newLease, first = w.lease, w.dispatch })
 		if sp == nil && d.cfg.Mode != ModeStop && (newLease != nil || first != nil) {
-			sp = d.startStale(ctx, hURL)
+			sp = d.startStale(ctx, hURL, rs)
 		}
 		if sp != nil && d.cfg.Mode == ModeIsolate && time.Since(t0) > d.cfg.IsolateFor-staleLaunchSlack {
 			if launched, _ := sp.counts(); launched >= minStale {
@@ -201,7 +207,7 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 		// Cut off, the holder could append nothing, so its probes did not
 		// reach the fence. Healed, it reaches the leader again: its stale
 		// proposals now go through the log and the FSM must refuse them.
-		answers = append(answers, d.probeHealed(ctx, hURL)...)
+		answers = append(answers, d.probeHealed(ctx, hURL, rs)...)
 	}
 
 	// Stale deliveries seen until the region settled count too.
@@ -215,33 +221,48 @@ func (d *drill) fault(ctx context.Context, label string, rs *roundState, v regio
 	// Every stale probe is looked up once the region is whole again: a
 	// committed one is a fencing failure, whatever its answer said.
 	lookup := after.others(h)[0]
-	for _, a := range answers {
-		res.StaleAttempted++
-		committed := false
-		if a.ID != "" {
-			if committed, err = d.committed(ctx, lookup.APIURL, a.ID); err != nil {
-				return after, fmt.Errorf("looking up stale probe %s on %s: %w", a.ID, lookup.ID, err)
-			}
-		}
-		switch {
-		case committed || a.Outcome == "accepted":
-			stale[a.ID] = true
-		case a.Outcome == "refused":
-			res.StaleRefused++
-		case a.Outcome == "not_appended":
-			res.StaleNotAppended++
-		default:
-			res.StaleUnknown++
-		}
+	if err := d.classifyStale(ctx, lookup.APIURL, answers, stale, res); err != nil {
+		return after, fmt.Errorf("on %s: %w", lookup.ID, err)
 	}
-	if sp != nil && res.StaleAttempted < minStale {
-		errs, last := sp.failures()
-		d.say("%s: warning: only %d stale probes answered (%d failed; last error: %s)", label, res.StaleAttempted, errs, orNone(last))
+	if sp != nil {
+		if errs, last := sp.failures(); res.StaleAttempted-errs < minStale {
+			d.say("%s: warning: only %d stale probes answered (%d more failed; last error: %s)", label, res.StaleAttempted-errs, errs, orNone(last))
+		}
 	}
 	res.StaleAccepted = len(stale)
 	res.StaleAcceptedIDs = slices.Sorted(maps.Keys(stale))
 	res.StaleAcceptedIDs = res.StaleAcceptedIDs[:min(len(res.StaleAcceptedIDs), 10)]
 	return after, nil
+}
+
+// classifyStale counts the stale probes' outcomes into res, each looked
+// up on url first (a probe whose call failed too: its id is the drill's):
+// one that committed is a fencing failure whatever its answer said, and
+// goes into stale. Only the FSM's refusal of the token counts as refused.
+func (d *drill) classifyStale(ctx context.Context, url string, answers []apitypes.StaleProbe, stale map[string]bool, res *apitypes.DrillRound) error {
+	for _, a := range answers {
+		res.StaleAttempted++
+		committed := false
+		if a.ID != "" {
+			var err error
+			if committed, err = d.committed(ctx, url, a.ID); err != nil {
+				return fmt.Errorf("looking up stale probe %s: %w", a.ID, err)
+			}
+		}
+		switch {
+		case committed || a.Outcome == apitypes.StaleOutcomeAccepted:
+			stale[a.ID] = true
+		case a.Outcome == apitypes.StaleOutcomeRefused:
+			res.StaleRefused++
+		case a.Outcome == apitypes.StaleOutcomeNotAppended:
+			res.StaleNotAppended++
+		case a.Outcome == apitypes.StaleOutcomeBadCommand:
+			res.StaleBadCommand++
+		default:
+			res.StaleUnknown++
+		}
+	}
+	return nil
 }
 
 func faultVerb(m Mode) string {
@@ -290,9 +311,50 @@ func (d *drill) inject(ctx context.Context, h, url string) (time.Time, error) {
 		return t0, d.api.call(ctx, 10*time.Second, "POST", url+"/api/v1/drills/isolate",
 			apitypes.DrillFault{DurationMs: d.cfg.IsolateFor.Milliseconds()}, nil)
 	}
+	ends := d.streams.ends(h)
 	err := d.api.call(ctx, 10*time.Second, "POST", url+"/api/v1/drills/stop",
 		apitypes.DrillStop{RestartAfterMs: d.cfg.RestartAfter.Milliseconds()}, nil)
-	return time.Now(), err
+	if err == nil || statusOf(err) != 0 || ctx.Err() != nil {
+		return time.Now(), err
+	}
+	// No answer, or one cut short: the node may have died while writing
+	// it (older nodes did). Confirm the stop another way.
+	if cerr := d.confirmStopped(ctx, h, url, ends); cerr != nil {
+		return time.Now(), fmt.Errorf("%w; %w", err, cerr)
+	}
+	d.say("drill: the answer to the stop of %s was lost (%v), but %s did stop", h, err, h)
+	return time.Now(), nil
+}
+
+// errNotStopped: a stop drill's node kept answering after the stop.
+var errNotStopped = errors.New("the node did not stop")
+
+// stopConfirmTimeout bounds how long the drill looks for signs that a
+// node whose stop answer was lost did stop.
+const stopConfirmTimeout = 10 * time.Second
+
+// confirmStopped waits for a sign that node h at url stopped: its event
+// stream ended (ends counted them before the stop), or its API stopped
+// answering. A restart can be quick, so it looks often.
+func (d *drill) confirmStopped(ctx context.Context, h, url string, ends int64) error {
+	deadline := time.Now().Add(d.stopConfirm)
+	for {
+		if d.streams.ends(h) > ends {
+			return nil
+		}
+		var hl apitypes.Health
+		err := d.api.call(ctx, time.Second, "GET", url+"/api/v1/health", nil, &hl)
+		if err != nil && statusOf(err) == 0 && ctx.Err() == nil {
+			return nil // not answering at all: down
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: %s still answers %v after the stop request", errNotStopped, h, d.stopConfirm)
+		}
+		sleep(ctx, 50*time.Millisecond)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 }
 
 // noDispatchError says what the drill saw when no dispatch came.
@@ -353,15 +415,6 @@ func (d *drill) waitBack(ctx context.Context, label, h, url string, others []api
 			return ctx.Err()
 		}
 	}
-}
-
-// committed looks a dispatch id up with a linearizable read.
-func (d *drill) committed(ctx context.Context, url, id string) (bool, error) {
-	var l apitypes.DispatchLookup
-	err := d.retry(ctx, func() error {
-		return d.api.call(ctx, 5*time.Second, "GET", url+"/api/v1/dispatches/"+neturl.PathEscape(id)+"?consistent=true", nil, &l)
-	})
-	return l.Committed, err
 }
 
 // retry retries fn on 503 (a linearizable read during an election) for
