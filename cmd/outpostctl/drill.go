@@ -35,20 +35,33 @@ func drillFailover(ctx context.Context, cfg drillrun.Config, g *globals, w io.Wr
 		}
 		errs = append(errs, fmt.Errorf("drill failed: %w", runErr))
 	}
+	return errors.Join(append(errs, reportErrors(rep)...)...)
+}
+
+// reportErrors are what a report shows went wrong: a stale dispatch
+// accepted, something acknowledged lost, or a round that did not test
+// the fence.
+func reportErrors(rep apitypes.DrillReport) []error {
+	var errs []error
 	if rep.StaleAccepted > 0 {
 		errs = append(errs, fmt.Errorf("FENCING FAILURE: %d stale dispatch(es) committed or delivered; see stale_accepted_ids in --json", rep.StaleAccepted))
 	}
 	if rep.AckedWritesLost > 0 {
 		errs = append(errs, fmt.Errorf("DATA LOSS: %d of %d acknowledged writes lost; see lost_keys in --json", rep.AckedWritesLost, rep.AckedWrites))
 	}
-	if rs := untestedRounds(rep); len(rs) > 0 {
-		errs = append(errs, fmt.Errorf("INCONCLUSIVE: in round(s) %v no stale dispatch reached the fence (none was refused by the FSM); run the drill again", rs))
+	if rep.ProbesLost > 0 {
+		errs = append(errs, fmt.Errorf("DATA LOSS: %d of %d committed probe dispatches lost; see lost_probe_ids in --json", rep.ProbesLost, rep.ProbesCommitted))
 	}
-	return errors.Join(errs...)
+	if rs := untestedRounds(rep); len(rs) > 0 {
+		errs = append(errs, fmt.Errorf("INCONCLUSIVE: in round(s) %v no stale dispatch reached the fence (none was refused by the FSM for its token); run the drill again", rs))
+	}
+	return errs
 }
 
 // untestedRounds lists the completed rounds whose stale probes never
-// reached the fence: nothing refused by the FSM (a stop drill sends none).
+// reached the fence: nothing refused by the FSM for its token (a stop
+// drill sends none). Probes never appended, or refused as malformed, do
+// not count: they did not test the fence.
 func untestedRounds(r apitypes.DrillReport) []int {
 	var out []int
 	if r.Mode == "stop" {
@@ -103,9 +116,10 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 		fmt.Fprintln(w, "no round completed: no times to summarize")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Stale dispatches:    %d attempted, %d refused by the fence, %d not appended (no leader reached), %d accepted\n",
-		r.StaleAttempted, r.StaleRefused, r.StaleNotAppended, r.StaleAccepted)
+	fmt.Fprintf(w, "Stale dispatches:    %d attempted, %d refused by the fence, %d not appended (no leader reached), %d accepted, %d malformed (not a test of the fence)\n",
+		r.StaleAttempted, r.StaleRefused, r.StaleNotAppended, r.StaleAccepted, r.StaleBadCommand)
 	fmt.Fprintf(w, "Acknowledged writes: %d, lost %d\n", r.AckedWrites, r.AckedWritesLost)
+	fmt.Fprintf(w, "Committed probes:    %d, lost %d\n", r.ProbesCommitted, r.ProbesLost)
 	t := r.Timings
 	fmt.Fprintf(w, "Timings (from %s):   lease %dms, drift margin %dms, Raft heartbeat timeout %dms, election timeout %dms",
 		dash(t.Node), t.LeaseDurationMs, t.LeaseDriftMarginMs, t.HeartbeatTimeoutMs, t.ElectionTimeoutMs)
@@ -121,7 +135,7 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 	fmt.Fprintln(w)
 	verdict := "PASS: no stale dispatch accepted, no acknowledged write lost"
 	switch {
-	case r.StaleAccepted > 0 || r.AckedWritesLost > 0:
+	case r.StaleAccepted > 0 || r.AckedWritesLost > 0 || r.ProbesLost > 0:
 		verdict = "FAIL: the fencing or the log lost something (see above)"
 	case len(r.PerRound) > 0 && r.PerRound[len(r.PerRound)-1].Error != "":
 		verdict = "FAIL: the drill did not finish"
