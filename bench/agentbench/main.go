@@ -54,7 +54,7 @@ func main() {
 	workers := flag.Int("workers", 64, "concurrent enrollments and connections")
 	bin := flag.String("outpost", "bin/outpost", "the outpost binary (make build)")
 	flag.Parse()
-	if err := run(*n, *dispatches, *workers, *bin); err != nil {
+	if err := run(*n, *dispatches, *workers, *bin, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "agentbench:", err)
 		os.Exit(1)
 	}
@@ -92,20 +92,20 @@ func (a *api) call(method, path, body string, out any) error {
 	return nil
 }
 
-func run(n, dispatches, workers int, bin string) error {
+func run(n, dispatches, workers int, bin string, out io.Writer) error {
 	dir, err := os.MkdirTemp("", "agentbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	cmd := exec.Command(bin, "dev", "--http", "127.0.0.1:0", "--data", dir, "--agents", "0", "--log-level", "error")
-	out, _ := cmd.StdoutPipe()
+	devOut, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("%v (run `make build` first)", err)
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(out)
+	sc := bufio.NewScanner(devOut)
 	var apiURL string
 	for sc.Scan() {
 		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "API:" {
@@ -113,7 +113,7 @@ func run(n, dispatches, workers int, bin string) error {
 			break
 		}
 	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
+	go func() { _, _ = io.Copy(io.Discard, devOut) }()
 	if apiURL == "" {
 		return errors.New("outpost dev did not print its API address")
 	}
@@ -132,7 +132,7 @@ func run(n, dispatches, workers int, bin string) error {
 	}
 
 	// Enroll.
-	fmt.Printf("enrolling %d agents (%d at a time)...\n", n, workers)
+	fmt.Fprintf(out, "enrolling %d agents (%d at a time)...\n", n, workers)
 	certs := make([]tls.Certificate, n)
 	var agentURL string
 	var mu sync.Mutex
@@ -159,21 +159,21 @@ func run(n, dispatches, workers int, bin string) error {
 		}
 		mu.Unlock()
 		if d := done.Add(1); d%2000 == 0 {
-			fmt.Printf("  %d enrolled (%.0f/s)\n", d, float64(d)/time.Since(start).Seconds())
+			fmt.Fprintf(out, "  %d enrolled (%.0f/s)\n", d, float64(d)/time.Since(start).Seconds())
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Printf("enrolled %d agents in %v (%.0f/s: token + enrollment, each a Raft write)\n", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
+	fmt.Fprintf(out, "enrolled %d agents in %v (%.0f/s: token + enrollment, each a Raft write)\n", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
 	before, err := nodeMemory(apiURL, admin.bearer)
 	if err != nil {
 		return err
 	}
 
 	// Connect.
-	fmt.Printf("connecting %d agents to %s...\n", n, agentURL)
+	fmt.Fprintf(out, "connecting %d agents to %s...\n", n, agentURL)
 	sims := make([]*sim, n)
 	start = time.Now()
 	done.Store(0)
@@ -184,7 +184,7 @@ func run(n, dispatches, workers int, bin string) error {
 		}
 		sims[i] = s
 		if d := done.Add(1); d%2000 == 0 {
-			fmt.Printf("  %d connected (%.0f/s)\n", d, float64(d)/time.Since(start).Seconds())
+			fmt.Fprintf(out, "  %d connected (%.0f/s)\n", d, float64(d)/time.Since(start).Seconds())
 		}
 		return nil
 	})
@@ -227,7 +227,7 @@ func run(n, dispatches, workers int, bin string) error {
 			worst = max(worst, l)
 		}
 		fanouts = append(fanouts, worst)
-		fmt.Printf("  dispatch %s reached all %d agents in %v\n", id, n, worst.Round(time.Millisecond))
+		fmt.Fprintf(out, "  dispatch %s reached all %d agents in %v\n", id, n, worst.Round(time.Millisecond))
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	sort.Slice(fanouts, func(i, j int) bool { return fanouts[i] < fanouts[j] })
@@ -235,13 +235,13 @@ func run(n, dispatches, workers int, bin string) error {
 
 	heap := float64(after.heapStack-before.heapStack) / float64(n) / 1024
 	rss := float64(after.rss-before.rss) / float64(n) / 1024
-	fmt.Printf("\n| measure | value |\n|---|---|\n")
-	fmt.Printf("| agents connected to one node | %d |\n", n)
-	fmt.Printf("| node Go heap + stacks per agent | %.1f KiB |\n", heap)
-	fmt.Printf("| node RSS per agent | %.1f KiB |\n", rss)
-	fmt.Printf("| connections established per second (mTLS + OpAMP first exchange, %d at a time) | %.0f |\n", workers*4, float64(n)/connTook.Seconds())
-	fmt.Printf("| dispatch → agent latency p50 / p99 (over %d dispatches × %d agents) | %v / %v |\n", dispatches, n, pct(lat, 0.5).Round(time.Millisecond), pct(lat, 0.99).Round(time.Millisecond))
-	fmt.Printf("| full fan-out (dispatch → last agent) p50 / max | %v / %v |\n", pct(fanouts, 0.5).Round(time.Millisecond), fanouts[len(fanouts)-1].Round(time.Millisecond))
+	fmt.Fprintf(out, "\n| measure | value |\n|---|---|\n")
+	fmt.Fprintf(out, "| agents connected to one node | %d |\n", n)
+	fmt.Fprintf(out, "| node Go heap + stacks per agent | %.1f KiB |\n", heap)
+	fmt.Fprintf(out, "| node RSS per agent | %.1f KiB |\n", rss)
+	fmt.Fprintf(out, "| connections established per second (mTLS + OpAMP first exchange, %d at a time) | %.0f |\n", workers*4, float64(n)/connTook.Seconds())
+	fmt.Fprintf(out, "| dispatch → agent latency p50 / p99 (over %d dispatches × %d agents) | %v / %v |\n", dispatches, n, pct(lat, 0.5).Round(time.Millisecond), pct(lat, 0.99).Round(time.Millisecond))
+	fmt.Fprintf(out, "| full fan-out (dispatch → last agent) p50 / max | %v / %v |\n", pct(fanouts, 0.5).Round(time.Millisecond), fanouts[len(fanouts)-1].Round(time.Millisecond))
 	return nil
 }
 
