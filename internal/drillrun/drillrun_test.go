@@ -24,7 +24,7 @@ func (w tlog) Write(p []byte) (int, error) {
 // TestDrillOnDevRegion runs one round of each mode against a real 3-node
 // region on loopback and checks the report: a first dispatch under the
 // new lease, stale dispatches tried (transfer, isolate) and all refused,
-// writes acknowledged and none lost.
+// writes and probe dispatches acknowledged and none lost.
 //
 //	go test -race -run TestDrillOnDevRegion -v ./internal/drillrun
 func TestDrillOnDevRegion(t *testing.T) {
@@ -33,34 +33,11 @@ func TestDrillOnDevRegion(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r, err := devregion.Start(ctx, devregion.Options{Nodes: 3, HTTP: "127.0.0.1:0", Out: tlog{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Bounded: a node whose Raft shutdown hangs (a replication
-		// goroutine stuck, as in hashicorp/raft#612) must fail the test,
-		// not stall it until the test binary's timeout.
-		done := make(chan error, 1)
-		go func() { done <- r.Stop(context.Background()) }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("stopping the dev region: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Errorf("stopping the dev region hung for 30s: a node's Raft shutdown did not return")
-		}
-	})
-	tok, err := os.ReadFile(r.TokenFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n1, _ := r.Node("n1")
+	addr, token := startRegion(ctx, t)
 	for _, mode := range []Mode{ModeTransfer, ModeIsolate, ModeStop} {
 		t.Run(string(mode), func(t *testing.T) {
 			start := time.Now()
-			rep, err := Run(ctx, Config{Addr: n1.APIURL(), Token: strings.TrimSpace(string(tok)), Mode: mode, Rounds: 1,
+			rep, err := Run(ctx, Config{Addr: addr, Token: token, Mode: mode, Rounds: 1,
 				IsolateFor: 4 * time.Second, Progress: tlog{t}})
 			if err != nil {
 				t.Fatalf("drill: %v\nreport: %+v", err, rep)
@@ -95,11 +72,45 @@ func TestDrillOnDevRegion(t *testing.T) {
 			if rep.AckedWrites == 0 || rep.AckedWritesLost != 0 {
 				t.Errorf("acked_writes = %d, lost %d (%v); want > 0 and 0", rep.AckedWrites, rep.AckedWritesLost, r0.LostKeys)
 			}
+			if rep.ProbesCommitted == 0 || rep.ProbesLost != 0 {
+				t.Errorf("probes_committed = %d, lost %d (%v); want > 0 and 0", rep.ProbesCommitted, rep.ProbesLost, r0.LostProbeIDs)
+			}
 			if rep.Timings.LeaseDurationMs <= 0 || rep.Timings.HeartbeatTimeoutMs <= 0 {
 				t.Errorf("timings not reported: %+v", rep.Timings)
 			}
 		})
 	}
+}
+
+// startRegion starts a 3-node dev region on loopback, stopped when the
+// test ends, and returns its first node's API URL and the admin token.
+func startRegion(ctx context.Context, t *testing.T) (addr, token string) {
+	t.Helper()
+	r, err := devregion.Start(ctx, devregion.Options{Nodes: 3, HTTP: "127.0.0.1:0", Out: tlog{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Bounded: a node whose Raft shutdown hangs (a replication
+		// goroutine stuck, as in hashicorp/raft#612) must fail the test,
+		// not stall it until the test binary's timeout.
+		done := make(chan error, 1)
+		go func() { done <- r.Stop(context.Background()) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stopping the dev region: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("stopping the dev region hung for 30s: a node's Raft shutdown did not return")
+		}
+	})
+	tok, err := os.ReadFile(r.TokenFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, _ := r.Node("n1")
+	return n1.APIURL(), strings.TrimSpace(string(tok))
 }
 
 // drillGoroutines returns the stacks of goroutines running this
