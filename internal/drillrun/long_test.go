@@ -29,13 +29,13 @@ func longRounds(t *testing.T) int {
 // isolate rounds). Every round must finish; no stale dispatch may be
 // accepted, no acknowledged write or committed probe lost, and nearly
 // every transfer and isolate round must put the fence to the test. It
-// takes about half an hour, so it runs only in `make test-long`:
+// takes 10 to 20 minutes, so it runs only in `make test-long`:
 //
 //	OUTPOST_TEST_LONG=1 go test -race -run TestDrillLong -timeout 60m -v ./internal/drillrun
 //	OUTPOST_TEST_LONG=1 OUTPOST_DRILL_ROUNDS=10 go test -run TestDrillLong -v ./internal/drillrun
 func TestDrillLong(t *testing.T) {
 	if os.Getenv("OUTPOST_TEST_LONG") == "" {
-		t.Skip("runs 100 drill rounds per mode (about half an hour); set OUTPOST_TEST_LONG=1 (make test-long)")
+		t.Skip("runs 100 drill rounds per mode (10 to 20 minutes); set OUTPOST_TEST_LONG=1 (make test-long)")
 	}
 	rounds := longRounds(t)
 	ctx := context.Background()
