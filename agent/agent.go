@@ -213,24 +213,42 @@ func (a *Agent) enroll(ctx context.Context) error {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: false}, Timeout: 20 * time.Second}
 	defer hc.CloseIdleConnections()
 	req := agentwire.EnrollRequest{Token: a.cfg.Token, CSR: csrPEM, Host: a.cfg.Host, Version: Version}
-	var errs []error
-	for _, s := range a.cfg.Servers {
-		var out agentwire.Enrollment
-		err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathEnroll, req, &out)
-		if err != nil {
-			errs = append(errs, err)
-			var se *statusError
-			if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
-				// The token was refused: another node would refuse it too.
-				return fmt.Errorf("enrollment refused: %w", err)
+	// Rounds over every server until one answers or ctx ends: an election
+	// (503), a node restarting or a full limiter (429) passes. Asking
+	// again is safe: the same key redeemed again gets the same agent.
+	for round := 0; ; round++ {
+		var errs []error
+		for _, s := range a.cfg.Servers {
+			var out agentwire.Enrollment
+			err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathEnroll, req, &out)
+			if err != nil {
+				errs = append(errs, err)
+				var se *statusError
+				if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
+					// The token was refused: another node would refuse it too.
+					return fmt.Errorf("enrollment refused: %w", err)
+				}
+				a.logger.Warn("enrollment attempt failed; trying the next server", "server", s, "err", err)
+				continue
 			}
-			a.logger.Warn("enrollment attempt failed; trying the next server", "server", s, "err", err)
-			continue
+			return a.finishEnroll(out, pinned)
 		}
-		return a.finishEnroll(out, pinned)
+		wait := min(enrollRetryMin<<min(round, 6), enrollRetryMax)
+		a.logger.Warn("no server enrolled the agent; retrying", "in", wait, "round", round+1)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("could not enroll with any server: %w", errors.Join(append(errs, ctx.Err())...))
+		case <-time.After(wait):
+		}
 	}
-	return fmt.Errorf("could not enroll with any server: %w", errors.Join(errs...))
 }
+
+// Enrollment retries back off from enrollRetryMin to enrollRetryMax
+// between rounds over the servers.
+const (
+	enrollRetryMin = 250 * time.Millisecond
+	enrollRetryMax = 10 * time.Second
+)
 
 func (a *Agent) finishEnroll(out agentwire.Enrollment, pinned *x509.Certificate) error {
 	pool, ca, err := parseCA([]byte(out.CA))

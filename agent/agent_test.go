@@ -1,24 +1,34 @@
 package agent
 
 import (
+	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"log/slog"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/internal/agentwire"
+	"github.com/outpost-mesh/outpost/internal/meshid"
 )
 
 func remote(t *testing.T, d agentwire.Dispatch) *pb.AgentRemoteConfig {
@@ -208,4 +218,57 @@ func TestInterruptedRenewal(t *testing.T) {
 	if c, err := st.certificate(k); err != nil || c == nil {
 		t.Fatalf("the certificate does not load with the promoted key: %v", err)
 	}
+}
+
+// TestEnrollRetriesTransientFailures: a 503 (an election in the region)
+// or a 429 does not end the enrollment: the agent asks every server
+// again, backing off, until one answers; a refusal (4xx) ends it at once.
+func TestEnrollRetriesTransientFailures(t *testing.T) {
+	var calls atomic.Int32
+	caPEM, nodeCert := testNodeCert(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch calls.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":"write outcome unknown"}`))
+		case 2:
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"unknown bootstrap token"}`))
+		}
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{nodeCert}}
+	srv.StartTLS()
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := New(ctx, Config{StateDir: t.TempDir(), Token: "opb_x", Servers: []string{srv.URL}, CAPEM: caPEM})
+	if err == nil || !strings.Contains(err.Error(), "enrollment refused") || calls.Load() != 3 {
+		t.Fatalf("after a 503 and a 429, then a refusal: %v (%d calls), want the refusal on the third call", err, calls.Load())
+	}
+}
+
+// testNodeCert makes a region CA and a node certificate it signed, as a
+// node of region "dev" presents on its agent port.
+func testNodeCert(t *testing.T) (caPEM []byte, node tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Minute),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, URIs: []*url.URL{meshid.NodeURI("dev", "n1")},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

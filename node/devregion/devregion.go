@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +43,10 @@ type Options struct {
 	Agents  int // in-process agents, enrolled in tenant "dev"; default 0
 	Out     io.Writer
 	Logger  *slog.Logger
+
+	// beforeSetup, in tests, runs once the nodes are up, before the
+	// setup writes (the dev tenant, its agents).
+	beforeSetup func(*Region)
 }
 
 // Region is a running dev region.
@@ -141,6 +146,9 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 		return nil, err
 	}
 	d.say("  region admin token written to %s", tokenFile)
+	if opts.beforeSetup != nil {
+		opts.beforeSetup(d)
+	}
 	if opts.Agents > 0 {
 		if err := d.startAgents(ctx, opts.Agents); err != nil {
 			return nil, fmt.Errorf("starting the dev agents: %w", err)
@@ -201,66 +209,41 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	cred := "Bearer " + strings.TrimSpace(string(tok))
-	var cookie string
-	call := func(method, path, body string, out any) (int, error) {
-		req, err := http.NewRequestWithContext(ctx, method, d.APIURL()+path, strings.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		if cookie != "" {
-			req.Header.Set("Cookie", cookie)
-		} else {
-			req.Header.Set("Authorization", cred)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		for _, c := range resp.Cookies() {
-			if c.Name == auth.CookieName {
-				cookie = c.Name + "=" + c.Value
-			}
-		}
-		if out != nil && resp.StatusCode/100 == 2 {
-			return resp.StatusCode, json.Unmarshal(b, out)
-		}
-		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict {
-			return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
-		}
-		return resp.StatusCode, nil
-	}
+	s := &setupClient{url: d.APIURL(), bearer: strings.TrimSpace(string(tok)), say: d.say}
+	// The setup must finish even when a write lands on a leadership
+	// change; it gives up after setupTimeout with what it last saw.
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
 	// Region admins cannot reach tenant data, so the dev tenant gets an
-	// admin account of its own, whose password is kept beside the
-	// region admin's.
+	// admin account of its own. Its password is chosen here and kept
+	// beside the region admin's before the account is created, so every
+	// step can be asked again: a repeat finds the account or tenant there
+	// (409) and goes on.
 	pwFile := d.DevPasswordFile()
-	if _, err := os.Stat(pwFile); err != nil {
-		var u apitypes.User
-		if _, err := call("POST", "/api/v1/users", fmt.Sprintf(`{"name":%q}`, DevTenant), &u); err != nil {
-			return err
-		}
-		if err := os.WriteFile(pwFile, []byte(u.Password+"\n"), 0o600); err != nil {
-			return err
-		}
-		if _, err := call("POST", "/api/v1/tenants", fmt.Sprintf(`{"name":%q,"admin":%q}`, DevTenant, DevTenant), nil); err != nil {
-			return err
-		}
-	}
 	pw, err := os.ReadFile(pwFile)
+	if errors.Is(err, os.ErrNotExist) {
+		pw = []byte(auth.GeneratePassword() + "\n")
+		err = os.WriteFile(pwFile, pw, 0o600)
+	}
 	if err != nil {
 		return err
 	}
-	if _, err := call("POST", "/api/v1/login", fmt.Sprintf(`{"username":%q,"password":%q}`, DevTenant, strings.TrimSpace(string(pw))), nil); err != nil {
+	password := strings.TrimSpace(string(pw))
+	if _, err := s.call(ctx, "POST", "/api/v1/users", fmt.Sprintf(`{"name":%q,"password":%q}`, DevTenant, password), nil, http.StatusConflict); err != nil {
 		return err
 	}
-	if cookie == "" {
+	if _, err := s.call(ctx, "POST", "/api/v1/tenants", fmt.Sprintf(`{"name":%q,"admin":%q}`, DevTenant, DevTenant), nil, http.StatusConflict); err != nil {
+		return err
+	}
+	if _, err := s.call(ctx, "POST", "/api/v1/login", fmt.Sprintf(`{"username":%q,"password":%q}`, DevTenant, password), nil); err != nil {
+		return fmt.Errorf("%w (the dev tenant's admin password is in %s; start with a new --data dir if it was changed)", err, pwFile)
+	}
+	if s.cookie == "" {
 		return errors.New("logging in as the dev tenant's admin set no session")
 	}
-	actx, cancel := context.WithCancel(context.Background())
-	d.stopAgents = cancel
+	call := func(method, path, body string, out any) (int, error) { return s.call(ctx, method, path, body, out) }
+	actx, stopAgents := context.WithCancel(context.Background())
+	d.stopAgents = stopAgents
 	for i := 1; i <= n; i++ {
 		dir := filepath.Join(d.dataDir, "agents", fmt.Sprintf("agent-%d", i))
 		cfg := agent.Config{StateDir: dir, CAPEM: d.ca.CertPEM(), Host: fmt.Sprintf("dev-agent-%d", i),
@@ -579,4 +562,91 @@ func waitFile(ctx context.Context, path string, timeout time.Duration) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// setupTimeout bounds the dev setup's requests, retries included.
+const setupTimeout = 90 * time.Second
+
+// setupClient makes the dev setup's API requests to one node, retrying
+// what a leadership change or a busy node makes fail for a while: no
+// answer, 503 (no leader, or a write whose outcome is unknown) and 429.
+// Every request it makes is safe to repeat: creating what exists answers
+// 409, which the caller accepts, and a login or a bootstrap token more
+// is harmless.
+type setupClient struct {
+	url, bearer, cookie string
+	say                 func(format string, args ...any)
+	retried             bool
+}
+
+// call makes one request, retrying transient failures until ctx ends,
+// and decodes a 2xx answer into out. Codes in ok count as success too.
+func (s *setupClient) call(ctx context.Context, method, path, body string, out any, ok ...int) (int, error) {
+	wait := 100 * time.Millisecond
+	for {
+		code, err := s.once(ctx, method, path, body, out, ok)
+		if err == nil || !retryable(code) {
+			return code, err
+		}
+		if !s.retried {
+			s.retried = true
+			s.say("  the region is busy (%v); retrying", err)
+		}
+		select {
+		case <-ctx.Done():
+			return code, fmt.Errorf("%w (gave up after %v; check the node logs, or start again)", err, setupTimeout)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// retryable reports whether an answer may change by asking again: none
+// (0), 503 and 429.
+func retryable(code int) bool {
+	return code == 0 || code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests
+}
+
+func (s *setupClient) once(ctx context.Context, method, path, body string, out any, ok []int) (int, error) {
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		return -1, err
+	}
+	if s.cookie != "" {
+		req.Header.Set("Cookie", s.cookie)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+s.bearer)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.CookieName {
+			s.cookie = c.Name + "=" + c.Value
+		}
+	}
+	switch {
+	case resp.StatusCode/100 == 2:
+		if out != nil {
+			return resp.StatusCode, json.Unmarshal(b, out)
+		}
+		return resp.StatusCode, nil
+	case slices.Contains(ok, resp.StatusCode):
+		return resp.StatusCode, nil
+	}
+	var e apitypes.Error
+	msg := strings.TrimSpace(string(b))
+	if json.Unmarshal(b, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, msg)
 }
