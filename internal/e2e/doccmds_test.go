@@ -40,9 +40,14 @@ type docBlock struct {
 	Code string // the block's lines, fence indentation removed, each ending in "\n"
 }
 
-// String names the block for messages: deploy/README.md:42.
+// String names the block for messages: deploy/README.md:42 (the path
+// without the ../ that leads from the test's package to the repository).
 func (b docBlock) String() string {
-	return fmt.Sprintf("%s:%d", filepath.Join(filepath.Base(filepath.Dir(b.Path)), filepath.Base(b.Path)), b.Line)
+	p := filepath.ToSlash(filepath.Clean(b.Path))
+	for strings.HasPrefix(p, "../") {
+		p = p[3:]
+	}
+	return fmt.Sprintf("%s:%d", p, b.Line)
 }
 
 var (
@@ -223,4 +228,81 @@ func (s *shellSession) start(t *testing.T, code string) *proc {
 		}
 	})
 	return p
+}
+
+// The extraction finds fenced blocks with their language, mark and line,
+// indented or not, and refuses an unclosed fence.
+func TestDocBlocks(t *testing.T) {
+	doc := filepath.Join(t.TempDir(), "guide.md")
+	const md = "# Guide\n" +
+		"<!-- test: on n1 -->\n" +
+		"```sh\n" +
+		"echo one\n" +
+		"```\n" +
+		"\n" +
+		"<!-- test: not run: needs root -->\n" +
+		"\n" +
+		"~~~bash title=x\n" +
+		"echo two\n" +
+		"```\n" +
+		"~~~\n" +
+		"- a list item:\n" +
+		"\n" +
+		"  ```\n" +
+		"  output\n" +
+		"    indented\n" +
+		"  ```\n" +
+		"<!-- test: stray -->\n" +
+		"text between\n" +
+		"```shell\n" +
+		"echo three\n" +
+		"````\n"
+	if err := os.WriteFile(doc, []byte(md), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := docBlocks(t, doc)
+	want := []docBlock{
+		{Line: 3, Lang: "sh", Mark: "on n1", Code: "echo one\n"},
+		{Line: 9, Lang: "bash", Mark: "not run: needs root", Code: "echo two\n```\n"},
+		{Line: 15, Lang: "", Code: "output\n  indented\n"},
+		{Line: 21, Lang: "shell", Code: "echo three\n"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d blocks, want %d: %+v", len(got), len(want), got)
+	}
+	for i := range want {
+		want[i].Path = doc
+		if got[i] != want[i] {
+			t.Errorf("block %d:\n got %+v\nwant %+v", i, got[i], want[i])
+		}
+	}
+	if sh := shellBlocks(t, doc); len(sh) != 3 || sh[2].Code != "echo three\n" {
+		t.Errorf("shellBlocks: %+v", sh)
+	}
+	if s := (docBlock{Path: "../../deploy/README.md", Line: 7}).String(); s != "deploy/README.md:7" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+// A session keeps variables from block to block, exported or not, and a
+// failing command or an unset variable fails its block.
+func TestShellSession(t *testing.T) {
+	s := newShellSession(t, t.TempDir(), []string{"PATH=/usr/bin:/bin", "GIVEN=env"}, "greet() { echo \"hi $1\"; }\n")
+	steps := []struct {
+		code, out string
+		exit      int
+	}{
+		{"A=1\nexport B='two words'\n", "", 0},
+		{"echo \"$A $B $GIVEN\"; greet x; sh -c 'echo ${B:-unexported}'\n", "1 two words env\nhi x\ntwo words\n", 0},
+		{"A=3; false; echo not reached\n", "", 1},
+		{"echo $A\n", "3\n", 0}, // the state is saved even when a block fails
+		{"echo $NOT_SET\n", "", 1},
+		{"false | true\n", "", 1},
+	}
+	for i, st := range steps {
+		code, out, errs := s.run(t, st.code, 30*time.Second)
+		if code != st.exit || out != st.out {
+			t.Fatalf("step %d %q: exit %d, output %q %s; want exit %d, %q", i, st.code, code, out, errs, st.exit, st.out)
+		}
+	}
 }
