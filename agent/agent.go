@@ -21,9 +21,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -233,6 +236,10 @@ func (a *Agent) enroll(ctx context.Context) error {
 			}
 			return a.finishEnroll(out, pinned)
 		}
+		if !slices.ContainsFunc(errs, transient) {
+			// A wrong CA pin or certificate does not pass by waiting.
+			return fmt.Errorf("could not enroll with any server: %w", errors.Join(errs...))
+		}
 		wait := min(enrollRetryMin<<min(round, 6), enrollRetryMax)
 		a.logger.Warn("no server enrolled the agent; retrying", "in", wait, "round", round+1)
 		select {
@@ -241,6 +248,18 @@ func (a *Agent) enroll(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// transient reports whether an enrollment attempt may succeed if asked
+// again: the node answered 5xx or 429, or the network failed (refused,
+// reset, timed out). A certificate that fails verification is not.
+func transient(err error) bool {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.Code/100 == 5 || se.Code == http.StatusTooManyRequests
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Enrollment retries back off from enrollRetryMin to enrollRetryMax

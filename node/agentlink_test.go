@@ -191,6 +191,16 @@ func TestAgentControlLink(t *testing.T) {
 	// Not for this host: never delivered. A bad config: refused by the API.
 	tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"id":"cfg-2","kind":"config","selector":"host=db-9","payload":{}}`)
 	tn.must(t, 400, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"id":"cfg-3","kind":"config","selector":"colour=blue","payload":{}}`)
+	// A payload every agent would refuse is refused by the API, not
+	// committed: an unknown field, a probe of an unknown kind, a negative
+	// interval.
+	for _, payload := range []string{`{"interval":"10s"}`, `{"probes":[{"kind":"rm -rf","target":"x"}]}`,
+		`{"probes":[{"kind":"tcp","target":"db-1:5432","interval":"-1s"}]}`, `{"export_interval":"0s"}`, `[]`} {
+		r := tn.do(t, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"kind":"config","selector":"all","payload":`+payload+`}`)
+		if r.code != 400 || !strings.Contains(r.body, "config") {
+			t.Errorf("config payload %s: %d %s, want 400 naming the config", payload, r.code, r.body)
+		}
+	}
 	time.Sleep(500 * time.Millisecond)
 	if n := got.count(); n != 1 {
 		t.Errorf("the agent applied %d configs, want 1", n)

@@ -8,7 +8,7 @@ import (
 // Selector keys a dispatch may match agents on.
 var selectorKeys = map[string]bool{"agent": true, "host": true, "os": true, "arch": true, "mode": true, "version": true}
 
-// Selector picks the agents a dispatch is for: "" or "*" is every agent
+// Selector picks the agents a dispatch is for: "", "*" or "all" is every agent
 // in the dispatch's scope, "none" is no agent (drills), otherwise
 // comma-separated key=value terms that must all hold, with keys agent,
 // host, os, arch, mode and version ("os=linux,mode=ebpf").
@@ -20,7 +20,7 @@ type Selector struct {
 // ParseSelector parses and validates a selector.
 func ParseSelector(s string) (Selector, error) {
 	switch strings.TrimSpace(s) {
-	case "", "*":
+	case "", "*", "all":
 		return Selector{}, nil
 	case "none":
 		return Selector{none: true}, nil
@@ -29,7 +29,7 @@ func ParseSelector(s string) (Selector, error) {
 	for term := range strings.SplitSeq(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(term), "=")
 		if !ok || v == "" || !selectorKeys[k] {
-			return Selector{}, fmt.Errorf("selector term %q: use key=value with key one of agent, host, os, arch, mode, version (or \"\" for every agent, \"none\" for none)", term)
+			return Selector{}, fmt.Errorf("selector term %q: use key=value with key one of agent, host, os, arch, mode, version (or \"all\" for every agent, \"none\" for none)", term)
 		}
 		sel.terms = append(sel.terms, [2]string{k, v})
 	}

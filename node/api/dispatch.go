@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
@@ -79,6 +80,15 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 	if _, err := agents.ParseSelector(req.Selector); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), "send "+example)
 		return
+	}
+	// A config the agents cannot read would be committed and then fail
+	// on every agent: check it with the agent's own parser first.
+	if req.Kind == agentwire.DispatchKind {
+		if _, err := agentwire.ParseConfig(req.Payload); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(),
+				`send a config such as {"export_interval":"10s","sample_rate":1,"probes":[{"kind":"tcp","target":"db-1:5432","interval":"30s"}]}`)
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(lease.WithActor(r.Context(), c.p.Actor), 10*time.Second)
 	defer cancel()
