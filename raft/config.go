@@ -25,7 +25,13 @@ type Tuning struct {
 	ElectionTimeout time.Duration `yaml:"election_timeout"`
 	// LeaderLeaseTimeout: how long a leader keeps leading without contact
 	// with a quorum before it steps down. Must not exceed HeartbeatTimeout.
-	// Default 250ms.
+	// Default 500ms, the heartbeat timeout: a shorter lease makes the
+	// leader depose itself after a pause its followers tolerate. A stall
+	// of the process (a busy machine; the three nodes of a dev region share
+	// one) longer than the lease but shorter than the heartbeat timeout
+	// then costs an election and fails the writes in flight as outcome
+	// unknown, and pre-vote cannot help because the leader itself gave up.
+	// etcd's check-quorum steps down after an election timeout likewise.
 	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
 	// CommitTimeout: the longest a follower waits before it learns of a
 	// commit when nothing else is sent. Default 5ms.
@@ -62,7 +68,7 @@ func DefaultTuning() Tuning {
 	return Tuning{
 		HeartbeatTimeout:    500 * time.Millisecond,
 		ElectionTimeout:     500 * time.Millisecond,
-		LeaderLeaseTimeout:  250 * time.Millisecond,
+		LeaderLeaseTimeout:  500 * time.Millisecond,
 		CommitTimeout:       5 * time.Millisecond,
 		MaxAppendEntries:    256,
 		SnapshotInterval:    2 * time.Minute,

@@ -3,6 +3,8 @@ package raft
 import (
 	"context"
 	"net"
+
+	hraft "github.com/hashicorp/raft"
 )
 
 // SetWALSegmentSize sets the WAL segment size, so tests can compact the
@@ -17,3 +19,28 @@ func DialKind(r *Region, ctx context.Context, addr string, kind byte) (net.Conn,
 
 // ConnApply is the forwarded-write connection kind.
 const ConnApply = connApply
+
+// ConfigEntries lists the indexes of the configuration entries in the
+// node's Raft log: the bootstrap entry, then one per server added,
+// promoted, demoted or removed.
+func ConfigEntries(r *Region) ([]uint64, error) {
+	first, err := r.wal.FirstIndex()
+	if err != nil {
+		return nil, err
+	}
+	last, err := r.wal.LastIndex()
+	if err != nil {
+		return nil, err
+	}
+	var out []uint64
+	for i := max(first, 1); i <= last; i++ {
+		var l hraft.Log
+		if err := r.wal.GetLog(i, &l); err != nil {
+			return nil, err
+		}
+		if l.Type == hraft.LogConfiguration {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
