@@ -90,11 +90,11 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	}
 
 	var d apitypes.Dispatch
-	body := `{"id":"cfg-1","kind":"config","selector":"os=linux","payload":{"interval":"10s"}}`
+	body := `{"id":"cfg-1","kind":"config","selector":"os=linux","payload":{"export_interval":"10s"}}`
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/dispatches", tn.token, body)), &d)
 	var payload bytes.Buffer
 	_ = json.Compact(&payload, d.Payload)
-	if d.ID != "cfg-1" || d.Node != "n1" || d.Token != l.Token || d.Index == 0 || payload.String() != `{"interval":"10s"}` {
+	if d.ID != "cfg-1" || d.Node != "n1" || d.Token != l.Token || d.Index == 0 || payload.String() != `{"export_interval":"10s"}` {
 		t.Fatalf("dispatch %+v", d)
 	}
 	var again apitypes.Dispatch

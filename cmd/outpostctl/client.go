@@ -42,6 +42,10 @@ type client struct {
 	token  string
 	cookie string // a session instead of a token (login)
 	http   *http.Client
+	warn   io.Writer // where a retry is announced; nil says nothing
+	// noRetry leaves 503s to the caller (dispatches create, whose id
+	// makes even a write of unknown outcome safe to repeat).
+	noRetry bool
 }
 
 func newClient(addr, token string) *client {
@@ -91,6 +95,36 @@ func (c *client) stream(ctx context.Context, path string) (io.ReadCloser, error)
 // open sends a request and returns a 2xx response; anything else becomes
 // an error worded for the user (an *apiError for an API refusal).
 func (c *client) open(ctx context.Context, hc *http.Client, method, path string, body []byte) (*http.Response, error) {
+	// A region between leaders answers 503 for about a second. Asked
+	// again: a read, and a write the node says it did not append (503
+	// with Retry-After: no leader). A write whose outcome is unknown
+	// (503 without Retry-After) is not repeated: the user reads it back.
+	deadline := time.Now().Add(retryFor)
+	for said := false; ; said = true {
+		resp, err := c.openOnce(ctx, hc, method, path, body)
+		status, header := apiStatus(err)
+		again := !c.noRetry && status == http.StatusServiceUnavailable && (method == "GET" || header.Get("Retry-After") != "")
+		if !again || time.Now().After(deadline) {
+			return resp, err
+		}
+		if !said && c.warn != nil {
+			fmt.Fprintf(c.warn, "outpostctl: %s is unavailable for now (%s); retrying for up to %v\n", c.base, firstLine(err.Error()), retryFor)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(retryPause):
+		}
+	}
+}
+
+// How long and how often a 503 that may pass is asked again.
+const (
+	retryFor   = 15 * time.Second
+	retryPause = 250 * time.Millisecond
+)
+
+func (c *client) openOnce(ctx context.Context, hc *http.Client, method, path string, body []byte) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

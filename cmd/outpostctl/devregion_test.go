@@ -94,7 +94,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("the watch on %s did not open", follower.ID)
 		}
-		out, stderr, err := ctl(t, follower.APIURL, "dispatches", "create", "--kind", "config", "--selector", "os=linux", "--payload", `{"interval":"10s"}`, "--id", "cli-e2e-1")
+		out, stderr, err := ctl(t, follower.APIURL, "dispatches", "create", "--kind", "config", "--selector", "os=linux", "--payload", `{"export_interval":"10s"}`, "--id", "cli-e2e-1")
 		if err != nil {
 			t.Fatalf("create: %v\n%s", err, stderr)
 		}

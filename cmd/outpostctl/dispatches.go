@@ -35,7 +35,9 @@ func dispatchesPath(tenant string) string {
 // is always set, so a retry is applied once.
 func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, req apitypes.DispatchRequest, w, stderr io.Writer) error {
 	deadline := time.Now().Add(dispatchRetryFor)
-	target, followed, waiting := c, false, false
+	own := *c
+	own.noRetry = true // retried here, with the id, and following the holder
+	target, followed, waiting := &own, false, false
 	for {
 		var d apitypes.Dispatch
 		err := target.send(ctx, "POST", dispatchesPath(tenant), req, &d)
@@ -53,6 +55,7 @@ func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, r
 			holderURL := hdr.Get("X-Outpost-Lease-Holder-URL")
 			fmt.Fprintf(stderr, "outpostctl: %s holds the dispatch lease; sending to %s\n", hdr.Get("X-Outpost-Lease-Holder"), holderURL)
 			target = newClient(holderURL, c.token)
+			target.noRetry = true
 			continue
 		case status == http.StatusServiceUnavailable && time.Now().Before(deadline):
 			if !waiting {

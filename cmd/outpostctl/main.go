@@ -168,6 +168,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	c := newClient(g.addr, g.token)
+	c.warn = stderr
 	if isAccountCommand(cmd) {
 		return runAccount(ctx, c, g, acct, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
 	}
