@@ -378,16 +378,33 @@ func failFast(ctx context.Context) bool { v, _ := ctx.Value(failFastKey{}).(bool
 
 func (r *Region) applyLocal(cmd []byte, timeout time.Duration) (Result, error) {
 	f := r.raft.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
+	if err := r.await(f); err != nil {
 		return Result{}, err
 	}
 	res, _ := f.Response().(Result)
 	return res, nil
 }
 
+// await waits for a future, or until the region closes. hashicorp/raft
+// gives its apply and barrier futures no shutdown channel, and one whose
+// entry was in flight when it shut down may never be answered: a stop
+// drill's Kill hung on the lease renewal waiting for one. The entry may
+// still commit elsewhere, so the outcome is unknown; the goroutine left
+// waiting ends if raft ever answers.
+func (r *Region) await(f hraft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-r.ctx.Done():
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrShutdown)
+	}
+}
+
 // Barrier waits until every entry committed before the call is applied to
 // this node's FSM; on the leader it makes the next read linearizable.
-func (r *Region) Barrier(timeout time.Duration) error { return r.raft.Barrier(timeout).Error() }
+func (r *Region) Barrier(timeout time.Duration) error { return r.await(r.raft.Barrier(timeout)) }
 
 // TransferLeadership hands leadership to another voter and waits for it;
 // ErrNotLeader-like errors come back when this node does not lead.
