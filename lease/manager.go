@@ -416,10 +416,22 @@ func (m *Manager) Dispatch(ctx context.Context, tenant storage.Tenant, d Dispatc
 // so the FSM must be the one to refuse it. It returns the dispatch as
 // sent (with its id, so the drill can later check it never committed).
 func (m *Manager) StaleProbe(ctx context.Context) (Dispatch, error) {
+	return m.StaleProbeID(ctx, "")
+}
+
+// StaleProbeID is StaleProbe with the dispatch id chosen by the caller: a
+// drill whose call failed or timed out can still look that id up
+// (committed would be a fencing failure). An empty id is made here. The
+// caller must choose an id no other dispatch uses: a retry of a committed
+// id is answered with that dispatch.
+func (m *Manager) StaleProbeID(ctx context.Context, id string) (Dispatch, error) {
+	if id == "" {
+		id = "stale-" + m.raft.NodeID() + "-" + randomID()
+	}
 	m.mu.Lock()
 	token := m.token
 	m.mu.Unlock()
-	d := Dispatch{ID: "stale-" + m.raft.NodeID() + "-" + randomID(), Kind: "drill.stale", Selector: "none"}
+	d := Dispatch{ID: id, Kind: "drill.stale", Selector: "none"}
 	out, err := m.issue(ctx, storage.Tenant{}, d, token, "dispatch.issue")
 	if err != nil {
 		d.Token, d.Node = token, m.raft.NodeID()
