@@ -16,15 +16,19 @@ import (
 )
 
 // firstLeader waits until every node names the same leader at the same
-// term and returns them.
+// term and holds a configuration (a node that saw the others bootstrap
+// first waits for the leader to replicate theirs), and returns them.
 func firstLeader(t *testing.T, tr *testRegion, timeout time.Duration) (leader string, term uint64) {
 	t.Helper()
-	waitFor(t, timeout, "every node to know the same leader and term", func() bool {
+	waitFor(t, timeout, "every node to know the same leader, term and configuration", func() bool {
 		leader, term = "", 0
 		for i, n := range tr.live() {
 			id, _ := n.r.Leader()
 			tm := n.r.Term()
 			if id == "" || (i > 0 && (id != leader || tm != term)) {
+				return false
+			}
+			if conf, err := n.r.Configuration(); err != nil || len(conf) == 0 {
 				return false
 			}
 			leader, term = id, tm
