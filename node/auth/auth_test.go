@@ -189,8 +189,10 @@ func TestRateLimiterCountsFailuresOnly(t *testing.T) {
 // free again; keys do not share slots.
 func TestConcurrency(t *testing.T) {
 	c := &Concurrency{Max: 2}
-	if !c.Acquire("a") || !c.Acquire("a") {
-		t.Fatal("the first two slots were refused")
+	for i := range 2 {
+		if !c.Acquire("a") {
+			t.Fatalf("slot %d of 2 was refused", i+1)
+		}
 	}
 	if c.Acquire("a") {
 		t.Fatal("a third slot was given with Max 2")
