@@ -384,6 +384,10 @@ func ParseConfig(r io.Reader) (Config, error) {
 	// Cleared so that a file without agents.bind gets the default derived
 	// from its raft.bind below.
 	c.Agents.Bind = ""
+	// Cleared too: left out, the leader lease follows the heartbeat
+	// timeout (its default equals it), so lowering only the heartbeat
+	// timeout is not an error.
+	c.Raft.LeaderLeaseTimeout = 0
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -398,6 +402,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 	}
 	if c.Agents.Bind == "" {
 		c.Agents.Bind = c.defaultAgentBind()
+	}
+	if c.Raft.LeaderLeaseTimeout == 0 {
+		c.Raft.LeaderLeaseTimeout = min(raft.DefaultTuning().LeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
 	}
 	if c.BootstrapExpect == 1 && c.Raft.MinQuorum > 1 {
 		c.Raft.MinQuorum = 0
