@@ -220,7 +220,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Logger: n.logger.With("component", "lease"), Hub: n.hub, Audit: n.auditMeta,
 	})
 	mgr.Store(n.lease)
-	apiHandler := api.New(api.Config{
+	stopping := make(chan struct{})
+	apiHandler := api.New(api.Config{Stopping: stopping,
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
@@ -249,6 +250,9 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slogStd(n.logger),
 	}
+	// Shutdown waits for requests in flight; the event streams never end
+	// by themselves, so they are told to.
+	n.http.RegisterOnShutdown(func() { close(stopping) })
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(4)

@@ -56,6 +56,9 @@ type DevControl interface {
 
 // Config wires the API.
 type Config struct {
+	// Stopping closes when the node begins to shut down: long-lived
+	// streams end then, so a graceful shutdown does not wait on them.
+	Stopping <-chan struct{}
 	Region   Region
 	Store    Store
 	Gatherer prometheus.Gatherer

@@ -222,6 +222,8 @@ func (s *server) events(w http.ResponseWriter, r *http.Request, c *call) {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-s.cfg.Stopping:
+			return // the node is shutting down; the client watches another
 		case <-beat.C:
 			if !send(apitypes.Event{Kind: "heartbeat", At: s.cfg.Now(), Node: node}) {
 				return
