@@ -225,6 +225,9 @@ func staleOutcome(err error) string {
 		return apitypes.StaleOutcomeRefused
 	case errors.Is(err, lease.ErrBadCommand), errors.Is(err, raft.ErrBadCommand):
 		return apitypes.StaleOutcomeBadCommand
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		// In flight when the region closed: it may still commit.
+		return apitypes.StaleOutcomeUnknown
 	case errors.Is(err, raft.ErrNoLeader), errors.Is(err, raft.ErrShutdown):
 		// Provably never appended: this node reached no leader.
 		return apitypes.StaleOutcomeNotAppended

@@ -151,6 +151,7 @@ func TestDrillStaleOutcomes(t *testing.T) {
 		{"shutdown", raft.ErrShutdown, apitypes.StaleOutcomeNotAppended},
 		{"timeout", context.DeadlineExceeded, apitypes.StaleOutcomeUnknown},
 		{"outcome unknown", raft.ErrOutcomeUnknown, apitypes.StaleOutcomeUnknown},
+		{"in flight at shutdown", fmt.Errorf("%w: %w", raft.ErrOutcomeUnknown, raft.ErrShutdown), apitypes.StaleOutcomeUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := drillServer(t, &fakeDrills{probeErr: tc.err}, (*server).drillStale)
