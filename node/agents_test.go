@@ -259,8 +259,8 @@ func TestAgentEnrollmentBurstFromOneAddress(t *testing.T) {
 	}
 	wg.Wait()
 	for i, r := range fleetResp[:12] {
-		if r.code != 403 {
-			t.Fatalf("refusal %d: %d %s, want 403 (already redeemed)", i, r.code, r.body)
+		if r.code != 403 && r.code != 429 { // 429 once ten refusals finished before it was checked
+			t.Fatalf("refusal %d: %d %s, want 403 (already redeemed) or 429", i, r.code, r.body)
 		}
 	}
 	if r := tn.doFrom(t, "127.0.0.12", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[0].Token, csrFor(t, other), "again")); r.code != 429 {
