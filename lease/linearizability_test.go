@@ -164,6 +164,10 @@ func classify(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
+	case errors.Is(err, raft.ErrOutcomeUnknown):
+		// First: an entry in flight when the region closed wraps
+		// ErrShutdown too, and it may still commit.
+		return "unknown"
 	case IsStale(err), errors.Is(err, ErrConflict):
 		return "refused"
 	case errors.As(err, &re) && strings.Contains(re.Msg, ErrConflict.Error()):
@@ -195,6 +199,7 @@ func TestClassify(t *testing.T) {
 		{"acquisition conflict on the leader for a forwarded write", &raft.RemoteError{Msg: conflict.Error()}, "refused"},
 		{"no leader, never appended", fmt.Errorf("apply: %w", raft.ErrNoLeader), "none"},
 		{"shutting down, never appended", raft.ErrShutdown, "none"},
+		{"in flight when the region closed", fmt.Errorf("%w: %w", raft.ErrOutcomeUnknown, raft.ErrShutdown), "unknown"},
 		{"leader lost mid-apply", fmt.Errorf("%w: leader n1: leadership lost", raft.ErrOutcomeUnknown), "unknown"},
 		{"timed out waiting", context.DeadlineExceeded, "unknown"},
 		{"cancelled", context.Canceled, "unknown"},
