@@ -138,7 +138,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	n.httpLn, err = net.Listen("tcp", cfg.HTTP.Bind)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("http.bind %s: address already in use; stop the process using it or choose another http.bind (outpost dev --http)", cfg.HTTP.Bind)
+			return nil, fmt.Errorf("http.bind %s: %w; stop the process using it or choose another http.bind (outpost dev --http)", cfg.HTTP.Bind, syscall.EADDRINUSE)
 		}
 		return nil, fmt.Errorf("http.bind %s: %w", cfg.HTTP.Bind, err)
 	}

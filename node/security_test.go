@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/freeport"
 	"github.com/outpost-mesh/outpost/internal/oidctest"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/api"
@@ -30,12 +31,11 @@ import (
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	as, err := freeport.Addrs("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return as[0]
 }
 
 type testNode struct {

@@ -219,7 +219,9 @@ func claimDataDir(dir, nodeID string) error {
 
 func bindError(field, addr string, err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%s %s: address already in use; stop the process using it or choose another %s", field, addr, field)
+		// Wrap the errno itself: callers (a dev node restarting on its
+		// old ports) match it with errors.Is; its text is the same.
+		return fmt.Errorf("%s %s: %w; stop the process using it or choose another %s", field, addr, syscall.EADDRINUSE, field)
 	}
 	return fmt.Errorf("%s %s: %w", field, addr, err)
 }

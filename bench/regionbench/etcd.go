@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/internal/freeport"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -65,7 +66,7 @@ func startEtcd(ctx context.Context, dir string, n int, opts etcdOptions) (_ *etc
 			c.Close()
 		}
 	}()
-	ports, err := freePorts(2 * n)
+	ports, err := freeport.Ports("127.0.0.1", 2*n)
 	if err != nil {
 		return nil, err
 	}
@@ -285,28 +286,6 @@ func (c *etcdCluster) live() []*etcdMember {
 		}
 	}
 	return out
-}
-
-// freePorts finds n distinct free loopback TCP ports. They are released
-// before the nodes or members bind them; on a quiet machine nothing takes
-// them in between.
-func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // writePeerCerts writes a CA and one peer certificate per member (valid

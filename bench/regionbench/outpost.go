@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/internal/freeport"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -58,7 +59,7 @@ func startOutpost(ctx context.Context, dir string, n int, gogc string) (_ *outpo
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	ports, err := freePorts(3 * n)
+	ports, err := freeport.Ports("127.0.0.1", 3*n)
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/outpost-mesh/outpost/agent"
@@ -410,7 +411,7 @@ func (d *Region) StartNode(id string) error {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys,
 			StopDrill: func(restartAfter time.Duration) { d.crash(id, restartAfter) }})
-		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
 			break
 		}
 	}
