@@ -45,6 +45,9 @@ const (
 	DefaultReevaluate = 5 * time.Minute
 	DefaultHysteresis = 1.5
 	DefaultMinGain    = 2 * time.Millisecond
+	// DefaultUnknownTokenGrace is how long enrollment keeps asking while
+	// nodes answer that they have not seen the token.
+	DefaultUnknownTokenGrace = 30 * time.Second
 )
 
 // Config configures an agent.
@@ -71,6 +74,10 @@ type Config struct {
 	// is more than this factor above it and by at least MinGain.
 	Hysteresis float64
 	MinGain    time.Duration
+	// UnknownTokenGrace is how long enrollment keeps asking while nodes
+	// answer that they have not seen the bootstrap token (created a
+	// moment ago elsewhere, it may not have replicated). Default 30s.
+	UnknownTokenGrace time.Duration
 	// Apply applies a validated config (default: keep it).
 	Apply  func(agentwire.Config) error
 	Logger *slog.Logger
@@ -125,6 +132,9 @@ type event struct {
 func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.UnknownTokenGrace <= 0 {
+		cfg.UnknownTokenGrace = DefaultUnknownTokenGrace
 	}
 	if cfg.Reevaluate <= 0 {
 		cfg.Reevaluate = DefaultReevaluate
@@ -219,6 +229,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 	// Rounds over every server until one answers or ctx ends: an election
 	// (503), a node restarting or a full limiter (429) passes. Asking
 	// again is safe: the same key redeemed again gets the same agent.
+	start := time.Now()
 	for round := 0; ; round++ {
 		var errs []error
 		for _, s := range a.cfg.Servers {
@@ -226,8 +237,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 			err := postJSON(ctx, hc, strings.TrimRight(s, "/")+agentwire.PathEnroll, req, &out)
 			if err != nil {
 				errs = append(errs, err)
-				var se *statusError
-				if errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests {
+				if refused(err) {
 					// The token was refused: another node would refuse it too.
 					return fmt.Errorf("enrollment refused: %w", err)
 				}
@@ -236,8 +246,15 @@ func (a *Agent) enroll(ctx context.Context) error {
 			}
 			return a.finishEnroll(out, pinned)
 		}
-		if !slices.ContainsFunc(errs, transient) {
-			// A wrong CA pin or certificate does not pass by waiting.
+		mayPass := func(err error) bool {
+			return transient(err) || notSeen(err) && time.Since(start) < a.cfg.UnknownTokenGrace
+		}
+		if !slices.ContainsFunc(errs, mayPass) {
+			// A wrong CA pin or certificate does not pass by waiting, and
+			// a token no node has seen for a while is not coming.
+			if slices.ContainsFunc(errs, notSeen) {
+				return fmt.Errorf("enrollment refused: no node has seen this token for %v: %w", a.cfg.UnknownTokenGrace, errors.Join(errs...))
+			}
 			return fmt.Errorf("could not enroll with any server: %w", errors.Join(errs...))
 		}
 		wait := min(enrollRetryMin<<min(round, 6), enrollRetryMax)
@@ -248,6 +265,20 @@ func (a *Agent) enroll(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// refused reports whether a node refused the enrollment for good: a 4xx
+// other than 429 and other than a token the node has not seen yet.
+func refused(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.Code/100 == 4 && se.Code != http.StatusTooManyRequests && se.Reason != agentwire.CodeTokenNotSeen
+}
+
+// notSeen reports whether the node had no record of the token, which a
+// token created a moment ago on another node may not have reached.
+func notSeen(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.Reason == agentwire.CodeTokenNotSeen
 }
 
 // transient reports whether an enrollment attempt may succeed if asked

@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -22,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,4 +274,111 @@ func testNodeCert(t *testing.T) (caPEM []byte, node tls.Certificate) {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// enrollServer answers enrollment attempts with answer, presenting
+// nodeCert.
+func enrollServer(t *testing.T, nodeCert tls.Certificate, answer func(w http.ResponseWriter)) (url string, calls *atomic.Int32) {
+	t.Helper()
+	calls = &atomic.Int32{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		answer(w)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{nodeCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv.URL, calls
+}
+
+func answerCode(w http.ResponseWriter, status int, code string) {
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, `{"error":"unknown bootstrap token","code":%q}`, code)
+}
+
+// TestEnrollAsksAgainWhileTokenNotSeen: a node that has not seen the
+// token (it was created a moment ago on another node and has not
+// replicated here) does not end the enrollment; the agent asks every
+// server again until one answers for good. Here the second node lags
+// for three rounds, then has read the region's state and says the token
+// is unknown: that ends it at once.
+func TestEnrollAsksAgainWhileTokenNotSeen(t *testing.T) {
+	caPEM, nodeCert := testNodeCert(t)
+	lagging, lagCalls := enrollServer(t, nodeCert, func(w http.ResponseWriter) {
+		answerCode(w, http.StatusUnauthorized, agentwire.CodeTokenNotSeen)
+	})
+	var asked atomic.Int32
+	second, _ := enrollServer(t, nodeCert, func(w http.ResponseWriter) {
+		if asked.Add(1) <= 3 {
+			answerCode(w, http.StatusUnauthorized, agentwire.CodeTokenNotSeen)
+			return
+		}
+		answerCode(w, http.StatusUnauthorized, agentwire.CodeTokenUnknown)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := New(ctx, Config{StateDir: t.TempDir(), Token: "opb_x", Servers: []string{lagging, second}, CAPEM: caPEM})
+	if asked.Load() != 4 || lagCalls.Load() != 4 {
+		t.Fatalf("the agent asked the lagging nodes %d and %d times, want 4 rounds over both: %v", lagCalls.Load(), asked.Load(), err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "enrollment refused") || !strings.Contains(err.Error(), "unknown bootstrap token") {
+		t.Fatalf("after the token was known unknown: %v, want the refusal", err)
+	}
+}
+
+// TestEnrollGivesUpWhenNoNodeSeesTheToken: asking again is bounded; a
+// token no node has seen for UnknownTokenGrace ends the enrollment with
+// an error that says so.
+func TestEnrollGivesUpWhenNoNodeSeesTheToken(t *testing.T) {
+	caPEM, nodeCert := testNodeCert(t)
+	url, calls := enrollServer(t, nodeCert, func(w http.ResponseWriter) {
+		answerCode(w, http.StatusUnauthorized, agentwire.CodeTokenNotSeen)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := New(ctx, Config{StateDir: t.TempDir(), Token: "opb_x", Servers: []string{url}, CAPEM: caPEM, UnknownTokenGrace: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "no node has seen this token") {
+		t.Fatalf("err = %v, want the agent to give up saying no node has seen the token", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the agent asked until its context ended instead of giving up after UnknownTokenGrace")
+	}
+	if calls.Load() < 2 {
+		t.Fatalf("%d calls: the agent did not ask again", calls.Load())
+	}
+}
+
+// TestEnrollErrorKinds: which failures end the enrollment and which are
+// asked again.
+func TestEnrollErrorKinds(t *testing.T) {
+	for _, c := range []struct {
+		name                      string
+		err                       error
+		refused, notSeen, transit bool
+	}{
+		{"503 election", &statusError{Code: 503}, false, false, true},
+		{"500", &statusError{Code: 500}, false, false, true},
+		{"429 limiter", &statusError{Code: 429}, false, false, true},
+		{"401 not seen here", &statusError{Code: 401, Reason: agentwire.CodeTokenNotSeen}, false, true, false},
+		{"401 unknown after a read barrier", &statusError{Code: 401, Reason: agentwire.CodeTokenUnknown}, true, false, false},
+		{"401 from an older node without a code", &statusError{Code: 401}, true, false, false},
+		{"403 token used", &statusError{Code: 403}, true, false, false},
+		{"400 bad request", &statusError{Code: 400}, true, false, false},
+		{"connection refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, false, false, true},
+		{"reset mid-answer", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), false, false, true},
+		{"timed out", context.DeadlineExceeded, false, false, true},
+		{"bad certificate", &tls.CertificateVerificationError{Err: errors.New("unknown authority")}, false, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := refused(c.err); got != c.refused {
+				t.Errorf("refused = %v, want %v", got, c.refused)
+			}
+			if got := notSeen(c.err); got != c.notSeen {
+				t.Errorf("notSeen = %v, want %v", got, c.notSeen)
+			}
+			if got := transient(c.err); got != c.transit {
+				t.Errorf("transient = %v, want %v", got, c.transit)
+			}
+		})
+	}
 }

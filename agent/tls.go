@@ -109,8 +109,9 @@ func postJSON(ctx context.Context, hc *http.Client, url string, in, out any) err
 
 // statusError is a node's refusal.
 type statusError struct {
-	Code int
-	Msg  string
+	Code   int    // the HTTP status
+	Reason string // the body's machine-readable code (agentwire.Code…), if any
+	Msg    string
 }
 
 func (e *statusError) Error() string { return e.Msg }
@@ -135,7 +136,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body io.Re
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Hint string } // a node's error body
+		var e struct{ Error, Hint, Code string } // a node's error body
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
@@ -143,7 +144,7 @@ func doJSON(ctx context.Context, hc *http.Client, method, url string, body io.Re
 				msg += " (" + e.Hint + ")"
 			}
 		}
-		return &statusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %d: %s", method, url, resp.StatusCode, msg)}
+		return &statusError{Code: resp.StatusCode, Reason: e.Code, Msg: fmt.Sprintf("%s %s: %d: %s", method, url, resp.StatusCode, msg)}
 	}
 	return json.Unmarshal(data, out)
 }

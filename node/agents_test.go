@@ -92,6 +92,13 @@ func TestAgentEnrollment(t *testing.T) {
 		}
 	}
 
+	// A token this node has not seen carries the code on which an agent
+	// asks again (it may have been created a moment ago elsewhere).
+	if r := tn.doFrom(t, "127.0.0.2", "POST", "/api/v1/agents/enroll", "", enrollBody("opb_0123456789ab_"+strings.Repeat("B", 43), csrFor(t, key), "web-1")); r.code != 401 ||
+		!strings.Contains(r.body, fmt.Sprintf(`"code": %q`, agentwire.CodeTokenNotSeen)) {
+		t.Errorf("unknown token: %d %s, want 401 with code %s", r.code, r.body, agentwire.CodeTokenNotSeen)
+	}
+
 	// Concurrent redemptions: exactly one wins.
 	var mu sync.Mutex
 	var wins []agentwire.Enrollment

@@ -24,6 +24,18 @@ const (
 	DispatchKind = "config"                // the dispatch kind agents apply
 )
 
+// Codes in a node's error body ("code") that an agent acts on.
+const (
+	// CodeTokenNotSeen: the node that answered has no record of the
+	// bootstrap token. A token created a moment ago on another node may
+	// not have replicated to it yet, so the agent asks again for a while
+	// before it believes the token unknown.
+	CodeTokenNotSeen = "token_not_seen"
+	// CodeTokenUnknown: the node read the region's latest state and the
+	// token is not in it; asking again will not help.
+	CodeTokenUnknown = "token_unknown"
+)
+
 // Dispatch is a committed dispatch as the node delivers it to an
 // agent (the body of the remote config file DispatchFile).
 type Dispatch struct {

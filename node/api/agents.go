@@ -175,7 +175,8 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 	})
 	if !known {
 		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
-		writeError(w, http.StatusUnauthorized, agents.ErrUnknownToken.Error(), "a token created a moment ago on another node may not have reached this one yet: retry in a second")
+		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: agents.ErrUnknownToken.Error(), Code: agentwire.CodeTokenNotSeen,
+			Hint: "a token created a moment ago on another node may not have reached this one yet: retry in a second"})
 		return
 	}
 	// A linearizable read: a token revoked (or redeemed) a moment ago on
@@ -212,7 +213,8 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 	case errors.Is(err, agents.ErrUnknownToken):
 		// Not audited: it names nothing of ours, and anyone can send one.
 		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
-		writeError(w, http.StatusUnauthorized, err.Error(), "")
+		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: err.Error(), Code: agentwire.CodeTokenUnknown,
+			Hint: "create a new one with `outpostctl tokens create --tenant T`"})
 		return
 	case errors.Is(err, agents.ErrTokenUsed) && s.repeatEnrollment(w, r, in, tokenID, rec, tenantName, from):
 		return

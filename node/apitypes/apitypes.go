@@ -13,6 +13,9 @@ type Error struct {
 	Error string `json:"error"`
 	// Hint says what to do next.
 	Hint string `json:"hint,omitempty"`
+	// Code names the error for programs where one must act on it (the
+	// agent enrollment codes of internal/agentwire); usually empty.
+	Code string `json:"code,omitempty"`
 }
 
 // Region is GET /api/v1/region and `outpostctl status --json`.

@@ -89,6 +89,29 @@ func TestStartThroughLeadershipChanges(t *testing.T) {
 	var moved atomic.Int32
 	opts := Options{HTTP: "127.0.0.1:0", DataDir: t.TempDir(), Nodes: 3, Agents: 1,
 		beforeSetup: func(d *Region) {
+			transfer := func() {
+				var leader *node.Node
+				d.mu.Lock()
+				for _, n := range d.nodes {
+					if n != nil && n.Region().IsLeader() {
+						leader = n
+					}
+				}
+				d.mu.Unlock()
+				err := errors.New("no leader")
+				if leader != nil {
+					err = leader.Region().TransferLeadership()
+				}
+				if err == nil {
+					moved.Add(1)
+				}
+			}
+			// One transfer before the setup starts, so that its first
+			// writes meet an election however fast the machine is.
+			for deadline := time.Now().Add(30 * time.Second); moved.Load() == 0 && time.Now().Before(deadline); {
+				transfer()
+				time.Sleep(20 * time.Millisecond)
+			}
 			wg.Go(func() {
 				for {
 					select {
@@ -96,21 +119,7 @@ func TestStartThroughLeadershipChanges(t *testing.T) {
 						return
 					case <-time.After(300 * time.Millisecond):
 					}
-					var leader *node.Node
-					d.mu.Lock()
-					for _, n := range d.nodes {
-						if n != nil && n.Region().IsLeader() {
-							leader = n
-						}
-					}
-					d.mu.Unlock()
-					err := errors.New("no leader")
-					if leader != nil {
-						err = leader.Region().TransferLeadership()
-					}
-					if err == nil {
-						moved.Add(1)
-					}
+					transfer()
 				}
 			})
 		}}
