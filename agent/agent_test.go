@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math/big"
 	"net"
@@ -28,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/internal/agentwire"
@@ -380,5 +382,40 @@ func TestEnrollErrorKinds(t *testing.T) {
 				t.Errorf("transient = %v, want %v", got, c.transit)
 			}
 		})
+	}
+}
+
+// TestRefusedByNode: a node's refusal is told apart from other failures
+// by identity: a real TLS alert from a server that requires a client
+// certificate, and a WebSocket upgrade answered with something other
+// than 101; a dead port is not a refusal.
+func TestRefusedByNode(t *testing.T) {
+	caPEM, nodeCert := testNodeCert(t)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusForbidden)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{nodeCert}, ClientAuth: tls.RequireAnyClientCert}
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	dialer := &websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
+	_, _, err := dialer.Dial("wss://"+strings.TrimPrefix(srv.URL, "https://"), nil)
+	if !tlsAlert(err) || !refusedByNode(err) {
+		t.Errorf("no client certificate: %v (%T) is not seen as the node's TLS alert", err, err)
+	}
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusForbidden) }))
+	defer plain.Close()
+	_, _, err = websocket.DefaultDialer.Dial("ws://"+strings.TrimPrefix(plain.URL, "http://"), nil)
+	if tlsAlert(err) || !refusedByNode(err) {
+		t.Errorf("upgrade answered 403: %v is not seen as a refusal (and only as one)", err)
+	}
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	_, _, err = websocket.DefaultDialer.Dial("ws://"+addr, nil)
+	if err == nil || refusedByNode(err) {
+		t.Errorf("a dead port: %v is taken for a refusal", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/open-telemetry/opamp-go/client"
 	ct "github.com/open-telemetry/opamp-go/client/types"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
@@ -232,7 +234,7 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 				a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
 			case "failed":
 				switch why := a.refusal(ctx, c.url, e.err); {
-				case strings.Contains(why, "replaced by a renewal"):
+				case why.code == agentwire.CodeCertRetired:
 					// The answer to a renewal that took effect was lost: the
 					// pending key asks for it again.
 					a.logger.Warn("the node says this certificate was replaced by a renewal; asking for the renewal's certificate again",
@@ -241,9 +243,9 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 					case a.renewNow <- struct{}{}:
 					default:
 					}
-				case why != "":
+				case why.msg != "":
 					a.logger.Error("the node refuses this agent's certificate; if this host should report, enroll it again: empty the state directory and run with a new bootstrap token",
-						"node", c.node, "reason", why)
+						"node", c.node, "reason", why.msg)
 				}
 				return fmt.Errorf("connection failed: %w", e.err)
 			}
@@ -279,13 +281,14 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 	}
 }
 
-// refusal says why the node at url refused the agent's certificate, or
-// "" when the failure was something else (a dead node, a full one). A
-// WebSocket refusal carries no reason, so the node's answer to a plain
-// request with the same certificate is asked for it.
-func (a *Agent) refusal(ctx context.Context, url string, err error) string {
-	if err == nil || !strings.Contains(err.Error(), "bad certificate") && !strings.Contains(err.Error(), "bad handshake") {
-		return ""
+// refusal says why the node at url refused the agent's certificate (the
+// node's message and code, agentwire.Code…), or a zero refusal when the
+// failure was something else (a dead node, a full one). A WebSocket
+// refusal carries no reason, so the node's answer to a plain request
+// with the same certificate is asked for it.
+func (a *Agent) refusal(ctx context.Context, url string, err error) nodeRefusal {
+	if !refusedByNode(err) {
+		return nodeRefusal{}
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: a.tlsConfig()}}
 	defer hc.CloseIdleConnections()
@@ -294,11 +297,29 @@ func (a *Agent) refusal(ctx context.Context, url string, err error) string {
 	var se *statusError
 	switch {
 	case errors.As(perr, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden):
-		return se.Msg
-	case perr != nil && strings.Contains(perr.Error(), "bad certificate"):
-		return "refused in the TLS handshake (revoked)"
+		return nodeRefusal{msg: se.Msg, code: se.Reason}
+	case tlsAlert(perr):
+		return nodeRefusal{msg: "refused in the TLS handshake (revoked)", code: agentwire.CodeCertRefused}
 	}
-	return ""
+	return nodeRefusal{}
+}
+
+// nodeRefusal is a node's reason for refusing this agent's certificate.
+type nodeRefusal struct{ msg, code string }
+
+// refusedByNode reports whether a connection attempt failed because the
+// node said no: an answer other than 101 to the WebSocket upgrade, or a
+// TLS alert the node sent (a certificate it would not take).
+func refusedByNode(err error) bool {
+	return errors.Is(err, websocket.ErrBadHandshake) || tlsAlert(err)
+}
+
+// tlsAlert reports whether err is a TLS alert the peer sent. crypto/tls
+// reports those as a *net.OpError with Op "remote error" (the alert's
+// own type is unexported).
+func tlsAlert(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }
 
 func changedMuch(old, now time.Duration) bool {

@@ -34,6 +34,12 @@ const (
 	// CodeTokenUnknown: the node read the region's latest state and the
 	// token is not in it; asking again will not help.
 	CodeTokenUnknown = "token_unknown"
+	// CodeCertRetired: a renewal replaced the certificate the agent
+	// presented; it asks for the renewal's certificate again.
+	CodeCertRetired = "certificate_retired"
+	// CodeCertRefused: the node refuses the certificate for good (agent
+	// revoked, or the certificate was never registered).
+	CodeCertRefused = "certificate_refused"
 )
 
 // Dispatch is a committed dispatch as the node delivers it to an

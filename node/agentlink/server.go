@@ -524,7 +524,7 @@ func (s *Server) agentNodes() []agentwire.Node {
 func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Agent, bool) {
 	a, retired, ok := s.requireAgentOrRetired(w, r)
 	if ok && retired {
-		writeError(w, http.StatusForbidden, errRetired.Error(), "")
+		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: errRetired.Error(), Code: agentwire.CodeCertRetired})
 		return agents.Agent{}, false
 	}
 	return a, ok
@@ -545,7 +545,7 @@ func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (
 		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, err.Error(), "retry in a few seconds")
 	case err != nil:
-		writeError(w, http.StatusForbidden, err.Error(), "")
+		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: err.Error(), Code: agentwire.CodeCertRefused})
 	default:
 		return a, false, true
 	}
