@@ -159,3 +159,52 @@ func TestTenantHandlesComeFromTheCaller(t *testing.T) {
 		}
 	}
 }
+
+// TestBinariesLinkNoTestCodeOfOurs: no package of ours linked into a
+// binary imports test-only packages (testing, testify, httptest), and
+// test code arrives from third-party modules only through the known
+// importers below, each an upstream package that ships mocks or test
+// helpers in non-test files. A new importer fails here: cut it or, if
+// it too is upstream and cannot be avoided, add it with the reason.
+func TestBinariesLinkNoTestCodeOfOurs(t *testing.T) {
+	const mod = "github.com/outpost-mesh/outpost/"
+	testOnly := func(p string) bool {
+		return p == "testing" || p == "net/http/httptest" || strings.HasPrefix(p, "github.com/stretchr/testify/")
+	}
+	known := map[string]string{
+		// client/internal/mockserver.go, a non-test file, imports
+		// testify/assert, testing and httptest (opamp-go v0.23.0, the only
+		// version the module proxy serves here).
+		"github.com/open-telemetry/opamp-go/client/internal": "opamp-go ships its mock server in a non-test file",
+		"github.com/open-telemetry/opamp-go/internal/testhelpers": "imported by opamp-go's client/internal",
+		// testing.go: the in-memory test cluster helpers.
+		"github.com/hashicorp/raft": "hashicorp/raft ships its test helpers (testing.go) in the package",
+		// mock_*.go: generated testify mocks.
+		"github.com/hashicorp/raft-autopilot": "raft-autopilot ships testify mocks in the package",
+	}
+	for _, bin := range []string{"cmd/outpost", "cmd/outpostctl", "cmd/outpost-agent"} {
+		cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "-deps", "./"+bin)
+		cmd.Dir = moduleRoot(t)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", bin, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || testOnly(f[0]) {
+				continue
+			}
+			for _, imp := range f[1:] {
+				if !testOnly(imp) {
+					continue
+				}
+				switch _, ok := known[f[0]]; {
+				case strings.HasPrefix(f[0], mod):
+					t.Errorf("%s: our package %s imports %s, test-only code, in a non-test file", bin, f[0], imp)
+				case !ok:
+					t.Errorf("%s: %s imports %s, test-only code; cut the dependency or list it here with the upstream reason", bin, f[0], imp)
+				}
+			}
+		}
+	}
+}
