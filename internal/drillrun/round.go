@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
@@ -334,21 +336,34 @@ var errNotStopped = errors.New("the node did not stop")
 const stopConfirmTimeout = 10 * time.Second
 
 // confirmStopped waits for a sign that node h at url stopped: its event
-// stream ended (ends counted them before the stop), or its API stopped
-// answering. A restart can be quick, so it looks often.
+// stream ended (ends counted them before the stop), its API port refuses
+// connections, or three health checks in a row had their connection cut.
+// A slow answer is no sign: on a busy machine a live node can take
+// longer than the check's second. A restart can be quick, so it looks
+// often.
 func (d *drill) confirmStopped(ctx context.Context, h, url string, ends int64) error {
 	deadline := time.Now().Add(d.stopConfirm)
+	cut := 0
 	for {
 		if d.streams.ends(h) > ends {
 			return nil
 		}
 		var hl apitypes.Health
 		err := d.api.call(ctx, time.Second, "GET", url+"/api/v1/health", nil, &hl)
-		if err != nil && statusOf(err) == 0 && ctx.Err() == nil {
-			return nil // not answering at all: down
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return nil // nothing listens: down
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET):
+			if cut++; cut >= 3 {
+				return nil // hanging up on every check: going down
+			}
+		default:
+			cut = 0
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s still answers %v after the stop request", errNotStopped, h, d.stopConfirm)
+			return fmt.Errorf("%w: %s still answers (or answers too slowly to tell) %v after the stop request", errNotStopped, h, d.stopConfirm)
 		}
 		sleep(ctx, 50*time.Millisecond)
 		if ctx.Err() != nil {

@@ -31,11 +31,12 @@ type fakeNode struct {
 	// stale answers a stale probe with this id, or fails the call when
 	// it returns false (called with mu held); nil answers every probe
 	// refused.
-	stale     func(id string) (apitypes.StaleProbe, bool)
-	staleIDs  []string
-	onStop    func(w http.ResponseWriter) // nil answers 202
-	stopped   bool
-	healthDie bool // once stopped, health calls fail as a dead node's would
+	stale      func(id string) (apitypes.StaleProbe, bool)
+	staleIDs   []string
+	onStop     func(w http.ResponseWriter) // nil answers 202
+	stopped    bool
+	healthDie  bool          // once stopped, health calls fail as a dead node's would
+	healthSlow time.Duration // once stopped, health calls answer this late
 }
 
 func newFakeNode(t *testing.T) (*fakeNode, *httptest.Server) {
@@ -96,7 +97,12 @@ func newFakeNode(t *testing.T) (*fakeNode, *httptest.Server) {
 	mux.HandleFunc("GET /api/v1/health", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		die := f.stopped && f.healthDie
+		slow := time.Duration(0)
+		if f.stopped {
+			slow = f.healthSlow
+		}
 		f.mu.Unlock()
+		time.Sleep(slow)
 		if die {
 			hangUp(w)
 			return
@@ -342,6 +348,29 @@ func TestDrillStopAnswerLost(t *testing.T) {
 		d.stopConfirm = 500 * time.Millisecond
 		if _, err := d.inject(context.Background(), "n1", ts.URL); !errors.Is(err, errNotStopped) {
 			t.Fatalf("stop with its answer cut short, node alive: %v; want errNotStopped", err)
+		}
+	})
+	t.Run("the node's port refuses connections", func(t *testing.T) {
+		f, ts := newFakeNode(t)
+		f.onStop = func(w http.ResponseWriter) {
+			cutShort(w)
+			ts.Listener.Close()
+		}
+		d := testDrill(t, ts.URL)
+		d.cfg.Mode = ModeStop
+		d.stopConfirm = 5 * time.Second
+		if _, err := d.inject(context.Background(), "n1", ts.URL); err != nil {
+			t.Fatalf("stop with its answer cut short, port closed: %v; want it confirmed", err)
+		}
+	})
+	t.Run("the node answers too slowly to tell", func(t *testing.T) {
+		f, ts := newFakeNode(t)
+		f.onStop, f.healthSlow = cutShort, 1500*time.Millisecond
+		d := testDrill(t, ts.URL)
+		d.cfg.Mode = ModeStop
+		d.stopConfirm = 2 * time.Second
+		if _, err := d.inject(context.Background(), "n1", ts.URL); !errors.Is(err, errNotStopped) {
+			t.Fatalf("stop with its answer cut short, node alive but slower than the check: %v; want errNotStopped", err)
 		}
 	})
 	t.Run("a whole answer", func(t *testing.T) {
