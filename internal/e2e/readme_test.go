@@ -40,6 +40,9 @@ func TestReadmeTour(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binaries with make and runs a three-node dev region; run without -short")
 	}
+	// Another `go test` run on this machine takes the same ports: wait
+	// for it rather than fail on a port in use.
+	holdLock(t, "outpost-e2e-readme-tour.lock", 5*time.Minute)
 	for port := 7070; port <= 7072; port++ {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
