@@ -463,7 +463,7 @@ func (n *Node) createAdmin(ctx context.Context) error {
 		return err
 	}
 	b := auth.OpsBootstrap(auth.User{Name: AdminUser, Source: "local", RegionAdmin: true, Created: now}, hash,
-		auth.Token{ID: id, Name: "bootstrap", RegionAdmin: true, Created: now, CreatedBy: "system"}, token)
+		auth.Token{ID: id, Name: "bootstrap", RegionAdmin: true, Created: now, CreatedBy: "system", Owner: AdminUser}, token)
 	b = append(b, raft.BatchOp{KV: raft.KVCommand{Op: raft.KVPutIfAbsent, Bucket: storage.BucketSystem, Key: canaryKey, Value: canary}, Redact: true})
 	inner, err := b.Encode()
 	if err != nil {

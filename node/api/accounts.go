@@ -270,7 +270,7 @@ func tokenView(t auth.Token, tenantName string) apitypes.APIToken {
 	if t.RegionAdmin {
 		role = "region-admin"
 	}
-	return apitypes.APIToken{ID: t.ID, Name: t.Name, Role: role, Tenant: tenantName, Created: t.Created, Expires: t.Expires, CreatedBy: t.CreatedBy}
+	return apitypes.APIToken{ID: t.ID, Name: t.Name, Role: role, Tenant: tenantName, Created: t.Created, Expires: t.Expires, CreatedBy: t.CreatedBy, Owner: t.OwnerName()}
 }
 
 // tokensList lists region-admin tokens, or the tenant's on a tenant route.
@@ -296,7 +296,9 @@ func (s *server) tokenCreate(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	now := s.cfg.Now().UTC()
 	tok, id := auth.NewToken()
-	t := auth.Token{ID: id, Name: in.Name, Created: now, CreatedBy: c.p.Actor}
+	// The token acts for the account behind the caller (made with a
+	// token, for that token's owner), never for more than it has.
+	t := auth.Token{ID: id, Name: in.Name, Created: now, CreatedBy: auth.AccountActor(c.p.Owner), Owner: c.p.Owner}
 	if c.tenant.ID == "" {
 		if in.Role != "" && in.Role != "region-admin" {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("role %q: region tokens are region-admin tokens", in.Role), "for a tenant role use POST /api/v1/tenants/{tenant}/tokens (outpostctl tokens api create --tenant T --role R)")

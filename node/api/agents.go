@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -62,7 +63,7 @@ func (s *server) agentTokenCreate(w http.ResponseWriter, r *http.Request, c *cal
 	}
 	now := s.cfg.Now().UTC()
 	tok, id := agents.NewToken()
-	rec := agents.BootstrapToken{ID: id, Tenant: c.tenant.ID, Created: now, Expires: now.Add(ttl), CreatedBy: c.p.Actor, Hash: agents.HashToken(tok)}
+	rec := agents.BootstrapToken{ID: id, Tenant: c.tenant.ID, Created: now, Expires: now.Add(ttl), CreatedBy: auth.AccountActor(c.p.Owner), Hash: agents.HashToken(tok)}
 	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "agent_token.create", entity: "agent_token/" + id,
 		detail: map[string]any{"ttl": ttl.String()}}, batch(agents.OpsCreateToken(rec))); !ok {
 		return

@@ -284,7 +284,10 @@ type APIToken struct {
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires,omitzero"`
 	CreatedBy string    `json:"created_by"`
-	Token     string    `json:"token,omitempty"`
+	// Owner is the account the token acts for; it never has more access
+	// than that account has at the time of each request.
+	Owner string `json:"owner,omitempty"`
+	Token string `json:"token,omitempty"`
 }
 
 // TenantMember is a tenant member; PUT .../members/{user} takes {"role": …}.

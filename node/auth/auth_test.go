@@ -205,3 +205,24 @@ func TestConcurrency(t *testing.T) {
 		t.Fatal("a released slot was not free again")
 	}
 }
+
+// TestTokenOwnerName: the account a token acts for, for tokens made
+// before owners were recorded too; a token that names no account acts
+// for none.
+func TestTokenOwnerName(t *testing.T) {
+	for _, c := range []struct {
+		tok  Token
+		want string
+	}{
+		{Token{Owner: "alice", CreatedBy: "user:alice"}, "alice"},
+		{Token{CreatedBy: "user:bob"}, "bob"},
+		{Token{CreatedBy: "oidc:https://idp/x"}, "oidc:https://idp/x"},
+		{Token{CreatedBy: "token:0123"}, ""},
+		{Token{CreatedBy: "system"}, ""},
+		{Token{CreatedBy: "system", Owner: "admin"}, "admin"},
+	} {
+		if got := c.tok.OwnerName(); got != c.want {
+			t.Errorf("%+v: OwnerName = %q, want %q", c.tok, got, c.want)
+		}
+	}
+}

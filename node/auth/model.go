@@ -106,7 +106,28 @@ type Token struct {
 	Role        Role      `json:"role,omitempty"`
 	Created     time.Time `json:"created"`
 	Expires     time.Time `json:"expires,omitzero"`
-	CreatedBy   string    `json:"created_by"`
+	// CreatedBy is the account that made the token ("user:NAME" or
+	// "oidc:…"; "system" for the first admin's), also when it was made
+	// with another token.
+	CreatedBy string `json:"created_by"`
+	// Owner is the account the token acts for. The token never has more
+	// access than its owner has now: a removed or demoted owner's tokens
+	// lose that access at once.
+	Owner string `json:"owner,omitempty"`
+}
+
+// OwnerName is the account the token acts for. Tokens made before
+// owners were recorded name their maker in CreatedBy.
+func (t Token) OwnerName() string {
+	switch {
+	case t.Owner != "":
+		return t.Owner
+	case strings.HasPrefix(t.CreatedBy, "user:"):
+		return strings.TrimPrefix(t.CreatedBy, "user:")
+	case isOIDCName(t.CreatedBy):
+		return t.CreatedBy
+	}
+	return ""
 }
 
 // Grant is a break-glass grant: a region admin's time-bounded read of one
@@ -208,6 +229,15 @@ func (r Reader) User(name string) (User, error) {
 	})
 	u.Epoch = string(r.Tx.Get(BucketEpochs, []byte(name)))
 	return u, nil
+}
+
+// Role is the account's role in the tenant, NoRole if it has none.
+func (r Reader) Role(tenantID, user string) Role {
+	var role Role
+	if v := r.Tx.Get(BucketRoles, []byte(tenantID+"/"+user)); v == nil || role.UnmarshalText(v) != nil {
+		return NoRole
+	}
+	return role
 }
 
 // Users lists every account, by name.

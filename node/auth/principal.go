@@ -14,8 +14,11 @@ import (
 type Principal struct {
 	// Actor names the caller in audit records: "user:NAME",
 	// "oidc:SUBJECT" or "token:ID".
-	Actor       string
-	User        string // account name; "" for an API token
+	Actor string
+	User  string // account name; "" for an API token
+	// Owner is the account acting: User for a session, the token's owner
+	// for an API token. Records of who made something name it.
+	Owner       string
 	RegionAdmin bool
 	Roles       map[string]Role // tenant id -> role
 	// Epoch is the account's session epoch (logout replaces it).
@@ -43,6 +46,9 @@ var (
 	ErrNoCredentials = errors.New("no credentials")
 	ErrBadToken      = errors.New("invalid API token (unknown, revoked, or from another region)")
 	ErrTokenExpired  = errors.New("API token expired; create a new one with `outpostctl tokens api create`")
+	// ErrTokenOwnerGone: the token's account no longer exists (or the
+	// token predates recorded owners and names none).
+	ErrTokenOwnerGone = errors.New("API token's account no longer exists; create a new token while logged in as an existing account")
 )
 
 // Resolve authenticates r by its bearer token or, failing that, its
@@ -69,10 +75,21 @@ func (rs *Resolver) token(tok string) (*Principal, error) {
 	}
 	var t Token
 	var stored []byte
+	var owner User
+	var ownerRole Role
+	var ownerErr error
 	err := rs.Store.View(func(tx *storage.Tx) error {
 		var err error
-		t, err = Reader{tx}.Token(id)
-		stored = Reader{tx}.secret("tok:" + id)
+		r := Reader{tx}
+		t, err = r.Token(id)
+		stored = r.secret("tok:" + id)
+		if err == nil {
+			// The owner's record and role as they are now: a token acts
+			// with the lesser of its own role and its owner's.
+			if owner, ownerErr = get[User](tx, BucketUsers, t.OwnerName()); ownerErr == nil && t.Tenant != "" {
+				ownerRole = r.Role(t.Tenant, owner.Name)
+			}
+		}
 		return err
 	})
 	if err != nil || !tokenMatches(tok, stored) {
@@ -81,9 +98,12 @@ func (rs *Resolver) token(tok string) (*Principal, error) {
 	if !t.Expires.IsZero() && !rs.Now().Before(t.Expires) {
 		return nil, ErrTokenExpired
 	}
-	p := &Principal{Actor: "token:" + t.ID, RegionAdmin: t.RegionAdmin, Roles: map[string]Role{}}
-	if t.Tenant != "" {
-		p.Roles[t.Tenant] = t.Role
+	if t.OwnerName() == "" || ownerErr != nil {
+		return nil, ErrTokenOwnerGone
+	}
+	p := &Principal{Actor: "token:" + t.ID, Owner: owner.Name, RegionAdmin: t.RegionAdmin && owner.RegionAdmin, Roles: map[string]Role{}}
+	if role := min(t.Role, ownerRole); t.Tenant != "" && role != NoRole {
+		p.Roles[t.Tenant] = role
 	}
 	return p, nil
 }
@@ -105,17 +125,23 @@ func (rs *Resolver) session(value string) (*Principal, error) {
 	return PrincipalOf(u), nil
 }
 
+// AccountActor names account name in audit records and CreatedBy
+// fields: "user:NAME", or the "oidc:…" name itself.
+func AccountActor(name string) string {
+	if isOIDCName(name) {
+		return name
+	}
+	return "user:" + name
+}
+
 // PrincipalOf is the principal of an account.
 func PrincipalOf(u User) *Principal {
-	actor := "user:" + u.Name
-	if isOIDCName(u.Name) {
-		actor = u.Name
-	}
+	actor := AccountActor(u.Name)
 	roles := make(map[string]Role, len(u.Roles))
 	for k, v := range u.Roles {
 		roles[k] = v
 	}
-	return &Principal{Actor: actor, User: u.Name, RegionAdmin: u.RegionAdmin, Roles: roles, Epoch: u.Epoch}
+	return &Principal{Actor: actor, User: u.Name, Owner: u.Name, RegionAdmin: u.RegionAdmin, Roles: roles, Epoch: u.Epoch}
 }
 
 // Access outcomes a handler maps to status codes.
