@@ -175,7 +175,7 @@ func TestBinariesLinkNoTestCodeOfOurs(t *testing.T) {
 		// client/internal/mockserver.go, a non-test file, imports
 		// testify/assert, testing and httptest (opamp-go v0.23.0, the only
 		// version the module proxy serves here).
-		"github.com/open-telemetry/opamp-go/client/internal": "opamp-go ships its mock server in a non-test file",
+		"github.com/open-telemetry/opamp-go/client/internal":      "opamp-go ships its mock server in a non-test file",
 		"github.com/open-telemetry/opamp-go/internal/testhelpers": "imported by opamp-go's client/internal",
 		// testing.go: the in-memory test cluster helpers.
 		"github.com/hashicorp/raft": "hashicorp/raft ships its test helpers (testing.go) in the package",
