@@ -139,8 +139,10 @@ type KeysConfig struct {
 
 // AuthConfig is operator login.
 type AuthConfig struct {
-	// Lockout is when wrong passwords lock an account. Defaults: 5
-	// failures within 15m lock it for 15m.
+	// Lockout is when wrong passwords lock an account for the address
+	// they came from, and slow it for everyone. Defaults: 5 failures from
+	// one address within 15m lock it for that address for 15m; 20 from
+	// anywhere allow one attempt every 2s.
 	Lockout auth.LockoutPolicy `yaml:"lockout"`
 	// OIDC enables login through an OpenID Connect IdP. Default off.
 	OIDC *auth.OIDCConfig `yaml:"oidc"`
@@ -282,8 +284,8 @@ func (c Config) Validate() error {
 	if c.Drills.MaxDuration < time.Second || c.Drills.MaxDuration > time.Hour {
 		return fmt.Errorf("drills.max_duration %v must be in [1s, 1h]", c.Drills.MaxDuration)
 	}
-	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 {
-		return errors.New("auth.lockout: max_failures, window and lock_for must be positive")
+	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 || l.SlowAfter < l.MaxFailures || l.SlowEvery <= 0 || l.SlowEvery > time.Minute {
+		return fmt.Errorf("auth.lockout: max_failures (%d), window, lock_for and slow_every must be positive, slow_every at most 1m, and slow_after (%d) at least max_failures", l.MaxFailures, l.SlowAfter)
 	}
 	if c.Auth.OIDC != nil {
 		if err := c.Auth.OIDC.Validate(); err != nil {

@@ -286,7 +286,7 @@ func TestLoginLockoutAndSessions(t *testing.T) {
 		}
 	}
 	r := tn.do(t, "POST", "/api/v1/login", "", bad)
-	if r.code != 429 || !strings.Contains(r.body, "locked until") || !strings.Contains(r.body, "outpostctl users unlock carol") || r.header.Get("Retry-After") == "" {
+	if r.code != 429 || !strings.Contains(r.body, "locked for your address until") || !strings.Contains(r.body, "outpostctl users unlock carol") || r.header.Get("Retry-After") == "" {
 		t.Fatalf("fifth failure: %d %s", r.code, r.body)
 	}
 	good := fmt.Sprintf(`{"username":"carol","password":%q}`, pw)

@@ -50,8 +50,13 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		hash, lock = rd.PasswordHash(in.Username), rd.Lockout(in.Username)
 		return err
 	})
-	if until := lock.LockedUntil(now); !until.IsZero() {
+	source := auth.LockSource(remoteHost(r))
+	if until := lock.LockedUntil(source, now); !until.IsZero() {
 		s.locked(w, in.Username, until, now)
+		return
+	}
+	if until := lock.SlowedUntil(s.cfg.Lockout, now); !until.IsZero() {
+		s.slowed(w, in.Username, until, now)
 		return
 	}
 	if uerr != nil || hash == "" {
@@ -68,13 +73,13 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	}
 	if !ok {
 		res, ok := s.apply(w, r, change{actor: "anonymous", action: "auth.login_failed", entity: "user/" + in.Username,
-			detail: map[string]string{"remote": remoteHost(r)}}, auth.LoginFailed(in.Username, now, s.cfg.Lockout))
+			detail: map[string]string{"remote": remoteHost(r)}}, auth.LoginFailed(in.Username, source, now, s.cfg.Lockout))
 		if !ok {
 			return
 		}
 		var st auth.LockoutState
 		_ = json.Unmarshal(res.Value, &st)
-		if until := st.LockedUntil(now); !until.IsZero() {
+		if until := st.LockedUntil(source, now); !until.IsZero() {
 			s.locked(w, in.Username, until, now)
 			return
 		}
@@ -82,7 +87,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		return
 	}
 	if _, ok := s.apply(w, r, change{p: auth.PrincipalOf(u), action: "auth.login", entity: "user/" + u.Name,
-		detail: map[string]string{"remote": remoteHost(r), "method": "password"}}, auth.LoginSucceeded(u.Name)); !ok {
+		detail: map[string]string{"remote": remoteHost(r), "method": "password"}}, auth.LoginSucceeded(u.Name, source)); !ok {
 		return
 	}
 	s.setSession(w, r, u, now)
@@ -103,8 +108,17 @@ func (s *server) setSession(w http.ResponseWriter, r *http.Request, u auth.User,
 func (s *server) locked(w http.ResponseWriter, user string, until, now time.Time) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(until.Sub(now)/time.Second)+1))
 	writeError(w, http.StatusTooManyRequests,
-		fmt.Sprintf("account %s is locked until %s after repeated failed logins", user, until.UTC().Format(time.RFC3339)),
-		fmt.Sprintf("wait until then, or ask a region admin: outpostctl users unlock %s", user))
+		fmt.Sprintf("account %s is locked for your address until %s after repeated failed logins from it", user, until.UTC().Format(time.RFC3339)),
+		fmt.Sprintf("wait until then, log in from another address, or ask a region admin: outpostctl users unlock %s", user))
+}
+
+// slowed answers an attempt on an account that many wrong passwords from
+// everywhere have slowed down.
+func (s *server) slowed(w http.ResponseWriter, user string, until, now time.Time) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(until.Sub(now)/time.Second)+1))
+	writeError(w, http.StatusTooManyRequests,
+		fmt.Sprintf("account %s is receiving many wrong passwords; it takes one login attempt every %v for now", user, s.cfg.Lockout.SlowEvery),
+		"retry after the Retry-After seconds; a region admin sees the failures in the audit log (auth.login_failed)")
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request, c *call) {
@@ -210,8 +224,15 @@ func (s *server) usersList(w http.ResponseWriter, r *http.Request, c *call) {
 			for id, role := range u.Roles {
 				v.Tenants[names[id]] = role.String()
 			}
-			if until := rd.Lockout(u.Name).LockedUntil(now); !until.IsZero() {
-				v.LockedUntil = &until
+			lock := rd.Lockout(u.Name)
+			for _, l := range lock.Sources {
+				if until := time.UnixMilli(l.LockedUntilMs); until.After(now) && (v.LockedUntil == nil || until.After(*v.LockedUntil)) {
+					v.LockedUntil = &until
+				}
+			}
+			v.LockedSources = lock.LockedSources(now)
+			if until := lock.SlowedUntil(s.cfg.Lockout, now); !until.IsZero() {
+				v.Slowed = true
 			}
 			out = append(out, v)
 		}

@@ -263,7 +263,12 @@ type User struct {
 	Source      string            `json:"source"`
 	RegionAdmin bool              `json:"region_admin"`
 	Tenants     map[string]string `json:"tenants"` // tenant name -> role
-	LockedUntil *time.Time        `json:"locked_until,omitempty"`
+	// LockedUntil is the latest end of a lock of the account for some
+	// source address; LockedSources counts the addresses it is locked
+	// for. Slowed: wrong passwords from everywhere slow every login.
+	LockedUntil   *time.Time `json:"locked_until,omitempty"`
+	LockedSources int        `json:"locked_sources,omitempty"`
+	Slowed        bool       `json:"slowed,omitempty"`
 	Password    string            `json:"password,omitempty"` // only when generated
 }
 

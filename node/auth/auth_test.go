@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -224,5 +225,46 @@ func TestTokenOwnerName(t *testing.T) {
 		if got := c.tok.OwnerName(); got != c.want {
 			t.Errorf("%+v: OwnerName = %q, want %q", c.tok, got, c.want)
 		}
+	}
+}
+
+// TestLockSource: an IPv6 client is keyed by its /64 (one host's share),
+// an IPv4 client by its address.
+func TestLockSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
+		"not-an-address":       "not-an-address",
+	} {
+		if got := LockSource(in); got != want {
+			t.Errorf("LockSource(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestLockoutSourcesBounded: an account's record tracks at most
+// maxLockSources sources, dropping the oldest; entries past the window
+// that lock nothing are dropped.
+func TestLockoutSourcesBounded(t *testing.T) {
+	m := map[string]SourceLock{}
+	for i := range maxLockSources + 10 {
+		m[fmt.Sprint("s", i)] = SourceLock{Failures: 1, FirstMs: int64(1000 + i)}
+	}
+	m["stale"] = SourceLock{Failures: 3, FirstMs: -5000}
+	m["locked-long-ago"] = SourceLock{FirstMs: -4000, LockedUntilMs: 10_000_000}
+	pruneSources(m, 1500, 3000)
+	if len(m) != maxLockSources {
+		t.Fatalf("%d sources kept, want %d", len(m), maxLockSources)
+	}
+	if _, ok := m["stale"]; ok {
+		t.Error("an entry past the window that locks nothing was kept")
+	}
+	if _, ok := m["locked-long-ago"]; ok {
+		t.Error("kept the oldest entry over newer ones past the bound")
+	}
+	if _, ok := m[fmt.Sprint("s", maxLockSources+9)]; !ok {
+		t.Error("the newest entry was dropped")
 	}
 }
