@@ -269,7 +269,7 @@ type User struct {
 	LockedUntil   *time.Time `json:"locked_until,omitempty"`
 	LockedSources int        `json:"locked_sources,omitempty"`
 	Slowed        bool       `json:"slowed,omitempty"`
-	Password    string            `json:"password,omitempty"` // only when generated
+	Password      string     `json:"password,omitempty"` // only when generated
 }
 
 // TokenCreate is POST /api/v1/tokens (region-admin tokens) and
