@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/internal/agentwire"
+	"github.com/outpost-mesh/outpost/internal/strictjson"
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -34,10 +35,8 @@ func (s *Server) renew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in agentwire.RenewRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2*pki.MaxCSRBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), `send {"csr":"-----BEGIN CERTIFICATE REQUEST-----…"}`)
+	if err := strictjson.Decode(http.MaxBytesReader(w, r.Body, 2*pki.MaxCSRBytes), &in); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), `send {"csr":"-----BEGIN CERTIFICATE REQUEST-----…"}`)
 		return
 	}
 	fp := pki.Fingerprint(r.TLS.PeerCertificates[0])

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/strictjson"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
@@ -178,11 +179,24 @@ func batch(b raft.Batch) []byte {
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, example string) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), "send "+example)
-		return false
+	return decodeBodyLimit(w, r, v, 64<<10, example)
+}
+
+// decodeBodyLimit decodes a JSON body of at most limit bytes strictly:
+// exact field names, no repeated or unknown field, nothing after the
+// value (internal/strictjson). It answers 400 or 413 itself.
+func decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, limit int64, example string) bool {
+	err := strictjson.Decode(http.MaxBytesReader(w, r.Body, limit), v)
+	var tooLarge *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", tooLarge.Limit), "send "+example)
+	case errors.Is(err, strictjson.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error(), "send "+example)
+	default:
+		writeError(w, http.StatusBadRequest, "reading the request body: "+err.Error(), "send "+example)
 	}
-	return true
+	return false
 }

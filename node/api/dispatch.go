@@ -66,11 +66,8 @@ func (s *server) tenantDispatchCreate(w http.ResponseWriter, r *http.Request, c 
 
 func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h storage.Tenant) {
 	var req apitypes.DispatchRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, lease.MaxPayload+16<<10))
-	dec.DisallowUnknownFields()
 	const example = `{"kind":"config","selector":"os=linux","payload":{…}}`
-	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), "send "+example)
+	if !decodeBodyLimit(w, r, &req, lease.MaxPayload+16<<10, example) {
 		return
 	}
 	if req.Kind == "" {
