@@ -7,8 +7,10 @@ package agentwire
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -125,6 +127,87 @@ func (p Probe) validate() error {
 		return fmt.Errorf("kind %q: use tcp, http, dns or icmp", p.Kind)
 	}
 	return nil
+}
+
+// ErrGuardedTarget is wrapped when a probe aims at an address the SSRF
+// guard refuses.
+var ErrGuardedTarget = errors.New("probe target refused by the SSRF guard")
+
+// guarded are the addresses a probe may not reach unless its tenant
+// allowed them: link-local (cloud metadata services live there:
+// 169.254.169.254, fd00:ec2::254), Alibaba's metadata address, the
+// unspecified and multicast ranges.
+var guarded = []netip.Prefix{
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("fd00:ec2::254/128"),
+	netip.MustParsePrefix("100.100.100.200/32"),
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("::/128"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("ff00::/8"),
+}
+
+// metadataNames are host names of cloud metadata services; each counts
+// as the metadata address 169.254.169.254.
+var metadataNames = map[string]bool{
+	"metadata": true, "metadata.google.internal": true, "metadata.goog": true,
+	"instance-data": true, "instance-data.ec2.internal": true, "metadata.azure.internal": true,
+}
+
+var metadataAddr = netip.MustParseAddr("169.254.169.254")
+
+// ProbeHost is the host a probe reaches: the host of a tcp host:port or
+// an http URL, or a dns/icmp target itself.
+func (p Probe) ProbeHost() string {
+	switch p.Kind {
+	case "tcp":
+		h, _, _ := net.SplitHostPort(p.Target)
+		return h
+	case "http":
+		if u, err := url.Parse(p.Target); err == nil {
+			return u.Hostname()
+		}
+	}
+	return p.Target
+}
+
+// GuardTargets refuses probes whose target is a guarded address (an
+// address literal in a guarded range, or a metadata service's name)
+// outside the allowed prefixes. Names other than metadata services are
+// resolved on the agent, which must check the addresses it resolves the
+// same way before it probes (DNS can point anywhere).
+func (c Config) GuardTargets(allow []netip.Prefix) error {
+	for i, p := range c.Probes {
+		host := strings.TrimSuffix(strings.ToLower(p.ProbeHost()), ".")
+		addr, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		switch {
+		case metadataNames[host]:
+			addr = metadataAddr
+		case err != nil:
+			continue // a name: checked on the agent once resolved
+		}
+		addr = addr.Unmap().WithZone("")
+		if GuardedAddr(addr, allow) {
+			return fmt.Errorf("probes[%d]: %w: %s is link-local, a metadata service, unspecified or multicast (a tenant Admin can allow a range in the tenant's probe_allow setting)", i, ErrGuardedTarget, p.Target)
+		}
+	}
+	return nil
+}
+
+// GuardedAddr reports whether addr is guarded and not in allow.
+func GuardedAddr(addr netip.Addr, allow []netip.Prefix) bool {
+	for _, a := range allow {
+		if a.Contains(addr) {
+			return false
+		}
+	}
+	for _, g := range guarded {
+		if g.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseConfig decodes a config payload strictly and validates it.

@@ -81,9 +81,19 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 	// A config the agents cannot read would be committed and then fail
 	// on every agent: check it with the agent's own parser first.
 	if req.Kind == agentwire.DispatchKind {
-		if _, err := agentwire.ParseConfig(req.Payload); err != nil {
+		cfg, err := agentwire.ParseConfig(req.Payload)
+		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error(),
 				`send a config such as {"export_interval":"10s","sample_rate":1,"probes":[{"kind":"tcp","target":"db-1:5432","interval":"30s"}]}`)
+			return
+		}
+		// The tenant's own ranges only; a region dispatch has none.
+		allow, _ := parseProbeAllow(c.tenant.ProbeAllow)
+		if h == (storage.Tenant{}) {
+			allow = nil
+		}
+		if err := cfg.GuardTargets(allow); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), "probe hosts on the network, not metadata services; a tenant Admin allows a range with PUT /api/v1/tenants/{tenant}/settings {\"probe_allow\":[…]}")
 			return
 		}
 	}

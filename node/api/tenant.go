@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"sort"
 	"strings"
 	"time"
@@ -91,16 +92,23 @@ func (s *server) lastAdmin(tenantID, user string) bool {
 }
 
 func (s *server) settingsGet(w http.ResponseWriter, r *http.Request, c *call) {
-	writeJSON(w, http.StatusOK, apitypes.TenantSettings{BreakGlassAutoApprove: c.tenant.BreakGlassAutoApprove})
+	writeJSON(w, http.StatusOK, apitypes.TenantSettings{BreakGlassAutoApprove: c.tenant.BreakGlassAutoApprove, ProbeAllow: c.tenant.ProbeAllow})
 }
+
+// maxProbeAllow bounds a tenant's probe_allow list.
+const maxProbeAllow = 32
 
 func (s *server) settingsPut(w http.ResponseWriter, r *http.Request, c *call) {
 	var in apitypes.TenantSettings
-	if !decodeBody(w, r, &in, `{"breakglass_auto_approve":false}`) {
+	if !decodeBody(w, r, &in, `{"breakglass_auto_approve":false,"probe_allow":["169.254.10.0/24"]}`) {
+		return
+	}
+	if _, err := parseProbeAllow(in.ProbeAllow); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), `list CIDR ranges such as "169.254.10.0/24" or "fe80::/64"`)
 		return
 	}
 	t := c.tenant
-	t.BreakGlassAutoApprove = in.BreakGlassAutoApprove
+	t.BreakGlassAutoApprove, t.ProbeAllow = in.BreakGlassAutoApprove, in.ProbeAllow
 	if _, ok := s.apply(w, r, change{p: c.p, tenant: t.ID, action: "tenant.settings", entity: "tenant/" + t.ID}, batch(auth.OpsUpdateTenant(t))); ok {
 		writeJSON(w, http.StatusOK, in)
 	}
@@ -212,4 +220,20 @@ func (s *server) grantApprove(w http.ResponseWriter, r *http.Request, c *call) {
 		detail: map[string]string{"requester": g.Requester, "expires": g.Expires.Format(time.RFC3339)}}, batch(auth.OpsPutGrant(g, false))); ok {
 		writeJSON(w, http.StatusOK, grantView(g, c.tenant.Name, now))
 	}
+}
+
+// parseProbeAllow parses a tenant's probe_allow ranges.
+func parseProbeAllow(ranges []string) ([]netip.Prefix, error) {
+	if len(ranges) > maxProbeAllow {
+		return nil, fmt.Errorf("probe_allow: at most %d ranges", maxProbeAllow)
+	}
+	out := make([]netip.Prefix, 0, len(ranges))
+	for _, r := range ranges {
+		p, err := netip.ParsePrefix(r)
+		if err != nil || p != p.Masked() {
+			return nil, fmt.Errorf("probe_allow %q: use a CIDR range with no host bits set (e.g. 169.254.10.0/24)", r)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

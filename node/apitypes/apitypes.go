@@ -247,6 +247,10 @@ type Tenant struct {
 // TenantSettings is GET/PUT /api/v1/tenants/{tenant}/settings.
 type TenantSettings struct {
 	BreakGlassAutoApprove bool `json:"breakglass_auto_approve"`
+	// ProbeAllow lists address ranges (CIDR, at most 32) the tenant's
+	// probes may reach although the SSRF guard refuses them: link-local
+	// and cloud metadata addresses, unspecified, multicast.
+	ProbeAllow []string `json:"probe_allow,omitempty"`
 }
 
 // UserCreate is POST /api/v1/users. An empty password makes the server

@@ -80,6 +80,10 @@ type Tenant struct {
 	// BreakGlassAutoApprove lets region admins' break-glass requests take
 	// effect without a tenant Admin's approval (set by the tenant).
 	BreakGlassAutoApprove bool `json:"breakglass_auto_approve,omitempty"`
+	// ProbeAllow lists address ranges (CIDR) the tenant's probes may
+	// reach although the SSRF guard refuses them (link-local, metadata
+	// services); set by a tenant Admin.
+	ProbeAllow []string `json:"probe_allow,omitempty"`
 }
 
 // User is a local or OIDC account.
