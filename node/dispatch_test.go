@@ -279,3 +279,61 @@ func TestDrillRequestsValidated(t *testing.T) {
 		t.Fatalf("stale probe on the holder: %+v", p)
 	}
 }
+
+// TestDrillNumbersRangeChecked: every number a drill route takes is
+// checked as a count of milliseconds before it becomes a time.Duration.
+// 9223372036855 ms overflows int64 nanoseconds; 18446744073710 ms wraps
+// to 448µs, which a check of the converted duration let through (and the
+// audit record showed the value sent). Each is a 400 naming the field and
+// its range, nothing is isolated or stopped, and nothing is audited.
+func TestDrillNumbersRangeChecked(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Drills.Enabled = true
+	cfg.Drills.MaxDuration = time.Minute
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	waitLease(t, tn)
+	before := len(auditActions(t, tn, tn.token, "/api/v1/audit"))
+
+	cases := []struct {
+		name, path, body, field, rng string
+	}{
+		{"isolate overflowing", "/api/v1/drills/isolate", `{"duration_ms":9223372036855}`, "duration_ms", "1..60000"},
+		{"isolate wrapping into range", "/api/v1/drills/isolate", `{"duration_ms":18446744073710}`, "duration_ms", "1..60000"},
+		{"isolate beyond int64", "/api/v1/drills/isolate", `{"duration_ms":9223372036854775808}`, "duration_ms", "1..60000"},
+		{"isolate negative", "/api/v1/drills/isolate", `{"duration_ms":-1}`, "duration_ms", "1..60000"},
+		{"isolate zero", "/api/v1/drills/isolate", `{"duration_ms":0}`, "duration_ms", "1..60000"},
+		{"isolate above max_duration", "/api/v1/drills/isolate", `{"duration_ms":60001}`, "duration_ms", "1..60000"},
+		{"isolate fraction", "/api/v1/drills/isolate", `{"duration_ms":1.5}`, "duration_ms", "1..60000"},
+		{"isolate string", "/api/v1/drills/isolate", `{"duration_ms":"10s"}`, "duration_ms", "1..60000"},
+		{"stop overflowing", "/api/v1/drills/stop", `{"restart_after_ms":9223372036855}`, "restart_after_ms", "0..60000"},
+		{"stop wrapping into range", "/api/v1/drills/stop", `{"restart_after_ms":18446744073710}`, "restart_after_ms", "0..60000"},
+		{"stop negative", "/api/v1/drills/stop", `{"restart_after_ms":-1}`, "restart_after_ms", "0..60000"},
+		{"stop above max_duration", "/api/v1/drills/stop", `{"restart_after_ms":60001}`, "restart_after_ms", "0..60000"},
+		{"stop fraction", "/api/v1/drills/stop", `{"restart_after_ms":0.5}`, "restart_after_ms", "0..60000"},
+		{"stale overflowing", "/api/v1/drills/stale?timeout_ms=9223372036855", "", "timeout_ms", "1..10000"},
+		{"stale beyond int64", "/api/v1/drills/stale?timeout_ms=9223372036854775808", "", "timeout_ms", "1..10000"},
+		{"stale negative", "/api/v1/drills/stale?timeout_ms=-1", "", "timeout_ms", "1..10000"},
+		{"stale zero", "/api/v1/drills/stale?timeout_ms=0", "", "timeout_ms", "1..10000"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tn.do(t, "POST", c.path, tn.token, c.body)
+			var e apitypes.Error
+			_ = json.Unmarshal([]byte(r.body), &e)
+			if r.code != 400 || !strings.HasPrefix(e.Error, c.field+" ") || !strings.Contains(e.Error, c.rng) {
+				t.Fatalf("%d %s, want 400 naming %s and its range %s", r.code, r.body, c.field, c.rng)
+			}
+		})
+	}
+	var st apitypes.DrillState
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/drills", tn.token, "")), &st)
+	if st.Isolated || len(st.Blocked) > 0 {
+		t.Fatalf("a refused drill isolated the node: %+v", st)
+	}
+	if after := auditActions(t, tn, tn.token, "/api/v1/audit"); len(after) != before {
+		t.Fatalf("refused drills were audited as run: %v", after[before:])
+	}
+	// The bounds themselves are accepted.
+	tn.must(t, 200, "POST", "/api/v1/drills/isolate", tn.token, `{"duration_ms":60000}`)
+	tn.must(t, 200, "POST", "/api/v1/drills/heal", tn.token, "")
+}
