@@ -118,8 +118,9 @@ func DecodeOp(data []byte) (Op, error) {
 // Dispatch is one fenced instruction to agents: the unit config pushes,
 // probe sets and package offers build on.
 type Dispatch struct {
-	// ID is unique in the region; a retry with the same id is recognised
-	// and not applied twice.
+	// ID is unique in its scope (the tenant's, or the region-wide one):
+	// a retry with the same id in the same scope is recognised and not
+	// applied twice; another tenant may use the same id for its own.
 	ID string `json:"id"`
 	// Tenant is the owning tenant; empty for a region-wide dispatch.
 	Tenant string `json:"tenant,omitempty"`

@@ -19,7 +19,10 @@ var (
 	// BucketDispatches holds region-wide dispatches by index; a tenant's
 	// dispatches are in its own bucket of the same name.
 	BucketDispatches = []byte("dispatches")
-	// BucketDispatchIDs maps every dispatch id to its index (dedupe).
+	// BucketDispatchIDs maps a dispatch id to its index (big-endian
+	// uint64), per scope: region-wide ids in the region's bucket, a
+	// tenant's in its own bucket of the same name. Ids are unique within
+	// a scope only, so one tenant's ids tell another nothing.
 	BucketDispatchIDs = []byte("dispatch_ids")
 
 	keyCurrent = []byte("current")
@@ -175,14 +178,12 @@ func (f *FSM) applyDispatch(tx *storage.Tx, index uint64, payload []byte) ([]byt
 	if !s.Held() || d.Token != s.Token || d.Node != s.Holder {
 		return nil, f.refuse(tx, d.Node, d.Token, s)
 	}
-	if owner, idx, found, err := lookupRef(tx, d.ID); err != nil {
+	if idx, found, err := lookupRef(tx, d.Tenant, d.ID); err != nil {
 		return nil, err
 	} else if found {
-		if owner != d.Tenant {
-			return nil, fmt.Errorf("%w: dispatch id already used", ErrBadCommand)
-		}
-		// A retry of a committed dispatch: answer with the original.
-		return getDispatch(tx, owner, idx), nil
+		// A retry of a committed dispatch of this scope: answer with the
+		// original. Another tenant's use of the id is not looked at.
+		return getDispatch(tx, d.Tenant, idx), nil
 	}
 	d.Index = index
 	b, err := json.Marshal(d)
@@ -190,7 +191,7 @@ func (f *FSM) applyDispatch(tx *storage.Tx, index uint64, payload []byte) ([]byt
 		return nil, err
 	}
 	idx := binary.BigEndian.AppendUint64(nil, index)
-	if err := tx.Put(BucketDispatchIDs, []byte(d.ID), append([]byte(d.Tenant+"/"), idx...)); err != nil {
+	if err := putRef(tx, d.Tenant, d.ID, idx); err != nil {
 		return nil, err
 	}
 	if err := putDispatch(tx, d.Tenant, idx, b); err != nil {
@@ -203,17 +204,60 @@ func (f *FSM) applyDispatch(tx *storage.Tx, index uint64, payload []byte) ([]byt
 	return b, nil
 }
 
-// lookupRef reads the id index ("TENANT/" + big-endian index): the
-// owning tenant and the index key of a committed dispatch id.
-func lookupRef(tx *storage.Tx, id string) (tenant string, idx []byte, found bool, err error) {
-	ref := tx.Get(BucketDispatchIDs, []byte(id))
+// lookupRef reads the id index of one scope (tenant "" is the region):
+// the index key of the dispatch with that id, if one committed there.
+func lookupRef(tx *storage.Tx, tenant, id string) (idx []byte, found bool, err error) {
+	if tenant == "" {
+		owner, idx, found, err := parseRef(tx.Get(BucketDispatchIDs, []byte(id)))
+		if owner != "" {
+			// A tenant's id in the layout before ids were scoped: not
+			// the region's.
+			return nil, false, err
+		}
+		return idx, found, err
+	}
+	h, err := storage.Scope(tenant)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	if ref := tx.Tenant(h).Get(BucketDispatchIDs, []byte(id)); ref != nil {
+		_, idx, found, err := parseRef(ref)
+		return idx, found, err
+	}
+	// The layout before ids were scoped kept every id in the region's
+	// bucket as "TENANT/" + index: a retry of such a dispatch of this
+	// tenant is still recognised. Only an entry naming this tenant counts.
+	owner, idx, found, err := parseRef(tx.Get(BucketDispatchIDs, []byte(id)))
+	if err != nil || !found || owner != tenant {
+		return nil, false, nil
+	}
+	return idx, true, nil
+}
+
+// parseRef decodes an id index value: a big-endian index, or the older
+// "TENANT/" + index, whose owner it returns.
+func parseRef(ref []byte) (owner string, idx []byte, found bool, err error) {
 	switch {
 	case ref == nil:
 		return "", nil, false, nil
-	case len(ref) < 9:
-		return "", nil, false, fmt.Errorf("%w: damaged dispatch id index", ErrBadCommand)
+	case len(ref) == 8:
+		return "", ref, true, nil
+	case len(ref) > 8 && ref[len(ref)-9] == '/':
+		return string(ref[:len(ref)-9]), ref[len(ref)-8:], true, nil
 	}
-	return string(ref[:len(ref)-9]), ref[len(ref)-8:], true, nil
+	return "", nil, false, fmt.Errorf("%w: damaged dispatch id index", ErrBadCommand)
+}
+
+// putRef records id in its scope's id index.
+func putRef(tx *storage.Tx, tenant, id string, idx []byte) error {
+	if tenant == "" {
+		return tx.Put(BucketDispatchIDs, []byte(id), idx)
+	}
+	h, err := storage.Scope(tenant)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	return tx.Tenant(h).Put(BucketDispatchIDs, []byte(id), idx)
 }
 
 // putDispatch stores a dispatch in the region bucket or, for a tenant's,
@@ -297,13 +341,14 @@ func LatestOf(tx *storage.Tx, tenant string, limit int) []Dispatch {
 	return Latest(tx, h, limit)
 }
 
-// Lookup finds a committed dispatch by id in any tenant (drills check
-// that a stale dispatch never committed). It returns the owning tenant
-// and the index, or ok false.
-func Lookup(tx *storage.Tx, id string) (tenant string, index uint64, ok bool) {
-	tenant, idx, found, err := lookupRef(tx, id)
+// Lookup finds a committed dispatch by id in one scope: the region-wide
+// dispatches (zero handle) or those of the tenant handle h. Drills use it
+// to check that a stale dispatch never committed. It never looks at
+// another scope, so an answer says nothing about other tenants' ids.
+func Lookup(tx *storage.Tx, h storage.Tenant, id string) (index uint64, ok bool) {
+	idx, found, err := lookupRef(tx, h.ID(), id)
 	if !found || err != nil {
-		return "", 0, false
+		return 0, false
 	}
-	return tenant, binary.BigEndian.Uint64(idx), true
+	return binary.BigEndian.Uint64(idx), true
 }

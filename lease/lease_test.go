@@ -2,6 +2,8 @@ package lease
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -295,11 +297,6 @@ func TestTenantDispatchesStayInTheirTenant(t *testing.T) {
 			t.Fatal(res.Err)
 		}
 	}
-	// An id is unique in the region: another tenant cannot reuse it.
-	cmd, err = Dispatch{ID: "x-acme", Tenant: "globex", Kind: "config", Node: "n1", Token: 1}.Encode()
-	if res := apply(t, r, cmd, err); res.Err == nil {
-		t.Fatal("a dispatch reusing another tenant's id was accepted")
-	}
 	acme, _ := storage.Scope("acme")
 	_ = store.View(func(tx *storage.Tx) error {
 		got := List(tx, acme, 0, 10)
@@ -311,6 +308,131 @@ func TestTenantDispatchesStayInTheirTenant(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestDispatchIDsArePerTenant: a dispatch id is unique in its tenant (or
+// region-wide), not across tenants. Two tenants and the region using the
+// same id each commit their own dispatch and see only it; a retry in one
+// scope is applied once and answered with that scope's original; and
+// what one scope is told never depends on the ids another used.
+func TestDispatchIDsArePerTenant(t *testing.T) {
+	store := newStore(t)
+	hub := NewHub()
+	sub := hub.Subscribe(64)
+	defer sub.Close()
+	fsm := NewFSM("n1", hub, nil)
+	r := &fakeRaft{id: "n1", store: store, fsm: fsm}
+	cmd, err := Op{Kind: OpAcquire, Node: "n1", DurationMs: 1000}.Encode()
+	apply(t, r, cmd, err)
+	dispatch := func(tenant, id, payload string) raft.Result {
+		t.Helper()
+		cmd, err := Dispatch{ID: id, Tenant: tenant, Kind: "config", Node: "n1", Token: 1, Payload: []byte(payload)}.Encode()
+		return apply(t, r, cmd, err)
+	}
+	committed := func(res raft.Result) Dispatch {
+		t.Helper()
+		var d Dispatch
+		if res.Err != nil {
+			t.Fatalf("dispatch refused: %v", res.Err)
+		}
+		if err := json.Unmarshal(res.Value, &d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	// globex's answer for "deploy-1", before and after acme used it:
+	// the same outcome (a new dispatch of its own), whatever acme did.
+	acme1 := committed(dispatch("acme", "deploy-1", `{"t":"acme"}`))
+	globex1 := committed(dispatch("globex", "deploy-1", `{"t":"globex"}`))
+	region1 := committed(dispatch("", "deploy-1", `{"t":"region"}`))
+	if acme1.Index == globex1.Index || globex1.Tenant != "globex" || string(globex1.Payload) != `{"t":"globex"}` ||
+		region1.Index == acme1.Index || region1.Tenant != "" {
+		t.Fatalf("same id in three scopes: acme %+v, globex %+v, region %+v; want three dispatches of their own", acme1, globex1, region1)
+	}
+
+	// A retry in one tenant is applied once and answered with its own
+	// original, not another tenant's.
+	retry := committed(dispatch("globex", "deploy-1", `{"t":"globex"}`))
+	if retry.Index != globex1.Index || retry.Tenant != "globex" {
+		t.Fatalf("globex's retry answered %+v, want its original at index %d", retry, globex1.Index)
+	}
+	if again := committed(dispatch("acme", "deploy-1", `{"t":"acme"}`)); again.Index != acme1.Index {
+		t.Fatalf("acme's retry answered index %d, want %d", again.Index, acme1.Index)
+	}
+
+	globex, _ := storage.Scope("globex")
+	acme, _ := storage.Scope("acme")
+	other, _ := storage.Scope("initech")
+	_ = store.View(func(tx *storage.Tx) error {
+		for name, c := range map[string]struct {
+			h    storage.Tenant
+			want Dispatch
+		}{"acme": {acme, acme1}, "globex": {globex, globex1}, "region": {storage.Tenant{}, region1}} {
+			got := List(tx, c.h, 0, 10)
+			if len(got) != 1 || got[0].Index != c.want.Index || string(got[0].Payload) != string(c.want.Payload) {
+				t.Errorf("%s lists %+v, want only its own deploy-1 at %d", name, got, c.want.Index)
+			}
+			if idx, ok := Lookup(tx, c.h, "deploy-1"); !ok || idx != c.want.Index {
+				t.Errorf("%s looks deploy-1 up at %d (%v), want its own at %d", name, idx, ok, c.want.Index)
+			}
+		}
+		// A tenant that never used the id is told just that.
+		if idx, ok := Lookup(tx, other, "deploy-1"); ok {
+			t.Errorf("initech finds deploy-1 at %d, an id only others used", idx)
+		}
+		return nil
+	})
+	delivered := 0
+	for len(sub.C) > 0 {
+		if e := <-sub.C; e.Kind == EventDispatch {
+			delivered++
+		}
+	}
+	if delivered != 3 {
+		t.Errorf("%d dispatches delivered, want 3 (the retries are not new)", delivered)
+	}
+}
+
+// TestDispatchIDsOfTheOlderLayout: before ids were scoped per tenant,
+// every id sat in the region's index as "TENANT/" + index. A retry of
+// such a tenant dispatch is still recognised in that tenant, and the
+// region and other tenants do not see the id as theirs.
+func TestDispatchIDsOfTheOlderLayout(t *testing.T) {
+	store := newStore(t)
+	fsm := NewFSM("n1", NewHub(), nil)
+	r := &fakeRaft{id: "n1", store: store, fsm: fsm}
+	cmd, err := Op{Kind: OpAcquire, Node: "n1", DurationMs: 1000}.Encode()
+	apply(t, r, cmd, err)
+	// Write what the older code wrote for acme's "old-1" at index 7.
+	acme, _ := storage.Scope("acme")
+	idx := binary.BigEndian.AppendUint64(nil, 7)
+	old, _ := json.Marshal(Dispatch{ID: "old-1", Tenant: "acme", Kind: "config", Node: "n1", Token: 1, Index: 7})
+	if err := store.Update(func(tx *storage.Tx) error {
+		if err := tx.Put(BucketDispatchIDs, []byte("old-1"), append([]byte("acme/"), idx...)); err != nil {
+			return err
+		}
+		return tx.Tenant(acme).Put(BucketDispatches, idx, old)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tenant    string
+		wantIndex uint64 // 0: a new dispatch
+	}{{"acme", 7}, {"globex", 0}, {"", 0}} {
+		cmd, err := Dispatch{ID: "old-1", Tenant: c.tenant, Kind: "config", Node: "n1", Token: 1}.Encode()
+		res := apply(t, r, cmd, err)
+		var d Dispatch
+		if res.Err != nil || json.Unmarshal(res.Value, &d) != nil {
+			t.Fatalf("tenant %q: %v", c.tenant, res.Err)
+		}
+		if c.wantIndex != 0 && d.Index != c.wantIndex {
+			t.Errorf("tenant %q: retry of its older dispatch answered index %d, want %d", c.tenant, d.Index, c.wantIndex)
+		}
+		if c.wantIndex == 0 && (d.Index == 7 || d.Tenant != c.tenant) {
+			t.Errorf("tenant %q: got %+v, want a new dispatch of its own", c.tenant, d)
+		}
+	}
 }
 
 func newManager(t *testing.T, id string, clock *fakeClock, hub *Hub) (*Manager, *fakeRaft) {

@@ -454,8 +454,8 @@ func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, 
 	// dedupes by id too, for retries that race the first.)
 	var prev []byte
 	_ = m.store.View(func(tx *storage.Tx) error {
-		if owner, idx, found, _ := lookupRef(tx, d.ID); found && owner == d.Tenant {
-			prev = getDispatch(tx, owner, idx)
+		if idx, found, _ := lookupRef(tx, d.Tenant, d.ID); found {
+			prev = getDispatch(tx, d.Tenant, idx)
 		}
 		return nil
 	})

@@ -186,6 +186,64 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	}
 }
 
+// TestDispatchIDsPerTenantThroughTheAPI: dispatch ids are scoped per
+// tenant. Two tenants (and the region) using the same id each get a
+// dispatch of their own and see only it; a retry in one tenant is applied
+// once; and every answer tenant B gets about an id is the same whether or
+// not tenant A used it.
+func TestDispatchIDsPerTenantThroughTheAPI(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	waitLease(t, tn)
+	alice, bob := twoTenants(t, tn)
+	const acmeDispatches, globexDispatches = "/api/v1/tenants/acme/dispatches", "/api/v1/tenants/globex/dispatches"
+
+	// What bob is told about "deploy-1" before acme uses it…
+	before := tn.must(t, 200, "GET", globexDispatches+"/deploy-1?consistent=true", bob, "")
+	tn.must(t, 404, "GET", acmeDispatches+"/deploy-1", bob, "")
+
+	var a, b, retry apitypes.Dispatch
+	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", acmeDispatches, alice, `{"id":"deploy-1","kind":"probe_set","payload":{"owner":"acme"}}`)), &a)
+
+	// …is what he is told after.
+	if after := tn.must(t, 200, "GET", globexDispatches+"/deploy-1?consistent=true", bob, ""); after != before {
+		t.Fatalf("globex's lookup of deploy-1 changed when acme used the id:\nbefore %s\nafter  %s", before, after)
+	}
+	if r := tn.do(t, "GET", "/api/v1/dispatches/deploy-1?consistent=true", tn.token, ""); r.code != 200 || strings.Contains(r.body, `"committed": true`) {
+		t.Fatalf("the region-wide lookup sees acme's id: %d %s", r.code, r.body)
+	}
+
+	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", globexDispatches, bob, `{"id":"deploy-1","kind":"probe_set","payload":{"owner":"globex"}}`)), &b)
+	if b.Index == 0 || b.Index == a.Index || b.Tenant == "" || b.Tenant == a.Tenant || !strings.Contains(string(b.Payload), "globex") {
+		t.Fatalf("globex's deploy-1 %+v, want a dispatch of its own (acme's is %+v)", b, a)
+	}
+	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", globexDispatches, bob, `{"id":"deploy-1","kind":"probe_set","payload":{"owner":"globex"}}`)), &retry)
+	if retry.Index != b.Index {
+		t.Fatalf("globex's retry was applied again: index %d, first %d", retry.Index, b.Index)
+	}
+
+	for name, c := range map[string]struct {
+		path, cred, owner string
+		index             uint64
+	}{"acme": {acmeDispatches, alice, "acme", a.Index}, "globex": {globexDispatches, bob, "globex", b.Index}} {
+		var list []apitypes.Dispatch
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", c.path+"?consistent=true", c.cred, "")), &list)
+		if len(list) != 1 || list[0].Index != c.index || !strings.Contains(string(list[0].Payload), c.owner) {
+			t.Errorf("%s lists %+v, want only its own deploy-1 at %d", name, list, c.index)
+		}
+		var look apitypes.DispatchLookup
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", c.path+"/deploy-1?consistent=true", c.cred, "")), &look)
+		if !look.Committed || look.Index != c.index {
+			t.Errorf("%s looks deploy-1 up as %+v, want its own at %d", name, look, c.index)
+		}
+	}
+	// The region's scope is its own too.
+	var rd apitypes.Dispatch
+	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/dispatches", tn.token, `{"id":"deploy-1","kind":"probe_set"}`)), &rd)
+	if rd.Tenant != "" || rd.Index == a.Index || rd.Index == b.Index {
+		t.Fatalf("region-wide deploy-1 %+v, want one of its own", rd)
+	}
+}
+
 // TestDrillRequestsValidated: with drills enabled, a second isolation of
 // a node that is already cut off is refused at once with 409 (it could
 // not record the drill), a heal ends it, and a stale probe's timeout is
@@ -220,4 +278,62 @@ func TestDrillRequestsValidated(t *testing.T) {
 	if p.Outcome != "refused" && p.Outcome != "accepted" {
 		t.Fatalf("stale probe on the holder: %+v", p)
 	}
+}
+
+// TestDrillNumbersRangeChecked: every number a drill route takes is
+// checked as a count of milliseconds before it becomes a time.Duration.
+// 9223372036855 ms overflows int64 nanoseconds; 18446744073710 ms wraps
+// to 448µs, which a check of the converted duration let through (and the
+// audit record showed the value sent). Each is a 400 naming the field and
+// its range, nothing is isolated or stopped, and nothing is audited.
+func TestDrillNumbersRangeChecked(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Drills.Enabled = true
+	cfg.Drills.MaxDuration = time.Minute
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	waitLease(t, tn)
+	before := len(auditActions(t, tn, tn.token, "/api/v1/audit"))
+
+	cases := []struct {
+		name, path, body, field, rng string
+	}{
+		{"isolate overflowing", "/api/v1/drills/isolate", `{"duration_ms":9223372036855}`, "duration_ms", "1..60000"},
+		{"isolate wrapping into range", "/api/v1/drills/isolate", `{"duration_ms":18446744073710}`, "duration_ms", "1..60000"},
+		{"isolate beyond int64", "/api/v1/drills/isolate", `{"duration_ms":9223372036854775808}`, "duration_ms", "1..60000"},
+		{"isolate negative", "/api/v1/drills/isolate", `{"duration_ms":-1}`, "duration_ms", "1..60000"},
+		{"isolate zero", "/api/v1/drills/isolate", `{"duration_ms":0}`, "duration_ms", "1..60000"},
+		{"isolate above max_duration", "/api/v1/drills/isolate", `{"duration_ms":60001}`, "duration_ms", "1..60000"},
+		{"isolate fraction", "/api/v1/drills/isolate", `{"duration_ms":1.5}`, "duration_ms", "1..60000"},
+		{"isolate string", "/api/v1/drills/isolate", `{"duration_ms":"10s"}`, "duration_ms", "1..60000"},
+		{"stop overflowing", "/api/v1/drills/stop", `{"restart_after_ms":9223372036855}`, "restart_after_ms", "0..60000"},
+		{"stop wrapping into range", "/api/v1/drills/stop", `{"restart_after_ms":18446744073710}`, "restart_after_ms", "0..60000"},
+		{"stop negative", "/api/v1/drills/stop", `{"restart_after_ms":-1}`, "restart_after_ms", "0..60000"},
+		{"stop above max_duration", "/api/v1/drills/stop", `{"restart_after_ms":60001}`, "restart_after_ms", "0..60000"},
+		{"stop fraction", "/api/v1/drills/stop", `{"restart_after_ms":0.5}`, "restart_after_ms", "0..60000"},
+		{"stale overflowing", "/api/v1/drills/stale?timeout_ms=9223372036855", "", "timeout_ms", "1..10000"},
+		{"stale beyond int64", "/api/v1/drills/stale?timeout_ms=9223372036854775808", "", "timeout_ms", "1..10000"},
+		{"stale negative", "/api/v1/drills/stale?timeout_ms=-1", "", "timeout_ms", "1..10000"},
+		{"stale zero", "/api/v1/drills/stale?timeout_ms=0", "", "timeout_ms", "1..10000"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := tn.do(t, "POST", c.path, tn.token, c.body)
+			var e apitypes.Error
+			_ = json.Unmarshal([]byte(r.body), &e)
+			if r.code != 400 || !strings.HasPrefix(e.Error, c.field+" ") || !strings.Contains(e.Error, c.rng) {
+				t.Fatalf("%d %s, want 400 naming %s and its range %s", r.code, r.body, c.field, c.rng)
+			}
+		})
+	}
+	var st apitypes.DrillState
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/drills", tn.token, "")), &st)
+	if st.Isolated || len(st.Blocked) > 0 {
+		t.Fatalf("a refused drill isolated the node: %+v", st)
+	}
+	if after := auditActions(t, tn, tn.token, "/api/v1/audit"); len(after) != before {
+		t.Fatalf("refused drills were audited as run: %v", after[before:])
+	}
+	// The bounds themselves are accepted.
+	tn.must(t, 200, "POST", "/api/v1/drills/isolate", tn.token, `{"duration_ms":60000}`)
+	tn.must(t, 200, "POST", "/api/v1/drills/heal", tn.token, "")
 }

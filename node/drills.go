@@ -40,8 +40,11 @@ func (d *drills) Faults() (raft.Faults, time.Duration) {
 }
 
 // Isolate cuts the node off and heals it by itself after dur, so a drill
-// whose client vanished does not leave a node cut off.
+// whose client vanished does not leave a node cut off. dur is held to
+// drills.max_duration whatever the caller checked: the self-heal is what
+// bounds a drill's outage.
 func (d *drills) Isolate(dur time.Duration, peers []string) {
+	dur = min(dur, d.MaxDuration())
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.timer != nil {

@@ -54,18 +54,12 @@ type cmdline struct {
 	stdout, stderr io.Writer
 }
 
-// check enforces the command's usage form: minArgs to maxArgs positional
-// arguments and no flags but the global ones and flags, so that a flag
-// meant for another command is not silently ignored.
-func (l cmdline) check(form string, minArgs, maxArgs int, flags ...string) error {
+// check enforces the command's positional arguments: minArgs to
+// maxArgs of them. Its flags were checked against the commands table
+// before it ran.
+func (l cmdline) check(form string, minArgs, maxArgs int) error {
 	if len(l.pos) < minArgs || len(l.pos) > maxArgs {
 		return usageErr(l.stderr, form)
-	}
-	for _, f := range slices.Sorted(maps.Keys(l.given)) {
-		if !slices.Contains(flags, f) {
-			fmt.Fprintf(l.stderr, "outpostctl %s: --%s does not apply to this command\n", l.name, f)
-			return usageErr(l.stderr, form)
-		}
 	}
 	return nil
 }
@@ -96,7 +90,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 	switch l.name {
 	case "login":
 		const form = "login USER [--password-stdin] [--tenant T [--role R]] [--ttl 12h]"
-		if err := l.check(form, 1, 1, "password-stdin", "tenant", "role", "ttl"); err != nil {
+		if err := l.check(form, 1, 1); err != nil {
 			return err
 		}
 		if o.role != "" && (o.tenant == "" || !isTenantRole(o.role)) {
@@ -118,7 +112,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 
 	case "users create":
 		const form = "users create NAME [--region-admin] [--password-stdin]"
-		if err := l.check(form, 1, 1, "region-admin", "password-stdin"); err != nil {
+		if err := l.check(form, 1, 1); err != nil {
 			return err
 		}
 		password := ""
@@ -146,7 +140,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 
 	case "tenants create":
 		const form = "tenants create NAME --admin USER"
-		if err := l.check(form, 1, 1, "admin"); err != nil {
+		if err := l.check(form, 1, 1); err != nil {
 			return err
 		}
 		if o.admin == "" {
@@ -165,7 +159,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		return membersList(ctx, c, g, l.pos[0], w)
 	case "tenants members set":
 		const form = "tenants members set TENANT USER --role viewer|operator|admin"
-		if err := l.check(form, 2, 2, "role"); err != nil {
+		if err := l.check(form, 2, 2); err != nil {
 			return err
 		}
 		if !isTenantRole(o.role) {
@@ -178,7 +172,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		}
 		return memberRemove(ctx, c, g, l.pos[0], l.pos[1], w)
 	case "tenants settings":
-		if err := l.check("tenants settings TENANT [--breakglass-auto-approve=true|false]", 1, 1, "breakglass-auto-approve"); err != nil {
+		if err := l.check("tenants settings TENANT [--breakglass-auto-approve=true|false]", 1, 1); err != nil {
 			return err
 		}
 		var set *apitypes.TenantSettings
@@ -187,14 +181,14 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		}
 		return tenantSettings(ctx, c, g, l.pos[0], set, w)
 	case "tenants audit":
-		if err := l.check("tenants audit TENANT [--provider]", 1, 1, "provider"); err != nil {
+		if err := l.check("tenants audit TENANT [--provider]", 1, 1); err != nil {
 			return err
 		}
 		return tenantAudit(ctx, c, g, l.pos[0], o.provider, w)
 
 	case "tokens api create":
 		const form = "tokens api create --name N --role R [--tenant T] [--ttl 720h]"
-		if err := l.check(form, 0, 0, "name", "role", "tenant", "ttl"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		switch {
@@ -214,19 +208,19 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		}
 		return tokenCreate(ctx, c, g, o.tenant, apitypes.TokenCreate{Name: o.name, Role: o.role, TTL: o.ttl}, w, l.stderr)
 	case "tokens api list":
-		if err := l.check("tokens api list [--tenant T]", 0, 0, "tenant"); err != nil {
+		if err := l.check("tokens api list [--tenant T]", 0, 0); err != nil {
 			return err
 		}
 		return tokensList(ctx, c, g, o.tenant, w)
 	case "tokens api revoke":
-		if err := l.check("tokens api revoke ID [--tenant T]", 1, 1, "tenant"); err != nil {
+		if err := l.check("tokens api revoke ID [--tenant T]", 1, 1); err != nil {
 			return err
 		}
 		return tokenRevoke(ctx, c, g, o.tenant, l.pos[0], w)
 
 	case "breakglass request":
 		const form = "breakglass request TENANT --reason TEXT [--duration 1h]"
-		if err := l.check(form, 1, 1, "reason", "duration"); err != nil {
+		if err := l.check(form, 1, 1); err != nil {
 			return err
 		}
 		if strings.TrimSpace(o.reason) == "" {

@@ -19,7 +19,7 @@ func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdl
 	switch l.name {
 	case "tokens create":
 		const form = "tokens create --tenant T [--ttl 15m]"
-		if err := l.check(form, 0, 0, "tenant", "ttl"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		if o.tenant == "" {
@@ -32,7 +32,7 @@ func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdl
 		}
 		return bootstrapCreate(ctx, c, g, o.tenant, o.ttl, w, l.stderr)
 	case "tokens list":
-		if err := l.check("tokens list --tenant T", 0, 0, "tenant"); err != nil {
+		if err := l.check("tokens list --tenant T", 0, 0); err != nil {
 			return err
 		}
 		if o.tenant == "" {
@@ -40,7 +40,7 @@ func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdl
 		}
 		return bootstrapList(ctx, c, g, o.tenant, w)
 	case "tokens revoke":
-		if err := l.check("tokens revoke ID --tenant T", 1, 1, "tenant"); err != nil {
+		if err := l.check("tokens revoke ID --tenant T", 1, 1); err != nil {
 			return err
 		}
 		if o.tenant == "" {
@@ -48,17 +48,17 @@ func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdl
 		}
 		return bootstrapRevoke(ctx, c, g, o.tenant, l.pos[0], w)
 	case "agents list":
-		if err := l.check("agents list [--tenant T]", 0, 0, "tenant"); err != nil {
+		if err := l.check("agents list [--tenant T]", 0, 0); err != nil {
 			return err
 		}
 		return agentsList(ctx, c, g, o.tenant, w)
 	case "agents revoke":
-		if err := l.check("agents revoke ID [--tenant T]", 1, 1, "tenant"); err != nil {
+		if err := l.check("agents revoke ID [--tenant T]", 1, 1); err != nil {
 			return err
 		}
 		return agentRevoke(ctx, c, g, o.tenant, l.pos[0], w)
 	case "agents clear-flags":
-		if err := l.check("agents clear-flags ID [--tenant T]", 1, 1, "tenant"); err != nil {
+		if err := l.check("agents clear-flags ID [--tenant T]", 1, 1); err != nil {
 			return err
 		}
 		return agentClearFlags(ctx, c, g, o.tenant, l.pos[0], w)

@@ -85,8 +85,8 @@ type kvValue struct {
 	ValueBase64 []byte `json:"value_base64,omitempty"`
 }
 
-func kvGet(ctx context.Context, c *client, g *globals, key string, consistent bool, w io.Writer) error {
-	path := "/api/v1/kv/" + escapeKey(key)
+func kvGet(ctx context.Context, c *client, g *globals, tenant, key string, consistent bool, w io.Writer) error {
+	path := kvPath(tenant) + "/" + escapeKey(key)
 	if consistent {
 		path += "?consistent=true"
 	}
@@ -107,7 +107,7 @@ func kvGet(ctx context.Context, c *client, g *globals, key string, consistent bo
 	return err
 }
 
-func kvPut(ctx context.Context, c *client, g *globals, key, value string, stdin io.Reader, w io.Writer) error {
+func kvPut(ctx context.Context, c *client, g *globals, tenant, key, value string, stdin io.Reader, w io.Writer) error {
 	body := []byte(value)
 	if value == "-" {
 		var err error
@@ -116,7 +116,7 @@ func kvPut(ctx context.Context, c *client, g *globals, key, value string, stdin 
 		}
 	}
 	var res apitypes.WriteResult
-	if err := c.do(ctx, "PUT", "/api/v1/kv/"+escapeKey(key), body, &res); err != nil {
+	if err := c.do(ctx, "PUT", kvPath(tenant)+"/"+escapeKey(key), body, &res); err != nil {
 		return err
 	}
 	if g.json {
@@ -126,9 +126,9 @@ func kvPut(ctx context.Context, c *client, g *globals, key, value string, stdin 
 	return nil
 }
 
-func kvDelete(ctx context.Context, c *client, g *globals, key string, w io.Writer) error {
+func kvDelete(ctx context.Context, c *client, g *globals, tenant, key string, w io.Writer) error {
 	var res apitypes.WriteResult
-	if err := c.do(ctx, "DELETE", "/api/v1/kv/"+escapeKey(key), nil, &res); err != nil {
+	if err := c.do(ctx, "DELETE", kvPath(tenant)+"/"+escapeKey(key), nil, &res); err != nil {
 		return err
 	}
 	if g.json {
@@ -138,7 +138,7 @@ func kvDelete(ctx context.Context, c *client, g *globals, key string, w io.Write
 	return nil
 }
 
-func kvList(ctx context.Context, c *client, g *globals, prefix string, consistent bool, w io.Writer) error {
+func kvList(ctx context.Context, c *client, g *globals, tenant, prefix string, consistent bool, w io.Writer) error {
 	q := url.Values{}
 	if prefix != "" {
 		q.Set("prefix", prefix)
@@ -147,7 +147,7 @@ func kvList(ctx context.Context, c *client, g *globals, prefix string, consisten
 		q.Set("consistent", "true")
 	}
 	var es []apitypes.KVEntry
-	if err := c.do(ctx, "GET", "/api/v1/kv?"+q.Encode(), nil, &es); err != nil {
+	if err := c.do(ctx, "GET", kvPath(tenant)+"?"+q.Encode(), nil, &es); err != nil {
 		return err
 	}
 	if g.json {
@@ -157,6 +157,15 @@ func kvList(ctx context.Context, c *client, g *globals, prefix string, consisten
 		fmt.Fprintf(w, "%s\t%d bytes\n", e.Key, e.Size)
 	}
 	return nil
+}
+
+// kvPath is the key/value collection of tenant T (--tenant), or the
+// region's infrastructure store without one.
+func kvPath(tenant string) string {
+	if tenant == "" {
+		return "/api/v1/kv"
+	}
+	return "/api/v1/tenants/" + url.PathEscape(tenant) + "/kv"
 }
 
 func devAction(ctx context.Context, c *client, g *globals, action, id string, w io.Writer) error {

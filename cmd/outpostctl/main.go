@@ -24,6 +24,7 @@ commands:
   kv put KEY VALUE       write a region key (VALUE "-" reads stdin)
   kv delete KEY          delete a region key
   kv list [PREFIX]       list region keys
+                         (kv commands take --tenant T: tenant T's keys instead)
   audit verify           recompute the audit log's Merkle tree and check the
                          signed checkpoint (--since FILE: prove it only grew
                          since an older checkpoint; --save FILE keeps this one;
@@ -148,18 +149,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
-	fs, g := newFlags(cmd, stderr)
-	fs.Bool("consistent", false, "linearizable read (kv get/list)")
-	var ao auditOpts
-	fs.StringVar(&ao.since, "since", "", "older signed checkpoint file (audit verify)")
-	fs.StringVar(&ao.key, "key", "", "the region's audit verifier key (audit commands)")
-	fs.StringVar(&ao.save, "save", "", "write the verified checkpoint to this file (audit verify)")
-	fs.StringVar(&ao.out, "out", "", "export directory (audit export)")
-	fs.StringVar(&ao.region, "region", "", "expected region name (audit commands)")
-	var acct accountOpts
-	acct.register(fs)
-	var ops opsOpts
-	ops.register(fs)
+	fs, g, aop, acctp, opsp := commandFlags(cmd, stderr)
 	pos, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage already printed
@@ -167,6 +157,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
+	sp, known := commands[cmd]
+	if !known {
+		fmt.Fprintf(stderr, "outpostctl: unknown command %q\n%s", cmd, usage)
+		return errUsage
+	}
+	if err := checkFlags(cmd, sp, fs, stderr); err != nil {
+		return err
+	}
+	ao, acct, ops := *aop, *acctp, *opsp
 	c := newClient(g.addr, g.token)
 	c.warn = stderr
 	if isAccountCommand(cmd) {
@@ -183,28 +182,28 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return members(ctx, c, g, stdout)
 	case "kv get":
 		if len(pos) != 1 {
-			return usageErr(stderr, "kv get KEY")
+			return usageErr(stderr, sp.form)
 		}
-		return kvGet(ctx, c, g, pos[0], consistent, stdout)
+		return kvGet(ctx, c, g, acct.tenant, pos[0], consistent, stdout)
 	case "kv put":
 		if len(pos) != 2 {
-			return usageErr(stderr, "kv put KEY VALUE")
+			return usageErr(stderr, sp.form)
 		}
-		return kvPut(ctx, c, g, pos[0], pos[1], stdin, stdout)
+		return kvPut(ctx, c, g, acct.tenant, pos[0], pos[1], stdin, stdout)
 	case "kv delete":
 		if len(pos) != 1 {
-			return usageErr(stderr, "kv delete KEY")
+			return usageErr(stderr, sp.form)
 		}
-		return kvDelete(ctx, c, g, pos[0], stdout)
+		return kvDelete(ctx, c, g, acct.tenant, pos[0], stdout)
 	case "kv list":
 		if len(pos) > 1 {
-			return usageErr(stderr, "kv list [PREFIX]")
+			return usageErr(stderr, sp.form)
 		}
 		prefix := ""
 		if len(pos) == 1 {
 			prefix = pos[0]
 		}
-		return kvList(ctx, c, g, prefix, consistent, stdout)
+		return kvList(ctx, c, g, acct.tenant, prefix, consistent, stdout)
 	case "audit verify":
 		return auditVerify(ctx, c, g, ao, stdout)
 	case "audit export":
@@ -222,6 +221,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "outpostctl: unknown command %q\n%s", cmd, usage)
 	return errUsage
+}
+
+// commandFlags is the one FlagSet every command parses (flags may come
+// anywhere after the command words); the commands table says which of
+// its flags each command takes.
+func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *auditOpts, *accountOpts, *opsOpts) {
+	fs, g := newFlags(cmd, stderr)
+	ao, acct, ops := &auditOpts{}, &accountOpts{}, &opsOpts{}
+	fs.Bool("consistent", false, "linearizable read (kv get/list, dispatches list)")
+	fs.StringVar(&ao.since, "since", "", "older signed checkpoint file (audit verify)")
+	fs.StringVar(&ao.key, "key", "", "the region's audit verifier key (audit commands)")
+	fs.StringVar(&ao.save, "save", "", "write the verified checkpoint to this file (audit verify)")
+	fs.StringVar(&ao.out, "out", "", "export directory (audit export)")
+	fs.StringVar(&ao.region, "region", "", "expected region name (audit verify, verify-export)")
+	acct.register(fs)
+	ops.register(fs)
+	return fs, g, ao, acct, ops
 }
 
 // isGroup reports whether a command word (or words) takes a subcommand.

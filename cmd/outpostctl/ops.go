@@ -63,7 +63,7 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 	switch l.name {
 	case "dispatches watch":
 		const form = "dispatches watch [--kinds leader,lease,dispatch,fenced]"
-		if err := l.check(form, 0, 0, "kinds"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		if o.kinds != "" {
@@ -77,7 +77,7 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 
 	case "dispatches create":
 		const form = "dispatches create --kind K [--tenant T] [--selector S] [--payload JSON | --payload-file F|-] [--id ID]"
-		if err := l.check(form, 0, 0, "kind", "tenant", "selector", "payload", "payload-file", "id"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		switch {
@@ -105,14 +105,14 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		return dispatchCreate(ctx, c, g, acct.tenant, req, l.stdout, l.stderr)
 
 	case "dispatches list":
-		if err := l.check("dispatches list [--tenant T] [--after INDEX] [--consistent]", 0, 0, "tenant", "after", "consistent"); err != nil {
+		if err := l.check("dispatches list [--tenant T] [--after INDEX] [--consistent]", 0, 0); err != nil {
 			return err
 		}
 		return dispatchList(ctx, c, g, acct.tenant, o.after, consistent, l.stdout)
 
 	case "drill failover":
 		const form = "drill failover [--mode transfer|isolate|stop] [--rounds N] [--isolate-for 5s] [--restart-after 2s]"
-		if err := l.check(form, 0, 0, "mode", "rounds", "isolate-for", "restart-after"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		cfg := drillrun.Config{Addr: c.base, Token: c.token, Mode: drillrun.Mode(o.mode), Rounds: o.rounds,
@@ -132,7 +132,7 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 
 	case "drill partition":
 		const form = "drill partition --node ID [--duration 10s]"
-		if err := l.check(form, 0, 0, "node", "duration"); err != nil {
+		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
 		if o.node == "" {
@@ -141,8 +141,8 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		d := 10 * time.Second
 		if acct.duration != "" {
 			var err error
-			if d, err = time.ParseDuration(acct.duration); err != nil || d < time.Second {
-				return l.usage(form, "--duration %q: use a duration of at least 1s, such as 10s", acct.duration)
+			if d, err = time.ParseDuration(acct.duration); err != nil || d < time.Second || d > drillrun.MaxFault {
+				return l.usage(form, "--duration %q: use a duration in [1s, %v], such as 10s", acct.duration, drillrun.MaxFault)
 			}
 		}
 		return drillPartition(ctx, c, g, o.node, d, l.stdout, l.stderr)

@@ -35,13 +35,15 @@ func TestOpsUsageErrors(t *testing.T) {
 		{"watch with an unknown kind", []string{"dispatches", "watch", "--kinds", "lease,heartbeat"}, `--kinds: unknown kind "heartbeat"`},
 		{"failover with an unknown mode", []string{"drill", "failover", "--mode", "crash"}, `--mode "crash": use transfer, isolate or stop`},
 		{"failover with no rounds", []string{"drill", "failover", "--rounds", "0"}, "Rounds 0 must be in 1..1000"},
-		{"failover isolating too briefly", []string{"drill", "failover", "--mode", "isolate", "--isolate-for", "200ms"}, "IsolateFor 200ms is below 1s"},
+		{"failover isolating too briefly", []string{"drill", "failover", "--mode", "isolate", "--isolate-for", "200ms"}, "IsolateFor 200ms must be in [1s, 1h0m0s]"},
 		{"isolate-for without isolate", []string{"drill", "failover", "--isolate-for", "10s"}, "--isolate-for applies to --mode isolate only"},
 		{"restart-after without stop", []string{"drill", "failover", "--mode", "isolate", "--restart-after", "1s"}, "--restart-after applies to --mode stop only"},
 		{"failover with a positional", []string{"drill", "failover", "n1"}, "usage: outpostctl drill failover"},
 		{"partition without node", []string{"drill", "partition", "--duration", "5s"}, "--node is required"},
 		{"partition with a bad duration", []string{"drill", "partition", "--node", "n1", "--duration", "soon"}, `--duration "soon"`},
 		{"partition too brief", []string{"drill", "partition", "--node", "n1", "--duration", "10ms"}, `--duration "10ms"`},
+		{"partition too long", []string{"drill", "partition", "--node", "n1", "--duration", "9223372036s"}, `--duration "9223372036s"`},
+		{"partition past the cap", []string{"drill", "partition", "--node", "n1", "--duration", "2h"}, `--duration "2h": use a duration in [1s, 1h0m0s]`},
 		{"partition with a failover flag", []string{"drill", "partition", "--node", "n1", "--rounds", "2"}, "--rounds does not apply to this command"},
 	}
 	for _, tt := range tests {

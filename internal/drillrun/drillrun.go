@@ -79,6 +79,11 @@ func DefaultConfig() Config {
 	return Config{Mode: ModeTransfer, Rounds: 1, IsolateFor: 5 * time.Second, RestartAfter: 2 * time.Second}
 }
 
+// MaxFault is the longest isolation or stop a drill asks for: the most
+// any node's drills.max_duration allows (each node also holds a drill to
+// its own, smaller, setting and answers 400 beyond it).
+const MaxFault = time.Hour
+
 // maxRounds bounds one drill; more is a soak test, not a drill.
 const maxRounds = 1000
 
@@ -91,10 +96,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drillrun: Mode %q: use transfer, isolate or stop", c.Mode)
 	case c.Rounds < 1 || c.Rounds > maxRounds:
 		return fmt.Errorf("drillrun: Rounds %d must be in 1..%d", c.Rounds, maxRounds)
-	case c.IsolateFor < time.Second:
-		return fmt.Errorf("drillrun: IsolateFor %v is below 1s", c.IsolateFor)
-	case c.RestartAfter < 0:
-		return fmt.Errorf("drillrun: RestartAfter %v is negative", c.RestartAfter)
+	case c.IsolateFor < time.Second || c.IsolateFor > MaxFault:
+		return fmt.Errorf("drillrun: IsolateFor %v must be in [1s, %v]", c.IsolateFor, MaxFault)
+	case c.RestartAfter < 0 || c.RestartAfter > MaxFault:
+		return fmt.Errorf("drillrun: RestartAfter %v must be in [0, %v]", c.RestartAfter, MaxFault)
 	case c.HTTPClient != nil && c.HTTPClient.Timeout != 0:
 		return fmt.Errorf("drillrun: HTTPClient.Timeout is %v; it must be 0, since the event streams stay open", c.HTTPClient.Timeout)
 	}

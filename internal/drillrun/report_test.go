@@ -3,8 +3,10 @@ package drillrun
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +190,32 @@ func TestWatch(t *testing.T) {
 			t.Errorf("ms = %d, want 240", got)
 		}
 	})
+}
+
+// TestConfigValidateDurations: the durations a drill sends are bounded
+// before they become milliseconds on the wire, naming the field.
+func TestConfigValidateDurations(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		cfg   Config
+		field string // "" when valid
+	}{
+		{"defaults", Config{Addr: "n1", Mode: ModeIsolate, Rounds: 1, IsolateFor: 5 * time.Second}, ""},
+		{"isolate at the cap", Config{Addr: "n1", Mode: ModeIsolate, Rounds: 1, IsolateFor: MaxFault}, ""},
+		{"isolate past the cap", Config{Addr: "n1", Mode: ModeIsolate, Rounds: 1, IsolateFor: MaxFault + time.Millisecond}, "IsolateFor"},
+		{"isolate for centuries", Config{Addr: "n1", Mode: ModeIsolate, Rounds: 1, IsolateFor: time.Duration(math.MaxInt64)}, "IsolateFor"},
+		{"isolate too short", Config{Addr: "n1", Mode: ModeIsolate, Rounds: 1, IsolateFor: time.Millisecond}, "IsolateFor"},
+		{"restart past the cap", Config{Addr: "n1", Mode: ModeStop, Rounds: 1, IsolateFor: time.Second, RestartAfter: MaxFault + 1}, "RestartAfter"},
+		{"restart negative", Config{Addr: "n1", Mode: ModeStop, Rounds: 1, IsolateFor: time.Second, RestartAfter: -1}, "RestartAfter"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.Validate()
+			switch {
+			case c.field == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.field != "" && (err == nil || !strings.Contains(err.Error(), c.field)):
+				t.Fatalf("got %v, want an error naming %s", err, c.field)
+			}
+		})
+	}
 }

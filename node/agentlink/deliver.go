@@ -31,12 +31,24 @@ type target struct {
 	hash []byte // SHA-256 of body: the OpAMP config hash
 }
 
+// agentDispatchID is the id an agent knows dispatch d by. Dispatch ids are unique
+// only within their scope, and an agent receives both its tenant's
+// dispatches and the region-wide ones: a region-wide id gets the prefix
+// "region:" (':' is never part of an id), so the agent's applied-once
+// check by id cannot take one scope's dispatch for the other's.
+func agentDispatchID(d lease.Dispatch) string {
+	if d.Tenant == "" {
+		return "region:" + d.ID
+	}
+	return d.ID
+}
+
 func newTarget(d lease.Dispatch) *target {
 	sel, err := agents.ParseSelector(d.Selector)
 	if err != nil {
 		sel, _ = agents.ParseSelector("none") // a bad selector selects no agent
 	}
-	body, _ := json.Marshal(agentwire.Dispatch{ID: d.ID, Kind: d.Kind, Token: d.Token, Index: d.Index, Node: d.Node,
+	body, _ := json.Marshal(agentwire.Dispatch{ID: agentDispatchID(d), Kind: d.Kind, Token: d.Token, Index: d.Index, Node: d.Node,
 		Issued: d.Issued, Payload: d.Payload})
 	sum := sha256.Sum256(body)
 	return &target{Dispatch: d, sel: sel, body: body, hash: sum[:]}

@@ -177,7 +177,7 @@ func (l *link) noteStatus(rs *pb.RemoteConfigStatus, now time.Time) *agents.Conf
 	if !ok {
 		return nil // a config this node never knew (pruned from memory): nothing to attribute it to
 	}
-	return &agents.ConfigStatus{Dispatch: d.ID, Token: d.Token, Status: status, Error: truncate(rs.GetErrorMessage(), 512), At: now.UTC()}
+	return &agents.ConfigStatus{Dispatch: agentDispatchID(d.Dispatch), Token: d.Token, Status: status, Error: truncate(rs.GetErrorMessage(), 512), At: now.UTC()}
 }
 
 // pending returns the remote config to push on this link, or nil: the

@@ -201,6 +201,7 @@ func Routes(dev bool) []Route {
 		{"DELETE", t + "/kv/{key...}", TenantOperator, (*server).tkvDelete},
 		{"GET", t + "/dispatches", TenantViewer, (*server).tenantDispatchList},
 		{"POST", t + "/dispatches", TenantOperator, (*server).tenantDispatchCreate},
+		{"GET", t + "/dispatches/{id}", TenantViewer, (*server).tenantDispatchLookup},
 		{"GET", t + "/members", TenantViewer, (*server).membersList},
 		{"PUT", t + "/members/{user}", TenantAdmin, (*server).memberSet},
 		{"DELETE", t + "/members/{user}", TenantAdmin, (*server).memberRemove},

@@ -170,14 +170,28 @@ func (s *server) listDispatches(w http.ResponseWriter, r *http.Request, h storag
 }
 
 func (s *server) dispatchLookup(w http.ResponseWriter, r *http.Request, c *call) {
+	s.lookupDispatch(w, r, storage.Tenant{})
+}
+
+func (s *server) tenantDispatchLookup(w http.ResponseWriter, r *http.Request, c *call) {
+	s.lookupDispatch(w, r, c.h)
+}
+
+// lookupDispatch answers whether id committed in the scope of h (the
+// region-wide dispatches for the zero handle). It looks nowhere else, so
+// the answer is the same whether or not another tenant used the id.
+func (s *server) lookupDispatch(w http.ResponseWriter, r *http.Request, h storage.Tenant) {
 	if !s.readConsistency(w, r) {
 		return
 	}
 	v := apitypes.DispatchLookup{ID: r.PathValue("id")}
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		v.Tenant, v.Index, v.Committed = lease.Lookup(tx, v.ID)
+		v.Index, v.Committed = lease.Lookup(tx, h, v.ID)
 		return nil
 	})
+	if v.Committed {
+		v.Tenant = h.ID()
+	}
 	writeJSON(w, http.StatusOK, v)
 }
 

@@ -63,13 +63,15 @@ func (s *server) drillIsolate(w http.ResponseWriter, r *http.Request, c *call) {
 	if !s.drillAllowed(w, r, c, "isolate") {
 		return
 	}
+	const example = `{"duration_ms":10000}`
+	field := msRange{field: "duration_ms", lo: time.Millisecond, hi: s.cfg.Drills.MaxDuration(),
+		hint: "drills.max_duration caps how long a node stays cut off; send " + example}
 	var req apitypes.DrillFault
-	if !decodeBody(w, r, &req, `{"duration_ms":10000}`) {
+	if !decodeDrill(w, r, &req, example, field) {
 		return
 	}
-	d := time.Duration(req.DurationMs) * time.Millisecond
-	if max := s.cfg.Drills.MaxDuration(); d <= 0 || d > max {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("duration_ms must be in 1..%d", max.Milliseconds()), "drills.max_duration caps how long a node stays cut off")
+	d, ok := field.duration(w, req.DurationMs)
+	if !ok {
 		return
 	}
 	self := s.cfg.Region.NodeID()
@@ -138,13 +140,15 @@ func (s *server) drillStop(w http.ResponseWriter, r *http.Request, c *call) {
 	if !s.drillAllowed(w, r, c, "stop") {
 		return
 	}
+	const example = `{"restart_after_ms":2000}`
+	field := msRange{field: "restart_after_ms", lo: 0, hi: s.cfg.Drills.MaxDuration(),
+		hint: "drills.max_duration caps how long a stopped node stays down; send " + example}
 	var req apitypes.DrillStop
-	if !decodeBody(w, r, &req, `{"restart_after_ms":2000}`) {
+	if !decodeDrill(w, r, &req, example, field) {
 		return
 	}
-	d := time.Duration(req.RestartAfterMs) * time.Millisecond
-	if d < 0 || d > s.cfg.Drills.MaxDuration() {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("restart_after_ms must be in 0..%d", s.cfg.Drills.MaxDuration().Milliseconds()), "")
+	d, ok := field.duration(w, req.RestartAfterMs)
+	if !ok {
 		return
 	}
 	if _, ok := s.apply(w, r, change{p: c.p, action: "drill.stop", entity: "node/" + s.cfg.Region.NodeID(),
@@ -159,6 +163,54 @@ func (s *server) drillStop(w http.ResponseWriter, r *http.Request, c *call) {
 	w.Header().Set("Connection", "close")
 	writeComplete(w, http.StatusAccepted, s.drillState())
 	s.cfg.Drills.Stop(d)
+}
+
+// msRange is a drill request's field of milliseconds and the range it
+// may hold. A count is range-checked as a count, before it becomes a
+// time.Duration: from 9223372036855 ms on, the product overflows int64
+// and wraps, possibly into range (18446744073710 ms is 448µs), so a check
+// of the converted duration passes a value the audit record then shows
+// as it was sent.
+type msRange struct {
+	field  string
+	lo, hi time.Duration
+	hint   string
+}
+
+// duration returns ms as a duration, or answers 400 naming the field
+// and its range.
+func (m msRange) duration(w http.ResponseWriter, ms int64) (time.Duration, bool) {
+	if ms < m.lo.Milliseconds() || ms > m.hi.Milliseconds() {
+		m.refuse(w, strconv.FormatInt(ms, 10))
+		return 0, false
+	}
+	return time.Duration(ms) * time.Millisecond, true
+}
+
+// refuse answers 400 for value, which is not a count of milliseconds in
+// the field's range.
+func (m msRange) refuse(w http.ResponseWriter, value string) {
+	writeError(w, http.StatusBadRequest, fmt.Sprintf("%s %s is out of range: it must be a whole number of milliseconds in %d..%d",
+		m.field, value, m.lo.Milliseconds(), m.hi.Milliseconds()), m.hint)
+}
+
+// decodeDrill is decodeBody for a drill request whose number field is f:
+// a value JSON cannot put in it (beyond int64, a fraction, a string) is
+// answered like an out-of-range one, naming the field and its range.
+func decodeDrill(w http.ResponseWriter, r *http.Request, v any, example string, f msRange) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &te) && te.Field == f.field:
+		f.refuse(w, te.Value)
+	default:
+		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error(), "send "+example)
+	}
+	return false
 }
 
 // writeComplete writes v with a Content-Length and flushes it, so the
@@ -184,12 +236,16 @@ func (s *server) drillStale(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	timeout := 2 * time.Second
 	if v := r.URL.Query().Get("timeout_ms"); v != "" {
-		ms, err := strconv.Atoi(v)
-		if err != nil || ms < 1 || ms > 10000 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("timeout_ms %q must be a whole number of milliseconds in 1..10000", v), "omit it for the default of 2000")
+		field := msRange{field: "timeout_ms", lo: time.Millisecond, hi: 10 * time.Second, hint: "omit it for the default of 2000"}
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			field.refuse(w, v)
 			return
 		}
-		timeout = time.Duration(ms) * time.Millisecond
+		var ok bool
+		if timeout, ok = field.duration(w, ms); !ok {
+			return
+		}
 	}
 	id := r.URL.Query().Get("id")
 	if id != "" && !staleIDPattern.MatchString(id) {

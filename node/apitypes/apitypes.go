@@ -90,8 +90,10 @@ type Event struct {
 	Initial bool `json:"initial,omitempty"`
 }
 
-// DispatchLookup is GET /api/v1/dispatches/{id}: whether a dispatch id
-// committed, in which tenant and at which index.
+// DispatchLookup is GET /api/v1/dispatches/{id} (region-wide ids) and
+// GET /api/v1/tenants/{tenant}/dispatches/{id} (that tenant's): whether
+// the id committed in that scope, and at which index. Tenant is the
+// scope's tenant id when it did (empty for region-wide).
 type DispatchLookup struct {
 	ID        string `json:"id"`
 	Committed bool   `json:"committed"`
