@@ -170,11 +170,12 @@ func TestCheckpointSignature(t *testing.T) {
 	}
 	// Deterministic key: the same CA key always yields the same audit key.
 	ca, _ := pki.NewCA("eu")
-	_, v1, _ := audit.DeriveKey("eu", ca.Key)
-	_, v2, _ := audit.DeriveKey("eu", ca.Key)
-	_, v3, _ := audit.DeriveKey("us", ca.Key)
-	if v1 != v2 || v1 == v3 {
-		t.Fatal("audit key derivation is not deterministic per region")
+	_, v1, _ := audit.DeriveKey("eu", false, ca.Key)
+	_, v2, _ := audit.DeriveKey("eu", false, ca.Key)
+	_, v3, _ := audit.DeriveKey("us", false, ca.Key)
+	_, v4, _ := audit.DeriveKey("eu", true, ca.Key)
+	if v1 != v2 || v1 == v3 || v1 == v4 {
+		t.Fatal("audit key derivation is not deterministic per region and stream")
 	}
 }
 

@@ -27,22 +27,25 @@ type Log struct {
 
 // NewLog opens the read side of region's audit log.
 func NewLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) {
-	skey, vkey, err := audit.DeriveKey(region, caKey)
-	if err != nil {
-		return nil, fmt.Errorf("derive audit key: %w", err)
-	}
-	return &Log{store: store, st: regionStream, origin: audit.Origin(region), skey: skey, vkey: vkey}, nil
+	return newLog(store, region, false, caKey)
 }
 
 // NewProviderLog opens the read side of the region's provider stream: the
-// records of region admins reaching into tenant data (break-glass). It is
-// signed with the same key as the region log, under its own origin.
+// records of region admins reaching into tenant data (break-glass). It has
+// its own origin and its own key, named like the origin.
 func NewProviderLog(store Viewer, region string, caKey *ecdsa.PrivateKey) (*Log, error) {
-	l, err := NewLog(store, region, caKey)
+	return newLog(store, region, true, caKey)
+}
+
+func newLog(store Viewer, region string, provider bool, caKey *ecdsa.PrivateKey) (*Log, error) {
+	skey, vkey, err := audit.DeriveKey(region, provider, caKey)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("derive audit key: %w", err)
 	}
-	l.st, l.origin = providerStream, audit.ProviderOrigin(region)
+	l := &Log{store: store, st: regionStream, origin: audit.Origin(region), skey: skey, vkey: vkey}
+	if provider {
+		l.st, l.origin = providerStream, audit.ProviderOrigin(region)
+	}
 	return l, nil
 }
 
@@ -88,3 +91,50 @@ func (l *Log) Checkpoint() ([]byte, error) {
 
 // Origin is the log's checkpoint origin line.
 func (l *Log) Origin() string { return l.origin }
+
+// Size is the number of records in the log now.
+func (l *Log) Size() (int64, error) {
+	var n int64
+	err := l.store.View(func(tx *storage.Tx) error {
+		n = l.st.len(tx)
+		return nil
+	})
+	return n, err
+}
+
+// ProveRecord returns record seq and its inclusion proof in the tree of
+// the first size records, from the stored hashes alone: no other record
+// is read.
+func (l *Log) ProveRecord(seq, size int64) (audit.InclusionProof, error) {
+	p := audit.InclusionProof{Seq: seq, Size: size}
+	err := l.store.View(func(tx *storage.Tx) error {
+		if n := l.st.len(tx); size > n || size < 0 {
+			return fmt.Errorf("%w: size %d, the log has %d records", audit.ErrBeyondLog, size, n)
+		}
+		if seq < 0 || seq >= size {
+			return fmt.Errorf("%w: record %d in a tree of %d", audit.ErrNoRecord, seq, size)
+		}
+		var err error
+		if p.Proof, err = tlog.ProveRecord(size, seq, txHashReader{tx, l.st}); err != nil {
+			return err
+		}
+		p.Data = append([]byte(nil), tx.Get(l.st.records, be(seq))...)
+		return nil
+	})
+	return p, err
+}
+
+// ProveTree returns the proof that the tree of size records extends the
+// tree of its first old records.
+func (l *Log) ProveTree(old, size int64) (audit.ConsistencyProof, error) {
+	p := audit.ConsistencyProof{Old: old, Size: size}
+	err := l.store.View(func(tx *storage.Tx) error {
+		if n := l.st.len(tx); size > n || old < 0 || old > size {
+			return fmt.Errorf("%w: sizes %d..%d, the log has %d records", audit.ErrBeyondLog, old, size, n)
+		}
+		var err error
+		p.Proof, err = tlog.ProveTree(size, old, txHashReader{tx, l.st})
+		return err
+	})
+	return p, err
+}
