@@ -1,0 +1,130 @@
+package node_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/audit"
+)
+
+// tenantRecord finds the seq of the record of action on entity among the
+// records a route returns.
+func tenantRecord(t *testing.T, tn *testNode, cred, path, action, entity string) (int64, audit.Page) {
+	t.Helper()
+	var page audit.Page
+	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", path, cred, "")), &page); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range page.Entries {
+		var rec audit.Record
+		if json.Unmarshal(e.Data, &rec) == nil && rec.Action == action && rec.Entity == entity {
+			return e.Seq, page
+		}
+	}
+	t.Fatalf("no %s %s record at %s", action, entity, path)
+	return 0, page
+}
+
+// openCheckpoint fetches and verifies a log's checkpoint through base
+// with the key the node serves, under the origin the region pins.
+func openCheckpoint(t *testing.T, tn *testNode, cred, base, origin string) tlog.Tree {
+	t.Helper()
+	cp := tn.must(t, 200, "GET", base+"/checkpoint", cred, "")
+	vkey := strings.TrimSpace(tn.must(t, 200, "GET", base+"/key", cred, ""))
+	tr, err := audit.OpenCheckpoint([]byte(cp), vkey, origin)
+	if err != nil {
+		t.Fatalf("%s checkpoint: %v", base, err)
+	}
+	return tr
+}
+
+// TestAuditProofs: a tenant Admin checks its own record against the
+// signed region log by an inclusion proof, and that the log only grew by
+// a consistency proof, without reading the log; it gets no proof of
+// another tenant's record. GET /audit without size echoes the size used.
+func TestAuditProofs(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, bob := twoTenants(t, tn)
+	tn.must(t, 200, "PUT", "/api/v1/tenants/acme/kv/a1", alice, "acme-value")
+	tn.must(t, 200, "PUT", "/api/v1/tenants/globex/kv/g1", bob, "globex-value")
+	const acme, globex = "/api/v1/tenants/acme/audit", "/api/v1/tenants/globex/audit"
+
+	t.Run("size defaults to the log's and is echoed", func(t *testing.T) {
+		tr := openCheckpoint(t, tn, tn.token, "/api/v1/audit", audit.Origin("sec"))
+		var page audit.Page
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit", tn.token, "")), &page)
+		if page.Size < tr.N || page.Size > tr.N+2 || int64(len(page.Entries)) != page.Size {
+			t.Fatalf("GET /api/v1/audit: size %d with %d entries; the checkpoint had %d", page.Size, len(page.Entries), tr.N)
+		}
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit?size=99999999", tn.token, "")), &page)
+		if page.Size != int64(len(page.Entries)) {
+			t.Fatalf("size beyond the log echoed as %d for %d entries", page.Size, len(page.Entries))
+		}
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", acme, alice, "")), &page)
+		if page.Size < tr.N || page.Size > tr.N+2 {
+			t.Fatalf("tenant page size %d, log %d", page.Size, tr.N)
+		}
+	})
+
+	aSeq, _ := tenantRecord(t, tn, alice, acme, "tenant.kv.put", "kv/a1")
+	gSeq, _ := tenantRecord(t, tn, bob, globex, "tenant.kv.put", "kv/g1")
+	old := openCheckpoint(t, tn, alice, acme, audit.Origin("sec"))
+	tn.must(t, 200, "PUT", "/api/v1/tenants/acme/kv/a2", alice, "more")
+	cur := openCheckpoint(t, tn, alice, acme, audit.Origin("sec"))
+
+	t.Run("own record proven included", func(t *testing.T) {
+		var p audit.InclusionProof
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", fmt.Sprintf("%s/proof?seq=%d&size=%d", acme, aSeq, cur.N), alice, "")), &p)
+		if err := audit.CheckInclusion(p, cur); err != nil {
+			t.Fatal(err)
+		}
+		p.Data = []byte(strings.Replace(string(p.Data), "kv/a1", "kv/zz", 1))
+		if err := audit.CheckInclusion(p, cur); err == nil {
+			t.Fatal("an edited record passed its proof")
+		}
+	})
+	t.Run("log only grew", func(t *testing.T) {
+		var p audit.ConsistencyProof
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", fmt.Sprintf("%s/consistency?old=%d&size=%d", acme, old.N, cur.N), alice, "")), &p)
+		if err := audit.CheckConsistency(p, old, cur); err != nil {
+			t.Fatal(err)
+		}
+		tn.must(t, 404, "GET", fmt.Sprintf("%s/consistency?old=%d&size=%d", acme, cur.N+5, cur.N+5), alice, "")
+	})
+	t.Run("another tenant's record is not proven", func(t *testing.T) {
+		for _, path := range []string{
+			fmt.Sprintf("%s/proof?seq=%d&size=%d", acme, gSeq, cur.N),
+			fmt.Sprintf("%s/proof?seq=%d", acme, gSeq),
+			fmt.Sprintf("%s/proof?seq=0", acme), // the lease's, region-wide
+			fmt.Sprintf("%s/provider/proof?seq=0", acme),
+		} {
+			r := tn.do(t, "GET", path, alice, "")
+			if r.code != 404 || strings.Contains(r.body, "globex") || strings.Contains(r.body, "proof\"") || strings.Contains(r.body, "data") {
+				t.Errorf("GET %s as acme's Admin: %d %s", path, r.code, r.body)
+			}
+		}
+		// Nor a record through another tenant's routes.
+		if r := tn.do(t, "GET", fmt.Sprintf("%s/proof?seq=%d", globex, gSeq), alice, ""); r.code != 404 {
+			t.Errorf("globex's proof route for acme's Admin: %d", r.code)
+		}
+		// The region admin proves any record.
+		var p audit.InclusionProof
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", fmt.Sprintf("/api/v1/audit/proof?seq=%d&size=%d", gSeq, cur.N), tn.token, "")), &p)
+		if err := audit.CheckInclusion(p, cur); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a tenant's checkpoint is the region log's, not the provider stream's", func(t *testing.T) {
+		p := openCheckpoint(t, tn, alice, acme+"/provider", audit.ProviderOrigin("sec"))
+		cp := tn.must(t, 200, "GET", acme+"/provider/checkpoint", alice, "")
+		vkey := strings.TrimSpace(tn.must(t, 200, "GET", acme+"/provider/key", alice, ""))
+		if _, err := audit.OpenCheckpoint([]byte(cp), vkey, audit.Origin("sec")); err == nil {
+			t.Fatalf("the provider checkpoint (%d records) opened as the region log's", p.N)
+		}
+	})
+}
