@@ -41,6 +41,8 @@ type Store interface {
 // provider stream).
 type AuditLog interface {
 	Entries(from, n int64, limit int) ([]audit.Entry, error)
+	// TenantEntries is Entries of one tenant's records, from an index.
+	TenantEntries(tenant string, from, n int64, limit int) ([]audit.Entry, error)
 	Size() (int64, error)
 	Checkpoint() ([]byte, error)
 	VerifierKey() string

@@ -92,25 +92,19 @@ func (s *server) auditEntries(w http.ResponseWriter, r *http.Request, c *call, l
 		return
 	}
 	limit = min(limit, maxAuditPage)
-	out := []audit.Entry{}
-	for len(out) < limit {
-		es, err := log.Entries(from, size, maxAuditPage)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
-			return
-		}
-		for _, e := range es {
-			if tenantID == "" || recordTenant(e.Data) == tenantID {
-				out = append(out, e)
-			}
-			if len(out) == limit {
-				break
-			}
-		}
-		if len(es) < maxAuditPage || tenantID == "" {
-			break
-		}
-		from = es[len(es)-1].Seq + 1
+	var out []audit.Entry
+	var err error
+	if tenantID == "" {
+		out, err = log.Entries(from, size, limit)
+	} else {
+		out, err = log.TenantEntries(tenantID, from, size, limit)
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
+		return
+	}
+	if out == nil {
+		out = []audit.Entry{}
 	}
 	writeJSON(w, http.StatusOK, audit.Page{Entries: out, Size: size})
 }

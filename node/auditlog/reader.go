@@ -2,6 +2,7 @@ package auditlog
 
 import (
 	"crypto/ecdsa"
+	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -70,6 +71,46 @@ func (l *Log) Entries(from, n int64, limit int) ([]audit.Entry, error) {
 			out = append(out, audit.Entry{Seq: i, Data: append([]byte(nil), data...), LeafHash: hs[0]})
 		}
 		return nil
+	})
+	return out, err
+}
+
+// TenantEntries returns up to limit records of tenant from seq from, never
+// past size n, from the tenant index: the cost is the tenant's records,
+// not the log's.
+func (l *Log) TenantEntries(tenant string, from, n int64, limit int) ([]audit.Entry, error) {
+	var out []audit.Entry
+	err := l.store.View(func(tx *storage.Tx) error {
+		n = min(n, l.st.len(tx))
+		indexed := min(l.st.indexedLen(tx), n)
+		r := txHashReader{tx, l.st}
+		var err error
+		add := func(i int64, data []byte) bool {
+			var hs []tlog.Hash
+			if hs, err = r.ReadHashes([]int64{tlog.StoredHashIndex(0, i)}); err != nil {
+				return false
+			}
+			out = append(out, audit.Entry{Seq: i, Data: append([]byte(nil), data...), LeafHash: hs[0]})
+			return len(out) < limit
+		}
+		prefix := tenantPrefix(tenant)
+		more := true
+		tx.ForEachFrom(l.st.tenants, prefix, tenantKey(tenant, max(from, 0)), func(k, _ []byte) bool {
+			i := int64(binary.BigEndian.Uint64(k[len(prefix):]))
+			if i >= indexed {
+				return false
+			}
+			more = add(i, tx.Get(l.st.records, be(i)))
+			return more
+		})
+		// Records past the index (a state file older than it, until its
+		// next append) are scanned.
+		for i := max(from, indexed); more && err == nil && i < n; i++ {
+			if data := tx.Get(l.st.records, be(i)); recordTenant(data) == tenant {
+				more = add(i, data)
+			}
+		}
+		return err
 	})
 	return out, err
 }
