@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -127,4 +128,52 @@ func TestAuditProofs(t *testing.T) {
 			t.Fatalf("the provider checkpoint (%d records) opened as the region log's", p.N)
 		}
 	})
+}
+
+// TestDenialsAggregated: a Viewer hammering a route it may not use costs
+// one audit record per window, not one per request, and every refusal is
+// counted in them.
+func TestDenialsAggregated(t *testing.T) {
+	const window = 400 * time.Millisecond
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{DenialWindow: window})
+	alice, _ := twoTenants(t, tn)
+	viewer := tn.tenantToken(t, alice, "acme", "viewer")
+	const n = 600
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		path := "/api/v1/tenants/acme/kv/k"
+		if i%3 == 0 {
+			path = "/api/v1/tenants/acme/members/bob"
+		}
+		tn.must(t, 403, "PUT", path, viewer, `{"role":"admin"}`)
+	}
+	elapsed := time.Since(start)
+	counted := func() (records, total int) {
+		var page audit.Page
+		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/audit", alice, "")), &page)
+		for _, e := range page.Entries {
+			var rec audit.Record
+			var d struct {
+				Count int `json:"count"`
+			}
+			if json.Unmarshal(e.Data, &rec) == nil && rec.Action == "auth.denied" && json.Unmarshal(rec.Detail, &d) == nil {
+				records++
+				total += d.Count
+			}
+		}
+		return records, total
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	records, total := counted()
+	for total != n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		records, total = counted()
+	}
+	if total != n {
+		t.Fatalf("%d refusals counted in %d records, want %d", total, records, n)
+	}
+	if most := 2 + int(elapsed/window) + 1; records > most {
+		t.Fatalf("%d refusals in %v made %d records; want at most %d (one per %v window)", n, elapsed, records, most, window)
+	}
+	t.Logf("%d refusals in %v: %d records", n, elapsed, records)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -93,6 +94,14 @@ type Config struct {
 	AgentCertLifetime time.Duration
 	// AgentLinks is the agent port's live view (nil until it runs).
 	AgentLinks AgentLinks
+	// DenialWindow is how long one identity's refusals are counted into
+	// one audit record after the first; default DefaultDenialWindow.
+	DenialWindow time.Duration
+	// Go runs the API's background work (writing aggregated refusal
+	// records until Stopping closes) on a goroutine its caller owns and
+	// waits for. Nil (or a nil Stopping): nothing runs in the background
+	// and every refusal is recorded on its own.
+	Go func(run func())
 }
 
 // Role is what a route requires of its caller.
@@ -235,6 +244,8 @@ type server struct {
 	enrollRefusals, enrollAudits *auth.RateLimiter
 	// enrollInFlight bounds the enrollments one address has in flight.
 	enrollInFlight *auth.Concurrency
+	// denials aggregates refusal audit records per identity.
+	denials *denials
 }
 
 // New returns the API handler. State-changing requests from another
@@ -254,6 +265,13 @@ func New(cfg Config) http.Handler {
 		enrollRefusals: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
 		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5},
 		enrollInFlight: &auth.Concurrency{Max: maxEnrollInFlight}}
+	s.denials = &denials{window: cmp.Or(cfg.DenialWindow, DefaultDenialWindow), now: cfg.Now,
+		commit: func(ctx context.Context, ch change) error { _, err := s.commit(ctx, ch, nil); return err }}
+	if cfg.Stopping == nil || cfg.Go == nil {
+		s.denials.window = 0 // no one to write the counts: record each refusal
+	} else {
+		cfg.Go(func() { s.denials.run(cfg.Stopping, cfg.Logger.Warn) })
+	}
 	mux := http.NewServeMux()
 	for _, rt := range Routes(cfg.Dev != nil) {
 		pattern := rt.Method + " " + rt.Pattern
