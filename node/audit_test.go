@@ -1,6 +1,9 @@
 package node_test
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -176,4 +179,45 @@ func TestDenialsAggregated(t *testing.T) {
 		t.Fatalf("%d refusals in %v made %d records; want at most %d (one per %v window)", n, elapsed, records, most, window)
 	}
 	t.Logf("%d refusals in %v: %d records", n, elapsed, records)
+}
+
+// TestTenantValuesAreDigestsInRegionLog: a tenant's writes reach the
+// region log (which region admins read) as SHA-256 digests, never as
+// values.
+func TestTenantValuesAreDigestsInRegionLog(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	const v1, v2 = "acme-private-value-1", "acme-private-value-2"
+	tn.must(t, 200, "PUT", "/api/v1/tenants/acme/kv/flows", alice, v1)
+	tn.must(t, 200, "PUT", "/api/v1/tenants/acme/kv/flows", alice, v2)
+	tn.must(t, 200, "DELETE", "/api/v1/tenants/acme/kv/flows", alice, "")
+	body := tn.must(t, 200, "GET", "/api/v1/audit", tn.token, "")
+	var page audit.Page
+	_ = json.Unmarshal([]byte(body), &page)
+	digest := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	var seen int
+	for _, e := range page.Entries {
+		for _, v := range []string{v1, v2} {
+			if strings.Contains(string(e.Data), v) || strings.Contains(string(e.Data), base64.StdEncoding.EncodeToString([]byte(v))) {
+				t.Fatalf("record %d holds a tenant value: %s", e.Seq, e.Data)
+			}
+		}
+		var rec audit.Record
+		_ = json.Unmarshal(e.Data, &rec)
+		if rec.Tenant == "" || rec.Entity != "kv/flows" {
+			continue
+		}
+		seen++
+		for _, val := range []*audit.Value{rec.Before, rec.After} {
+			if val != nil && (val.Text != nil || val.Base64 != nil || val.SHA256 == "") {
+				t.Fatalf("record %d (%s) carries a value, not a digest: %s", e.Seq, rec.Action, e.Data)
+			}
+		}
+		if rec.Action == "tenant.kv.put" && rec.After.SHA256 != digest(v1) && rec.After.SHA256 != digest(v2) {
+			t.Fatalf("record %d: digest %s is not of the value written", e.Seq, rec.After.SHA256)
+		}
+	}
+	if seen != 3 {
+		t.Fatalf("%d records of the tenant's writes in the region log, want 3", seen)
+	}
 }
