@@ -55,6 +55,9 @@ type Options struct {
 	// after the delay (dev mode). Default: the node kills itself and Run
 	// returns ErrStoppedByDrill for the supervisor to restart it.
 	StopDrill func(restartAfter time.Duration)
+	// DenialWindow overrides api.DefaultDenialWindow, the window in which
+	// one identity's refusals are counted into one audit record (tests).
+	DenialWindow time.Duration
 }
 
 // Node is one running Outpost node.
@@ -80,6 +83,8 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
+	// stopAPI closes the API's stopping channel (graceful stop or Kill).
+	stopAPI func()
 	// drillStopped is signalled when a stop drill killed the node.
 	drillStopped chan struct{}
 }
@@ -225,6 +230,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
+		DenialWindow: opts.DenialWindow, Go: n.goAPI,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
 		AgentLinks: links,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
@@ -252,7 +258,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	// Shutdown waits for requests in flight; the event streams never end
 	// by themselves, so they are told to.
-	n.http.RegisterOnShutdown(func() { close(stopping) })
+	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
+	n.http.RegisterOnShutdown(n.stopAPI)
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(4)
@@ -598,9 +605,22 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// goAPI runs the API's background work under the node's wait group; it
+// ends when the API's stopping channel closes (n.stopAPI).
+func (n *Node) goAPI(run func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		run()
+	}()
+}
+
 // Kill stops the node abruptly, as a crash would (tests, dev mode).
 func (n *Node) Kill() {
 	n.once.Do(func() {
+		if n.stopAPI != nil {
+			n.stopAPI()
+		}
 		if n.cancel != nil {
 			n.cancel()
 		}

@@ -239,6 +239,24 @@ func (t *Tx) forEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
 	}
 }
 
+// ForEachFrom is ForEach starting at key start (at or after prefix), so
+// a reader resumes in the middle of a prefix without walking its head.
+func (t *Tx) ForEachFrom(bucket, prefix, start []byte, fn func(k, v []byte) bool) {
+	if isTenantBucket(bucket) {
+		return
+	}
+	b := t.tx.Bucket(bucket)
+	if b == nil {
+		return
+	}
+	c := b.Cursor()
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
 // ForEachReverse calls fn for each key of bucket from the last to the
 // first, stopping early when fn returns false.
 func (t *Tx) ForEachReverse(bucket []byte, fn func(k, v []byte) bool) {

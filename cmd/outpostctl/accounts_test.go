@@ -50,7 +50,9 @@ func runCLI(t *testing.T, addr, stdin string, args ...string) (stdout, stderr st
 	t.Helper()
 	t.Setenv("OUTPOST_TOKEN", "")
 	var out, errw bytes.Buffer
-	args = append(args, "--addr", addr)
+	if addr != "" { // "" for offline commands, which refuse --addr
+		args = append(args, "--addr", addr)
+	}
 	err = run(context.Background(), args, strings.NewReader(stdin), &out, &errw)
 	return out.String(), errw.String(), err
 }

@@ -4,46 +4,125 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
 )
 
 // auditOpts are the flags of the audit commands.
 type auditOpts struct {
-	since  string // older signed checkpoint file
-	key    string // verifier key; default: ask the node (trust on first use)
-	save   string // write the verified checkpoint here
-	out    string // export directory
-	region string // region name, for the checkpoint origin
+	since    string // older signed checkpoint file
+	key      string // verifier key; default: ask the node (trust on first use)
+	save     string // write the verified checkpoint here
+	out      string // export directory
+	region   string // region name, for the checkpoint origin
+	partial  bool   // verify-export: the export may hold fewer records than its checkpoint
+	provider bool   // the provider stream instead of the region log
+	tenant   string // verify-record: through the tenant's routes
 }
 
-// fetchLog reads the node's signed checkpoint, its audit key and every
-// entry the checkpoint covers.
-func fetchLog(ctx context.Context, c *client, o auditOpts) (cp []byte, vkey string, entries []audit.Entry, err error) {
-	if err = c.do(ctx, "GET", "/api/v1/audit/checkpoint", nil, &cp); err != nil {
-		return
+// logPath is the API path of the log the command reads.
+func (o auditOpts) logPath() string {
+	p := "/api/v1/audit"
+	if o.tenant != "" {
+		p = tenantPath(o.tenant) + "/audit"
+	}
+	if o.provider {
+		p += "/provider"
+	}
+	return p
+}
+
+func (o auditOpts) logName() string {
+	if o.provider {
+		return "provider stream"
+	}
+	return "region log"
+}
+
+// expectedOrigin is the origin of the log the command checks. It is never
+// taken from the checkpoint being checked (a node could hand over another
+// log's): --region names it; else the pinned key's name, which is its
+// log's origin; else the region of the node asked (c; nil offline).
+func expectedOrigin(ctx context.Context, c *client, o auditOpts) (string, error) {
+	origin := audit.Origin
+	if o.provider {
+		origin = audit.ProviderOrigin
+	}
+	switch {
+	case o.region != "":
+		return origin(o.region), nil
+	case o.key != "":
+		ko, err := audit.KeyOrigin(o.key)
+		if err != nil {
+			return "", fmt.Errorf("--key: %w", err)
+		}
+		region, provider, err := audit.ParseOrigin(ko)
+		if err != nil {
+			return "", fmt.Errorf("--key: %w", err)
+		}
+		if provider != o.provider {
+			return "", fmt.Errorf("--key is the key of %q, not of region %s's %s (%w); pass that log's key, or --provider for the provider stream", ko, region, o.logName(), audit.ErrWrongLog)
+		}
+		return ko, nil
+	case c == nil:
+		return "", errors.New("name the log: --key VKEY (the region's audit key, from a source you trust) or --region NAME")
+	}
+	var who apitypes.WhoAmI
+	if err := c.do(ctx, "GET", "/api/v1/whoami", nil, &who); err != nil {
+		return "", err
+	}
+	if who.Region == "" {
+		return "", errors.New("the node did not say its region; pass --region NAME")
+	}
+	return origin(who.Region), nil
+}
+
+// openLog reads the node's signed checkpoint and verifies it with the
+// pinned key (or the one the node reports) under the expected origin.
+func openLog(ctx context.Context, c *client, o auditOpts) (cp []byte, vkey string, t tlog.Tree, err error) {
+	origin, err := expectedOrigin(ctx, c, o)
+	if err != nil {
+		return nil, "", t, err
+	}
+	if err = c.do(ctx, "GET", o.logPath()+"/checkpoint", nil, &cp); err != nil {
+		return nil, "", t, err
 	}
 	vkey = o.key
 	if vkey == "" {
 		var raw []byte
-		if err = c.do(ctx, "GET", "/api/v1/audit/key", nil, &raw); err != nil {
-			return
+		if err = c.do(ctx, "GET", o.logPath()+"/key", nil, &raw); err != nil {
+			return nil, "", t, err
 		}
 		vkey = strings.TrimSpace(string(raw))
 	}
-	origin, tree, perr := audit.ParseCheckpoint(noteText(cp))
-	if perr != nil {
-		return nil, "", nil, fmt.Errorf("the node's checkpoint: %w", perr)
+	if t, err = audit.OpenCheckpoint(cp, vkey, origin); err != nil {
+		return nil, "", t, fmt.Errorf("the node's checkpoint: %w", err)
 	}
-	_ = origin
+	return cp, vkey, t, nil
+}
+
+// fetchLog reads a verified checkpoint and every entry it covers.
+func fetchLog(ctx context.Context, c *client, o auditOpts) (cp []byte, vkey string, entries []audit.Entry, err error) {
+	if o.tenant != "" {
+		return nil, "", nil, errors.New("a tenant reads its own records only: check one with `outpostctl audit verify-record SEQ --tenant T`")
+	}
+	cp, vkey, tree, err := openLog(ctx, c, o)
+	if err != nil {
+		return nil, "", nil, err
+	}
 	for from := int64(0); from < tree.N; {
 		var page audit.Page
-		if err = c.do(ctx, "GET", fmt.Sprintf("/api/v1/audit?from=%d&size=%d", from, tree.N), nil, &page); err != nil {
+		if err = c.do(ctx, "GET", fmt.Sprintf("%s?from=%d&size=%d", o.logPath(), from, tree.N), nil, &page); err != nil {
 			return
 		}
 		if len(page.Entries) == 0 {
@@ -55,49 +134,112 @@ func fetchLog(ctx context.Context, c *client, o auditOpts) (cp []byte, vkey stri
 	return cp, vkey, entries, nil
 }
 
-// noteText returns the text of a signed note (before the blank line).
-func noteText(signed []byte) []byte {
-	if i := strings.Index(string(signed), "\n\n"); i >= 0 {
-		return signed[:i+1]
+func readSince(o auditOpts) ([]byte, error) {
+	if o.since == "" {
+		return nil, nil
 	}
-	return signed
+	b, err := os.ReadFile(o.since)
+	if err != nil {
+		return nil, fmt.Errorf("--since: %w", err)
+	}
+	return b, nil
 }
 
-func originOf(cp []byte) string {
-	o, _, _ := audit.ParseCheckpoint(noteText(cp))
-	return o
+func saveCheckpoint(o auditOpts, cp []byte) error {
+	if o.save == "" {
+		return nil
+	}
+	if err := os.WriteFile(o.save, cp, 0o644); err != nil {
+		return fmt.Errorf("--save: %w", err)
+	}
+	return nil
 }
 
 func auditVerify(ctx context.Context, c *client, g *globals, o auditOpts, w io.Writer) error {
+	since, err := readSince(o)
+	if err != nil {
+		return err
+	}
 	cp, vkey, entries, err := fetchLog(ctx, c, o)
 	if err != nil {
 		return err
 	}
-	var since []byte
-	if o.since != "" {
-		if since, err = os.ReadFile(o.since); err != nil {
-			return fmt.Errorf("--since: %w", err)
-		}
-	}
-	origin := originOf(cp)
-	if o.region != "" {
-		origin = audit.Origin(o.region)
-	}
+	origin, _ := audit.KeyOrigin(vkey) // OpenCheckpoint checked it is the expected one
 	rep, err := audit.Verify(entries, cp, vkey, origin, since)
 	if err != nil {
 		return fmt.Errorf("audit verify failed: %w", err)
 	}
-	if o.save != "" {
-		if err := os.WriteFile(o.save, cp, 0o644); err != nil {
-			return fmt.Errorf("--save: %w", err)
-		}
+	if err := saveCheckpoint(o, cp); err != nil {
+		return err
 	}
 	if g.json {
 		return printJSON(w, rep)
 	}
-	fmt.Fprintf(w, "audit log verified: %d records, root %s\n", rep.Size, rep.RootHash)
+	fmt.Fprintf(w, "audit log %s verified: %d records, root %s\n", origin, rep.Size, rep.RootHash)
 	if since != nil {
 		fmt.Fprintf(w, "consistent with the older checkpoint of %d records: the log only grew\n", rep.SinceSize)
+	}
+	if o.key == "" {
+		fmt.Fprintf(w, "(checked with the key the node reported; pass --key %q to pin it)\n", vkey)
+	}
+	return nil
+}
+
+// auditVerifyRecord checks one record against the signed checkpoint by
+// its inclusion proof, without downloading the log; with --since, also
+// that the log only grew since an older checkpoint (a consistency proof).
+func auditVerifyRecord(ctx context.Context, c *client, g *globals, arg string, o auditOpts, w io.Writer) error {
+	seq, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || seq < 0 {
+		return fmt.Errorf("SEQ must be a record's sequence number (`outpostctl tenants audit T` lists them), not %q", arg)
+	}
+	since, err := readSince(o)
+	if err != nil {
+		return err
+	}
+	cp, vkey, t, err := openLog(ctx, c, o)
+	if err != nil {
+		return err
+	}
+	var p audit.InclusionProof
+	if err := c.do(ctx, "GET", fmt.Sprintf("%s/proof?seq=%d&size=%d", o.logPath(), seq, t.N), nil, &p); err != nil {
+		return err
+	}
+	if err := audit.CheckInclusion(p, t); err != nil {
+		return fmt.Errorf("audit verify-record failed: %w", err)
+	}
+	out := map[string]any{"seq": seq, "tree_size": t.N, "root_hash": t.Hash.String()}
+	if since != nil {
+		origin, _ := audit.KeyOrigin(vkey)
+		old, err := audit.OpenCheckpoint(since, vkey, origin)
+		if err != nil {
+			return fmt.Errorf("--since: %w", err)
+		}
+		if old.N > t.N {
+			return fmt.Errorf("audit verify-record failed: %w", audit.CheckConsistency(audit.ConsistencyProof{}, old, t))
+		}
+		var cpf audit.ConsistencyProof
+		if err := c.do(ctx, "GET", fmt.Sprintf("%s/consistency?old=%d&size=%d", o.logPath(), old.N, t.N), nil, &cpf); err != nil {
+			return err
+		}
+		if err := audit.CheckConsistency(cpf, old, t); err != nil {
+			return fmt.Errorf("audit verify-record failed: %w", err)
+		}
+		out["since_size"] = old.N
+	}
+	if err := saveCheckpoint(o, cp); err != nil {
+		return err
+	}
+	var rec audit.Record
+	_ = json.Unmarshal(p.Data, &rec) // CheckInclusion parsed it
+	if g.json {
+		out["record"] = rec
+		return printJSON(w, out)
+	}
+	fmt.Fprintf(w, "record %d (%s %s by %s at %s) is in the signed %s tree of %d records, root %s\n",
+		seq, rec.Action, rec.Entity, rec.Actor, stamp(rec.Time), o.logName(), t.N, t.Hash)
+	if since != nil {
+		fmt.Fprintf(w, "consistent with the older checkpoint of %d records: the log only grew\n", out["since_size"])
 	}
 	if o.key == "" {
 		fmt.Fprintf(w, "(checked with the key the node reported; pass --key %q to pin it)\n", vkey)
@@ -113,7 +255,8 @@ func auditExport(ctx context.Context, c *client, g *globals, o auditOpts, w io.W
 	if err != nil {
 		return err
 	}
-	if _, err := audit.Verify(entries, cp, vkey, originOf(cp), nil); err != nil {
+	origin, _ := audit.KeyOrigin(vkey)
+	if _, err := audit.Verify(entries, cp, vkey, origin, nil); err != nil {
 		return fmt.Errorf("refusing to export a log that does not verify: %w", err)
 	}
 	recs, err := audit.Prove(entries)
@@ -151,15 +294,24 @@ func auditExport(ctx context.Context, c *client, g *globals, o auditOpts, w io.W
 	if g.json {
 		return printJSON(w, map[string]any{"dir": o.out, "records": len(recs)})
 	}
-	fmt.Fprintf(w, "exported %d records with inclusion proofs to %s\nverify offline: outpostctl audit verify-export %s --key '%s'\n", len(recs), o.out, o.out, vkey)
+	provider := ""
+	if o.provider {
+		provider = " --provider"
+	}
+	fmt.Fprintf(w, "exported %d records with inclusion proofs to %s\nverify offline: outpostctl audit verify-export %s%s --key '%s'\n", len(recs), o.out, o.out, provider, vkey)
 	return nil
 }
 
-// auditVerifyExport checks an export with the region's public key alone;
-// it needs no node.
+// auditVerifyExport checks an export with the log's public key alone; it
+// needs no node. An export must hold every record its checkpoint covers,
+// in order, unless --partial says it was cut.
 func auditVerifyExport(dir string, g *globals, o auditOpts, w io.Writer) error {
 	if o.key == "" {
 		return fmt.Errorf("verify-export needs --key (the region's audit key, from a source you trust, not from the export)")
+	}
+	origin, err := expectedOrigin(context.Background(), nil, o)
+	if err != nil {
+		return err
 	}
 	cp, err := os.ReadFile(filepath.Join(dir, "checkpoint"))
 	if err != nil {
@@ -179,17 +331,27 @@ func auditVerifyExport(dir string, g *globals, o auditOpts, w io.Writer) error {
 		}
 		recs = append(recs, r)
 	}
-	origin := originOf(cp)
-	if o.region != "" {
-		origin = audit.Origin(o.region)
-	}
 	t, err := audit.CheckExported(recs, cp, o.key, origin)
 	if err != nil {
 		return fmt.Errorf("export does not verify: %w", err)
 	}
-	if g.json {
-		return printJSON(w, map[string]any{"records": len(recs), "tree_size": t.N})
+	if !o.partial {
+		if int64(len(recs)) != t.N {
+			return fmt.Errorf("export does not verify: %w: its checkpoint covers %d records, the export holds %d (pass --partial if it was cut on purpose)", audit.ErrTampered, t.N, len(recs))
+		}
+		for i, r := range recs {
+			if r.Seq != int64(i) {
+				return fmt.Errorf("export does not verify: %w: line %d holds record %d, not %d (pass --partial if it was cut on purpose)", audit.ErrTampered, i+1, r.Seq, i)
+			}
+		}
 	}
-	fmt.Fprintf(w, "export verified: %d records, each proven included in the signed tree of %d records\n", len(recs), t.N)
+	if g.json {
+		return printJSON(w, map[string]any{"records": len(recs), "tree_size": t.N, "partial": o.partial, "origin": origin})
+	}
+	if o.partial {
+		fmt.Fprintf(w, "partial export of %s verified: %d records, each proven included in the signed tree of %d records\n", origin, len(recs), t.N)
+		return nil
+	}
+	fmt.Fprintf(w, "export of %s verified: all %d records of the signed tree, each proven included\n", origin, len(recs))
 	return nil
 }

@@ -33,9 +33,10 @@ var commands = map[string]spec{
 	"kv put":              {form: "kv put KEY VALUE [--tenant T]", flags: []string{"tenant"}},
 	"kv delete":           {form: "kv delete KEY [--tenant T]", flags: []string{"tenant"}},
 	"kv list":             {form: "kv list [PREFIX] [--tenant T] [--consistent]", flags: []string{"tenant", "consistent"}},
-	"audit verify":        {form: "audit verify [--since OLD_CHECKPOINT] [--save FILE] [--key VKEY] [--region NAME]", flags: []string{"since", "save", "key", "region"}},
-	"audit export":        {form: "audit export --out DIR [--key VKEY]", flags: []string{"out", "key"}},
-	"audit verify-export": {form: "audit verify-export DIR --key VKEY [--region NAME]", flags: []string{"key", "region"}, offline: true},
+	"audit verify":        {form: "audit verify [--provider] [--since OLD_CHECKPOINT] [--save FILE] [--key VKEY] [--region NAME]", flags: []string{"provider", "since", "save", "key", "region"}},
+	"audit verify-record": {form: "audit verify-record SEQ [--tenant T] [--provider] [--since OLD_CHECKPOINT] [--save FILE] [--key VKEY] [--region NAME]", flags: []string{"tenant", "provider", "since", "save", "key", "region"}},
+	"audit export":        {form: "audit export --out DIR [--provider] [--key VKEY] [--region NAME]", flags: []string{"out", "provider", "key", "region"}},
+	"audit verify-export": {form: "audit verify-export DIR --key VKEY [--provider] [--region NAME] [--partial]", flags: []string{"key", "provider", "region", "partial"}, offline: true},
 	"dev stop":            {form: "dev stop NODE"},
 	"dev start":           {form: "dev start NODE"},
 

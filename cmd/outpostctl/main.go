@@ -28,9 +28,16 @@ commands:
   audit verify           recompute the audit log's Merkle tree and check the
                          signed checkpoint (--since FILE: prove it only grew
                          since an older checkpoint; --save FILE keeps this one;
-                         --key VKEY pins the region's audit key)
+                         --key VKEY pins the log's key; --region R the log
+                         expected, default the key's or the node's region;
+                         --provider: the provider stream)
+  audit verify-record SEQ [--tenant T] [--provider] [--since FILE]
+                         prove one record is in the signed log, without
+                         downloading it (a tenant Admin: its own records)
   audit export --out DIR write records, inclusion proofs and the checkpoint
-  audit verify-export DIR --key VKEY   check an export offline
+  audit verify-export DIR --key VKEY [--partial]   check an export offline;
+                         one with fewer records than its checkpoint needs
+                         --partial
   dev stop NODE          (outpost dev only) kill a node
   dev start NODE         (outpost dev only) start a stopped node
 
@@ -166,6 +173,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	ao, acct, ops := *aop, *acctp, *opsp
+	ao.tenant, ao.provider = acct.tenant, acct.provider
 	c := newClient(g.addr, g.token)
 	c.warn = stderr
 	if isAccountCommand(cmd) {
@@ -206,6 +214,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return kvList(ctx, c, g, acct.tenant, prefix, consistent, stdout)
 	case "audit verify":
 		return auditVerify(ctx, c, g, ao, stdout)
+	case "audit verify-record":
+		if len(pos) != 1 {
+			return usageErr(stderr, "audit verify-record SEQ [--tenant T] [--provider] [--since FILE] [--key VKEY]")
+		}
+		return auditVerifyRecord(ctx, c, g, pos[0], ao, stdout)
 	case "audit export":
 		return auditExport(ctx, c, g, ao, stdout)
 	case "audit verify-export":
@@ -234,7 +247,8 @@ func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *audit
 	fs.StringVar(&ao.key, "key", "", "the region's audit verifier key (audit commands)")
 	fs.StringVar(&ao.save, "save", "", "write the verified checkpoint to this file (audit verify)")
 	fs.StringVar(&ao.out, "out", "", "export directory (audit export)")
-	fs.StringVar(&ao.region, "region", "", "expected region name (audit verify, verify-export)")
+	fs.StringVar(&ao.region, "region", "", "the region whose audit log to expect (audit commands; default: the pinned key's, else the node's)")
+	fs.BoolVar(&ao.partial, "partial", false, "accept an export holding fewer records than its checkpoint (audit verify-export)")
 	acct.register(fs)
 	ops.register(fs)
 	return fs, g, ao, acct, ops

@@ -143,7 +143,7 @@ func tenantNames(tx *storage.Tx) map[string]string {
 }
 
 func (s *server) whoami(w http.ResponseWriter, r *http.Request, c *call) {
-	out := apitypes.WhoAmI{Actor: c.p.Actor, User: c.p.User, RegionAdmin: c.p.RegionAdmin, Tenants: map[string]string{}}
+	out := apitypes.WhoAmI{Region: s.cfg.RegionName, Actor: c.p.Actor, User: c.p.User, RegionAdmin: c.p.RegionAdmin, Tenants: map[string]string{}}
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		names := tenantNames(tx)
 		for id, role := range c.p.Roles {

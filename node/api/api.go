@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -43,8 +42,13 @@ type Store interface {
 // provider stream).
 type AuditLog interface {
 	Entries(from, n int64, limit int) ([]audit.Entry, error)
+	// TenantEntries is Entries of one tenant's records, from an index.
+	TenantEntries(tenant string, from, n int64, limit int) ([]audit.Entry, error)
+	Size() (int64, error)
 	Checkpoint() ([]byte, error)
 	VerifierKey() string
+	ProveRecord(seq, size int64) (audit.InclusionProof, error)
+	ProveTree(old, size int64) (audit.ConsistencyProof, error)
 }
 
 // DevControl stops and starts nodes of an `outpost dev` region. Nil
@@ -90,6 +94,14 @@ type Config struct {
 	AgentCertLifetime time.Duration
 	// AgentLinks is the agent port's live view (nil until it runs).
 	AgentLinks AgentLinks
+	// DenialWindow is how long one identity's refusals are counted into
+	// one audit record after the first; default DefaultDenialWindow.
+	DenialWindow time.Duration
+	// Go runs the API's background work (writing aggregated refusal
+	// records until Stopping closes) on a goroutine its caller owns and
+	// waits for. Nil (or a nil Stopping): nothing runs in the background
+	// and every refusal is recorded on its own.
+	Go func(run func())
 }
 
 // Role is what a route requires of its caller.
@@ -165,11 +177,6 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvGet},
 		{"PUT", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvPut},
 		{"DELETE", "/api/v1/kv/{key...}", RegionAdmin, (*server).kvDelete},
-		{"GET", "/api/v1/audit", RegionAdmin, (*server).auditEntries},
-		{"GET", "/api/v1/audit/checkpoint", RegionAdmin, (*server).auditCheckpoint},
-		{"GET", "/api/v1/audit/key", RegionAdmin, (*server).auditKey},
-		{"GET", "/api/v1/audit/provider", RegionAdmin, (*server).providerEntries},
-		{"GET", "/api/v1/audit/provider/checkpoint", RegionAdmin, (*server).providerCheckpoint},
 		{"POST", "/api/v1/tenants", RegionAdmin, (*server).tenantCreate},
 		{"GET", "/api/v1/users", RegionAdmin, (*server).usersList},
 		{"POST", "/api/v1/users", RegionAdmin, (*server).userCreate},
@@ -216,11 +223,11 @@ func Routes(dev bool) []Route {
 		{"DELETE", t + "/agent-tokens/{id}", TenantAdmin, (*server).agentTokenRevoke},
 		{"GET", t + "/settings", TenantViewer, (*server).settingsGet},
 		{"PUT", t + "/settings", TenantAdmin, (*server).settingsPut},
-		{"GET", t + "/audit", TenantAdmin, (*server).tenantAudit},
-		{"GET", t + "/audit/provider", TenantAdmin, (*server).tenantProviderAudit},
 		{"GET", t + "/breakglass", TenantAdmin, (*server).grantsList},
 		{"POST", t + "/breakglass/{id}/approve", TenantAdmin, (*server).grantApprove},
 	}
+	rs = append(rs, auditRoutes("/api/v1/audit", RegionAdmin)...)
+	rs = append(rs, auditRoutes(t+"/audit", TenantAdmin)...)
 	if dev {
 		rs = append(rs,
 			Route{"POST", "/api/v1/dev/nodes/{id}/stop", RegionAdmin, (*server).devStop},
@@ -238,6 +245,8 @@ type server struct {
 	enrollRefusals, enrollAudits *auth.RateLimiter
 	// enrollInFlight bounds the enrollments one address has in flight.
 	enrollInFlight *auth.Concurrency
+	// denials aggregates refusal audit records per identity.
+	denials *denials
 }
 
 // New returns the API handler. State-changing requests from another
@@ -257,6 +266,13 @@ func New(cfg Config) http.Handler {
 		enrollRefusals: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
 		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5},
 		enrollInFlight: &auth.Concurrency{Max: maxEnrollInFlight}}
+	s.denials = &denials{window: cmp.Or(cfg.DenialWindow, DefaultDenialWindow), now: cfg.Now,
+		commit: func(ctx context.Context, ch change) error { _, err := s.commit(ctx, ch, nil); return err }}
+	if cfg.Stopping == nil || cfg.Go == nil {
+		s.denials.window = 0 // no one to write the counts: record each refusal
+	} else {
+		cfg.Go(func() { s.denials.run(cfg.Stopping, cfg.Logger.Warn) })
+	}
 	mux := http.NewServeMux()
 	for _, rt := range Routes(cfg.Dev != nil) {
 		pattern := rt.Method + " " + rt.Pattern
@@ -371,86 +387,10 @@ func (s *server) readConsistency(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-const maxAuditPage = 1000
-
 // maxEnrollInFlight bounds the enrollments one address may have in flight
 // at once: generous, since a provisioning burst behind one NAT is normal;
 // it caps how many guesses can run before refusals are counted.
 const maxEnrollInFlight = 256
-
-func (s *server) auditEntries(w http.ResponseWriter, r *http.Request, c *call) {
-	s.entries(w, r, s.cfg.Audit, "")
-}
-
-func (s *server) providerEntries(w http.ResponseWriter, r *http.Request, c *call) {
-	s.entries(w, r, s.cfg.ProviderAudit, "")
-}
-
-// entries serves a page of an audit log; with tenantID set, only that
-// tenant's records (the seq of each stays its place in the whole log).
-func (s *server) entries(w http.ResponseWriter, r *http.Request, log AuditLog, tenantID string) {
-	q := r.URL.Query()
-	from, err1 := strconv.ParseInt(cmp.Or(q.Get("from"), "0"), 10, 64)
-	size, err2 := strconv.ParseInt(cmp.Or(q.Get("size"), strconv.FormatInt(1<<62, 10)), 10, 64)
-	limit, err3 := strconv.Atoi(cmp.Or(q.Get("limit"), strconv.Itoa(maxAuditPage)))
-	if err1 != nil || err2 != nil || err3 != nil || from < 0 || size < 0 || limit < 1 {
-		writeError(w, http.StatusBadRequest, "from, size and limit must be non-negative integers (limit at least 1)", "GET /api/v1/audit?from=0&size=N&limit=1000")
-		return
-	}
-	limit = min(limit, maxAuditPage)
-	out := []audit.Entry{}
-	for len(out) < limit {
-		es, err := log.Entries(from, size, maxAuditPage)
-		if err != nil {
-			writeError(w, http.StatusInternalServerError, "reading the audit log: "+err.Error(), "")
-			return
-		}
-		for _, e := range es {
-			if tenantID == "" || recordTenant(e.Data) == tenantID {
-				out = append(out, e)
-			}
-			if len(out) == limit {
-				break
-			}
-		}
-		if len(es) < maxAuditPage || tenantID == "" {
-			break
-		}
-		from = es[len(es)-1].Seq + 1
-	}
-	writeJSON(w, http.StatusOK, audit.Page{Entries: out, Size: size})
-}
-
-func recordTenant(data []byte) string {
-	var rec struct {
-		Tenant string `json:"tenant"`
-	}
-	_ = json.Unmarshal(data, &rec)
-	return rec.Tenant
-}
-
-func (s *server) auditCheckpoint(w http.ResponseWriter, r *http.Request, c *call) {
-	s.checkpoint(w, s.cfg.Audit)
-}
-
-func (s *server) providerCheckpoint(w http.ResponseWriter, r *http.Request, c *call) {
-	s.checkpoint(w, s.cfg.ProviderAudit)
-}
-
-func (s *server) checkpoint(w http.ResponseWriter, log AuditLog) {
-	cp, err := log.Checkpoint()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "signing a checkpoint: "+err.Error(), "")
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write(cp)
-}
-
-func (s *server) auditKey(w http.ResponseWriter, r *http.Request, c *call) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = io.WriteString(w, s.cfg.Audit.VerifierKey()+"\n")
-}
 
 func (s *server) devStop(w http.ResponseWriter, r *http.Request, c *call) {
 	s.devAction(w, r, c, s.cfg.Dev.StopNode, "dev.node_stop", "stopped")

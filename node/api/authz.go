@@ -67,13 +67,12 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, role Role) (*
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no tenant %q that you can reach", name), "`outpostctl tenants list` shows your tenants")
 		return nil, false
 	case errors.Is(err, auth.ErrNeedsGrant):
-		s.record(r, change{p: p, tenant: c.tenant.ID, stream: audit.StreamProvider, action: "breakglass.refused",
-			entity: "tenant/" + c.tenant.ID, detail: map[string]string{"method": r.Method, "path": r.URL.Path}})
+		s.refusal(r, change{p: p, tenant: c.tenant.ID, stream: audit.StreamProvider, action: "breakglass.refused",
+			entity: "tenant/" + c.tenant.ID}, "")
 		writeError(w, http.StatusForbidden, err.Error(), fmt.Sprintf("request a grant: outpostctl breakglass request %s --reason TEXT --duration 1h; the tenant's Admin approves it", name))
 		return nil, false
 	case err != nil:
-		s.record(r, change{p: p, tenant: c.tenant.ID, action: "auth.denied", entity: "tenant/" + c.tenant.ID,
-			detail: map[string]string{"method": r.Method, "path": r.URL.Path, "needs": role.String()}})
+		s.refusal(r, change{p: p, tenant: c.tenant.ID, action: "auth.denied", entity: "tenant/" + c.tenant.ID}, role.String())
 		writeError(w, http.StatusForbidden, err.Error(), "ask an Admin of the tenant for a higher role")
 		return nil, false
 	}
@@ -165,6 +164,20 @@ func (s *server) record(r *http.Request, ch change) {
 	if _, err := s.commit(r.Context(), ch, nil); err != nil {
 		s.cfg.Logger.Warn("could not record a refusal in the audit log", "action", ch.action, "err", err)
 	}
+}
+
+// refusal records a refused request: at once if it is its identity's
+// first in the denial window, else counted into the window's record.
+func (s *server) refusal(r *http.Request, ch change, needs string) {
+	if !s.denials.refused(ch, r, needs) {
+		return
+	}
+	d := map[string]any{"method": r.Method, "path": r.URL.Path, "count": 1}
+	if needs != "" {
+		d["needs"] = needs
+	}
+	ch.detail = d
+	s.record(r, ch)
 }
 
 // batch encodes an auth batch for apply.

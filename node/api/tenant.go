@@ -114,14 +114,6 @@ func (s *server) settingsPut(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 }
 
-func (s *server) tenantAudit(w http.ResponseWriter, r *http.Request, c *call) {
-	s.entries(w, r, s.cfg.Audit, c.tenant.ID)
-}
-
-func (s *server) tenantProviderAudit(w http.ResponseWriter, r *http.Request, c *call) {
-	s.entries(w, r, s.cfg.ProviderAudit, c.tenant.ID)
-}
-
 // MaxGrant is the longest break-glass grant.
 const MaxGrant = 24 * time.Hour
 

@@ -225,6 +225,9 @@ type Session struct {
 
 // WhoAmI is GET /api/v1/whoami.
 type WhoAmI struct {
+	// Region names the node's region: it pins the origin of the audit
+	// logs a client verifies.
+	Region      string            `json:"region"`
 	Actor       string            `json:"actor"`
 	User        string            `json:"user,omitempty"`
 	RegionAdmin bool              `json:"region_admin"`

@@ -16,36 +16,71 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// Origin names a region's audit log in its checkpoints.
-func Origin(region string) string { return "outpost audit " + region }
+// Origin names a region's audit log in its checkpoints: a schema-less,
+// URL-like name as C2SP tlog-checkpoint asks, and also the name of the
+// log's signed-note key (one key per log).
+func Origin(region string) string { return originPrefix + region }
 
 // ProviderOrigin is the checkpoint origin of a region's provider audit
 // stream: the separate log of operator (region admin) reach into tenant
-// data, which tenants read. It is signed with the same region key.
-func ProviderOrigin(region string) string { return "outpost provider audit " + region }
+// data, which tenants read. It has its own key, named like it.
+func ProviderOrigin(region string) string { return Origin(region) + providerSuffix }
+
+const (
+	originPrefix   = "outpost.audit/"
+	providerSuffix = "/provider"
+)
 
 // StreamProvider names the provider stream in Meta.Stream; "" is the
 // region's main log.
 const StreamProvider = "provider"
 
-// KeyName is the signed-note key name of a region's audit key.
-func KeyName(region string) string { return "outpost-audit-" + region }
+// ErrWrongLog means a checkpoint or key belongs to another log than the
+// one being verified (another region, or the provider stream in place of
+// the region log).
+var ErrWrongLog = errors.New("checkpoint of another log")
 
-// DeriveKey derives the region's Ed25519 audit key from the region CA key
-// (HKDF-SHA256, salted with the region name), returning signed-note signer
-// and verifier keys. Every node holds the CA key, so every node can sign a
-// checkpoint, and no further secret has to be stored or shared.
-func DeriveKey(region string, caKey *ecdsa.PrivateKey) (skey, vkey string, err error) {
+// ParseOrigin splits an origin made by Origin or ProviderOrigin into its
+// region and whether it is the provider stream.
+func ParseOrigin(origin string) (region string, provider bool, err error) {
+	rest, ok := strings.CutPrefix(origin, originPrefix)
+	if rest, provider = strings.CutSuffix(rest, providerSuffix); !ok || rest == "" || strings.ContainsAny(rest, "/ +\n") {
+		return "", false, fmt.Errorf("%w: %q is not an Outpost audit log origin (%sREGION or %sREGION%s)", ErrWrongLog, origin, originPrefix, originPrefix, providerSuffix)
+	}
+	return rest, provider, nil
+}
+
+// KeyOrigin is the origin a verifier key is for: its signed-note name.
+func KeyOrigin(vkey string) (string, error) {
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return "", fmt.Errorf("audit key: %w", err)
+	}
+	return v.Name(), nil
+}
+
+// DeriveKey derives the Ed25519 key of a region's audit log (or, with
+// provider, of its provider stream) from the region CA key
+// (HKDF-SHA256, salted with the region name), returning signed-note
+// signer and verifier keys named by the log's origin. Every node holds the
+// CA key, so every node can sign a checkpoint, and no further secret has to
+// be stored or shared. The region log's key is the one of issue 4 under a
+// new name; the provider stream's is new (it shared the region's before).
+func DeriveKey(region string, provider bool, caKey *ecdsa.PrivateKey) (skey, vkey string, err error) {
 	secret, err := caKey.Bytes()
 	if err != nil {
 		return "", "", err
 	}
-	seed, err := hkdf.Key(sha256.New, secret, []byte(region), "outpost audit checkpoint key v1", 32)
+	info, name := "outpost audit checkpoint key v1", Origin(region)
+	if provider {
+		info, name = "outpost provider audit checkpoint key v1", ProviderOrigin(region)
+	}
+	seed, err := hkdf.Key(sha256.New, secret, []byte(region), info, 32)
 	if err != nil {
 		return "", "", err
 	}
 	// GenerateKey reads exactly the 32-byte Ed25519 seed from its reader.
-	return note.GenerateKey(bytes.NewReader(seed), KeyName(region))
+	return note.GenerateKey(bytes.NewReader(seed), name)
 }
 
 // FormatCheckpoint is the C2SP tlog-checkpoint body: origin, tree size and
@@ -89,12 +124,16 @@ func SignCheckpoint(skey, origin string, t tlog.Tree) ([]byte, error) {
 	return note.Sign(&note.Note{Text: string(FormatCheckpoint(origin, t))}, s)
 }
 
-// OpenCheckpoint verifies a signed checkpoint with the region's verifier
-// key and checks its origin.
+// OpenCheckpoint verifies a signed checkpoint with the log's verifier key
+// and checks that both the key and the checkpoint are for origin, the log
+// the caller expects (never taken from the checkpoint itself).
 func OpenCheckpoint(signed []byte, vkey, origin string) (tlog.Tree, error) {
 	v, err := note.NewVerifier(vkey)
 	if err != nil {
 		return tlog.Tree{}, fmt.Errorf("audit key: %w", err)
+	}
+	if v.Name() != origin {
+		return tlog.Tree{}, fmt.Errorf("%w: the key is for %q, expected %q", ErrWrongLog, v.Name(), origin)
 	}
 	n, err := note.Open(signed, note.VerifierList(v))
 	if err != nil {
@@ -105,7 +144,7 @@ func OpenCheckpoint(signed []byte, vkey, origin string) (tlog.Tree, error) {
 		return tlog.Tree{}, err
 	}
 	if got != origin {
-		return tlog.Tree{}, fmt.Errorf("checkpoint is for %q, expected %q", got, origin)
+		return tlog.Tree{}, fmt.Errorf("%w: checkpoint is for %q, expected %q", ErrWrongLog, got, origin)
 	}
 	return t, nil
 }

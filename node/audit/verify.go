@@ -25,6 +25,14 @@ type Page struct {
 // ErrTampered means the log does not match its checkpoint or records.
 var ErrTampered = errors.New("audit log tampered")
 
+// Errors of a node asked for a proof.
+var (
+	// ErrNoRecord means no record has that sequence number in the tree asked.
+	ErrNoRecord = errors.New("no such audit record")
+	// ErrBeyondLog means a tree size beyond the log, or sizes out of order.
+	ErrBeyondLog = errors.New("tree size beyond the log")
+)
+
 // Report is what Verify found.
 type Report struct {
 	Size      int64  `json:"size"`
@@ -155,4 +163,51 @@ func CheckExported(recs []ExportedRecord, checkpoint []byte, vkey, origin string
 		}
 	}
 	return t, nil
+}
+
+// InclusionProof is one record with the hashes that prove it is record
+// Seq of the tree of the first Size records (RFC 6962).
+type InclusionProof struct {
+	Seq   int64       `json:"seq"`
+	Size  int64       `json:"size"`
+	Data  []byte      `json:"data"` // the exact bytes hashed into the tree
+	Proof []tlog.Hash `json:"proof"`
+}
+
+// ConsistencyProof holds the hashes that prove the tree of Size records
+// extends the tree of its first Old records.
+type ConsistencyProof struct {
+	Old   int64       `json:"old"`
+	Size  int64       `json:"size"`
+	Proof []tlog.Hash `json:"proof"`
+}
+
+// CheckInclusion verifies p against a verified checkpoint's tree t.
+func CheckInclusion(p InclusionProof, t tlog.Tree) error {
+	if p.Size != t.N {
+		return fmt.Errorf("%w: the proof is for a tree of %d records, the checkpoint has %d", ErrTampered, p.Size, t.N)
+	}
+	var rec Record
+	if err := json.Unmarshal(p.Data, &rec); err != nil || rec.Seq != p.Seq {
+		return fmt.Errorf("%w: record %d is unreadable or names another place in the log", ErrTampered, p.Seq)
+	}
+	if err := tlog.CheckRecord(p.Proof, t.N, t.Hash, p.Seq, tlog.RecordHash(p.Data)); err != nil {
+		return fmt.Errorf("%w: record %d is not in the signed tree: %v", ErrTampered, p.Seq, err)
+	}
+	return nil
+}
+
+// CheckConsistency verifies that cur, a verified checkpoint's tree,
+// extends old, an older verified one, by p.
+func CheckConsistency(p ConsistencyProof, old, cur tlog.Tree) error {
+	if old.N > cur.N {
+		return fmt.Errorf("%w: the log has %d records, fewer than the %d of the older checkpoint (truncated)", ErrTampered, cur.N, old.N)
+	}
+	if p.Old != old.N || p.Size != cur.N {
+		return fmt.Errorf("%w: the proof is for trees of %d and %d records, not %d and %d", ErrTampered, p.Old, p.Size, old.N, cur.N)
+	}
+	if err := tlog.CheckTree(p.Proof, cur.N, cur.Hash, old.N, old.Hash); err != nil {
+		return fmt.Errorf("%w: the log is not an extension of the older checkpoint (history rewritten): %v", ErrTampered, err)
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/storage"
@@ -170,11 +172,12 @@ func TestCheckpointSignature(t *testing.T) {
 	}
 	// Deterministic key: the same CA key always yields the same audit key.
 	ca, _ := pki.NewCA("eu")
-	_, v1, _ := audit.DeriveKey("eu", ca.Key)
-	_, v2, _ := audit.DeriveKey("eu", ca.Key)
-	_, v3, _ := audit.DeriveKey("us", ca.Key)
-	if v1 != v2 || v1 == v3 {
-		t.Fatal("audit key derivation is not deterministic per region")
+	_, v1, _ := audit.DeriveKey("eu", false, ca.Key)
+	_, v2, _ := audit.DeriveKey("eu", false, ca.Key)
+	_, v3, _ := audit.DeriveKey("us", false, ca.Key)
+	_, v4, _ := audit.DeriveKey("eu", true, ca.Key)
+	if v1 != v2 || v1 == v3 || v1 == v4 {
+		t.Fatal("audit key derivation is not deterministic per region and stream")
 	}
 }
 
@@ -236,4 +239,75 @@ func TestProviderStreamIsSeparate(t *testing.T) {
 	if _, err := audit.Verify(pes, cp, plog.VerifierKey(), audit.Origin("eu"), nil); err == nil {
 		t.Fatal("a provider checkpoint verified as the region log's")
 	}
+}
+
+// TestTenantEntries: a tenant's view read from the index is the log
+// filtered by tenant, from any offset and in pages, also for a state
+// file written before the index existed (scanned until its next append,
+// which indexes it).
+func TestTenantEntries(t *testing.T) {
+	f := newFixture(t)
+	appendFor := func(tenant string, i int) {
+		t.Helper()
+		meta, _ := audit.EncodeMeta(audit.Meta{Time: time.Unix(1700000000+int64(i), 0), Node: "n1", Actor: "a", Tenant: tenant, Action: "x", Entity: "e"})
+		if err := f.store.Update(func(tx *storage.Tx) error { return Append(tx, uint64(i+1), meta, nil, nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tenants := []string{"", "t1", "t2", "t1", "t10", "t1", "t2"}
+	for i := 0; i < 70; i++ {
+		appendFor(tenants[i%len(tenants)], i)
+	}
+	want := func(tenant string, from int64, limit int) []int64 {
+		var out []int64
+		es, _ := f.log.Entries(0, 1<<40, 1<<20)
+		for _, e := range es {
+			if e.Seq >= from && recordTenant(e.Data) == tenant && len(out) < limit {
+				out = append(out, e.Seq)
+			}
+		}
+		return out
+	}
+	check := func(t *testing.T) {
+		t.Helper()
+		for _, tenant := range []string{"t1", "t2", "t10", "t3"} {
+			for _, c := range []struct {
+				from  int64
+				limit int
+			}{{0, 1000}, {0, 5}, {17, 1000}, {69, 3}, {70, 10}} {
+				es, err := f.log.TenantEntries(tenant, c.from, 1<<40, c.limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []int64
+				for _, e := range es {
+					if recordTenant(e.Data) != tenant || tlog.RecordHash(e.Data) != e.LeafHash {
+						t.Fatalf("%s: record %d is not the tenant's or lacks its leaf hash", tenant, e.Seq)
+					}
+					got = append(got, e.Seq)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want(tenant, c.from, c.limit)) {
+					t.Errorf("%s from %d limit %d: %v, want %v", tenant, c.from, c.limit, got, want(tenant, c.from, c.limit))
+				}
+			}
+		}
+	}
+	t.Run("indexed", check)
+	t.Run("state file from before the index", func(t *testing.T) {
+		_ = f.store.Update(func(tx *storage.Tx) error {
+			tx.ForEach(regionStream.tenants, nil, func(k, _ []byte) bool { _ = tx.Delete(regionStream.tenants, k); return true })
+			return tx.Delete(regionStream.hashes, regionStream.indexed)
+		})
+		check(t)
+		appendFor("t2", 70)
+		if n := indexedLen(t, f); n != 71 {
+			t.Fatalf("the next append indexed %d records, want 71", n)
+		}
+		check(t)
+	})
+}
+
+func indexedLen(t *testing.T, f *fixture) (n int64) {
+	_ = f.store.View(func(tx *storage.Tx) error { n = regionStream.indexedLen(tx); return nil })
+	return n
 }

@@ -15,11 +15,19 @@ import (
 // stream is where one audit log lives in the state store.
 type stream struct {
 	records, hashes, size []byte
+	// tenants indexes the records naming a tenant: key tenant id, 0x00,
+	// big-endian seq; empty value. The index covers the records below
+	// the count stored in hashes under indexed (older state files have
+	// none: Append indexes their records at the next append, and readers
+	// scan the records past the count).
+	tenants, indexed []byte
 }
 
 var (
-	regionStream   = stream{records: []byte("audit"), hashes: []byte("audit_hashes"), size: []byte("audit_size")}
-	providerStream = stream{records: []byte("paudit"), hashes: []byte("paudit_hashes"), size: []byte("paudit_size")}
+	regionStream = stream{records: []byte("audit"), hashes: []byte("audit_hashes"), size: []byte("audit_size"),
+		tenants: []byte("audit_tenants"), indexed: []byte("audit_tenants_indexed")}
+	providerStream = stream{records: []byte("paudit"), hashes: []byte("paudit_hashes"), size: []byte("paudit_size"),
+		tenants: []byte("paudit_tenants"), indexed: []byte("paudit_tenants_indexed")}
 
 	// names the tamper tests use
 	bucketRecords = regionStream.records
@@ -69,7 +77,47 @@ func Append(tx *storage.Tx, index uint64, meta, before, after []byte) error {
 	if err := tx.Put(st.records, be(n), data); err != nil {
 		return err
 	}
+	if err := st.index(tx, n+1); err != nil {
+		return err
+	}
 	return tx.Put(st.hashes, st.size, be(n+1))
+}
+
+// index brings the tenant index up to the first n records: only the new
+// one, except once in a state file written before the index existed.
+func (st stream) index(tx *storage.Tx, n int64) error {
+	for i := st.indexedLen(tx); i < n; i++ {
+		if t := recordTenant(tx.Get(st.records, be(i))); t != "" {
+			if err := tx.Put(st.tenants, tenantKey(t, i), []byte{}); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Put(st.hashes, st.indexed, be(n))
+}
+
+// indexedLen is how many records from the start the tenant index covers.
+func (st stream) indexedLen(tx *storage.Tx) int64 {
+	v := tx.Get(st.hashes, st.indexed)
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func tenantKey(tenant string, seq int64) []byte {
+	return append(tenantPrefix(tenant), be(seq)...)
+}
+
+func tenantPrefix(tenant string) []byte { return append([]byte(tenant), 0) }
+
+// recordTenant is the tenant a stored record names ("" for none).
+func recordTenant(data []byte) string {
+	var rec struct {
+		Tenant string `json:"tenant"`
+	}
+	_ = json.Unmarshal(data, &rec)
+	return rec.Tenant
 }
 
 // len is the number of records in the stream.
