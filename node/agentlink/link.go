@@ -5,11 +5,16 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 	st "github.com/open-telemetry/opamp-go/server/types"
 
@@ -70,8 +75,15 @@ func (l *link) onClose(st.Connection) {
 }
 
 func (l *link) onReadError(c st.Connection, _ int, msg []byte, err error) {
-	if errors.Is(err, errMessageTooLarge) {
+	switch {
+	case errors.Is(err, errMessageTooLarge):
 		l.violation("oversized message", "an agent message exceeded agents.max_message_bytes")
+		return
+	case isTransportError(err):
+		// opamp-go reports the end of the connection (a close frame,
+		// revocation, the idle bound, shutdown) through this callback
+		// too: an ordinary disconnect, not a bad message.
+		l.s.logger.Debug("agent link ended", "agent", l.agent.ID, "from", l.addr, "err", err)
 		return
 	}
 	// opamp-go goes on reading after an undecodable message; a few are
@@ -86,6 +98,25 @@ func (l *link) onReadError(c st.Connection, _ int, msg []byte, err error) {
 		l.violation("malformed messages", err.Error())
 		_ = c.Disconnect()
 	}
+}
+
+// isTransportError tells a read that failed because the connection
+// ended or broke from a message that arrived and did not decode.
+func isTransportError(err error) bool {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce),
+		errors.Is(err, net.ErrClosed),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE),
+		errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return false
 }
 
 func (l *link) onResponseError(_ st.Connection, _ *pb.ServerToAgent, err error) {

@@ -1,0 +1,212 @@
+package node_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/open-telemetry/opamp-go/client"
+	ct "github.com/open-telemetry/opamp-go/client/types"
+	pb "github.com/open-telemetry/opamp-go/protobufs"
+
+	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/node"
+)
+
+// logSink collects a node's log lines for tests that check what was
+// logged, and at which level.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+func (s *logSink) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(s, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// metric reads one sample of the node's /metrics (0 when absent); name
+// may carry labels as exposed, e.g. `x_total{reason="full"}`.
+func metric(t *testing.T, tn *testNode, name string) float64 {
+	t.Helper()
+	r, err := http.Get(tn.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	sc := bufio.NewScanner(r.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// enrollOnly enrolls an agent of tenant through our agent package and
+// returns its state directory (certificate and key) and id, for a
+// third-party client to use.
+func enrollOnly(t *testing.T, tn *testNode, cred, tenant string) (dir, id string) {
+	t.Helper()
+	bt := newToken(t, tn, cred, tenant)
+	dir = t.TempDir()
+	a, err := agent.New(context.Background(), agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: "third-party"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, a.Status().AgentID
+}
+
+// thirdParty is opamp-go's own WebSocket client as a third-party agent
+// drives it (not our agent package).
+type thirdParty struct {
+	client.OpAMPClient
+	uid ct.InstanceUid
+
+	mu        sync.Mutex
+	msgs      []*ct.MessageData
+	connected int
+	failed    []error
+}
+
+// startThirdParty connects opamp-go's client with the agent certificate
+// in dir, announcing caps; hb is the client's own heartbeat (nil: its
+// default).
+func startThirdParty(t *testing.T, agentURL, dir string, caps pb.AgentCapabilities, hb *time.Duration) *thirdParty {
+	t.Helper()
+	tp := &thirdParty{OpAMPClient: client.NewWebSocket(nil)}
+	_, _ = rand.Read(tp.uid[:])
+	_ = tp.SetAgentDescription(describe(tp.uid[:], caps, "third-party").AgentDescription)
+	if caps&pb.AgentCapabilities_AgentCapabilities_ReportsHealth != 0 {
+		_ = tp.SetHealth(&pb.ComponentHealth{Healthy: true})
+	}
+	err := tp.Start(context.Background(), ct.StartSettings{
+		OpAMPServerURL: wsURL(agentURL), TLSConfig: agentTLS(t, dir), InstanceUid: tp.uid, Capabilities: caps, HeartbeatInterval: hb,
+		Callbacks: ct.Callbacks{
+			OnConnect: func(context.Context) { tp.mu.Lock(); tp.connected++; tp.mu.Unlock() },
+			OnConnectFailed: func(_ context.Context, err error) {
+				tp.mu.Lock()
+				tp.failed = append(tp.failed, err)
+				tp.mu.Unlock()
+			},
+			OnMessage: func(_ context.Context, m *ct.MessageData) { tp.mu.Lock(); tp.msgs = append(tp.msgs, m); tp.mu.Unlock() },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.stop() })
+	return tp
+}
+
+func (tp *thirdParty) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = tp.Stop(ctx)
+}
+
+func (tp *thirdParty) connects() int {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return tp.connected
+}
+
+// TestAgentLinkEndsAreNotBadMessages: a third-party agent (opamp-go's
+// client) that says goodbye, one whose link the node closes for idling,
+// and one revoked while connected are ordinary disconnects: no
+// "undecodable message" warning and no bad message counted. A message
+// that really does not decode is counted.
+func TestAgentLinkEndsAreNotBadMessages(t *testing.T) {
+	var logs logSink
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.Heartbeat = time.Second
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{Logger: logs.logger()})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus | pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	const bad = "outpost_agent_bad_messages_total"
+
+	// Goodbye: the client stops (a close frame).
+	dir, _ := enrollOnly(t, tn, alice, "acme")
+	tp := startThirdParty(t, tn.n.AgentURL(), dir, caps, nil)
+	eventually(t, 10*time.Second, "the client connected", func() bool { return tp.connects() > 0 && linksOpen(t, tn) == 1 })
+	tp.stop()
+	eventually(t, 5*time.Second, "the link closed", func() bool { return linksOpen(t, tn) == 0 })
+
+	// Idle: a raw link that never speaks again after its first message.
+	dir2, _ := enrollOnly(t, tn, alice, "acme")
+	raw, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dir2), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid := make([]byte, 16)
+	_, _ = rand.Read(uid)
+	raw.send(describe(uid, caps, "idle"))
+	eventually(t, 10*time.Second, "the idle link was closed", func() bool { return linksOpen(t, tn) == 0 && raw.recv(100*time.Millisecond) == nil })
+
+	// Revoked while connected.
+	dir3, id3 := enrollOnly(t, tn, alice, "acme")
+	tp3 := startThirdParty(t, tn.n.AgentURL(), dir3, caps, nil)
+	eventually(t, 10*time.Second, "the third client connected", func() bool { return tp3.connects() > 0 && linksOpen(t, tn) == 1 })
+	tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+id3+"/revoke", alice, "")
+	eventually(t, 5*time.Second, "the revoked link closed", func() bool { return linksOpen(t, tn) == 0 })
+	time.Sleep(200 * time.Millisecond)
+	if n := metric(t, tn, bad); n != 0 {
+		t.Errorf("%s = %v after ordinary disconnects, want 0", bad, n)
+	}
+	if strings.Contains(logs.String(), "undecodable message") {
+		t.Errorf("an ordinary disconnect was logged as an undecodable message:\n%s", grepLines(logs.String(), "undecodable"))
+	}
+
+	// A real decode failure is counted.
+	dir4, _ := enrollOnly(t, tn, alice, "acme")
+	raw4, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dir4), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw4.c.WriteMessage(websocket.BinaryMessage, []byte{0, 0xff, 0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the undecodable message was counted", func() bool { return metric(t, tn, bad) == 1 })
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// linksOpen is how many agent links the node holds.
+func linksOpen(t *testing.T, tn *testNode) int {
+	t.Helper()
+	return int(metric(t, tn, "outpost_agents_connected"))
+}
