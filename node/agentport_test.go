@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
 )
 
@@ -209,4 +212,131 @@ func grepLines(s, sub string) string {
 func linksOpen(t *testing.T, tn *testNode) int {
 	t.Helper()
 	return int(metric(t, tn, "outpost_agents_connected"))
+}
+
+// holdTimes dials n connections from the loopback address from, stagger
+// apart, each running hold on its connection, and returns when each
+// hold returned (the node closed it), from the first dial.
+func holdTimes(t *testing.T, addr, from string, n int, stagger time.Duration, hold func(c net.Conn)) []time.Duration {
+	t.Helper()
+	out := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i := range n {
+		wg.Add(1)
+		time.Sleep(stagger)
+		go func() {
+			defer wg.Done()
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			hold(c)
+			out[i] = time.Since(begin)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// count counts the durations over d.
+func count(ds []time.Duration, over time.Duration) (n int, longest time.Duration) {
+	for _, d := range ds {
+		if d > over {
+			n++
+		}
+		longest = max(longest, d)
+	}
+	return n, longest
+}
+
+// TestAgentPortSlowClients: the issue-14 review's attack. 100 clients
+// without certificates trickle one byte every 2 s into
+// POST /api/v1/agents/enroll from one address: the node admits half of
+// agents.max_unauthenticated of them (one address's share), closes the
+// rest at once, and closes the admitted ones when the header timeout
+// runs out. 50 connections that never finish their TLS handshake hold at
+// most half of agents.max_handshakes and are closed at the handshake
+// timeout. Meanwhile an agent enrolls and attaches from another address,
+// and an OpAMP link (opamp-go's client) stays open past every HTTP
+// timeout of the port.
+func TestAgentPortSlowClients(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.Heartbeat = time.Second
+	cfg.Agents.ReadTimeout, cfg.Agents.WriteTimeout, cfg.Agents.IdleTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	cfg.Agents.MaxUnauthenticated, cfg.Agents.MaxHandshakes = 20, 16
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	addr := tn.n.AgentAddr()
+	const timeout = 2 * time.Second // the handshake and header bound: min(10s, read_timeout)
+	const slack = 1500 * time.Millisecond
+
+	// A long-lived link, open before the attack, must outlive it.
+	dir, _ := enrollOnly(t, tn, alice, "acme")
+	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus | pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+	hb := time.Second
+	tp := startThirdParty(t, tn.n.AgentURL(), dir, caps, &hb)
+	eventually(t, 10*time.Second, "the link is up", func() bool { return tp.connects() == 1 && linksOpen(t, tn) == 1 })
+
+	var wg sync.WaitGroup
+	var trickle, silent []time.Duration
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		req := "POST " + agentwire.PathEnroll + " HTTP/1.1\r\nHost: x\r\n"
+		trickle = holdTimes(t, addr, "127.0.0.2", 100, 5*time.Millisecond, func(c net.Conn) {
+			tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a hostile test client
+			if tc.Handshake() != nil {
+				return
+			}
+			go func() {
+				for i := 0; i < len(req); i++ {
+					if _, err := tc.Write([]byte{req[i]}); err != nil {
+						return
+					}
+					time.Sleep(2 * time.Second)
+				}
+			}()
+			_, _ = tc.Read(make([]byte, 1)) // until the node closes it
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		silent = holdTimes(t, addr, "127.0.0.3", 50, 0, func(c net.Conn) { _, _ = c.Read(make([]byte, 1)) })
+	}()
+
+	// Under attack: an agent enrolls (no certificate yet) and attaches.
+	time.Sleep(300 * time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bt := newToken(t, tn, alice, "acme")
+	a, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: bt.CAPin, Host: "web-1", Heartbeat: time.Second})
+	if err != nil {
+		t.Fatalf("enrolling under attack: %v", err)
+	}
+	go func() { _ = a.Run(ctx) }()
+	eventually(t, 10*time.Second, "the agent attached under attack", func() bool { return a.Status().Connected })
+	wg.Wait()
+
+	// All 100 are dialed within about 0.5s; the ones still open at 1s
+	// were admitted and are what the cap holds.
+	if n, longest := count(trickle, time.Second); n > cfg.Agents.MaxUnauthenticated/2 || longest > timeout+slack+500*time.Millisecond {
+		t.Errorf("trickling clients: %d held past 1s (cap %d for one address), longest %v (bound %v)", n, cfg.Agents.MaxUnauthenticated/2, longest, timeout)
+	}
+	if n, longest := count(silent, 500*time.Millisecond); n > cfg.Agents.MaxHandshakes/2 || longest > timeout+slack {
+		t.Errorf("silent handshakes: %d held past 500ms (cap %d for one address), longest %v (bound %v)", n, cfg.Agents.MaxHandshakes/2, longest, timeout)
+	}
+	if v := metric(t, tn, `outpost_agent_port_shed_total{reason="unauthenticated"}`); v < 100-float64(cfg.Agents.MaxUnauthenticated/2) {
+		t.Errorf("unauthenticated connections shed: %v", v)
+	}
+	if v := metric(t, tn, `outpost_agent_port_shed_total{reason="handshakes"}`); v < 50-float64(cfg.Agents.MaxHandshakes/2) {
+		t.Errorf("handshakes shed: %v", v)
+	}
+	if tp.connects() != 1 {
+		t.Errorf("the OpAMP link was cut by the port's HTTP timeouts: %d connects", tp.connects())
+	}
 }

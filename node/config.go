@@ -80,6 +80,22 @@ type AgentsConfig struct {
 	// a renewal replaced may stay open; the renewed agent reconnects
 	// with its new certificate well before. Default 10s, 1s..10m.
 	RetireGrace time.Duration `yaml:"retire_grace"`
+	// ReadTimeout bounds reading one request other than an OpAMP link
+	// (enrollment, renewal, node list); the TLS handshake and the headers
+	// get min(10s, read_timeout). Default 30s, 1s..10m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing the answer to such a request. Default
+	// 30s, 1s..10m.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout bounds a kept-alive connection between requests.
+	// Default 1m, 1s..10m. OpAMP links have their own bound (heartbeat).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxUnauthenticated caps open connections without a client
+	// certificate (enrollment); one address gets half. Default 1024.
+	MaxUnauthenticated int `yaml:"max_unauthenticated"`
+	// MaxHandshakes caps TLS handshakes in flight; one address gets
+	// half. Default 256.
+	MaxHandshakes int `yaml:"max_handshakes"`
 }
 
 // DefaultAgentPort is the agent port when agents.bind is left out.
@@ -227,7 +243,8 @@ func DefaultConfig() Config {
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
 		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
 			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
-			RetireGrace: agentlink.DefaultRetireGrace},
+			RetireGrace: agentlink.DefaultRetireGrace, ReadTimeout: agentlink.DefaultReadTimeout, WriteTimeout: agentlink.DefaultWriteTimeout,
+			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes},
 	}
 }
 
@@ -317,6 +334,20 @@ func (c Config) Validate() error {
 	}
 	if g := c.Agents.RetireGrace; g < time.Second || g > 10*time.Minute {
 		return fmt.Errorf("agents.retire_grace %v must be in [1s, 10m]", g)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"read_timeout", c.Agents.ReadTimeout}, {"write_timeout", c.Agents.WriteTimeout}, {"idle_timeout", c.Agents.IdleTimeout}} {
+		if d.v < time.Second || d.v > 10*time.Minute {
+			return fmt.Errorf("agents.%s %v must be in [1s, 10m]", d.field, d.v)
+		}
+	}
+	if c.Agents.MaxUnauthenticated < 2 {
+		return fmt.Errorf("agents.max_unauthenticated %d must be at least 2 (one address gets half)", c.Agents.MaxUnauthenticated)
+	}
+	if c.Agents.MaxHandshakes < 2 {
+		return fmt.Errorf("agents.max_handshakes %d must be at least 2 (one address gets half)", c.Agents.MaxHandshakes)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
 		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)

@@ -135,6 +135,9 @@ func (l *link) violation(what, detail string) {
 func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer) *pb.ServerToAgent {
 	now := l.s.cfg.Now()
 	_ = c.Connection().SetReadDeadline(now.Add(3 * l.s.cfg.Heartbeat))
+	// The answer opamp-go writes after this returns: an agent that does
+	// not read it within SendTimeout loses the link.
+	_ = c.Connection().SetWriteDeadline(now.Add(l.s.cfg.SendTimeout))
 	resp := &pb.ServerToAgent{Capabilities: serverCaps}
 
 	l.mu.Lock()
@@ -248,6 +251,8 @@ func (l *link) push() bool {
 	}
 	t := time.AfterFunc(l.s.cfg.SendTimeout, func() { _ = l.conn.Disconnect() })
 	defer t.Stop()
+	// A write deadline an answer left behind may have passed.
+	_ = l.conn.Connection().SetWriteDeadline(time.Now().Add(l.s.cfg.SendTimeout))
 	if err := l.conn.Send(context.Background(), &pb.ServerToAgent{Capabilities: serverCaps, RemoteConfig: rc}); err != nil {
 		l.mu.Lock()
 		l.sent = nil

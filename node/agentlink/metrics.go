@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	connects        prometheus.Counter
 	refused         *prometheus.CounterVec
+	shed            *prometheus.CounterVec
 	violations      *prometheus.CounterVec
 	badMessages     prometheus.Counter
 	pushes          prometheus.Counter
@@ -18,7 +19,9 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	m := &metrics{
 		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_connections_total", Help: "Agent control links accepted."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_connections_refused_total",
-			Help: "Agent connections refused, by reason (revoked, unknown_certificate, no_certificate, not_websocket, full, no_leader)."}, []string{"reason"}),
+			Help: "Agent connections refused, by reason (revoked, retired, unknown_certificate, no_certificate, not_websocket, full, no_leader; in the TLS handshake: foreign_ca, invalid_certificate, handshake_timeout, handshake_failed)."}, []string{"reason"}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_port_shed_total",
+			Help: "Connections to the agent port closed unserved because a cap was reached: handshakes (TLS handshakes in flight) or unauthenticated (open connections without a client certificate)."}, []string{"reason"}),
 		violations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_protocol_violations_total",
 			Help: "Agent connections closed for a protocol violation, by kind."}, []string{"violation"}),
 		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_bad_messages_total", Help: "Undecodable OpAMP messages from agents."}),
@@ -31,7 +34,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_dropped_total", Help: "Presence changes dropped because the queue was full."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connects, m.refused, m.violations, m.badMessages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
+		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
 				func() float64 { return float64(s.Count()) }))
 	}

@@ -63,6 +63,11 @@ const (
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultSendTimeout    = 10 * time.Second
 	DefaultRetireGrace    = 10 * time.Second
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = time.Minute
+	DefaultMaxUnauth      = 1024
+	DefaultMaxHandshakes  = 256
 	presenceFlushInterval = 100 * time.Millisecond
 )
 
@@ -87,15 +92,31 @@ type Config struct {
 	// RetireGrace is how long a link on a certificate a renewal replaced
 	// may stay open (the renewed agent reconnects with the new one).
 	RetireGrace time.Duration
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
-	Now         func() time.Time
+	// ReadTimeout bounds reading one request that is not an OpAMP link
+	// (enrollment, renewal, the node list); a TLS handshake and a
+	// request's headers get min(10s, ReadTimeout). WriteTimeout bounds
+	// writing its answer; IdleTimeout a kept-alive connection between
+	// requests. An upgraded OpAMP link drops all three for its own
+	// bounds (the heartbeat, SendTimeout per message written).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// MaxUnauthenticated caps open connections without a client
+	// certificate (enrollment), MaxHandshakes TLS handshakes in flight;
+	// one source address gets at most half of each. More are closed at
+	// once and counted (outpost_agent_port_shed_total).
+	MaxUnauthenticated int
+	MaxHandshakes      int
+	Logger             *slog.Logger
+	Registerer         prometheus.Registerer
+	Now                func() time.Time
 }
 
 // Server is a running agent port.
 type Server struct {
 	cfg    Config
 	ln     net.Listener
+	gate   *gate
 	hs     *http.Server
 	opamp  http.HandlerFunc
 	logger *slog.Logger
@@ -108,6 +129,7 @@ type Server struct {
 	presence  chan agents.PresenceOp
 	desired   *desired
 	auditRate sync.Map // agent id -> time of the last protocol-violation record
+	logRate   sync.Map // key -> time of the last rate-limited log line
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -140,6 +162,21 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	if cfg.RetireGrace <= 0 {
 		cfg.RetireGrace = DefaultRetireGrace
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauth
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -171,14 +208,23 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		mux.Handle("POST "+agentwire.PathEnroll, cfg.Enroll)
 	}
 	tlsCfg := pki.AgentServerTLS(cfg.CA, cfg.Ident, cfg.Region, cfg.Now, s.checkCert)
+	// HTTP/1.1 only: WebSocket needs it, and a connection carries one
+	// request at a time, which is what the caps count.
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	s.gate = newGate(s, ln, tlsCfg)
 	s.hs = &http.Server{
 		Handler:   mux,
 		TLSConfig: tlsCfg,
 		// opamp-go's plain-HTTP path and its connection registry need it.
-		ConnContext:       connCtx,
-		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: connCtx,
+		ConnState:   s.gate.connState,
+		// Bounded so a slow client cannot hold a connection; an OpAMP
+		// link resets them when it is upgraded (link.onConnected).
+		ReadHeaderTimeout: handshakeTimeout(cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	// Connections from an earlier run of this node are gone.
@@ -188,14 +234,15 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.hs.Serve(s.gate); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("agent port stopped", "err", err)
 		}
 	}()
 	go func() { defer s.wg.Done(); s.writePresence() }()
 	go func() { defer s.wg.Done(); s.deliverLoop(sub) }()
 	go func() { defer s.wg.Done(); s.housekeeping() }()
-	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents)
+	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents,
+		"max_unauthenticated", cfg.MaxUnauthenticated, "max_handshakes", cfg.MaxHandshakes)
 	return s, nil
 }
 
@@ -206,6 +253,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.hs.Shutdown(ctx)
+	_ = s.gate.Close()
 	// Shutdown leaves hijacked connections open.
 	s.mu.Lock()
 	var all []*link
@@ -235,8 +283,8 @@ func (s *Server) checkCert(leaf *x509.Certificate) error {
 		return nil
 	})
 	if ok && a.Revoked {
-		s.m.refused.WithLabelValues("revoked").Inc()
-		return fmt.Errorf("agent %s was revoked", a.ID)
+		// Counted and logged by the gate (handshakeRefused).
+		return fmt.Errorf("agent %s: %w", a.ID, errRevokedCert)
 	}
 	// A retired certificate is refused after the handshake, where the
 	// refusal can be audited with the address it came from.
