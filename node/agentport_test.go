@@ -340,3 +340,112 @@ func TestAgentPortSlowClients(t *testing.T) {
 		t.Errorf("the OpAMP link was cut by the port's HTTP timeouts: %d connects", tp.connects())
 	}
 }
+
+// TestHeartbeatOffer: the node offers agents.heartbeat in
+// OpAMPConnectionSettings.heartbeat_interval_seconds to an agent that
+// announced ReportsHeartbeat, and expects heartbeats only from those.
+// opamp-go's client (a third-party agent) left at its own 30 s interval
+// follows the 1 s offer and keeps its link; one that did not announce
+// the capability is not offered an interval and is not closed after
+// three silent heartbeats. Our agent, configured for another interval,
+// follows the node's: 30 s against a 1 s node, 300 ms against a 2 s
+// node (without reading the node's answers as silence).
+func TestHeartbeatOffer(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.Heartbeat = time.Second
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	status := pb.AgentCapabilities_AgentCapabilities_ReportsStatus
+	beats := status | pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat
+
+	t.Run("offered", func(t *testing.T) {
+		dir, _ := enrollOnly(t, tn, alice, "acme")
+		raw, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dir), "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := make([]byte, 16)
+		_, _ = rand.Read(uid)
+		raw.send(describe(uid, beats, "raw"))
+		m := raw.recv(5 * time.Second)
+		if m == nil || m.GetCapabilities()&uint64(pb.ServerCapabilities_ServerCapabilities_OffersConnectionSettings) == 0 {
+			t.Fatalf("first answer: %v", m)
+		}
+		o := m.GetConnectionSettings().GetOpamp()
+		if o.GetHeartbeatIntervalSeconds() != 1 || o.GetDestinationEndpoint() != wsURL(tn.n.AgentURL()) || len(m.GetConnectionSettings().GetHash()) == 0 {
+			t.Fatalf("offer: %v", m.GetConnectionSettings())
+		}
+	})
+	t.Run("not offered without the capability", func(t *testing.T) {
+		dir, _ := enrollOnly(t, tn, alice, "acme")
+		raw, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dir), "127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid := make([]byte, 16)
+		_, _ = rand.Read(uid)
+		raw.send(describe(uid, status, "raw"))
+		if m := raw.recv(5 * time.Second); m == nil || m.GetConnectionSettings() != nil {
+			t.Fatalf("first answer to an agent without ReportsHeartbeat: %v", m)
+		}
+	})
+	t.Run("third-party clients keep their links", func(t *testing.T) {
+		dirA, _ := enrollOnly(t, tn, alice, "acme")
+		dirB, _ := enrollOnly(t, tn, alice, "acme")
+		withBeats := startThirdParty(t, tn.n.AgentURL(), dirA, beats, nil) // opamp-go's default: 30s
+		quiet := startThirdParty(t, tn.n.AgentURL(), dirB, status, nil)
+		eventually(t, 10*time.Second, "both connected", func() bool { return withBeats.connects() == 1 && quiet.connects() == 1 })
+		time.Sleep(5 * time.Second) // over 3 heartbeats of the node
+		if withBeats.connects() != 1 || quiet.connects() != 1 || linksOpen(t, tn) != 2 {
+			t.Fatalf("links cut: heartbeating client connected %d times, quiet one %d times, %d links open",
+				withBeats.connects(), quiet.connects(), linksOpen(t, tn))
+		}
+		withBeats.stop()
+		quiet.stop()
+	})
+	t.Run("our agent follows the node", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		bt := newToken(t, tn, alice, "acme")
+		a, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: bt.CAPin, Host: "slow", Heartbeat: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = a.Run(ctx) }()
+		eventually(t, 10*time.Second, "attached", func() bool { return a.Status().Connected })
+		time.Sleep(5 * time.Second)
+		if st := a.Status(); !st.Connected || st.Attaches != 1 {
+			t.Fatalf("an agent at 30s against a 1s node: %+v", st)
+		}
+	})
+}
+
+// TestHeartbeatLongerThanTheAgents: a node offering 2 s to an agent
+// configured for 300 ms: the agent sends at 2 s and does not take the
+// node's answers, 2 s apart, for silence.
+func TestHeartbeatLongerThanTheAgents(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.Heartbeat = 2 * time.Second
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	bt := newToken(t, tn, alice, "acme")
+	a, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: bt.CAPin, Host: "fast", Heartbeat: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(ctx) }()
+	eventually(t, 10*time.Second, "attached", func() bool { return a.Status().Connected })
+	before := metric(t, tn, "outpost_agent_messages_total")
+	time.Sleep(7 * time.Second)
+	if st := a.Status(); !st.Connected || st.Attaches != 1 {
+		t.Fatalf("the agent left a node that answers every 2s: %+v", st)
+	}
+	// At 2s: about 3-4 messages; at the agent's own 300ms it would be ~23.
+	if n := metric(t, tn, "outpost_agent_messages_total") - before; n > 8 {
+		t.Fatalf("%v messages in 7s: the agent did not follow the offered 2s interval", n)
+	}
+}

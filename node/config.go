@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agentlink"
 	"github.com/outpost-mesh/outpost/node/auth"
@@ -329,7 +330,7 @@ func (c Config) Validate() error {
 	if m := c.Agents.MaxMessageBytes; m < 4<<10 || m > 16<<20 {
 		return fmt.Errorf("agents.max_message_bytes %d must be in [4096, 16777216]", m)
 	}
-	if h := c.Agents.Heartbeat; h < time.Second || h > 10*time.Minute {
+	if h := c.Agents.Heartbeat; h < time.Second || h > agentwire.MaxHeartbeat {
 		return fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h)
 	}
 	if g := c.Agents.RetireGrace; g < time.Second || g > 10*time.Minute {

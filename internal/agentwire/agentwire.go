@@ -24,6 +24,10 @@ const (
 	DispatchKind = "config"                // the dispatch kind agents apply
 )
 
+// MaxHeartbeat is the longest heartbeat interval a node offers
+// (agents.heartbeat).
+const MaxHeartbeat = 10 * time.Minute
+
 // Codes in a node's error body ("code") that an agent acts on.
 const (
 	// CodeTokenNotSeen: the node that answered has no record of the

@@ -3,6 +3,7 @@ package agentlink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -22,11 +23,18 @@ import (
 	"github.com/outpost-mesh/outpost/node/agents"
 )
 
-// What the node offers. Packages and connection settings are never
-// offered (their capabilities are off until a rollout issue enables them).
+// What the node offers. Packages are never offered. Connection
+// settings are offered only for the heartbeat interval (offerSettings).
 const serverCaps = uint64(pb.ServerCapabilities_ServerCapabilities_AcceptsStatus |
 	pb.ServerCapabilities_ServerCapabilities_OffersRemoteConfig |
-	pb.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
+	pb.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig |
+	pb.ServerCapabilities_ServerCapabilities_OffersConnectionSettings)
+
+// quietFactor times agents.heartbeat is how long a link of an agent that
+// did not announce ReportsHeartbeat may stay silent: such an agent
+// speaks only when its state changes (OpAMP), so silence is no sign of
+// death; the bound only reclaims links whose peer vanished.
+const quietFactor = 20
 
 // maxBadMessages is how many undecodable messages a link tolerates.
 const maxBadMessages = 3
@@ -51,6 +59,7 @@ type link struct {
 	sent      []byte // the config hash last pushed on this link
 	status    string // the last status recorded for reported
 	bad       int
+	offered   bool // the heartbeat interval was offered on this link
 }
 
 func (l *link) onConnected(_ context.Context, c st.Connection) {
@@ -133,8 +142,9 @@ func (l *link) violation(what, detail string) {
 }
 
 func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer) *pb.ServerToAgent {
+	l.s.m.messages.Inc()
 	now := l.s.cfg.Now()
-	_ = c.Connection().SetReadDeadline(now.Add(3 * l.s.cfg.Heartbeat))
+	_ = c.Connection().SetReadDeadline(now.Add(l.s.idleBound(m.GetCapabilities())))
 	// The answer opamp-go writes after this returns: an agent that does
 	// not read it within SendTimeout loses the link.
 	_ = c.Connection().SetWriteDeadline(now.Add(l.s.cfg.SendTimeout))
@@ -165,7 +175,13 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		report = l.noteStatus(rs, now)
 	}
 	described := l.described
+	offer := !l.offered
+	l.offered = true
 	l.mu.Unlock()
+
+	if offer {
+		resp.ConnectionSettings = l.s.offerSettings(m.GetCapabilities())
+	}
 
 	if first {
 		// A WebSocket reconnect sends no description: ask for everything.
@@ -184,6 +200,34 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		}
 	}
 	return resp
+}
+
+// idleBound is how long a link may stay silent: three heartbeats for an
+// agent that announced ReportsHeartbeat (it was offered the interval),
+// quietFactor of them for one that did not.
+func (s *Server) idleBound(caps uint64) time.Duration {
+	if caps&uint64(pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat) != 0 {
+		return 3 * s.cfg.Heartbeat
+	}
+	return quietFactor * s.cfg.Heartbeat
+}
+
+// offerSettings is the connection settings offer on a link's first
+// answer: the heartbeat interval (agents.heartbeat), for an agent that
+// announced ReportsHeartbeat. None to an agent that announced
+// AcceptsOpAMPConnectionSettings: per the spec an offer without a
+// certificate tells it to stop using its client certificate, which
+// would lock it out; it keeps its own interval.
+func (s *Server) offerSettings(caps uint64) *pb.ConnectionSettingsOffers {
+	if caps&uint64(pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat) == 0 ||
+		caps&uint64(pb.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings) != 0 {
+		return nil
+	}
+	secs := uint64(max(1, (s.cfg.Heartbeat+time.Second-1)/time.Second))
+	endpoint := strings.Replace(s.cfg.URL, "https://", "wss://", 1) + agentwire.PathOpAMP
+	h := sha256.Sum256([]byte(endpoint + "\x00" + strconv.FormatUint(secs, 10)))
+	return &pb.ConnectionSettingsOffers{Hash: h[:], Opamp: &pb.OpAMPConnectionSettings{
+		DestinationEndpoint: endpoint, HeartbeatIntervalSeconds: secs}}
 }
 
 // noteStatus turns a remote config status into a record, once per

@@ -8,6 +8,7 @@ type metrics struct {
 	shed            *prometheus.CounterVec
 	violations      *prometheus.CounterVec
 	badMessages     prometheus.Counter
+	messages        prometheus.Counter
 	pushes          prometheus.Counter
 	fanOut          prometheus.Histogram
 	flags           *prometheus.CounterVec
@@ -25,6 +26,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		violations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_protocol_violations_total",
 			Help: "Agent connections closed for a protocol violation, by kind."}, []string{"violation"}),
 		badMessages: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_bad_messages_total", Help: "Undecodable OpAMP messages from agents."}),
+		messages:    prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_messages_total", Help: "OpAMP messages received from agents."}),
 		pushes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_config_pushes_total", Help: "Dispatches pushed to agents as remote config."}),
 		fanOut: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "outpost_agent_dispatch_fanout_seconds",
 			Help: "Time to push one committed dispatch to every selected agent attached here.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
@@ -34,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_dropped_total", Help: "Presence changes dropped because the queue was full."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
+		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
 				func() float64 { return float64(s.Count()) }))
 	}
