@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
@@ -448,4 +449,41 @@ func TestHeartbeatLongerThanTheAgents(t *testing.T) {
 	if n := metric(t, tn, "outpost_agent_messages_total") - before; n > 8 {
 		t.Fatalf("%v messages in 7s: the agent did not follow the offered 2s interval", n)
 	}
+}
+
+// TestUnknownHealthAndRTT: an agent that never announced ReportsHealth
+// nor reported an RTT (opamp-go's client, as a third party) is listed
+// without a health or RTT (absent in the JSON), not as "unhealthy" and
+// 0 ms; an agent that reports them shows them.
+func TestUnknownHealthAndRTT(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	dir, id := enrollOnly(t, tn, alice, "acme")
+	tp := startThirdParty(t, tn.n.AgentURL(), dir, pb.AgentCapabilities_AgentCapabilities_ReportsStatus, nil)
+	eventually(t, 10*time.Second, "connected", func() bool { return tp.connects() == 1 })
+	raw := func() map[string]json.RawMessage {
+		var as []map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/agents", alice, "")), &as); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if string(a["id"]) == `"`+id+`"` {
+				return a
+			}
+		}
+		return nil
+	}
+	eventually(t, 5*time.Second, "the agent's description recorded", func() bool { return string(raw()["host"]) == `"third-party"` })
+	if a := raw(); a["health"] != nil || a["rtt_ms"] != nil || string(a["node"]) != `"n1"` {
+		t.Fatalf("an agent that reported no health or RTT: health %s, rtt_ms %s, node %s", a["health"], a["rtt_ms"], a["node"])
+	}
+	// One that reports them.
+	dir2, id2 := enrollOnly(t, tn, alice, "acme")
+	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus | pb.AgentCapabilities_AgentCapabilities_ReportsHealth
+	tp2 := startThirdParty(t, tn.n.AgentURL(), dir2, caps, nil)
+	eventually(t, 10*time.Second, "connected", func() bool { return tp2.connects() == 1 })
+	eventually(t, 5*time.Second, "health shown", func() bool {
+		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id2].Health == "healthy"
+	})
 }

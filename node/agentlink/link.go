@@ -162,6 +162,7 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		info.InstanceUID = hex.EncodeToString(uid)
 	}
 	if h := m.GetHealth(); h != nil {
+		info.HealthKnown = true
 		info.Healthy, info.Health = h.GetHealthy(), truncate(h.GetLastError(), 256)
 		if info.Health == "" && !info.Healthy {
 			info.Health = truncate(h.GetStatus(), 256)
@@ -331,6 +332,7 @@ func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
 				f, _ = strconv.ParseFloat(s, 64)
 			}
 			if f >= 0 && f < 1e6 {
+				info.RTTKnown = true
 				info.RTTMs = float64(int64(f*100)) / 100 // what a list shows; small changes are not news
 			}
 		}

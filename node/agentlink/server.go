@@ -512,7 +512,7 @@ func (s *Server) Live(a *apitypes.Agent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a.Node, a.SourceAddr, a.LastSeen = s.cfg.NodeID, l.addr, l.lastSeen
-	a.RTTMs, a.Mode, a.Health = l.info.RTTMs, orUnknown(l.info.Mode), healthOf(l.info)
+	a.RTTMs, a.Mode, a.Health = l.info.RTT(), orUnknown(l.info.Mode), l.info.HealthText()
 	a.Capabilities = capabilityNames(l.info.Capabilities)
 	if l.info.Host != "" {
 		a.Host = l.info.Host
@@ -530,16 +530,6 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
-}
-
-func healthOf(i agents.LinkInfo) string {
-	switch {
-	case i.Healthy:
-		return "healthy"
-	case i.Health != "":
-		return "unhealthy: " + i.Health
-	}
-	return "unhealthy"
 }
 
 // nodes lists the region's agent endpoints for an agent to measure.

@@ -75,6 +75,33 @@ type LinkInfo struct {
 	Healthy      bool    `json:"healthy"`
 	Health       string  `json:"health,omitempty"`
 	RTTMs        float64 `json:"rtt_ms,omitempty"`
+	// HealthKnown and RTTKnown say the agent reported its health (it
+	// announced ReportsHealth) and its RTT: zero values are not reports.
+	HealthKnown bool `json:"health_known,omitempty"`
+	RTTKnown    bool `json:"rtt_known,omitempty"`
+}
+
+// HealthText is the health shown for a connected agent: "" when the
+// agent never reported it, else "healthy" or "unhealthy[: reason]".
+func (i LinkInfo) HealthText() string {
+	switch {
+	case !i.HealthKnown:
+		return ""
+	case i.Healthy:
+		return "healthy"
+	case i.Health != "":
+		return "unhealthy: " + i.Health
+	}
+	return "unhealthy"
+}
+
+// RTT is the reported RTT in milliseconds, nil when none was reported.
+func (i LinkInfo) RTT() *float64 {
+	if !i.RTTKnown {
+		return nil
+	}
+	v := i.RTTMs
+	return &v
 }
 
 // ConfigStatus is the outcome an agent reported for a dispatch.

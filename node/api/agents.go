@@ -327,7 +327,7 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 		v.InstanceUID = p.Info.InstanceUID
 	}
 	if p.Node != "" && s.memberAlive(p.Node) {
-		v.Node, v.SourceAddr, v.RTTMs = p.Node, p.Addr, p.Info.RTTMs
+		v.Node, v.SourceAddr, v.RTTMs = p.Node, p.Addr, p.Info.RTT()
 		if p.Info.Mode != "" {
 			v.Mode = p.Info.Mode
 		}
@@ -337,10 +337,7 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 		if p.Info.Version != "" {
 			v.Version = p.Info.Version
 		}
-		v.Health = "healthy"
-		if !p.Info.Healthy {
-			v.Health = "unhealthy"
-		}
+		v.Health = p.Info.HealthText()
 	}
 	if a.Revoked {
 		v.Health, v.Node = "revoked", ""
