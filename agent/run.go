@@ -187,6 +187,9 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 				}
 				a.lastMsg = now
 				a.mu.Unlock()
+				if id := m.AgentIdentification; id != nil {
+					a.adoptInstanceUID(id.GetNewInstanceUid())
+				}
 				if m.RemoteConfig != nil {
 					a.applyRemote(cl, m.RemoteConfig)
 				}
@@ -285,6 +288,23 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			}
 		}
 	}
+}
+
+// adoptInstanceUID keeps the instance uid the node assigned (another
+// agent of the tenant reported this one first), so that the next link
+// starts with it. opamp-go's client uses it from now on.
+func (a *Agent) adoptInstanceUID(uid []byte) {
+	if len(uid) != 16 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.InstanceUID = hex.EncodeToString(uid)
+	if err := a.store.save(a.st); err != nil {
+		a.logger.Warn("could not save the instance uid the node assigned", "err", err)
+		return
+	}
+	a.logger.Info("the node assigned a new instance uid (another agent reported this one)", "instance_uid", a.st.InstanceUID)
 }
 
 // silenceBoundLocked is how long the node may stay silent on a link:

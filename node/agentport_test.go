@@ -6,10 +6,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,8 +106,15 @@ type thirdParty struct {
 // default).
 func startThirdParty(t *testing.T, agentURL, dir string, caps pb.AgentCapabilities, hb *time.Duration) *thirdParty {
 	t.Helper()
-	tp := &thirdParty{OpAMPClient: client.NewWebSocket(nil)}
-	_, _ = rand.Read(tp.uid[:])
+	var uid ct.InstanceUid
+	_, _ = rand.Read(uid[:])
+	return startThirdPartyUID(t, agentURL, dir, caps, hb, uid)
+}
+
+// startThirdPartyUID is startThirdParty with a chosen instance uid.
+func startThirdPartyUID(t *testing.T, agentURL, dir string, caps pb.AgentCapabilities, hb *time.Duration, uid ct.InstanceUid) *thirdParty {
+	t.Helper()
+	tp := &thirdParty{OpAMPClient: client.NewWebSocket(nil), uid: uid}
 	_ = tp.SetAgentDescription(describe(tp.uid[:], caps, "third-party").AgentDescription)
 	if caps&pb.AgentCapabilities_AgentCapabilities_ReportsHealth != 0 {
 		_ = tp.SetHealth(&pb.ComponentHealth{Healthy: true})
@@ -486,4 +496,124 @@ func TestUnknownHealthAndRTT(t *testing.T) {
 	eventually(t, 5*time.Second, "health shown", func() bool {
 		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id2].Health == "healthy"
 	})
+}
+
+// TestInstanceUIDReassigned: an agent claiming an instance uid another
+// agent of its tenant reported first is flagged (the flag names that
+// agent) and is sent AgentIdentification.new_instance_uid, which
+// opamp-go's client (a third party) adopts. An agent of another tenant
+// reporting the same uid learns nothing: no new uid, no flag, and no
+// text naming the first agent anywhere its tenant's admins look.
+func TestInstanceUIDReassigned(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, bob := twoTenants(t, tn)
+	waitLease(t, tn)
+	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus
+	var uid ct.InstanceUid
+	_, _ = rand.Read(uid[:])
+	hexUID := hex.EncodeToString(uid[:])
+
+	dirA, idA := enrollOnly(t, tn, alice, "acme")
+	first := startThirdPartyUID(t, tn.n.AgentURL(), dirA, caps, nil, uid)
+	eventually(t, 10*time.Second, "the first agent's uid recorded", func() bool {
+		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA].InstanceUID == hexUID
+	})
+
+	// Another tenant's agent with the same uid.
+	dirG, idG := enrollOnly(t, tn, bob, "globex")
+	other := startThirdPartyUID(t, tn.n.AgentURL(), dirG, caps, nil, uid)
+	eventually(t, 10*time.Second, "the other tenant's agent recorded", func() bool {
+		return agentsList(t, tn, bob, "/api/v1/tenants/globex/agents")[idG].InstanceUID == hexUID
+	})
+
+	// A second agent of the first tenant claims it.
+	dirB, idB := enrollOnly(t, tn, alice, "acme")
+	claim := startThirdPartyUID(t, tn.n.AgentURL(), dirB, caps, nil, uid)
+	var newUID string
+	eventually(t, 10*time.Second, "the claimer was given a new uid and reports it", func() bool {
+		if id := claim.identification(); id != nil {
+			newUID = hex.EncodeToString(id.GetNewInstanceUid())
+		}
+		v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idB]
+		return newUID != "" && v.InstanceUID == newUID
+	})
+	v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idB]
+	if len(v.Flags) != 1 || !strings.Contains(v.Flags[0], idA) || len(newUID) != 32 || newUID == hexUID {
+		t.Fatalf("the claimer: flags %v, new uid %q", v.Flags, newUID)
+	}
+
+	// The other tenant's agent: no new uid, no flag, nothing naming A.
+	time.Sleep(500 * time.Millisecond)
+	if id := other.identification(); id != nil {
+		t.Errorf("an agent of another tenant was given a new uid: %v", id)
+	}
+	if id := first.identification(); id != nil {
+		t.Errorf("the first agent was given a new uid: %v", id)
+	}
+	g := agentsList(t, tn, bob, "/api/v1/tenants/globex/agents")[idG]
+	if len(g.Flags) != 0 || g.InstanceUID != hexUID {
+		t.Errorf("the other tenant's agent: %+v", g)
+	}
+	if body := tn.must(t, 200, "GET", "/api/v1/tenants/globex/agents", bob, ""); strings.Contains(body, idA) || strings.Contains(body, idB) {
+		t.Errorf("the other tenant's list names acme's agents: %s", body)
+	}
+	if d := strings.Join(auditActions(t, tn, bob, "/api/v1/tenants/globex/audit"), ","); strings.Contains(d, "agent.flagged") {
+		t.Errorf("the other tenant's audit shows a flag: %s", d)
+	}
+}
+
+// TestAgentKeepsAnAssignedInstanceUID: our agent, started with an
+// instance uid another agent of its tenant reported first, adopts the
+// uid its node assigns, reports it, and keeps it in its state.
+func TestAgentKeepsAnAssignedInstanceUID(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	var uid ct.InstanceUid
+	_, _ = rand.Read(uid[:])
+	hexUID := hex.EncodeToString(uid[:])
+	dirA, idA := enrollOnly(t, tn, alice, "acme")
+	startThirdPartyUID(t, tn.n.AgentURL(), dirA, pb.AgentCapabilities_AgentCapabilities_ReportsStatus, nil, uid)
+	eventually(t, 10*time.Second, "the first agent's uid recorded", func() bool {
+		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[idA].InstanceUID == hexUID
+	})
+
+	dir, id := enrollOnly(t, tn, alice, "acme")
+	path := filepath.Join(dir, "state.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	_ = json.Unmarshal(b, &st)
+	st["instance_uid"] = hexUID
+	b, _ = json.Marshal(st)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, err := agent.New(ctx, agent.Config{StateDir: dir, Heartbeat: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = a.Run(ctx) }()
+	eventually(t, 10*time.Second, "the agent reports an assigned uid and keeps it", func() bool {
+		v := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id]
+		b, _ := os.ReadFile(path)
+		var now map[string]any
+		_ = json.Unmarshal(b, &now)
+		return v.InstanceUID != "" && v.InstanceUID != hexUID && now["instance_uid"] == v.InstanceUID
+	})
+}
+
+func (tp *thirdParty) identification() *pb.AgentIdentification {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	for _, m := range tp.msgs {
+		if m.AgentIdentification != nil {
+			return m.AgentIdentification
+		}
+	}
+	return nil
 }

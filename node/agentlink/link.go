@@ -3,6 +3,7 @@ package agentlink
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -201,6 +202,45 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		}
 	}
 	return resp
+}
+
+// assignInstanceUID sends a new instance uid (OpAMP
+// AgentIdentification.new_instance_uid) on each of the agent's links
+// here that reported uid, which another agent of its tenant reported
+// first. The agent reports the new one from then on.
+func (s *Server) assignInstanceUID(agentID, uid string) {
+	old, err := hex.DecodeString(uid)
+	if err != nil {
+		return
+	}
+	for _, l := range s.linksOf(agentID) {
+		l.mu.Lock()
+		match := l.info.InstanceUID == uid
+		l.mu.Unlock()
+		if !match || l.conn == nil {
+			continue
+		}
+		fresh := make([]byte, 16)
+		_, _ = rand.Read(fresh)
+		fresh[6] = fresh[6]&0x0f | 0x40 // UUID version 4
+		fresh[8] = fresh[8]&0x3f | 0x80 // RFC 9562 variant
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = l.conn.Connection().SetWriteDeadline(time.Now().Add(s.cfg.SendTimeout))
+			// ReportFullState: the agent answers at once with the new uid
+			// (opamp-go's client sends nothing else on adopting it).
+			err := l.conn.Send(s.ctx, &pb.ServerToAgent{InstanceUid: old, Capabilities: serverCaps,
+				Flags:               uint64(pb.ServerToAgentFlags_ServerToAgentFlags_ReportFullState),
+				AgentIdentification: &pb.AgentIdentification{NewInstanceUid: fresh}})
+			if err != nil {
+				s.logger.Debug("sending a new instance uid failed", "agent", agentID, "err", err)
+				return
+			}
+			s.logger.Info("gave an agent a new instance uid: another agent of its tenant reported its uid first",
+				"agent", agentID, "instance_uid", hex.EncodeToString(fresh))
+		}()
+	}
 }
 
 // idleBound is how long a link may stay silent: three heartbeats for an

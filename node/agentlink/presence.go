@@ -95,6 +95,12 @@ func (s *Server) afterPresence(v []byte) {
 		return
 	}
 	for _, f := range res.Flags {
+		if f.InstanceUID != "" {
+			s.assignInstanceUID(f.Agent, f.InstanceUID)
+		}
+		if f.Repeat {
+			continue
+		}
 		s.m.flags.WithLabelValues(f.Flag.Kind).Inc()
 		s.logger.Warn("flagged an agent certificate", "agent", f.Agent, "flag", f.Flag.Kind, "detail", f.Flag.Detail)
 		s.audit("agent.flagged", "agent/"+f.Agent, f.Tenant, f.Flag)

@@ -424,6 +424,11 @@ func (s *server) answerAgent(w http.ResponseWriter, a agents.Agent, tenantName s
 
 // flagText is a flag as the agent list and the audit show it.
 func flagText(f agents.Flag) string {
+	if f.Kind == agents.FlagInstanceUID && !f.Tenanted {
+		// Raised when uids were region-wide: its detail may name another
+		// tenant's agent.
+		return fmt.Sprintf("%s at %s: reported an instance uid another agent reported first", f.Kind, f.At.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail)
 }
 
