@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -616,4 +617,66 @@ func (tp *thirdParty) identification() *pb.AgentIdentification {
 		}
 	}
 	return nil
+}
+
+// TestOneAgentCannotFloodPresence: an agent sending 2000 messages as
+// fast as it can, each with a new health string, gets the rate
+// agents.max_message_rate allows processed and the rest shed (counted);
+// the reports it gets processed take one slot of the shared presence
+// queue at a time (coalesced, counted), nothing is dropped from the
+// queue, its latest health is what is recorded, and another agent
+// attaching meanwhile is recorded at once.
+func TestOneAgentCannotFloodPresence(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	cfg.Agents.MaxMessageRate = 100
+	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	dir, id := enrollOnly(t, tn, alice, "acme")
+	raw, err := dialRaw(t, tn.n.AgentURL(), agentTLS(t, dir), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the node's answers
+		for {
+			if _, _, err := raw.c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	uid := make([]byte, 16)
+	_, _ = rand.Read(uid)
+	caps := pb.AgentCapabilities_AgentCapabilities_ReportsStatus | pb.AgentCapabilities_AgentCapabilities_ReportsHealth
+	report := func(health string) {
+		m := describe(uid, caps, "flood")
+		m.Health = &pb.ComponentHealth{Healthy: false, LastError: health}
+		raw.send(m)
+	}
+	written := metric(t, tn, "outpost_agent_presence_changes_total")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			report(fmt.Sprintf("e%d", i))
+		}
+	}()
+	// Another agent attaches during the flood and is recorded.
+	dir2, id2 := enrollOnly(t, tn, alice, "acme")
+	startThirdParty(t, tn.n.AgentURL(), dir2, pb.AgentCapabilities_AgentCapabilities_ReportsStatus, nil)
+	eventually(t, 5*time.Second, "the other agent recorded during the flood", func() bool {
+		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id2].Host == "third-party"
+	})
+	<-done
+	time.Sleep(time.Second) // the budget refills
+	report("final")
+	eventually(t, 5*time.Second, "the latest health recorded", func() bool {
+		return agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[id].Health == "unhealthy: final"
+	})
+	shed := metric(t, tn, "outpost_agent_messages_shed_total")
+	coalesced := metric(t, tn, "outpost_agent_presence_coalesced_total")
+	changes := metric(t, tn, "outpost_agent_presence_changes_total") - written
+	if shed < 1000 || coalesced < 1 || changes > 500 || metric(t, tn, "outpost_agent_presence_dropped_total") != 0 {
+		t.Fatalf("shed %v messages, coalesced %v reports, wrote %v changes, dropped %v",
+			shed, coalesced, changes, metric(t, tn, "outpost_agent_presence_dropped_total"))
+	}
 }

@@ -97,6 +97,11 @@ type AgentsConfig struct {
 	// MaxHandshakes caps TLS handshakes in flight; one address gets
 	// half. Default 256.
 	MaxHandshakes int `yaml:"max_handshakes"`
+	// MaxMessageRate is the OpAMP messages per second one agent may send
+	// to a node, in bursts of three seconds' worth; more are shed
+	// (counted) and the agent is then asked for its full state. Default
+	// 10, 0.1..1000.
+	MaxMessageRate float64 `yaml:"max_message_rate"`
 }
 
 // DefaultAgentPort is the agent port when agents.bind is left out.
@@ -245,7 +250,8 @@ func DefaultConfig() Config {
 		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
 			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
 			RetireGrace: agentlink.DefaultRetireGrace, ReadTimeout: agentlink.DefaultReadTimeout, WriteTimeout: agentlink.DefaultWriteTimeout,
-			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes},
+			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes,
+			MaxMessageRate: agentlink.DefaultMessageRate},
 	}
 }
 
@@ -346,6 +352,9 @@ func (c Config) Validate() error {
 	}
 	if c.Agents.MaxUnauthenticated < 2 {
 		return fmt.Errorf("agents.max_unauthenticated %d must be at least 2 (one address gets half)", c.Agents.MaxUnauthenticated)
+	}
+	if r := c.Agents.MaxMessageRate; r < 0.1 || r > 1000 {
+		return fmt.Errorf("agents.max_message_rate %v must be in [0.1, 1000]", r)
 	}
 	if c.Agents.MaxHandshakes < 2 {
 		return fmt.Errorf("agents.max_handshakes %d must be at least 2 (one address gets half)", c.Agents.MaxHandshakes)

@@ -235,7 +235,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
 		RetireGrace: cfg.Agents.RetireGrace, ReadTimeout: cfg.Agents.ReadTimeout, WriteTimeout: cfg.Agents.WriteTimeout,
 		IdleTimeout: cfg.Agents.IdleTimeout, MaxUnauthenticated: cfg.Agents.MaxUnauthenticated, MaxHandshakes: cfg.Agents.MaxHandshakes,
-		Logger: n.logger, Registerer: n.reg,
+		MessageRate: cfg.Agents.MaxMessageRate,
+		Logger:      n.logger, Registerer: n.reg,
 	}, n.agentLn)
 	if err != nil {
 		return nil, err

@@ -61,6 +61,8 @@ type link struct {
 	status    string // the last status recorded for reported
 	bad       int
 	offered   bool // the heartbeat interval was offered on this link
+	resync    bool // messages were shed: ask for the full state
+	rate      *bucket
 }
 
 func (l *link) onConnected(_ context.Context, c st.Connection) {
@@ -146,6 +148,15 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 	l.s.m.messages.Inc()
 	now := l.s.cfg.Now()
 	_ = c.Connection().SetReadDeadline(now.Add(l.s.idleBound(m.GetCapabilities())))
+	if !l.s.allow(l.rate, now) {
+		// Over the agent's rate: not processed, so one agent cannot
+		// spend the node's time or the presence queue all agents share.
+		l.s.m.messagesShed.Inc()
+		l.mu.Lock()
+		l.resync = true
+		l.mu.Unlock()
+		return nil
+	}
 	// The answer opamp-go writes after this returns: an agent that does
 	// not read it within SendTimeout loses the link.
 	_ = c.Connection().SetWriteDeadline(now.Add(l.s.cfg.SendTimeout))
@@ -179,19 +190,22 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 	described := l.described
 	offer := !l.offered
 	l.offered = true
+	resync := l.resync
+	l.resync = false
 	l.mu.Unlock()
 
 	if offer {
 		resp.ConnectionSettings = l.s.offerSettings(m.GetCapabilities())
 	}
 
-	if first {
-		// A WebSocket reconnect sends no description: ask for everything.
+	if first || resync {
+		// A WebSocket reconnect sends no description, and what was shed
+		// is lost: ask for everything.
 		resp.Flags = uint64(pb.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 	}
 	if changed && described {
 		i := info
-		l.s.queue(agents.PresenceOp{Kind: agents.Update, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: now.UTC(), Info: &i})
+		l.s.queueUpdate(agents.PresenceOp{Kind: agents.Update, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: now.UTC(), Info: &i})
 	}
 	if report != nil {
 		l.s.queue(agents.PresenceOp{Kind: agents.Status, Agent: l.agent.ID, Node: l.s.cfg.NodeID, At: now.UTC(), Status: report})
@@ -241,6 +255,27 @@ func (s *Server) assignInstanceUID(agentID, uid string) {
 				"agent", agentID, "instance_uid", hex.EncodeToString(fresh))
 		}()
 	}
+}
+
+// bucket is an agent's message budget (a token bucket).
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (s *Server) burst() float64 { return 3 * s.cfg.MessageRate }
+
+// allow spends one message of b, if there is one.
+func (s *Server) allow(b *bucket, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.tokens = min(s.burst(), b.tokens+now.Sub(b.last).Seconds()*s.cfg.MessageRate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
 // idleBound is how long a link may stay silent: three heartbeats for an

@@ -3,17 +3,19 @@ package agentlink
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	connects        prometheus.Counter
-	refused         *prometheus.CounterVec
-	shed            *prometheus.CounterVec
-	violations      *prometheus.CounterVec
-	badMessages     prometheus.Counter
-	messages        prometheus.Counter
-	pushes          prometheus.Counter
-	fanOut          prometheus.Histogram
-	flags           *prometheus.CounterVec
-	presenceWrites  prometheus.Counter
-	presenceDropped prometheus.Counter
+	connects          prometheus.Counter
+	refused           *prometheus.CounterVec
+	shed              *prometheus.CounterVec
+	violations        *prometheus.CounterVec
+	badMessages       prometheus.Counter
+	messages          prometheus.Counter
+	pushes            prometheus.Counter
+	fanOut            prometheus.Histogram
+	flags             *prometheus.CounterVec
+	presenceWrites    prometheus.Counter
+	presenceDropped   prometheus.Counter
+	presenceCoalesced prometheus.Counter
+	messagesShed      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -34,9 +36,13 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Help: "Agent certificates flagged (two_addresses, new_address)."}, []string{"flag"}),
 		presenceWrites:  prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_changes_total", Help: "Presence changes recorded through Raft."}),
 		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_dropped_total", Help: "Presence changes dropped because the queue was full."}),
+		presenceCoalesced: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_presence_coalesced_total",
+			Help: "Agent reports folded into a report of the same link still queued (only the latest is recorded)."}),
+		messagesShed: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_messages_shed_total",
+			Help: "OpAMP messages not processed because their agent exceeded agents.max_message_rate."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped,
+		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped, m.presenceCoalesced, m.messagesShed,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
 				func() float64 { return float64(s.Count()) }))
 	}

@@ -68,6 +68,7 @@ const (
 	DefaultIdleTimeout    = time.Minute
 	DefaultMaxUnauth      = 1024
 	DefaultMaxHandshakes  = 256
+	DefaultMessageRate    = 10.0
 	presenceFlushInterval = 100 * time.Millisecond
 )
 
@@ -107,9 +108,14 @@ type Config struct {
 	// once and counted (outpost_agent_port_shed_total).
 	MaxUnauthenticated int
 	MaxHandshakes      int
-	Logger             *slog.Logger
-	Registerer         prometheus.Registerer
-	Now                func() time.Time
+	// MessageRate is the OpAMP messages per second one agent may send
+	// to this node (all its links together), with bursts of three
+	// seconds' worth; more are not processed (counted as shed) and the
+	// agent is asked for its full state once it is back under the rate.
+	MessageRate float64
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
+	Now         func() time.Time
 }
 
 // Server is a running agent port.
@@ -127,6 +133,9 @@ type Server struct {
 
 	count     atomic.Int64
 	presence  chan agents.PresenceOp
+	updMu     sync.Mutex
+	updates   map[string]*agents.LinkInfo // link id -> latest report while its update is queued
+	rates     map[string]*bucket          // agent id -> its message budget here (under mu)
 	desired   *desired
 	auditRate sync.Map // agent id -> time of the last protocol-violation record
 	logRate   sync.Map // key -> time of the last rate-limited log line
@@ -177,6 +186,9 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	if cfg.MaxHandshakes <= 0 {
 		cfg.MaxHandshakes = DefaultMaxHandshakes
 	}
+	if cfg.MessageRate <= 0 {
+		cfg.MessageRate = DefaultMessageRate
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -184,7 +196,7 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, ln: ln, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
-		presence: make(chan agents.PresenceOp, 1<<16)}
+		presence: make(chan agents.PresenceOp, 1<<16), updates: map[string]*agents.LinkInfo{}, rates: map[string]*bucket{}}
 	s.m = newMetrics(cfg.Registerer, s)
 	s.desired = newDesired(cfg.Store)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -417,6 +429,12 @@ func (s *Server) register(l *link) {
 		s.links[l.agent.ID] = ls
 	}
 	ls[l] = struct{}{}
+	b := s.rates[l.agent.ID]
+	if b == nil {
+		b = &bucket{tokens: s.burst(), last: s.cfg.Now()}
+		s.rates[l.agent.ID] = b
+	}
+	l.rate = b
 	s.mu.Unlock()
 	s.count.Add(1)
 }
@@ -431,6 +449,7 @@ func (s *Server) unregister(l *link) bool {
 	delete(ls, l)
 	if len(ls) == 0 {
 		delete(s.links, l.agent.ID)
+		delete(s.rates, l.agent.ID)
 	}
 	s.count.Add(-1)
 	return true
