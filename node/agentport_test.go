@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +32,8 @@ import (
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/node/pki"
 )
 
 // logSink collects a node's log lines for tests that check what was
@@ -679,4 +685,99 @@ func TestOneAgentCannotFloodPresence(t *testing.T) {
 		t.Fatalf("shed %v messages, coalesced %v reports, wrote %v changes, dropped %v",
 			shed, coalesced, changes, metric(t, tn, "outpost_agent_presence_dropped_total"))
 	}
+}
+
+// TestRefusalReasons: every refusal HTTP can carry says why, with a
+// machine code: an OpAMP upgrade refused (401 without a certificate, 403
+// with a certificate a renewal replaced) in X-Outpost-Code and
+// X-Outpost-Reason (opamp-go writes no body), JSON refusals in "code",
+// an enrollment of a used token as token_used. Refusals in the TLS
+// handshake (revoked, another CA), where TLS gives only an alert, are
+// logged at info with the reason.
+func TestRefusalReasons(t *testing.T) {
+	var logs logSink
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{Logger: logs.logger()})
+	alice, _ := twoTenants(t, tn)
+	waitLease(t, tn)
+	dial := func(cfg *tls.Config) *http.Response {
+		t.Helper()
+		_, resp, err := (&websocket.Dialer{TLSClientConfig: cfg}).Dial(wsURL(tn.n.AgentURL()), nil)
+		if err == nil {
+			t.Fatal("the upgrade was accepted")
+		}
+		return resp
+	}
+	insecure := &tls.Config{InsecureSkipVerify: true} //nolint:gosec // a test client
+
+	t.Run("no certificate", func(t *testing.T) {
+		r := dial(insecure)
+		if r == nil || r.StatusCode != 401 || r.Header.Get(agentwire.HeaderCode) != agentwire.CodeCertRequired || r.Header.Get(agentwire.HeaderReason) == "" {
+			t.Fatalf("answer: %+v", r)
+		}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}}
+		resp, err := hc.Get(tn.n.AgentURL() + agentwire.PathNodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e apitypes.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if resp.StatusCode != 401 || e.Code != agentwire.CodeCertRequired {
+			t.Fatalf("%d %+v", resp.StatusCode, e)
+		}
+	})
+	t.Run("retired certificate", func(t *testing.T) {
+		dir, _ := enrollOnly(t, tn, alice, "acme")
+		old := agentTLS(t, dir)
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: mustCSRDER(t, key)})
+		body, _ := json.Marshal(agentwire.RenewRequest{CSR: string(csr)})
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: old}}
+		resp, err := hc.Post(tn.n.AgentURL()+agentwire.PathRenew, "application/json", bytes.NewReader(body))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("renewal: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		r := dial(old.Clone())
+		if r == nil || r.StatusCode != 403 || r.Header.Get(agentwire.HeaderCode) != agentwire.CodeCertRetired || r.Header.Get(agentwire.HeaderReason) == "" {
+			t.Fatalf("answer: %+v", r)
+		}
+	})
+	t.Run("used token", func(t *testing.T) {
+		bt := newToken(t, tn, alice, "acme")
+		for i, want := range []int{201, 403} {
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: mustCSRDER(t, key)})
+			body, _ := json.Marshal(agentwire.EnrollRequest{Token: bt.Token, CSR: string(csr), Host: fmt.Sprintf("h%d", i)})
+			r := tn.do(t, "POST", agentwire.PathEnroll, "", string(body))
+			var e apitypes.Error
+			_ = json.Unmarshal([]byte(r.body), &e)
+			if r.code != want || (want == 403 && e.Code != agentwire.CodeTokenUsed) {
+				t.Fatalf("enrollment %d: %d %s", i, r.code, r.body)
+			}
+		}
+	})
+	t.Run("refused in the handshake", func(t *testing.T) {
+		dir, id := enrollOnly(t, tn, alice, "acme")
+		tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+id+"/revoke", alice, "")
+		_ = dial(agentTLS(t, dir))
+		other, err := pki.NewCA("eu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		req, _ := x509.ParseCertificateRequest(mustCSRDER(t, key))
+		_, certPEM, err := other.SignAgent(req, "eu", "t1", "ag-rogue", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(certPEM)
+		_ = dial(&tls.Config{InsecureSkipVerify: true, //nolint:gosec // test
+			Certificates: []tls.Certificate{{Certificate: [][]byte{blk.Bytes}, PrivateKey: key}}})
+		for _, reason := range []string{"revoked", "foreign_ca"} {
+			eventually(t, 2*time.Second, "an info line for "+reason, func() bool {
+				return strings.Contains(logs.String(), `level=INFO msg="refused a TLS handshake on the agent port" node=n1 component=agents reason=`+reason)
+			})
+		}
+	})
 }

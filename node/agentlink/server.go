@@ -303,14 +303,32 @@ func (s *Server) checkCert(leaf *x509.Certificate) error {
 	return nil // unknown here: onConnecting checks again after a read barrier
 }
 
-// refusal is an HTTP refusal of an OpAMP connection.
-func refusal(code int, retryAfter string) st.ConnectionResponse {
-	r := st.ConnectionResponse{Accept: false, HTTPStatusCode: code}
+// refusal is an HTTP refusal of an OpAMP connection. opamp-go writes no
+// body for it, so the reason goes in headers: the machine code
+// (agentwire.Code…) and a sentence.
+func refusal(status int, retryAfter, code, reason string) st.ConnectionResponse {
+	r := st.ConnectionResponse{Accept: false, HTTPStatusCode: status,
+		HTTPResponseHeader: map[string]string{agentwire.HeaderCode: code, agentwire.HeaderReason: reason}}
 	if retryAfter != "" {
-		r.HTTPResponseHeader = map[string]string{"Retry-After": retryAfter}
+		r.HTTPResponseHeader["Retry-After"] = retryAfter
 	}
 	return r
 }
+
+// refused logs a refusal of an agent connection at info, once a minute
+// per address and reason (a refused agent retries).
+func (s *Server) refused(reason, addr string, err error) {
+	s.m.refused.WithLabelValues(reason).Inc()
+	if s.logOnce("refused/"+reason+"/"+addr, time.Minute) {
+		s.logger.Info("refused an agent connection", "reason", reason, "from", addr, "err", err)
+	}
+}
+
+var (
+	errNoCertificate = errors.New("a client certificate is required: enroll first (outpost-agent --token …)")
+	errNotWebSocket  = errors.New("OpAMP is served over WebSocket only: connect with wss:// as outpost-agent does")
+	errFull          = errors.New("this node holds its maximum of agents: attach to another node")
+)
 
 // identify returns the agent record a verified certificate belongs to,
 // reading through a barrier when this node has not yet applied it (an
@@ -360,21 +378,21 @@ var (
 )
 
 func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
+	addr := hostOf(r.RemoteAddr)
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		s.m.refused.WithLabelValues("no_certificate").Inc()
-		return refusal(http.StatusUnauthorized, "")
+		s.refused("no_certificate", addr, errNoCertificate)
+		return refusal(http.StatusUnauthorized, "", agentwire.CodeCertRequired, errNoCertificate.Error())
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		s.m.refused.WithLabelValues("not_websocket").Inc()
-		return refusal(http.StatusBadRequest, "")
+		s.refused("not_websocket", addr, errNotWebSocket)
+		return refusal(http.StatusBadRequest, "", agentwire.CodeNotWebSocket, errNotWebSocket.Error())
 	}
 	leaf := r.TLS.PeerCertificates[0]
 	a, err := s.identify(r.Context(), leaf)
-	addr := hostOf(r.RemoteAddr)
 	switch {
 	case errors.Is(err, errUnavailable):
-		s.m.refused.WithLabelValues("no_leader").Inc()
-		return refusal(http.StatusServiceUnavailable, "2")
+		s.refused("no_leader", addr, err)
+		return refusal(http.StatusServiceUnavailable, "2", agentwire.CodeUnavailable, errUnavailable.Error())
 	case err != nil:
 		reason := "unknown_certificate"
 		switch {
@@ -385,7 +403,7 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 		}
 		fp := pki.Fingerprint(leaf)
 		s.m.refused.WithLabelValues(reason).Inc()
-		s.logger.Warn("refused an agent connection", "reason", err, "from", addr, "fingerprint", fp)
+		s.logger.Warn("refused an agent connection", "reason", reason, "err", err, "from", addr, "fingerprint", fp)
 		switch reason {
 		case "unknown_certificate":
 			s.auditOnce("cert/"+fp, "agent.connect_refused", "agent_cert/"+fp, "",
@@ -397,11 +415,15 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 			s.auditOnce("retired/"+fp, "agent.connect_refused", "agent/"+a.ID, a.Tenant,
 				map[string]string{"reason": "retired certificate", "fingerprint": fp, "from": addr})
 		}
-		return refusal(http.StatusForbidden, "")
+		code := agentwire.CodeCertRefused
+		if reason == "retired" {
+			code = agentwire.CodeCertRetired
+		}
+		return refusal(http.StatusForbidden, "", code, err.Error())
 	}
 	if s.count.Load() >= int64(s.cfg.MaxAgents) {
-		s.m.refused.WithLabelValues("full").Inc()
-		return refusal(http.StatusServiceUnavailable, "5")
+		s.refused("full", addr, errFull)
+		return refusal(http.StatusServiceUnavailable, "5", agentwire.CodeNodeFull, errFull.Error())
 	}
 	l := &link{s: s, agent: a, fp: pki.Fingerprint(leaf), addr: addr, id: newConnID(), since: s.cfg.Now().UTC(),
 		certExpires: leaf.NotAfter}
@@ -416,9 +438,10 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 
 // plainOpAMP refuses OpAMP over plain HTTP: its body is read without a
 // bound by opamp-go, and agents here always use WebSocket.
-func (s *Server) plainOpAMP(w http.ResponseWriter, _ *http.Request) {
-	s.m.refused.WithLabelValues("not_websocket").Inc()
-	writeError(w, http.StatusBadRequest, "OpAMP over plain HTTP is not served here", "connect with WebSocket (wss://) as outpost-agent does")
+func (s *Server) plainOpAMP(w http.ResponseWriter, r *http.Request) {
+	s.refused("not_websocket", hostOf(r.RemoteAddr), errNotWebSocket)
+	writeJSON(w, http.StatusBadRequest, apitypes.Error{Error: "OpAMP over plain HTTP is not served here",
+		Hint: "connect with WebSocket (wss://) as outpost-agent does", Code: agentwire.CodeNotWebSocket})
 }
 
 func (s *Server) register(l *link) {
@@ -591,7 +614,8 @@ func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Ag
 // certificate a renewal replaced, saying so.
 func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (a agents.Agent, retired, ok bool) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeError(w, http.StatusUnauthorized, "a client certificate is required here", "enroll first: outpost-agent --token …")
+		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: "a client certificate is required here", Hint: "enroll first: outpost-agent --token …",
+			Code: agentwire.CodeCertRequired})
 		return agents.Agent{}, false, false
 	}
 	a, err := s.identify(r.Context(), r.TLS.PeerCertificates[0])
@@ -600,8 +624,9 @@ func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (
 		return a, true, true
 	case errors.Is(err, errUnavailable):
 		w.Header().Set("Retry-After", "2")
-		writeError(w, http.StatusServiceUnavailable, err.Error(), "retry in a few seconds")
+		writeJSON(w, http.StatusServiceUnavailable, apitypes.Error{Error: err.Error(), Hint: "retry in a few seconds", Code: agentwire.CodeUnavailable})
 	case err != nil:
+		s.refused("certificate_refused", hostOf(r.RemoteAddr), err)
 		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: err.Error(), Code: agentwire.CodeCertRefused})
 	default:
 		return a, false, true

@@ -197,7 +197,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		tenantName = tenantNames(tx)[rec.Tenant]
 		return nil
 	})
-	refuse := func(code int, reason, msg, hint string) {
+	refuse := func(status int, reason, msg, hint string) {
 		// A few records per token and minute: who replays an old token
 		// cannot grow the audit log without bound.
 		if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
@@ -207,7 +207,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 			s.cfg.Logger.Warn("agent enrollment refused (not audited: this token's refusals are being recorded too often)",
 				"token_id", tokenID, "reason", reason, "from", from)
 		}
-		writeError(w, code, msg, hint)
+		writeJSON(w, status, apitypes.Error{Error: msg, Hint: hint, Code: tokenCode(err)})
 	}
 	switch {
 	case errors.Is(err, agents.ErrUnknownToken):
@@ -257,7 +257,10 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		if errors.Is(err, agents.ErrTokenUsed) && s.repeatEnrollment(w, r, in, tokenID, rec, tenantName, from) {
 			return
 		}
-		refuse(http.StatusForbidden, "lost the race for the token", agents.ErrTokenUsed.Error(), "")
+		if err == nil {
+			err = agents.ErrTokenUsed
+		}
+		refuse(http.StatusForbidden, "lost the race for the token", err.Error(), "")
 		return
 	}
 	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
@@ -308,6 +311,20 @@ func (s *server) agentServers() []string {
 		}
 	}
 	return out
+}
+
+// tokenCode is the machine code (agentwire.Code…) of an enrollment
+// refusal of a known token, "" for other refusals.
+func tokenCode(err error) string {
+	switch {
+	case errors.Is(err, agents.ErrTokenExpired):
+		return agentwire.CodeTokenExpired
+	case errors.Is(err, agents.ErrTokenRevoked):
+		return agentwire.CodeTokenRevoked
+	case errors.Is(err, agents.ErrTokenUsed):
+		return agentwire.CodeTokenUsed
+	}
+	return ""
 }
 
 // agentView is an agent as the list shows it: its record, where the
