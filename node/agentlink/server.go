@@ -655,6 +655,7 @@ func (s *Server) housekeeping() {
 			lastSeen = now
 			s.confirmSeen(now.UTC())
 			s.closeStale(now)
+			s.pruneRates(now)
 		}
 	}
 }
@@ -694,6 +695,19 @@ func (s *Server) closeStale(now time.Time) {
 		}
 		return nil
 	})
+}
+
+// pruneRates forgets rate-limit stamps older than a minute, so that
+// refusals from many addresses do not grow them without bound.
+func (s *Server) pruneRates(now time.Time) {
+	for _, m := range []*sync.Map{&s.logRate, &s.auditRate} {
+		m.Range(func(k, v any) bool {
+			if now.Sub(v.(time.Time)) >= time.Minute {
+				m.Delete(k)
+			}
+			return true
+		})
+	}
 }
 
 // auditOnce records a security-relevant event at most once a minute per
