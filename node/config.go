@@ -74,8 +74,10 @@ type AgentsConfig struct {
 	// MaxMessageBytes caps one OpAMP message from an agent; a larger one
 	// closes the connection. Default 1 MiB, 4 KiB..16 MiB.
 	MaxMessageBytes int64 `yaml:"max_message_bytes"`
-	// Heartbeat is the interval agents report at; a link silent for three
-	// of them is closed. Default 30s, 1s..10m.
+	// Heartbeat is the interval offered to agents that announce
+	// ReportsHeartbeat (OpAMP heartbeat_interval_seconds); such a link
+	// silent for three is closed, another after twenty. Default 30s,
+	// 1s..10m.
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// RetireGrace is how long a connection on an agent certificate that
 	// a renewal replaced may stay open; the renewed agent reconnects

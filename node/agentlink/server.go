@@ -87,7 +87,7 @@ type Config struct {
 	Lifetime   time.Duration // agent certificate lifetime
 	MaxAgents  int           // connections this node accepts (then 503)
 	MaxMessage int64         // bytes per OpAMP message from an agent
-	Heartbeat  time.Duration // agents' heartbeat; silence for 3× closes the link
+	Heartbeat  time.Duration // offered to agents with ReportsHeartbeat; 3× silence closes their link, 20× others' (idleBound)
 	// SendTimeout bounds one push; a slower agent is disconnected.
 	SendTimeout time.Duration
 	// RetireGrace is how long a link on a certificate a renewal replaced
