@@ -65,8 +65,9 @@ type Config struct {
 	CAPin string
 	// Host is the name reported (default the host name).
 	Host string
-	// Heartbeat is how often the agent reports; its node closes a link
-	// silent for three. Default 30s.
+	// Heartbeat is how often the agent reports until its node offers an
+	// interval (OpAMPConnectionSettings.heartbeat_interval_seconds),
+	// which opamp-go's client then follows. Default 30s.
 	Heartbeat time.Duration
 	// Reevaluate is how often the RTTs are measured again. Default 5m.
 	Reevaluate time.Duration
@@ -121,6 +122,11 @@ type Agent struct {
 	conn     bool
 	attaches int
 	lastMsg  time.Time
+	// msgs and gap: messages from the node on the current link, and the
+	// longest wait between two of them (the node answers each heartbeat,
+	// so this follows the interval the node offered).
+	msgs int
+	gap  time.Duration
 }
 
 type event struct {

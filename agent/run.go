@@ -181,8 +181,15 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			},
 			OnMessage: func(_ context.Context, m *ct.MessageData) {
 				a.mu.Lock()
-				a.lastMsg = time.Now()
+				now := time.Now()
+				if a.msgs++; a.msgs > 1 {
+					a.gap = min(max(a.gap, now.Sub(a.lastMsg)), agentwire.MaxHeartbeat)
+				}
+				a.lastMsg = now
 				a.mu.Unlock()
+				if id := m.AgentIdentification; id != nil {
+					a.adoptInstanceUID(id.GetNewInstanceUid())
+				}
 				if m.RemoteConfig != nil {
 					a.applyRemote(cl, m.RemoteConfig)
 				}
@@ -194,6 +201,7 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 	}
 	a.mu.Lock()
 	a.node, a.url, a.rtt, a.lastMsg = c.node, c.url, c.rtt, time.Now()
+	a.msgs, a.gap = 0, 0
 	a.mu.Unlock()
 	a.logger.Info("attaching", "node", c.node, "url", c.url, "rtt", c.rtt)
 	defer func() {
@@ -253,8 +261,9 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			a.mu.Lock()
 			quiet := time.Since(a.lastMsg)
 			connected := a.conn
+			bound := a.silenceBoundLocked()
 			a.mu.Unlock()
-			if connected && quiet > 3*a.cfg.Heartbeat {
+			if connected && quiet > bound {
 				return fmt.Errorf("the node has been silent for %v", quiet.Round(time.Millisecond))
 			}
 		case <-reeval.C:
@@ -279,6 +288,35 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			}
 		}
 	}
+}
+
+// adoptInstanceUID keeps the instance uid the node assigned (another
+// agent of the tenant reported this one first), so that the next link
+// starts with it. opamp-go's client uses it from now on.
+func (a *Agent) adoptInstanceUID(uid []byte) {
+	if len(uid) != 16 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.st.InstanceUID = hex.EncodeToString(uid)
+	if err := a.store.save(a.st); err != nil {
+		a.logger.Warn("could not save the instance uid the node assigned", "err", err)
+		return
+	}
+	a.logger.Info("the node assigned a new instance uid (another agent reported this one)", "instance_uid", a.st.InstanceUID)
+}
+
+// silenceBoundLocked is how long the node may stay silent on a link:
+// three heartbeats. The interval is the node's to offer, and opamp-go's
+// client does not say what it was offered, so it is read from the
+// node's answers (one per heartbeat): until two have arrived it is taken
+// to be the longest a node offers.
+func (a *Agent) silenceBoundLocked() time.Duration {
+	if a.msgs < 2 {
+		return 3 * max(a.cfg.Heartbeat, agentwire.MaxHeartbeat)
+	}
+	return 3 * max(a.cfg.Heartbeat, a.gap)
 }
 
 // refusal says why the node at url refused the agent's certificate (the

@@ -173,7 +173,7 @@ func TestAgentControlLink(t *testing.T) {
 		return v.Node == "n1" && v.Health == "healthy" && v.Host == "web-1" && v.SourceAddr == "127.0.0.1" && len(v.Capabilities) > 0
 	})
 	v := agentsList(t, tn, tn.token, "/api/v1/agents")[id]
-	if !strings.Contains(strings.Join(v.Capabilities, ","), "AcceptsRemoteConfig") || v.Version != agent.Version || v.RTTMs <= 0 {
+	if !strings.Contains(strings.Join(v.Capabilities, ","), "AcceptsRemoteConfig") || v.Version != agent.Version || v.RTTMs == nil || *v.RTTMs <= 0 {
 		t.Errorf("agent view %+v", v)
 	}
 

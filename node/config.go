@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agentlink"
 	"github.com/outpost-mesh/outpost/node/auth"
@@ -73,13 +74,36 @@ type AgentsConfig struct {
 	// MaxMessageBytes caps one OpAMP message from an agent; a larger one
 	// closes the connection. Default 1 MiB, 4 KiB..16 MiB.
 	MaxMessageBytes int64 `yaml:"max_message_bytes"`
-	// Heartbeat is the interval agents report at; a link silent for three
-	// of them is closed. Default 30s, 1s..10m.
+	// Heartbeat is the interval offered to agents that announce
+	// ReportsHeartbeat (OpAMP heartbeat_interval_seconds); such a link
+	// silent for three is closed, another after twenty. Default 30s,
+	// 1s..10m.
 	Heartbeat time.Duration `yaml:"heartbeat"`
 	// RetireGrace is how long a connection on an agent certificate that
 	// a renewal replaced may stay open; the renewed agent reconnects
 	// with its new certificate well before. Default 10s, 1s..10m.
 	RetireGrace time.Duration `yaml:"retire_grace"`
+	// ReadTimeout bounds reading one request other than an OpAMP link
+	// (enrollment, renewal, node list); the TLS handshake and the headers
+	// get min(10s, read_timeout). Default 30s, 1s..10m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing the answer to such a request. Default
+	// 30s, 1s..10m.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout bounds a kept-alive connection between requests.
+	// Default 1m, 1s..10m. OpAMP links have their own bound (heartbeat).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxUnauthenticated caps open connections without a client
+	// certificate (enrollment); one address gets half. Default 1024.
+	MaxUnauthenticated int `yaml:"max_unauthenticated"`
+	// MaxHandshakes caps TLS handshakes in flight; one address gets
+	// half. Default 256.
+	MaxHandshakes int `yaml:"max_handshakes"`
+	// MaxMessageRate is the OpAMP messages per second one agent may send
+	// to a node, in bursts of three seconds' worth; more are shed
+	// (counted) and the agent is then asked for its full state. Default
+	// 10, 0.1..1000.
+	MaxMessageRate float64 `yaml:"max_message_rate"`
 }
 
 // DefaultAgentPort is the agent port when agents.bind is left out.
@@ -229,7 +253,9 @@ func DefaultConfig() Config {
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
 		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
 			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
-			RetireGrace: agentlink.DefaultRetireGrace},
+			RetireGrace: agentlink.DefaultRetireGrace, ReadTimeout: agentlink.DefaultReadTimeout, WriteTimeout: agentlink.DefaultWriteTimeout,
+			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes,
+			MaxMessageRate: agentlink.DefaultMessageRate},
 	}
 }
 
@@ -314,11 +340,28 @@ func (c Config) Validate() error {
 	if m := c.Agents.MaxMessageBytes; m < 4<<10 || m > 16<<20 {
 		return fmt.Errorf("agents.max_message_bytes %d must be in [4096, 16777216]", m)
 	}
-	if h := c.Agents.Heartbeat; h < time.Second || h > 10*time.Minute {
+	if h := c.Agents.Heartbeat; h < time.Second || h > agentwire.MaxHeartbeat {
 		return fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h)
 	}
 	if g := c.Agents.RetireGrace; g < time.Second || g > 10*time.Minute {
 		return fmt.Errorf("agents.retire_grace %v must be in [1s, 10m]", g)
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{{"read_timeout", c.Agents.ReadTimeout}, {"write_timeout", c.Agents.WriteTimeout}, {"idle_timeout", c.Agents.IdleTimeout}} {
+		if d.v < time.Second || d.v > 10*time.Minute {
+			return fmt.Errorf("agents.%s %v must be in [1s, 10m]", d.field, d.v)
+		}
+	}
+	if c.Agents.MaxUnauthenticated < 2 {
+		return fmt.Errorf("agents.max_unauthenticated %d must be at least 2 (one address gets half)", c.Agents.MaxUnauthenticated)
+	}
+	if r := c.Agents.MaxMessageRate; r < 0.1 || r > 1000 {
+		return fmt.Errorf("agents.max_message_rate %v must be in [0.1, 1000]", r)
+	}
+	if c.Agents.MaxHandshakes < 2 {
+		return fmt.Errorf("agents.max_handshakes %d must be at least 2 (one address gets half)", c.Agents.MaxHandshakes)
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
 		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)

@@ -239,7 +239,10 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store, Raft: n.region,
 		Hub: n.hub, Enroll: apiHandler, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
 		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
-		RetireGrace: cfg.Agents.RetireGrace, Logger: n.logger, Registerer: n.reg,
+		RetireGrace: cfg.Agents.RetireGrace, ReadTimeout: cfg.Agents.ReadTimeout, WriteTimeout: cfg.Agents.WriteTimeout,
+		IdleTimeout: cfg.Agents.IdleTimeout, MaxUnauthenticated: cfg.Agents.MaxUnauthenticated, MaxHandshakes: cfg.Agents.MaxHandshakes,
+		MessageRate: cfg.Agents.MaxMessageRate,
+		Logger:      n.logger, Registerer: n.reg,
 	}, n.agentLn)
 	if err != nil {
 		return nil, err

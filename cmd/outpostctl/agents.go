@@ -141,10 +141,11 @@ type agentJSON struct {
 	Tenant       string    `json:"tenant"`
 	Host         string    `json:"host"`
 	Version      string    `json:"version"`
+	InstanceUID  string    `json:"instance_uid"`
 	Node         string    `json:"node"`
-	RTTMs        float64   `json:"rtt_ms"`
+	RTTMs        *float64  `json:"rtt_ms"` // null: not reported
 	Mode         string    `json:"mode"`
-	Health       string    `json:"health"`
+	Health       *string   `json:"health"` // null: not reported
 	LastSeen     time.Time `json:"last_seen"`
 	CertExpires  time.Time `json:"cert_expires"`
 	Capabilities []string  `json:"capabilities"`
@@ -164,8 +165,12 @@ func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.
 	if g.json {
 		out := []agentJSON{}
 		for _, a := range as {
-			out = append(out, agentJSON{ID: a.ID, Tenant: a.Tenant, Host: a.Host, Version: a.Version, Node: a.Node, RTTMs: a.RTTMs, Mode: a.Mode,
-				Health: a.Health, LastSeen: a.LastSeen, CertExpires: a.CertExpires, Capabilities: orEmpty(a.Capabilities), SourceAddr: a.SourceAddr,
+			var health *string
+			if a.Health != "" {
+				health = &a.Health
+			}
+			out = append(out, agentJSON{ID: a.ID, Tenant: a.Tenant, Host: a.Host, Version: a.Version, InstanceUID: a.InstanceUID, Node: a.Node,
+				RTTMs: a.RTTMs, Mode: a.Mode, Health: health, LastSeen: a.LastSeen, CertExpires: a.CertExpires, Capabilities: orEmpty(a.Capabilities), SourceAddr: a.SourceAddr,
 				Flags: orEmpty(a.Flags), Revoked: a.Revoked, Fingerprint: a.Fingerprint, Config: a.Config})
 		}
 		return printJSON(w, out)
@@ -173,15 +178,19 @@ func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.
 	tw := newTable(w, "ID\tTENANT\tHOST\tVERSION\tNODE\tRTT\tCAPABILITIES\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCONFIG\tFLAGS")
 	for _, a := range as {
 		rtt := "-"
-		if a.Node != "" {
-			rtt = fmt.Sprintf("%.1fms", a.RTTMs)
+		if a.Node != "" && a.RTTMs != nil {
+			rtt = fmt.Sprintf("%.1fms", *a.RTTMs)
+		}
+		health := a.Health
+		if health == "" {
+			health = "unknown"
 		}
 		cfg := "-"
 		if c := a.Config; c != nil {
 			cfg = c.Dispatch + " " + c.Status
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Host, dash(a.Version), dash(a.Node), rtt,
-			dash(strings.Join(a.Capabilities, ",")), a.Health, stamp(a.LastSeen), stamp(a.CertExpires), cfg, dash(strings.Join(a.Flags, "; ")))
+			dash(strings.Join(a.Capabilities, ",")), health, stamp(a.LastSeen), stamp(a.CertExpires), cfg, dash(strings.Join(a.Flags, "; ")))
 	}
 	return tw.Flush()
 }

@@ -26,6 +26,10 @@ const (
 	DispatchKind = "config"                // the dispatch kind agents apply
 )
 
+// MaxHeartbeat is the longest heartbeat interval a node offers
+// (agents.heartbeat).
+const MaxHeartbeat = 10 * time.Minute
+
 // Codes in a node's error body ("code") that an agent acts on.
 const (
 	// CodeTokenNotSeen: the node that answered has no record of the
@@ -42,6 +46,30 @@ const (
 	// CodeCertRefused: the node refuses the certificate for good (agent
 	// revoked, or the certificate was never registered).
 	CodeCertRefused = "certificate_refused"
+	// CodeCertRequired: the route needs an agent certificate (enroll
+	// first).
+	CodeCertRequired = "certificate_required"
+	// CodeNotWebSocket: OpAMP is served over WebSocket only.
+	CodeNotWebSocket = "not_websocket"
+	// CodeNodeFull: the node holds agents.max_connections agents; try
+	// another node (503, Retry-After).
+	CodeNodeFull = "node_full"
+	// CodeUnavailable: the node cannot confirm the certificate now (no
+	// leader); try again (503, Retry-After).
+	CodeUnavailable = "unavailable"
+	// CodeTokenExpired, CodeTokenRevoked, CodeTokenUsed: enrollment
+	// refusals (403) of a token the region knows; a new token is needed.
+	CodeTokenExpired = "token_expired"
+	CodeTokenRevoked = "token_revoked"
+	CodeTokenUsed    = "token_used"
+)
+
+// Headers a node's refusal of an OpAMP WebSocket upgrade carries, where
+// no body can be read by an OpAMP client: the code (one of Code…) and a
+// sentence for people.
+const (
+	HeaderCode   = "X-Outpost-Code"
+	HeaderReason = "X-Outpost-Reason"
 )
 
 // Dispatch is a committed dispatch as the node delivers it to an

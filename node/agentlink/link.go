@@ -3,13 +3,20 @@ package agentlink
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/gorilla/websocket"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 	st "github.com/open-telemetry/opamp-go/server/types"
 
@@ -17,11 +24,18 @@ import (
 	"github.com/outpost-mesh/outpost/node/agents"
 )
 
-// What the node offers. Packages and connection settings are never
-// offered (their capabilities are off until a rollout issue enables them).
+// What the node offers. Packages are never offered. Connection
+// settings are offered only for the heartbeat interval (offerSettings).
 const serverCaps = uint64(pb.ServerCapabilities_ServerCapabilities_AcceptsStatus |
 	pb.ServerCapabilities_ServerCapabilities_OffersRemoteConfig |
-	pb.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig)
+	pb.ServerCapabilities_ServerCapabilities_AcceptsEffectiveConfig |
+	pb.ServerCapabilities_ServerCapabilities_OffersConnectionSettings)
+
+// quietFactor times agents.heartbeat is how long a link of an agent that
+// did not announce ReportsHeartbeat may stay silent: such an agent
+// speaks only when its state changes (OpAMP), so silence is no sign of
+// death; the bound only reclaims links whose peer vanished.
+const quietFactor = 20
 
 // maxBadMessages is how many undecodable messages a link tolerates.
 const maxBadMessages = 3
@@ -46,6 +60,9 @@ type link struct {
 	sent      []byte // the config hash last pushed on this link
 	status    string // the last status recorded for reported
 	bad       int
+	offered   bool // the heartbeat interval was offered on this link
+	resync    bool // messages were shed: ask for the full state
+	rate      *bucket
 }
 
 func (l *link) onConnected(_ context.Context, c st.Connection) {
@@ -70,8 +87,15 @@ func (l *link) onClose(st.Connection) {
 }
 
 func (l *link) onReadError(c st.Connection, _ int, msg []byte, err error) {
-	if errors.Is(err, errMessageTooLarge) {
+	switch {
+	case errors.Is(err, errMessageTooLarge):
 		l.violation("oversized message", "an agent message exceeded agents.max_message_bytes")
+		return
+	case isTransportError(err):
+		// opamp-go reports the end of the connection (a close frame,
+		// revocation, the idle bound, shutdown) through this callback
+		// too: an ordinary disconnect, not a bad message.
+		l.s.logger.Debug("agent link ended", "agent", l.agent.ID, "from", l.addr, "err", err)
 		return
 	}
 	// opamp-go goes on reading after an undecodable message; a few are
@@ -88,6 +112,25 @@ func (l *link) onReadError(c st.Connection, _ int, msg []byte, err error) {
 	}
 }
 
+// isTransportError tells a read that failed because the connection
+// ended or broke from a message that arrived and did not decode.
+func isTransportError(err error) bool {
+	var ce *websocket.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce),
+		errors.Is(err, net.ErrClosed),
+		errors.Is(err, io.EOF),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, os.ErrDeadlineExceeded),
+		errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE),
+		errors.As(err, &ne) && ne.Timeout():
+		return true
+	}
+	return false
+}
+
 func (l *link) onResponseError(_ st.Connection, _ *pb.ServerToAgent, err error) {
 	l.s.logger.Debug("sending to an agent failed", "agent", l.agent.ID, "err", err)
 }
@@ -102,8 +145,21 @@ func (l *link) violation(what, detail string) {
 }
 
 func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer) *pb.ServerToAgent {
+	l.s.m.messages.Inc()
 	now := l.s.cfg.Now()
-	_ = c.Connection().SetReadDeadline(now.Add(3 * l.s.cfg.Heartbeat))
+	_ = c.Connection().SetReadDeadline(now.Add(l.s.idleBound(m.GetCapabilities())))
+	if !l.s.allow(l.rate, now) {
+		// Over the agent's rate: not processed, so one agent cannot
+		// spend the node's time or the presence queue all agents share.
+		l.s.m.messagesShed.Inc()
+		l.mu.Lock()
+		l.resync = true
+		l.mu.Unlock()
+		return nil
+	}
+	// The answer opamp-go writes after this returns: an agent that does
+	// not read it within SendTimeout loses the link.
+	_ = c.Connection().SetWriteDeadline(now.Add(l.s.cfg.SendTimeout))
 	resp := &pb.ServerToAgent{Capabilities: serverCaps}
 
 	l.mu.Lock()
@@ -118,6 +174,7 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		info.InstanceUID = hex.EncodeToString(uid)
 	}
 	if h := m.GetHealth(); h != nil {
+		info.HealthKnown = true
 		info.Healthy, info.Health = h.GetHealthy(), truncate(h.GetLastError(), 256)
 		if info.Health == "" && !info.Healthy {
 			info.Health = truncate(h.GetStatus(), 256)
@@ -131,15 +188,24 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		report = l.noteStatus(rs, now)
 	}
 	described := l.described
+	offer := !l.offered
+	l.offered = true
+	resync := l.resync
+	l.resync = false
 	l.mu.Unlock()
 
-	if first {
-		// A WebSocket reconnect sends no description: ask for everything.
+	if offer {
+		resp.ConnectionSettings = l.s.offerSettings(m.GetCapabilities())
+	}
+
+	if first || resync {
+		// A WebSocket reconnect sends no description, and what was shed
+		// is lost: ask for everything.
 		resp.Flags = uint64(pb.ServerToAgentFlags_ServerToAgentFlags_ReportFullState)
 	}
 	if changed && described {
 		i := info
-		l.s.queue(agents.PresenceOp{Kind: agents.Update, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: now.UTC(), Info: &i})
+		l.s.queueUpdate(agents.PresenceOp{Kind: agents.Update, Agent: l.agent.ID, Node: l.s.cfg.NodeID, Conn: l.id, At: now.UTC(), Info: &i})
 	}
 	if report != nil {
 		l.s.queue(agents.PresenceOp{Kind: agents.Status, Agent: l.agent.ID, Node: l.s.cfg.NodeID, At: now.UTC(), Status: report})
@@ -150,6 +216,94 @@ func (l *link) onMessage(_ context.Context, c st.Connection, m *pb.AgentToServer
 		}
 	}
 	return resp
+}
+
+// assignInstanceUID sends a new instance uid (OpAMP
+// AgentIdentification.new_instance_uid) on each of the agent's links
+// here that reported uid, which another agent of its tenant reported
+// first. The agent reports the new one from then on.
+func (s *Server) assignInstanceUID(agentID, uid string) {
+	old, err := hex.DecodeString(uid)
+	if err != nil {
+		return
+	}
+	for _, l := range s.linksOf(agentID) {
+		l.mu.Lock()
+		match := l.info.InstanceUID == uid
+		l.mu.Unlock()
+		if !match || l.conn == nil {
+			continue
+		}
+		fresh := make([]byte, 16)
+		_, _ = rand.Read(fresh)
+		fresh[6] = fresh[6]&0x0f | 0x40 // UUID version 4
+		fresh[8] = fresh[8]&0x3f | 0x80 // RFC 9562 variant
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			_ = l.conn.Connection().SetWriteDeadline(time.Now().Add(s.cfg.SendTimeout))
+			// ReportFullState: the agent answers at once with the new uid
+			// (opamp-go's client sends nothing else on adopting it).
+			err := l.conn.Send(s.ctx, &pb.ServerToAgent{InstanceUid: old, Capabilities: serverCaps,
+				Flags:               uint64(pb.ServerToAgentFlags_ServerToAgentFlags_ReportFullState),
+				AgentIdentification: &pb.AgentIdentification{NewInstanceUid: fresh}})
+			if err != nil {
+				s.logger.Debug("sending a new instance uid failed", "agent", agentID, "err", err)
+				return
+			}
+			s.logger.Info("gave an agent a new instance uid: another agent of its tenant reported its uid first",
+				"agent", agentID, "instance_uid", hex.EncodeToString(fresh))
+		}()
+	}
+}
+
+// bucket is an agent's message budget (a token bucket).
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (s *Server) burst() float64 { return 3 * s.cfg.MessageRate }
+
+// allow spends one message of b, if there is one.
+func (s *Server) allow(b *bucket, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b.tokens = min(s.burst(), b.tokens+now.Sub(b.last).Seconds()*s.cfg.MessageRate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// idleBound is how long a link may stay silent: three heartbeats for an
+// agent that announced ReportsHeartbeat (it was offered the interval),
+// quietFactor of them for one that did not.
+func (s *Server) idleBound(caps uint64) time.Duration {
+	if caps&uint64(pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat) != 0 {
+		return 3 * s.cfg.Heartbeat
+	}
+	return quietFactor * s.cfg.Heartbeat
+}
+
+// offerSettings is the connection settings offer on a link's first
+// answer: the heartbeat interval (agents.heartbeat), for an agent that
+// announced ReportsHeartbeat. None to an agent that announced
+// AcceptsOpAMPConnectionSettings: per the spec an offer without a
+// certificate tells it to stop using its client certificate, which
+// would lock it out; it keeps its own interval.
+func (s *Server) offerSettings(caps uint64) *pb.ConnectionSettingsOffers {
+	if caps&uint64(pb.AgentCapabilities_AgentCapabilities_ReportsHeartbeat) == 0 ||
+		caps&uint64(pb.AgentCapabilities_AgentCapabilities_AcceptsOpAMPConnectionSettings) != 0 {
+		return nil
+	}
+	secs := uint64(max(1, (s.cfg.Heartbeat+time.Second-1)/time.Second))
+	endpoint := strings.Replace(s.cfg.URL, "https://", "wss://", 1) + agentwire.PathOpAMP
+	h := sha256.Sum256([]byte(endpoint + "\x00" + strconv.FormatUint(secs, 10)))
+	return &pb.ConnectionSettingsOffers{Hash: h[:], Opamp: &pb.OpAMPConnectionSettings{
+		DestinationEndpoint: endpoint, HeartbeatIntervalSeconds: secs}}
 }
 
 // noteStatus turns a remote config status into a record, once per
@@ -217,6 +371,8 @@ func (l *link) push() bool {
 	}
 	t := time.AfterFunc(l.s.cfg.SendTimeout, func() { _ = l.conn.Disconnect() })
 	defer t.Stop()
+	// A write deadline an answer left behind may have passed.
+	_ = l.conn.Connection().SetWriteDeadline(time.Now().Add(l.s.cfg.SendTimeout))
 	if err := l.conn.Send(context.Background(), &pb.ServerToAgent{Capabilities: serverCaps, RemoteConfig: rc}); err != nil {
 		l.mu.Lock()
 		l.sent = nil
@@ -251,6 +407,7 @@ func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
 				f, _ = strconv.ParseFloat(s, 64)
 			}
 			if f >= 0 && f < 1e6 {
+				info.RTTKnown = true
 				info.RTTMs = float64(int64(f*100)) / 100 // what a list shows; small changes are not news
 			}
 		}

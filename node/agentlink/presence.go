@@ -13,12 +13,50 @@ import (
 // queue hands a presence change to the writer; it never blocks (a full
 // queue drops the change and counts it: presence is advisory, and the
 // next attach or confirmation corrects it).
-func (s *Server) queue(op agents.PresenceOp) {
+func (s *Server) queue(op agents.PresenceOp) bool {
 	select {
 	case s.presence <- op:
+		return true
 	default:
 		s.m.presenceDropped.Inc()
+		return false
 	}
+}
+
+// queueUpdate queues what a link reported, at most one change per link
+// in the queue: while one waits, a newer report replaces its content
+// (counted as coalesced), so an agent changing its health on every
+// message takes one slot of the queue all agents share, not thousands.
+// The writer reads the latest content when it takes the change (resolve).
+func (s *Server) queueUpdate(op agents.PresenceOp) {
+	s.updMu.Lock()
+	if _, waiting := s.updates[op.Conn]; waiting {
+		s.updates[op.Conn] = op.Info
+		s.updMu.Unlock()
+		s.m.presenceCoalesced.Inc()
+		return
+	}
+	s.updates[op.Conn] = op.Info
+	s.updMu.Unlock()
+	if !s.queue(op) {
+		s.updMu.Lock()
+		delete(s.updates, op.Conn)
+		s.updMu.Unlock()
+	}
+}
+
+// resolve gives a queued update the latest content its link reported.
+func (s *Server) resolve(op agents.PresenceOp) agents.PresenceOp {
+	if op.Kind != agents.Update {
+		return op
+	}
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	if info, ok := s.updates[op.Conn]; ok {
+		op.Info = info
+		delete(s.updates, op.Conn)
+	}
+	return op
 }
 
 // writePresence commits queued presence changes through Raft, batching
@@ -46,6 +84,11 @@ func (s *Server) writePresence() {
 			}
 		}
 		deadline.Stop()
+		// Late, so that reports arriving while the batch filled are
+		// folded into it.
+		for i := range batch {
+			batch[i] = s.resolve(batch[i])
+		}
 		s.commitPresence(batch)
 	}
 }
@@ -95,6 +138,12 @@ func (s *Server) afterPresence(v []byte) {
 		return
 	}
 	for _, f := range res.Flags {
+		if f.InstanceUID != "" {
+			s.assignInstanceUID(f.Agent, f.InstanceUID)
+		}
+		if f.Repeat {
+			continue
+		}
 		s.m.flags.WithLabelValues(f.Flag.Kind).Inc()
 		s.logger.Warn("flagged an agent certificate", "agent", f.Agent, "flag", f.Flag.Kind, "detail", f.Flag.Detail)
 		s.audit("agent.flagged", "agent/"+f.Agent, f.Tenant, f.Flag)

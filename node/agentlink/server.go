@@ -63,6 +63,12 @@ const (
 	DefaultHeartbeat      = 30 * time.Second
 	DefaultSendTimeout    = 10 * time.Second
 	DefaultRetireGrace    = 10 * time.Second
+	DefaultReadTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = time.Minute
+	DefaultMaxUnauth      = 1024
+	DefaultMaxHandshakes  = 256
+	DefaultMessageRate    = 10.0
 	presenceFlushInterval = 100 * time.Millisecond
 )
 
@@ -81,12 +87,32 @@ type Config struct {
 	Lifetime   time.Duration // agent certificate lifetime
 	MaxAgents  int           // connections this node accepts (then 503)
 	MaxMessage int64         // bytes per OpAMP message from an agent
-	Heartbeat  time.Duration // agents' heartbeat; silence for 3× closes the link
+	Heartbeat  time.Duration // offered to agents with ReportsHeartbeat; 3× silence closes their link, 20× others' (idleBound)
 	// SendTimeout bounds one push; a slower agent is disconnected.
 	SendTimeout time.Duration
 	// RetireGrace is how long a link on a certificate a renewal replaced
 	// may stay open (the renewed agent reconnects with the new one).
 	RetireGrace time.Duration
+	// ReadTimeout bounds reading one request that is not an OpAMP link
+	// (enrollment, renewal, the node list); a TLS handshake and a
+	// request's headers get min(10s, ReadTimeout). WriteTimeout bounds
+	// writing its answer; IdleTimeout a kept-alive connection between
+	// requests. An upgraded OpAMP link drops all three for its own
+	// bounds (the heartbeat, SendTimeout per message written).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// MaxUnauthenticated caps open connections without a client
+	// certificate (enrollment), MaxHandshakes TLS handshakes in flight;
+	// one source address gets at most half of each. More are closed at
+	// once and counted (outpost_agent_port_shed_total).
+	MaxUnauthenticated int
+	MaxHandshakes      int
+	// MessageRate is the OpAMP messages per second one agent may send
+	// to this node (all its links together), with bursts of three
+	// seconds' worth; more are not processed (counted as shed) and the
+	// agent is asked for its full state once it is back under the rate.
+	MessageRate float64
 	Logger      *slog.Logger
 	Registerer  prometheus.Registerer
 	Now         func() time.Time
@@ -96,6 +122,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	ln     net.Listener
+	gate   *gate
 	hs     *http.Server
 	opamp  http.HandlerFunc
 	logger *slog.Logger
@@ -106,8 +133,12 @@ type Server struct {
 
 	count     atomic.Int64
 	presence  chan agents.PresenceOp
+	updMu     sync.Mutex
+	updates   map[string]*agents.LinkInfo // link id -> latest report while its update is queued
+	rates     map[string]*bucket          // agent id -> its message budget here (under mu)
 	desired   *desired
 	auditRate sync.Map // agent id -> time of the last protocol-violation record
+	logRate   sync.Map // key -> time of the last rate-limited log line
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -140,6 +171,24 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	if cfg.RetireGrace <= 0 {
 		cfg.RetireGrace = DefaultRetireGrace
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxUnauthenticated <= 0 {
+		cfg.MaxUnauthenticated = DefaultMaxUnauth
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if cfg.MessageRate <= 0 {
+		cfg.MessageRate = DefaultMessageRate
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -147,7 +196,7 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, ln: ln, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
-		presence: make(chan agents.PresenceOp, 1<<16)}
+		presence: make(chan agents.PresenceOp, 1<<16), updates: map[string]*agents.LinkInfo{}, rates: map[string]*bucket{}}
 	s.m = newMetrics(cfg.Registerer, s)
 	s.desired = newDesired(cfg.Store)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -171,14 +220,23 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		mux.Handle("POST "+agentwire.PathEnroll, cfg.Enroll)
 	}
 	tlsCfg := pki.AgentServerTLS(cfg.CA, cfg.Ident, cfg.Region, cfg.Now, s.checkCert)
+	// HTTP/1.1 only: WebSocket needs it, and a connection carries one
+	// request at a time, which is what the caps count.
+	tlsCfg.NextProtos = []string{"http/1.1"}
+	s.gate = newGate(s, ln, tlsCfg)
 	s.hs = &http.Server{
 		Handler:   mux,
 		TLSConfig: tlsCfg,
 		// opamp-go's plain-HTTP path and its connection registry need it.
-		ConnContext:       connCtx,
-		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext: connCtx,
+		ConnState:   s.gate.connState,
+		// Bounded so a slow client cannot hold a connection; an OpAMP
+		// link resets them when it is upgraded (link.onConnected).
+		ReadHeaderTimeout: handshakeTimeout(cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    16 << 10,
-		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 	}
 	// Connections from an earlier run of this node are gone.
@@ -188,14 +246,15 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
-		if err := s.hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.hs.Serve(s.gate); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("agent port stopped", "err", err)
 		}
 	}()
 	go func() { defer s.wg.Done(); s.writePresence() }()
 	go func() { defer s.wg.Done(); s.deliverLoop(sub) }()
 	go func() { defer s.wg.Done(); s.housekeeping() }()
-	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents)
+	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents,
+		"max_unauthenticated", cfg.MaxUnauthenticated, "max_handshakes", cfg.MaxHandshakes)
 	return s, nil
 }
 
@@ -206,6 +265,7 @@ func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.hs.Shutdown(ctx)
+	_ = s.gate.Close()
 	// Shutdown leaves hijacked connections open.
 	s.mu.Lock()
 	var all []*link
@@ -235,22 +295,40 @@ func (s *Server) checkCert(leaf *x509.Certificate) error {
 		return nil
 	})
 	if ok && a.Revoked {
-		s.m.refused.WithLabelValues("revoked").Inc()
-		return fmt.Errorf("agent %s was revoked", a.ID)
+		// Counted and logged by the gate (handshakeRefused).
+		return fmt.Errorf("agent %s: %w", a.ID, errRevokedCert)
 	}
 	// A retired certificate is refused after the handshake, where the
 	// refusal can be audited with the address it came from.
 	return nil // unknown here: onConnecting checks again after a read barrier
 }
 
-// refusal is an HTTP refusal of an OpAMP connection.
-func refusal(code int, retryAfter string) st.ConnectionResponse {
-	r := st.ConnectionResponse{Accept: false, HTTPStatusCode: code}
+// refusal is an HTTP refusal of an OpAMP connection. opamp-go writes no
+// body for it, so the reason goes in headers: the machine code
+// (agentwire.Code…) and a sentence.
+func refusal(status int, retryAfter, code, reason string) st.ConnectionResponse {
+	r := st.ConnectionResponse{Accept: false, HTTPStatusCode: status,
+		HTTPResponseHeader: map[string]string{agentwire.HeaderCode: code, agentwire.HeaderReason: reason}}
 	if retryAfter != "" {
-		r.HTTPResponseHeader = map[string]string{"Retry-After": retryAfter}
+		r.HTTPResponseHeader["Retry-After"] = retryAfter
 	}
 	return r
 }
+
+// refused logs a refusal of an agent connection at info, once a minute
+// per address and reason (a refused agent retries).
+func (s *Server) refused(reason, addr string, err error) {
+	s.m.refused.WithLabelValues(reason).Inc()
+	if s.logOnce("refused/"+reason+"/"+addr, time.Minute) {
+		s.logger.Info("refused an agent connection", "reason", reason, "from", addr, "err", err)
+	}
+}
+
+var (
+	errNoCertificate = errors.New("a client certificate is required: enroll first (outpost-agent --token …)")
+	errNotWebSocket  = errors.New("OpAMP is served over WebSocket only: connect with wss:// as outpost-agent does")
+	errFull          = errors.New("this node holds its maximum of agents: attach to another node")
+)
 
 // identify returns the agent record a verified certificate belongs to,
 // reading through a barrier when this node has not yet applied it (an
@@ -300,21 +378,21 @@ var (
 )
 
 func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
+	addr := hostOf(r.RemoteAddr)
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		s.m.refused.WithLabelValues("no_certificate").Inc()
-		return refusal(http.StatusUnauthorized, "")
+		s.refused("no_certificate", addr, errNoCertificate)
+		return refusal(http.StatusUnauthorized, "", agentwire.CodeCertRequired, errNoCertificate.Error())
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
-		s.m.refused.WithLabelValues("not_websocket").Inc()
-		return refusal(http.StatusBadRequest, "")
+		s.refused("not_websocket", addr, errNotWebSocket)
+		return refusal(http.StatusBadRequest, "", agentwire.CodeNotWebSocket, errNotWebSocket.Error())
 	}
 	leaf := r.TLS.PeerCertificates[0]
 	a, err := s.identify(r.Context(), leaf)
-	addr := hostOf(r.RemoteAddr)
 	switch {
 	case errors.Is(err, errUnavailable):
-		s.m.refused.WithLabelValues("no_leader").Inc()
-		return refusal(http.StatusServiceUnavailable, "2")
+		s.refused("no_leader", addr, err)
+		return refusal(http.StatusServiceUnavailable, "2", agentwire.CodeUnavailable, errUnavailable.Error())
 	case err != nil:
 		reason := "unknown_certificate"
 		switch {
@@ -325,7 +403,7 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 		}
 		fp := pki.Fingerprint(leaf)
 		s.m.refused.WithLabelValues(reason).Inc()
-		s.logger.Warn("refused an agent connection", "reason", err, "from", addr, "fingerprint", fp)
+		s.logger.Warn("refused an agent connection", "reason", reason, "err", err, "from", addr, "fingerprint", fp)
 		switch reason {
 		case "unknown_certificate":
 			s.auditOnce("cert/"+fp, "agent.connect_refused", "agent_cert/"+fp, "",
@@ -337,11 +415,15 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 			s.auditOnce("retired/"+fp, "agent.connect_refused", "agent/"+a.ID, a.Tenant,
 				map[string]string{"reason": "retired certificate", "fingerprint": fp, "from": addr})
 		}
-		return refusal(http.StatusForbidden, "")
+		code := agentwire.CodeCertRefused
+		if reason == "retired" {
+			code = agentwire.CodeCertRetired
+		}
+		return refusal(http.StatusForbidden, "", code, err.Error())
 	}
 	if s.count.Load() >= int64(s.cfg.MaxAgents) {
-		s.m.refused.WithLabelValues("full").Inc()
-		return refusal(http.StatusServiceUnavailable, "5")
+		s.refused("full", addr, errFull)
+		return refusal(http.StatusServiceUnavailable, "5", agentwire.CodeNodeFull, errFull.Error())
 	}
 	l := &link{s: s, agent: a, fp: pki.Fingerprint(leaf), addr: addr, id: newConnID(), since: s.cfg.Now().UTC(),
 		certExpires: leaf.NotAfter}
@@ -356,9 +438,10 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 
 // plainOpAMP refuses OpAMP over plain HTTP: its body is read without a
 // bound by opamp-go, and agents here always use WebSocket.
-func (s *Server) plainOpAMP(w http.ResponseWriter, _ *http.Request) {
-	s.m.refused.WithLabelValues("not_websocket").Inc()
-	writeError(w, http.StatusBadRequest, "OpAMP over plain HTTP is not served here", "connect with WebSocket (wss://) as outpost-agent does")
+func (s *Server) plainOpAMP(w http.ResponseWriter, r *http.Request) {
+	s.refused("not_websocket", hostOf(r.RemoteAddr), errNotWebSocket)
+	writeJSON(w, http.StatusBadRequest, apitypes.Error{Error: "OpAMP over plain HTTP is not served here",
+		Hint: "connect with WebSocket (wss://) as outpost-agent does", Code: agentwire.CodeNotWebSocket})
 }
 
 func (s *Server) register(l *link) {
@@ -369,6 +452,12 @@ func (s *Server) register(l *link) {
 		s.links[l.agent.ID] = ls
 	}
 	ls[l] = struct{}{}
+	b := s.rates[l.agent.ID]
+	if b == nil {
+		b = &bucket{tokens: s.burst(), last: s.cfg.Now()}
+		s.rates[l.agent.ID] = b
+	}
+	l.rate = b
 	s.mu.Unlock()
 	s.count.Add(1)
 }
@@ -383,6 +472,7 @@ func (s *Server) unregister(l *link) bool {
 	delete(ls, l)
 	if len(ls) == 0 {
 		delete(s.links, l.agent.ID)
+		delete(s.rates, l.agent.ID)
 	}
 	s.count.Add(-1)
 	return true
@@ -464,7 +554,7 @@ func (s *Server) Live(a *apitypes.Agent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	a.Node, a.SourceAddr, a.LastSeen = s.cfg.NodeID, l.addr, l.lastSeen
-	a.RTTMs, a.Mode, a.Health = l.info.RTTMs, orUnknown(l.info.Mode), healthOf(l.info)
+	a.RTTMs, a.Mode, a.Health = l.info.RTT(), orUnknown(l.info.Mode), l.info.HealthText()
 	a.Capabilities = capabilityNames(l.info.Capabilities)
 	if l.info.Host != "" {
 		a.Host = l.info.Host
@@ -482,16 +572,6 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
-}
-
-func healthOf(i agents.LinkInfo) string {
-	switch {
-	case i.Healthy:
-		return "healthy"
-	case i.Health != "":
-		return "unhealthy: " + i.Health
-	}
-	return "unhealthy"
 }
 
 // nodes lists the region's agent endpoints for an agent to measure.
@@ -534,7 +614,8 @@ func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Ag
 // certificate a renewal replaced, saying so.
 func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (a agents.Agent, retired, ok bool) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeError(w, http.StatusUnauthorized, "a client certificate is required here", "enroll first: outpost-agent --token …")
+		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: "a client certificate is required here", Hint: "enroll first: outpost-agent --token …",
+			Code: agentwire.CodeCertRequired})
 		return agents.Agent{}, false, false
 	}
 	a, err := s.identify(r.Context(), r.TLS.PeerCertificates[0])
@@ -543,8 +624,9 @@ func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (
 		return a, true, true
 	case errors.Is(err, errUnavailable):
 		w.Header().Set("Retry-After", "2")
-		writeError(w, http.StatusServiceUnavailable, err.Error(), "retry in a few seconds")
+		writeJSON(w, http.StatusServiceUnavailable, apitypes.Error{Error: err.Error(), Hint: "retry in a few seconds", Code: agentwire.CodeUnavailable})
 	case err != nil:
+		s.refused("certificate_refused", hostOf(r.RemoteAddr), err)
 		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: err.Error(), Code: agentwire.CodeCertRefused})
 	default:
 		return a, false, true
@@ -573,6 +655,7 @@ func (s *Server) housekeeping() {
 			lastSeen = now
 			s.confirmSeen(now.UTC())
 			s.closeStale(now)
+			s.pruneRates(now)
 		}
 	}
 }
@@ -612,6 +695,19 @@ func (s *Server) closeStale(now time.Time) {
 		}
 		return nil
 	})
+}
+
+// pruneRates forgets rate-limit stamps older than a minute, so that
+// refusals from many addresses do not grow them without bound.
+func (s *Server) pruneRates(now time.Time) {
+	for _, m := range []*sync.Map{&s.logRate, &s.auditRate} {
+		m.Range(func(k, v any) bool {
+			if now.Sub(v.(time.Time)) >= time.Minute {
+				m.Delete(k)
+			}
+			return true
+		})
+	}
 }
 
 // auditOnce records a security-relevant event at most once a minute per

@@ -22,7 +22,7 @@ const CmdAgents raft.CommandType = 68
 var (
 	BucketPresence       = []byte("agent_presence")        // agent id -> Presence
 	BucketDispatchStatus = []byte("agent_dispatch_status") // dispatch id "/" agent id -> ConfigStatus
-	BucketInstanceUIDs   = []byte("agent_instance_uids")   // instance uid an agent reported -> agent id
+	BucketInstanceUIDs   = []byte("agent_instance_uids")   // tenant/instance uid an agent reported -> agent id (older entries: uid -> id)
 )
 
 // Presence kinds.
@@ -75,6 +75,33 @@ type LinkInfo struct {
 	Healthy      bool    `json:"healthy"`
 	Health       string  `json:"health,omitempty"`
 	RTTMs        float64 `json:"rtt_ms,omitempty"`
+	// HealthKnown and RTTKnown say the agent reported its health (it
+	// announced ReportsHealth) and its RTT: zero values are not reports.
+	HealthKnown bool `json:"health_known,omitempty"`
+	RTTKnown    bool `json:"rtt_known,omitempty"`
+}
+
+// HealthText is the health shown for a connected agent: "" when the
+// agent never reported it, else "healthy" or "unhealthy[: reason]".
+func (i LinkInfo) HealthText() string {
+	switch {
+	case !i.HealthKnown:
+		return ""
+	case i.Healthy:
+		return "healthy"
+	case i.Health != "":
+		return "unhealthy: " + i.Health
+	}
+	return "unhealthy"
+}
+
+// RTT is the reported RTT in milliseconds, nil when none was reported.
+func (i LinkInfo) RTT() *float64 {
+	if !i.RTTKnown {
+		return nil
+	}
+	v := i.RTTMs
+	return &v
 }
 
 // ConfigStatus is the outcome an agent reported for a dispatch.
@@ -94,6 +121,9 @@ type Flag struct {
 	Node   string    `json:"node"`
 	Addr   string    `json:"addr"`
 	Detail string    `json:"detail"`
+	// Tenanted marks an instance_uid flag raised since uids are kept per
+	// tenant: its detail names only an agent of the same tenant.
+	Tenanted bool `json:"tenanted,omitempty"`
 }
 
 // Presence is where an agent is attached, as recorded through Raft.
@@ -229,6 +259,12 @@ type FlaggedAgent struct {
 	Agent  string `json:"agent"`
 	Tenant string `json:"tenant"`
 	Flag   Flag   `json:"flag"`
+	// InstanceUID is the uid refused with an instance_uid flag: the
+	// node assigns the agent a new one on the link that claimed it.
+	InstanceUID string `json:"instance_uid,omitempty"`
+	// Repeat: the flag was already raised (not recorded or audited
+	// again); only the uid is to be replaced.
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // StatusReport is one agent's report on one dispatch.
@@ -406,20 +442,30 @@ func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
 		}
 		if op.Info != nil {
 			info := *op.Info
-			// The instance uid is the agent's own claim: the first agent
-			// to report one keeps it, and another claiming it is flagged
-			// (the node knows agents by certificate, so the claim changes
-			// nothing else).
+			// The instance uid is the agent's own claim: within a tenant
+			// the first agent to report one keeps it, and another claiming
+			// it is flagged (the node knows agents by certificate, so the
+			// claim changes nothing else) and given a new one by its node.
+			// Uids are unique per tenant, so nothing one tenant's agents
+			// report depends on, or tells of, another tenant's agents.
 			if uid := info.InstanceUID; uid != "" && uid != p.Info.InstanceUID {
-				owner := string(tx.Get(BucketInstanceUIDs, []byte(uid)))
+				owner := uidOwner(tx, rd, a.Tenant, uid)
 				switch {
 				case owner == "":
-					if err := tx.Put(BucketInstanceUIDs, []byte(uid), []byte(a.ID)); err != nil {
+					if err := tx.Put(BucketInstanceUIDs, []byte(a.Tenant+"/"+uid), []byte(a.ID)); err != nil {
 						return err
 					}
 				case owner != a.ID:
-					addFlag(&p, res, a, Flag{Kind: FlagInstanceUID, At: op.At, Node: op.Node, Addr: p.Addr,
-						Detail: fmt.Sprintf("reported instance uid %s, which belongs to agent %s", uid, owner)})
+					before := len(res.Flags)
+					addFlag(&p, res, a, Flag{Kind: FlagInstanceUID, At: op.At, Node: op.Node, Addr: p.Addr, Tenanted: true,
+						Detail: fmt.Sprintf("reported instance uid %s, which agent %s of this tenant reported first", uid, owner)})
+					if len(res.Flags) > before {
+						res.Flags[before].InstanceUID = uid
+					} else {
+						// The same claim again: still a uid to replace.
+						res.Flags = append(res.Flags, FlaggedAgent{Agent: a.ID, Tenant: a.Tenant, InstanceUID: uid,
+							Flag: Flag{Kind: FlagInstanceUID, At: op.At, Node: op.Node, Addr: p.Addr}, Repeat: true})
+					}
 					info.InstanceUID = p.Info.InstanceUID
 				}
 			}
@@ -446,6 +492,21 @@ func applyPresence(tx *storage.Tx, op PresenceOp, res *Result) error {
 		}
 	}
 	return putJSON(tx, BucketPresence, op.Agent, p)
+}
+
+// uidOwner is the agent of tenant that first reported uid, or "". An
+// entry written before uids were kept per tenant (key: the bare uid)
+// counts only when its agent is of the same tenant.
+func uidOwner(tx *storage.Tx, rd Reader, tenant, uid string) string {
+	if owner := tx.Get(BucketInstanceUIDs, []byte(tenant+"/"+uid)); owner != nil {
+		return string(owner)
+	}
+	if owner := string(tx.Get(BucketInstanceUIDs, []byte(uid))); owner != "" {
+		if o, ok := rd.Agent(owner); ok && o.Tenant == tenant {
+			return owner
+		}
+	}
+	return ""
 }
 
 // addFlag records a flag on p and in the result, unless the newest flag

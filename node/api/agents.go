@@ -198,7 +198,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		tenantName = tenantNames(tx)[rec.Tenant]
 		return nil
 	})
-	refuse := func(code int, reason, msg, hint string) {
+	refuse := func(status int, reason, msg, hint string) {
 		// A few records per token and minute: who replays an old token
 		// cannot grow the audit log without bound.
 		if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
@@ -208,7 +208,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 			s.cfg.Logger.Warn("agent enrollment refused (not audited: this token's refusals are being recorded too often)",
 				"token_id", tokenID, "reason", reason, "from", from)
 		}
-		writeError(w, code, msg, hint)
+		writeJSON(w, status, apitypes.Error{Error: msg, Hint: hint, Code: tokenCode(err)})
 	}
 	switch {
 	case errors.Is(err, agents.ErrUnknownToken):
@@ -258,7 +258,10 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		if errors.Is(err, agents.ErrTokenUsed) && s.repeatEnrollment(w, r, in, tokenID, rec, tenantName, from) {
 			return
 		}
-		refuse(http.StatusForbidden, "lost the race for the token", agents.ErrTokenUsed.Error(), "")
+		if err == nil {
+			err = agents.ErrTokenUsed
+		}
+		refuse(http.StatusForbidden, "lost the race for the token", err.Error(), "")
 		return
 	}
 	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: agentID, Region: s.cfg.RegionName, Tenant: tenantName,
@@ -311,6 +314,20 @@ func (s *server) agentServers() []string {
 	return out
 }
 
+// tokenCode is the machine code (agentwire.Code…) of an enrollment
+// refusal of a known token, "" for other refusals.
+func tokenCode(err error) string {
+	switch {
+	case errors.Is(err, agents.ErrTokenExpired):
+		return agentwire.CodeTokenExpired
+	case errors.Is(err, agents.ErrTokenRevoked):
+		return agentwire.CodeTokenRevoked
+	case errors.Is(err, agents.ErrTokenUsed):
+		return agentwire.CodeTokenUsed
+	}
+	return ""
+}
+
 // agentView is an agent as the list shows it: its record, where the
 // region last recorded it attached (presence, through Raft), and what
 // this node knows live when the agent is attached here.
@@ -328,7 +345,7 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 		v.InstanceUID = p.Info.InstanceUID
 	}
 	if p.Node != "" && s.memberAlive(p.Node) {
-		v.Node, v.SourceAddr, v.RTTMs = p.Node, p.Addr, p.Info.RTTMs
+		v.Node, v.SourceAddr, v.RTTMs = p.Node, p.Addr, p.Info.RTT()
 		if p.Info.Mode != "" {
 			v.Mode = p.Info.Mode
 		}
@@ -338,10 +355,7 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 		if p.Info.Version != "" {
 			v.Version = p.Info.Version
 		}
-		v.Health = "healthy"
-		if !p.Info.Healthy {
-			v.Health = "unhealthy"
-		}
+		v.Health = p.Info.HealthText()
 	}
 	if a.Revoked {
 		v.Health, v.Node = "revoked", ""
@@ -428,6 +442,11 @@ func (s *server) answerAgent(w http.ResponseWriter, a agents.Agent, tenantName s
 
 // flagText is a flag as the agent list and the audit show it.
 func flagText(f agents.Flag) string {
+	if f.Kind == agents.FlagInstanceUID && !f.Tenanted {
+		// Raised when uids were region-wide: its detail may name another
+		// tenant's agent.
+		return fmt.Sprintf("%s at %s: reported an instance uid another agent reported first", f.Kind, f.At.UTC().Format(time.RFC3339))
+	}
 	return fmt.Sprintf("%s at %s: %s", f.Kind, f.At.UTC().Format(time.RFC3339), f.Detail)
 }
 

@@ -485,11 +485,14 @@ type Agent struct {
 	Enrolled    time.Time `json:"enrolled"`
 	CertExpires time.Time `json:"cert_expires"`
 	// Node is the node it is attached to ("" when not connected), RTTMs
-	// its handshake round trip to that node, Mode ebpf or procfs.
+	// its handshake round trip to that node (absent: not reported), Mode
+	// ebpf or procfs. Health is disconnected, revoked, healthy or
+	// unhealthy[: reason]; absent while a connected agent has not
+	// reported it (it did not announce ReportsHealth).
 	Node         string    `json:"node"`
-	RTTMs        float64   `json:"rtt_ms"`
+	RTTMs        *float64  `json:"rtt_ms,omitempty"`
 	Mode         string    `json:"mode"`
-	Health       string    `json:"health"`
+	Health       string    `json:"health,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Capabilities []string  `json:"capabilities,omitempty"`
 	SourceAddr   string    `json:"source_addr,omitempty"`
