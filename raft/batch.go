@@ -27,7 +27,8 @@ type BatchOp struct {
 }
 
 // Batch is applied all or nothing: when a KVPutIfAbsent finds its key
-// set, nothing is applied and the result is "0"; otherwise "1".
+// set, or a KVExpect does not hold, nothing is applied and the result is
+// "0"; otherwise "1".
 type Batch []BatchOp
 
 // Encode returns the log entry bytes: type, uvarint count, then per op a
@@ -128,6 +129,9 @@ func applyBatch(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 			return nil, err
 		}
 		if op.KV.Op == KVPutIfAbsent && targets[i].Get(op.KV.Bucket, op.KV.Key) != nil {
+			return []byte("0"), nil
+		}
+		if op.KV.Op == KVExpect && !op.KV.holds(targets[i]) {
 			return []byte("0"), nil
 		}
 	}

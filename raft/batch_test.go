@@ -92,3 +92,55 @@ func TestBatchAllOrNothing(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBatchExpect: a KVExpect that does not hold applies nothing of its
+// batch ("0"); one that holds lets it apply ("1"). An empty expected
+// value means the key must be absent.
+func TestBatchExpect(t *testing.T) {
+	store, err := storage.Open(filepath.Join(t.TempDir(), "state.db"), storage.Options{Region: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	f := newFSM(store, nil, nil, slog.New(slog.DiscardHandler))
+	apply := func(b Batch) string {
+		t.Helper()
+		enc, err := b.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := f.Apply(&hraft.Log{Index: store.LastApplied() + 1, Type: hraft.LogCommand, Data: enc}).(Result)
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		return string(r.Value)
+	}
+	op := func(kind KVOp, key, val string) BatchOp {
+		return BatchOp{KV: KVCommand{Op: kind, Bucket: []byte("roles"), Key: []byte(key), Value: []byte(val)}}
+	}
+	get := func(key string) (v string) {
+		_ = store.View(func(tx *storage.Tx) error { v = string(tx.Get([]byte("roles"), []byte(key))); return nil })
+		return v
+	}
+	apply(Batch{op(KVPut, "t/a", "admin"), op(KVPut, "t/b", "admin")})
+	for _, tc := range []struct {
+		name   string
+		b      Batch
+		want   string
+		key, v string // the key the batch writes and its value afterwards
+	}{
+		{"holds", Batch{op(KVExpect, "t/b", "admin"), op(KVPut, "t/a", "viewer")}, "1", "t/a", "viewer"},
+		{"value differs", Batch{op(KVExpect, "t/a", "admin"), op(KVPut, "t/b", "viewer")}, "0", "t/b", "admin"},
+		{"expected absent, present", Batch{op(KVExpect, "t/a", ""), op(KVPut, "t/c", "x")}, "0", "t/c", ""},
+		{"expected absent, absent", Batch{op(KVExpect, "t/z", ""), op(KVPut, "t/c", "x")}, "1", "t/c", "x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := apply(tc.b); got != tc.want {
+				t.Fatalf("result %q, want %q", got, tc.want)
+			}
+			if got := get(tc.key); got != tc.v {
+				t.Fatalf("%s = %q after the batch, want %q", tc.key, got, tc.v)
+			}
+		})
+	}
+}

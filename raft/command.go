@@ -36,6 +36,11 @@ const (
 	KVPut         KVOp = 1 // set key to value
 	KVDelete      KVOp = 2 // remove key
 	KVPutIfAbsent KVOp = 3 // set key only if it has no value; the result says whether it was set
+	// KVExpect writes nothing: it holds when the key's value is exactly
+	// Value (absent when Value is empty). In a Batch, a failed KVExpect
+	// applies nothing and the result is "0", so a decision read outside
+	// the FSM is re-checked inside it (compare-and-set).
+	KVExpect KVOp = 4
 )
 
 // Limits of a KVCommand, enforced on encode and decode.
@@ -59,7 +64,7 @@ type KVCommand struct {
 // Validate checks the command's fields against the limits.
 func (c KVCommand) Validate() error {
 	switch c.Op {
-	case KVPut, KVDelete, KVPutIfAbsent:
+	case KVPut, KVDelete, KVPutIfAbsent, KVExpect:
 	default:
 		return fmt.Errorf("%w: unknown kv op %d", ErrBadCommand, c.Op)
 	}

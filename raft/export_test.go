@@ -44,3 +44,10 @@ func ConfigEntries(r *Region) ([]uint64, error) {
 	}
 	return out, nil
 }
+
+// ConnStats and ConnReadIndex are the stats and read-index connection
+// kinds.
+const (
+	ConnStats     = connStats
+	ConnReadIndex = connReadIndex
+)

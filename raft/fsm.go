@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -209,12 +210,26 @@ func applyKV(tx *storage.Tx, _ uint64, payload []byte) ([]byte, error) {
 	return applyKVOp(tx, c)
 }
 
+// holds reports whether a KVExpect's key has the expected value in tx.
+func (c KVCommand) holds(tx kvTarget) bool {
+	v := tx.Get(c.Bucket, c.Key)
+	if len(c.Value) == 0 {
+		return v == nil
+	}
+	return bytes.Equal(v, c.Value)
+}
+
 func applyKVOp(tx kvTarget, c KVCommand) ([]byte, error) {
 	switch c.Op {
 	case KVPut:
 		return nil, tx.Put(c.Bucket, c.Key, c.Value)
 	case KVDelete:
 		return nil, tx.Delete(c.Bucket, c.Key)
+	case KVExpect:
+		if !c.holds(tx) {
+			return []byte("0"), nil
+		}
+		return []byte("1"), nil
 	default: // KVPutIfAbsent; Validate rejected anything else
 		if tx.Get(c.Bucket, c.Key) != nil {
 			return []byte("0"), nil

@@ -1,5 +1,6 @@
 // Package pkgdoc holds repository-wide checks: every package has a doc
-// comment, and the import direction DESIGN.md sets holds.
+// comment, the import direction DESIGN.md sets holds, and crypto
+// primitives are imported only by reviewed packages.
 package pkgdoc
 
 import (
@@ -28,6 +29,7 @@ type pkg struct {
 	Name       string
 	Deps       []string
 	GoFiles    []string
+	Imports    []string
 }
 
 func listPackages(t *testing.T) []pkg {
@@ -204,6 +206,77 @@ func TestBinariesLinkNoTestCodeOfOurs(t *testing.T) {
 				case !ok:
 					t.Errorf("%s: %s imports %s, test-only code; cut the dependency or list it here with the upstream reason", bin, f[0], imp)
 				}
+			}
+		}
+	}
+}
+
+// cryptoPrimitive reports whether an import is a cryptographic primitive:
+// ciphers and modes, MACs, key derivation, password hashing, signatures
+// and key agreement used directly, constant-time comparison, and all of
+// golang.org/x/crypto. Hashing (crypto/sha256), randomness (crypto/rand),
+// certificates and TLS (crypto/x509, crypto/tls, crypto/ecdsa key
+// generation) are the standard library's high-level APIs and are used
+// widely; they are not listed.
+func cryptoPrimitive(imp string) bool {
+	switch imp {
+	case "crypto/aes", "crypto/cipher", "crypto/des", "crypto/rc4",
+		"crypto/hmac", "crypto/hkdf", "crypto/pbkdf2", "crypto/sha3",
+		"crypto/ed25519", "crypto/ecdh", "crypto/mlkem", "crypto/subtle":
+		return true
+	}
+	return strings.HasPrefix(imp, "golang.org/x/crypto/")
+}
+
+// TestCryptoPrimitivesOnlyWhereReviewed: crypto primitives are imported
+// by production code only in the packages listed here, each with what it
+// uses them for, so new cryptography gets a review (and a threat-model
+// row) instead of appearing anywhere. A new importer fails; an entry no
+// longer used fails too, so the list stays today's.
+func TestCryptoPrimitivesOnlyWhereReviewed(t *testing.T) {
+	const mod = "github.com/outpost-mesh/outpost/"
+	allowed := map[string]map[string]string{
+		mod + "node/keys": {
+			"crypto/aes":    "KeyProtector: AES-256-GCM wrapping of secrets",
+			"crypto/cipher": "KeyProtector: the GCM mode",
+			"crypto/subtle": "refuses a previous master key equal to the current one",
+		},
+		mod + "node/auth": {
+			"crypto/hmac":                "session and OIDC flow cookie signatures (HMAC-SHA256), state and nonce comparison",
+			"crypto/hkdf":                "session key derived from the CA key",
+			"crypto/subtle":              "constant-time password and API token hash comparison",
+			"golang.org/x/crypto/argon2": "password hashing (argon2id)",
+		},
+		mod + "node/audit": {
+			"crypto/hkdf": "audit checkpoint signing key derived from the CA key",
+		},
+		mod + "node/agents": {
+			"crypto/subtle": "constant-time bootstrap token comparison",
+		},
+		mod + "node/pki": {
+			"crypto/ed25519": "accepts Ed25519 public keys in agent CSRs (a type switch; no signing)",
+		},
+		mod + "internal/oidctest": {
+			"crypto/subtle": "the test OIDC provider: client secret and PKCE comparison (linked by tests only)",
+		},
+	}
+	used := map[string]bool{}
+	for _, p := range listPackages(t) {
+		for _, imp := range p.Imports {
+			if !cryptoPrimitive(imp) {
+				continue
+			}
+			if _, ok := allowed[p.ImportPath][imp]; !ok {
+				t.Errorf("%s imports %s, a crypto primitive, outside the reviewed packages; use a reviewed package (node/keys, node/auth) or add it here with its purpose and a row in docs/threat-model.md", p.ImportPath, imp)
+				continue
+			}
+			used[p.ImportPath+" "+imp] = true
+		}
+	}
+	for pkg, imps := range allowed {
+		for imp := range imps {
+			if !used[pkg+" "+imp] {
+				t.Errorf("%s no longer imports %s: remove it from the list", pkg, imp)
 			}
 		}
 	}

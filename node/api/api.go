@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -298,14 +299,28 @@ func New(cfg Config) http.Handler {
 		}
 		allowed[rt.Pattern] = append(allowed[rt.Pattern], rt.Method)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	fallback := func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := paths.Handler(r); pattern != "" {
 			w.Header().Set("Allow", strings.Join(allowed[pattern], ", "))
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s", r.Method, r.URL.Path), "allowed: "+strings.Join(allowed[pattern], ", "))
 			return
 		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "see docs/api.md for the API's routes")
-	})
+	}
+	mux.HandleFunc("/", fallback)
+	// ServeMux redirects "PUT /api/v1/kv" to "/api/v1/kv/" because
+	// "PUT /api/v1/kv/{key...}" exists; where the bare path is a route of
+	// its own (GET, a listing), a method it lacks is a 405 instead.
+	for _, rt := range Routes(cfg.Dev != nil) {
+		i := strings.LastIndex(rt.Pattern, "/{")
+		if i < 0 || !strings.HasSuffix(rt.Pattern, "...}") {
+			continue
+		}
+		prefix := rt.Pattern[:i]
+		if ms, known := allowed[prefix]; known && !slices.Contains(ms, rt.Method) {
+			mux.HandleFunc(rt.Method+" "+prefix, fallback)
+		}
+	}
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused", "state-changing requests must come from this node's own UI or from a non-browser client")

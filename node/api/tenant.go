@@ -12,6 +12,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -45,14 +46,8 @@ func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q", user), "a region admin creates accounts: outpostctl users create NAME")
 		return
 	}
-	if role != auth.Admin && s.lastAdmin(c.tenant.ID, user) {
-		writeError(w, http.StatusConflict, errLastAdmin.Error(), "make another member Admin first")
-		return
-	}
-	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.set", entity: "member/" + user},
-		batch(auth.OpsSetRole(c.tenant.ID, user, role))); ok {
-		writeJSON(w, http.StatusOK, apitypes.TenantMember{User: user, Role: role.String()})
-	}
+	s.changeMember(w, r, c, "tenant.member.set", user, auth.OpsSetRole(c.tenant.ID, user, role), role == auth.Admin,
+		apitypes.TenantMember{User: user, Role: role.String()})
 }
 
 func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
@@ -66,29 +61,63 @@ func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%q is not a member", user), "")
 		return
 	}
-	if s.lastAdmin(c.tenant.ID, user) {
-		writeError(w, http.StatusConflict, errLastAdmin.Error(), "make another member Admin first")
-		return
-	}
-	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.remove", entity: "member/" + user},
-		batch(auth.OpsRemoveRole(c.tenant.ID, user))); ok {
-		writeJSON(w, http.StatusOK, map[string]string{"user": user, "status": "removed"})
-	}
+	s.changeMember(w, r, c, "tenant.member.remove", user, auth.OpsRemoveRole(c.tenant.ID, user), false,
+		map[string]string{"user": user, "status": "removed"})
 }
 
-// lastAdmin reports whether user is the tenant's only Admin.
-func (s *server) lastAdmin(tenantID, user string) bool {
-	admins, isAdmin := 0, false
+// memberRetries bounds how often a membership change is decided again
+// after a concurrent change invalidated its guard.
+const memberRetries = 5
+
+// changeMember applies a change to user's membership (ops). Unless
+// keepsAdmin, the change takes an Admin role away if user has one, so it
+// must leave another Admin: the decision is read here, and the batch
+// carries a guard (auth.ExpectRole) that another Admin still is one when
+// the FSM applies it. Two concurrent demotions of a tenant's last two
+// Admins therefore cannot both commit: the second's guard fails, it is
+// decided again on the new state and answered 409.
+func (s *server) changeMember(w http.ResponseWriter, r *http.Request, c *call, action, user string, ops raft.Batch, keepsAdmin bool, out any) {
+	for range memberRetries {
+		b := ops
+		if !keepsAdmin {
+			other, demotes := s.otherAdmin(c.tenant.ID, user)
+			if demotes && other == "" {
+				writeError(w, http.StatusConflict, errLastAdmin.Error(), "make another member Admin first")
+				return
+			}
+			if demotes {
+				b = append(raft.Batch{auth.ExpectRole(c.tenant.ID, other, auth.Admin)}, ops...)
+			}
+		}
+		res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: action, entity: "member/" + user}, batch(b))
+		if !ok {
+			return
+		}
+		if string(res.Value) != "0" {
+			writeJSON(w, http.StatusOK, out)
+			return
+		}
+	}
+	writeError(w, http.StatusConflict, "the tenant's membership kept changing during this request", "retry")
+}
+
+// otherAdmin reports whether user is an Admin of the tenant and, if so,
+// another Admin ("" when user is the only one), chosen by name so every
+// node picks the same.
+func (s *server) otherAdmin(tenantID, user string) (other string, isAdmin bool) {
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		for u, role := range (auth.Reader{Tx: tx}).Members(tenantID) {
-			if role == auth.Admin {
-				admins++
-				isAdmin = isAdmin || u == user
+			switch {
+			case role != auth.Admin:
+			case u == user:
+				isAdmin = true
+			case other == "" || u < other:
+				other = u
 			}
 		}
 		return nil
 	})
-	return isAdmin && admins == 1
+	return other, isAdmin
 }
 
 func (s *server) settingsGet(w http.ResponseWriter, r *http.Request, c *call) {

@@ -58,6 +58,14 @@ func OpsSetRole(tenantID, user string, role Role) raft.Batch {
 	return raft.Batch{op(raft.KVPut, BucketRoles, tenantID+"/"+user, []byte(role.String()))}
 }
 
+// ExpectRole is a guard for a membership batch: the batch applies only
+// if user still has role in the tenant when the FSM applies it (result
+// "0" otherwise). A change decided from a read outside the FSM (such as
+// "another Admin remains") is so decided again inside it.
+func ExpectRole(tenantID, user string, role Role) raft.BatchOp {
+	return op(raft.KVExpect, BucketRoles, tenantID+"/"+user, []byte(role.String()))
+}
+
 // OpsRemoveRole takes user's role in a tenant away.
 func OpsRemoveRole(tenantID, user string) raft.Batch {
 	return raft.Batch{op(raft.KVDelete, BucketRoles, tenantID+"/"+user, nil)}

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/outpost-mesh/outpost/node/keys"
 )
 
 func mustCA(t *testing.T, region string) *CA {
@@ -145,6 +147,59 @@ func TestCASaveLoad(t *testing.T) {
 	}
 	if _, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "missing.key")); err == nil {
 		t.Fatal("missing key accepted")
+	}
+}
+
+// TestCASaveWrapped: SaveWrapped, the way nodes and `outpost ca create`
+// write the CA, creates its directory 0700 and ca.key 0600, never puts the
+// key in the file in the clear, and LoadWrappedCA reads back the same CA
+// with the master key only: another key, or reading the file as an
+// unwrapped key, is refused.
+func TestCASaveWrapped(t *testing.T) {
+	master := func() *keys.Protector {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			t.Fatal(err)
+		}
+		p, err := keys.New(k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	kp := master()
+	dir := filepath.Join(t.TempDir(), "ca")
+	ca := mustCA(t, "eu")
+	if err := ca.SaveWrapped(kp, dir); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]os.FileMode{".": 0o700, "ca.key": 0o600, "ca.crt": 0o644} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (err %v), want %v", name, st.Mode().Perm(), err, want)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalECPrivateKey(ca.Key)
+	if strings.Contains(string(raw), "PRIVATE KEY") || strings.Contains(string(raw), string(der)) || !keys.IsWrapped(raw) {
+		t.Fatal("ca.key holds the CA key in the clear")
+	}
+	crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	got, err := LoadWrappedCA(kp, crt, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Fingerprint() != ca.Fingerprint() || !got.Key.Equal(ca.Key) {
+		t.Fatal("the CA read back differs from the one saved")
+	}
+	if _, err := LoadWrappedCA(master(), crt, key); err == nil {
+		t.Fatal("ca.key opened with another master key")
+	}
+	if _, err := LoadCA(crt, key); err == nil {
+		t.Fatal("a wrapped ca.key was read as an unwrapped key")
 	}
 }
 
