@@ -123,7 +123,7 @@ func TestReadmeTour(t *testing.T) {
 		if json.Unmarshal(body, &list) != nil || len(list) != 1 || list[0].Config == nil {
 			return false
 		}
-		return list[0].Config.Status == "applied" && strings.HasPrefix(list[0].Config.Dispatch, "ctl-")
+		return list[0].Config.Status == "applied" && strings.HasPrefix(list[0].Config.Dispatch, "region:ctl-") // a region-wide dispatch, as agents know it
 	})
 
 	// Ctrl-C stops the region cleanly and removes its temporary data dir.
