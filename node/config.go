@@ -168,6 +168,9 @@ type AuthConfig struct {
 	// one address within 15m lock it for that address for 15m; 20 from
 	// anywhere allow one attempt every 2s.
 	Lockout auth.LockoutPolicy `yaml:"lockout"`
+	// InvitationTTL is how long a tenant Admin's invitation can be
+	// accepted. Default 168h (7 days); at most 720h.
+	InvitationTTL time.Duration `yaml:"invitation_ttl"`
 	// OIDC enables login through an OpenID Connect IdP. Default off.
 	OIDC *auth.OIDCConfig `yaml:"oidc"`
 }
@@ -248,7 +251,7 @@ func DefaultConfig() Config {
 		Raft:            RaftConfig{Bind: "0.0.0.0:7301", Tuning: raft.DefaultTuning()},
 		Gossip:          GossipConfig{Bind: "0.0.0.0:7302"},
 		Log:             LogConfig{Level: "info", Format: "text"},
-		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy()},
+		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy(), InvitationTTL: 7 * 24 * time.Hour},
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
 		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
@@ -312,6 +315,9 @@ func (c Config) Validate() error {
 	}
 	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 || l.SlowAfter < l.MaxFailures || l.SlowEvery <= 0 || l.SlowEvery > time.Minute {
 		return fmt.Errorf("auth.lockout: max_failures (%d), window, lock_for and slow_every must be positive, slow_every at most 1m, and slow_after (%d) at least max_failures", l.MaxFailures, l.SlowAfter)
+	}
+	if d := c.Auth.InvitationTTL; d < time.Second || d > 30*24*time.Hour {
+		return fmt.Errorf("auth.invitation_ttl %v must be in [1s, 720h] (default 168h)", d)
 	}
 	if c.Auth.OIDC != nil {
 		if err := c.Auth.OIDC.Validate(); err != nil {

@@ -57,8 +57,8 @@ func TestTenantKeepsAnAdmin(t *testing.T) {
 	})
 
 	t.Run("concurrent demotions", func(t *testing.T) {
-		a.must(t, 200, "PUT", "/api/v1/tenants/acme/members/bob", alice, `{"role":"admin"}`)
 		bobCred := b.login(t, "bob", pb)
+		join(t, a, alice, "acme", "bob", bobCred, "admin")
 		creds := map[string]string{"alice": alice, "bob": bobCred}
 		for round := range 8 {
 			eventually(t, 10*time.Second, "both Admins seen by both nodes", func() bool {

@@ -230,7 +230,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
-		DenialWindow: opts.DenialWindow, Go: n.goAPI,
+		DenialWindow: opts.DenialWindow, Go: n.goAPI, InvitationTTL: cfg.Auth.InvitationTTL,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
 		AgentLinks: links,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),

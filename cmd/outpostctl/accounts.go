@@ -74,7 +74,7 @@ func (l cmdline) usage(form, format string, args ...any) error {
 func isAccountCommand(cmd string) bool {
 	word, _, _ := strings.Cut(cmd, " ")
 	switch word {
-	case "login", "whoami", "users", "tenants", "tokens", "breakglass", "keys", "agents":
+	case "login", "whoami", "users", "tenants", "invitations", "tokens", "breakglass", "keys", "agents":
 		return true
 	}
 	return false
@@ -171,6 +171,17 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 			return err
 		}
 		return memberRemove(ctx, c, g, l.pos[0], l.pos[1], w)
+	case "invitations list":
+		if err := l.check("invitations list USER [--password-stdin]", 1, 1); err != nil {
+			return err
+		}
+		return invitationsList(ctx, c, g, l.pos[0], passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[0], l.stderr), w)
+	case "invitations accept", "invitations decline":
+		if err := l.check(l.name+" TENANT USER [--password-stdin]", 2, 2); err != nil {
+			return err
+		}
+		return invitationAnswer(ctx, c, g, l.pos[0], l.pos[1], l.name == "invitations accept",
+			passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[1], l.stderr), w)
 	case "tenants settings":
 		if err := l.check("tenants settings TENANT [--breakglass-auto-approve=true|false]", 1, 1); err != nil {
 			return err

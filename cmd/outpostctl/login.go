@@ -14,19 +14,17 @@ import (
 	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
-// login turns an account's password into an API token for outpostctl,
-// as `vault login` does: it logs in, makes a token under the session
-// (a tenant token with the account's role there, or a region-admin
-// token), logs the session out and prints the token once.
-func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl string, password func() (string, error), w, stderr io.Writer) error {
+// session logs user in with a password and returns a client on the
+// session and the function that ends it.
+func session(ctx context.Context, c *client, user string, password func() (string, error)) (*client, func(), error) {
 	pw, err := password()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	body, _ := json.Marshal(apitypes.Login{Username: user, Password: pw})
 	resp, err := c.open(ctx, c.http, "POST", "/api/v1/login", body)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	resp.Body.Close()
 	var cookies []string
@@ -34,24 +32,34 @@ func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl s
 		cookies = append(cookies, ck.Name+"="+ck.Value)
 	}
 	if len(cookies) == 0 {
-		return fmt.Errorf("the node at %s set no session on login; is it an Outpost node?", c.base)
+		return nil, nil, fmt.Errorf("the node at %s set no session on login; is it an Outpost node?", c.base)
 	}
 	sess := &client{base: c.base, http: c.http, cookie: strings.Join(cookies, "; ")}
-	defer func() {
-		// The session was only a step to the token.
-		_ = sess.do(context.WithoutCancel(ctx), "POST", "/api/v1/logout", nil, nil)
-	}()
+	return sess, func() { _ = sess.do(context.WithoutCancel(ctx), "POST", "/api/v1/logout", nil, nil) }, nil
+}
+
+// login turns an account's password into an API token for outpostctl,
+// as `vault login` does: it logs in, makes a token under the session
+// (a tenant token with the account's role there, or a region-admin
+// token), logs the session out and prints the token once.
+func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl string, password func() (string, error), w, stderr io.Writer) error {
+	sess, end, err := session(ctx, c, user, password)
+	if err != nil {
+		return err
+	}
+	// The session is only a step to the token.
+	defer end()
 	var me apitypes.WhoAmI
 	if err := sess.do(ctx, "GET", "/api/v1/whoami", nil, &me); err != nil {
 		return err
 	}
 	switch {
 	case tenant == "" && !me.RegionAdmin:
-		return fmt.Errorf("%s is not a region admin: say which tenant the token is for with --tenant (%s)", user, tenantsOf(me))
+		return fmt.Errorf("%s is not a region admin: say which tenant the token is for with --tenant (%s%s)", user, tenantsOf(me), invitedTo(ctx, sess, user))
 	case tenant == "":
 		role = "region-admin"
 	case me.Tenants[tenant] == "":
-		return fmt.Errorf("%s has no role in tenant %q (%s)", user, tenant, tenantsOf(me))
+		return fmt.Errorf("%s has no role in tenant %q (%s%s)", user, tenant, tenantsOf(me), invitedTo(ctx, sess, user))
 	case me.Tenants[tenant] != "admin":
 		return fmt.Errorf("%s is %s in tenant %q; only a tenant's admins make API tokens: ask one for a token (`outpostctl tokens api create --tenant %s --role %s --name …`)",
 			user, me.Tenants[tenant], tenant, tenant, me.Tenants[tenant])
@@ -75,6 +83,20 @@ func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl s
 		user, t.ID, t.Role, scope, never(t.Expires), t.ID)
 	fmt.Fprintf(w, "export OUTPOST_TOKEN=%s\n", t.Token)
 	return nil
+}
+
+// invitedTo names the tenants that invited user, for an error that
+// would otherwise leave an invited account wondering.
+func invitedTo(ctx context.Context, sess *client, user string) string {
+	var invs []apitypes.Invitation
+	if sess.do(ctx, "GET", "/api/v1/invitations", nil, &invs) != nil || len(invs) == 0 {
+		return ""
+	}
+	var names []string
+	for _, i := range invs {
+		names = append(names, i.Tenant)
+	}
+	return fmt.Sprintf("; invited to %s: accept with `outpostctl invitations accept TENANT %s`", strings.Join(names, ", "), user)
 }
 
 func tenantsOf(me apitypes.WhoAmI) string {

@@ -68,7 +68,14 @@ accounts and tenants:
   tenants list           the tenants you can see, and your role in each
   tenants members list TENANT
   tenants members set TENANT USER --role viewer|operator|admin
-  tenants members remove TENANT USER
+                         change a member's role, or invite an account (it
+                         joins only when it accepts; invitations expire)
+  tenants members remove TENANT USER   remove a member or withdraw an invitation
+  invitations list USER [--password-stdin]
+  invitations accept TENANT USER [--password-stdin]
+  invitations decline TENANT USER [--password-stdin]
+                         an account's own invitations, answered with its
+                         password (an API token cannot accept one)
   tenants settings TENANT [--breakglass-auto-approve=true|false]
                          show the tenant's settings, or change them
   tenants audit TENANT [--provider]    the tenant's audit records (--provider:
@@ -257,7 +264,7 @@ func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *audit
 // isGroup reports whether a command word (or words) takes a subcommand.
 func isGroup(cmd string) bool {
 	switch cmd {
-	case "kv", "dev", "audit", "users", "tenants", "tenants members", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill", "agents":
+	case "kv", "dev", "audit", "users", "tenants", "tenants members", "invitations", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill", "agents":
 		return true
 	}
 	return false

@@ -50,9 +50,13 @@ func membersList(ctx context.Context, c *client, g *globals, tenant string, w io
 	if g.json {
 		return printJSON(w, ms)
 	}
-	tw := newTable(w, "USER\tROLE")
+	tw := newTable(w, "USER\tROLE\tSTATUS")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\n", m.User, m.Role)
+		status := dash(m.Status)
+		if m.Status == "invited" {
+			status = fmt.Sprintf("invited by %s, until %s", m.InvitedBy, stamp(m.Expires))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.User, m.Role, status)
 	}
 	return tw.Flush()
 }
@@ -68,6 +72,11 @@ func memberSet(ctx context.Context, c *client, g *globals, tenant, user, role st
 	if g.json {
 		return printJSON(w, m)
 	}
+	if m.Status == "invited" {
+		fmt.Fprintf(w, "invited %s as %s of tenant %s until %s; the account joins when it accepts (`outpostctl invitations accept %s %s`)\n",
+			m.User, m.Role, tenant, stamp(m.Expires), tenant, m.User)
+		return nil
+	}
 	fmt.Fprintf(w, "%s is now %s of tenant %s\n", m.User, m.Role, tenant)
 	return nil
 }
@@ -79,6 +88,10 @@ func memberRemove(ctx context.Context, c *client, g *globals, tenant, user strin
 	}
 	if g.json {
 		return printJSON(w, res)
+	}
+	if res["status"] == "invitation withdrawn" {
+		fmt.Fprintf(w, "invitation of %s to tenant %s withdrawn\n", user, tenant)
+		return nil
 	}
 	fmt.Fprintf(w, "%s removed from tenant %s\n", user, tenant)
 	return nil

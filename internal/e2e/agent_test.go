@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +88,23 @@ func TestAgentBinary(t *testing.T) {
 	if who, _ := ctl(alice, "", "whoami"); !strings.Contains(who, "acme") {
 		t.Fatalf("whoami with the login token: %s", who)
 	}
+
+	// Alice invites bob; bob joins by accepting with his password.
+	ctl(admin, "bob-password-12345\n", "users", "create", "bob", "--password-stdin")
+	if out, _ := ctl(alice, "", "tenants", "members", "set", "acme", "bob", "--role", "admin"); !strings.Contains(out, "invitations accept acme bob") {
+		t.Fatalf("members set for a non-member: %s", out)
+	}
+	if code, _, errs := outpostctl(t, bin, addr, "", "bob-password-12345\n", "login", "bob", "--password-stdin", "--tenant", "acme"); code != 1 || !strings.Contains(errs, "invited to acme") {
+		t.Fatalf("login of an invited account: exit %d %s, want 1 naming the invitation", code, errs)
+	}
+	if out, _ := ctl("", "bob-password-12345\n", "invitations", "list", "bob", "--password-stdin"); !strings.Contains(out, "acme") || !strings.Contains(out, "alice") {
+		t.Fatalf("invitations list: %s", out)
+	}
+	ctl("", "bob-password-12345\n", "invitations", "accept", "acme", "bob", "--password-stdin")
+	if out, _ := ctl(alice, "", "tenants", "members", "list", "acme"); !regexp.MustCompile(`bob\s+admin\s+member`).MatchString(out) {
+		t.Fatalf("members after bob accepted: %s", out)
+	}
+	ctl("", "bob-password-12345\n", "login", "bob", "--password-stdin", "--tenant", "acme")
 
 	out, _ = ctl(alice, "", "tokens", "create", "--tenant", "acme", "--ttl", "15m", "--json")
 	var bt struct {

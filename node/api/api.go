@@ -95,6 +95,9 @@ type Config struct {
 	AgentCertLifetime time.Duration
 	// AgentLinks is the agent port's live view (nil until it runs).
 	AgentLinks AgentLinks
+	// InvitationTTL is how long a tenant invitation can be accepted;
+	// default DefaultInvitationTTL.
+	InvitationTTL time.Duration
 	// DenialWindow is how long one identity's refusals are counted into
 	// one audit record after the first; default DefaultDenialWindow.
 	DenialWindow time.Duration
@@ -171,6 +174,9 @@ func Routes(dev bool) []Route {
 		{"POST", "/api/v1/logout", Authenticated, (*server).logout},
 		{"GET", "/api/v1/whoami", Authenticated, (*server).whoami},
 		{"GET", "/api/v1/tenants", Authenticated, (*server).tenantsList},
+		{"GET", "/api/v1/invitations", Authenticated, (*server).invitationsList},
+		{"POST", "/api/v1/invitations/{tenant}/accept", Authenticated, (*server).invitationAccept},
+		{"POST", "/api/v1/invitations/{tenant}/decline", Authenticated, (*server).invitationDecline},
 
 		{"GET", "/api/v1/region", RegionAdmin, (*server).region},
 		{"GET", "/api/v1/members", RegionAdmin, (*server).members},
@@ -260,6 +266,7 @@ func New(cfg Config) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	cfg.InvitationTTL = cmp.Or(cfg.InvitationTTL, DefaultInvitationTTL)
 	if cfg.Lockout.MaxFailures == 0 {
 		cfg.Lockout = auth.DefaultLockoutPolicy()
 	}

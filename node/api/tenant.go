@@ -21,9 +21,16 @@ import (
 
 func (s *server) membersList(w http.ResponseWriter, r *http.Request, c *call) {
 	out := []apitypes.TenantMember{}
+	now := s.cfg.Now()
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		for u, role := range (auth.Reader{Tx: tx}).Members(c.tenant.ID) {
-			out = append(out, apitypes.TenantMember{User: u, Role: role.String()})
+		rd := auth.Reader{Tx: tx}
+		for u, role := range rd.Members(c.tenant.ID) {
+			out = append(out, apitypes.TenantMember{User: u, Role: role.String(), Status: statusMember})
+		}
+		for _, inv := range rd.Invitations(c.tenant.ID) {
+			if inv.Pending(now) {
+				out = append(out, invitedView(inv))
+			}
 		}
 		return nil
 	})
@@ -31,6 +38,28 @@ func (s *server) membersList(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// Membership states in the API's answers.
+const (
+	statusMember  = "member"
+	statusInvited = "invited"
+)
+
+func invitedView(inv auth.Invitation) apitypes.TenantMember {
+	return apitypes.TenantMember{User: inv.User, Role: inv.Role.String(), Status: statusInvited, InvitedBy: inv.InvitedBy, Expires: inv.Expires}
+}
+
+// DefaultInvitationTTL is how long an invitation can be accepted unless
+// configured (auth.invitation_ttl).
+const DefaultInvitationTTL = 7 * 24 * time.Hour
+
+// maxPendingInvitations bounds a tenant's pending invitations.
+const maxPendingInvitations = 100
+
+// memberSet changes a member's role, or invites an account that is not a
+// member. An account joins a tenant only by accepting (consent), and the
+// answer to an invitation is the same whether or not an account of that
+// name exists (202, status "invited"), so a tenant Admin learns nothing
+// about the region's other accounts.
 func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 	user := r.PathValue("user")
 	var in apitypes.TenantMember
@@ -42,27 +71,84 @@ func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	if !s.userExists(user) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no account %q", user), "a region admin creates accounts: outpostctl users create NAME")
-		return
-	}
-	s.changeMember(w, r, c, "tenant.member.set", user, auth.OpsSetRole(c.tenant.ID, user, role), role == auth.Admin,
-		apitypes.TenantMember{User: user, Role: role.String()})
-}
-
-func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
-	user := r.PathValue("user")
 	var have bool
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		_, have = auth.Reader{Tx: tx}.Members(c.tenant.ID)[user]
 		return nil
 	})
-	if !have {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("%q is not a member", user), "")
+	if have {
+		s.changeMember(w, r, c, "tenant.member.set", user, auth.OpsSetRole(c.tenant.ID, user, role), role == auth.Admin,
+			apitypes.TenantMember{User: user, Role: role.String(), Status: statusMember})
 		return
 	}
-	s.changeMember(w, r, c, "tenant.member.remove", user, auth.OpsRemoveRole(c.tenant.ID, user), false,
-		map[string]string{"user": user, "status": "removed"})
+	if strings.HasPrefix(user, "oidc:") {
+		writeError(w, http.StatusBadRequest, "OIDC accounts take their tenant roles from the identity provider's groups, set at each login",
+			"map a group to this tenant in the node's oidc.group_roles (docs/config.md)")
+		return
+	}
+	if err := auth.ValidUserName(user); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	s.invite(w, r, c, user, role)
+}
+
+func (s *server) invite(w http.ResponseWriter, r *http.Request, c *call, user string, role auth.Role) {
+	now := s.cfg.Now().UTC()
+	var stale []auth.Invitation
+	pending := 0
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		for _, inv := range (auth.Reader{Tx: tx}).Invitations(c.tenant.ID) {
+			switch {
+			case !inv.Pending(now):
+				stale = append(stale, inv)
+			case inv.User != user:
+				pending++
+			}
+		}
+		return nil
+	})
+	if pending >= maxPendingInvitations {
+		writeError(w, http.StatusConflict, fmt.Sprintf("the tenant has %d pending invitations, the most it may have", pending),
+			"withdraw some (outpostctl tenants members remove TENANT USER) or wait for them to be accepted or expire")
+		return
+	}
+	inv := auth.Invitation{Tenant: c.tenant.ID, User: user, Role: role, InvitedBy: c.p.Owner, Created: now, Expires: now.Add(s.cfg.InvitationTTL)}
+	res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.invite", entity: "member/" + user,
+		detail: map[string]string{"role": role.String(), "expires": inv.Expires.Format(time.RFC3339)}}, batch(auth.OpsInvite(inv, stale)))
+	if !ok {
+		return
+	}
+	if string(res.Value) == "0" {
+		writeError(w, http.StatusConflict, fmt.Sprintf("%q became a member during this request", user), "retry to change its role")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, invitedView(inv))
+}
+
+// memberRemove removes a member, or withdraws an invitation.
+func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
+	user := r.PathValue("user")
+	var have, invited bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := auth.Reader{Tx: tx}
+		_, have = rd.Members(c.tenant.ID)[user]
+		_, _, err := rd.Invitation(c.tenant.ID, user)
+		invited = err == nil
+		return nil
+	})
+	switch {
+	case have:
+		s.changeMember(w, r, c, "tenant.member.remove", user, auth.OpsRemoveRole(c.tenant.ID, user), false,
+			map[string]string{"user": user, "status": "removed"})
+	case invited:
+		if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.uninvite", entity: "member/" + user},
+			batch(auth.OpsDeleteInvitation(c.tenant.ID, user))); ok {
+			writeJSON(w, http.StatusOK, map[string]string{"user": user, "status": "invitation withdrawn"})
+		}
+	default:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%q is neither a member nor invited", user), "`outpostctl tenants members list TENANT` shows both")
+	}
 }
 
 // memberRetries bounds how often a membership change is decided again

@@ -304,10 +304,25 @@ type APIToken struct {
 	Token string `json:"token,omitempty"`
 }
 
-// TenantMember is a tenant member; PUT .../members/{user} takes {"role": …}.
+// TenantMember is a tenant member or an invited account; PUT
+// .../members/{user} takes {"role": …}. Status is "member" or "invited"
+// (then Expires and InvitedBy say until when and by whom).
 type TenantMember struct {
-	User string `json:"user"`
-	Role string `json:"role"`
+	User      string    `json:"user"`
+	Role      string    `json:"role"`
+	Status    string    `json:"status,omitempty"`
+	InvitedBy string    `json:"invited_by,omitempty"`
+	Expires   time.Time `json:"expires,omitzero"`
+}
+
+// Invitation is an invitation addressed to the caller
+// (GET /api/v1/invitations).
+type Invitation struct {
+	Tenant    string    `json:"tenant"`
+	Role      string    `json:"role"`
+	InvitedBy string    `json:"invited_by"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
 }
 
 // BreakGlassRequest is POST /api/v1/tenants/{tenant}/breakglass.

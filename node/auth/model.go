@@ -23,6 +23,7 @@ var (
 	BucketGrants    = []byte("auth_grants")     // "TENANTID/GRANTID" -> Grant
 	BucketRoles     = []byte("auth_roles")      // "TENANTID/USER" -> role name
 	BucketEpochs    = []byte("auth_epochs")     // user name -> session epoch
+	BucketInvites   = []byte("auth_invites")    // "TENANTID/USER" -> Invitation
 )
 
 // Role is a caller's role in one tenant. Higher includes lower.
@@ -147,6 +148,22 @@ type Grant struct {
 	ApprovedBy string        `json:"approved_by,omitempty"`
 	Expires    time.Time     `json:"expires,omitzero"`
 }
+
+// Invitation is a tenant Admin's offer of a role to an account. The
+// account becomes a member only when it accepts; until then it has no
+// access. An invitation is stored whether or not an account of that name
+// exists, so the answer to an Admin never tells which names exist.
+type Invitation struct {
+	Tenant    string    `json:"tenant"` // tenant id
+	User      string    `json:"user"`
+	Role      Role      `json:"role"`
+	InvitedBy string    `json:"invited_by"` // the inviting Admin's account
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+}
+
+// Pending reports whether the invitation can still be accepted.
+func (i Invitation) Pending(now time.Time) bool { return now.Before(i.Expires) }
 
 // Active reports whether the grant is approved and not yet expired.
 func (g Grant) Active(now time.Time) bool { return g.Approved && now.Before(g.Expires) }
@@ -298,6 +315,43 @@ func (r Reader) Members(tenantID string) map[string]Role {
 		var role Role
 		if role.UnmarshalText(v) == nil {
 			out[strings.TrimPrefix(string(k), tenantID+"/")] = role
+		}
+		return true
+	})
+	return out
+}
+
+// Invitation returns the invitation of user to a tenant and its stored
+// bytes (the guard of an accept).
+func (r Reader) Invitation(tenantID, user string) (Invitation, []byte, error) {
+	raw := r.Tx.Get(BucketInvites, []byte(tenantID+"/"+user))
+	if raw == nil {
+		return Invitation{}, nil, ErrNotFound
+	}
+	var inv Invitation
+	if err := json.Unmarshal(raw, &inv); err != nil {
+		return inv, nil, fmt.Errorf("auth: invitation %s/%s: %w", tenantID, user, err)
+	}
+	return inv, append([]byte(nil), raw...), nil
+}
+
+// Invitations lists a tenant's invitations, expired ones included.
+func (r Reader) Invitations(tenantID string) []Invitation {
+	return r.invitations([]byte(tenantID+"/"), func(Invitation) bool { return true })
+}
+
+// InvitationsFor lists the invitations addressed to user, in every
+// tenant.
+func (r Reader) InvitationsFor(user string) []Invitation {
+	return r.invitations(nil, func(i Invitation) bool { return i.User == user })
+}
+
+func (r Reader) invitations(prefix []byte, keep func(Invitation) bool) []Invitation {
+	var out []Invitation
+	r.Tx.ForEach(BucketInvites, prefix, func(_, v []byte) bool {
+		var i Invitation
+		if json.Unmarshal(v, &i) == nil && keep(i) {
+			out = append(out, i)
 		}
 		return true
 	})

@@ -66,6 +66,43 @@ func ExpectRole(tenantID, user string, role Role) raft.BatchOp {
 	return op(raft.KVExpect, BucketRoles, tenantID+"/"+user, []byte(role.String()))
 }
 
+// OpsInvite stores an invitation, replacing an earlier one to the same
+// account, and deletes expired invitations (stale) of the tenant. It
+// applies only while the account has no role in the tenant: a member's
+// role is changed directly (OpsSetRole).
+func OpsInvite(inv Invitation, stale []Invitation) raft.Batch {
+	b := raft.Batch{
+		op(raft.KVExpect, BucketRoles, inv.Tenant+"/"+inv.User, nil),
+		jsonOp(raft.KVPut, BucketInvites, inv.Tenant+"/"+inv.User, inv),
+	}
+	for _, s := range stale {
+		if s.User != inv.User {
+			b = append(b, op(raft.KVDelete, BucketInvites, s.Tenant+"/"+s.User, nil))
+		}
+	}
+	return b
+}
+
+// OpsAcceptInvitation makes the invited account a member with the
+// invited role. raw is the invitation as read: the batch applies only if
+// it is still stored unchanged (not withdrawn, replaced or already
+// accepted) and the account has no role yet, so an accept never
+// overwrites a role (for example demotes a tenant's last Admin).
+func OpsAcceptInvitation(inv Invitation, raw []byte) raft.Batch {
+	key := inv.Tenant + "/" + inv.User
+	return raft.Batch{
+		op(raft.KVExpect, BucketInvites, key, raw),
+		op(raft.KVExpect, BucketRoles, key, nil),
+		op(raft.KVDelete, BucketInvites, key, nil),
+		op(raft.KVPut, BucketRoles, key, []byte(inv.Role.String())),
+	}
+}
+
+// OpsDeleteInvitation withdraws or declines an invitation.
+func OpsDeleteInvitation(tenantID, user string) raft.Batch {
+	return raft.Batch{op(raft.KVDelete, BucketInvites, tenantID+"/"+user, nil)}
+}
+
 // OpsRemoveRole takes user's role in a tenant away.
 func OpsRemoveRole(tenantID, user string) raft.Batch {
 	return raft.Batch{op(raft.KVDelete, BucketRoles, tenantID+"/"+user, nil)}
