@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -14,7 +15,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/apitypes"
@@ -272,5 +275,56 @@ func TestAgentEnrollmentBurstFromOneAddress(t *testing.T) {
 	}
 	if r := tn.doFrom(t, "127.0.0.12", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[0].Token, csrFor(t, other), "again")); r.code != 429 {
 		t.Fatalf("after 12 refusals in parallel from one address: %d %s, want 429", r.code, r.body)
+	}
+}
+
+// TestBootstrapTokenRefusalCodes: an enrollment with a bootstrap token
+// past its expiry, a revoked one or one already redeemed is refused 403
+// with the code docs/api.md names (token_expired, token_revoked,
+// token_used), on the API and on the agent port; outpost-agent gives up
+// at the first such refusal rather than asking again or another node.
+func TestBootstrapTokenRefusalCodes(t *testing.T) {
+	clock := &testClock{}
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{Now: clock.Now})
+	alice, _ := twoTenants(t, tn)
+	var expiring apitypes.BootstrapToken
+	if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", alice, `{"ttl":"1m"}`)), &expiring); err != nil {
+		t.Fatal(err)
+	}
+	revoked := newToken(t, tn, alice, "acme")
+	tn.must(t, 200, "DELETE", "/api/v1/tenants/acme/agent-tokens/"+revoked.ID, alice, "")
+	used := newToken(t, tn, alice, "acme")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tn.must(t, 201, "POST", "/api/v1/agents/enroll", "", enrollBody(used.Token, csrFor(t, key), "web-1"))
+	clock.advance(2 * time.Minute)
+
+	for _, c := range []struct {
+		name  string
+		token apitypes.BootstrapToken
+		code  string
+		want  string
+	}{
+		{"expired", expiring, agentwire.CodeTokenExpired, "expired"},
+		{"revoked", revoked, agentwire.CodeTokenRevoked, "revoked"},
+		{"redeemed", used, agentwire.CodeTokenUsed, "already redeemed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(c.token.Token, csrFor(t, other), "web-2"))
+			var e apitypes.Error
+			if err := json.Unmarshal([]byte(r.body), &e); err != nil || r.code != 403 || e.Code != c.code || !strings.Contains(e.Error, c.want) {
+				t.Fatalf("API: %d %s, want 403 with code %q saying %q", r.code, r.body, c.code, c.want)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err := agent.New(ctx, agent.Config{Servers: c.token.Servers, Token: c.token.Token, StateDir: t.TempDir(), CAPin: c.token.CAPin, Host: "web-3"})
+			if err == nil || !strings.Contains(err.Error(), "enrollment refused") || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("agent port: %v, want the 403 refusal saying %q", err, c.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("the agent took %v to give up on a refused token; it asks again only on 5xx, 429 and tokens not seen", took)
+			}
+		})
 	}
 }

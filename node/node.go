@@ -58,6 +58,9 @@ type Options struct {
 	// DenialWindow overrides api.DefaultDenialWindow, the window in which
 	// one identity's refusals are counted into one audit record (tests).
 	DenialWindow time.Duration
+	// Now overrides the API's clock, which decides token, session and
+	// grant expiry (tests); default time.Now.
+	Now func() time.Time
 }
 
 // Node is one running Outpost node.
@@ -230,7 +233,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
-		DenialWindow: opts.DenialWindow, Go: n.goAPI,
+		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
 		AgentLinks: links,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
