@@ -85,7 +85,11 @@ type Node struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	once   sync.Once
+	// apiWG is the API's background work (goAPI): a graceful stop waits
+	// for it before the region shuts down, since it ends by committing
+	// the refusal counts of the open windows.
+	apiWG sync.WaitGroup
+	once  sync.Once
 	// stopAPI closes the API's stopping channel (graceful stop or Kill).
 	stopAPI func()
 	// drillStopped is signalled when a stop drill killed the node.
@@ -229,6 +233,9 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	})
 	mgr.Store(n.lease)
 	stopping := make(chan struct{})
+	// Set before the API starts its background work, so a Kill on a
+	// failed start below ends it too.
+	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
 	apiHandler := api.New(api.Config{Stopping: stopping,
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
@@ -264,7 +271,6 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	// Shutdown waits for requests in flight; the event streams never end
 	// by themselves, so they are told to.
-	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
 	n.http.RegisterOnShutdown(n.stopAPI)
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
@@ -601,9 +607,26 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.http != nil {
 			errs = append(errs, n.http.Shutdown(ctx))
 		}
+		// No request is in flight now: the API writes what it still
+		// holds (open refusal windows) while the region can commit it.
+		// Past ctx the region shuts down anyway and those writes fail,
+		// logged.
+		if n.stopAPI != nil {
+			n.stopAPI()
+		}
+		apiDone := make(chan struct{})
+		go func() {
+			n.apiWG.Wait()
+			close(apiDone)
+		}()
+		select {
+		case <-apiDone:
+		case <-ctx.Done():
+		}
 		if n.region != nil {
 			errs = append(errs, n.region.Shutdown(ctx))
 		}
+		n.apiWG.Wait()
 		n.wg.Wait()
 		errs = append(errs, n.closeRest())
 		n.logger.Info("node stopped")
@@ -611,12 +634,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// goAPI runs the API's background work under the node's wait group; it
-// ends when the API's stopping channel closes (n.stopAPI).
+// goAPI runs the API's background work under apiWG; it ends when the
+// API's stopping channel closes (n.stopAPI).
 func (n *Node) goAPI(run func()) {
-	n.wg.Add(1)
+	n.apiWG.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer n.apiWG.Done()
 		run()
 	}()
 }
@@ -643,6 +666,7 @@ func (n *Node) Kill() {
 		if n.region != nil {
 			n.region.Close()
 		}
+		n.apiWG.Wait()
 		n.wg.Wait()
 		_ = n.closeRest()
 	})
