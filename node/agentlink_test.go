@@ -468,8 +468,9 @@ func (p *delayProxy) serve(c net.Conn) {
 }
 
 // startRegion3 starts a 3-node region on loopback whose nodes advertise
-// their agent ports at the given proxies.
-func startRegion3(t *testing.T, proxies []*delayProxy) []*testNode {
+// their agent ports at the given proxies; configure, if given, adjusts
+// each node's config.
+func startRegion3(t *testing.T, proxies []*delayProxy, configure ...func(*node.Config)) []*testNode {
 	t.Helper()
 	kp := mustKeys(t, newMasterKey(t), nil)
 	ca, err := pki.NewCA("sec")
@@ -484,6 +485,9 @@ func startRegion3(t *testing.T, proxies []*delayProxy) []*testNode {
 		cfg.AdminTokenFile = filepath.Join(dir, "admin.token")
 		cfg.Raft.MinQuorum = 3
 		cfg.Agents.Advertise = proxies[i].ln.Addr().String()
+		for _, c := range configure {
+			c(&cfg)
+		}
 		cfgs = append(cfgs, cfg)
 	}
 	for i := range cfgs {

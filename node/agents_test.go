@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,15 +12,21 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/storage"
 )
 
 func csrFor(t *testing.T, key crypto.Signer, uris ...*url.URL) string {
@@ -272,5 +279,157 @@ func TestAgentEnrollmentBurstFromOneAddress(t *testing.T) {
 	}
 	if r := tn.doFrom(t, "127.0.0.12", "POST", "/api/v1/agents/enroll", "", enrollBody(fleet[0].Token, csrFor(t, other), "again")); r.code != 429 {
 		t.Fatalf("after 12 refusals in parallel from one address: %d %s, want 429", r.code, r.body)
+	}
+}
+
+// TestBootstrapTokenRefusalCodes: an enrollment with a bootstrap token
+// past its expiry, a revoked one or one already redeemed is refused 403
+// with the code docs/api.md names (token_expired, token_revoked,
+// token_used), on the API and on the agent port; outpost-agent gives up
+// at the first such refusal rather than asking again or another node.
+func TestBootstrapTokenRefusalCodes(t *testing.T) {
+	clock := &testClock{}
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{Now: clock.Now})
+	alice, _ := twoTenants(t, tn)
+	var expiring apitypes.BootstrapToken
+	if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", alice, `{"ttl":"1m"}`)), &expiring); err != nil {
+		t.Fatal(err)
+	}
+	revoked := newToken(t, tn, alice, "acme")
+	tn.must(t, 200, "DELETE", "/api/v1/tenants/acme/agent-tokens/"+revoked.ID, alice, "")
+	used := newToken(t, tn, alice, "acme")
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tn.must(t, 201, "POST", "/api/v1/agents/enroll", "", enrollBody(used.Token, csrFor(t, key), "web-1"))
+	clock.advance(2 * time.Minute)
+
+	for _, c := range []struct {
+		name  string
+		token apitypes.BootstrapToken
+		code  string
+		want  string
+	}{
+		{"expired", expiring, agentwire.CodeTokenExpired, "expired"},
+		{"revoked", revoked, agentwire.CodeTokenRevoked, "revoked"},
+		{"redeemed", used, agentwire.CodeTokenUsed, "already redeemed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(c.token.Token, csrFor(t, other), "web-2"))
+			var e apitypes.Error
+			if err := json.Unmarshal([]byte(r.body), &e); err != nil || r.code != 403 || e.Code != c.code || !strings.Contains(e.Error, c.want) {
+				t.Fatalf("API: %d %s, want 403 with code %q saying %q", r.code, r.body, c.code, c.want)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err := agent.New(ctx, agent.Config{Servers: c.token.Servers, Token: c.token.Token, StateDir: t.TempDir(), CAPin: c.token.CAPin, Host: "web-3"})
+			if err == nil || !strings.Contains(err.Error(), "enrollment refused") || !strings.Contains(err.Error(), "403") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("agent port: %v, want the 403 refusal saying %q", err, c.want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("the agent took %v to give up on a refused token; it asks again only on 5xx, 429 and tokens not seen", took)
+			}
+		})
+	}
+}
+
+// TestOlderUIDFlagsShownWithoutDetail: an instance_uid flag raised
+// before uids were kept per tenant may name an agent of another tenant
+// in its detail. Read from a state file such a version left, it is shown
+// without its detail in the tenant's and the region's agent lists and
+// in the audit record that clears it; a flag raised since (same tenant)
+// and an address flag keep theirs.
+func TestOlderUIDFlagsShownWithoutDetail(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	kp := mustKeys(t, newMasterKey(t), nil)
+	tn := startNode(t, cfg, kp, node.Options{})
+	alice, bob := twoTenants(t, tn)
+	enroll := func(cred, tenant, host string) string {
+		t.Helper()
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		var e agentwire.Enrollment
+		_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/agents/enroll", "", enrollBody(newToken(t, tn, cred, tenant).Token, csrFor(t, key), host))), &e)
+		return e.AgentID
+	}
+	acmeAgent, globexAgent := enroll(alice, "acme", "web-1"), enroll(bob, "globex", "db-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tn.n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The flags as the older version wrote them into the state file.
+	const secretUID = "globex-uid-7f3a"
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	p := agents.Presence{Addrs: []string{"127.0.0.1"}, Flags: []agents.Flag{
+		{Kind: agents.FlagInstanceUID, At: at, Node: "n1", Addr: "127.0.0.1",
+			Detail: fmt.Sprintf("reported instance uid %s, which agent %s reported first", secretUID, globexAgent)},
+		{Kind: agents.FlagInstanceUID, At: at.Add(time.Minute), Node: "n1", Addr: "127.0.0.1", Tenanted: true,
+			Detail: "reported instance uid acme-uid-1, which agent ag-acme-first of this tenant reported first"},
+		{Kind: agents.FlagNewAddress, At: at.Add(2 * time.Minute), Node: "n1", Addr: "10.0.0.9",
+			Detail: "connected from 10.0.0.9; known addresses [127.0.0.1]"},
+	}}
+	st, err := storage.Open(filepath.Join(cfg.DataDir, "state.db"), storage.Options{Region: cfg.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	if err := st.Update(func(tx *storage.Tx) error { return tx.Put(agents.BucketPresence, []byte(acmeAgent), b) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tn = startNode(t, cfg, kp, node.Options{GossipKey: tn.gossip})
+
+	leaks := func(s string) bool { return strings.Contains(s, globexAgent) || strings.Contains(s, secretUID) }
+	wantFlags := []string{
+		"instance_uid at " + at.Format(time.RFC3339) + ": reported an instance uid another agent reported first",
+		"instance_uid at " + at.Add(time.Minute).Format(time.RFC3339) + ": reported instance uid acme-uid-1, which agent ag-acme-first of this tenant reported first",
+		"new_address at " + at.Add(2*time.Minute).Format(time.RFC3339) + ": connected from 10.0.0.9; known addresses [127.0.0.1]",
+	}
+	for _, view := range []struct{ name, cred, path string }{
+		{"tenant list", alice, "/api/v1/tenants/acme/agents"},
+		{"region list", tn.token, "/api/v1/agents"},
+	} {
+		var list []apitypes.Agent
+		var body string
+		eventually(t, 10*time.Second, "the restarted node serving "+view.path, func() bool {
+			r := tn.do(t, "GET", view.path, view.cred, "")
+			body = r.body
+			return r.code == 200 && json.Unmarshal([]byte(r.body), &list) == nil
+		})
+		var entry apitypes.Agent
+		for _, a := range list {
+			if a.ID == acmeAgent {
+				entry = a
+			}
+		}
+		// The region's list shows globex's agent itself, not in acme's entry.
+		shown, _ := json.Marshal(entry)
+		if view.cred == alice {
+			shown = []byte(body)
+		}
+		if !slices.Equal(entry.Flags, wantFlags) || leaks(string(shown)) {
+			t.Errorf("%s: flags %q\nwant %q, and nothing naming %s or its uid:\n%s", view.name, entry.Flags, wantFlags, globexAgent, shown)
+		}
+	}
+
+	tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+acmeAgent+"/clear-flags", alice, "")
+	var cleared []string
+	eventually(t, 5*time.Second, "the agent.flags_cleared record", func() bool {
+		cleared = auditDetails(t, tn, tn.token, "agent.flags_cleared")
+		return len(cleared) == 1
+	})
+	for _, want := range []string{"another agent reported first", "acme-uid-1", "10.0.0.9"} {
+		if !strings.Contains(cleared[0], want) {
+			t.Errorf("the clearing record lacks %q: %s", want, cleared[0])
+		}
+	}
+	if leaks(cleared[0]) || leaks(tn.must(t, 200, "GET", "/api/v1/tenants/acme/audit", alice, "")) {
+		t.Errorf("the clearing record names %s or its uid: %s", globexAgent, cleared[0])
+	}
+	if l := agentsList(t, tn, alice, "/api/v1/tenants/acme/agents")[acmeAgent]; len(l.Flags) != 0 {
+		t.Errorf("flags after clearing: %q", l.Flags)
 	}
 }

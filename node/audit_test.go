@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -133,6 +134,25 @@ func TestAuditProofs(t *testing.T) {
 	})
 }
 
+// deniedCounts reads a tenant's auth.denied records: how many there are
+// and the refusals they count together.
+func deniedCounts(t *testing.T, tn *testNode, cred, tenant string) (records, total int) {
+	t.Helper()
+	var page audit.Page
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/"+tenant+"/audit", cred, "")), &page)
+	for _, e := range page.Entries {
+		var rec audit.Record
+		var d struct {
+			Count int `json:"count"`
+		}
+		if json.Unmarshal(e.Data, &rec) == nil && rec.Action == "auth.denied" && json.Unmarshal(rec.Detail, &d) == nil {
+			records++
+			total += d.Count
+		}
+	}
+	return records, total
+}
+
 // TestDenialsAggregated: a Viewer hammering a route it may not use costs
 // one audit record per window, not one per request, and every refusal is
 // counted in them.
@@ -151,26 +171,11 @@ func TestDenialsAggregated(t *testing.T) {
 		tn.must(t, 403, "PUT", path, viewer, `{"role":"admin"}`)
 	}
 	elapsed := time.Since(start)
-	counted := func() (records, total int) {
-		var page audit.Page
-		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/audit", alice, "")), &page)
-		for _, e := range page.Entries {
-			var rec audit.Record
-			var d struct {
-				Count int `json:"count"`
-			}
-			if json.Unmarshal(e.Data, &rec) == nil && rec.Action == "auth.denied" && json.Unmarshal(rec.Detail, &d) == nil {
-				records++
-				total += d.Count
-			}
-		}
-		return records, total
-	}
 	deadline := time.Now().Add(10 * time.Second)
-	records, total := counted()
+	records, total := deniedCounts(t, tn, alice, "acme")
 	for total != n && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		records, total = counted()
+		records, total = deniedCounts(t, tn, alice, "acme")
 	}
 	if total != n {
 		t.Fatalf("%d refusals counted in %d records, want %d", total, records, n)
@@ -179,6 +184,42 @@ func TestDenialsAggregated(t *testing.T) {
 		t.Fatalf("%d refusals in %v made %d records; want at most %d (one per %v window)", n, elapsed, records, most, window)
 	}
 	t.Logf("%d refusals in %v: %d records", n, elapsed, records)
+}
+
+// TestOpenDenialWindowWrittenAtStop: refusals counted in a window that
+// is still open when the node stops gracefully are written before it
+// stops, so a caller cannot hide refusals by timing them before a
+// restart: after the restart the records count every refusal.
+func TestOpenDenialWindowWrittenAtStop(t *testing.T) {
+	cfg := nodeConfig(t, t.TempDir())
+	kp := mustKeys(t, newMasterKey(t), nil)
+	tn := startNode(t, cfg, kp, node.Options{DenialWindow: time.Hour})
+	alice, _ := twoTenants(t, tn)
+	viewer := tn.tenantToken(t, alice, "acme", "viewer")
+	const n = 7 // the first recorded at once, six waiting in the window
+	for range n {
+		tn.must(t, 403, "PUT", "/api/v1/tenants/acme/kv/k", viewer, "v")
+	}
+	if records, total := deniedCounts(t, tn, alice, "acme"); records != 1 || total != 1 {
+		t.Fatalf("before the stop: %d records counting %d refusals, want the first alone (the window is an hour)", records, total)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tn.n.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	tn = startNode(t, cfg, kp, node.Options{GossipKey: tn.gossip, DenialWindow: time.Hour})
+	var records, total int
+	eventually(t, 10*time.Second, "the restarted node serving the tenant's audit log", func() bool {
+		if tn.do(t, "GET", "/api/v1/tenants/acme/audit", alice, "").code != 200 {
+			return false
+		}
+		records, total = deniedCounts(t, tn, alice, "acme")
+		return true
+	})
+	if total != n || records != 2 {
+		t.Fatalf("after a stop with an open window: %d records counting %d refusals, want 2 counting %d", records, total, n)
+	}
 }
 
 // TestTenantValuesAreDigestsInRegionLog: a tenant's writes reach the

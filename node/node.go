@@ -58,6 +58,9 @@ type Options struct {
 	// DenialWindow overrides api.DefaultDenialWindow, the window in which
 	// one identity's refusals are counted into one audit record (tests).
 	DenialWindow time.Duration
+	// Now overrides the API's clock, which decides token, session and
+	// grant expiry (tests); default time.Now.
+	Now func() time.Time
 }
 
 // Node is one running Outpost node.
@@ -82,7 +85,11 @@ type Node struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	once   sync.Once
+	// apiWG is the API's background work (goAPI): a graceful stop waits
+	// for it before the region shuts down, since it ends by committing
+	// the refusal counts of the open windows.
+	apiWG sync.WaitGroup
+	once  sync.Once
 	// stopAPI closes the API's stopping channel (graceful stop or Kill).
 	stopAPI func()
 	// drillStopped is signalled when a stop drill killed the node.
@@ -226,11 +233,14 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	})
 	mgr.Store(n.lease)
 	stopping := make(chan struct{})
+	// Set before the API starts its background work, so a Kill on a
+	// failed start below ends it too.
+	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
 	apiHandler := api.New(api.Config{Stopping: stopping,
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
-		DenialWindow: opts.DenialWindow, Go: n.goAPI, InvitationTTL: cfg.Auth.InvitationTTL,
+		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now, InvitationTTL: cfg.Auth.InvitationTTL,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
 		AgentLinks: links,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
@@ -261,7 +271,6 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	// Shutdown waits for requests in flight; the event streams never end
 	// by themselves, so they are told to.
-	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
 	n.http.RegisterOnShutdown(n.stopAPI)
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
@@ -598,9 +607,26 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.http != nil {
 			errs = append(errs, n.http.Shutdown(ctx))
 		}
+		// No request is in flight now: the API writes what it still
+		// holds (open refusal windows) while the region can commit it.
+		// Past ctx the region shuts down anyway and those writes fail,
+		// logged.
+		if n.stopAPI != nil {
+			n.stopAPI()
+		}
+		apiDone := make(chan struct{})
+		go func() {
+			n.apiWG.Wait()
+			close(apiDone)
+		}()
+		select {
+		case <-apiDone:
+		case <-ctx.Done():
+		}
 		if n.region != nil {
 			errs = append(errs, n.region.Shutdown(ctx))
 		}
+		n.apiWG.Wait()
 		n.wg.Wait()
 		errs = append(errs, n.closeRest())
 		n.logger.Info("node stopped")
@@ -608,12 +634,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// goAPI runs the API's background work under the node's wait group; it
-// ends when the API's stopping channel closes (n.stopAPI).
+// goAPI runs the API's background work under apiWG; it ends when the
+// API's stopping channel closes (n.stopAPI).
 func (n *Node) goAPI(run func()) {
-	n.wg.Add(1)
+	n.apiWG.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer n.apiWG.Done()
 		run()
 	}()
 }
@@ -640,6 +666,7 @@ func (n *Node) Kill() {
 		if n.region != nil {
 			n.region.Close()
 		}
+		n.apiWG.Wait()
 		n.wg.Wait()
 		_ = n.closeRest()
 	})

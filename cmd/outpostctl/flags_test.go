@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -146,17 +147,7 @@ func listAnswer(r *http.Request) (int, string) {
 // command does not use exits 2 with the message on standard error, and
 // `kv put K V --tenant T` writes tenant T's key, not the region's.
 func TestBinaryRefusesInapplicableFlags(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds outpostctl; skipped with -short")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("needs the go tool on PATH to build outpostctl")
-	}
-	bin := filepath.Join(t.TempDir(), "outpostctl")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("building outpostctl: %v\n%s", err, out)
-	}
+	bin := buildOutpostctl(t)
 	tests := []struct {
 		args     []string
 		code     int
@@ -172,29 +163,88 @@ func TestBinaryRefusesInapplicableFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			addr, seen := fakeNode(t, nil)
-			cmd := exec.Command(bin, tt.args...)
-			cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+addr, "OUTPOST_TOKEN=opt_x_y")
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if code != tt.code || !strings.Contains(stderr.String(), tt.stderr) {
-				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr.String(), tt.code, tt.stderr)
-			}
-			var got []string
-			for _, r := range seen() {
-				got = append(got, r.method+" "+r.uri)
+			code, _, stderr, got := runBinary(t, bin, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.stderr) {
+				t.Fatalf("exit %d, stderr %q; want exit %d and %q", code, stderr, tt.code, tt.stderr)
 			}
 			if !slices.Equal(got, tt.requests) {
 				t.Fatalf("node saw %v, want %v", got, tt.requests)
 			}
 		})
 	}
+}
+
+// buildOutpostctl builds the binary into a test directory (skipped with
+// -short, or without the go tool).
+func buildOutpostctl(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds outpostctl; skipped with -short")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("needs the go tool on PATH to build outpostctl")
+	}
+	bin := filepath.Join(t.TempDir(), "outpostctl")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building outpostctl: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBinary runs bin with args against a fake node and returns its exit
+// status, output and the requests the node saw ("METHOD URI").
+func runBinary(t *testing.T, bin string, args ...string) (code int, stdout, stderr string, requests []string) {
+	t.Helper()
+	addr, seen := fakeNode(t, nil)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+addr, "OUTPOST_TOKEN=opt_x_y")
+	var out, errw bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errw
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range seen() {
+		requests = append(requests, r.method+" "+r.uri)
+	}
+	return code, out.String(), errw.String(), requests
+}
+
+// TestBinaryHelpExitsZero runs the built binary: `-h` or `--help` after
+// any command prints the usage to standard error and exits 0 without
+// sending anything, and `help`, `-h` or `--help` alone print it to
+// standard output and exit 0 (docs/cli.md). `-h` where a group's
+// subcommand belongs is still the usage error "missing subcommand"
+// (exit 2).
+func TestBinaryHelpExitsZero(t *testing.T) {
+	bin := buildOutpostctl(t)
+	for _, alone := range []string{"help", "-h", "--help"} {
+		t.Run(alone, func(t *testing.T) {
+			code, stdout, _, reqs := runBinary(t, bin, alone)
+			if code != 0 || !strings.HasPrefix(stdout, "usage: outpostctl") || len(reqs) != 0 {
+				t.Fatalf("exit %d, stdout %.40q, %d requests; want exit 0, the usage on standard output, none sent", code, stdout, len(reqs))
+			}
+		})
+	}
+	names := slices.Sorted(maps.Keys(commands))
+	for _, name := range names {
+		for _, h := range []string{"-h", "--help"} {
+			args := append(strings.Fields(name), h)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				code, _, stderr, reqs := runBinary(t, bin, args...)
+				if code != 0 || !strings.Contains(stderr, "usage: outpostctl") || len(reqs) != 0 {
+					t.Fatalf("exit %d, stderr %.60q, requests %v; want exit 0, the usage on standard error, none sent", code, stderr, reqs)
+				}
+			})
+		}
+	}
+	t.Run("kv -h", func(t *testing.T) {
+		if code, _, stderr, _ := runBinary(t, bin, "kv", "-h"); code != 2 || !strings.Contains(stderr, "missing subcommand") {
+			t.Fatalf("exit %d, stderr %.60q; want exit 2, missing subcommand", code, stderr)
+		}
+	})
 }
