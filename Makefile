@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCSR$$' -fuzztime $(FUZZTIME) ./node/pki/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCheckpoint$$' -fuzztime $(FUZZTIME) ./node/audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzSessionParse$$' -fuzztime $(FUZZTIME) ./node/auth/
+	$(GO) test -run '^$$' -fuzz '^FuzzResolve$$' -fuzztime $(FUZZTIME) ./node/clientaddr/
 	$(GO) test -run '^$$' -fuzz '^FuzzUnwrap$$' -fuzztime $(FUZZTIME) ./node/keys/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeFile$$' -fuzztime $(FUZZTIME) ./node/keys/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeDispatch$$' -fuzztime $(FUZZTIME) ./lease/

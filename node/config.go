@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agentlink"
 	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/clientaddr"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
@@ -192,6 +194,27 @@ type HTTPConfig struct {
 	// Default: plain HTTP (put a TLS proxy in front, or set these).
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// TrustedProxies are the reverse proxies (CIDR prefixes, or single
+	// addresses) whose X-Forwarded-For names the client: login limits,
+	// lockout sources, enrollment limits and audit records then key on
+	// that client instead of the proxy. Default none: the header is
+	// ignored. Any host inside a listed prefix can choose the address
+	// the node sees, so list only the proxies. The agent port never
+	// reads the header.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Proxies parses TrustedProxies, naming a bad entry.
+func (c HTTPConfig) Proxies() (clientaddr.Proxies, error) {
+	ps := make([]netip.Prefix, 0, len(c.TrustedProxies))
+	for i, e := range c.TrustedProxies {
+		p, err := clientaddr.ParsePrefix(e)
+		if err != nil {
+			return clientaddr.Proxies{}, fmt.Errorf("http.trusted_proxies[%d] %q: %v", i, e, err)
+		}
+		ps = append(ps, p)
+	}
+	return clientaddr.New(ps...), nil
 }
 
 // RaftConfig is the Raft port and timing.
@@ -371,6 +394,9 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
 		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)
+	}
+	if _, err := c.HTTP.Proxies(); err != nil {
+		return err
 	}
 	if h, _, _ := net.SplitHostPort(c.HTTP.Bind); c.HTTP.AdvertiseURL == "" && (h == "" || net.ParseIP(h).IsUnspecified()) {
 		return fmt.Errorf("http.bind %q listens on every address; set http.advertise_url to the URL peers and tools should use", c.HTTP.Bind)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +53,12 @@ func TestParseConfigRejects(t *testing.T) {
 		{"advertise without port", "region: eu\nnode_id: n1\nraft:\n  advertise: 10.0.0.1\n", "raft.advertise"},
 		{"bad seed", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\n  seeds: [nope]\n", "gossip.seeds[0]"},
 		{"wildcard http without advertise_url", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\nhttp:\n  bind: 0.0.0.0:7070\n", "http.advertise_url"},
+		{"trusted proxy not a prefix", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\nhttp:\n  trusted_proxies: [10.0.0.0/8, proxy.example]\n",
+			`http.trusted_proxies[1] "proxy.example": not an IP address or CIDR prefix; write a CIDR prefix such as 10.0.0.0/8`},
+		{"trusted proxy with host bits", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\nhttp:\n  trusted_proxies: [10.1.2.3/8]\n",
+			`http.trusted_proxies[0] "10.1.2.3/8": has host bits set; write the network (10.0.0.0/8) or one address (10.1.2.3)`},
+		{"trusting everyone", "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\nhttp:\n  trusted_proxies: [0.0.0.0/0]\n",
+			"http.trusted_proxies[0] \"0.0.0.0/0\": trusts every address"},
 		{"too large", "region: eu\nnode_id: n1\n#" + strings.Repeat("x", maxConfigSize), "larger than"},
 	}
 	for _, tc := range cases {
@@ -138,5 +145,31 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.BootstrapExpect != 3 || len(c.Gossip.Seeds) == 0 || c.Raft.Advertise == "" {
 		t.Fatalf("example is not a 3-node region member: %+v", c)
+	}
+}
+
+// TestTrustedProxiesConfig: left out, no proxy is trusted; listed
+// prefixes and single addresses are trusted, nothing else.
+func TestTrustedProxiesConfig(t *testing.T) {
+	const base = "region: eu\nnode_id: n1\nraft:\n  bind: 127.0.0.1:1\ngossip:\n  bind: 127.0.0.1:2\n"
+	c, err := ParseConfig(strings.NewReader(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := c.HTTP.Proxies(); err != nil || len(c.HTTP.TrustedProxies) != 0 || ps.Trusts(netip.MustParseAddr("127.0.0.1")) {
+		t.Fatalf("default trusted_proxies %q (%v): must trust nothing", c.HTTP.TrustedProxies, err)
+	}
+	c, err = ParseConfig(strings.NewReader(base + "http:\n  trusted_proxies: [10.1.0.0/16, \"2001:db8::7\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := c.HTTP.Proxies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string]bool{"10.1.2.3": true, "10.2.0.1": false, "2001:db8::7": true, "2001:db8::8": false} {
+		if got := ps.Trusts(netip.MustParseAddr(a)); got != want {
+			t.Errorf("Trusts(%s) = %v, want %v", a, got, want)
+		}
 	}
 }

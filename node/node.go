@@ -258,8 +258,11 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 	links.set(n.agents)
+	proxies, _ := cfg.HTTP.Proxies() // checked by Validate
 	n.http = &http.Server{
-		Handler: apiHandler,
+		// Only the API listener believes trusted proxies' X-Forwarded-For;
+		// the agent port serves the same enrollment route to direct peers.
+		Handler: proxies.Handler(apiHandler),
 		// Bounded so a slow client cannot hold a connection: the slowest
 		// handler (a write waiting for an election) takes about 10s.
 		ReadHeaderTimeout: 10 * time.Second,

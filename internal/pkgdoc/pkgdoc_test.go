@@ -99,6 +99,8 @@ func TestImportDirection(t *testing.T) {
 		{"internal/meshid", []string{mod}, nil, "certificate identities are read by node and agent alike"},
 		{"node/audit", []string{mod}, nil, "audit verification must be importable by any client"},
 		{"node/keys", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "the KeyProtector stands alone"},
+		{"node/agentlink", []string{mod + "node/clientaddr", mod + "node/api"}, nil,
+			"agents connect to the agent port directly: it never reads forwarding headers (X-Forwarded-For), and it gets the enrollment route as a plain handler"},
 	}
 	deps := map[string][]string{}
 	for _, p := range listPackages(t) {

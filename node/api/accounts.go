@@ -5,27 +5,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/clientaddr"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
-func remoteHost(r *http.Request) string {
-	h, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// remote is the client address limits, lockout sources and records key
+// on: the peer's, or behind a trusted proxy the client it forwarded for
+// (clientaddr; never on the agent port).
+func remote(r *http.Request) string { return clientaddr.Of(r) }
+
+// withPeer adds "peer", the proxy's address, to an audit detail when r
+// was forwarded for another client.
+func withPeer(r *http.Request, detail map[string]string) map[string]string {
+	if p := clientaddr.Peer(r); p != remote(r) {
+		detail["peer"] = p
 	}
-	return h
+	return detail
 }
 
 func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	now := s.cfg.Now()
-	if ok, wait := s.limiter.Allow(remoteHost(r), now); !ok {
+	client := remote(r)
+	if ok, wait := s.limiter.Allow(client, now); !ok {
 		secs := int(wait/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, http.StatusTooManyRequests, "too many login attempts from your address", fmt.Sprintf("wait %d seconds and try again", secs))
@@ -50,7 +57,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		hash, lock = rd.PasswordHash(in.Username), rd.Lockout(in.Username)
 		return err
 	})
-	source := auth.LockSource(remoteHost(r))
+	source := auth.LockSource(client)
 	if until := lock.LockedUntil(source, now); !until.IsZero() {
 		s.locked(w, in.Username, until, now)
 		return
@@ -63,7 +70,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		// Unknown account: spend the same time as a real check, and keep
 		// no record keyed by a name anyone can invent.
 		_, _ = auth.CheckPassword(auth.DummyHash(), in.Password)
-		s.cfg.Logger.Warn("login failed: unknown account", "user", in.Username, "remote", r.RemoteAddr)
+		s.cfg.Logger.Warn("login failed: unknown account", "user", in.Username, "remote", client, "peer", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, wrong, "")
 		return
 	}
@@ -73,7 +80,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	}
 	if !ok {
 		res, ok := s.apply(w, r, change{actor: "anonymous", action: "auth.login_failed", entity: "user/" + in.Username,
-			detail: map[string]string{"remote": remoteHost(r)}}, auth.LoginFailed(in.Username, source, now, s.cfg.Lockout))
+			detail: withPeer(r, map[string]string{"remote": client})}, auth.LoginFailed(in.Username, source, now, s.cfg.Lockout))
 		if !ok {
 			return
 		}
@@ -87,7 +94,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		return
 	}
 	if _, ok := s.apply(w, r, change{p: auth.PrincipalOf(u), action: "auth.login", entity: "user/" + u.Name,
-		detail: map[string]string{"remote": remoteHost(r), "method": "password"}}, auth.LoginSucceeded(u.Name, source)); !ok {
+		detail: withPeer(r, map[string]string{"remote": client, "method": "password"})}, auth.LoginSucceeded(u.Name, source)); !ok {
 		return
 	}
 	s.setSession(w, r, u, now)
@@ -410,8 +417,8 @@ func (s *server) oidcCallback(w http.ResponseWriter, r *http.Request, _ *call) {
 	now := s.cfg.Now()
 	id, err := s.cfg.OIDC.Finish(r.Context(), cookie, q.Get("state"), q.Get("code"), now)
 	if err != nil {
-		s.cfg.Logger.Warn("OIDC login refused", "err", err, "remote", r.RemoteAddr)
-		s.record(r, change{actor: "anonymous", action: "auth.oidc_login_failed", entity: "oidc", detail: map[string]string{"reason": err.Error(), "remote": remoteHost(r)}})
+		s.cfg.Logger.Warn("OIDC login refused", "err", err, "remote", remote(r), "peer", r.RemoteAddr)
+		s.record(r, change{actor: "anonymous", action: "auth.oidc_login_failed", entity: "oidc", detail: withPeer(r, map[string]string{"reason": err.Error(), "remote": remote(r)})})
 		writeError(w, http.StatusUnauthorized, err.Error(), "start again at /api/v1/auth/oidc/login")
 		return
 	}
@@ -435,7 +442,7 @@ func (s *server) oidcCallback(w http.ResponseWriter, r *http.Request, _ *call) {
 	})
 	u := auth.User{Name: name, Source: "oidc", RegionAdmin: id.RegionAdmin, Created: now.UTC()}
 	if _, ok := s.apply(w, r, change{actor: name, action: "auth.oidc_login", entity: "user/" + name,
-		detail: map[string]any{"email": id.Email, "groups": id.Groups, "region_admin": id.RegionAdmin, "remote": remoteHost(r)}},
+		detail: oidcDetail(r, id)},
 		batch(auth.OpsSyncOIDCUser(u, roles, have, exists))); !ok {
 		return
 	}
@@ -446,4 +453,13 @@ func (s *server) oidcCallback(w http.ResponseWriter, r *http.Request, _ *call) {
 	})
 	http.SetCookie(w, &http.Cookie{Name: auth.FlowCookie, Value: "", Path: "/api/v1/auth/oidc/", MaxAge: -1})
 	s.setSession(w, r, fresh, now)
+}
+
+// oidcDetail is the audit detail of an OIDC login.
+func oidcDetail(r *http.Request, id auth.OIDCIdentity) map[string]any {
+	d := map[string]any{"email": id.Email, "groups": id.Groups, "region_admin": id.RegionAdmin, "remote": remote(r)}
+	if p := clientaddr.Peer(r); p != remote(r) {
+		d["peer"] = p
+	}
+	return d
 }

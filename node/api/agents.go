@@ -120,7 +120,7 @@ func (s *server) agentTokenRevoke(w http.ResponseWriter, r *http.Request, c *cal
 // naming the token's tenant and a new agent id. Public: the bootstrap
 // token is the credential.
 func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
-	from := remoteHost(r)
+	from := remote(r)
 	// Only refusals add up against an address: a fleet behind one NAT
 	// enrolling at once is not refused. Attempts in flight are bounded
 	// apart (generously), so parallel guesses cannot outrun the count.
@@ -175,7 +175,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		return nil
 	})
 	if !known {
-		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
+		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from, "peer", r.RemoteAddr)
 		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: agents.ErrUnknownToken.Error(), Code: agentwire.CodeTokenNotSeen,
 			Hint: "a token created a moment ago on another node may not have reached this one yet: retry in a second"})
 		return
@@ -203,17 +203,17 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		// cannot grow the audit log without bound.
 		if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
 			s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_refused", entity: "agent_token/" + tokenID,
-				detail: map[string]string{"reason": reason, "from": from, "host": in.Host}})
+				detail: withPeer(r, map[string]string{"reason": reason, "from": from, "host": in.Host})})
 		} else {
 			s.cfg.Logger.Warn("agent enrollment refused (not audited: this token's refusals are being recorded too often)",
-				"token_id", tokenID, "reason", reason, "from", from)
+				"token_id", tokenID, "reason", reason, "from", from, "peer", r.RemoteAddr)
 		}
 		writeJSON(w, status, apitypes.Error{Error: msg, Hint: hint, Code: tokenCode(err)})
 	}
 	switch {
 	case errors.Is(err, agents.ErrUnknownToken):
 		// Not audited: it names nothing of ours, and anyone can send one.
-		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from)
+		s.cfg.Logger.Warn("agent enrollment with an unknown bootstrap token", "token_id", tokenID, "from", from, "peer", r.RemoteAddr)
 		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: err.Error(), Code: agentwire.CodeTokenUnknown,
 			Hint: "create a new one with `outpostctl tokens create --tenant T`"})
 		return
@@ -244,7 +244,7 @@ func (s *server) agentEnroll(rw http.ResponseWriter, r *http.Request, c *call) {
 		Enrolled: now, Fingerprint: pki.Fingerprint(cert), CertExpires: cert.NotAfter.UTC(), EnrolledFrom: from,
 		KeyHash: keyHash, Cert: string(certPEM)}
 	res, ok := s.apply(w, r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll", entity: "agent/" + agentID,
-		detail: map[string]string{"host": in.Host, "version": in.Version, "fingerprint": a.Fingerprint, "from": from}}, batch(agents.OpsEnroll(tokenID, a)))
+		detail: withPeer(r, map[string]string{"host": in.Host, "version": in.Version, "fingerprint": a.Fingerprint, "from": from})}, batch(agents.OpsEnroll(tokenID, a)))
 	if !ok {
 		return
 	}
@@ -296,7 +296,7 @@ func (s *server) repeatEnrollment(w http.ResponseWriter, r *http.Request, in age
 	}
 	if ok, _ := s.enrollAudits.Allow(tokenID, s.cfg.Now()); ok {
 		s.record(r, change{actor: "agent_token/" + tokenID, tenant: rec.Tenant, action: "agent.enroll_repeated", entity: "agent/" + a.ID,
-			detail: map[string]string{"host": in.Host, "fingerprint": a.Fingerprint, "from": from}})
+			detail: withPeer(r, map[string]string{"host": in.Host, "fingerprint": a.Fingerprint, "from": from})})
 	}
 	writeJSON(w, http.StatusCreated, agentwire.Enrollment{AgentID: a.ID, Region: s.cfg.RegionName, Tenant: tenantName,
 		Certificate: a.Cert, CA: string(s.cfg.AgentCA.CertPEM()), CertExpires: a.CertExpires, Servers: s.agentServers()})

@@ -31,7 +31,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, role Role) (*
 		case errors.Is(err, auth.ErrBadSession), errors.Is(err, auth.ErrSessionExpired):
 			hint = "log in again: POST /api/v1/login, or use an API token"
 		}
-		s.cfg.Logger.Warn("API request refused: not authenticated", "remote", r.RemoteAddr, "path", r.URL.Path, "reason", err)
+		s.cfg.Logger.Warn("API request refused: not authenticated", "remote", remote(r), "peer", r.RemoteAddr, "path", r.URL.Path, "reason", err)
 		writeError(w, http.StatusUnauthorized, err.Error(), hint)
 		return nil, false
 	}
