@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -94,6 +93,12 @@ type Node struct {
 	stopAPI func()
 	// drillStopped is signalled when a stop drill killed the node.
 	drillStopped chan struct{}
+}
+
+// commandHandlers joins the custom Raft command handlers of every
+// package that has some (auth's, then the lease's and the agents' given).
+func commandHandlers(lease, agents map[raft.CommandType]raft.HandlerFunc) (map[raft.CommandType]raft.HandlerFunc, error) {
+	return raft.MergeHandlers(auth.Handlers(), lease, agents)
 }
 
 // Start opens the node's storage, joins its region and serves the API.
@@ -205,9 +210,10 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	n.hub = lease.NewHub()
 	leaseFSM := lease.NewFSM(cfg.NodeID, n.hub, nil)
 	links := &lateLinks{}
-	handlers := auth.Handlers()
-	maps.Copy(handlers, leaseFSM.Handlers())
-	maps.Copy(handlers, agents.NewFSM(links.onEvent).Handlers())
+	handlers, err := commandHandlers(leaseFSM.Handlers(), agents.NewFSM(links.onEvent).Handlers())
+	if err != nil {
+		return nil, err
+	}
 	var mgr atomic.Pointer[lease.Manager]
 	n.region, err = raft.Open(raft.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, DataDir: cfg.DataDir,

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	hraft "github.com/hashicorp/raft"
@@ -142,5 +143,18 @@ func TestBatchExpect(t *testing.T) {
 				t.Fatalf("%s = %q after the batch, want %q", tc.key, got, tc.v)
 			}
 		})
+	}
+}
+
+// TestMergeHandlersRefusesDuplicates: two handler sets claiming one
+// command type is an error naming the type, not a silent overwrite.
+func TestMergeHandlersRefusesDuplicates(t *testing.T) {
+	h := func(*storage.Tx, uint64, []byte) ([]byte, error) { return nil, nil }
+	if m, err := MergeHandlers(map[CommandType]HandlerFunc{64: h}, map[CommandType]HandlerFunc{65: h}); err != nil || len(m) != 2 {
+		t.Fatalf("distinct types: %v %v", m, err)
+	}
+	_, err := MergeHandlers(map[CommandType]HandlerFunc{64: h, 66: h}, map[CommandType]HandlerFunc{66: h})
+	if err == nil || !strings.Contains(err.Error(), "66") {
+		t.Fatalf("duplicate type 66: %v, want an error naming it", err)
 	}
 }

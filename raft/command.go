@@ -224,3 +224,20 @@ func DecodeStrictJSON(data []byte, maxLen int, v any, bad error) error {
 	}
 	return nil
 }
+
+// MergeHandlers joins the handler sets of several packages into one map
+// for Config.Handlers. Two sets claiming the same command type is an
+// error naming it, never a silent overwrite: each package picks its
+// numbers alone (the table is in ARCHITECTURE.md, "Raft command types").
+func MergeHandlers(sets ...map[CommandType]HandlerFunc) (map[CommandType]HandlerFunc, error) {
+	out := map[CommandType]HandlerFunc{}
+	for i, set := range sets {
+		for t, h := range set {
+			if _, dup := out[t]; dup {
+				return nil, fmt.Errorf("raft: command type %d is claimed twice (again by handler set %d); give one of them an unused number", t, i)
+			}
+			out[t] = h
+		}
+	}
+	return out, nil
+}
