@@ -1,7 +1,6 @@
 package lease
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +18,8 @@ const (
 	CmdDispatch raft.CommandType = 67
 )
 
-// Errors callers match with errors.Is (or IsStale for a forwarded write).
+// Errors callers match with errors.Is, also on a node that forwarded
+// the write (each is registered with raft.RegisterError in init).
 var (
 	// ErrStaleToken: the FSM refused an entry whose fencing token is not
 	// the current one, or whose issuer does not hold the lease.
@@ -35,15 +35,17 @@ var (
 	ErrBadCommand = errors.New("malformed lease command")
 )
 
-// IsStale reports whether err is the FSM's refusal of a stale token,
-// including one reported by the leader for a forwarded write.
-func IsStale(err error) bool {
-	var re *raft.RemoteError
-	if errors.As(err, &re) {
-		return bytes.Contains([]byte(re.Msg), []byte(ErrStaleToken.Error()))
-	}
-	return errors.Is(err, ErrStaleToken)
+func init() {
+	raft.RegisterError("lease.stale_token", ErrStaleToken)
+	raft.RegisterError("lease.conflict", ErrConflict)
+	raft.RegisterError("lease.not_holder", ErrNotHolder)
+	raft.RegisterError("lease.bad_command", ErrBadCommand)
 }
+
+// IsStale reports whether err is the FSM's refusal of a stale token,
+// also when reported by the leader for a forwarded write (the error
+// crosses nodes by its registered code, raft.RegisterError).
+func IsStale(err error) bool { return errors.Is(err, ErrStaleToken) }
 
 // OpKind is what an Op does to the lease.
 type OpKind string

@@ -187,3 +187,31 @@ func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardedEntryErrorKeepsItsIdentity: an entry refused by its
+// handler on the leader, written through a follower over the real
+// node-to-node port, reaches the follower's caller as an error that
+// errors.Is matches against the sentinel (here raft.ErrBadCommand for a
+// command type no handler knows), not as text to search.
+func TestForwardedEntryErrorKeepsItsIdentity(t *testing.T) {
+	tr := newRegion(t, 3)
+	leader := tr.waitLeader(5 * time.Second)
+	var follower *testNode
+	for _, nd := range tr.live() {
+		if nd.id != leader.id {
+			follower = nd
+			break
+		}
+	}
+	res, err := follower.r.Apply(context.Background(), []byte{99, 1, 2, 3})
+	if err != nil {
+		t.Fatalf("apply through follower %s: %v", follower.id, err)
+	}
+	var re *raft.RemoteError
+	if !errors.As(res.Err, &re) {
+		t.Fatalf("result error %#v: want a raft.RemoteError (was the write forwarded?)", res.Err)
+	}
+	if !errors.Is(res.Err, raft.ErrBadCommand) || re.Code != "raft.bad_command" {
+		t.Fatalf("forwarded refusal %#v does not match raft.ErrBadCommand", res.Err)
+	}
+}

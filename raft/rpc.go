@@ -42,12 +42,6 @@ const (
 	applyFailed    byte = 3 // the outcome is unknown (leadership lost mid-apply)
 )
 
-// RemoteError is an entry's handler error reported by the leader for a
-// write this node forwarded.
-type RemoteError struct{ Msg string }
-
-func (e *RemoteError) Error() string { return e.Msg }
-
 func (r *Region) serveRPC(kind byte, conn net.Conn) {
 	r.wg.Add(1)
 	go func() {
@@ -97,7 +91,7 @@ func (r *Region) serveApply(conn net.Conn) {
 		case err != nil:
 			status, res.Value = applyFailed, []byte(err.Error())
 		case res.Err != nil:
-			status, res.Value = applyEntryErr, []byte(res.Err.Error())
+			status, res.Value = applyEntryErr, encodeEntryError(res.Err)
 		}
 	}
 	_ = conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -145,7 +139,7 @@ func (r *Region) forwardApply(ctx context.Context, addr string, cmd []byte, time
 	case applyOK:
 		return Result{Index: idx, Value: val}, nil
 	case applyEntryErr:
-		return Result{Index: idx, Err: &RemoteError{Msg: string(val)}}, nil
+		return Result{Index: idx, Err: decodeEntryError(val)}, nil
 	case applyNotLeader:
 		return Result{}, errNotLeaderRetry
 	default: // applyFailed: the leader lost leadership mid-apply

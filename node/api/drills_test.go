@@ -144,7 +144,7 @@ func TestDrillStaleOutcomes(t *testing.T) {
 	}{
 		{"committed", nil, apitypes.StaleOutcomeAccepted},
 		{"stale token", fmt.Errorf("dispatch: %w", lease.ErrStaleToken), apitypes.StaleOutcomeRefused},
-		{"stale token forwarded by the leader", &raft.RemoteError{Msg: "applying: " + lease.ErrStaleToken.Error() + ": n1 sent token 3"}, apitypes.StaleOutcomeRefused},
+		{"stale token forwarded by the leader", &raft.RemoteError{Code: "lease.stale_token", Msg: "applying: " + lease.ErrStaleToken.Error() + ": n1 sent token 3"}, apitypes.StaleOutcomeRefused},
 		{"malformed dispatch", fmt.Errorf("%w: dispatch id already used", lease.ErrBadCommand), apitypes.StaleOutcomeBadCommand},
 		{"malformed raft command", fmt.Errorf("%w: bad batch count", raft.ErrBadCommand), apitypes.StaleOutcomeBadCommand},
 		{"no leader", fmt.Errorf("apply: %w", raft.ErrNoLeader), apitypes.StaleOutcomeNotAppended},
