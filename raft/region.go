@@ -46,6 +46,10 @@ var (
 
 // Region is this node's membership in its region's Raft group.
 type Region struct {
+	// metaMu serialises SetMeta: memberlist's UpdateNode is not safe to
+	// call from two goroutines at once (the discovery loop and a node
+	// component both advertise; the race detector caught them).
+	metaMu  sync.Mutex
 	cfg     Config
 	logger  *slog.Logger
 	store   *storage.Store
@@ -450,6 +454,8 @@ func (r *Region) Snapshot() error { return r.raft.Snapshot().Error() }
 
 // SetMeta updates what this node advertises by gossip.
 func (r *Region) SetMeta(fn func(*NodeMeta)) {
+	r.metaMu.Lock()
+	defer r.metaMu.Unlock()
 	r.meta.set(fn)
 	if r.ml != nil {
 		_ = r.ml.UpdateNode(2 * time.Second)
