@@ -354,7 +354,11 @@ func TestDrillStopAnswerLost(t *testing.T) {
 		f, ts := newFakeNode(t)
 		f.onStop = func(w http.ResponseWriter) {
 			cutShort(w)
+			// A stopped node refuses new connections and has closed its
+			// open ones: an idle keep-alive connection left open would
+			// still answer health checks (the flake CI found).
 			ts.Listener.Close()
+			ts.CloseClientConnections()
 		}
 		d := testDrill(t, ts.URL)
 		d.cfg.Mode = ModeStop
