@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -163,6 +164,16 @@ func TestInvitationExpires(t *testing.T) {
 	if body := tn.must(t, 200, "GET", "/api/v1/invitations", carol, ""); strings.Contains(body, "acme") {
 		t.Fatalf("an expired invitation is offered: %s", body)
 	}
+	// More expired invitations than one Raft batch can delete: inviting
+	// still works (the cleanup is bounded per invitation).
+	var last apitypes.TenantMember
+	for i := range 80 {
+		_ = json.Unmarshal([]byte(tn.must(t, 202, "PUT", fmt.Sprintf("/api/v1/tenants/acme/members/u%02d", i), alice, `{"role":"viewer"}`)), &last)
+	}
+	time.Sleep(time.Until(last.Expires) + 100*time.Millisecond)
+	for i := range 3 {
+		tn.must(t, 202, "PUT", fmt.Sprintf("/api/v1/tenants/acme/members/late%d", i), alice, `{"role":"viewer"}`)
+	}
 }
 
 // TestAcceptGuardedInTheFSM: an accept is decided on the invitation as
@@ -217,6 +228,13 @@ func TestAcceptGuardedInTheFSM(t *testing.T) {
 	apply(auth.OpsSetRole(acme.ID, "dave", auth.Admin))
 	if got := apply(auth.OpsAcceptInvitation(inv, raw)); got != "0" || role("dave") != auth.Admin {
 		t.Errorf("accept by a member: result %s, dave's role %v; want 0 and admin kept", got, role("dave"))
+	}
+
+	// A withdrawal decided before an accept committed applies nothing.
+	inv, raw = invite("frank", "viewer")
+	apply(auth.OpsAcceptInvitation(inv, raw))
+	if got := apply(auth.OpsDeleteInvitation(acme.ID, "frank", raw)); got != "0" || role("frank") != auth.Viewer {
+		t.Errorf("withdrawal after the accept: result %s, frank's role %v; want 0 and viewer", got, role("frank"))
 	}
 
 	inv, raw = invite("erin", "admin")

@@ -56,7 +56,10 @@ func invitationAnswer(ctx context.Context, c *client, g *globals, tenant, user s
 		return printJSON(w, res)
 	}
 	if accept {
-		fmt.Fprintf(w, "%s is now %s of tenant %s; `outpostctl login %s --tenant %s` makes a token for it\n", user, res["role"], tenant, user, tenant)
+		fmt.Fprintf(w, "%s is now %s of tenant %s\n", user, res["role"], tenant)
+		if res["role"] == "admin" {
+			fmt.Fprintf(w, "`outpostctl login %s --tenant %s` makes an API token for it\n", user, tenant)
+		}
 	} else {
 		fmt.Fprintf(w, "%s declined the invitation to tenant %s\n", user, tenant)
 	}

@@ -94,7 +94,7 @@ func (s *server) invitationAccept(w http.ResponseWriter, r *http.Request, c *cal
 }
 
 func (s *server) invitationDecline(w http.ResponseWriter, r *http.Request, c *call) {
-	inv, _, ok := s.pendingInvitation(w, r, c.p.Owner)
+	inv, raw, ok := s.pendingInvitation(w, r, c.p.Owner)
 	if !ok {
 		return
 	}
@@ -102,8 +102,13 @@ func (s *server) invitationDecline(w http.ResponseWriter, r *http.Request, c *ca
 	if !ok {
 		return
 	}
-	if _, ok := s.apply(w, r, change{p: c.p, tenant: inv.Tenant, action: "tenant.member.decline", entity: "member/" + user},
-		batch(auth.OpsDeleteInvitation(inv.Tenant, user))); ok {
+	res, ok := s.apply(w, r, change{p: c.p, tenant: inv.Tenant, action: "tenant.member.decline", entity: "member/" + user},
+		batch(auth.OpsDeleteInvitation(inv.Tenant, user, raw)))
+	switch {
+	case !ok:
+	case string(res.Value) == "0":
+		writeError(w, http.StatusConflict, "the invitation changed during this request (withdrawn or replaced)", "`outpostctl invitations list` shows what is pending now")
+	default:
 		writeJSON(w, http.StatusOK, map[string]string{"tenant": r.PathValue("tenant"), "status": "declined"})
 	}
 }

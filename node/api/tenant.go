@@ -130,10 +130,12 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request, c *call, user st
 func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
 	user := r.PathValue("user")
 	var have, invited bool
+	var raw []byte
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		rd := auth.Reader{Tx: tx}
 		_, have = rd.Members(c.tenant.ID)[user]
-		_, _, err := rd.Invitation(c.tenant.ID, user)
+		var err error
+		_, raw, err = rd.Invitation(c.tenant.ID, user)
 		invited = err == nil
 		return nil
 	})
@@ -142,8 +144,14 @@ func (s *server) memberRemove(w http.ResponseWriter, r *http.Request, c *call) {
 		s.changeMember(w, r, c, "tenant.member.remove", user, auth.OpsRemoveRole(c.tenant.ID, user), false,
 			map[string]string{"user": user, "status": "removed"})
 	case invited:
-		if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.uninvite", entity: "member/" + user},
-			batch(auth.OpsDeleteInvitation(c.tenant.ID, user))); ok {
+		res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.uninvite", entity: "member/" + user},
+			batch(auth.OpsDeleteInvitation(c.tenant.ID, user, raw)))
+		switch {
+		case !ok:
+		case string(res.Value) == "0":
+			writeError(w, http.StatusConflict, fmt.Sprintf("the invitation of %q changed during this request (accepted, declined or replaced)", user),
+				"`outpostctl tenants members list TENANT` shows where it stands")
+		default:
 			writeJSON(w, http.StatusOK, map[string]string{"user": user, "status": "invitation withdrawn"})
 		}
 	default:

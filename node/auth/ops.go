@@ -76,12 +76,19 @@ func OpsInvite(inv Invitation, stale []Invitation) raft.Batch {
 		jsonOp(raft.KVPut, BucketInvites, inv.Tenant+"/"+inv.User, inv),
 	}
 	for _, s := range stale {
+		if len(b) >= maxStaleDeletes+2 {
+			break // the rest go with later invitations; a batch is bounded
+		}
 		if s.User != inv.User {
 			b = append(b, op(raft.KVDelete, BucketInvites, s.Tenant+"/"+s.User, nil))
 		}
 	}
 	return b
 }
+
+// maxStaleDeletes bounds the expired invitations one invitation's batch
+// deletes, well inside raft.MaxBatchOps.
+const maxStaleDeletes = 32
 
 // OpsAcceptInvitation makes the invited account a member with the
 // invited role. raw is the invitation as read: the batch applies only if
@@ -98,9 +105,13 @@ func OpsAcceptInvitation(inv Invitation, raw []byte) raft.Batch {
 	}
 }
 
-// OpsDeleteInvitation withdraws or declines an invitation.
-func OpsDeleteInvitation(tenantID, user string) raft.Batch {
-	return raft.Batch{op(raft.KVDelete, BucketInvites, tenantID+"/"+user, nil)}
+// OpsDeleteInvitation withdraws or declines an invitation; raw is the
+// invitation as read, so a delete racing an accept or a new invitation
+// applies nothing (result "0") rather than report a withdrawal that did
+// not happen or erase the newer invitation.
+func OpsDeleteInvitation(tenantID, user string, raw []byte) raft.Batch {
+	key := tenantID + "/" + user
+	return raft.Batch{op(raft.KVExpect, BucketInvites, key, raw), op(raft.KVDelete, BucketInvites, key, nil)}
 }
 
 // OpsRemoveRole takes user's role in a tenant away.
