@@ -348,11 +348,17 @@ func TestAgentPortSlowClients(t *testing.T) {
 	if n, longest := count(silent, 500*time.Millisecond); n > cfg.Agents.MaxHandshakes/2 || longest > timeout+slack {
 		t.Errorf("silent handshakes: %d held past 500ms (cap %d for one address), longest %v (bound %v)", n, cfg.Agents.MaxHandshakes/2, longest, timeout)
 	}
-	if v := metric(t, tn, `outpost_agent_port_shed_total{reason="unauthenticated"}`); v < 100-float64(cfg.Agents.MaxUnauthenticated/2) {
-		t.Errorf("unauthenticated connections shed: %v", v)
+	// Every connection beyond the caps is shed and counted. A trickling
+	// client is shed at the handshake cap or, once through, at the
+	// unauthenticated cap (which one depends on how fast handshakes run
+	// on a busy machine); a silent one only at the handshake cap.
+	unauth := metric(t, tn, `outpost_agent_port_shed_total{reason="unauthenticated"}`)
+	hs := metric(t, tn, `outpost_agent_port_shed_total{reason="handshakes"}`)
+	if want := 100 - float64(cfg.Agents.MaxUnauthenticated/2) + 50 - float64(cfg.Agents.MaxHandshakes/2); unauth+hs < want {
+		t.Errorf("connections shed: %v unauthenticated + %v handshakes, want at least %v", unauth, hs, want)
 	}
-	if v := metric(t, tn, `outpost_agent_port_shed_total{reason="handshakes"}`); v < 50-float64(cfg.Agents.MaxHandshakes/2) {
-		t.Errorf("handshakes shed: %v", v)
+	if hs < 50-float64(cfg.Agents.MaxHandshakes/2) {
+		t.Errorf("handshakes shed: %v", hs)
 	}
 	if tp.connects() != 1 {
 		t.Errorf("the OpAMP link was cut by the port's HTTP timeouts: %d connects", tp.connects())
