@@ -19,7 +19,7 @@ func admins(t *testing.T, tn *testNode, cred, tenant string) []string {
 	}
 	var out []string
 	for _, m := range ms {
-		if m.Role == "admin" {
+		if m.Role == "admin" && m.Status == "member" { // not an invitation to be one
 			out = append(out, m.User)
 		}
 	}
