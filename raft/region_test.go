@@ -137,13 +137,7 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 func TestFailFastApplyWithoutLeader(t *testing.T) {
 	tr := newRegion(t, 3)
 	leader := tr.waitLeader(5 * time.Second)
-	var cut *testNode
-	for _, n := range tr.live() {
-		if n.id != leader.id {
-			cut = n
-			break
-		}
-	}
+	cut := followers(tr, leader)[0]
 	cut.r.Isolate()
 	defer cut.r.Heal()
 	waitFor(t, 10*time.Second, "the cut-off node to know no leader", func() bool {
@@ -172,13 +166,7 @@ func TestFailFastApplyWithoutLeader(t *testing.T) {
 func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
 	tr := newRegion(t, 3)
 	leader := tr.waitLeader(5 * time.Second)
-	var follower *testNode
-	for _, nd := range tr.live() {
-		if nd.id != leader.id {
-			follower = nd
-			break
-		}
-	}
+	follower := followers(tr, leader)[0]
 	for i := range 30 {
 		key := fmt.Sprintf("ryw%02d", i)
 		put(t, follower.r, key, "v")
@@ -196,13 +184,7 @@ func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
 func TestForwardedEntryErrorKeepsItsIdentity(t *testing.T) {
 	tr := newRegion(t, 3)
 	leader := tr.waitLeader(5 * time.Second)
-	var follower *testNode
-	for _, nd := range tr.live() {
-		if nd.id != leader.id {
-			follower = nd
-			break
-		}
-	}
+	follower := followers(tr, leader)[0]
 	res, err := follower.r.Apply(context.Background(), []byte{99, 1, 2, 3})
 	if err != nil {
 		t.Fatalf("apply through follower %s: %v", follower.id, err)

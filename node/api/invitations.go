@@ -71,12 +71,19 @@ func (s *server) pendingInvitation(w http.ResponseWriter, r *http.Request, user 
 	return inv, raw, true
 }
 
-func (s *server) invitationAccept(w http.ResponseWriter, r *http.Request, c *call) {
-	inv, raw, ok := s.pendingInvitation(w, r, c.p.Owner)
-	if !ok {
-		return
+// answerable reads the invitation the caller answers: its pending
+// invitation to the path's tenant (404 first, so a route naming a tenant
+// says nothing to whoever it did not invite), then the caller's session.
+func (s *server) answerable(w http.ResponseWriter, r *http.Request, c *call) (inv auth.Invitation, raw []byte, user string, ok bool) {
+	if inv, raw, ok = s.pendingInvitation(w, r, c.p.Owner); !ok {
+		return inv, nil, "", false
 	}
-	user, ok := s.inviteeOf(w, c)
+	user, ok = s.inviteeOf(w, c)
+	return inv, raw, user, ok
+}
+
+func (s *server) invitationAccept(w http.ResponseWriter, r *http.Request, c *call) {
+	inv, raw, user, ok := s.answerable(w, r, c)
 	if !ok {
 		return
 	}
@@ -94,11 +101,7 @@ func (s *server) invitationAccept(w http.ResponseWriter, r *http.Request, c *cal
 }
 
 func (s *server) invitationDecline(w http.ResponseWriter, r *http.Request, c *call) {
-	inv, raw, ok := s.pendingInvitation(w, r, c.p.Owner)
-	if !ok {
-		return
-	}
-	user, ok := s.inviteeOf(w, c)
+	inv, raw, user, ok := s.answerable(w, r, c)
 	if !ok {
 		return
 	}
