@@ -28,9 +28,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -65,22 +65,22 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func agentsList(t *testing.T, tn *testNode, cred, path string) map[string]apitypes.Agent {
+func agentsList(t *testing.T, tn *testNode, cred, path string) map[string]api.Agent {
 	t.Helper()
-	var as []apitypes.Agent
+	var as []api.Agent
 	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", path, cred, "")), &as); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]apitypes.Agent{}
+	out := map[string]api.Agent{}
 	for _, a := range as {
 		out[a.ID] = a
 	}
 	return out
 }
 
-func newToken(t *testing.T, tn *testNode, cred, tenant string) apitypes.BootstrapToken {
+func newToken(t *testing.T, tn *testNode, cred, tenant string) api.BootstrapToken {
 	t.Helper()
-	var bt apitypes.BootstrapToken
+	var bt api.BootstrapToken
 	if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/"+tenant+"/agent-tokens", cred, `{}`)), &bt); err != nil {
 		t.Fatal(err)
 	}
@@ -736,7 +736,7 @@ func TestAgentCertificateMisuse(t *testing.T) {
 	viewer := tn.tenantToken(t, alice, "acme", "viewer")
 	tn.must(t, 403, "POST", "/api/v1/tenants/acme/agents/"+idA+"/clear-flags", viewer, "")
 	tn.must(t, 404, "POST", "/api/v1/tenants/acme/agents/ag-nobody/clear-flags", alice, "")
-	var cleared apitypes.Agent
+	var cleared api.Agent
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+idA+"/clear-flags", alice, "")), &cleared)
 	if len(cleared.Flags) != 0 || cleared.ID != idA {
 		t.Fatalf("after clearing: %+v", cleared)

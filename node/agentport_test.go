@@ -30,9 +30,9 @@ import (
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -726,7 +726,7 @@ func TestRefusalReasons(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var e apitypes.Error
+		var e api.Error
 		_ = json.NewDecoder(resp.Body).Decode(&e)
 		if resp.StatusCode != 401 || e.Code != agentwire.CodeCertRequired {
 			t.Fatalf("%d %+v", resp.StatusCode, e)
@@ -756,7 +756,7 @@ func TestRefusalReasons(t *testing.T) {
 			csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: mustCSRDER(t, key)})
 			body, _ := json.Marshal(agentwire.EnrollRequest{Token: bt.Token, CSR: string(csr), Host: fmt.Sprintf("h%d", i)})
 			r := tn.do(t, "POST", agentwire.PathEnroll, "", string(body))
-			var e apitypes.Error
+			var e api.Error
 			_ = json.Unmarshal([]byte(r.body), &e)
 			if r.code != want || (want == 403 && e.Code != agentwire.CodeTokenUsed) {
 				t.Fatalf("enrollment %d: %d %s", i, r.code, r.body)

@@ -20,11 +20,11 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -54,9 +54,9 @@ func TestAgentEnrollment(t *testing.T) {
 	viewer := tn.tenantToken(t, alice, "acme", "viewer")
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 
-	create := func(cred string) apitypes.BootstrapToken {
+	create := func(cred string) api.BootstrapToken {
 		t.Helper()
-		var bt apitypes.BootstrapToken
+		var bt api.BootstrapToken
 		_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", cred, `{"ttl":"15m"}`)), &bt)
 		if !strings.HasPrefix(bt.Token, "opb_") || bt.Status != "unused" || bt.Tenant != "acme" {
 			t.Fatalf("created token %+v", bt)
@@ -164,7 +164,7 @@ func TestAgentEnrollment(t *testing.T) {
 	if r := tn.do(t, "DELETE", "/api/v1/tenants/acme/agent-tokens/"+bt.ID, alice, ""); r.code != 409 || !strings.Contains(r.body, e.AgentID) {
 		t.Fatalf("revoking a redeemed token: %d %s, want 409 naming the agent", r.code, r.body)
 	}
-	var toks []apitypes.BootstrapToken
+	var toks []api.BootstrapToken
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/agent-tokens", alice, "")), &toks)
 	st := map[string]string{}
 	for _, x := range toks {
@@ -176,7 +176,7 @@ func TestAgentEnrollment(t *testing.T) {
 
 	// Tenants see only their own agents; the agent-supplied instance id
 	// is kept as information only.
-	var list []apitypes.Agent
+	var list []api.Agent
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/agents", viewer, "")), &list)
 	if len(list) != 1 || list[0].ID != e.AgentID || list[0].Tenant != "acme" || list[0].Fingerprint != pki.Fingerprint(cert) || list[0].InstanceUID != "claimed-uid" {
 		t.Fatalf("acme's agents: %+v", list)
@@ -186,7 +186,7 @@ func TestAgentEnrollment(t *testing.T) {
 	}
 	tn.must(t, 404, "POST", "/api/v1/tenants/globex/agents/"+e.AgentID+"/revoke", bob, "")
 	tn.must(t, 403, "POST", "/api/v1/tenants/acme/agents/"+e.AgentID+"/revoke", viewer, "")
-	var rev apitypes.Agent
+	var rev api.Agent
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/tenants/acme/agents/"+e.AgentID+"/revoke", alice, "")), &rev)
 	if !rev.Revoked || rev.Health != "revoked" {
 		t.Fatalf("revoked agent %+v", rev)
@@ -248,7 +248,7 @@ func TestAgentEnrollmentBurstFromOneAddress(t *testing.T) {
 	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
 	alice, _ := twoTenants(t, tn)
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	fleet := make([]apitypes.BootstrapToken, 64)
+	fleet := make([]api.BootstrapToken, 64)
 	for i := range fleet {
 		_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", alice, `{"ttl":"15m"}`)), &fleet[i])
 	}
@@ -291,7 +291,7 @@ func TestBootstrapTokenRefusalCodes(t *testing.T) {
 	clock := &testClock{}
 	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{Now: clock.Now})
 	alice, _ := twoTenants(t, tn)
-	var expiring apitypes.BootstrapToken
+	var expiring api.BootstrapToken
 	if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/agent-tokens", alice, `{"ttl":"1m"}`)), &expiring); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestBootstrapTokenRefusalCodes(t *testing.T) {
 
 	for _, c := range []struct {
 		name  string
-		token apitypes.BootstrapToken
+		token api.BootstrapToken
 		code  string
 		want  string
 	}{
@@ -315,7 +315,7 @@ func TestBootstrapTokenRefusalCodes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 			r := tn.do(t, "POST", "/api/v1/agents/enroll", "", enrollBody(c.token.Token, csrFor(t, other), "web-2"))
-			var e apitypes.Error
+			var e api.Error
 			if err := json.Unmarshal([]byte(r.body), &e); err != nil || r.code != 403 || e.Code != c.code || !strings.Contains(e.Error, c.want) {
 				t.Fatalf("API: %d %s, want 403 with code %q saying %q", r.code, r.body, c.code, c.want)
 			}
@@ -392,14 +392,14 @@ func TestOlderUIDFlagsShownWithoutDetail(t *testing.T) {
 		{"tenant list", alice, "/api/v1/tenants/acme/agents"},
 		{"region list", tn.token, "/api/v1/agents"},
 	} {
-		var list []apitypes.Agent
+		var list []api.Agent
 		var body string
 		eventually(t, 10*time.Second, "the restarted node serving "+view.path, func() bool {
 			r := tn.do(t, "GET", view.path, view.cred, "")
 			body = r.body
 			return r.code == 200 && json.Unmarshal([]byte(r.body), &list) == nil
 		})
-		var entry apitypes.Agent
+		var entry api.Agent
 		for _, a := range list {
 			if a.ID == acmeAgent {
 				entry = a

@@ -13,8 +13,8 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/audit"
 )
 
 // tenantRecord finds the seq of the record of action on entity among the

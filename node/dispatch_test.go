@@ -10,17 +10,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
 )
 
 // waitLease waits until GET /api/v1/region shows a held lease.
-func waitLease(t *testing.T, tn *testNode) apitypes.Lease {
+func waitLease(t *testing.T, tn *testNode) api.Lease {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		var reg apitypes.Region
+		var reg api.Region
 		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/region", tn.token, "")), &reg)
 		if reg.Lease != nil && reg.Lease.Holder != "" && reg.Lease.ExpiresInMs > 0 {
 			return *reg.Lease
@@ -28,7 +28,7 @@ func waitLease(t *testing.T, tn *testNode) apitypes.Lease {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("no node acquired the dispatch lease")
-	return apitypes.Lease{}
+	return api.Lease{}
 }
 
 // TestDispatchesThroughTheAPI: on a real node, a region admin and a
@@ -55,13 +55,13 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stream.Body.Close()
-	events := make(chan apitypes.Event, 64)
-	opening := make(chan []apitypes.Event, 1)
+	events := make(chan api.Event, 64)
+	opening := make(chan []api.Event, 1)
 	go func() {
 		sc := bufio.NewScanner(stream.Body)
-		var first []apitypes.Event
+		var first []api.Event
 		for sc.Scan() {
-			var e apitypes.Event
+			var e api.Event
 			if json.Unmarshal(sc.Bytes(), &e) != nil {
 				continue
 			}
@@ -89,7 +89,7 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 		t.Fatal("the event stream sent no opening events")
 	}
 
-	var d apitypes.Dispatch
+	var d api.Dispatch
 	body := `{"id":"cfg-1","kind":"config","selector":"os=linux","payload":{"export_interval":"10s"}}`
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/dispatches", tn.token, body)), &d)
 	var payload bytes.Buffer
@@ -97,7 +97,7 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	if d.ID != "cfg-1" || d.Node != "n1" || d.Token != l.Token || d.Index == 0 || payload.String() != `{"export_interval":"10s"}` {
 		t.Fatalf("dispatch %+v", d)
 	}
-	var again apitypes.Dispatch
+	var again api.Dispatch
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/dispatches", tn.token, body)), &again)
 	if again.Index != d.Index {
 		t.Fatalf("a retry with the same id was applied again: index %d, first %d", again.Index, d.Index)
@@ -118,7 +118,7 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	}
 
 	// A tenant operator dispatches in its tenant; others cannot.
-	var td apitypes.Dispatch
+	var td api.Dispatch
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, `{"kind":"probe_set","payload":{"secret":"acme-only"}}`)), &td)
 	if td.Tenant == "" || td.Token != l.Token {
 		t.Fatalf("tenant dispatch %+v", td)
@@ -131,14 +131,14 @@ func TestDispatchesThroughTheAPI(t *testing.T) {
 	if list := tn.must(t, 200, "GET", "/api/v1/dispatches", tn.token, ""); strings.Contains(list, td.ID) || !strings.Contains(list, "cfg-1") {
 		t.Fatalf("region list: %s", list)
 	}
-	var look apitypes.DispatchLookup
+	var look api.DispatchLookup
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/dispatches/cfg-1?consistent=true", tn.token, "")), &look)
 	if !look.Committed || look.Index != d.Index {
 		t.Fatalf("lookup %+v", look)
 	}
 
 	// Delivered once each, the tenant's as a digest only.
-	got := map[string]apitypes.Event{}
+	got := map[string]api.Event{}
 	for len(got) < 2 {
 		select {
 		case e := <-events:
@@ -201,7 +201,7 @@ func TestDispatchIDsPerTenantThroughTheAPI(t *testing.T) {
 	before := tn.must(t, 200, "GET", globexDispatches+"/deploy-1?consistent=true", bob, "")
 	tn.must(t, 404, "GET", acmeDispatches+"/deploy-1", bob, "")
 
-	var a, b, retry apitypes.Dispatch
+	var a, b, retry api.Dispatch
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", acmeDispatches, alice, `{"id":"deploy-1","kind":"probe_set","payload":{"owner":"acme"}}`)), &a)
 
 	// …is what he is told after.
@@ -225,19 +225,19 @@ func TestDispatchIDsPerTenantThroughTheAPI(t *testing.T) {
 		path, cred, owner string
 		index             uint64
 	}{"acme": {acmeDispatches, alice, "acme", a.Index}, "globex": {globexDispatches, bob, "globex", b.Index}} {
-		var list []apitypes.Dispatch
+		var list []api.Dispatch
 		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", c.path+"?consistent=true", c.cred, "")), &list)
 		if len(list) != 1 || list[0].Index != c.index || !strings.Contains(string(list[0].Payload), c.owner) {
 			t.Errorf("%s lists %+v, want only its own deploy-1 at %d", name, list, c.index)
 		}
-		var look apitypes.DispatchLookup
+		var look api.DispatchLookup
 		_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", c.path+"/deploy-1?consistent=true", c.cred, "")), &look)
 		if !look.Committed || look.Index != c.index {
 			t.Errorf("%s looks deploy-1 up as %+v, want its own at %d", name, look, c.index)
 		}
 	}
 	// The region's scope is its own too.
-	var rd apitypes.Dispatch
+	var rd api.Dispatch
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/dispatches", tn.token, `{"id":"deploy-1","kind":"probe_set"}`)), &rd)
 	if rd.Tenant != "" || rd.Index == a.Index || rd.Index == b.Index {
 		t.Fatalf("region-wide deploy-1 %+v, want one of its own", rd)
@@ -259,7 +259,7 @@ func TestDrillRequestsValidated(t *testing.T) {
 	if r.code != 409 || !strings.Contains(r.body, "already cut off") || !strings.Contains(r.body, "heal it first") {
 		t.Fatalf("second isolation: %d %s, want 409 naming the heal", r.code, r.body)
 	}
-	var st apitypes.DrillState
+	var st api.DrillState
 	if err := json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/drills/heal", tn.token, "")), &st); err != nil || st.Isolated {
 		t.Fatalf("after heal: %+v %v, want not isolated", st, err)
 	}
@@ -271,7 +271,7 @@ func TestDrillRequestsValidated(t *testing.T) {
 			t.Errorf("stale probe with timeout_ms=%s: %d %s, want 400 naming timeout_ms", bad, r.code, r.body)
 		}
 	}
-	var p apitypes.StaleProbe
+	var p api.StaleProbe
 	if err := json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/drills/stale?timeout_ms=5000", tn.token, "")), &p); err != nil {
 		t.Fatal(err)
 	}
@@ -318,14 +318,14 @@ func TestDrillNumbersRangeChecked(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := tn.do(t, "POST", c.path, tn.token, c.body)
-			var e apitypes.Error
+			var e api.Error
 			_ = json.Unmarshal([]byte(r.body), &e)
 			if r.code != 400 || !strings.HasPrefix(e.Error, c.field+" ") || !strings.Contains(e.Error, c.rng) {
 				t.Fatalf("%d %s, want 400 naming %s and its range %s", r.code, r.body, c.field, c.rng)
 			}
 		})
 	}
-	var st apitypes.DrillState
+	var st api.DrillState
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/drills", tn.token, "")), &st)
 	if st.Isolated || len(st.Blocked) > 0 {
 		t.Fatalf("a refused drill isolated the node: %+v", st)

@@ -15,7 +15,7 @@ import (
 // (systemd's Restart=on-failure) starts it again.
 var ErrStoppedByDrill = errors.New("node stopped by a failover drill")
 
-// drills runs failover drills on this node (node/api.Drills).
+// drills runs failover drills on this node (node/httpapi.Drills).
 type drills struct {
 	n *Node
 

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // TestDrillIsolationHealsItself: an isolation ends by itself after its
@@ -21,9 +21,9 @@ func TestDrillIsolationHealsItself(t *testing.T) {
 	cfg.Drills.MaxDuration = 2 * time.Second
 	tn := startNode(t, cfg, mustKeys(t, newMasterKey(t), nil), node.Options{})
 	waitLease(t, tn)
-	state := func() apitypes.DrillState {
+	state := func() api.DrillState {
 		t.Helper()
-		var st apitypes.DrillState
+		var st api.DrillState
 		if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/drills", tn.token, "")), &st); err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestCutOffFollowerRefusesConsistentRead(t *testing.T) {
 		start := time.Now()
 		r = f.do(t, "GET", p+"?consistent=true", creds[space], "")
 		took := time.Since(start)
-		var e apitypes.Error
+		var e api.Error
 		_ = json.Unmarshal([]byte(r.body), &e)
 		if r.code != 503 || r.header.Get("Retry-After") != "1" || !strings.HasPrefix(e.Error, "consistent read failed") || e.Hint == "" {
 			t.Fatalf("consistent read on the cut-off follower: %d %v %s, want 503 with Retry-After: 1, the error and a hint", r.code, r.header, r.body)

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -27,13 +27,13 @@ func join(t *testing.T, tn *testNode, adminCred, tenant, user, userCred, role st
 }
 
 // members reads a tenant's member list as cred sees it, by user.
-func members(t *testing.T, tn *testNode, cred, tenant string) map[string]apitypes.TenantMember {
+func members(t *testing.T, tn *testNode, cred, tenant string) map[string]api.TenantMember {
 	t.Helper()
-	var ms []apitypes.TenantMember
+	var ms []api.TenantMember
 	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/"+tenant+"/members", cred, "")), &ms); err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]apitypes.TenantMember{}
+	out := map[string]api.TenantMember{}
 	for _, m := range ms {
 		out[m.User] = m
 	}
@@ -93,7 +93,7 @@ func TestInvitationNeedsConsent(t *testing.T) {
 	tn.must(t, 404, "GET", "/api/v1/tenants/acme/kv", carol, "")
 	tn.must(t, 404, "PUT", "/api/v1/tenants/acme/kv/k", carol, "v")
 
-	var invs []apitypes.Invitation
+	var invs []api.Invitation
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/invitations", carol, "")), &invs)
 	if len(invs) != 1 || invs[0].Tenant != "acme" || invs[0].Role != "operator" || invs[0].InvitedBy != "alice" {
 		t.Fatalf("carol's invitations: %+v, want one to acme as operator from alice", invs)
@@ -151,7 +151,7 @@ func TestInvitationExpires(t *testing.T) {
 	alice, _ := twoTenants(t, tn)
 	carol := tn.login(t, "carol", tn.newUser(t, "carol"))
 	tn.must(t, 202, "PUT", "/api/v1/tenants/acme/members/carol", alice, `{"role":"operator"}`)
-	var inv apitypes.TenantMember
+	var inv api.TenantMember
 	_ = json.Unmarshal([]byte(tn.must(t, 202, "PUT", "/api/v1/tenants/acme/members/carol", alice, `{"role":"viewer"}`)), &inv)
 	time.Sleep(time.Until(inv.Expires) + 100*time.Millisecond)
 	if r := tn.do(t, "POST", "/api/v1/invitations/acme/accept", carol, ""); r.code != 404 {
@@ -166,7 +166,7 @@ func TestInvitationExpires(t *testing.T) {
 	}
 	// More expired invitations than one Raft batch can delete: inviting
 	// still works (the cleanup is bounded per invitation).
-	var last apitypes.TenantMember
+	var last api.TenantMember
 	for i := range 80 {
 		_ = json.Unmarshal([]byte(tn.must(t, 202, "PUT", fmt.Sprintf("/api/v1/tenants/acme/members/u%02d", i), alice, `{"role":"viewer"}`)), &last)
 	}

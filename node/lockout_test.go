@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // TestLockoutIsPerSource: wrong passwords from one address lock the
@@ -35,7 +35,7 @@ func TestLockoutIsPerSource(t *testing.T) {
 	if r := tn.doFrom(t, "127.0.0.3", "POST", "/api/v1/login", "", good); r.code != 200 {
 		t.Fatalf("the owner from another address: %d %s, want 200 (not locked out by someone else's failures)", r.code, r.body)
 	}
-	var users []apitypes.User
+	var users []api.User
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/users", tn.token, "")), &users)
 	for _, u := range users {
 		if u.Name == "carol" && (u.LockedSources != 1 || u.LockedUntil == nil) {

@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // admins lists the tenant's Admins as node tn sees them.
 func admins(t *testing.T, tn *testNode, cred, tenant string) []string {
 	t.Helper()
-	var ms []apitypes.TenantMember
+	var ms []api.TenantMember
 	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/"+tenant+"/members", cred, "")), &ms); err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/api"
+	"github.com/outpost-mesh/outpost/node/httpapi"
 )
 
 // TestWrongMethodIs405: every path of the route table answers a method
@@ -16,7 +16,7 @@ import (
 func TestWrongMethodIs405(t *testing.T) {
 	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
 	allowed := map[string][]string{}
-	for _, rt := range api.Routes(false) {
+	for _, rt := range httpapi.Routes(false) {
 		allowed[rt.Pattern] = append(allowed[rt.Pattern], rt.Method)
 	}
 	if len(allowed) < 20 {

@@ -21,15 +21,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/internal/syncfile"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agentlink"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/api"
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auditlog"
 	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
@@ -44,7 +43,7 @@ type Options struct {
 	// CA overrides loading the region CA from files (dev mode).
 	CA *pki.CA
 	// Dev enables the dev-mode node control routes.
-	Dev api.DevControl
+	Dev httpapi.DevControl
 	// Keys overrides loading the master key from config (dev mode).
 	Keys *keys.Protector
 	// HTTPClient is used to reach the OIDC IdP (tests); default
@@ -54,7 +53,7 @@ type Options struct {
 	// after the delay (dev mode). Default: the node kills itself and Run
 	// returns ErrStoppedByDrill for the supervisor to restart it.
 	StopDrill func(restartAfter time.Duration)
-	// DenialWindow overrides api.DefaultDenialWindow, the window in which
+	// DenialWindow overrides httpapi.DefaultDenialWindow, the window in which
 	// one identity's refusals are counted into one audit record (tests).
 	DenialWindow time.Duration
 	// Now overrides the API's clock, which decides token, session and
@@ -195,7 +194,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var oidcLogin api.OIDCLogin
+	var oidcLogin httpapi.OIDCLogin
 	if cfg.Auth.OIDC != nil {
 		secret, err := keys.ReadFile(kp, cfg.Auth.OIDC.ClientSecretFile, PurposeOIDCSecret)
 		if err != nil {
@@ -209,8 +208,22 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	}
 	n.hub = lease.NewHub()
 	leaseFSM := lease.NewFSM(cfg.NodeID, n.hub, nil)
-	links := &lateLinks{}
-	handlers, err := commandHandlers(leaseFSM.Handlers(), agents.NewFSM(links.onEvent).Handlers())
+	// The agent port is built before the Raft group, whose agents FSM
+	// tells it of revocations, and the API, which shows its live links; it
+	// serves once both exist.
+	n.agents, err = agentlink.New(agentlink.Config{
+		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store,
+		Hub: n.hub, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
+		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
+		RetireGrace: cfg.Agents.RetireGrace, ReadTimeout: cfg.Agents.ReadTimeout, WriteTimeout: cfg.Agents.WriteTimeout,
+		IdleTimeout: cfg.Agents.IdleTimeout, MaxUnauthenticated: cfg.Agents.MaxUnauthenticated, MaxHandshakes: cfg.Agents.MaxHandshakes,
+		MessageRate: cfg.Agents.MaxMessageRate,
+		Logger:      n.logger, Registerer: n.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	handlers, err := commandHandlers(leaseFSM.Handlers(), agents.NewFSM(n.agents.OnAgentsEvent).Handlers())
 	if err != nil {
 		return nil, err
 	}
@@ -242,28 +255,18 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	// Set before the API starts its background work, so a Kill on a
 	// failed start below ends it too.
 	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
-	apiHandler := api.New(api.Config{Stopping: stopping,
+	apiHandler := httpapi.New(httpapi.Config{Stopping: stopping,
 		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
 		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now, InvitationTTL: cfg.Auth.InvitationTTL,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
-		AgentLinks: links,
+		AgentLinks: n.agents,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 	})
-	n.agents, err = agentlink.Start(agentlink.Config{
-		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store, Raft: n.region,
-		Hub: n.hub, Enroll: apiHandler, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
-		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
-		RetireGrace: cfg.Agents.RetireGrace, ReadTimeout: cfg.Agents.ReadTimeout, WriteTimeout: cfg.Agents.WriteTimeout,
-		IdleTimeout: cfg.Agents.IdleTimeout, MaxUnauthenticated: cfg.Agents.MaxUnauthenticated, MaxHandshakes: cfg.Agents.MaxHandshakes,
-		MessageRate: cfg.Agents.MaxMessageRate,
-		Logger:      n.logger, Registerer: n.reg,
-	}, n.agentLn)
-	if err != nil {
+	if err := n.agents.Serve(n.agentLn, n.region, apiHandler); err != nil {
 		return nil, err
 	}
-	links.set(n.agents)
 	proxies, _ := cfg.HTTP.Proxies() // checked by Validate
 	n.http = &http.Server{
 		// Only the API listener believes trusted proxies' X-Forwarded-For;
@@ -339,35 +342,6 @@ func (n *Node) commitAudited(ctx context.Context, actor, action, entity, tenant 
 		return raft.Result{}, err
 	}
 	return n.region.Apply(ctx, cmd)
-}
-
-// lateLinks lets the API and the agents FSM, built before the agent
-// port, reach it once it runs.
-type lateLinks struct {
-	s atomic.Pointer[agentlink.Server]
-}
-
-func (l *lateLinks) set(s *agentlink.Server) { l.s.Store(s) }
-
-func (l *lateLinks) onEvent(ev agents.Event) {
-	if s := l.s.Load(); s != nil {
-		s.OnAgentsEvent(ev)
-	}
-}
-
-// Live implements api.AgentLinks.
-func (l *lateLinks) Live(a *apitypes.Agent) {
-	if s := l.s.Load(); s != nil {
-		s.Live(a)
-	}
-}
-
-// Disconnect implements api.AgentLinks.
-func (l *lateLinks) Disconnect(id string) int {
-	if s := l.s.Load(); s != nil {
-		return s.Disconnect(id)
-	}
-	return 0
 }
 
 // renewCertificate renews the node certificate in place when a third of
@@ -664,7 +638,8 @@ func (n *Node) Kill() {
 		}
 		if n.agents != nil {
 			n.agents.Close()
-		} else if n.agentLn != nil {
+		}
+		if n.agentLn != nil { // not served yet, or already closed (harmless)
 			n.agentLn.Close()
 		}
 		if n.http != nil {

@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/internal/freeport"
 	"github.com/outpost-mesh/outpost/internal/oidctest"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/api"
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
 	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/keys"
 )
 
@@ -142,7 +142,7 @@ func (tn *testNode) must(t *testing.T, want int, method, path, cred, body string
 
 func (tn *testNode) newUser(t *testing.T, name string) string {
 	t.Helper()
-	var u apitypes.User
+	var u api.User
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/users", tn.token, fmt.Sprintf(`{"name":%q}`, name))), &u)
 	return u.Password
 }
@@ -167,7 +167,7 @@ func (tn *testNode) login(t *testing.T, user, password string) string {
 
 func (tn *testNode) tenantToken(t *testing.T, cred, tenant, role string) string {
 	t.Helper()
-	var tok apitypes.APIToken
+	var tok api.APIToken
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/"+tenant+"/tokens", cred, fmt.Sprintf(`{"name":"t","role":%q}`, role))), &tok)
 	return tok.Token
 }
@@ -198,27 +198,27 @@ func TestCrossTenantIsolation(t *testing.T) {
 	alice, bob := twoTenants(t, tn)
 	tn.must(t, 200, "PUT", "/api/v1/tenants/globex/kv/secret", bob, "globex-private-value")
 	bobTok := tn.tenantToken(t, bob, "globex", "viewer")
-	var bobTokID apitypes.APIToken
-	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/globex/tokens", bob, "")), &[]*apitypes.APIToken{&bobTokID})
+	var bobTokID api.APIToken
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/globex/tokens", bob, "")), &[]*api.APIToken{&bobTokID})
 	aliceTok := tn.tenantToken(t, alice, "acme", "admin")
 
 	for _, cred := range []string{alice, aliceTok} {
-		for _, rt := range api.Routes(false) {
+		for _, rt := range httpapi.Routes(false) {
 			if !strings.Contains(rt.Pattern, "{tenant}") {
 				continue
 			}
 			path := fill(rt.Pattern, map[string]string{"tenant": "globex", "key": "secret", "user": "alice", "id": bobTokID.ID})
 			r := tn.do(t, rt.Method, path, cred, `{"role":"admin","name":"x","reason":"trying to get in","breakglass_auto_approve":true}`)
 			want := 404
-			if rt.Role == api.RegionAdmin {
+			if rt.Role == httpapi.RegionAdmin {
 				want = 403 // the break-glass request route: alice is no region admin
 			}
 			if r.code != want || strings.Contains(r.body, "globex-private-value") {
 				t.Errorf("acme admin %s %s: %d %s, want %d", rt.Method, path, r.code, r.body, want)
 			}
 		}
-		for _, rt := range api.Routes(false) {
-			if rt.Role != api.RegionAdmin || strings.Contains(rt.Pattern, "{tenant}") {
+		for _, rt := range httpapi.Routes(false) {
+			if rt.Role != httpapi.RegionAdmin || strings.Contains(rt.Pattern, "{tenant}") {
 				continue
 			}
 			path := fill(rt.Pattern, map[string]string{"key": "k", "user": "bob", "id": bobTokID.ID})
@@ -245,7 +245,7 @@ func TestViewerCannotChangeState(t *testing.T) {
 	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
 	alice, _ := twoTenants(t, tn)
 	viewer := tn.tenantToken(t, alice, "acme", "viewer")
-	for _, rt := range api.Routes(false) {
+	for _, rt := range httpapi.Routes(false) {
 		if rt.Method == http.MethodGet || rt.Pattern == "/api/v1/login" {
 			continue
 		}
@@ -254,7 +254,7 @@ func TestViewerCannotChangeState(t *testing.T) {
 		if r.code < 400 || r.code >= 500 {
 			t.Errorf("viewer %s %s: %d %s, want a 4xx refusal", rt.Method, path, r.code, r.body)
 		}
-		if rt.Role >= api.TenantOperator && r.code != 403 {
+		if rt.Role >= httpapi.TenantOperator && r.code != 403 {
 			t.Errorf("viewer %s %s: %d, want 403", rt.Method, path, r.code)
 		}
 	}
@@ -380,7 +380,7 @@ func TestBreakGlass(t *testing.T) {
 		t.Fatalf("region admin without a grant: %d %s", r.code, r.body)
 	}
 	tn.must(t, 400, "POST", "/api/v1/tenants/acme/breakglass", tn.token, `{"reason":"x","duration":"2s"}`)
-	var g apitypes.Grant
+	var g api.Grant
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/breakglass", tn.token, `{"reason":"INC-42 agent flapping","duration":"2s"}`)), &g)
 	if g.Active {
 		t.Fatal("a grant is active before the tenant approved it")
@@ -475,7 +475,7 @@ func TestMasterKeyRotation(t *testing.T) {
 		t.Fatal("the new key alone opened data wrapped by the old one")
 	}
 	tn = startNode(t, cfg, mustKeys(t, nu, old), node.Options{GossipKey: gossip})
-	var st apitypes.KeyStatus
+	var st api.KeyStatus
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/keys", tn.token, "")), &st)
 	if st.OnPrevious != 1 || st.Secrets != 1 {
 		t.Fatalf("before rotation: %+v", st)
@@ -541,7 +541,7 @@ func TestOIDCLoginWithPKCE(t *testing.T) {
 			session = c.Name + "=" + c.Value
 		}
 	}
-	var who apitypes.WhoAmI
+	var who api.WhoAmI
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", session, "")), &who)
 	if who.Actor != "oidc:sub-123" || who.Tenants["acme"] != "operator" || who.RegionAdmin {
 		t.Fatalf("OIDC principal: %+v", who)

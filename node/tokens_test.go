@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 // TestTokensFollowTheirOwnersAccess: an API token never has more access
@@ -24,9 +24,9 @@ func TestTokensFollowTheirOwnersAccess(t *testing.T) {
 	join(t, tn, alice, "acme", "carol", carol, "admin")
 	carolTok := tn.tenantToken(t, carol, "acme", "admin")
 	// A token made with carol's token acts for carol, and says so.
-	var viaTok apitypes.APIToken
+	var viaTok api.APIToken
 	_ = json.Unmarshal([]byte(tn.must(t, 201, "POST", "/api/v1/tenants/acme/tokens", carolTok, `{"name":"ci","role":"operator"}`)), &viaTok)
-	var list []apitypes.APIToken
+	var list []api.APIToken
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/tenants/acme/tokens", alice, "")), &list)
 	found := 0
 	for _, tk := range list {
@@ -77,9 +77,9 @@ func TestExpiredAndRevokedAPITokens(t *testing.T) {
 	clock := &testClock{}
 	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{Now: clock.Now})
 	alice, _ := twoTenants(t, tn)
-	create := func(cred, path, body string) apitypes.APIToken {
+	create := func(cred, path, body string) api.APIToken {
 		t.Helper()
-		var tok apitypes.APIToken
+		var tok api.APIToken
 		if err := json.Unmarshal([]byte(tn.must(t, 201, "POST", path, cred, body)), &tok); err != nil {
 			t.Fatal(err)
 		}
@@ -93,10 +93,10 @@ func TestExpiredAndRevokedAPITokens(t *testing.T) {
 	// Each token's routes: a tenant read, a tenant write, a region read.
 	tenantRoutes := [][3]string{{"GET", "/api/v1/tenants/acme/kv", ""}, {"PUT", "/api/v1/tenants/acme/kv/k", "v"}}
 	regionRoutes := [][3]string{{"GET", "/api/v1/region", ""}, {"POST", "/api/v1/users", `{"name":"mallory"}`}}
-	for _, tok := range []apitypes.APIToken{tenantExp, tenantRev} {
+	for _, tok := range []api.APIToken{tenantExp, tenantRev} {
 		tn.must(t, 200, "GET", "/api/v1/tenants/acme/kv", tok.Token, "")
 	}
-	for _, tok := range []apitypes.APIToken{regionExp, regionRev} {
+	for _, tok := range []api.APIToken{regionExp, regionRev} {
 		tn.must(t, 200, "GET", "/api/v1/region", tok.Token, "")
 	}
 	tn.must(t, 200, "DELETE", "/api/v1/tenants/acme/tokens/"+tenantRev.ID, alice, "")

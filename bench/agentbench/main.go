@@ -44,8 +44,8 @@ import (
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 func main() {
@@ -58,38 +58,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "agentbench:", err)
 		os.Exit(1)
 	}
-}
-
-type api struct {
-	url, bearer, cookie string
-}
-
-func (a *api) call(method, path, body string, out any) error {
-	req, _ := http.NewRequest(method, a.url+path, strings.NewReader(body))
-	if a.cookie != "" {
-		req.Header.Set("Cookie", a.cookie)
-	} else {
-		req.Header.Set("Authorization", "Bearer "+a.bearer)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, c := range resp.Cookies() {
-		if c.Name == "outpost_session" {
-			a.cookie = c.Name + "=" + c.Value
-		}
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
 }
 
 func run(n, dispatches, workers int, bin string, out io.Writer) error {
@@ -118,16 +86,17 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 		return errors.New("outpost dev did not print its API address")
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
-	admin := &api{url: apiURL, bearer: strings.TrimSpace(string(tok))}
-	var u apitypes.User
-	if err := admin.call("POST", "/api/v1/users", `{"name":"bench"}`, &u); err != nil {
+	ctx := context.Background()
+	admin := api.NewClient(apiURL, strings.TrimSpace(string(tok)))
+	var u api.User
+	if err := admin.Do(ctx, "POST", "/api/v1/users", api.UserCreate{Name: "bench"}, &u); err != nil {
 		return err
 	}
-	if err := admin.call("POST", "/api/v1/tenants", `{"name":"bench","admin":"bench"}`, nil); err != nil {
+	if err := admin.Do(ctx, "POST", "/api/v1/tenants", api.TenantCreate{Name: "bench", Admin: "bench"}, nil); err != nil {
 		return err
 	}
-	ten := &api{url: apiURL}
-	if err := ten.call("POST", "/api/v1/login", fmt.Sprintf(`{"username":"bench","password":%q}`, u.Password), nil); err != nil {
+	ten := api.NewClient(apiURL, "")
+	if err := ten.Login(ctx, "bench", u.Password); err != nil {
 		return err
 	}
 
@@ -139,8 +108,8 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 	start := time.Now()
 	var done atomic.Int64
 	err = parallel(n, workers, func(i int) error {
-		var bt apitypes.BootstrapToken
-		if err := ten.call("POST", "/api/v1/tenants/bench/agent-tokens", `{}`, &bt); err != nil {
+		var bt api.BootstrapToken
+		if err := ten.Do(ctx, "POST", "/api/v1/tenants/bench/agent-tokens", api.BootstrapTokenCreate{}, &bt); err != nil {
 			return err
 		}
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -148,7 +117,7 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 		req, _ := json.Marshal(agentwire.EnrollRequest{Token: bt.Token, Host: "sim-" + strconv.Itoa(i), Version: "bench",
 			CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))})
 		var en agentwire.Enrollment
-		if err := (&api{url: apiURL}).call("POST", "/api/v1/agents/enroll", string(req), &en); err != nil {
+		if err := api.NewClient(apiURL, "").Do(ctx, "POST", "/api/v1/agents/enroll", req, &en); err != nil {
 			return err
 		}
 		blk, _ := pem.Decode([]byte(en.Certificate))
@@ -167,7 +136,7 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "enrolled %d agents in %v (%.0f/s: token + enrollment, each a Raft write)\n", n, time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
-	before, err := nodeMemory(apiURL, admin.bearer)
+	before, err := nodeMemory(apiURL, admin.Token)
 	if err != nil {
 		return err
 	}
@@ -198,7 +167,7 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 		}
 	}()
 	time.Sleep(3 * time.Second) // let presence commit and the node settle
-	after, err := nodeMemory(apiURL, admin.bearer)
+	after, err := nodeMemory(apiURL, admin.Token)
 	if err != nil {
 		return err
 	}
@@ -213,7 +182,7 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 			s.expect(id, t0)
 		}
 		body := fmt.Sprintf(`{"id":%q,"kind":"config","payload":{"export_interval":"%ds"}}`, id, 10+d)
-		if err := ten.call("POST", "/api/v1/tenants/bench/dispatches", body, nil); err != nil {
+		if err := ten.Do(ctx, "POST", "/api/v1/tenants/bench/dispatches", []byte(body), nil); err != nil {
 			return err
 		}
 		deadline := time.Now().Add(30 * time.Second)

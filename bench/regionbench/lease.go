@@ -11,23 +11,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/internal/drillrun"
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/devregion"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/dev"
+	"github.com/outpost-mesh/outpost/drill"
 )
 
 // leaseModes are the failover drills the benchmark runs, in order.
-var leaseModes = []drillrun.Mode{drillrun.ModeTransfer, drillrun.ModeIsolate, drillrun.ModeStop}
+var leaseModes = []drill.Mode{drill.ModeTransfer, drill.ModeIsolate, drill.ModeStop}
 
 // benchLease runs cfg.leaseRounds failover drills of each mode against a
 // 3-node dev region (full nodes: API, lease, audit; in this process, on
 // loopback) through the same client `outpostctl drill failover` uses, and
 // returns one report per mode.
-func benchLease(ctx context.Context, cfg config, dir string, out io.Writer) ([]apitypes.DrillReport, error) {
+func benchLease(ctx context.Context, cfg config, dir string, out io.Writer) ([]api.DrillReport, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	var reports []apitypes.DrillReport
+	var reports []api.DrillReport
 	for _, mode := range leaseModes {
 		fmt.Fprintf(out, "  drill failover --mode %s, %d rounds on a new 3-node region …\n", mode, cfg.leaseRounds)
 		rep, err := leaseDrill(ctx, cfg, filepath.Join(dir, string(mode)), mode, out)
@@ -41,11 +41,11 @@ func benchLease(ctx context.Context, cfg config, dir string, out io.Writer) ([]a
 
 // leaseDrill runs one mode's rounds on a region of its own, so one mode's
 // leftovers (a node still catching up) do not land in another's figures.
-func leaseDrill(ctx context.Context, cfg config, dir string, mode drillrun.Mode, out io.Writer) (apitypes.DrillReport, error) {
-	d, err := devregion.Start(ctx, devregion.Options{Nodes: 3, HTTP: "127.0.0.1:0", DataDir: dir, Keep: true,
+func leaseDrill(ctx context.Context, cfg config, dir string, mode drill.Mode, out io.Writer) (api.DrillReport, error) {
+	d, err := dev.Start(ctx, dev.Options{Nodes: 3, HTTP: "127.0.0.1:0", DataDir: dir, Keep: true,
 		Out: io.Discard, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return apitypes.DrillReport{}, fmt.Errorf("start a 3-node dev region: %w", err)
+		return api.DrillReport{}, fmt.Errorf("start a 3-node dev region: %w", err)
 	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -54,13 +54,13 @@ func leaseDrill(ctx context.Context, cfg config, dir string, mode drillrun.Mode,
 	}()
 	tok, err := os.ReadFile(d.TokenFile())
 	if err != nil {
-		return apitypes.DrillReport{}, err
+		return api.DrillReport{}, err
 	}
 	n1, ok := d.Node("n1")
 	if !ok {
-		return apitypes.DrillReport{}, fmt.Errorf("dev region has no node n1")
+		return api.DrillReport{}, fmt.Errorf("dev region has no node n1")
 	}
-	return drillrun.Run(ctx, drillrun.Config{Addr: n1.APIURL(), Token: strings.TrimSpace(string(tok)), Mode: mode,
+	return drill.Run(ctx, drill.Config{Addr: n1.APIURL(), Token: strings.TrimSpace(string(tok)), Mode: mode,
 		Rounds: cfg.leaseRounds, Progress: prefixWriter{out, "    "}})
 }
 
@@ -84,7 +84,7 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 
 // printLeaseTable prints the drills' time split and the comparison with
 // etcd's kill-the-leader → next acknowledged write, measured in this run.
-func printLeaseTable(out io.Writer, reports []apitypes.DrillReport, et systemResult) {
+func printLeaseTable(out io.Writer, reports []api.DrillReport, et systemResult) {
 	if len(reports) == 0 {
 		return
 	}

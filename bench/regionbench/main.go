@@ -39,9 +39,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/bench/internal/hostload"
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
@@ -176,7 +176,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
 		}
 	}
-	var drills []apitypes.DrillReport
+	var drills []api.DrillReport
 	if cfg.leaseRounds > 0 {
 		fmt.Fprintln(out, "running dispatch-lease failover drills …")
 		if drills, err = benchLease(ctx, cfg, leaseDir(dir), out); err != nil {

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-mesh/outpost/dev"
 	"github.com/outpost-mesh/outpost/node"
-	"github.com/outpost-mesh/outpost/node/devregion"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "serve":
 		return serve(ctx, args[1:], stderr)
 	case "dev":
-		return dev(ctx, args[1:], stdout, stderr)
+		return devCmd(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		return keygen(args[1:], stdout, stderr)
 	case "keys":
@@ -103,10 +103,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	return node.Run(ctx, cfg, node.Options{Logger: logger})
 }
 
-func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o devregion.Options
+	var o dev.Options
 	fs.StringVar(&o.HTTP, "http", "127.0.0.1:7070", "API address of the first node; node i listens on the next port")
 	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a new temp dir, removed on exit unless --keep)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
@@ -119,7 +119,7 @@ func dev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	o.Out = stdout
 	o.Logger = node.NewLogger(node.LogConfig{Level: *level, Format: "text"}, stderr)
-	d, err := devregion.Start(ctx, o)
+	d, err := dev.Start(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // accountOpts are the flags of the account, tenant, token, break-glass
@@ -125,7 +125,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 				return l.usage(form, "--password-stdin read an empty password; pipe one in, or drop the flag to have one generated")
 			}
 		}
-		in := apitypes.UserCreate{Name: l.pos[0], Password: password, RegionAdmin: o.regionAdmin}
+		in := api.UserCreate{Name: l.pos[0], Password: password, RegionAdmin: o.regionAdmin}
 		return userCreate(ctx, c, g, in, w, l.stderr)
 	case "users list":
 		if err := l.check("users list", 0, 0); err != nil {
@@ -146,7 +146,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		if o.admin == "" {
 			return l.usage(form, "--admin is required: region admins cannot reach tenant data, so a tenant needs its own Admin")
 		}
-		return tenantCreate(ctx, c, g, apitypes.TenantCreate{Name: l.pos[0], Admin: o.admin}, w)
+		return tenantCreate(ctx, c, g, api.TenantCreate{Name: l.pos[0], Admin: o.admin}, w)
 	case "tenants list":
 		if err := l.check("tenants list", 0, 0); err != nil {
 			return err
@@ -186,9 +186,9 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 		if err := l.check("tenants settings TENANT [--breakglass-auto-approve=true|false]", 1, 1); err != nil {
 			return err
 		}
-		var set *apitypes.TenantSettings
+		var set *api.TenantSettings
 		if l.given["breakglass-auto-approve"] {
-			set = &apitypes.TenantSettings{BreakGlassAutoApprove: o.autoApprove}
+			set = &api.TenantSettings{BreakGlassAutoApprove: o.autoApprove}
 		}
 		return tenantSettings(ctx, c, g, l.pos[0], set, w)
 	case "tenants audit":
@@ -217,7 +217,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 				return l.usage(form, "--ttl %q: use a positive duration such as 720h", o.ttl)
 			}
 		}
-		return tokenCreate(ctx, c, g, o.tenant, apitypes.TokenCreate{Name: o.name, Role: o.role, TTL: o.ttl}, w, l.stderr)
+		return tokenCreate(ctx, c, g, o.tenant, api.TokenCreate{Name: o.name, Role: o.role, TTL: o.ttl}, w, l.stderr)
 	case "tokens api list":
 		if err := l.check("tokens api list [--tenant T]", 0, 0); err != nil {
 			return err
@@ -242,7 +242,7 @@ func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmd
 				return l.usage(form, "--duration %q: use a positive duration up to 24h, such as 1h", o.duration)
 			}
 		}
-		return breakglassRequest(ctx, c, g, l.pos[0], apitypes.BreakGlassRequest{Reason: o.reason, Duration: o.duration}, w)
+		return breakglassRequest(ctx, c, g, l.pos[0], api.BreakGlassRequest{Reason: o.reason, Duration: o.duration}, w)
 	case "breakglass list":
 		if err := l.check("breakglass list [TENANT]", 0, 1); err != nil {
 			return err
@@ -278,7 +278,7 @@ func isTenantRole(r string) bool {
 }
 
 func whoami(ctx context.Context, c *client, g *globals, w io.Writer) error {
-	var me apitypes.WhoAmI
+	var me api.WhoAmI
 	if err := c.do(ctx, "GET", "/api/v1/whoami", nil, &me); err != nil {
 		return err
 	}
@@ -302,8 +302,8 @@ func whoami(ctx context.Context, c *client, g *globals, w io.Writer) error {
 	return tw.Flush()
 }
 
-func userCreate(ctx context.Context, c *client, g *globals, in apitypes.UserCreate, w, stderr io.Writer) error {
-	var u apitypes.User
+func userCreate(ctx context.Context, c *client, g *globals, in api.UserCreate, w, stderr io.Writer) error {
+	var u api.User
 	if err := c.send(ctx, "POST", "/api/v1/users", in, &u); err != nil {
 		return err
 	}
@@ -325,7 +325,7 @@ func userCreate(ctx context.Context, c *client, g *globals, in apitypes.UserCrea
 }
 
 func usersList(ctx context.Context, c *client, g *globals, w io.Writer) error {
-	var us []apitypes.User
+	var us []api.User
 	if err := c.do(ctx, "GET", "/api/v1/users", nil, &us); err != nil {
 		return err
 	}
@@ -368,8 +368,8 @@ func tokensPath(tenant string) string {
 	return tenantPath(tenant) + "/tokens"
 }
 
-func tokenCreate(ctx context.Context, c *client, g *globals, tenant string, in apitypes.TokenCreate, w, stderr io.Writer) error {
-	var t apitypes.APIToken
+func tokenCreate(ctx context.Context, c *client, g *globals, tenant string, in api.TokenCreate, w, stderr io.Writer) error {
+	var t api.APIToken
 	if err := c.send(ctx, "POST", tokensPath(tenant), in, &t); err != nil {
 		return err
 	}
@@ -387,7 +387,7 @@ func tokenCreate(ctx context.Context, c *client, g *globals, tenant string, in a
 }
 
 func tokensList(ctx context.Context, c *client, g *globals, tenant string, w io.Writer) error {
-	var ts []apitypes.APIToken
+	var ts []api.APIToken
 	if err := c.do(ctx, "GET", tokensPath(tenant), nil, &ts); err != nil {
 		return err
 	}

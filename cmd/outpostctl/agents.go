@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // Agent bootstrap tokens and agents. `tokens create|list|revoke` are the
@@ -75,8 +75,8 @@ func isAgentCommand(cmd string) bool {
 }
 
 func bootstrapCreate(ctx context.Context, c *client, g *globals, tenant, ttl string, w, stderr io.Writer) error {
-	var t apitypes.BootstrapToken
-	if err := c.send(ctx, "POST", tenantPath(tenant)+"/agent-tokens", apitypes.BootstrapTokenCreate{TTL: ttl}, &t); err != nil {
+	var t api.BootstrapToken
+	if err := c.send(ctx, "POST", tenantPath(tenant)+"/agent-tokens", api.BootstrapTokenCreate{TTL: ttl}, &t); err != nil {
 		return err
 	}
 	if g.json {
@@ -101,7 +101,7 @@ func bootstrapCreate(ctx context.Context, c *client, g *globals, tenant, ttl str
 }
 
 func bootstrapList(ctx context.Context, c *client, g *globals, tenant string, w io.Writer) error {
-	var ts []apitypes.BootstrapToken
+	var ts []api.BootstrapToken
 	if err := c.do(ctx, "GET", tenantPath(tenant)+"/agent-tokens", nil, &ts); err != nil {
 		return err
 	}
@@ -154,11 +154,11 @@ type agentJSON struct {
 	Revoked      bool      `json:"revoked"`
 	Fingerprint  string    `json:"fingerprint"`
 	// Config is the agent's last report on a dispatch (null: none yet).
-	Config *apitypes.AgentConfigStatus `json:"config"`
+	Config *api.AgentConfigStatus `json:"config"`
 }
 
 func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.Writer) error {
-	var as []apitypes.Agent
+	var as []api.Agent
 	if err := c.do(ctx, "GET", agentsPath(tenant), nil, &as); err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func orEmpty(s []string) []string {
 
 // agentAction posts an action on an agent and says what it did.
 func agentAction(ctx context.Context, c *client, g *globals, tenant, id, action, done string, w io.Writer) error {
-	var a apitypes.Agent
+	var a api.Agent
 	if err := c.do(ctx, "POST", agentsPath(tenant)+"/"+url.PathEscape(id)+"/"+action, nil, &a); err != nil {
 		return err
 	}

@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 )
 
 // auditOpts are the flags of the audit commands.
@@ -77,7 +77,7 @@ func expectedOrigin(ctx context.Context, c *client, o auditOpts) (string, error)
 	case c == nil:
 		return "", errors.New("name the log: --key VKEY (the region's audit key, from a source you trust) or --region NAME")
 	}
-	var who apitypes.WhoAmI
+	var who api.WhoAmI
 	if err := c.do(ctx, "GET", "/api/v1/whoami", nil, &who); err != nil {
 		return "", err
 	}

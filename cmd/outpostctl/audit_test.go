@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
-	"github.com/outpost-mesh/outpost/node/devregion"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
+	"github.com/outpost-mesh/outpost/dev"
 )
 
 // testKeys are a region's two audit keys (signer, verifier).
@@ -224,7 +224,7 @@ func TestAuditVerifyRecordAgainstANode(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r, err := devregion.Start(ctx, devregion.Options{Nodes: 1, HTTP: "127.0.0.1:0"})
+	r, err := dev.Start(ctx, dev.Options{Nodes: 1, HTTP: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,13 +235,13 @@ func TestAuditVerifyRecordAgainstANode(t *testing.T) {
 	base := n1.APIURL()
 
 	tenantAdmin := func(user, tenant string) string {
-		var u apitypes.User
+		var u api.User
 		out, _ := call(t, base, "POST", "/api/v1/users", admin, fmt.Sprintf(`{"name":%q}`, user))
 		_ = json.Unmarshal([]byte(out), &u)
 		call(t, base, "POST", "/api/v1/tenants", admin, fmt.Sprintf(`{"name":%q,"admin":%q}`, tenant, user))
 		_, h := call(t, base, "POST", "/api/v1/login", "", fmt.Sprintf(`{"username":%q,"password":%q}`, user, u.Password))
 		cookie := strings.SplitN(h.Get("Set-Cookie"), ";", 2)[0]
-		var tok apitypes.APIToken
+		var tok api.APIToken
 		out, _ = call(t, base, "POST", "/api/v1/tenants/"+tenant+"/tokens", cookie, `{"name":"ci","role":"admin"}`)
 		_ = json.Unmarshal([]byte(out), &tok)
 		return tok.Token

@@ -51,7 +51,7 @@ func TestClientRetriesWhatMayPass(t *testing.T) {
 			defer srv.Close()
 			var warn bytes.Buffer
 			c := newClient(srv.URL, "tok")
-			c.warn = &warn
+			c.warnTo(&warn)
 			var body []byte
 			if tt.method == "POST" {
 				body = []byte(`{"k":"v"}`)

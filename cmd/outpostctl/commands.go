@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"unicode/utf8"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 func printJSON(w io.Writer, v any) error {
@@ -19,7 +19,7 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
-	var r apitypes.Region
+	var r api.Region
 	if err := c.do(ctx, "GET", "/api/v1/region", nil, &r); err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
 }
 
 func members(ctx context.Context, c *client, g *globals, w io.Writer) error {
-	var ms []apitypes.Member
+	var ms []api.Member
 	if err := c.do(ctx, "GET", "/api/v1/members", nil, &ms); err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func kvPut(ctx context.Context, c *client, g *globals, tenant, key, value string
 			return err
 		}
 	}
-	var res apitypes.WriteResult
+	var res api.WriteResult
 	if err := c.do(ctx, "PUT", kvPath(tenant)+"/"+escapeKey(key), body, &res); err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func kvPut(ctx context.Context, c *client, g *globals, tenant, key, value string
 }
 
 func kvDelete(ctx context.Context, c *client, g *globals, tenant, key string, w io.Writer) error {
-	var res apitypes.WriteResult
+	var res api.WriteResult
 	if err := c.do(ctx, "DELETE", kvPath(tenant)+"/"+escapeKey(key), nil, &res); err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func kvList(ctx context.Context, c *client, g *globals, tenant, prefix string, c
 	if consistent {
 		q.Set("consistent", "true")
 	}
-	var es []apitypes.KVEntry
+	var es []api.KVEntry
 	if err := c.do(ctx, "GET", kvPath(tenant)+"?"+q.Encode(), nil, &es); err != nil {
 		return err
 	}

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/devregion"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/dev"
 )
 
 // TestOpsAgainstDevRegion runs the dispatch and drill commands against a
@@ -27,7 +27,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := devregion.Start(ctx, devregion.Options{Nodes: 3, HTTP: "127.0.0.1:0"})
+	r, err := dev.Start(ctx, dev.Options{Nodes: 3, HTTP: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 	}
 
 	// Wait for the lease, and find a node that does not hold it.
-	var reg apitypes.Region
+	var reg api.Region
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		out, _, err := ctl(t, n1.APIURL(), "status", "--json")
 		if err == nil && json.Unmarshal([]byte(out), &reg) == nil && reg.Lease != nil && reg.Lease.Holder != "" {
@@ -65,7 +65,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 			t.Fatalf("no lease holder within 20s: %s %v", out, err)
 		}
 	}
-	var follower apitypes.Node
+	var follower api.Node
 	for _, n := range reg.Nodes {
 		if n.ID != reg.Lease.Holder {
 			follower = n
@@ -116,7 +116,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 			t.Errorf("watch ended with %v, want nil on interrupt", err)
 		}
 		out, _, err = ctl(t, follower.APIURL, "dispatches", "list", "--consistent", "--json")
-		var ds []apitypes.Dispatch
+		var ds []api.Dispatch
 		if err != nil || json.Unmarshal([]byte(out), &ds) != nil || len(ds) == 0 || ds[len(ds)-1].ID != "cli-e2e-1" {
 			t.Errorf("list: %v\n%s", err, out)
 		}
@@ -137,7 +137,7 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 				t.Errorf("report lacks %q: %s", k, out)
 			}
 		}
-		var rep apitypes.DrillReport
+		var rep api.DrillReport
 		_ = json.Unmarshal([]byte(out), &rep)
 		if rep.Mode != "transfer" || rep.Rounds != 1 || rep.FirstDispatchMs.Max <= 0 || rep.StaleAccepted != 0 || rep.AckedWritesLost != 0 {
 			t.Errorf("report %+v", rep)

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // dispatchRetryFor is how long `dispatches create` retries while no node
@@ -33,13 +33,13 @@ func dispatchesPath(tenant string) string {
 // does not hold it names the holder (409), and the request goes there
 // once; while nobody holds it (503) it is retried for up to 10s. The id
 // is always set, so a retry is applied once.
-func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, req apitypes.DispatchRequest, w, stderr io.Writer) error {
+func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, req api.DispatchRequest, w, stderr io.Writer) error {
 	deadline := time.Now().Add(dispatchRetryFor)
-	own := *c
-	own.noRetry = true // retried here, with the id, and following the holder
-	target, followed, waiting := &own, false, false
+	// Retried here, with the id, and following the holder.
+	target, followed, waiting := &client{c.At(c.Addr)}, false, false
+	target.noRetry()
 	for {
-		var d apitypes.Dispatch
+		var d api.Dispatch
 		err := target.send(ctx, "POST", dispatchesPath(tenant), req, &d)
 		if err == nil {
 			if g.json {
@@ -54,8 +54,8 @@ func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, r
 			followed = true
 			holderURL := hdr.Get("X-Outpost-Lease-Holder-URL")
 			fmt.Fprintf(stderr, "outpostctl: %s holds the dispatch lease; sending to %s\n", hdr.Get("X-Outpost-Lease-Holder"), holderURL)
-			target = newClient(holderURL, c.token)
-			target.noRetry = true
+			target = newClient(holderURL, c.Token)
+			target.noRetry()
 			continue
 		case status == http.StatusServiceUnavailable && time.Now().Before(deadline):
 			if !waiting {
@@ -85,7 +85,7 @@ func dispatchList(ctx context.Context, c *client, g *globals, tenant string, aft
 	if consistent {
 		q.Set("consistent", "true")
 	}
-	var ds []apitypes.Dispatch
+	var ds []api.Dispatch
 	if err := c.do(ctx, "GET", dispatchesPath(tenant)+"?"+q.Encode(), nil, &ds); err != nil {
 		return err
 	}
@@ -131,9 +131,9 @@ func watchEvents(ctx context.Context, c *client, g *globals, kinds string, w io.
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var e apitypes.Event
+		var e api.Event
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			return fmt.Errorf("unexpected event from %s: %w", c.base, err)
+			return fmt.Errorf("unexpected event from %s: %w", c.Addr, err)
 		}
 		if g.json {
 			fmt.Fprintf(w, "%s\n", sc.Bytes())
@@ -148,13 +148,13 @@ func watchEvents(ctx context.Context, c *client, g *globals, kinds string, w io.
 		return nil // interrupted: the normal end
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("the event stream from %s broke: %w; watch again, or point --addr at another node", c.base, err)
+		return fmt.Errorf("the event stream from %s broke: %w; watch again, or point --addr at another node", c.Addr, err)
 	}
-	return fmt.Errorf("the node at %s ended the event stream (stopped?); watch again, or point --addr at another node", c.base)
+	return fmt.Errorf("the node at %s ended the event stream (stopped?); watch again, or point --addr at another node", c.Addr)
 }
 
 // formatEvent is one line per event: time (UTC), node, kind, details.
-func formatEvent(e apitypes.Event) string {
+func formatEvent(e api.Event) string {
 	var what string
 	switch e.Kind {
 	case "leader":

@@ -8,15 +8,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/internal/drillrun"
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/drill"
 )
 
 // drillFailover runs the drill (progress on cfg.Progress) and prints the
 // report. It fails (exit 1) when the drill could not finish, when a stale
 // dispatch was accepted, or when an acknowledged write was lost.
-func drillFailover(ctx context.Context, cfg drillrun.Config, g *globals, w io.Writer) error {
-	rep, runErr := drillrun.Run(ctx, cfg)
+func drillFailover(ctx context.Context, cfg drill.Config, g *globals, w io.Writer) error {
+	rep, runErr := drill.Run(ctx, cfg)
 	if len(rep.PerRound) > 0 || runErr == nil {
 		var err error
 		if g.json {
@@ -41,7 +41,7 @@ func drillFailover(ctx context.Context, cfg drillrun.Config, g *globals, w io.Wr
 // reportErrors are what a report shows went wrong: a stale dispatch
 // accepted, something acknowledged lost, or a round that did not test
 // the fence.
-func reportErrors(rep apitypes.DrillReport) []error {
+func reportErrors(rep api.DrillReport) []error {
 	var errs []error
 	if rep.StaleAccepted > 0 {
 		errs = append(errs, fmt.Errorf("FENCING FAILURE: %d stale dispatch(es) committed or delivered; see stale_accepted_ids in --json", rep.StaleAccepted))
@@ -62,7 +62,7 @@ func reportErrors(rep apitypes.DrillReport) []error {
 // reached the fence: nothing refused by the FSM for its token (a stop
 // drill sends none). Probes never appended, or refused as malformed, do
 // not count: they did not test the fence.
-func untestedRounds(r apitypes.DrillReport) []int {
+func untestedRounds(r api.DrillReport) []int {
 	var out []int
 	if r.Mode == "stop" {
 		return nil
@@ -76,7 +76,7 @@ func untestedRounds(r apitypes.DrillReport) []int {
 }
 
 // printDrillReport is the text form of a drill report.
-func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
+func printDrillReport(w io.Writer, r api.DrillReport) error {
 	fmt.Fprintf(w, "Failover drill: mode %s, %d round(s)\n\n", r.Mode, r.Rounds)
 	tw := newTable(w, "ROUND\tFAULT ON\tTOKEN\tNEW LEADER\tNEW HOLDER\tNEW TOKEN\tELECTED\tLEASE\tFIRST DISPATCH\tSTALE REFUSED\tACKED WRITES\tLOST")
 	for _, x := range r.PerRound {
@@ -102,7 +102,7 @@ func printDrillReport(w io.Writer, r apitypes.DrillReport) error {
 		tw = newTable(w, "FROM THE FAULT TO\tP50\tP99\tMAX")
 		for _, s := range []struct {
 			name string
-			st   apitypes.DrillStat
+			st   api.DrillStat
 		}{{"new Raft leader", r.LeaderElectedMs}, {"new lease", r.LeaseAcquiredMs}, {"first dispatch", r.FirstDispatchMs}} {
 			fmt.Fprintf(tw, "%s\t%dms\t%dms\t%dms\n", s.name, s.st.P50, s.st.P99, s.st.Max)
 		}
@@ -163,9 +163,9 @@ type partitionReport struct {
 	Healed       bool                   `json:"healed"`
 	// HealedAfterMs runs from the isolation to the moment the node was
 	// seen following a leader again.
-	HealedAfterMs int64           `json:"healed_after_ms"`
-	Leader        string          `json:"leader"` // after the heal
-	Lease         *apitypes.Lease `json:"lease"`  // after the heal
+	HealedAfterMs int64      `json:"healed_after_ms"`
+	Leader        string     `json:"leader"` // after the heal
+	Lease         *api.Lease `json:"lease"`  // after the heal
 }
 
 type partitionObservation struct {
@@ -189,7 +189,7 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 	if g.json {
 		out = stderr // progress; stdout gets the report
 	}
-	var r apitypes.Region
+	var r api.Region
 	if err := c.do(ctx, "GET", "/api/v1/region", nil, &r); err != nil {
 		return err
 	}
@@ -202,7 +202,7 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 		if n.APIURL == "" {
 			continue
 		}
-		nc := newClient(n.APIURL, c.token)
+		nc := newClient(n.APIURL, c.Token)
 		if n.ID == node {
 			target = nc
 		} else {
@@ -216,8 +216,8 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 	if len(observers) == 0 {
 		return fmt.Errorf("region %s has no other node to watch the partition from", r.Region)
 	}
-	var st apitypes.DrillState
-	if err := target.send(ctx, "POST", "/api/v1/drills/isolate", apitypes.DrillFault{DurationMs: d.Milliseconds()}, &st); err != nil {
+	var st api.DrillState
+	if err := target.send(ctx, "POST", "/api/v1/drills/isolate", api.DrillFault{DurationMs: d.Milliseconds()}, &st); err != nil {
 		return fmt.Errorf("isolating %s: %w", node, err)
 	}
 	start := time.Now()
@@ -243,9 +243,9 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 	// Healed: the node says it is no longer cut off and follows a leader
 	// the rest of the region agrees on.
 	for {
-		var ds apitypes.DrillState
-		var h apitypes.Health
-		var rr apitypes.Region
+		var ds api.DrillState
+		var h api.Health
+		var rr api.Region
 		if target.do(ctx, "GET", "/api/v1/drills", nil, &ds) == nil && !ds.Isolated && len(ds.Blocked) == 0 &&
 			target.do(ctx, "GET", "/api/v1/health", nil, &h) == nil && h.Leader != "" &&
 			observers[0].do(ctx, "GET", "/api/v1/region", nil, &rr) == nil && rr.Leader == h.Leader {
@@ -271,7 +271,7 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 		fmt.Fprintf(out, "%s healed after %.1fs: it follows leader %s (%s)\n", node, float64(rep.HealedAfterMs)/1000, rep.Leader, lease)
 	}
 	if !rep.Healed {
-		return fmt.Errorf("%s did not rejoin within %v of the isolation's end; check `outpostctl status`, and heal it with POST /api/v1/drills/heal on %s", node, healTimeout, target.base)
+		return fmt.Errorf("%s did not rejoin within %v of the isolation's end; check `outpostctl status`, and heal it with POST /api/v1/drills/heal on %s", node, healTimeout, target.Addr)
 	}
 	return nil
 }
@@ -280,12 +280,12 @@ func drillPartition(ctx context.Context, c *client, g *globals, node string, d t
 // cut-off node whether it is still isolated.
 func observe(ctx context.Context, observers []*client, ids map[*client]string, target *client, node string) partitionObservation {
 	var o partitionObservation
-	var ds apitypes.DrillState
+	var ds api.DrillState
 	if target.do(ctx, "GET", "/api/v1/drills", nil, &ds) == nil {
 		o.Isolated = ds.Isolated || len(ds.Blocked) > 0
 	}
 	for _, oc := range observers {
-		var r apitypes.Region
+		var r api.Region
 		if err := oc.do(ctx, "GET", "/api/v1/region", nil, &r); err != nil {
 			o.Observer, o.Error = ids[oc], firstLine(err.Error())
 			continue

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // TestDrillVerdicts: the drill fails on a lost probe dispatch as on a
@@ -13,30 +13,30 @@ import (
 // their token (none appended, or refused as malformed) is INCONCLUSIVE:
 // it did not test the fence.
 func TestDrillVerdicts(t *testing.T) {
-	clean := func() apitypes.DrillReport {
-		return apitypes.DrillReport{Mode: "isolate", Rounds: 1, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 50, ProbesCommitted: 12,
-			PerRound: []apitypes.DrillRound{{Round: 1, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 50, ProbesCommitted: 12}}}
+	clean := func() api.DrillReport {
+		return api.DrillReport{Mode: "isolate", Rounds: 1, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 50, ProbesCommitted: 12,
+			PerRound: []api.DrillRound{{Round: 1, StaleAttempted: 6, StaleRefused: 6, AckedWrites: 50, ProbesCommitted: 12}}}
 	}
 	tests := []struct {
 		name    string
-		edit    func(r *apitypes.DrillReport)
+		edit    func(r *api.DrillReport)
 		errs    []string // what each error starts with
 		verdict string
 	}{
-		{"clean", func(*apitypes.DrillReport) {}, nil, "PASS:"},
-		{"a committed probe lost", func(r *apitypes.DrillReport) { r.ProbesLost, r.PerRound[0].ProbesLost = 1, 1 },
+		{"clean", func(*api.DrillReport) {}, nil, "PASS:"},
+		{"a committed probe lost", func(r *api.DrillReport) { r.ProbesLost, r.PerRound[0].ProbesLost = 1, 1 },
 			[]string{"DATA LOSS: 1 of 12 committed probe dispatches lost"}, "FAIL:"},
-		{"a write lost", func(r *apitypes.DrillReport) { r.AckedWritesLost, r.PerRound[0].AckedWritesLost = 2, 2 },
+		{"a write lost", func(r *api.DrillReport) { r.AckedWritesLost, r.PerRound[0].AckedWritesLost = 2, 2 },
 			[]string{"DATA LOSS: 2 of 50 acknowledged writes lost"}, "FAIL:"},
-		{"malformed probes only", func(r *apitypes.DrillReport) {
+		{"malformed probes only", func(r *api.DrillReport) {
 			r.StaleRefused, r.StaleBadCommand = 0, 6
 			r.PerRound[0].StaleRefused, r.PerRound[0].StaleBadCommand = 0, 6
 		}, []string{"INCONCLUSIVE:"}, "INCONCLUSIVE:"},
-		{"probes never appended", func(r *apitypes.DrillReport) {
+		{"probes never appended", func(r *api.DrillReport) {
 			r.StaleRefused, r.StaleNotAppended = 0, 6
 			r.PerRound[0].StaleRefused, r.PerRound[0].StaleNotAppended = 0, 6
 		}, []string{"INCONCLUSIVE:"}, "INCONCLUSIVE:"},
-		{"stop mode sends no stale probes", func(r *apitypes.DrillReport) {
+		{"stop mode sends no stale probes", func(r *api.DrillReport) {
 			r.Mode, r.StaleAttempted, r.StaleRefused = "stop", 0, 0
 			r.PerRound[0].StaleAttempted, r.PerRound[0].StaleRefused = 0, 0
 		}, nil, "PASS:"},
@@ -69,8 +69,8 @@ func TestDrillVerdicts(t *testing.T) {
 // TestDrillReportCounts: the text report shows the stale probes refused
 // as malformed apart from the fence's refusals, and the probe read-back.
 func TestDrillReportCounts(t *testing.T) {
-	r := apitypes.DrillReport{Mode: "transfer", Rounds: 1, StaleAttempted: 9, StaleRefused: 5, StaleNotAppended: 1, StaleBadCommand: 3,
-		AckedWrites: 40, ProbesCommitted: 11, ProbesLost: 1, PerRound: []apitypes.DrillRound{{Round: 1}}}
+	r := api.DrillReport{Mode: "transfer", Rounds: 1, StaleAttempted: 9, StaleRefused: 5, StaleNotAppended: 1, StaleBadCommand: 3,
+		AckedWrites: 40, ProbesCommitted: 11, ProbesLost: 1, PerRound: []api.DrillRound{{Round: 1}}}
 	var b bytes.Buffer
 	if err := printDrillReport(&b, r); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"io"
 	"net/url"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // Invitations are answered by the invited account itself, logged in with
@@ -19,7 +19,7 @@ func invitationsList(ctx context.Context, c *client, g *globals, user string, pa
 		return err
 	}
 	defer end()
-	var invs []apitypes.Invitation
+	var invs []api.Invitation
 	if err := sess.do(ctx, "GET", "/api/v1/invitations", nil, &invs); err != nil {
 		return err
 	}

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // keys shows the master key status (GET) or rotates the stored secrets
 // onto the current key (POST), which answers with the status after.
 func keys(ctx context.Context, c *client, g *globals, method, path string, w io.Writer) error {
-	var st apitypes.KeyStatus
+	var st api.KeyStatus
 	if err := c.do(ctx, method, path, nil, &st); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // session logs user in with a password and returns a client on the
@@ -21,20 +20,11 @@ func session(ctx context.Context, c *client, user string, password func() (strin
 	if err != nil {
 		return nil, nil, err
 	}
-	body, _ := json.Marshal(apitypes.Login{Username: user, Password: pw})
-	resp, err := c.open(ctx, c.http, "POST", "/api/v1/login", body)
-	if err != nil {
-		return nil, nil, err
+	sess := &client{c.At(c.Addr)}
+	sess.Token = ""
+	if err := sess.Login(ctx, user, pw); err != nil {
+		return nil, nil, sess.worded(err, "/api/v1/login")
 	}
-	resp.Body.Close()
-	var cookies []string
-	for _, ck := range resp.Cookies() {
-		cookies = append(cookies, ck.Name+"="+ck.Value)
-	}
-	if len(cookies) == 0 {
-		return nil, nil, fmt.Errorf("the node at %s set no session on login; is it an Outpost node?", c.base)
-	}
-	sess := &client{base: c.base, http: c.http, cookie: strings.Join(cookies, "; ")}
 	return sess, func() { _ = sess.do(context.WithoutCancel(ctx), "POST", "/api/v1/logout", nil, nil) }, nil
 }
 
@@ -49,7 +39,7 @@ func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl s
 	}
 	// The session is only a step to the token.
 	defer end()
-	var me apitypes.WhoAmI
+	var me api.WhoAmI
 	if err := sess.do(ctx, "GET", "/api/v1/whoami", nil, &me); err != nil {
 		return err
 	}
@@ -67,8 +57,8 @@ func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl s
 		role = me.Tenants[tenant]
 	}
 	host, _ := os.Hostname()
-	in := apitypes.TokenCreate{Name: fmt.Sprintf("outpostctl login %s@%s %s", user, host, time.Now().UTC().Format(time.RFC3339)), Role: role, TTL: ttl}
-	var t apitypes.APIToken
+	in := api.TokenCreate{Name: fmt.Sprintf("outpostctl login %s@%s %s", user, host, time.Now().UTC().Format(time.RFC3339)), Role: role, TTL: ttl}
+	var t api.APIToken
 	if err := sess.send(ctx, "POST", tokensPath(tenant), in, &t); err != nil {
 		return err
 	}
@@ -88,7 +78,7 @@ func login(ctx context.Context, c *client, g *globals, user, tenant, role, ttl s
 // invitedTo names the tenants that invited user, for an error that
 // would otherwise leave an invited account wondering.
 func invitedTo(ctx context.Context, sess *client, user string) string {
-	var invs []apitypes.Invitation
+	var invs []api.Invitation
 	if sess.do(ctx, "GET", "/api/v1/invitations", nil, &invs) != nil || len(invs) == 0 {
 		return ""
 	}
@@ -99,7 +89,7 @@ func invitedTo(ctx context.Context, sess *client, user string) string {
 	return fmt.Sprintf("; invited to %s: accept with `outpostctl invitations accept TENANT %s`", strings.Join(names, ", "), user)
 }
 
-func tenantsOf(me apitypes.WhoAmI) string {
+func tenantsOf(me api.WhoAmI) string {
 	if len(me.Tenants) == 0 {
 		return "the account has no tenants"
 	}

@@ -182,7 +182,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	ao, acct, ops := *aop, *acctp, *opsp
 	ao.tenant, ao.provider = acct.tenant, acct.provider
 	c := newClient(g.addr, g.token)
-	c.warn = stderr
+	c.warnTo(stderr)
 	if isAccountCommand(cmd) {
 		return runAccount(ctx, c, g, acct, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
 	}

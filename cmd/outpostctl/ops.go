@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/outpost-mesh/outpost/internal/drillrun"
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/drill"
 )
 
 // opsOpts are the flags of the dispatch and drill commands (--tenant and
@@ -33,7 +33,7 @@ type opsOpts struct {
 }
 
 func (o *opsOpts) register(fs *flag.FlagSet) {
-	def := drillrun.DefaultConfig()
+	def := drill.DefaultConfig()
 	fs.StringVar(&o.kind, "kind", "", "what the dispatch is, e.g. config or probe-set (dispatches create)")
 	fs.StringVar(&o.selector, "selector", "", "which agents it is for, e.g. os=linux (dispatches create)")
 	fs.StringVar(&o.payload, "payload", "", "the dispatch's JSON payload (dispatches create)")
@@ -88,7 +88,7 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		case l.given["payload"] && !json.Valid([]byte(o.payload)):
 			return l.usage(form, "--payload is not valid JSON: %s", o.payload)
 		}
-		req := apitypes.DispatchRequest{ID: o.id, Kind: o.kind, Selector: o.selector}
+		req := api.DispatchRequest{ID: o.id, Kind: o.kind, Selector: o.selector}
 		if o.payload != "" {
 			req.Payload = json.RawMessage(o.payload)
 		}
@@ -115,18 +115,18 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		if err := l.check(form, 0, 0); err != nil {
 			return err
 		}
-		cfg := drillrun.Config{Addr: c.base, Token: c.token, Mode: drillrun.Mode(o.mode), Rounds: o.rounds,
+		cfg := drill.Config{Addr: c.Addr, Token: c.Token, Mode: drill.Mode(o.mode), Rounds: o.rounds,
 			IsolateFor: o.isolateFor, RestartAfter: o.restartAfter, Progress: l.stderr}
 		switch {
-		case cfg.Mode != drillrun.ModeTransfer && cfg.Mode != drillrun.ModeIsolate && cfg.Mode != drillrun.ModeStop:
+		case cfg.Mode != drill.ModeTransfer && cfg.Mode != drill.ModeIsolate && cfg.Mode != drill.ModeStop:
 			return l.usage(form, "--mode %q: use transfer, isolate or stop", o.mode)
-		case l.given["isolate-for"] && cfg.Mode != drillrun.ModeIsolate:
+		case l.given["isolate-for"] && cfg.Mode != drill.ModeIsolate:
 			return l.usage(form, "--isolate-for applies to --mode isolate only")
-		case l.given["restart-after"] && cfg.Mode != drillrun.ModeStop:
+		case l.given["restart-after"] && cfg.Mode != drill.ModeStop:
 			return l.usage(form, "--restart-after applies to --mode stop only")
 		}
 		if err := cfg.Validate(); err != nil {
-			return l.usage(form, "%s", strings.TrimPrefix(err.Error(), "drillrun: "))
+			return l.usage(form, "%s", strings.TrimPrefix(err.Error(), "drill: "))
 		}
 		return drillFailover(ctx, cfg, g, l.stdout)
 
@@ -141,8 +141,8 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		d := 10 * time.Second
 		if acct.duration != "" {
 			var err error
-			if d, err = time.ParseDuration(acct.duration); err != nil || d < time.Second || d > drillrun.MaxFault {
-				return l.usage(form, "--duration %q: use a duration in [1s, %v], such as 10s", acct.duration, drillrun.MaxFault)
+			if d, err = time.ParseDuration(acct.duration); err != nil || d < time.Second || d > drill.MaxFault {
+				return l.usage(form, "--duration %q: use a duration in [1s, %v], such as 10s", acct.duration, drill.MaxFault)
 			}
 		}
 		return drillPartition(ctx, c, g, o.node, d, l.stdout, l.stderr)

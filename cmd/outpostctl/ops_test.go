@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // TestOpsUsageErrors: malformed dispatch and drill command lines are
@@ -307,16 +307,16 @@ func TestStatusLease(t *testing.T) {
 // TestDrillReportText: the text report shows each round, the
 // percentiles, the safety counts, the timings and a verdict.
 func TestDrillReportText(t *testing.T) {
-	rep := apitypes.DrillReport{Mode: "isolate", Rounds: 2,
-		LeaderElectedMs: apitypes.DrillStat{P50: 900, P99: 1100, Max: 1100},
-		LeaseAcquiredMs: apitypes.DrillStat{P50: 1200, P99: 1300, Max: 1300},
-		FirstDispatchMs: apitypes.DrillStat{P50: 1210, P99: 1320, Max: 1320},
+	rep := api.DrillReport{Mode: "isolate", Rounds: 2,
+		LeaderElectedMs: api.DrillStat{P50: 900, P99: 1100, Max: 1100},
+		LeaseAcquiredMs: api.DrillStat{P50: 1200, P99: 1300, Max: 1300},
+		FirstDispatchMs: api.DrillStat{P50: 1210, P99: 1320, Max: 1320},
 		StaleAttempted:  20, StaleRefused: 20, AckedWrites: 150,
-		PerRound: []apitypes.DrillRound{
+		PerRound: []api.DrillRound{
 			{Round: 1, Node: "n1", Token: 4, NewLeader: "n2", NewHolder: "n2", NewToken: 5, LeaderElectedMs: 900, LeaseAcquiredMs: 1200, FirstDispatchMs: 1210, StaleAttempted: 10, StaleRefused: 10, AckedWrites: 70},
 			{Round: 2, Node: "n2", Token: 5, NewLeader: "n3", NewHolder: "n3", NewToken: 6, LeaderElectedMs: 1100, LeaseAcquiredMs: 1300, FirstDispatchMs: 1320, StaleAttempted: 10, StaleRefused: 10, AckedWrites: 80},
 		},
-		Timings: apitypes.DrillTimings{Node: "n1", LeaseDurationMs: 1000, LeaseDriftMarginMs: 100, HeartbeatTimeoutMs: 500, ElectionTimeoutMs: 500, IsolateForMs: 5000},
+		Timings: api.DrillTimings{Node: "n1", LeaseDurationMs: 1000, LeaseDriftMarginMs: 100, HeartbeatTimeoutMs: 500, ElectionTimeoutMs: 500, IsolateForMs: 5000},
 	}
 	var b bytes.Buffer
 	if err := printDrillReport(&b, rep); err != nil {

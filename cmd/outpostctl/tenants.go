@@ -7,16 +7,16 @@ import (
 	"io"
 	"net/url"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
-	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 )
 
 func tenantPath(tenant string) string {
 	return "/api/v1/tenants/" + url.PathEscape(tenant)
 }
 
-func tenantCreate(ctx context.Context, c *client, g *globals, in apitypes.TenantCreate, w io.Writer) error {
-	var t apitypes.Tenant
+func tenantCreate(ctx context.Context, c *client, g *globals, in api.TenantCreate, w io.Writer) error {
+	var t api.Tenant
 	if err := c.send(ctx, "POST", "/api/v1/tenants", in, &t); err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func tenantCreate(ctx context.Context, c *client, g *globals, in apitypes.Tenant
 }
 
 func tenantsList(ctx context.Context, c *client, g *globals, w io.Writer) error {
-	var ts []apitypes.Tenant
+	var ts []api.Tenant
 	if err := c.do(ctx, "GET", "/api/v1/tenants", nil, &ts); err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func tenantsList(ctx context.Context, c *client, g *globals, w io.Writer) error 
 }
 
 func membersList(ctx context.Context, c *client, g *globals, tenant string, w io.Writer) error {
-	var ms []apitypes.TenantMember
+	var ms []api.TenantMember
 	if err := c.do(ctx, "GET", tenantPath(tenant)+"/members", nil, &ms); err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func membersList(ctx context.Context, c *client, g *globals, tenant string, w io
 }
 
 func memberSet(ctx context.Context, c *client, g *globals, tenant, user, role string, w io.Writer) error {
-	var m apitypes.TenantMember
+	var m api.TenantMember
 	in := struct {
 		Role string `json:"role"`
 	}{role}
@@ -98,8 +98,8 @@ func memberRemove(ctx context.Context, c *client, g *globals, tenant, user strin
 }
 
 // tenantSettings shows the tenant's settings, or replaces them with set.
-func tenantSettings(ctx context.Context, c *client, g *globals, tenant string, set *apitypes.TenantSettings, w io.Writer) error {
-	var s apitypes.TenantSettings
+func tenantSettings(ctx context.Context, c *client, g *globals, tenant string, set *api.TenantSettings, w io.Writer) error {
+	var s api.TenantSettings
 	var err error
 	if set == nil {
 		err = c.do(ctx, "GET", tenantPath(tenant)+"/settings", nil, &s)
@@ -167,8 +167,8 @@ func tenantAudit(ctx context.Context, c *client, g *globals, tenant string, prov
 	return tw.Flush()
 }
 
-func breakglassRequest(ctx context.Context, c *client, g *globals, tenant string, in apitypes.BreakGlassRequest, w io.Writer) error {
-	var gr apitypes.Grant
+func breakglassRequest(ctx context.Context, c *client, g *globals, tenant string, in api.BreakGlassRequest, w io.Writer) error {
+	var gr api.Grant
 	if err := c.send(ctx, "POST", tenantPath(tenant)+"/breakglass", in, &gr); err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func breakglassList(ctx context.Context, c *client, g *globals, tenant string, w
 	if tenant != "" {
 		path = tenantPath(tenant) + "/breakglass"
 	}
-	var gs []apitypes.Grant
+	var gs []api.Grant
 	if err := c.do(ctx, "GET", path, nil, &gs); err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func breakglassList(ctx context.Context, c *client, g *globals, tenant string, w
 	return tw.Flush()
 }
 
-func grantState(gr apitypes.Grant) string {
+func grantState(gr api.Grant) string {
 	switch {
 	case !gr.Approved:
 		return "pending"
@@ -215,7 +215,7 @@ func grantState(gr apitypes.Grant) string {
 }
 
 func breakglassApprove(ctx context.Context, c *client, g *globals, tenant, id string, w io.Writer) error {
-	var gr apitypes.Grant
+	var gr api.Grant
 	if err := c.do(ctx, "POST", tenantPath(tenant)+"/breakglass/"+url.PathEscape(id)+"/approve", nil, &gr); err != nil {
 		return err
 	}

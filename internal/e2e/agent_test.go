@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // outpostctl runs the real outpostctl against addr with token and stdin,
@@ -123,16 +123,16 @@ func TestAgentBinary(t *testing.T) {
 	agentArgs := []string{"--state", state, "--host", "e2e-host", "--heartbeat", "1s", "--log-level", "debug"}
 	ag := start(t, bin+"/outpost-agent", append(agentArgs, "--servers", strings.Join(bt.Servers, ","), "--token-file", tokenFile, "--ca-pin", bt.CAPin)...)
 
-	list := func() []apitypes.Agent {
+	list := func() []api.Agent {
 		t.Helper()
 		out, _ := ctl(alice, "", "agents", "list", "--tenant", "acme", "--json")
-		var as []apitypes.Agent
+		var as []api.Agent
 		if err := json.Unmarshal([]byte(out), &as); err != nil {
 			t.Fatalf("agents list --json: %v %s", err, out)
 		}
 		return as
 	}
-	var me apitypes.Agent
+	var me api.Agent
 	waitFor(t, 30*time.Second, "the agent process enrolled and attached", func() bool {
 		as := list()
 		if len(as) == 1 && as[0].Node != "" && as[0].Health == "healthy" {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // deployGuide is the guide TestDeployGuide follows.
@@ -504,7 +504,7 @@ func (g *guideRun) waitEnrolled(t *testing.T, h *guideHost) {
 		default:
 		}
 		code, out, errs := h.sh.run(t, "outpostctl agents list --tenant acme --json", time.Minute)
-		var as []apitypes.Agent
+		var as []api.Agent
 		if code == 0 && json.Unmarshal([]byte(out), &as) == nil && len(as) == 1 && as[0].Node != "" && as[0].Health == "healthy" {
 			if as[0].Tenant != "acme" {
 				t.Fatalf("the agent enrolled in tenant %q, not acme: %+v", as[0].Tenant, as[0])
@@ -525,12 +525,12 @@ func (g *guideRun) checkRegion(t *testing.T) {
 	t.Helper()
 	token := readToken(t, filepath.Join(g.admin.root, "var/lib/outpost/admin.token"))
 	addr := "http://" + g.admin.addr + ":7070"
-	var r apitypes.Region
+	var r api.Region
 	var last string
 	waitFor(t, 60*time.Second, "status: three voters, a leader and a lease holder", func() bool {
 		code, out, errs := outpostctl(t, g.bin, addr, token, "", "status", "--json")
 		last = out + errs
-		r = apitypes.Region{}
+		r = api.Region{}
 		if code != 0 || json.Unmarshal([]byte(out), &r) != nil || len(r.Nodes) != 3 || r.Leader == "" || r.Lease == nil || r.Lease.Holder == "" {
 			return false
 		}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // `outpost dev --nodes 3` starts a region, prints where the API and token
@@ -22,7 +22,7 @@ import (
 func TestDevRegion(t *testing.T) {
 	bin := binaries(t)
 	p := start(t, bin+"/outpost", "dev", "--nodes", "3", "--http", "127.0.0.1:0")
-	var api, tokenFile string
+	var apiURL, tokenFile string
 	waitFor(t, 60*time.Second, "dev to print its API and token file", func() bool {
 		out := p.out.String()
 		a := regexp.MustCompile(`API:\s+(http://\S+)`).FindStringSubmatch(out)
@@ -30,14 +30,14 @@ func TestDevRegion(t *testing.T) {
 		if a == nil || f == nil {
 			return false
 		}
-		api, tokenFile = a[1], f[1]
+		apiURL, tokenFile = a[1], f[1]
 		return true
 	})
 	token := readToken(t, tokenFile)
 	ctl := func(args ...string) (int, string) {
 		t.Helper()
 		cmd := exec.Command(bin+"/outpostctl", args...)
-		cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+api, "OUTPOST_TOKEN="+token)
+		cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+apiURL, "OUTPOST_TOKEN="+token)
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode(), string(out)
@@ -51,7 +51,7 @@ func TestDevRegion(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, out)
 	}
-	var r apitypes.Region
+	var r api.Region
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("status --json is not JSON: %v\n%s", err, out)
 	}
@@ -79,7 +79,7 @@ func TestDevRegion(t *testing.T) {
 	}
 	waitFor(t, 20*time.Second, "a new leader", func() bool {
 		code, out := ctl("status", "--json", "--addr", other)
-		var r2 apitypes.Region
+		var r2 api.Region
 		return code == 0 && json.Unmarshal([]byte(out), &r2) == nil && r2.Leader != "" && r2.Leader != r.Leader
 	})
 	if code, out := ctl("kv", "put", "tour", "ok", "--addr", other); code != 0 {

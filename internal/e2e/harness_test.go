@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/freeport"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 )
 
 var (
@@ -164,17 +164,17 @@ func (c *apiClient) do(ctx context.Context, method, url string, body []byte) (in
 	return resp.StatusCode, b, err
 }
 
-func (c *apiClient) region(t *testing.T, base string) (apitypes.Region, error) {
+func (c *apiClient) region(t *testing.T, base string) (api.Region, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	code, b, err := c.do(ctx, "GET", base+"/api/v1/region", nil)
 	if err != nil {
-		return apitypes.Region{}, err
+		return api.Region{}, err
 	}
 	if code != 200 {
-		return apitypes.Region{}, fmt.Errorf("HTTP %d: %s", code, b)
+		return api.Region{}, fmt.Errorf("HTTP %d: %s", code, b)
 	}
-	var r apitypes.Region
+	var r api.Region
 	return r, json.Unmarshal(b, &r)
 }
 

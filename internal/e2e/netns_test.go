@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/internal/drillrun"
+	"github.com/outpost-mesh/outpost/drill"
 	"github.com/outpost-mesh/outpost/internal/netlab"
 )
 
@@ -170,8 +170,8 @@ func TestIsolateDrillWithNftablesInNamespaces(t *testing.T) {
 	r := newNSRegion(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	rep, err := drillrun.Run(ctx, drillrun.Config{
-		Addr: r.nodes[0].api, Token: r.token, Mode: drillrun.ModeIsolate, Rounds: 2,
+	rep, err := drill.Run(ctx, drill.Config{
+		Addr: r.nodes[0].api, Token: r.token, Mode: drill.ModeIsolate, Rounds: 2,
 		IsolateFor: 8 * time.Second, Isolator: nftIsolator{lab: r.lab, t: t},
 		HTTPClient: r.hc, Progress: tlog{t},
 	})

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/apitypes"
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // readme is the document TestReadmeTour follows.
@@ -119,7 +119,7 @@ func TestReadmeTour(t *testing.T) {
 		if err != nil || code != 200 {
 			return false
 		}
-		var list []apitypes.Agent
+		var list []api.Agent
 		if json.Unmarshal(body, &list) != nil || len(list) != 1 || list[0].Config == nil {
 			return false
 		}

@@ -82,9 +82,9 @@ func TestImportDirection(t *testing.T) {
 		allowed   []string // exceptions under a forbidden prefix
 		why       string
 	}{
-		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage"}, []string{mod + "node/apitypes", mod + "node/audit"},
+		{"cmd/outpostctl", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "dev"}, nil,
 			"the admin CLI talks to the HTTP API; it must not link server code"},
-		{"internal/drillrun", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd"}, []string{mod + "node/apitypes"},
+		{"drill", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd", mod + "dev"}, nil,
 			"the drill runner drives a region from outside, over the HTTP API, as outpostctl (which imports it) does"},
 		{"cmd/outpost-agent", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd/outpost", mod + "internal/netlab"},
 			nil, "the agent binary runs on customer hosts; it links no server code (its wire shapes are in internal/agentwire)"},
@@ -94,12 +94,12 @@ func TestImportDirection(t *testing.T) {
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
 		{"lease", []string{mod + "node", mod + "cmd"}, nil, "lease is below node"},
 		{"storage", []string{mod + "node", mod + "raft", mod + "cmd"}, nil, "storage is the innermost layer"},
-		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "pki stands alone"},
-		{"node/apitypes", []string{mod}, nil, "API types must be importable by any client"},
+		{"node/pki", []string{mod + "raft", mod + "storage", mod + "node/httpapi"}, nil, "pki stands alone"},
+		{"api", []string{mod}, nil, "the API client and its types must be importable by any client"},
 		{"internal/meshid", []string{mod}, nil, "certificate identities are read by node and agent alike"},
-		{"node/audit", []string{mod}, nil, "audit verification must be importable by any client"},
-		{"node/keys", []string{mod + "raft", mod + "storage", mod + "node/api"}, nil, "the KeyProtector stands alone"},
-		{"node/agentlink", []string{mod + "node/clientaddr", mod + "node/api"}, nil,
+		{"audit", []string{mod}, nil, "audit verification must be importable by any client"},
+		{"node/keys", []string{mod + "raft", mod + "storage", mod + "node/httpapi"}, nil, "the KeyProtector stands alone"},
+		{"node/agentlink", []string{mod + "node/clientaddr", mod + "node/httpapi"}, nil,
 			"agents connect to the agent port directly: it never reads forwarding headers (X-Forwarded-For), and it gets the enrollment route as a plain handler"},
 	}
 	deps := map[string][]string{}
@@ -249,7 +249,7 @@ func TestCryptoPrimitivesOnlyWhereReviewed(t *testing.T) {
 			"crypto/subtle":              "constant-time password and API token hash comparison",
 			"golang.org/x/crypto/argon2": "password hashing (argon2id)",
 		},
-		mod + "node/audit": {
+		mod + "audit": {
 			"crypto/hkdf": "audit checkpoint signing key derived from the CA key",
 		},
 		mod + "node/agents": {

@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/internal/strictjson"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
@@ -22,7 +22,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func writeError(w http.ResponseWriter, code int, msg, hint string) {
-	writeJSON(w, code, apitypes.Error{Error: msg, Hint: hint})
+	writeJSON(w, code, api.Error{Error: msg, Hint: hint})
 }
 
 // renew signs a new certificate for the agent presenting its current

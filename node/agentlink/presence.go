@@ -102,7 +102,7 @@ func (s *Server) commitPresence(batch []agents.PresenceOp) {
 	backoff := 250 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-		res, err := s.cfg.Raft.Apply(ctx, cmd)
+		res, err := s.raft.Apply(ctx, cmd)
 		cancel()
 		switch {
 		case err == nil && res.Err != nil:

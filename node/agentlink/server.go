@@ -34,10 +34,10 @@ import (
 	st "github.com/open-telemetry/opamp-go/server/types"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/agents"
-	"github.com/outpost-mesh/outpost/node/apitypes"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -80,9 +80,7 @@ type Config struct {
 	CA         *pki.CA
 	Ident      *pki.Identity
 	Store      *storage.Store
-	Raft       Region
 	Hub        *lease.Hub
-	Enroll     http.Handler // the API, for the enrollment path
 	Commit     Committer
 	Lifetime   time.Duration // agent certificate lifetime
 	MaxAgents  int           // connections this node accepts (then 503)
@@ -121,12 +119,15 @@ type Config struct {
 // Server is a running agent port.
 type Server struct {
 	cfg    Config
+	raft   Region // set by Serve
 	ln     net.Listener
 	gate   *gate
 	hs     *http.Server
 	opamp  http.HandlerFunc
 	logger *slog.Logger
 	m      *metrics
+	// connCtx is opamp-go's per-connection context hook.
+	connCtx func(context.Context, net.Conn) context.Context
 
 	mu    sync.Mutex
 	links map[string]map[*link]struct{} // agent id -> its live links here
@@ -155,7 +156,7 @@ func Listen(addr string) (net.Listener, error) {
 }
 
 // Start serves the agent port on ln until Close.
-func Start(cfg Config, ln net.Listener) (*Server, error) {
+func New(cfg Config) (*Server, error) {
 	if cfg.MaxAgents <= 0 {
 		cfg.MaxAgents = DefaultMaxAgents
 	}
@@ -195,7 +196,7 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, ln: ln, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
+	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
 		presence: make(chan agents.PresenceOp, 1<<16), updates: map[string]*agents.LinkInfo{}, rates: map[string]*bucket{}}
 	s.m = newMetrics(cfg.Registerer, s)
 	s.desired = newDesired(cfg.Store)
@@ -211,13 +212,26 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		return nil, err
 	}
 	s.opamp = limitHijack(http.HandlerFunc(h), cfg.MaxMessage)
+	s.connCtx = connCtx
+	return s, nil
+}
+
+// Serve starts serving agents on ln. rg is the Raft group the port
+// records through; enroll, if set, serves the enrollment path (the
+// node's API handler, which also serves it on the API address). New and
+// Serve are two steps so the node can hand the server to the agents FSM
+// and the API, which are built before the Raft group and the API
+// handler exist.
+func (s *Server) Serve(ln net.Listener, rg Region, enroll http.Handler) error {
+	cfg := s.cfg
+	s.ln, s.raft = ln, rg
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentwire.PathOpAMP, s.opamp)
 	mux.HandleFunc("POST "+agentwire.PathOpAMP, s.plainOpAMP)
 	mux.HandleFunc("POST "+agentwire.PathRenew, s.renew)
 	mux.HandleFunc("GET "+agentwire.PathNodes, s.nodes)
-	if cfg.Enroll != nil {
-		mux.Handle("POST "+agentwire.PathEnroll, cfg.Enroll)
+	if enroll != nil {
+		mux.Handle("POST "+agentwire.PathEnroll, enroll)
 	}
 	tlsCfg := pki.AgentServerTLS(cfg.CA, cfg.Ident, cfg.Region, cfg.Now, s.checkCert)
 	// HTTP/1.1 only: WebSocket needs it, and a connection carries one
@@ -228,7 +242,7 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 		Handler:   mux,
 		TLSConfig: tlsCfg,
 		// opamp-go's plain-HTTP path and its connection registry need it.
-		ConnContext: connCtx,
+		ConnContext: s.connCtx,
 		ConnState:   s.gate.connState,
 		// Bounded so a slow client cannot hold a connection; an OpAMP
 		// link resets them when it is upgraded (link.onConnected).
@@ -241,7 +255,7 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	}
 	// Connections from an earlier run of this node are gone.
 	s.queue(agents.PresenceOp{Kind: agents.NodeReset, Node: cfg.NodeID, At: cfg.Now().UTC()})
-	cfg.Raft.SetMeta(func(m *raft.NodeMeta) { m.AgentURL = cfg.URL })
+	rg.SetMeta(func(m *raft.NodeMeta) { m.AgentURL = cfg.URL })
 	sub := cfg.Hub.Subscribe(4096)
 	s.wg.Add(4)
 	go func() {
@@ -255,13 +269,16 @@ func Start(cfg Config, ln net.Listener) (*Server, error) {
 	go func() { defer s.wg.Done(); s.housekeeping() }()
 	s.logger.Info("agent port listening", "url", cfg.URL, "max_agents", cfg.MaxAgents,
 		"max_unauthenticated", cfg.MaxUnauthenticated, "max_handshakes", cfg.MaxHandshakes)
-	return s, nil
+	return nil
 }
 
 // Close stops the port and closes every agent connection (the agents
 // fail over to another node).
 func (s *Server) Close() error {
 	s.cancel()
+	if s.hs == nil { // never served
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := s.hs.Shutdown(ctx)
@@ -349,7 +366,7 @@ func (s *Server) identify(ctx context.Context, leaf *x509.Certificate) (agents.A
 	a, ok := lookup()
 	if !ok {
 		bctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := s.cfg.Raft.ReadBarrier(bctx)
+		err := s.raft.ReadBarrier(bctx)
 		cancel()
 		if err != nil {
 			return agents.Agent{}, fmt.Errorf("%w: %v", errUnavailable, err)
@@ -440,7 +457,7 @@ func (s *Server) onConnecting(r *http.Request) st.ConnectionResponse {
 // bound by opamp-go, and agents here always use WebSocket.
 func (s *Server) plainOpAMP(w http.ResponseWriter, r *http.Request) {
 	s.refused("not_websocket", hostOf(r.RemoteAddr), errNotWebSocket)
-	writeJSON(w, http.StatusBadRequest, apitypes.Error{Error: "OpAMP over plain HTTP is not served here",
+	writeJSON(w, http.StatusBadRequest, api.Error{Error: "OpAMP over plain HTTP is not served here",
 		Hint: "connect with WebSocket (wss://) as outpost-agent does", Code: agentwire.CodeNotWebSocket})
 }
 
@@ -544,7 +561,7 @@ func (s *Server) closeRetired(agentID, fp string) {
 }
 
 // Live fills in what this node knows of a connected agent.
-func (s *Server) Live(a *apitypes.Agent) {
+func (s *Server) Live(a *api.Agent) {
 	ls := s.linksOf(a.ID)
 	if len(ls) == 0 {
 		return
@@ -584,7 +601,7 @@ func (s *Server) nodes(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) agentNodes() []agentwire.Node {
 	out := []agentwire.Node{}
-	for _, m := range s.cfg.Raft.Members() {
+	for _, m := range s.raft.Members() {
 		if m.Meta.AgentURL == "" || m.Meta.Region != s.cfg.Region || m.Meta.Leaving || m.Status != raft.MemberAlive {
 			continue
 		}
@@ -604,7 +621,7 @@ func (s *Server) agentNodes() []agentwire.Node {
 func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Agent, bool) {
 	a, retired, ok := s.requireAgentOrRetired(w, r)
 	if ok && retired {
-		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: errRetired.Error(), Code: agentwire.CodeCertRetired})
+		writeJSON(w, http.StatusForbidden, api.Error{Error: errRetired.Error(), Code: agentwire.CodeCertRetired})
 		return agents.Agent{}, false
 	}
 	return a, ok
@@ -614,7 +631,7 @@ func (s *Server) requireAgent(w http.ResponseWriter, r *http.Request) (agents.Ag
 // certificate a renewal replaced, saying so.
 func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (a agents.Agent, retired, ok bool) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeJSON(w, http.StatusUnauthorized, apitypes.Error{Error: "a client certificate is required here", Hint: "enroll first: outpost-agent --token …",
+		writeJSON(w, http.StatusUnauthorized, api.Error{Error: "a client certificate is required here", Hint: "enroll first: outpost-agent --token …",
 			Code: agentwire.CodeCertRequired})
 		return agents.Agent{}, false, false
 	}
@@ -624,10 +641,10 @@ func (s *Server) requireAgentOrRetired(w http.ResponseWriter, r *http.Request) (
 		return a, true, true
 	case errors.Is(err, errUnavailable):
 		w.Header().Set("Retry-After", "2")
-		writeJSON(w, http.StatusServiceUnavailable, apitypes.Error{Error: err.Error(), Hint: "retry in a few seconds", Code: agentwire.CodeUnavailable})
+		writeJSON(w, http.StatusServiceUnavailable, api.Error{Error: err.Error(), Hint: "retry in a few seconds", Code: agentwire.CodeUnavailable})
 	case err != nil:
 		s.refused("certificate_refused", hostOf(r.RemoteAddr), err)
-		writeJSON(w, http.StatusForbidden, apitypes.Error{Error: err.Error(), Code: agentwire.CodeCertRefused})
+		writeJSON(w, http.StatusForbidden, api.Error{Error: err.Error(), Code: agentwire.CodeCertRefused})
 	default:
 		return a, false, true
 	}
@@ -649,7 +666,7 @@ func (s *Server) housekeeping() {
 		}
 		if n := s.count.Load(); n != lastCount {
 			lastCount = n
-			s.cfg.Raft.SetMeta(func(m *raft.NodeMeta) { m.Agents = int(n) })
+			s.raft.SetMeta(func(m *raft.NodeMeta) { m.Agents = int(n) })
 		}
 		if now := s.cfg.Now(); now.Sub(lastSeen) >= agents.SeenEvery {
 			lastSeen = now

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/outpost-mesh/outpost/node/audit"
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/storage"
 )
 

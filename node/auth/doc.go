@@ -10,5 +10,5 @@
 // region admin, from an approved, unexpired break-glass grant — never from
 // anything the request body says.
 //
-// Imported by node and node/api.
+// Imported by node and node/httpapi.
 package auth

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/outpost-mesh/outpost/api"
 )
 
 // CookieName is the session cookie.
-const CookieName = "outpost_session"
+const CookieName = api.SessionCookie
 
 // SessionTTL is how long a login lasts.
 const SessionTTL = 12 * time.Hour

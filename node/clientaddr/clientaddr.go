@@ -5,7 +5,7 @@
 //
 // Only the operator API's listener resolves addresses this way (Handler);
 // a request served without that Handler, as enrollment on the agent port
-// is, gets its peer's address from Of. node/api imports it; the agent
+// is, gets its peer's address from Of. node/httpapi imports it; the agent
 // port (node/agentlink) must not, since agents connect directly.
 package clientaddr
 

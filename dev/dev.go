@@ -1,0 +1,588 @@
+// Package dev runs `outpost dev`: a complete region of 1, 3 or 5
+// nodes in one process on loopback, each node with its own data dir and
+// real ports, sharing one generated CA and gossip key, so an operator can
+// watch a region (and a failover) on a laptop.
+//
+// Imported by cmd/outpost and end-to-end tests only.
+package dev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/node"
+	"github.com/outpost-mesh/outpost/node/auth"
+	"github.com/outpost-mesh/outpost/node/keys"
+	"github.com/outpost-mesh/outpost/node/pki"
+)
+
+// Options configure a dev region; zero values take the defaults.
+type Options struct {
+	HTTP    string // first node's API address; default 127.0.0.1:7070, later nodes take the next ports
+	DataDir string // default a new temp dir, removed on exit unless Keep
+	Keep    bool
+	Nodes   int // 1, 3 or 5; default 1
+	Regions int // only 1 until federation exists
+	Agents  int // in-process agents, enrolled in tenant "dev"; default 0
+	Out     io.Writer
+	Logger  *slog.Logger
+
+	// beforeSetup, in tests, runs once the nodes are up, before the
+	// setup writes (the dev tenant, its agents).
+	beforeSetup func(*Region)
+}
+
+// Region is a running dev region.
+type Region struct {
+	opts    Options
+	region  string
+	dataDir string
+	tempDir bool
+	ca      *pki.CA
+	key     []byte
+	keys    *keys.Protector
+	ports   map[string]nodePorts
+
+	mu    sync.Mutex
+	nodes map[string]*node.Node
+	ids   []string
+
+	agents     []*agent.Agent
+	stopAgents context.CancelFunc
+	agentsDone sync.WaitGroup
+}
+
+type nodePorts struct {
+	HTTP   string `json:"http"`
+	Raft   string `json:"raft"`
+	Gossip string `json:"gossip"`
+	Agents string `json:"agents,omitempty"`
+}
+
+// Start brings up the dev region and returns once it has a leader and an
+// admin token. Progress goes to opts.Out.
+func Start(ctx context.Context, opts Options) (_ *Region, err error) {
+	if opts.Nodes == 0 {
+		opts.Nodes = 1
+	}
+	if opts.Regions == 0 {
+		opts.Regions = 1
+	}
+	if opts.HTTP == "" {
+		opts.HTTP = "127.0.0.1:7070"
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch opts.Nodes {
+	case 1, 3, 5:
+	default:
+		return nil, fmt.Errorf("--nodes %d: a region has 1, 3 or 5 nodes", opts.Nodes)
+	}
+	if opts.Regions != 1 {
+		return nil, fmt.Errorf("--regions %d: federation between regions is not built yet; run one region", opts.Regions)
+	}
+	d := &Region{opts: opts, region: "dev", nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}}
+	if opts.DataDir == "" {
+		if d.dataDir, err = os.MkdirTemp("", "outpost-dev-"); err != nil {
+			return nil, err
+		}
+		d.tempDir = true
+	} else {
+		d.dataDir = opts.DataDir
+		if err := os.MkdirAll(d.dataDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			d.Stop(context.Background())
+		}
+	}()
+	if err := d.loadSecrets(); err != nil {
+		return nil, err
+	}
+	d.say("outpost dev: starting region %q with %d node(s) in %s", d.region, opts.Nodes, d.dataDir)
+	start := time.Now()
+	for i := 1; i <= opts.Nodes; i++ {
+		id := fmt.Sprintf("n%d", i)
+		d.ids = append(d.ids, id)
+		if err := d.StartNode(id); err != nil {
+			return nil, err
+		}
+	}
+	leader, err := d.waitLeader(ctx, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	d.say("  leader elected: %s (%.1fs after start)", leader, time.Since(start).Seconds())
+	tokenFile := d.TokenFile()
+	for _, f := range []string{tokenFile, d.PasswordFile()} {
+		if err := waitFile(ctx, f, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("waiting for the admin credentials: %w", err)
+		}
+	}
+	if err := d.waitTokenAccepted(ctx, 15*time.Second); err != nil {
+		return nil, err
+	}
+	d.say("  region admin token written to %s", tokenFile)
+	if opts.beforeSetup != nil {
+		opts.beforeSetup(d)
+	}
+	if opts.Agents > 0 {
+		if err := d.startAgents(ctx, opts.Agents); err != nil {
+			return nil, fmt.Errorf("starting the dev agents: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// waitTokenAccepted waits until every node accepts the region admin
+// token: the file is written by whichever node led first, and another
+// node accepts the token once it has applied the entry that stored it.
+func (d *Region) waitTokenAccepted(ctx context.Context, timeout time.Duration) error {
+	tok, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	var urls []string
+	for _, id := range d.ids {
+		if n := d.nodes[id]; n != nil {
+			urls = append(urls, n.APIURL())
+		}
+	}
+	d.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for _, u := range urls {
+		for {
+			c := api.NewClient(u, strings.TrimSpace(string(tok)))
+			c.Timeout = 5 * time.Second
+			err := c.Do(ctx, "GET", "/api/v1/whoami", nil, nil)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("the region admin token was not accepted at %s within %v: %v", u, timeout, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// DevTenant is the tenant dev agents enroll in; the admin account is its
+// admin.
+const DevTenant = "dev"
+
+// startAgents enrolls n in-process agents in tenant "dev" (once: their
+// state stays in the data dir) and runs them.
+func (d *Region) startAgents(ctx context.Context, n int) error {
+	tok, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		return err
+	}
+	s := setupClient(d.APIURL(), strings.TrimSpace(string(tok)), d.say)
+	// The setup must finish even when a write lands on a leadership
+	// change; it gives up after setupTimeout with what it last saw.
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	// Region admins cannot reach tenant data, so the dev tenant gets an
+	// admin account of its own. Its password is chosen here and kept
+	// beside the region admin's before the account is created, so every
+	// step can be asked again: a repeat finds the account or tenant there
+	// (409) and goes on.
+	pwFile := d.DevPasswordFile()
+	pw, err := os.ReadFile(pwFile)
+	if errors.Is(err, os.ErrNotExist) {
+		pw = []byte(auth.GeneratePassword() + "\n")
+		err = os.WriteFile(pwFile, pw, 0o600)
+	}
+	if err != nil {
+		return err
+	}
+	password := strings.TrimSpace(string(pw))
+	if err := create(ctx, s, "/api/v1/users", api.UserCreate{Name: DevTenant, Password: password}); err != nil {
+		return err
+	}
+	if err := create(ctx, s, "/api/v1/tenants", api.TenantCreate{Name: DevTenant, Admin: DevTenant}); err != nil {
+		return err
+	}
+	if err := s.Login(ctx, DevTenant, password); err != nil {
+		return fmt.Errorf("%w (the dev tenant's admin password is in %s; start with a new --data dir if it was changed)", gaveUp(ctx, err), pwFile)
+	}
+	actx, stopAgents := context.WithCancel(context.Background())
+	d.stopAgents = stopAgents
+	for i := 1; i <= n; i++ {
+		dir := filepath.Join(d.dataDir, "agents", fmt.Sprintf("agent-%d", i))
+		cfg := agent.Config{StateDir: dir, CAPEM: d.ca.CertPEM(), Host: fmt.Sprintf("dev-agent-%d", i),
+			Logger: d.opts.Logger.With("agent", i)}
+		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+			var bt api.BootstrapToken
+			if err := s.Do(ctx, "POST", "/api/v1/tenants/"+DevTenant+"/agent-tokens", api.BootstrapTokenCreate{TTL: "5m"}, &bt); err != nil {
+				return gaveUp(ctx, err)
+			}
+			cfg.Token, cfg.Servers = bt.Token, bt.Servers
+		}
+		a, err := agent.New(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		d.agents = append(d.agents, a)
+		d.agentsDone.Add(1)
+		go func() {
+			defer d.agentsDone.Done()
+			_ = a.Run(actx)
+		}()
+		st := a.Status()
+		d.say("  agent %s (%s) enrolled in tenant %q; it attaches to the nearest node", st.AgentID, cfg.Host, DevTenant)
+	}
+	return nil
+}
+
+// DevPasswordFile holds the password of account "dev", the dev tenant's admin.
+func (d *Region) DevPasswordFile() string { return filepath.Join(d.dataDir, "dev.password") }
+
+// Agents are the dev region's in-process agents.
+func (d *Region) Agents() []*agent.Agent { return d.agents }
+
+// loadSecrets loads or creates the dev CA, gossip key and port map.
+func (d *Region) loadSecrets() error {
+	// The dev region's master key lives in its data dir (0600): fine for
+	// a throwaway region, never for a real one (docs/config.md).
+	mkFile := filepath.Join(d.dataDir, "master.key")
+	if _, err := os.Stat(mkFile); err != nil {
+		k, err := keys.GenerateKey()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(mkFile, []byte(k+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	var err error
+	if d.keys, err = keys.LoadMaster(keys.Source{File: mkFile}, keys.Source{}); err != nil {
+		return fmt.Errorf("dev master key: %w", err)
+	}
+	caDir := filepath.Join(d.dataDir, "ca")
+	if _, statErr := os.Stat(filepath.Join(caDir, "ca.crt")); statErr == nil {
+		d.ca, err = pki.LoadWrappedCA(d.keys, filepath.Join(caDir, "ca.crt"), filepath.Join(caDir, "ca.key"))
+	} else {
+		if d.ca, err = pki.NewCA(d.region); err == nil {
+			err = d.ca.SaveWrapped(d.keys, caDir)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("dev CA: %w", err)
+	}
+	keyFile := filepath.Join(d.dataDir, "gossip.key")
+	if b, err := keys.ReadFile(d.keys, keyFile, node.PurposeGossipKey); err == nil {
+		d.key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("%s: %w", keyFile, err)
+		}
+	} else {
+		d.key = make([]byte, 32)
+		rand.Read(d.key)
+		if err := keys.WriteFile(d.keys, keyFile, node.PurposeGossipKey, []byte(base64.StdEncoding.EncodeToString(d.key))); err != nil {
+			return err
+		}
+	}
+	if b, err := os.ReadFile(d.portsFile()); err == nil {
+		if err := json.Unmarshal(b, &d.ports); err != nil {
+			return fmt.Errorf("%s: %w", d.portsFile(), err)
+		}
+	}
+	return nil
+}
+
+func (d *Region) portsFile() string { return filepath.Join(d.dataDir, "dev-ports.json") }
+
+// PasswordFile is where the first region admin's password is written.
+func (d *Region) PasswordFile() string { return filepath.Join(d.dataDir, "admin.password") }
+
+// TokenFile is where the region admin token is written.
+func (d *Region) TokenFile() string { return filepath.Join(d.dataDir, "admin.token") }
+
+// DataDir is the region's data directory.
+func (d *Region) DataDir() string { return d.dataDir }
+
+// APIURL is the first node's API.
+func (d *Region) APIURL() string { return "http://" + d.ports["n1"].HTTP }
+
+func (d *Region) say(format string, args ...any) { fmt.Fprintf(d.opts.Out, format+"\n", args...) }
+
+// httpAddr is the API address of node i (1-based): the --http port plus i-1.
+func (d *Region) httpAddr(i int) (string, error) {
+	host, port, err := net.SplitHostPort(d.opts.HTTP)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: %w", d.opts.HTTP, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", fmt.Errorf("--http %q: bad port", d.opts.HTTP)
+	}
+	if p == 0 {
+		return net.JoinHostPort(host, "0"), nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+i-1)), nil
+}
+
+// StartNode starts (or restarts, on its old ports and data) node id.
+func (d *Region) StartNode(id string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, running := d.nodes[id]; running {
+		return fmt.Errorf("node %s is already running", id)
+	}
+	i := indexOf(d.ids, id)
+	if i < 0 {
+		return fmt.Errorf("no node %q in this dev region (nodes: %s)", id, strings.Join(d.ids, ", "))
+	}
+	ports, known := d.ports[id]
+	if !known {
+		h, err := d.httpAddr(i + 1)
+		if err != nil {
+			return err
+		}
+		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0", Agents: "127.0.0.1:0"}
+	}
+	var seeds []string
+	for _, other := range d.ids {
+		if p, ok := d.ports[other]; ok && other != id {
+			seeds = append(seeds, p.Gossip)
+		}
+	}
+	cfg := node.DefaultConfig()
+	cfg.Region, cfg.NodeID = d.region, id
+	cfg.DataDir = filepath.Join(d.dataDir, id)
+	cfg.BootstrapExpect = d.opts.Nodes
+	cfg.AdminTokenFile = d.TokenFile()
+	cfg.HTTP.Bind = ports.HTTP
+	cfg.Raft.Bind, cfg.Gossip.Bind = ports.Raft, ports.Gossip
+	cfg.Agents.Bind = ports.Agents
+	if cfg.Agents.Bind == "" { // a ports file from before the agent port
+		cfg.Agents.Bind = "127.0.0.1:0"
+	}
+	cfg.Gossip.Seeds = seeds
+	cfg.Raft.MinQuorum = d.opts.Nodes
+	// A dev region is for trying things, failover drills included.
+	cfg.Drills.Enabled = true
+	if d.opts.Nodes == 1 {
+		cfg.Raft.MinQuorum = 0
+	}
+	// A restarted node reuses its API port; on a busy loopback an outbound
+	// connection may briefly hold it as its ephemeral source port, so
+	// retry a port in use for a few seconds before giving up.
+	var n *node.Node
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys,
+			StopDrill: func(restartAfter time.Duration) { d.crash(id, restartAfter) }})
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("start node %s: %w", id, err)
+	}
+	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(n.APIURL(), "http://"))
+	host, _, _ := net.SplitHostPort(ports.HTTP)
+	d.ports[id] = nodePorts{HTTP: net.JoinHostPort(host, httpPort), Raft: n.Region().RaftAddr(), Gossip: n.Region().GossipAddr(),
+		Agents: n.AgentAddr()}
+	if b, err := json.MarshalIndent(d.ports, "", "  "); err == nil {
+		_ = os.WriteFile(d.portsFile(), b, 0o600)
+	}
+	d.nodes[id] = n
+	d.say("  node %s up: API %s", id, n.APIURL())
+	return nil
+}
+
+// StopNode kills node id abruptly, as a crash would. It returns at once
+// and stops the node in the background, so a request served by that very
+// node still gets its answer.
+func (d *Region) StopNode(id string) error {
+	d.mu.Lock()
+	n, ok := d.nodes[id]
+	if !ok {
+		d.mu.Unlock()
+		return fmt.Errorf("node %q is not running (nodes: %s)", id, strings.Join(d.ids, ", "))
+	}
+	delete(d.nodes, id)
+	d.mu.Unlock()
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		n.Kill()
+		d.say("  node %s stopped (killed; start it again with `outpostctl dev start %s`)", id, id)
+	}()
+	return nil
+}
+
+// crash kills node id now, as a stop drill asks, and starts it again on
+// its data dir after restartAfter.
+func (d *Region) crash(id string, restartAfter time.Duration) {
+	d.mu.Lock()
+	n, ok := d.nodes[id]
+	delete(d.nodes, id)
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	n.Kill()
+	d.say("  node %s stopped by a drill; restarting it in %v", id, restartAfter)
+	time.Sleep(restartAfter)
+	if err := d.StartNode(id); err != nil {
+		d.say("  restarting node %s after the drill failed: %v (start it with `outpostctl dev start %s`)", id, err, id)
+	}
+}
+
+// Node returns a running node by id.
+func (d *Region) Node(id string) (*node.Node, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.nodes[id]
+	return n, ok
+}
+
+func (d *Region) waitLeader(ctx context.Context, timeout time.Duration) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		d.mu.Lock()
+		for id, n := range d.nodes {
+			if n.Region().IsLeader() {
+				d.mu.Unlock()
+				return id, nil
+			}
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return "", fmt.Errorf("no leader elected within %v; run with --log-level debug to see why", timeout)
+}
+
+// Stop shuts every node down gracefully and removes a temporary data dir
+// unless Keep was set.
+func (d *Region) Stop(ctx context.Context) error {
+	if d.stopAgents != nil {
+		d.stopAgents()
+		d.agentsDone.Wait()
+	}
+	d.mu.Lock()
+	nodes := d.nodes
+	d.nodes = map[string]*node.Node{}
+	d.mu.Unlock()
+	// Followers first, the leader last: stopping the whole region should
+	// not set off elections and leadership transfers on the way down.
+	var errs []error
+	ordered := make([]*node.Node, 0, len(nodes))
+	var leader *node.Node
+	for _, n := range nodes {
+		if n.Region().IsLeader() {
+			leader = n
+			continue
+		}
+		ordered = append(ordered, n)
+	}
+	if leader != nil {
+		ordered = append(ordered, leader)
+	}
+	for i, n := range ordered {
+		if i == len(ordered)-1 {
+			n.Kill() // the last node has no one to hand off to or leave
+			continue
+		}
+		if err := n.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", n.ID(), err))
+		}
+	}
+	if d.tempDir && !d.opts.Keep {
+		errs = append(errs, os.RemoveAll(d.dataDir))
+	} else if d.dataDir != "" {
+		d.say("outpost dev: data kept in %s", d.dataDir)
+	}
+	return errors.Join(errs...)
+}
+
+func indexOf(ids []string, id string) int {
+	for i, v := range ids {
+		if v == id {
+			return i
+		}
+	}
+	return -1
+}
+
+func waitFile(ctx context.Context, path string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within %v", path, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// setupTimeout bounds the dev setup's requests, retries included.
+const setupTimeout = 90 * time.Second
+
+// setupClient is the dev setup's API client for one node. It asks again
+// what a leadership change or a busy node makes fail for a while: no
+// answer, 503 (no leader, or a write whose outcome is unknown) and 429.
+// Every request the setup makes is safe to repeat: creating what exists
+// answers 409, which the setup accepts, and a login or a bootstrap token
+// more is harmless.
+func setupClient(url, token string, say func(format string, args ...any)) *api.Client {
+	c := api.NewClient(url, token)
+	c.Timeout = 15 * time.Second
+	c.Retry = api.Retry{For: setupTimeout, Pause: 100 * time.Millisecond, MaxPause: 2 * time.Second, Idempotent: true}
+	c.OnRetry = func(err error, _ time.Duration) { say("  the region is busy (%v); retrying", err) }
+	return c
+}
+
+// create makes something the setup needs, accepting that it exists (an
+// earlier attempt's answer was lost, or the data dir was used before).
+func create(ctx context.Context, c *api.Client, path string, in any) error {
+	if err := c.Do(ctx, "POST", path, in, nil); err != nil && api.StatusOf(err) != http.StatusConflict {
+		return gaveUp(ctx, err)
+	}
+	return nil
+}
+
+// gaveUp says the setup gave up when its time ran out.
+func gaveUp(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (gave up after %v; check the node logs, or start again)", err, setupTimeout)
+	}
+	return err
+}
