@@ -67,7 +67,7 @@ type Config struct {
 	Host string
 	// Heartbeat is how often the agent reports until its node offers an
 	// interval (OpAMPConnectionSettings.heartbeat_interval_seconds),
-	// which opamp-go's client then follows. Default 30s.
+	// which the agent then follows. Default 30s.
 	Heartbeat time.Duration
 	// Reevaluate is how often the RTTs are measured again. Default 5m.
 	Reevaluate time.Duration
@@ -113,6 +113,7 @@ type Agent struct {
 	renewed  chan struct{} // a renewal saved a new certificate
 	renewNow chan struct{} // a node said the certificate was replaced
 	pool     *x509.CertPool
+	closing  sync.WaitGroup // links being said goodbye to
 
 	mu       sync.Mutex
 	st       State
@@ -127,11 +128,6 @@ type Agent struct {
 	// so this follows the interval the node offered).
 	msgs int
 	gap  time.Duration
-}
-
-type event struct {
-	kind string // connected, failed
-	err  error
 }
 
 // New loads the agent's state, enrolling first when it has none.

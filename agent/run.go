@@ -7,19 +7,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"runtime"
 	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/open-telemetry/opamp-go/client"
-	ct "github.com/open-telemetry/opamp-go/client/types"
 	pb "github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/internal/agentwire"
@@ -36,20 +33,17 @@ const agentCaps = pb.AgentCapabilities_AgentCapabilities_ReportsStatus |
 // failedCooldown keeps a node that just failed out of the next choice.
 const failedCooldown = 10 * time.Second
 
-// generation tells one OpAMP client's callbacks from the next one's.
-var generation atomic.Uint64
-
-type tagged struct {
-	gen uint64
-	event
-}
-
 // Run attaches to the nearest node and keeps the agent attached until
 // ctx ends: it fails over when the node goes, moves when a markedly
 // nearer one appears, and renews the certificate in time.
 func (a *Agent) Run(ctx context.Context) error {
-	events := make(chan tagged, 64)
-	go a.renewLoop(ctx)
+	// Every goroutine Run starts ends before it returns: the renewals,
+	// and the goodbyes of links it left.
+	var renewals sync.WaitGroup
+	renewals.Add(1)
+	go func() { defer renewals.Done(); a.renewLoop(ctx) }()
+	defer renewals.Wait()
+	defer a.closing.Wait()
 	failed := map[string]time.Time{}
 	backoff := time.Second
 	for ctx.Err() == nil {
@@ -93,7 +87,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = time.Second
-		reason := a.attach(ctx, *pick, events)
+		reason := a.attach(ctx, *pick)
 		if reason != nil {
 			failed[pick.url] = time.Now()
 			a.logger.Warn("leaving node", "node", pick.node, "url", pick.url, "reason", reason)
@@ -133,14 +127,7 @@ func opampURL(u string) (string, error) {
 // attach runs one OpAMP client against c until it must go: it returns
 // nil when ctx ended or a nearer node was chosen, and the reason when
 // the node failed.
-func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) error {
-	gen := generation.Add(1)
-	send := func(e event) {
-		select {
-		case events <- tagged{gen, e}:
-		default:
-		}
-	}
+func (a *Agent) attach(ctx context.Context, c candidate) error {
 	wsURL, err := opampURL(c.url)
 	if err != nil {
 		return err
@@ -149,73 +136,60 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 	case <-a.renewed: // this connection uses the new certificate already
 	default:
 	}
-	cl := client.NewWebSocket(opampLogger{a.logger})
-	if err := cl.SetAgentDescription(a.description(c.rtt)); err != nil {
-		return err
-	}
-	if err := cl.SetHealth(&pb.ComponentHealth{Healthy: true, StartTimeUnixNano: uint64(time.Now().UnixNano())}); err != nil {
-		return err
-	}
-	caps := agentCaps
-	if err := cl.SetCapabilities(&caps); err != nil {
-		return err
-	}
+	a.mu.Lock()
 	uid, _ := hex.DecodeString(a.st.InstanceUID)
-	var iuid ct.InstanceUid
-	copy(iuid[:], uid)
-	hb := a.cfg.Heartbeat
-	a.mu.Lock()
-	var last *pb.RemoteConfigStatus
+	st := opampState{uid: uid, desc: a.description(c.rtt), caps: agentCaps,
+		health: &pb.ComponentHealth{Healthy: true, StartTimeUnixNano: uint64(time.Now().UnixNano())}}
 	if len(a.st.ConfigHash) > 0 {
-		last = &pb.RemoteConfigStatus{LastRemoteConfigHash: a.st.ConfigHash, Status: statusOf(a.st.ConfigStatus), ErrorMessage: a.st.ConfigError}
+		st.config = &pb.RemoteConfigStatus{LastRemoteConfigHash: a.st.ConfigHash, Status: statusOf(a.st.ConfigStatus), ErrorMessage: a.st.ConfigError}
 	}
-	a.mu.Unlock()
-	err = cl.Start(ctx, ct.StartSettings{
-		OpAMPServerURL: wsURL, TLSConfig: a.tlsConfig(), InstanceUid: iuid, RemoteConfigStatus: last, HeartbeatInterval: &hb,
-		Header: http.Header{"User-Agent": {"outpost-agent/" + Version}},
-		Callbacks: ct.Callbacks{
-			OnConnect:       func(context.Context) { send(event{kind: "connected"}) },
-			OnConnectFailed: func(_ context.Context, err error) { send(event{kind: "failed", err: err}) },
-			OnError: func(_ context.Context, e *pb.ServerErrorResponse) {
-				a.logger.Warn("the node reported an error", "error", e.GetErrorMessage())
-			},
-			OnMessage: func(_ context.Context, m *ct.MessageData) {
-				a.mu.Lock()
-				now := time.Now()
-				if a.msgs++; a.msgs > 1 {
-					a.gap = min(max(a.gap, now.Sub(a.lastMsg)), agentwire.MaxHeartbeat)
-				}
-				a.lastMsg = now
-				a.mu.Unlock()
-				if id := m.AgentIdentification; id != nil {
-					a.adoptInstanceUID(id.GetNewInstanceUid())
-				}
-				if m.RemoteConfig != nil {
-					a.applyRemote(cl, m.RemoteConfig)
-				}
-			},
-		},
-	})
-	if err != nil {
-		return err
-	}
-	a.mu.Lock()
 	a.node, a.url, a.rtt, a.lastMsg = c.node, c.url, c.rtt, time.Now()
 	a.msgs, a.gap = 0, 0
 	a.mu.Unlock()
-	a.logger.Info("attaching", "node", c.node, "url", c.url, "rtt", c.rtt)
 	defer func() {
 		a.mu.Lock()
 		a.conn, a.node, a.url = false, "", ""
 		a.mu.Unlock()
-		// Stop says goodbye to a live node and waits up to 5s for it; a
-		// dead one must not delay the next attach.
+	}()
+	a.logger.Info("attaching", "node", c.node, "url", c.url, "rtt", c.rtt)
+	cl, err := dialOpAMP(ctx, wsURL, a.tlsConfig(), http.Header{"User-Agent": {"outpost-agent/" + Version}}, st, a.cfg.Heartbeat,
+		a.onMessage, func(e *pb.ServerErrorResponse) {
+			a.logger.Warn("the node reported an error", "error", e.GetErrorMessage())
+		})
+	if err != nil {
+		switch why := a.refusal(ctx, c.url, err); {
+		case why.code == agentwire.CodeCertRetired:
+			// The answer to a renewal that took effect was lost: the
+			// pending key asks for it again.
+			a.logger.Warn("the node says this certificate was replaced by a renewal; asking for the renewal's certificate again",
+				"node", c.node)
+			select {
+			case a.renewNow <- struct{}{}:
+			default:
+			}
+		case why.msg != "":
+			a.logger.Error("the node refuses this agent's certificate; if this host should report, enroll it again: empty the state directory and run with a new bootstrap token",
+				"node", c.node, "reason", why.msg)
+		}
+		return fmt.Errorf("connection failed: %w", err)
+	}
+	// Closing says goodbye to a live node and waits up to 5s for it; a
+	// dead one does not delay the next attach (Run waits for the close
+	// before it returns).
+	defer func() {
+		a.closing.Add(1)
 		go func() {
+			defer a.closing.Done()
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			_ = cl.Stop(sctx)
+			cl.close(sctx)
 		}()
 	}()
+	a.mu.Lock()
+	a.conn, a.lastMsg = true, time.Now()
+	a.attaches++
+	a.mu.Unlock()
+	a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
 
 	reeval := time.NewTicker(a.cfg.Reevaluate)
 	defer reeval.Stop()
@@ -229,34 +203,8 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 			// The node closes links on the replaced certificate soon.
 			a.logger.Info("reconnecting with the renewed certificate", "node", c.node)
 			return nil
-		case e := <-events:
-			if e.gen != gen {
-				continue // a stopped client's last words
-			}
-			switch e.kind {
-			case "connected":
-				a.mu.Lock()
-				a.conn, a.lastMsg = true, time.Now()
-				a.attaches++
-				a.mu.Unlock()
-				a.logger.Info("attached", "node", c.node, "url", c.url, "rtt", c.rtt)
-			case "failed":
-				switch why := a.refusal(ctx, c.url, e.err); {
-				case why.code == agentwire.CodeCertRetired:
-					// The answer to a renewal that took effect was lost: the
-					// pending key asks for it again.
-					a.logger.Warn("the node says this certificate was replaced by a renewal; asking for the renewal's certificate again",
-						"node", c.node)
-					select {
-					case a.renewNow <- struct{}{}:
-					default:
-					}
-				case why.msg != "":
-					a.logger.Error("the node refuses this agent's certificate; if this host should report, enroll it again: empty the state directory and run with a new bootstrap token",
-						"node", c.node, "reason", why.msg)
-				}
-				return fmt.Errorf("connection failed: %w", e.err)
-			}
+		case <-cl.ended():
+			return fmt.Errorf("the link broke: %w", cl.err())
 		case <-silence.C:
 			a.mu.Lock()
 			quiet := time.Since(a.lastMsg)
@@ -284,15 +232,34 @@ func (a *Agent) attach(ctx context.Context, c candidate, events chan tagged) err
 				a.mu.Lock()
 				a.rtt = c.rtt
 				a.mu.Unlock()
-				_ = cl.SetAgentDescription(a.description(c.rtt))
+				_ = cl.setDescription(a.description(c.rtt))
 			}
 		}
 	}
 }
 
+// onMessage handles a message from the node: it notes the node's
+// pace, adopts an instance uid the node assigned, and applies a pushed
+// dispatch.
+func (a *Agent) onMessage(cl *opampLink, m *pb.ServerToAgent) {
+	a.mu.Lock()
+	now := time.Now()
+	if a.msgs++; a.msgs > 1 {
+		a.gap = min(max(a.gap, now.Sub(a.lastMsg)), agentwire.MaxHeartbeat)
+	}
+	a.lastMsg = now
+	a.mu.Unlock()
+	if id := m.GetAgentIdentification(); id != nil {
+		a.adoptInstanceUID(id.GetNewInstanceUid())
+	}
+	if rc := m.GetRemoteConfig(); rc != nil {
+		a.applyRemote(cl, rc)
+	}
+}
+
 // adoptInstanceUID keeps the instance uid the node assigned (another
 // agent of the tenant reported this one first), so that the next link
-// starts with it. opamp-go's client uses it from now on.
+// starts with it. The link uses it from now on.
 func (a *Agent) adoptInstanceUID(uid []byte) {
 	if len(uid) != 16 {
 		return
@@ -395,9 +362,9 @@ func statusOf(s string) pb.RemoteConfigStatuses {
 // applyRemote handles a pushed dispatch: the fencing check against the
 // highest token seen, recognition of a redelivery by id, the apply, and
 // the state saved durably before the outcome is reported.
-func (a *Agent) applyRemote(cl client.OpAMPClient, rc *pb.AgentRemoteConfig) {
+func (a *Agent) applyRemote(cl *opampLink, rc *pb.AgentRemoteConfig) {
 	status, msg := a.decide(rc)
-	if err := cl.SetRemoteConfigStatus(&pb.RemoteConfigStatus{LastRemoteConfigHash: rc.GetConfigHash(), Status: statusOf(status), ErrorMessage: msg}); err != nil {
+	if err := cl.setConfigStatus(&pb.RemoteConfigStatus{LastRemoteConfigHash: rc.GetConfigHash(), Status: statusOf(status), ErrorMessage: msg}); err != nil {
 		a.logger.Warn("could not report a config status", "err", err)
 	}
 }
@@ -560,14 +527,4 @@ func (a *Agent) Renew(ctx context.Context) error {
 		return nil
 	}
 	return errors.Join(errs...)
-}
-
-// opampLogger sends opamp-go's messages to the agent's log at debug.
-type opampLogger struct{ l *slog.Logger }
-
-func (o opampLogger) Debugf(_ context.Context, format string, v ...any) {
-	o.l.Debug(fmt.Sprintf(format, v...))
-}
-func (o opampLogger) Errorf(_ context.Context, format string, v ...any) {
-	o.l.Debug("opamp: " + fmt.Sprintf(format, v...))
 }

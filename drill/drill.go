@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -87,23 +86,33 @@ const MaxFault = time.Hour
 // maxRounds bounds one drill; more is a soak test, not a drill.
 const maxRounds = 1000
 
-// Validate rejects a config the drill cannot run, naming the field.
+// ConfigError is a config the drill cannot run; Problem names the field
+// and what is wrong, without the package prefix Error adds.
+type ConfigError struct{ Problem string }
+
+func (e *ConfigError) Error() string { return "drill: " + e.Problem }
+
+// Validate rejects a config the drill cannot run, naming the field (a
+// *ConfigError).
 func (c Config) Validate() error {
+	var p string
 	switch {
 	case c.Addr == "":
-		return errors.New("drill: Addr is required (any node's API URL)")
+		p = "Addr is required (any node's API URL)"
 	case c.Mode != ModeTransfer && c.Mode != ModeIsolate && c.Mode != ModeStop:
-		return fmt.Errorf("drill: Mode %q: use transfer, isolate or stop", c.Mode)
+		p = fmt.Sprintf("Mode %q: use transfer, isolate or stop", c.Mode)
 	case c.Rounds < 1 || c.Rounds > maxRounds:
-		return fmt.Errorf("drill: Rounds %d must be in 1..%d", c.Rounds, maxRounds)
+		p = fmt.Sprintf("Rounds %d must be in 1..%d", c.Rounds, maxRounds)
 	case c.IsolateFor < time.Second || c.IsolateFor > MaxFault:
-		return fmt.Errorf("drill: IsolateFor %v must be in [1s, %v]", c.IsolateFor, MaxFault)
+		p = fmt.Sprintf("IsolateFor %v must be in [1s, %v]", c.IsolateFor, MaxFault)
 	case c.RestartAfter < 0 || c.RestartAfter > MaxFault:
-		return fmt.Errorf("drill: RestartAfter %v must be in [0, %v]", c.RestartAfter, MaxFault)
+		p = fmt.Sprintf("RestartAfter %v must be in [0, %v]", c.RestartAfter, MaxFault)
 	case c.HTTPClient != nil && c.HTTPClient.Timeout != 0:
-		return fmt.Errorf("drill: HTTPClient.Timeout is %v; it must be 0, since the event streams stay open", c.HTTPClient.Timeout)
+		p = fmt.Sprintf("HTTPClient.Timeout is %v; it must be 0, since the event streams stay open", c.HTTPClient.Timeout)
+	default:
+		return nil
 	}
-	return nil
+	return &ConfigError{Problem: p}
 }
 
 func (c Config) withDefaults() Config {

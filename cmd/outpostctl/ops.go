@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -125,8 +126,11 @@ func runOps(ctx context.Context, c *client, g *globals, o opsOpts, acct accountO
 		case l.given["restart-after"] && cfg.Mode != drill.ModeStop:
 			return l.usage(form, "--restart-after applies to --mode stop only")
 		}
-		if err := cfg.Validate(); err != nil {
-			return l.usage(form, "%s", strings.TrimPrefix(err.Error(), "drill: "))
+		var bad *drill.ConfigError
+		if err := cfg.Validate(); errors.As(err, &bad) {
+			return l.usage(form, "%s", bad.Problem)
+		} else if err != nil {
+			return err
 		}
 		return drillFailover(ctx, cfg, g, l.stdout)
 
