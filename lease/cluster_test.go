@@ -2,184 +2,87 @@ package lease
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/x509"
 	"fmt"
-	"log/slog"
-	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
-// cluster is a region of real nodes on loopback for fault tests: real
-// Raft over mutual TLS, real bbolt and raft-wal, real gossip, each with
-// the lease FSM and a Manager on the real clock.
+// cluster is the shared test region (internal/testcluster: real Raft
+// over mutual TLS, real bbolt and raft-wal, real gossip, logs to t.Log)
+// with the lease FSM and a Manager on the real clock on every node.
 type cluster struct {
-	t      *testing.T
-	ca     *pki.CA
-	key    []byte
-	n      int
-	trace  func(Trace)
-	mu     sync.Mutex
-	nodes  map[string]*cnode
-	seed   string
-	logger *slog.Logger
+	*testcluster.Cluster
 }
 
+// cnode is a cluster node with its lease manager.
 type cnode struct {
-	id, dir              string
-	raftAddr, gossipAddr string
-	store                *storage.Store
-	r                    *raft.Region
-	hub                  *Hub
-	m                    *Manager
-	stop                 context.CancelFunc
-	done                 chan struct{}
+	*testcluster.Node
+	hub   *Hub
+	m     *Manager
+	start func()
+	stop  context.CancelFunc
+	done  chan struct{}
 }
 
 const clusterRegion = "lease-test"
 
 func newCluster(t *testing.T, n int, trace func(Trace)) *cluster {
 	t.Helper()
-	ca, err := pki.NewCA(clusterRegion)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	logger := slog.New(slog.DiscardHandler)
-	if os.Getenv("OUTPOST_TEST_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	c := &cluster{t: t, ca: ca, key: key, n: n, trace: trace, nodes: map[string]*cnode{}, logger: logger}
-	t.Cleanup(c.closeAll)
-	for i := 1; i <= n; i++ {
-		c.start(fmt.Sprintf("n%d", i))
-	}
-	return c
+	tuning := testcluster.FastTuning()
+	tuning.DeadServerGrace = time.Hour // killed nodes keep their seats
+	tc := testcluster.New(t, testcluster.Config{Nodes: n, Region: clusterRegion, Tuning: &tuning, NoLeader: true,
+		Configure: func(node *testcluster.Node, cfg *raft.Config) {
+			nd := &cnode{Node: node, hub: NewHub()}
+			node.Value = nd
+			fsm := NewFSM(node.ID, nd.hub, nil)
+			cfg.Handlers = fsm.Handlers()
+			var mgr atomic.Pointer[Manager]
+			cfg.OnLeaderChange = func(string) {
+				if m := mgr.Load(); m != nil {
+					m.Wake()
+				}
+			}
+			nd.stop = func() {}
+			nd.done = make(chan struct{})
+			// Started completes the node once Raft is open.
+			nd.start = func() {
+				nd.m = NewManager(DefaultConfig(), node.Raft, node.Store, fsm, Options{Hub: nd.hub, Trace: trace,
+					Logger: node.Logs.Logger(t).With("node", node.ID, "component", "lease")})
+				mgr.Store(nd.m)
+				ctx, cancel := context.WithCancel(context.Background())
+				nd.stop = cancel
+				go func() {
+					defer close(nd.done)
+					nd.m.Run(ctx)
+				}()
+			}
+		},
+		Started:  func(node *testcluster.Node) { node.Value.(*cnode).start() },
+		Stopping: func(node *testcluster.Node) { node.Value.(*cnode).stop() },
+		Stopped:  func(node *testcluster.Node) { <-node.Value.(*cnode).done },
+	})
+	return &cluster{tc}
 }
 
 // start opens node id, on its old data dir and ports if it ran before.
-func (c *cluster) start(id string) *cnode {
-	c.t.Helper()
-	c.mu.Lock()
-	old := c.nodes[id]
-	seed := c.seed
-	c.mu.Unlock()
-	nd := &cnode{id: id, dir: filepath.Join(c.t.TempDir(), id), raftAddr: "127.0.0.1:0", gossipAddr: "127.0.0.1:0"}
-	if old != nil {
-		nd.dir, nd.raftAddr, nd.gossipAddr = old.dir, old.raftAddr, old.gossipAddr
-	}
-	if err := os.MkdirAll(nd.dir, 0o700); err != nil {
-		c.t.Fatal(err)
-	}
-	store, err := storage.Open(filepath.Join(nd.dir, "state.db"), storage.Options{Region: clusterRegion})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	cert, err := c.ca.IssueNode(clusterRegion, id, []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	nd.hub = NewHub()
-	fsm := NewFSM(id, nd.hub, nil)
-	var mgr atomic.Pointer[Manager]
-	tuning := raft.DefaultTuning()
-	tuning.ServerStabilization = time.Second
-	tuning.DeadServerGrace = time.Hour // killed nodes keep their seats
-	cfg := raft.Config{
-		Region: clusterRegion, NodeID: id, DataDir: nd.dir,
-		RaftBind: nd.raftAddr, GossipBind: nd.gossipAddr, GossipKey: c.key, BootstrapExpect: c.n,
-		TLS: pki.NodeTLS(c.ca, cert, clusterRegion), Tuning: tuning,
-		PeerID:   func(x *x509.Certificate) (string, error) { return pki.NodeID(x, clusterRegion) },
-		Handlers: fsm.Handlers(),
-		OnLeaderChange: func(string) {
-			if m := mgr.Load(); m != nil {
-				m.Wake()
-			}
-		},
-		Logger: c.logger.With("node", id),
-	}
-	if seed != "" {
-		cfg.Seeds = []string{seed}
-	}
-	// A restarted node may find its old port briefly held; retry.
-	var r *raft.Region
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		r, err = raft.Open(cfg, store)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		store.Close()
-		c.t.Fatalf("open node %s: %v", id, err)
-	}
-	nd.store, nd.r = store, r
-	nd.raftAddr, nd.gossipAddr = r.RaftAddr(), r.GossipAddr()
-	nd.m = NewManager(DefaultConfig(), r, store, fsm, Options{Hub: nd.hub, Trace: c.trace, Logger: c.logger.With("node", id, "component", "lease")})
-	mgr.Store(nd.m)
-	ctx, cancel := context.WithCancel(context.Background())
-	nd.stop, nd.done = cancel, make(chan struct{})
-	go func() {
-		defer close(nd.done)
-		nd.m.Run(ctx)
-	}()
-	c.mu.Lock()
-	c.nodes[id] = nd
-	if c.seed == "" {
-		c.seed = r.GossipAddr()
-	}
-	c.mu.Unlock()
-	return nd
-}
+func (c *cluster) start(id string) *cnode { c.T().Helper(); return c.Start(id).Value.(*cnode) }
 
 // kill stops node id abruptly, keeping its data dir and ports.
-func (c *cluster) kill(id string) {
-	c.mu.Lock()
-	nd := c.nodes[id]
-	if nd == nil || nd.r == nil {
-		c.mu.Unlock()
-		return
-	}
-	r := nd.r
-	nd.r = nil
-	c.mu.Unlock()
-	nd.stop()
-	r.Close()
-	<-nd.done
-	nd.store.Close()
-}
+func (c *cluster) kill(id string) { c.Kill(id) }
 
 // handles returns a live node's region and store, or false.
-func (c *cluster) handles(nd *cnode) (*raft.Region, *storage.Store, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return nd.r, nd.store, nd.r != nil
-}
-
-func (c *cluster) closeAll() {
-	for _, nd := range c.live() {
-		c.kill(nd.id)
-	}
-}
+func (c *cluster) handles(nd *cnode) (*raft.Region, *storage.Store, bool) { return c.Handles(nd.Node) }
 
 func (c *cluster) live() []*cnode {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var out []*cnode
-	for i := 1; i <= c.n; i++ {
-		if nd := c.nodes[fmt.Sprintf("n%d", i)]; nd != nil && nd.r != nil {
-			out = append(out, nd)
-		}
+	for _, n := range c.Live() {
+		out = append(out, n.Value.(*cnode))
 	}
 	return out
 }
@@ -187,7 +90,7 @@ func (c *cluster) live() []*cnode {
 // holder waits until a live node holds the lease with a token above
 // after, and returns it.
 func (c *cluster) holder(after uint64, timeout time.Duration) (*cnode, uint64) {
-	c.t.Helper()
+	c.T().Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		for _, nd := range c.live() {
@@ -197,47 +100,25 @@ func (c *cluster) holder(after uint64, timeout time.Duration) (*cnode, uint64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.t.Fatalf("no node acquired a lease above token %d within %v", after, timeout)
+	c.T().Fatalf("no node acquired a lease above token %d within %v", after, timeout)
 	return nil, 0
 }
 
 // settle waits until every live node has applied what the leader has.
-func (c *cluster) settle(timeout time.Duration) {
-	c.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		var leader *cnode
-		for _, nd := range c.live() {
-			if nd.r.IsLeader() {
-				leader = nd
-			}
-		}
-		if leader != nil && leader.r.Barrier(time.Second) == nil {
-			want, ok := leader.r.AppliedIndex(), true
-			for _, nd := range c.live() {
-				ok = ok && nd.r.AppliedIndex() >= want
-			}
-			if ok {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.t.Fatalf("region did not settle within %v", timeout)
-}
+func (c *cluster) settle(timeout time.Duration) { c.T().Helper(); c.Settle(timeout) }
 
 // dispatches returns node nd's committed region-wide dispatches and
 // lease, read after a barrier through the region's read index.
 func (c *cluster) log(nd *cnode) ([]Dispatch, State) {
-	c.t.Helper()
+	c.T().Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := nd.r.ReadBarrier(ctx); err != nil {
-		c.t.Fatalf("read barrier on %s: %v", nd.id, err)
+	if err := nd.Raft.ReadBarrier(ctx); err != nil {
+		c.T().Fatalf("read barrier on %s: %v", nd.ID, err)
 	}
 	var ds []Dispatch
 	var st State
-	_ = nd.store.View(func(tx *storage.Tx) error {
+	_ = nd.Store.View(func(tx *storage.Tx) error {
 		ds = List(tx, storage.Tenant{}, 0, 1<<30)
 		st, _ = ReadState(tx)
 		return nil
@@ -302,7 +183,7 @@ func TestPartitionedHolderCannotDispatch(t *testing.T) {
 		}
 	}()
 	time.Sleep(100 * time.Millisecond)
-	old.r.Isolate()
+	old.Raft.Isolate()
 	newHolder, newToken := c.holder(oldToken, 20*time.Second)
 	now := time.Now()
 	newLeaseAt.Store(&now)
@@ -316,7 +197,7 @@ func TestPartitionedHolderCannotDispatch(t *testing.T) {
 		}
 	}
 	time.Sleep(1500 * time.Millisecond)
-	old.r.Heal()
+	old.Raft.Heal()
 	time.Sleep(500 * time.Millisecond) // the old node's queued attempts now reach the new leader
 	close(stop)
 	wg.Wait()
@@ -327,7 +208,7 @@ func TestPartitionedHolderCannotDispatch(t *testing.T) {
 		t.Fatalf("final lease token %d below the new holder's %d", st.Token, newToken)
 	}
 	var acquiredAt, refused uint64
-	_ = newHolder.store.View(func(tx *storage.Tx) error {
+	_ = newHolder.Store.View(func(tx *storage.Tx) error {
 		var s State
 		s, refused = ReadState(tx)
 		if s.Token == newToken {
@@ -382,5 +263,5 @@ func TestPartitionedHolderCannotDispatch(t *testing.T) {
 			t.Errorf("subscriber %d never saw the new lease", i)
 		}
 	}
-	t.Logf("old holder %s (token %d) isolated; %s took token %d; %d late attempts by the old holder, none committed; the FSM refused %d stale entries", old.id, oldToken, newHolder.id, newToken, late, refused)
+	t.Logf("old holder %s (token %d) isolated; %s took token %d; %d late attempts by the old holder, none committed; the FSM refused %d stale entries", old.ID, oldToken, newHolder.ID, newToken, late, refused)
 }

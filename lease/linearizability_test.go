@@ -408,10 +408,7 @@ func TestFencedDispatchLinearizable(t *testing.T) {
 			defer wg.Done()
 			for seq := 0; ctx.Err() == nil; seq++ {
 				time.Sleep(10 * time.Millisecond)
-				c.mu.Lock()
-				nd := c.nodes[id]
-				m := nd.m
-				c.mu.Unlock()
+				m := c.Node(id).Value.(*cnode).m
 				actx, acancel := context.WithTimeout(ctx, time.Second)
 				if seq%20 == 19 {
 					_, _ = m.StaleProbe(actx)
@@ -461,7 +458,7 @@ func TestFencedDispatchLinearizable(t *testing.T) {
 	leader := func() *cnode {
 		for range 200 {
 			for _, nd := range c.live() {
-				if nd.r.IsLeader() {
+				if nd.Raft.IsLeader() {
 					return nd
 				}
 			}
@@ -482,7 +479,7 @@ func TestFencedDispatchLinearizable(t *testing.T) {
 		others := []string{}
 		for _, nd := range c.live() {
 			if nd != l {
-				others = append(others, nd.id)
+				others = append(others, nd.ID)
 			}
 		}
 		var fault string
@@ -493,52 +490,50 @@ func TestFencedDispatchLinearizable(t *testing.T) {
 		switch kind {
 		case 0:
 			d := time.Duration(1000+rng.IntN(1500)) * time.Millisecond
-			fault = fmt.Sprintf("isolate leader %s for %v", l.id, d)
-			l.r.Isolate()
+			fault = fmt.Sprintf("isolate leader %s for %v", l.ID, d)
+			l.Raft.Isolate()
 			time.Sleep(d)
-			l.r.Heal()
+			l.Raft.Heal()
 		case 1:
 			d := time.Duration(500+rng.IntN(1000)) * time.Millisecond
-			fault = fmt.Sprintf("kill leader %s, restart after %v", l.id, d)
-			c.kill(l.id)
+			fault = fmt.Sprintf("kill leader %s, restart after %v", l.ID, d)
+			c.kill(l.ID)
 			time.Sleep(d)
-			c.start(l.id)
+			c.start(l.ID)
 		case 2:
-			victim, peer := others[rng.IntN(len(others))], l.id
+			victim, peer := others[rng.IntN(len(others))], l.ID
 			if rng.IntN(2) == 0 {
-				victim, peer = l.id, others[rng.IntN(len(others))]
+				victim, peer = l.ID, others[rng.IntN(len(others))]
 			}
 			fault = fmt.Sprintf("partition %s from %s for 1.5s", victim, peer)
-			c.mu.Lock()
-			v := c.nodes[victim]
-			c.mu.Unlock()
-			v.r.Partition(peer)
+			v := c.Node(victim)
+			v.Raft.Partition(peer)
 			time.Sleep(1500 * time.Millisecond)
-			v.r.Heal()
+			v.Raft.Heal()
 		case 3:
 			d := time.Duration(5+rng.IntN(45)) * time.Millisecond
 			all := c.live()
 			v := all[rng.IntN(len(all))]
-			fault = fmt.Sprintf("delay messages of %s by %v for 2s", v.id, d)
-			v.r.SetDelay(d)
+			fault = fmt.Sprintf("delay messages of %s by %v for 2s", v.ID, d)
+			v.Raft.SetDelay(d)
 			time.Sleep(2 * time.Second)
-			v.r.Heal()
+			v.Raft.Heal()
 		case 4:
-			fault = fmt.Sprintf("hand off from leader %s", l.id)
+			fault = fmt.Sprintf("hand off from leader %s", l.ID)
 			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
 			if _, held := l.m.Holding(); held {
 				_ = l.m.Release(rctx)
 			}
 			rcancel()
-			if err := l.r.TransferLeadership(); err != nil {
+			if err := l.Raft.TransferLeadership(); err != nil {
 				l.m.Resume()
 			}
 		case killHolder:
 			d := time.Duration(500+rng.IntN(1000)) * time.Millisecond
-			fault = fmt.Sprintf("kill holder %s, restart after %v", hd.id, d)
-			c.kill(hd.id)
+			fault = fmt.Sprintf("kill holder %s, restart after %v", hd.ID, d)
+			c.kill(hd.ID)
 			time.Sleep(d)
-			c.start(hd.id)
+			c.start(hd.ID)
 		}
 		schedule = append(schedule, fmt.Sprintf("round %d (lease token %d): %s", round, tok, fault))
 		t.Log(schedule[len(schedule)-1])

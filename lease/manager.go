@@ -110,6 +110,9 @@ type Manager struct {
 	renewDue   time.Time
 	released   bool // gave the lease up for a handoff; do not re-acquire
 	waitLogged uint64
+	waitSince  time.Time // when this leader began waiting out another's lease
+
+	m *metrics
 }
 
 // Options are the parts of a Manager that are injected.
@@ -149,8 +152,10 @@ func NewManager(cfg Config, r Raft, store Store, fsm *FSM, opts Options) *Manage
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, raft: r, store: store, fsm: fsm, clock: opts.Clock, logger: opts.Logger,
+	m := &Manager{cfg: cfg, raft: r, store: store, fsm: fsm, clock: opts.Clock, logger: opts.Logger,
 		hub: opts.Hub, audit: opts.Audit, trace: opts.Trace, wake: make(chan struct{}, 1)}
+	m.m = newMetrics(m)
+	return m
 }
 
 // Config returns the timings in use.
@@ -175,7 +180,7 @@ func (m *Manager) Run(ctx context.Context) {
 		next := m.step(ctx)
 		select {
 		case <-ctx.Done():
-			m.fence("node stopping")
+			m.fence(fenceStopping, "node stopping")
 			return
 		case <-m.wake:
 		case <-m.clock.After(next):
@@ -186,7 +191,7 @@ func (m *Manager) Run(ctx context.Context) {
 // step does one round of the lease's work and says when to come back.
 func (m *Manager) step(ctx context.Context) time.Duration {
 	if !m.raft.IsLeader() {
-		m.fence("this node is no longer the Raft leader")
+		m.fence(fenceDeposed, "this node is no longer the Raft leader")
 		m.mu.Lock()
 		m.released = false
 		m.mu.Unlock()
@@ -202,7 +207,7 @@ func (m *Manager) step(ctx context.Context) time.Duration {
 	case !held:
 		return m.acquire(ctx)
 	case !now.Before(validUntil):
-		m.fence("the lease's last renewal is older than lease.duration - lease.drift_margin")
+		m.fence(fenceExpired, "the lease's last renewal is older than lease.duration - lease.drift_margin")
 		return 0
 	case !now.Before(renewDue):
 		return m.renew(ctx)
@@ -231,7 +236,7 @@ func (m *Manager) acquire(ctx context.Context) time.Duration {
 		// from the apply leaves 2×margin for clock rate and scheduling.
 		if until := seen.Add(s.Duration() + m.cfg.DriftMargin); now.Before(until) {
 			if m.waitLogged != s.Token {
-				m.waitLogged = s.Token
+				m.waitLogged, m.waitSince = s.Token, now
 				m.logger.Info("leader waits out the previous dispatch lease before acquiring", "holder", s.Holder, "token", s.Token, "wait", until.Sub(now).Round(time.Millisecond))
 			}
 			return until.Sub(now)
@@ -271,6 +276,11 @@ func (m *Manager) acquire(ctx context.Context) time.Duration {
 		}
 		return 20 * time.Millisecond
 	}
+	m.m.acquisitions.Inc()
+	if !m.waitSince.IsZero() {
+		m.m.wait.Observe(m.clock.Now().Sub(m.waitSince).Seconds())
+		m.waitSince = time.Time{}
+	}
 	m.mu.Lock()
 	m.held, m.token = true, ns.Token
 	m.validUntil = start.Add(m.cfg.Duration - m.cfg.DriftMargin)
@@ -298,6 +308,11 @@ func (m *Manager) renew(ctx context.Context) time.Duration {
 		err = res.Err
 	}
 	now := m.clock.Now()
+	if err == nil {
+		m.m.renewals.WithLabelValues("ok").Inc()
+	} else {
+		m.m.renewals.WithLabelValues("failed").Inc()
+	}
 	switch {
 	case err == nil:
 		m.mu.Lock()
@@ -308,10 +323,10 @@ func (m *Manager) renew(ctx context.Context) time.Duration {
 		m.mu.Unlock()
 		return max(0, start.Add(m.cfg.Duration/3).Sub(now))
 	case IsStale(err):
-		m.fence("the lease was taken over: " + err.Error())
+		m.fence(fenceTakenOver, "the lease was taken over: "+err.Error())
 		return 0
 	case !now.Before(validUntil):
-		m.fence("renewal did not commit before lease.duration - lease.drift_margin: " + err.Error())
+		m.fence(fenceRenewal, "renewal did not commit before lease.duration - lease.drift_margin: "+err.Error())
 		return 0
 	}
 	m.logger.Warn("renewing the dispatch lease failed; retrying", "err", err)
@@ -319,13 +334,14 @@ func (m *Manager) renew(ctx context.Context) time.Duration {
 }
 
 // fence stops this node dispatching at once.
-func (m *Manager) fence(reason string) {
+func (m *Manager) fence(kind, reason string) {
 	m.mu.Lock()
 	was := m.held
 	m.held = false
 	token := m.token
 	m.mu.Unlock()
 	if was {
+		m.m.fences.WithLabelValues(kind).Inc()
 		m.logger.Warn("stopped dispatching (self-fenced)", "token", token, "reason", reason)
 		m.hub.Publish(Event{Kind: EventFenced, Node: m.raft.NodeID(), Reason: reason})
 	}
@@ -338,7 +354,7 @@ func (m *Manager) fence(reason string) {
 // Duration/3 away: a deposed leader must stop dispatching at once.
 func (m *Manager) Holding() (uint64, bool) {
 	if !m.raft.IsLeader() {
-		m.fence("this node is no longer the Raft leader")
+		m.fence(fenceDeposed, "this node is no longer the Raft leader")
 		return 0, false
 	}
 	m.mu.Lock()
@@ -481,6 +497,9 @@ func (m *Manager) issue(ctx context.Context, tenant storage.Tenant, d Dispatch, 
 	}
 	if m.trace != nil {
 		m.trace(Trace{Op: OpDispatch, Node: d.Node, Token: d.Token, ID: d.ID, Start: wall, End: time.Now(), Err: err})
+	}
+	if IsStale(err) {
+		m.m.stale.Inc()
 	}
 	if err != nil {
 		return Dispatch{}, err

@@ -251,12 +251,15 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Logger: n.logger.With("component", "lease"), Hub: n.hub, Audit: n.auditMeta,
 	})
 	mgr.Store(n.lease)
+	if err := n.lease.RegisterMetrics(n.reg); err != nil {
+		return nil, err
+	}
 	stopping := make(chan struct{})
 	// Set before the API starts its background work, so a Kill on a
 	// failed start below ends it too.
 	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
-	apiHandler := httpapi.New(httpapi.Config{Stopping: stopping,
-		Region: n.region, Store: n.store, Gatherer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
+	apiHandler, err := httpapi.New(httpapi.Config{Stopping: stopping,
+		Region: n.region, Store: n.store, Gatherer: n.reg, Registerer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
 		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now, InvitationTTL: cfg.Auth.InvitationTTL,
@@ -264,6 +267,9 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		AgentLinks: n.agents,
 		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 	})
+	if err != nil {
+		return nil, err
+	}
 	if err := n.agents.Serve(n.agentLn, n.region, apiHandler); err != nil {
 		return nil, err
 	}

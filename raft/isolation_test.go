@@ -10,15 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
 // followers returns the live nodes other than the leader.
-func followers(tr *testRegion, leader *testNode) []*testNode {
-	var out []*testNode
-	for _, n := range tr.live() {
-		if n.id != leader.id {
+func followers(tr *testcluster.Cluster, leader *testcluster.Node) []*testcluster.Node {
+	var out []*testcluster.Node
+	for _, n := range tr.Live() {
+		if n.ID != leader.ID {
 			out = append(out, n)
 		}
 	}
@@ -33,19 +34,19 @@ func followers(tr *testRegion, leader *testNode) []*testNode {
 // up. Refusing only what the node sends would let all of these through.
 func TestIsolationRefusesInbound(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(5 * time.Second)
+	leader := tr.Leader(5 * time.Second)
 	fs := followers(tr, leader)
 	cut, peer := fs[0], fs[1]
-	tr.waitApplied(put(t, leader.r, "before", "x").Index)
+	tr.WaitApplied(put(t, leader.Raft, "before", "x").Index)
 
-	cut.r.Isolate()
-	defer cut.r.Heal()
+	cut.Raft.Isolate()
+	defer cut.Raft.Heal()
 	var last uint64
 	for i := range 5 {
-		last = put(t, leader.r, fmt.Sprintf("while-cut%d", i), "y").Index
+		last = put(t, leader.Raft, fmt.Sprintf("while-cut%d", i), "y").Index
 	}
 	time.Sleep(time.Second) // many heartbeats and retries by the leader
-	if got := cut.r.AppliedIndex(); got >= last {
+	if got := cut.Raft.AppliedIndex(); got >= last {
 		t.Fatalf("the isolated node applied index %d (the leader wrote up to %d): inbound Raft traffic reached it", got, last)
 	}
 
@@ -60,7 +61,7 @@ func TestIsolationRefusesInbound(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			conn, err := raft.DialKind(peer.r, ctx, cut.raftAddr, k.kind)
+			conn, err := raft.DialKind(peer.Raft, ctx, cut.RaftAddr, k.kind)
 			if err != nil {
 				return // refused before the kind was sent: as good
 			}
@@ -75,7 +76,7 @@ func TestIsolationRefusesInbound(t *testing.T) {
 			_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 			b, err := io.ReadAll(conn)
 			if len(b) != 0 {
-				t.Fatalf("the isolated node answered a %s from %s: %d bytes (%q)", k.name, peer.id, len(b), b)
+				t.Fatalf("the isolated node answered a %s from %s: %d bytes (%q)", k.name, peer.ID, len(b), b)
 			}
 			var ne interface{ Timeout() bool }
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -84,9 +85,9 @@ func TestIsolationRefusesInbound(t *testing.T) {
 		})
 	}
 
-	cut.r.Heal()
-	tr.waitApplied(last)
-	if v := dumpKV(t, cut.store)["forwarded"]; v != "" {
+	cut.Raft.Heal()
+	tr.WaitApplied(last)
+	if v := dumpKV(t, cut.Store)["forwarded"]; v != "" {
 		t.Fatalf("a write forwarded to the isolated node committed: %q", v)
 	}
 }
@@ -99,36 +100,36 @@ func TestIsolationRefusesInbound(t *testing.T) {
 // the newer value.
 func TestFollowerConsistentReadAsksTheLeader(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(5 * time.Second)
+	leader := tr.Leader(5 * time.Second)
 	f := followers(tr, leader)[0]
-	tr.waitApplied(put(t, leader.r, "k", "v1").Index)
+	tr.WaitApplied(put(t, leader.Raft, "k", "v1").Index)
 
-	f.r.Isolate()
-	defer f.r.Heal()
-	put(t, leader.r, "k", "v2") // committed by the leader and the other follower
-	if id, _ := f.r.Leader(); id != leader.id {
+	f.Raft.Isolate()
+	defer f.Raft.Heal()
+	put(t, leader.Raft, "k", "v2") // committed by the leader and the other follower
+	if id, _ := f.Raft.Leader(); id != leader.ID {
 		t.Logf("the follower already forgot its leader (%q); the check below is then the no-leader path", id)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := f.r.ReadBarrier(ctx)
+	err := f.Raft.ReadBarrier(ctx)
 	cancel()
 	if err == nil {
-		t.Fatalf("a follower cut off from the leader confirmed a consistent read; it would serve k=%q, the region has v2", dumpKV(t, f.store)["k"])
+		t.Fatalf("a follower cut off from the leader confirmed a consistent read; it would serve k=%q, the region has v2", dumpKV(t, f.Store)["k"])
 	}
-	if got := dumpKV(t, f.store)["k"]; got != "v1" {
+	if got := dumpKV(t, f.Store)["k"]; got != "v1" {
 		t.Fatalf("the cut-off follower has k=%q; the test needs it stale (v1)", got)
 	}
 
 	// Stay cut off a while, so the leader backs off its retries and the
 	// follower does not catch up the moment it is healed.
 	time.Sleep(3 * time.Second)
-	f.r.Heal()
-	waitFor(t, 20*time.Second, "a consistent read on the healed follower", func() bool {
+	f.Raft.Heal()
+	testcluster.WaitFor(t, 20*time.Second, "a consistent read on the healed follower", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return f.r.ReadBarrier(ctx) == nil
+		return f.Raft.ReadBarrier(ctx) == nil
 	})
-	if got := dumpKV(t, f.store)["k"]; got != "v2" {
+	if got := dumpKV(t, f.Store)["k"]; got != "v2" {
 		t.Fatalf("a consistent read on the follower returned k=%q after its read barrier, want v2", got)
 	}
 }

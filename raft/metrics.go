@@ -1,7 +1,9 @@
 package raft
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 
 	hraft "github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,11 +19,16 @@ type metrics struct {
 	applied       prometheus.Counter
 	leaderChanges prometheus.Counter
 	tlsFailures   prometheus.Counter
-	apHealthy     prometheus.Gauge
-	apTolerance   prometheus.Gauge
+	// autopilot's last verdict, exported only while this node leads
+	// (autopilot runs on the leader alone; a follower's value would be a
+	// stale or zero one that an alert would fire on).
+	apMu        sync.Mutex
+	apKnown     bool
+	apHealthy   bool
+	apTolerance int
 }
 
-func newMetrics(reg prometheus.Registerer, r *Region) *metrics {
+func newMetrics(reg prometheus.Registerer, r *Region) (*metrics, error) {
 	m := &metrics{reg: reg}
 	m.applyDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "outpost_raft_apply_duration_seconds", Help: "Time from a write's submission to its result (commit on a quorum and FSM apply on the leader).",
@@ -34,11 +41,14 @@ func newMetrics(reg prometheus.Registerer, r *Region) *metrics {
 	m.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_fsm_applied_entries_total", Help: "Log entries applied to the FSM."})
 	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_leader_changes_total", Help: "Leader changes this node observed (including loss of a leader)."})
 	m.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_tls_handshake_failures_total", Help: "Node-to-node TLS handshakes that failed (peers without this region's CA)."})
-	m.apHealthy = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_autopilot_healthy", Help: "1 when autopilot on the leader judges every server healthy. Only set on the leader."})
-	m.apTolerance = prometheus.NewGauge(prometheus.GaugeOpts{Name: "outpost_autopilot_failure_tolerance", Help: "Voters the region can lose and keep quorum. Only set on the leader."})
 	states := []hraft.RaftState{hraft.Follower, hraft.Candidate, hraft.Leader, hraft.Shutdown}
 	stateGauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_raft_state", Help: "1 for this node's current Raft state."}, []string{"state"})
-	m.collectors = append(m.collectors, m.applyDuration, m.batchSize, m.applied, m.leaderChanges, m.tlsFailures, m.apHealthy, m.apTolerance,
+	m.collectors = append(m.collectors, m.applyDuration, m.batchSize, m.applied, m.leaderChanges, m.tlsFailures,
+		&autopilotCollector{m: m, r: r,
+			healthy: prometheus.NewDesc("outpost_autopilot_healthy",
+				"1 when autopilot judges every server healthy. Exported by the leader only: alert on max() over the region's nodes.", nil, nil),
+			tolerance: prometheus.NewDesc("outpost_autopilot_failure_tolerance",
+				"Voters the region can lose and keep quorum. Exported by the leader only.", nil, nil)},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_raft_applied_index", Help: "Last log index applied to this node's FSM."},
 			func() float64 { return float64(r.fsm.applied.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_fsm_size_bytes", Help: "Size of the bbolt state file."},
@@ -52,10 +62,15 @@ func newMetrics(reg prometheus.Registerer, r *Region) *metrics {
 			}),
 		&stateCollector{vec: stateGauge, states: states, r: r},
 	)
-	for _, c := range m.collectors {
-		_ = reg.Register(c)
+	for i, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.collectors[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("registering the region's metrics: %w", err)
+		}
 	}
-	return m
+	return m, nil
 }
 
 func (m *metrics) observeBatch(_ uint64, n int) {
@@ -64,12 +79,35 @@ func (m *metrics) observeBatch(_ uint64, n int) {
 }
 
 func (m *metrics) setAutopilot(healthy bool, tolerance int) {
+	m.apMu.Lock()
+	defer m.apMu.Unlock()
+	m.apKnown, m.apHealthy, m.apTolerance = true, healthy, tolerance
+}
+
+// autopilotCollector exports autopilot's verdict while this node leads.
+type autopilotCollector struct {
+	m                  *metrics
+	r                  *Region
+	healthy, tolerance *prometheus.Desc
+}
+
+func (c *autopilotCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.healthy; ch <- c.tolerance }
+func (c *autopilotCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.r.raft == nil || c.r.raft.State() != hraft.Leader {
+		return
+	}
+	c.m.apMu.Lock()
+	known, healthy, tol := c.m.apKnown, c.m.apHealthy, c.m.apTolerance
+	c.m.apMu.Unlock()
+	if !known {
+		return
+	}
 	v := 0.0
 	if healthy {
 		v = 1
 	}
-	m.apHealthy.Set(v)
-	m.apTolerance.Set(float64(tolerance))
+	ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(c.tolerance, prometheus.GaugeValue, float64(tol))
 }
 
 func (m *metrics) unregister() {

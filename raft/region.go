@@ -123,7 +123,9 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	}
 
 	r.fsm = newFSM(store, cfg.Handlers, cfg.Auditor, r.logger)
-	r.metrics = newMetrics(cfg.Registerer, r)
+	if r.metrics, err = newMetrics(cfg.Registerer, r); err != nil {
+		return nil, err
+	}
 	r.fsm.onApply = r.metrics.observeBatch
 
 	ln, err := net.Listen("tcp", cfg.RaftBind)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -17,24 +18,24 @@ func TestRegionReplicates(t *testing.T) {
 	for _, n := range []int{3, 5} {
 		t.Run(fmt.Sprintf("%d-nodes", n), func(t *testing.T) {
 			tr := newRegion(t, n)
-			nodes := tr.live()
+			nodes := tr.Live()
 			var last uint64
 			// Write through every node: followers forward to the leader.
 			for i := 0; i < 60; i++ {
-				res := put(t, nodes[i%len(nodes)].r, fmt.Sprintf("k%03d", i), fmt.Sprintf("v%d", i))
+				res := put(t, nodes[i%len(nodes)].Raft, fmt.Sprintf("k%03d", i), fmt.Sprintf("v%d", i))
 				last = res.Index
 			}
-			tr.waitApplied(last)
-			want := dumpKV(t, nodes[0].store)
+			tr.WaitApplied(last)
+			want := dumpKV(t, nodes[0].Store)
 			if len(want) != 60 {
-				t.Fatalf("node %s has %d keys, want 60", nodes[0].id, len(want))
+				t.Fatalf("node %s has %d keys, want 60", nodes[0].ID, len(want))
 			}
 			for _, nd := range nodes[1:] {
-				if got := dumpKV(t, nd.store); !reflect.DeepEqual(got, want) {
-					t.Fatalf("node %s state differs from %s", nd.id, nodes[0].id)
+				if got := dumpKV(t, nd.Store); !reflect.DeepEqual(got, want) {
+					t.Fatalf("node %s state differs from %s", nd.ID, nodes[0].ID)
 				}
 			}
-			conf, err := tr.waitLeader(time.Second).r.Configuration()
+			conf, err := tr.Leader(time.Second).Raft.Configuration()
 			if err != nil || len(conf) != n {
 				t.Fatalf("configuration has %d servers (err %v), want %d voters", len(conf), err, n)
 			}
@@ -44,28 +45,28 @@ func TestRegionReplicates(t *testing.T) {
 
 func TestLeaderFailoverAndCatchUp(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(time.Second)
+	leader := tr.Leader(time.Second)
 	for i := 0; i < 20; i++ {
-		put(t, leader.r, fmt.Sprintf("before%02d", i), "x")
+		put(t, leader.Raft, fmt.Sprintf("before%02d", i), "x")
 	}
-	tr.kill(leader.id)
+	tr.Kill(leader.ID)
 	start := time.Now()
-	next := tr.waitLeader(10 * time.Second)
-	if next.id == leader.id {
-		t.Fatalf("killed node %s still leader", leader.id)
+	next := tr.Leader(10 * time.Second)
+	if next.ID == leader.ID {
+		t.Fatalf("killed node %s still leader", leader.ID)
 	}
-	t.Logf("new leader %s elected %v after the kill", next.id, time.Since(start))
+	t.Logf("new leader %s elected %v after the kill", next.ID, time.Since(start))
 	var last uint64
 	for i := 0; i < 20; i++ {
-		last = put(t, next.r, fmt.Sprintf("after%02d", i), "y").Index
+		last = put(t, next.Raft, fmt.Sprintf("after%02d", i), "y").Index
 	}
-	back := tr.restart(leader.id)
-	tr.waitApplied(last)
-	want := dumpKV(t, next.store)
+	back := tr.Restart(leader.ID)
+	tr.WaitApplied(last)
+	want := dumpKV(t, next.Store)
 	if len(want) != 40 {
 		t.Fatalf("leader has %d keys, want 40", len(want))
 	}
-	if got := dumpKV(t, back.store); !reflect.DeepEqual(got, want) {
+	if got := dumpKV(t, back.Store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restarted node's state differs: %d keys, want %d", len(got), len(want))
 	}
 }
@@ -80,12 +81,12 @@ func TestLeaderFailoverAndCatchUp(t *testing.T) {
 // hashicorp/raft-wal#31) and catch up to the same state.
 func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 	tr := newRegion(t, 3)
-	old := tr.waitLeader(5 * time.Second)
+	old := tr.Leader(5 * time.Second)
 	for i := 0; i < 5; i++ {
-		put(t, old.r, fmt.Sprintf("before%d", i), "x")
+		put(t, old.Raft, fmt.Sprintf("before%d", i), "x")
 	}
 
-	old.r.Isolate()
+	old.Raft.Isolate()
 	var wg sync.WaitGroup
 	for i := 0; i < 5; i++ {
 		wg.Add(1)
@@ -94,17 +95,17 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 			b, _ := raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: fmt.Appendf(nil, "lost%d", i), Value: []byte("x")}.Encode()
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			if _, err := old.r.Apply(ctx, b); err == nil {
+			if _, err := old.Raft.Apply(ctx, b); err == nil {
 				t.Errorf("an isolated leader's write lost%d was acknowledged", i)
 			}
 		}()
 	}
 	wg.Wait()
 
-	var next *testNode
-	waitFor(t, 10*time.Second, "a new leader on the majority side", func() bool {
-		for _, n := range tr.live() {
-			if n.id != old.id && n.r.IsLeader() {
+	var next *testcluster.Node
+	testcluster.WaitFor(t, 10*time.Second, "a new leader on the majority side", func() bool {
+		for _, n := range tr.Live() {
+			if n.ID != old.ID && n.Raft.IsLeader() {
 				next = n
 				return true
 			}
@@ -113,19 +114,19 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 	})
 	var last uint64
 	for i := 0; i < 10; i++ {
-		last = put(t, next.r, fmt.Sprintf("after%d", i), "y").Index
+		last = put(t, next.Raft, fmt.Sprintf("after%d", i), "y").Index
 	}
-	old.r.Heal()
-	tr.waitApplied(last) // the old leader has replaced its suffix
+	old.Raft.Heal()
+	tr.WaitApplied(last) // the old leader has replaced its suffix
 
-	tr.kill(old.id)
-	back := tr.restart(old.id)
-	tr.waitApplied(last)
-	want := dumpKV(t, next.store)
+	tr.Kill(old.ID)
+	back := tr.Restart(old.ID)
+	tr.WaitApplied(last)
+	want := dumpKV(t, next.Store)
 	if len(want) != 15 {
 		t.Fatalf("leader has %d keys, want 15 (5 before, 10 after, none of the isolated writes)", len(want))
 	}
-	if got := dumpKV(t, back.store); !reflect.DeepEqual(got, want) {
+	if got := dumpKV(t, back.Store); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restarted node's state differs from the leader's: %v, want %v", got, want)
 	}
 }
@@ -136,26 +137,26 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 // waits for an election as before.
 func TestFailFastApplyWithoutLeader(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(5 * time.Second)
+	leader := tr.Leader(5 * time.Second)
 	cut := followers(tr, leader)[0]
-	cut.r.Isolate()
-	defer cut.r.Heal()
-	waitFor(t, 10*time.Second, "the cut-off node to know no leader", func() bool {
-		id, _ := cut.r.Leader()
-		return id == "" && !cut.r.IsLeader()
+	cut.Raft.Isolate()
+	defer cut.Raft.Heal()
+	testcluster.WaitFor(t, 10*time.Second, "the cut-off node to know no leader", func() bool {
+		id, _ := cut.Raft.Leader()
+		return id == "" && !cut.Raft.IsLeader()
 	})
 	b, _ := raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: []byte("k"), Value: []byte("v")}.Encode()
 
 	ctx, cancel := context.WithTimeout(raft.FailFast(context.Background()), time.Minute)
 	defer cancel()
-	_, err := cut.r.Apply(ctx, b)
+	_, err := cut.Raft.Apply(ctx, b)
 	if !errors.Is(err, raft.ErrNoLeader) || ctx.Err() != nil {
 		t.Fatalf("FailFast apply on a leaderless node: %v (ctx %v); want ErrNoLeader before the deadline", err, ctx.Err())
 	}
 
 	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
-	if _, err := cut.r.Apply(short, b); !errors.Is(err, raft.ErrNoLeader) || short.Err() == nil {
+	if _, err := cut.Raft.Apply(short, b); !errors.Is(err, raft.ErrNoLeader) || short.Err() == nil {
 		t.Fatalf("plain apply on a leaderless node: %v (ctx %v); want it to wait until its deadline", err, short.Err())
 	}
 }
@@ -165,13 +166,13 @@ func TestFailFastApplyWithoutLeader(t *testing.T) {
 // it (read your writes), every time.
 func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(5 * time.Second)
+	leader := tr.Leader(5 * time.Second)
 	follower := followers(tr, leader)[0]
 	for i := range 30 {
 		key := fmt.Sprintf("ryw%02d", i)
-		put(t, follower.r, key, "v")
-		if got := dumpKV(t, follower.store)[key]; got != "v" {
-			t.Fatalf("write %d through follower %s: not readable there right after it answered", i, follower.id)
+		put(t, follower.Raft, key, "v")
+		if got := dumpKV(t, follower.Store)[key]; got != "v" {
+			t.Fatalf("write %d through follower %s: not readable there right after it answered", i, follower.ID)
 		}
 	}
 }
@@ -183,11 +184,11 @@ func TestForwardedWriteIsReadableAtOnce(t *testing.T) {
 // command type no handler knows), not as text to search.
 func TestForwardedEntryErrorKeepsItsIdentity(t *testing.T) {
 	tr := newRegion(t, 3)
-	leader := tr.waitLeader(5 * time.Second)
+	leader := tr.Leader(5 * time.Second)
 	follower := followers(tr, leader)[0]
-	res, err := follower.r.Apply(context.Background(), []byte{99, 1, 2, 3})
+	res, err := follower.Raft.Apply(context.Background(), []byte{99, 1, 2, 3})
 	if err != nil {
-		t.Fatalf("apply through follower %s: %v", follower.id, err)
+		t.Fatalf("apply through follower %s: %v", follower.ID, err)
 	}
 	var re *raft.RemoteError
 	if !errors.As(res.Err, &re) {

@@ -1,34 +1,32 @@
 package raft_test
 
 import (
-	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	hraft "github.com/hashicorp/raft"
 
-	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
 // firstLeader waits until every node names the same leader at the same
 // term and holds a configuration (a node that saw the others bootstrap
 // first waits for the leader to replicate theirs), and returns them.
-func firstLeader(t *testing.T, tr *testRegion, timeout time.Duration) (leader string, term uint64) {
+func firstLeader(t *testing.T, tr *testcluster.Cluster, timeout time.Duration) (leader string, term uint64) {
 	t.Helper()
-	waitFor(t, timeout, "every node to know the same leader, term and configuration", func() bool {
+	testcluster.WaitFor(t, timeout, "every node to know the same leader, term and configuration", func() bool {
 		leader, term = "", 0
-		for i, n := range tr.live() {
-			id, _ := n.r.Leader()
-			tm := n.r.Term()
+		for i, n := range tr.Live() {
+			id, _ := n.Raft.Leader()
+			tm := n.Raft.Term()
 			if id == "" || (i > 0 && (id != leader || tm != term)) {
 				return false
 			}
-			if conf, err := n.r.Configuration(); err != nil || len(conf) == 0 {
+			if conf, err := n.Raft.Configuration(); err != nil || len(conf) == 0 {
 				return false
 			}
 			leader, term = id, tm
@@ -92,22 +90,22 @@ func (w *stallWatch) longest() time.Duration {
 func TestFreshRegionKeepsItsFirstLeader(t *testing.T) {
 	tr := newRegion(t, 3)
 	leader, term := firstLeader(t, tr, 10*time.Second)
-	nodes := tr.live()
+	nodes := tr.Live()
 	stalls := watchStalls(t)
 	const window = 10 * time.Second
 	t.Logf("first leader %s at term %d; watching for %v", leader, term, window)
 	var moved string
 	for end := time.Now().Add(window); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		for _, n := range nodes {
-			entries, err := raft.ConfigEntries(n.r)
+			entries, err := raft.ConfigEntries(n.Raft)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(entries) > 1 || (len(entries) == 1 && entries[0] != 1) {
-				conf, _ := n.r.Configuration()
-				t.Fatalf("node %s: the Raft configuration changed after bootstrap (configuration entries at %v, now %v); a fresh region must keep its bootstrap configuration of three voters", n.id, entries, conf)
+				conf, _ := n.Raft.Configuration()
+				t.Fatalf("node %s: the Raft configuration changed after bootstrap (configuration entries at %v, now %v); a fresh region must keep its bootstrap configuration of three voters", n.ID, entries, conf)
 			}
-			conf, err := n.r.Configuration()
+			conf, err := n.Raft.Configuration()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,10 +116,10 @@ func TestFreshRegionKeepsItsFirstLeader(t *testing.T) {
 				}
 			}
 			if len(conf) != 3 || voters != 3 {
-				t.Fatalf("node %s: configuration %v, want the three nodes as voters from bootstrap on", n.id, conf)
+				t.Fatalf("node %s: configuration %v, want the three nodes as voters from bootstrap on", n.ID, conf)
 			}
-			if id, _ := n.r.Leader(); moved == "" && (id != leader || n.r.Term() != term) {
-				moved = fmt.Sprintf("node %s sees leader %q at term %d, the first election gave %s at term %d", n.id, id, n.r.Term(), leader, term)
+			if id, _ := n.Raft.Leader(); moved == "" && (id != leader || n.Raft.Term() != term) {
+				moved = fmt.Sprintf("node %s sees leader %q at term %d, the first election gave %s at term %d", n.ID, id, n.Raft.Term(), leader, term)
 			}
 		}
 	}
@@ -154,47 +152,37 @@ func TestFreshRegionKeepsItsFirstLeader(t *testing.T) {
 // machine.
 func TestLeaderKeepsLeadingThroughSilenceShorterThanHeartbeat(t *testing.T) {
 	const scale = 4
-	tuning := fastTuning()
+	tuning := testcluster.FastTuning()
 	tuning.HeartbeatTimeout *= scale
 	tuning.ElectionTimeout *= scale
 	tuning.LeaderLeaseTimeout *= scale
-	ca, err := pki.NewCA(region)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	// As newRegionTuned, but the first election at these timings may take
-	// longer than its wait.
-	tr := &testRegion{t: t, ca: ca, key: key, tuning: tuning, expect: 3, nodes: map[string]*testNode{}}
-	t.Cleanup(tr.closeAll)
-	for i := 1; i <= 3; i++ {
-		tr.start("n"+strconv.Itoa(i), "", "")
-	}
+	// The first election at these timings may take longer than New's
+	// wait: firstLeader waits for it.
+	tr := testcluster.New(t, testcluster.Config{Nodes: 3, Tuning: &tuning, NoLeader: true})
 	leader, term := firstLeader(t, tr, 30*time.Second)
-	var ln, follower *testNode
-	for _, n := range tr.live() {
+	var ln, follower *testcluster.Node
+	for _, n := range tr.Live() {
 		switch {
-		case n.id == leader:
+		case n.ID == leader:
 			ln = n
 		case follower == nil:
 			follower = n
 		default:
-			tr.kill(n.id)
+			tr.Kill(n.ID)
 		}
 	}
 	delay := tuning.HeartbeatTimeout * 3 / 5
-	follower.r.SetDelay(delay)
+	follower.Raft.SetDelay(delay)
 	t.Logf("leader %s at term %d; %s answers %v late (heartbeat timeout %v, leader lease %v)",
-		leader, term, follower.id, delay, tuning.HeartbeatTimeout, tuning.LeaderLeaseTimeout)
+		leader, term, follower.ID, delay, tuning.HeartbeatTimeout, tuning.LeaderLeaseTimeout)
 	for end := time.Now().Add(3 * tuning.HeartbeatTimeout); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		for _, n := range []*testNode{ln, follower} {
-			if id, _ := n.r.Leader(); id != leader || n.r.Term() != term {
+		for _, n := range []*testcluster.Node{ln, follower} {
+			if id, _ := n.Raft.Leader(); id != leader || n.Raft.Term() != term {
 				t.Fatalf("with every answer %v late (< heartbeat timeout %v) node %s sees leader %q at term %d, was %s at term %d; the leader stepped down %d time(s)",
-					delay, tuning.HeartbeatTimeout, n.id, id, n.r.Term(), leader, term, ln.logs.count(slog.LevelWarn, "stepping down"))
+					delay, tuning.HeartbeatTimeout, n.ID, id, n.Raft.Term(), leader, term, ln.Logs.Count(slog.LevelWarn, "stepping down"))
 			}
 		}
 	}
-	follower.r.Heal()
-	put(t, ln.r, "after", "y")
+	follower.Raft.Heal()
+	put(t, ln.Raft, "after", "y")
 }

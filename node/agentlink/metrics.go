@@ -1,6 +1,10 @@
 package agentlink
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	connects          prometheus.Counter
@@ -18,7 +22,7 @@ type metrics struct {
 	messagesShed      prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
+func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
 		connects: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_connections_total", Help: "Agent control links accepted."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_agent_connections_refused_total",
@@ -41,10 +45,19 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		messagesShed: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_agent_messages_shed_total",
 			Help: "OpAMP messages not processed because their agent exceeded agents.max_message_rate."}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped, m.presenceCoalesced, m.messagesShed,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
-				func() float64 { return float64(s.Count()) }))
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	all := []prometheus.Collector{m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped, m.presenceCoalesced, m.messagesShed,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
+			func() float64 { return float64(s.Count()) })}
+	for i, c := range all {
+		if err := reg.Register(c); err != nil {
+			for _, done := range all[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("registering the agent port's metrics: %w", err)
+		}
+	}
+	return m, nil
 }

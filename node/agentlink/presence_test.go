@@ -13,7 +13,7 @@ import (
 // of taking more slots, and the writer records the latest.
 func TestQueueUpdateKeepsOneSlotPerLink(t *testing.T) {
 	s := &Server{presence: make(chan agents.PresenceOp, 16), updates: map[string]*agents.LinkInfo{}}
-	s.m = newMetrics(nil, s)
+	s.m, _ = newMetrics(nil, s)
 	report := func(conn, health string) {
 		s.queueUpdate(agents.PresenceOp{Kind: agents.Update, Agent: "ag-" + conn, Conn: conn, Info: &agents.LinkInfo{Health: health}})
 	}

@@ -198,7 +198,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, logger: cfg.Logger.With("component", "agents"), links: map[string]map[*link]struct{}{},
 		presence: make(chan agents.PresenceOp, 1<<16), updates: map[string]*agents.LinkInfo{}, rates: map[string]*bucket{}}
-	s.m = newMetrics(cfg.Registerer, s)
+	var err error
+	if s.m, err = newMetrics(cfg.Registerer, s); err != nil {
+		return nil, err
+	}
 	s.desired = newDesired(cfg.Store)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

@@ -33,6 +33,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	now := s.cfg.Now()
 	client := remote(r)
 	if ok, wait := s.limiter.Allow(client, now); !ok {
+		s.m.logins.WithLabelValues(loginRateLimited).Inc()
 		secs := int(wait/time.Second) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		writeError(w, http.StatusTooManyRequests, "too many login attempts from your address", fmt.Sprintf("wait %d seconds and try again", secs))
@@ -44,6 +45,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	}
 	const wrong = "wrong user name or password"
 	if auth.ValidUserName(in.Username) != nil {
+		s.m.logins.WithLabelValues(loginUnknown).Inc()
 		writeError(w, http.StatusUnauthorized, wrong, "")
 		return
 	}
@@ -59,10 +61,12 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 	})
 	source := auth.LockSource(client)
 	if until := lock.LockedUntil(source, now); !until.IsZero() {
+		s.m.logins.WithLabelValues(loginLocked).Inc()
 		s.locked(w, in.Username, until, now)
 		return
 	}
 	if until := lock.SlowedUntil(s.cfg.Lockout, now); !until.IsZero() {
+		s.m.logins.WithLabelValues(loginSlowed).Inc()
 		s.slowed(w, in.Username, until, now)
 		return
 	}
@@ -70,6 +74,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		// Unknown account: spend the same time as a real check, and keep
 		// no record keyed by a name anyone can invent.
 		_, _ = auth.CheckPassword(auth.DummyHash(), in.Password)
+		s.m.logins.WithLabelValues(loginUnknown).Inc()
 		s.cfg.Logger.Warn("login failed: unknown account", "user", in.Username, "remote", client, "peer", r.RemoteAddr)
 		writeError(w, http.StatusUnauthorized, wrong, "")
 		return
@@ -79,6 +84,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		s.cfg.Logger.Error("stored password hash unreadable", "user", in.Username, "err", err)
 	}
 	if !ok {
+		s.m.logins.WithLabelValues(loginWrong).Inc()
 		res, ok := s.apply(w, r, change{actor: "anonymous", action: "auth.login_failed", entity: "user/" + in.Username,
 			detail: withPeer(r, map[string]string{"remote": client})}, auth.LoginFailed(in.Username, source, now, s.cfg.Lockout))
 		if !ok {
@@ -87,6 +93,9 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		var st auth.LockoutState
 		_ = json.Unmarshal(res.Value, &st)
 		if until := st.LockedUntil(source, now); !until.IsZero() {
+			if !lock.LockedUntil(source, now).Equal(until) {
+				s.m.lockouts.Inc() // this failure locked it
+			}
 			s.locked(w, in.Username, until, now)
 			return
 		}
@@ -97,6 +106,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 		detail: withPeer(r, map[string]string{"remote": client, "method": "password"})}, auth.LoginSucceeded(u.Name, source)); !ok {
 		return
 	}
+	s.m.logins.WithLabelValues(loginOK).Inc()
 	s.setSession(w, r, u, now)
 }
 

@@ -67,9 +67,11 @@ type Config struct {
 	Region   Region
 	Store    Store
 	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
-	Dev      DevControl
-	Audit    AuditLog
+	// Registerer takes the API's metrics (nil: not exported).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Dev        DevControl
+	Audit      AuditLog
 	// ProviderAudit is the provider stream (break-glass records).
 	ProviderAudit AuditLog
 	Sessions      *auth.Sessions
@@ -254,12 +256,13 @@ type server struct {
 	enrollInFlight *auth.Concurrency
 	// denials aggregates refusal audit records per identity.
 	denials *denials
+	m       *metrics
 }
 
 // New returns the API handler. State-changing requests from another
 // origin (a browser's cross-site form or fetch) are refused before any
 // route runs (net/http's CrossOriginProtection: Sec-Fetch-Site, Origin).
-func New(cfg Config) http.Handler {
+func New(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -273,7 +276,12 @@ func New(cfg Config) http.Handler {
 	s := &server{cfg: cfg, limiter: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
 		enrollRefusals: &auth.RateLimiter{Every: 6 * time.Second, Burst: 10},
 		enrollAudits:   &auth.RateLimiter{Every: time.Minute, Burst: 5},
-		enrollInFlight: &auth.Concurrency{Max: maxEnrollInFlight}}
+		enrollInFlight: &auth.Concurrency{Max: maxEnrollInFlight}, m: newMetrics()}
+	if cfg.Registerer != nil {
+		if err := s.m.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	s.denials = &denials{window: cmp.Or(cfg.DenialWindow, DefaultDenialWindow), now: cfg.Now,
 		commit: func(ctx context.Context, ch change) error { _, err := s.commit(ctx, ch, nil); return err }}
 	if cfg.Stopping == nil || cfg.Go == nil {
@@ -332,7 +340,7 @@ func New(cfg Config) http.Handler {
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused", "state-changing requests must come from this node's own UI or from a non-browser client")
 	}))
-	return cop.Handler(mux)
+	return cop.Handler(mux), nil
 }
 
 func writeError(w http.ResponseWriter, code int, msg, hint string) {

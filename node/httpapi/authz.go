@@ -31,6 +31,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, role Role) (*
 		case errors.Is(err, auth.ErrBadSession), errors.Is(err, auth.ErrSessionExpired):
 			hint = "log in again: POST /api/v1/login, or use an API token"
 		}
+		s.m.denials.WithLabelValues(deniedUnauthenticated).Inc()
 		s.cfg.Logger.Warn("API request refused: not authenticated", "remote", remote(r), "peer", r.RemoteAddr, "path", r.URL.Path, "reason", err)
 		writeError(w, http.StatusUnauthorized, err.Error(), hint)
 		return nil, false
@@ -41,6 +42,7 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, role Role) (*
 		return c, true
 	case RegionAdmin:
 		if !p.RegionAdmin {
+			s.m.denials.WithLabelValues(deniedRegionAdmin).Inc()
 			writeError(w, http.StatusForbidden, "this needs a region admin", "region admins run the region's infrastructure; tenant work is under /api/v1/tenants/{tenant}")
 			return nil, false
 		}
@@ -67,11 +69,13 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, role Role) (*
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no tenant %q that you can reach", name), "`outpostctl tenants list` shows your tenants")
 		return nil, false
 	case errors.Is(err, auth.ErrNeedsGrant):
+		s.m.denials.WithLabelValues(deniedBreakGlass).Inc()
 		s.refusal(r, change{p: p, tenant: c.tenant.ID, stream: audit.StreamProvider, action: "breakglass.refused",
 			entity: "tenant/" + c.tenant.ID}, "")
 		writeError(w, http.StatusForbidden, err.Error(), fmt.Sprintf("request a grant: outpostctl breakglass request %s --reason TEXT --duration 1h; the tenant's Admin approves it", name))
 		return nil, false
 	case err != nil:
+		s.m.denials.WithLabelValues(deniedRole).Inc()
 		s.refusal(r, change{p: p, tenant: c.tenant.ID, action: "auth.denied", entity: "tenant/" + c.tenant.ID}, role.String())
 		writeError(w, http.StatusForbidden, err.Error(), "ask an Admin of the tenant for a higher role")
 		return nil, false

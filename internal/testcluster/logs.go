@@ -1,4 +1,4 @@
-package raft_test
+package testcluster
 
 import (
 	"context"
@@ -9,13 +9,16 @@ import (
 	"testing"
 )
 
-// logCapture keeps every record a node logged so tests can assert on them.
-type logCapture struct {
+// Logs keeps every record a node logged, so a test can assert on them;
+// records at Info and above also go to t.Log (shown when a test fails, or
+// with -v).
+type Logs struct {
 	mu   sync.Mutex
 	recs []string
 }
 
-func (c *logCapture) count(level slog.Level, substr string) int {
+// Count is the number of records at level whose text contains substr.
+func (c *Logs) Count(level slog.Level, substr string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
@@ -27,14 +30,14 @@ func (c *logCapture) count(level slog.Level, substr string) int {
 	return n
 }
 
-// teeHandler sends records to t.Log (shown on failure) and to a capture.
+// Logger returns a logger that writes to c and to t.Log.
+func (c *Logs) Logger(t testing.TB) *slog.Logger { return slog.New(&teeHandler{t: t, c: c}) }
+
 type teeHandler struct {
-	t     *testing.T
-	c     *logCapture
+	t     testing.TB
+	c     *Logs
 	attrs []slog.Attr
 }
-
-func newTeeHandler(t *testing.T, c *logCapture) *teeHandler { return &teeHandler{t: t, c: c} }
 
 func (h *teeHandler) Enabled(context.Context, slog.Level) bool { return true }
 func (h *teeHandler) Handle(_ context.Context, r slog.Record) error {
