@@ -7,9 +7,9 @@
 // it persists the highest fencing token it has seen and refuses any
 // dispatch under a lower one.
 //
-// The agent links no server code: a test keeps node (all of it), raft,
-// storage and lease out of its imports; the wire shapes it shares with
-// the node are in internal/agentwire.
+// The agent links no server code and no test code: TestBinaryDependencies
+// (internal/pkgdoc) lists what outpost-agent must not link and why; the
+// wire shapes it shares with the node are in internal/agentwire.
 package agent
 
 import (

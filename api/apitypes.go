@@ -1,6 +1,3 @@
-// Package apitypes holds the JSON shapes of the node's HTTP API, shared by
-// the server (node/httpapi) and its clients (outpostctl). It imports only the
-// standard library, so a client links no server code.
 package api
 
 import (

@@ -3,7 +3,8 @@
 // real ports, sharing one generated CA and gossip key, so an operator can
 // watch a region (and a failover) on a laptop.
 //
-// Imported by cmd/outpost and end-to-end tests only.
+// It is dev mode's home, not one node's wiring: cmd/outpost starts it,
+// and it starts nodes through package node like any other caller.
 package dev
 
 import (

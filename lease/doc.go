@@ -17,6 +17,6 @@
 // committed dispatches (Hub, after the state file's commit). The waits
 // guard effects outside the log.
 //
-// Who may import it: node (wiring) and node/httpapi. It imports raft and
-// storage, never node.
+// It imports raft and storage, never node (TestImportDirection in
+// internal/pkgdoc).
 package lease

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +29,7 @@ import (
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
+	"github.com/outpost-mesh/outpost/internal/testcluster/nodes"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
@@ -472,56 +472,21 @@ func (p *delayProxy) serve(c net.Conn) {
 // each node's config.
 func startRegion3(t *testing.T, proxies []*delayProxy, configure ...func(*node.Config)) []*testNode {
 	t.Helper()
-	kp := mustKeys(t, newMasterKey(t), nil)
-	ca, err := pki.NewCA("sec")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	var cfgs []node.Config
-	for i := range 3 {
-		cfg := nodeConfig(t, filepath.Join(dir, fmt.Sprintf("n%d", i+1)))
-		cfg.NodeID, cfg.BootstrapExpect = fmt.Sprintf("n%d", i+1), 3
-		cfg.AdminTokenFile = filepath.Join(dir, "admin.token")
-		cfg.Raft.MinQuorum = 3
-		cfg.Agents.Advertise = proxies[i].ln.Addr().String()
-		for _, c := range configure {
-			c(&cfg)
-		}
-		cfgs = append(cfgs, cfg)
-	}
-	for i := range cfgs {
-		cfgs[i].Gossip.Seeds = []string{cfgs[(i+1)%3].Gossip.Bind}
-	}
-	var nodes []*testNode
-	gossip := bytes.Repeat([]byte{7}, 32)
-	for i, cfg := range cfgs {
-		n, err := node.Start(cfg, node.Options{Keys: kp, GossipKey: gossip, CA: ca})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(n.Kill)
-		proxies[i].target.Store(n.AgentAddr())
-		nodes = append(nodes, &testNode{n: n, cfg: cfg, url: n.APIURL(), gossip: gossip})
-	}
-	eventually(t, 30*time.Second, "the region elected a leader and wrote the first admin token", func() bool {
-		b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-		for _, tn := range nodes {
-			tn.token = strings.TrimSpace(string(b))
-		}
-		return err == nil && len(b) > 0
-	})
-	// The token file is written by whichever node led first; the others
-	// accept the token once they have applied the entry that stored it.
-	eventually(t, 10*time.Second, "every node accepts the first admin token", func() bool {
-		for _, tn := range nodes {
-			if tn.do(t, "GET", "/api/v1/region", tn.token, "").code != 200 {
-				return false
+	var out []*testNode
+	shared := nodes.StartRegion(t, nodes.RegionConfig{Nodes: 3, Options: node.Options{Keys: mustKeys(t, newMasterKey(t), nil)},
+		Configure: func(i int, cfg *node.Config) {
+			cfg.Raft.MinQuorum = 3
+			cfg.Agents.Advertise = proxies[i].ln.Addr().String()
+			for _, c := range configure {
+				c(cfg)
 			}
-		}
-		return true
+		},
+		Started: func(i int, n *nodes.Node) { proxies[i].target.Store(n.AgentAddr()) },
 	})
-	return nodes
+	for _, n := range shared {
+		out = append(out, fromShared(n))
+	}
+	return out
 }
 
 // dispatchAnywhere sends a dispatch to whichever live node holds the lease.

@@ -3,5 +3,6 @@
 // certificate from the region CA (node/pki), and serves the HTTP API
 // (node/httpapi). It implements nothing itself beyond that wiring.
 //
-// Only cmd/outpost and end-to-end tests import it.
+// Nothing below it imports it: cmd/outpost, dev mode (package dev) and
+// the tests' node cluster (internal/testcluster/nodes) do.
 package node

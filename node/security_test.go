@@ -18,8 +18,8 @@ import (
 
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/audit"
-	"github.com/outpost-mesh/outpost/internal/freeport"
 	"github.com/outpost-mesh/outpost/internal/oidctest"
+	"github.com/outpost-mesh/outpost/internal/testcluster/nodes"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/httpapi"
@@ -28,15 +28,6 @@ import (
 
 // These tests run a real single-node region (Raft over TLS, bbolt, the
 // HTTP API on loopback) and drive it through its public API.
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	as, err := freeport.Addrs("127.0.0.1", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return as[0]
-}
 
 type testNode struct {
 	n        *node.Node
@@ -57,41 +48,20 @@ func newMasterKey(t *testing.T) []byte {
 	return b
 }
 
-func nodeConfig(t *testing.T, dir string) node.Config {
-	cfg := node.DefaultConfig()
-	cfg.Region, cfg.NodeID, cfg.DataDir, cfg.BootstrapExpect = "sec", "n1", dir, 1
-	cfg.AdminTokenFile = filepath.Join(dir, "admin.token")
-	cfg.HTTP.Bind = freePort(t)
-	cfg.Raft.Bind, cfg.Gossip.Bind = freePort(t), freePort(t)
-	cfg.Agents.Bind = "127.0.0.1:0"
-	cfg.Log.Level = "warn"
-	return cfg
-}
+// nodeConfig is the shared test cluster's single-node config (region
+// "sec", node n1, free loopback ports).
+func nodeConfig(t *testing.T, dir string) node.Config { return nodes.Config(t, dir) }
 
+// startNode starts a node of the shared test cluster and keeps the first
+// admin's credentials.
 func startNode(t *testing.T, cfg node.Config, kp *keys.Protector, opts node.Options) *testNode {
 	t.Helper()
 	opts.Keys = kp
-	if opts.GossipKey == nil {
-		opts.GossipKey = bytes.Repeat([]byte{7}, 32)
-	}
-	n, err := node.Start(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Kill)
-	tn := &testNode{n: n, cfg: cfg, url: n.APIURL(), gossip: opts.GossipKey}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		tok, err1 := os.ReadFile(cfg.AdminTokenFile)
-		pw, err2 := os.ReadFile(n.AdminPasswordFile())
-		if err1 == nil && err2 == nil {
-			tn.token, tn.password = strings.TrimSpace(string(tok)), strings.TrimSpace(string(pw))
-			return tn
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("the first admin's credentials were not written")
-	return nil
+	return fromShared(nodes.Start(t, cfg, opts))
+}
+
+func fromShared(n *nodes.Node) *testNode {
+	return &testNode{n: n.Node, cfg: n.Config, url: n.URL, token: n.Token, password: n.Password, gossip: n.GossipKey}
 }
 
 type resp struct {

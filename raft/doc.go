@@ -3,7 +3,7 @@
 // node-to-node RPCs (stats, write forwarding), memberlist discovery and the
 // raft-autopilot delegate that adds, promotes and removes servers.
 //
-// It is imported by node (which wires it) and by tests; it must not import
-// node, federation or anything under cmd. The package shares its name with
+// It stays below node: TestImportDirection (internal/pkgdoc) keeps node
+// and cmd out of its imports. The package shares its name with
 // github.com/hashicorp/raft, which it imports as hraft.
 package raft

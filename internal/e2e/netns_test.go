@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,60 +42,12 @@ func newNSRegion(t *testing.T, n int) *nsRegion {
 			t.Errorf("removing the namespaces: %v", err)
 		}
 	})
-	bin := binaries(t)
-	dir := t.TempDir()
-	code, mk := run(t, 30*time.Second, bin+"/outpost", "keys", "generate")
-	if code != 0 {
-		t.Fatalf("keys generate: %d", code)
-	}
-	if err := os.WriteFile(dir+"/master.key", []byte(mk), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if code, out := run(t, 30*time.Second, bin+"/outpost", "ca", "create", "--region", "netns", "--out", dir+"/ca", "--master-key-file", dir+"/master.key"); code != 0 {
-		t.Fatalf("ca create: %d %s", code, out)
-	}
-	if code, out := run(t, 30*time.Second, bin+"/outpost", "keygen", "--out", dir+"/gossip.key", "--master-key-file", dir+"/master.key"); code != 0 {
-		t.Fatalf("keygen: %d %s", code, out)
-	}
-	var seeds []string
-	for i := 1; i <= n; i++ {
-		seeds = append(seeds, netlab.Addr(i)+":7002")
-	}
-	tokenFile := filepath.Join(dir, "admin.token")
+	sr := writeServedRegion(t, servedPlan{region: "netns", n: n, extra: "drills:\n  enabled: true\n",
+		addr: func(i int) (string, int, int, int, int) { return netlab.Addr(i), 7070, 7001, 7002, 7443 }})
+	tokenFile := sr.tokenFile
 	r := &nsRegion{lab: lab, hc: &http.Client{Transport: &http.Transport{DialContext: lab.Dial}}}
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("n%d", i)
-		nd := &servedNode{id: id, dataDir: filepath.Join(dir, id), config: filepath.Join(dir, id+".yaml"), api: "http://" + netlab.Addr(i) + ":7070"}
-		cfg := fmt.Sprintf(`region: netns
-node_id: %s
-data_dir: %s
-bootstrap_expect: %d
-admin_token_file: %s
-http:
-  bind: %[5]s:7070
-raft:
-  bind: %[5]s:7001
-  server_stabilization: 1s
-agents:
-  bind: %[5]s:7443
-gossip:
-  bind: %[5]s:7002
-  seeds: [%[6]s]
-  key_file: %[7]s/gossip.key
-tls:
-  ca_cert: %[7]s/ca/ca.crt
-  ca_key: %[7]s/ca/ca.key
-keys:
-  master_key_file: %[7]s/master.key
-drills:
-  enabled: true
-log:
-  level: info
-`, id, nd.dataDir, n, tokenFile, netlab.Addr(i), strings.Join(seeds, ", "), dir)
-		if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		nd.p = start(t, "ip", "netns", "exec", lab.Namespace(i), bin+"/outpost", "serve", "--config", nd.config)
+	for i, nd := range sr.nodes {
+		nd.p = start(t, "ip", "netns", "exec", lab.Namespace(i+1), sr.bin+"/outpost", "serve", "--config", nd.config)
 		r.nodes = append(r.nodes, nd)
 	}
 	waitFor(t, 60*time.Second, "the admin token", func() bool {

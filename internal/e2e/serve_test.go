@@ -26,10 +26,22 @@ type servedRegion struct {
 	nodes     []*servedNode
 }
 
-// newServedRegion writes configs for n `outpost serve` nodes on loopback
-// sharing a CA made by `outpost ca create` and a key made by `outpost
-// keygen`, each listing every node's gossip address as a seed.
-func newServedRegion(t *testing.T, n int) *servedRegion {
+// servedPlan says where a region of `outpost serve` nodes listens.
+type servedPlan struct {
+	region string
+	n      int
+	// addr is node i's (1-based) listening host and its API, Raft, gossip
+	// and agent ports.
+	addr  func(i int) (host string, api, raft, gossip, agents int)
+	extra string // YAML added to every node's config
+}
+
+// writeServedRegion makes what a region of `outpost serve` nodes shares,
+// with the binaries as an operator would (`outpost keys generate`, `ca
+// create`, `keygen`), and writes each node's config, listing every node's
+// gossip address as a seed. The one builder of the e2e regions: on
+// loopback (newServedRegion) or in network namespaces (newNSRegion).
+func writeServedRegion(t *testing.T, plan servedPlan) *servedRegion {
 	t.Helper()
 	bin := binaries(t)
 	dir := t.TempDir()
@@ -41,50 +53,61 @@ func newServedRegion(t *testing.T, n int) *servedRegion {
 	if err := os.WriteFile(dir+"/master.key", []byte(mk), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out := run(t, 30*time.Second, bin+"/outpost", "ca", "create", "--region", "e2e", "--out", dir+"/ca", "--master-key-file", dir+"/master.key"); code != 0 {
+	if code, out := run(t, 30*time.Second, bin+"/outpost", "ca", "create", "--region", plan.region, "--out", dir+"/ca", "--master-key-file", dir+"/master.key"); code != 0 {
 		t.Fatalf("ca create: %d %s", code, out)
 	}
 	if code, out := run(t, 30*time.Second, bin+"/outpost", "keygen", "--out", dir+"/gossip.key", "--master-key-file", dir+"/master.key"); code != 0 {
 		t.Fatalf("keygen: %d %s", code, out)
 	}
-	ports := freePorts(t, 3*n)
 	var seeds []string
-	for i := 0; i < n; i++ {
-		seeds = append(seeds, fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]))
+	for i := 1; i <= plan.n; i++ {
+		host, _, _, gossip, _ := plan.addr(i)
+		seeds = append(seeds, fmt.Sprintf("%s:%d", host, gossip))
 	}
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("n%d", i+1)
-		nd := &servedNode{id: id, dataDir: filepath.Join(dir, id), config: filepath.Join(dir, id+".yaml"), api: fmt.Sprintf("http://127.0.0.1:%d", ports[3*i])}
-		cfg := fmt.Sprintf(`region: e2e
-node_id: %s
-data_dir: %s
-bootstrap_expect: %d
-admin_token_file: %s
+	for i := 1; i <= plan.n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		host, apiPort, raftPort, gossipPort, agentPort := plan.addr(i)
+		nd := &servedNode{id: id, dataDir: filepath.Join(dir, id), config: filepath.Join(dir, id+".yaml"), api: fmt.Sprintf("http://%s:%d", host, apiPort)}
+		cfg := fmt.Sprintf(`region: %[1]s
+node_id: %[2]s
+data_dir: %[3]s
+bootstrap_expect: %[4]d
+admin_token_file: %[5]s
 http:
-  bind: 127.0.0.1:%d
+  bind: %[6]s:%[7]d
 raft:
-  bind: 127.0.0.1:%d
+  bind: %[6]s:%[8]d
   server_stabilization: 1s
 agents:
-  bind: 127.0.0.1:0
+  bind: %[6]s:%[9]d
 gossip:
-  bind: 127.0.0.1:%d
-  seeds: [%s]
-  key_file: %s/gossip.key
+  bind: %[6]s:%[10]d
+  seeds: [%[11]s]
+  key_file: %[12]s/gossip.key
 tls:
-  ca_cert: %s/ca/ca.crt
-  ca_key: %s/ca/ca.key
+  ca_cert: %[12]s/ca/ca.crt
+  ca_key: %[12]s/ca/ca.key
 keys:
-  master_key_file: %s/master.key
+  master_key_file: %[12]s/master.key
 log:
   level: info
-`, id, nd.dataDir, n, sr.tokenFile, ports[3*i], ports[3*i+1], ports[3*i+2], strings.Join(seeds, ", "), dir, dir, dir, dir)
+%[13]s`, plan.region, id, nd.dataDir, plan.n, sr.tokenFile, host, apiPort, raftPort, agentPort, gossipPort, strings.Join(seeds, ", "), dir, plan.extra)
 		if err := os.WriteFile(nd.config, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		sr.nodes = append(sr.nodes, nd)
 	}
 	return sr
+}
+
+// newServedRegion writes configs for n `outpost serve` nodes on loopback
+// (agent ports chosen by the kernel).
+func newServedRegion(t *testing.T, n int) *servedRegion {
+	t.Helper()
+	ports := freePorts(t, 3*n)
+	return writeServedRegion(t, servedPlan{region: "e2e", n: n, addr: func(i int) (string, int, int, int, int) {
+		return "127.0.0.1", ports[3*(i-1)], ports[3*(i-1)+1], ports[3*(i-1)+2], 0
+	}})
 }
 
 func (sr *servedRegion) start(t *testing.T, nd *servedNode) {

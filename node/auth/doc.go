@@ -9,6 +9,4 @@
 // handle is minted for a caller: from its role in that tenant, or, for a
 // region admin, from an approved, unexpired break-glass grant — never from
 // anything the request body says.
-//
-// Imported by node and node/httpapi.
 package auth

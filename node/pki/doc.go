@@ -5,5 +5,6 @@
 // the same CA issued to something other than a node of this region (an
 // agent, later) cannot join the Raft group.
 //
-// It imports nothing from the rest of Outpost.
+// It stands apart from the region's state: TestImportDirection
+// (internal/pkgdoc) keeps raft, storage and the API out of its imports.
 package pki
