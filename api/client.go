@@ -201,10 +201,19 @@ func encodeBody(in any) (body []byte, isJSON bool, err error) {
 func (c *Client) open(ctx context.Context, timeout time.Duration, method, path string, body []byte, isJSON bool) (*http.Response, context.CancelFunc, error) {
 	deadline := time.Now().Add(c.Retry.For)
 	pause := c.Retry.Pause
+	var last error // the last answer, kept when ctx ends an attempt
 	for told := false; ; told = true {
 		resp, cancel, err := c.openOnce(ctx, timeout, method, path, body, isJSON)
+		if err != nil && last != nil && ctx.Err() != nil && StatusOf(err) == 0 {
+			// The caller's time ran out during a retry: the node's last
+			// answer says more than the cancelled attempt.
+			err = last
+		}
 		if err == nil || !c.again(ctx, method, err) || time.Now().After(deadline) {
 			return resp, cancel, err
+		}
+		if StatusOf(err) != 0 {
+			last = err
 		}
 		if !told && c.OnRetry != nil {
 			c.OnRetry(err, c.Retry.For)

@@ -21,8 +21,11 @@ import (
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/clientaddr"
 	"github.com/outpost-mesh/outpost/node/keys"
+	"github.com/outpost-mesh/outpost/node/otlp"
 	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage/telemetry"
 )
 
 // Config is a node's configuration file (`outpost serve --config FILE`).
@@ -53,7 +56,24 @@ type Config struct {
 	Lease  lease.Config `yaml:"lease"`
 	Drills DrillsConfig `yaml:"drills"`
 	Agents AgentsConfig `yaml:"agents"`
-	Log    LogConfig    `yaml:"log"`
+	// Telemetry is the store agents' metrics land in, the OTLP receiver
+	// on the agent port and the query API.
+	Telemetry TelemetryConfig `yaml:"telemetry"`
+	Log       LogConfig       `yaml:"log"`
+}
+
+// TelemetryConfig configures the telemetry path.
+type TelemetryConfig struct {
+	// Enabled turns the OTLP receiver, the store and the query API on.
+	// Default true.
+	Enabled bool `yaml:"enabled"`
+	// The store: retention, size and cardinality budgets (defaults in
+	// storage/telemetry).
+	telemetry.Config `yaml:",inline"`
+	// OTLP bounds one export request.
+	OTLP otlp.Config `yaml:"otlp"`
+	// Query bounds queries.
+	Query query.Config `yaml:"query"`
 }
 
 // AgentsConfig sets how agents enroll and connect.
@@ -282,6 +302,8 @@ func DefaultConfig() Config {
 			RetireGrace: agentlink.DefaultRetireGrace, ReadTimeout: agentlink.DefaultReadTimeout, WriteTimeout: agentlink.DefaultWriteTimeout,
 			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes,
 			MaxMessageRate: agentlink.DefaultMessageRate},
+		Telemetry: TelemetryConfig{Enabled: true, Config: telemetry.Config{}.Defaults(), OTLP: otlp.Config{}.Defaults(),
+			Query: query.Config{}.Defaults()},
 	}
 }
 
@@ -329,6 +351,16 @@ func (c Config) Validate() error {
 	}
 	if err := c.Lease.Validate(); err != nil {
 		return err
+	}
+	if err := c.Telemetry.Config.Validate(); err != nil {
+		return err
+	}
+	if o := c.Telemetry.OTLP; o.MaxBodyBytes < 1024 || o.MaxBodyBytes > 256<<20 || o.MaxInFlight < 1 {
+		return fmt.Errorf("telemetry.otlp: max_body_bytes (%d) must be in [1024, 268435456] and max_in_flight (%d) at least 1", o.MaxBodyBytes, o.MaxInFlight)
+	}
+	if q := c.Telemetry.Query; q.Timeout < time.Second || q.MaxSamples < 1000 || q.MaxConcurrent < 1 || q.LookbackDelta < time.Second {
+		return fmt.Errorf("telemetry.query: timeout (%v) and lookback_delta (%v) at least 1s, max_samples (%d) at least 1000, max_concurrent (%d) at least 1",
+			q.Timeout, q.LookbackDelta, q.MaxSamples, q.MaxConcurrent)
 	}
 	if l := c.Agents.CertLifetime; l < pki.MinAgentCertLifetime || l > pki.MaxAgentCertLifetime {
 		return fmt.Errorf("agents.cert_lifetime %v must be in [%v, %v]", l, pki.MinAgentCertLifetime, pki.MaxAgentCertLifetime)

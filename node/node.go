@@ -29,9 +29,12 @@ import (
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/keys"
+	"github.com/outpost-mesh/outpost/node/otlp"
 	"github.com/outpost-mesh/outpost/node/pki"
+	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
+	"github.com/outpost-mesh/outpost/storage/telemetry"
 )
 
 // Options are the parts of a node that are injected rather than configured.
@@ -79,6 +82,9 @@ type Node struct {
 	agentLn  net.Listener
 	agentURL string
 	agents   *agentlink.Server
+	// The telemetry path (nil when telemetry.enabled is false).
+	tsdb  *telemetry.DB
+	query *query.API
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -205,6 +211,19 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		}
 		oidcLogin = o
 	}
+	var serveMetrics func(http.ResponseWriter, *http.Request, agents.Agent)
+	if cfg.Telemetry.Enabled {
+		if n.tsdb, err = telemetry.Open(cfg.DataDir, cfg.Telemetry.Config, n.logger, n.reg); err != nil {
+			return nil, err
+		}
+		if n.query, err = query.New(cfg.Telemetry.Query, n.tsdb, n.reg); err != nil {
+			return nil, err
+		}
+		recv := otlp.New(cfg.Telemetry.OTLP, n.tsdb, n.tenantClaimRefused, n.logger)
+		serveMetrics = func(w http.ResponseWriter, r *http.Request, a agents.Agent) {
+			recv.Serve(w, r, otlp.Sender{TenantID: a.Tenant, TenantName: n.tenantName(a.Tenant), AgentID: a.ID, Host: a.Host})
+		}
+	}
 	n.hub = lease.NewHub()
 	leaseFSM := lease.NewFSM(cfg.NodeID, n.hub, nil)
 	// The agent port is built before the Raft group, whose agents FSM
@@ -212,7 +231,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	// serves once both exist.
 	n.agents, err = agentlink.New(agentlink.Config{
 		Region: cfg.Region, NodeID: cfg.NodeID, URL: n.agentURL, CA: ca, Ident: ident, Store: n.store,
-		Hub: n.hub, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime,
+		Hub: n.hub, Commit: n.commitAudited, Lifetime: cfg.Agents.CertLifetime, Telemetry: serveMetrics,
 		MaxAgents: cfg.Agents.MaxConnections, MaxMessage: cfg.Agents.MaxMessageBytes, Heartbeat: cfg.Agents.Heartbeat,
 		RetireGrace: cfg.Agents.RetireGrace, ReadTimeout: cfg.Agents.ReadTimeout, WriteTimeout: cfg.Agents.WriteTimeout,
 		IdleTimeout: cfg.Agents.IdleTimeout, MaxUnauthenticated: cfg.Agents.MaxUnauthenticated, MaxHandshakes: cfg.Agents.MaxHandshakes,
@@ -263,8 +282,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
 		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now, InvitationTTL: cfg.Auth.InvitationTTL,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
-		AgentLinks: n.agents,
-		TokenHint:  fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
+		AgentLinks: n.agents, Query: n.queryAPI(),
+		TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 	})
 	if err != nil {
 		return nil, err

@@ -216,8 +216,8 @@ func TestViewerCannotChangeState(t *testing.T) {
 	alice, _ := twoTenants(t, tn)
 	viewer := tn.tenantToken(t, alice, "acme", "viewer")
 	for _, rt := range httpapi.Routes(false) {
-		if rt.Method == http.MethodGet || rt.Pattern == "/api/v1/login" {
-			continue
+		if rt.Method == http.MethodGet || rt.Pattern == "/api/v1/login" || httpapi.ReadOnlyPOST(rt.Pattern) {
+			continue // reads (the query API takes POST as Grafana sends it)
 		}
 		path := fill(rt.Pattern, map[string]string{"tenant": "acme", "key": "k", "user": "alice", "id": "000000000000"})
 		r := tn.do(t, rt.Method, path, viewer, `{"role":"admin","name":"x","reason":"escalation attempt","breakglass_auto_approve":true}`)

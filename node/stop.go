@@ -97,8 +97,12 @@ func (n *Node) Kill() {
 }
 
 func (n *Node) closeRest() error {
-	if n.store != nil {
-		return n.store.Close()
+	var errs []error
+	if n.tsdb != nil {
+		errs = append(errs, n.tsdb.Close())
 	}
-	return nil
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -22,6 +22,7 @@ const (
 	PathEnroll   = "/api/v1/agents/enroll" // the API's enrollment; no client certificate
 	PathRenew    = "/v1/renew"             // client certificate required
 	PathNodes    = "/v1/nodes"             // client certificate required
+	PathMetrics  = "/v1/metrics"           // OTLP/HTTP metrics export; client certificate required
 	DispatchFile = "outpost.dispatch.json" // the remote config file carrying a dispatch
 	DispatchKind = "config"                // the dispatch kind agents apply
 )

@@ -178,16 +178,17 @@ var binaryDeps = map[string]map[string]string{
 		"go.etcd.io/bbolt":                          "the agent keeps its state in a file, not the server's store",
 	},
 	"cmd/outpostctl": {
-		"testing":                      "the admin CLI links no test code",
-		"net/http/httptest":            "the admin CLI links no test code",
-		"github.com/stretchr/testify/": "the admin CLI links no test libraries",
-		mod + "node/":                  "the admin CLI talks to the HTTP API through api/; it links no server code",
-		mod + "node":                   "the admin CLI links no server code",
-		mod + "raft":                   "the admin CLI links no server code",
-		mod + "storage":                "the admin CLI links no server code",
-		mod + "lease":                  "the admin CLI links no server code",
-		mod + "dev":                    "dev mode is the server's (outpost dev); outpostctl drives it over the API",
-		"github.com/hashicorp/raft":    "the admin CLI links no server code",
+		"testing":                           "the admin CLI links no test code",
+		"net/http/httptest":                 "the admin CLI links no test code",
+		"github.com/stretchr/testify/":      "the admin CLI links no test libraries",
+		mod + "node/":                       "the admin CLI talks to the HTTP API through api/; it links no server code",
+		mod + "node":                        "the admin CLI links no server code",
+		mod + "raft":                        "the admin CLI links no server code",
+		mod + "storage":                     "the admin CLI links no server code",
+		mod + "lease":                       "the admin CLI links no server code",
+		mod + "dev":                         "dev mode is the server's (outpost dev); outpostctl drives it over the API",
+		"github.com/hashicorp/raft":         "the admin CLI links no server code",
+		"github.com/prometheus/prometheus/": "the admin CLI queries the node's API; it links no TSDB or engine",
 	},
 }
 
@@ -209,6 +210,12 @@ func TestBinaryDependencies(t *testing.T) {
 		"github.com/hashicorp/raft": "hashicorp/raft ships its test helpers (testing.go) in the package",
 		// mock_*.go: generated testify mocks.
 		"github.com/hashicorp/raft-autopilot": "raft-autopilot ships testify mocks in the package",
+		// The telemetry store (issue 16): prometheus v0.316's tsdb package
+		// has test helpers in non-test files, and imports tsdbutil and
+		// util/testutil, which are test helpers too.
+		"github.com/prometheus/prometheus/tsdb":          "prometheus's tsdb ships test helpers in the package",
+		"github.com/prometheus/prometheus/tsdb/tsdbutil": "prometheus's tsdb test helpers",
+		"github.com/prometheus/prometheus/util/testutil": "prometheus's test helpers, imported by its tsdb",
 	}
 	for _, bin := range []string{"cmd/outpost", "cmd/outpostctl", "cmd/outpost-agent"} {
 		cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "-deps", "./"+bin)

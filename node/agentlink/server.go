@@ -72,14 +72,17 @@ const (
 
 // Config configures the agent port.
 type Config struct {
-	Region     string // region name
-	NodeID     string
-	URL        string // this port's URL as agents reach it (advertised in gossip)
-	CA         *pki.CA
-	Ident      *pki.Identity
-	Store      *storage.Store
-	Hub        *lease.Hub
-	Commit     Committer
+	Region string // region name
+	NodeID string
+	URL    string // this port's URL as agents reach it (advertised in gossip)
+	CA     *pki.CA
+	Ident  *pki.Identity
+	Store  *storage.Store
+	Hub    *lease.Hub
+	Commit Committer
+	// Telemetry, if set, serves OTLP metrics exports (POST /v1/metrics)
+	// from an agent the certificate identified.
+	Telemetry  func(w http.ResponseWriter, r *http.Request, a agents.Agent)
 	Lifetime   time.Duration // agent certificate lifetime
 	MaxAgents  int           // connections this node accepts (then 503)
 	MaxMessage int64         // bytes per OpAMP message from an agent
@@ -231,6 +234,13 @@ func (s *Server) Serve(ln net.Listener, rg Region, enroll http.Handler) error {
 	mux.HandleFunc("POST "+agentwire.PathOpAMP, s.plainOpAMP)
 	mux.HandleFunc("POST "+agentwire.PathRenew, s.renew)
 	mux.HandleFunc("GET "+agentwire.PathNodes, s.nodes)
+	if cfg.Telemetry != nil {
+		mux.HandleFunc("POST "+agentwire.PathMetrics, func(w http.ResponseWriter, r *http.Request) {
+			if a, ok := s.requireAgent(w, r); ok {
+				cfg.Telemetry(w, r, a)
+			}
+		})
+	}
 	if enroll != nil {
 		mux.Handle("POST "+agentwire.PathEnroll, enroll)
 	}

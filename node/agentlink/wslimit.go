@@ -38,9 +38,31 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// gorilla/websocket reads through a bufio.Reader re-pointed at the
-	// returned conn, so every byte after the handshake passes Read below.
-	return &limitConn{Conn: c, max: uint64(h.max)}, brw, nil
+	// gorilla/websocket may read through the returned bufio.Reader
+	// (v1.5.4 reuses it as is) or the returned conn: both must pass Read
+	// below. Bytes the server had already buffered go through it first.
+	var pre []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		pre, _ = brw.Reader.Peek(n)
+		pre = append([]byte(nil), pre...)
+	}
+	lc := &limitConn{Conn: &prefixConn{Conn: c, pre: pre}, max: uint64(h.max)}
+	return lc, bufio.NewReadWriter(bufio.NewReaderSize(lc, 4096), brw.Writer), nil
+}
+
+// prefixConn reads pre before the connection.
+type prefixConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 // limitConn parses client frame headers (RFC 6455 §5.2) as bytes pass.
@@ -57,7 +79,11 @@ type limitConn struct {
 
 // ConnectionState is the TLS state of the wrapped connection.
 func (c *limitConn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
+	conn := c.Conn
+	if pc, ok := conn.(*prefixConn); ok {
+		conn = pc.Conn
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
 		return tc.ConnectionState()
 	}
 	return tls.ConnectionState{}

@@ -69,9 +69,12 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Registerer takes the API's metrics (nil: not exported).
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Dev        DevControl
-	Audit      AuditLog
+	// Query serves the Prometheus-compatible query API under
+	// /api/v1/tenants/{tenant}/prometheus/api/v1/ (nil: telemetry is off).
+	Query  QueryAPI
+	Logger *slog.Logger
+	Dev    DevControl
+	Audit  AuditLog
 	// ProviderAudit is the provider stream (break-glass records).
 	ProviderAudit AuditLog
 	Sessions      *auth.Sessions
@@ -163,6 +166,41 @@ type call struct {
 
 type handlerFunc func(*server, http.ResponseWriter, *http.Request, *call)
 
+// QueryAPI answers a query endpoint for a tenant (node/query).
+type QueryAPI interface {
+	Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID string)
+}
+
+// PrometheusPrefix is where a tenant's Prometheus-compatible API is:
+// Grafana's Prometheus data source takes
+// https://NODE/api/v1/tenants/TENANT/prometheus as its URL.
+const PrometheusPrefix = "/api/v1/tenants/{tenant}/prometheus/api/v1/"
+
+// prometheusRoutes are the query API's routes: every endpoint by GET, and
+// those Prometheus also accepts by POST (Grafana's default) by POST. The
+// POSTs read; ReadOnlyPOST names them.
+func prometheusRoutes() []Route {
+	var rs []Route
+	for _, ep := range []string{"query", "query_range", "series", "labels", "label/{name}/values", "metadata"} {
+		h := func(s *server, w http.ResponseWriter, r *http.Request, c *call) {
+			if s.cfg.Query == nil {
+				writeError(w, http.StatusServiceUnavailable, "telemetry is off on this node", "set telemetry.enabled: true in the node's config")
+				return
+			}
+			s.cfg.Query.Serve(w, r, ep, c.tenant.ID)
+		}
+		rs = append(rs, Route{"GET", PrometheusPrefix + ep, TenantViewer, h})
+		if ep != "metadata" && ep != "label/{name}/values" {
+			rs = append(rs, Route{"POST", PrometheusPrefix + ep, TenantViewer, h})
+		}
+	}
+	return rs
+}
+
+// ReadOnlyPOST reports whether a POST route only reads (the query API's,
+// which Grafana sends by POST).
+func ReadOnlyPOST(pattern string) bool { return strings.HasPrefix(pattern, PrometheusPrefix) }
+
 // Routes is the API's route table. Every route names its role explicitly.
 func Routes(dev bool) []Route {
 	const t = "/api/v1/tenants/{tenant}"
@@ -237,6 +275,7 @@ func Routes(dev bool) []Route {
 	}
 	rs = append(rs, auditRoutes("/api/v1/audit", RegionAdmin)...)
 	rs = append(rs, auditRoutes(t+"/audit", TenantAdmin)...)
+	rs = append(rs, prometheusRoutes()...)
 	if dev {
 		rs = append(rs,
 			Route{"POST", "/api/v1/dev/nodes/{id}/stop", RegionAdmin, (*server).devStop},

@@ -1,0 +1,457 @@
+// Package query is the node's Prometheus-compatible query API over its
+// telemetry store: query, query_range, series, labels, label values and
+// metadata, on the promql engine with a timeout, a sample limit and a
+// bound on concurrent queries. Every query is scoped to the caller's
+// tenant twice: its parsed AST gets tenant="ID" on every selector
+// (scope), and the store adds it again to every selection.
+package query
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/outpost-mesh/outpost/storage/telemetry"
+)
+
+// Config bounds what queries may cost.
+type Config struct {
+	// Timeout bounds one query (default 30s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxSamples bounds the samples one query may hold in memory
+	// (default 5,000,000).
+	MaxSamples int `yaml:"max_samples"`
+	// MaxConcurrent bounds queries evaluated at once on this node; more
+	// wait for a slot within their timeout (default 4).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// LookbackDelta is how far back an instant selector looks (default 5m).
+	LookbackDelta time.Duration `yaml:"lookback_delta"`
+}
+
+// Defaults fills unset fields.
+func (c Config) Defaults() Config {
+	c.Timeout = cmp.Or(c.Timeout, 30*time.Second)
+	c.MaxSamples = cmp.Or(c.MaxSamples, 5_000_000)
+	c.MaxConcurrent = cmp.Or(c.MaxConcurrent, 4)
+	c.LookbackDelta = cmp.Or(c.LookbackDelta, 5*time.Minute)
+	return c
+}
+
+// maxRangePoints bounds a range query's resolution, as Prometheus does.
+const maxRangePoints = 11000
+
+// API serves the query endpoints.
+type API struct {
+	cfg    Config
+	db     *telemetry.DB
+	engine *promql.Engine
+	slots  chan struct{}
+	m      *metrics
+}
+
+// New returns the API over db, its metrics registered on reg.
+func New(cfg Config, db *telemetry.DB, reg prometheus.Registerer) (*API, error) {
+	cfg = cfg.Defaults()
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	eng := promql.NewEngine(promql.EngineOpts{
+		MaxSamples: cfg.MaxSamples, Timeout: cfg.Timeout, LookbackDelta: cfg.LookbackDelta,
+		EnableAtModifier: true, EnableNegativeOffset: true,
+	})
+	return &API{cfg: cfg, db: db, engine: eng, slots: make(chan struct{}, cfg.MaxConcurrent), m: m}, nil
+}
+
+// Endpoints are the paths served, below a prefix ending in /api/v1/.
+var Endpoints = []string{"query", "query_range", "series", "labels", "label/{name}/values", "metadata"}
+
+// Serve answers endpoint (one of Endpoints; "label/{name}/values" with
+// r.PathValue("name")) for tenant tenantID.
+func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID string) {
+	start := time.Now()
+	defer func() { a.m.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds()) }()
+	if err := r.ParseForm(); err != nil {
+		a.fail(w, endpoint, http.StatusBadRequest, "bad_data", "reading the parameters: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+	defer cancel()
+	select {
+	case a.slots <- struct{}{}:
+		defer func() { <-a.slots }()
+	case <-ctx.Done():
+		a.fail(w, endpoint, http.StatusServiceUnavailable, "unavailable",
+			fmt.Sprintf("no query slot within %v (query.max_concurrent %d): retry later", a.cfg.Timeout, a.cfg.MaxConcurrent))
+		return
+	}
+	var data any
+	var warn annotations.Annotations
+	var err error
+	switch endpoint {
+	case "query":
+		data, warn, err = a.instant(ctx, r, tenantID)
+	case "query_range":
+		data, warn, err = a.rangeQuery(ctx, r, tenantID)
+	case "series":
+		data, warn, err = a.series(ctx, r, tenantID)
+	case "labels":
+		data, warn, err = a.labelNames(ctx, r, tenantID)
+	case "label/{name}/values":
+		data, warn, err = a.labelValues(ctx, r, tenantID, r.PathValue("name"))
+	case "metadata":
+		data, warn, err = a.metadata(ctx, r, tenantID)
+	default:
+		err = badData(fmt.Errorf("no endpoint %q", endpoint))
+	}
+	if err != nil {
+		var bd *badDataError
+		switch {
+		case errors.As(err, &bd):
+			a.fail(w, endpoint, http.StatusBadRequest, "bad_data", err.Error())
+		case errors.Is(err, context.DeadlineExceeded), errors.As(err, new(promql.ErrQueryTimeout)):
+			a.fail(w, endpoint, http.StatusServiceUnavailable, "timeout", fmt.Sprintf("%v (query.timeout %v): narrow the query", err, a.cfg.Timeout))
+		case errors.As(err, new(promql.ErrTooManySamples)):
+			a.fail(w, endpoint, http.StatusUnprocessableEntity, "execution", fmt.Sprintf("%v (query.max_samples %d): narrow the range or raise the step", err, a.cfg.MaxSamples))
+		default:
+			a.fail(w, endpoint, http.StatusUnprocessableEntity, "execution", err.Error())
+		}
+		return
+	}
+	writeJSON(w, http.StatusOK, response{Status: "success", Data: data, Warnings: warnings(warn)})
+}
+
+type response struct {
+	Status    string   `json:"status"`
+	Data      any      `json:"data,omitempty"`
+	ErrorType string   `json:"errorType,omitempty"`
+	Error     string   `json:"error,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
+}
+
+func (a *API) fail(w http.ResponseWriter, endpoint string, code int, typ, msg string) {
+	a.m.refused.WithLabelValues(endpoint, typ).Inc()
+	writeJSON(w, code, response{Status: "error", ErrorType: typ, Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func warnings(a annotations.Annotations) []string {
+	var out []string
+	for _, err := range a {
+		out = append(out, err.Error())
+	}
+	return out
+}
+
+// badDataError is a caller's mistake in the parameters.
+type badDataError struct{ err error }
+
+func (e *badDataError) Error() string { return e.err.Error() }
+func (e *badDataError) Unwrap() error { return e.err }
+
+func badData(err error) error { return &badDataError{err} }
+
+type queryData struct {
+	ResultType string `json:"resultType"`
+	Result     any    `json:"result"`
+}
+
+func (a *API) instant(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+	ts, err := parseTimeParam(r, "time", time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := a.scoped(r.FormValue("query"), tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	qry, err := a.engine.NewInstantQuery(ctx, a.db.Tenant(tenantID), nil, q, ts)
+	if err != nil {
+		return nil, nil, badData(err)
+	}
+	defer qry.Close()
+	return result(qry.Exec(ctx))
+}
+
+func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+	start, err := parseTimeParam(r, "start", time.Time{})
+	if err != nil {
+		return nil, nil, err
+	}
+	end, err := parseTimeParam(r, "end", time.Time{})
+	if err != nil {
+		return nil, nil, err
+	}
+	step, err := parseDuration(r.FormValue("step"))
+	if err != nil {
+		return nil, nil, badData(fmt.Errorf("step: %w", err))
+	}
+	switch {
+	case start.IsZero() || end.IsZero():
+		return nil, nil, badData(errors.New("start and end are required"))
+	case end.Before(start):
+		return nil, nil, badData(errors.New("end is before start"))
+	case step <= 0:
+		return nil, nil, badData(errors.New("step must be a positive duration (e.g. 60 or 1m)"))
+	case end.Sub(start)/step > maxRangePoints:
+		return nil, nil, badData(fmt.Errorf("more than %d points per series: raise the step", maxRangePoints))
+	}
+	q, err := a.scoped(r.FormValue("query"), tenantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	qry, err := a.engine.NewRangeQuery(ctx, a.db.Tenant(tenantID), nil, q, start, end, step)
+	if err != nil {
+		return nil, nil, badData(err)
+	}
+	defer qry.Close()
+	return result(qry.Exec(ctx))
+}
+
+// scoped parses q and returns it scoped to the tenant, printed from the
+// rewritten AST.
+func (a *API) scoped(q, tenantID string) (string, error) {
+	if strings.TrimSpace(q) == "" {
+		return "", badData(errors.New("query is required"))
+	}
+	expr, err := parse(q)
+	if err != nil {
+		return "", badData(err)
+	}
+	return scope(expr, tenantID).String(), nil
+}
+
+func result(res *promql.Result) (any, annotations.Annotations, error) {
+	if res.Err != nil {
+		return nil, res.Warnings, res.Err
+	}
+	d := queryData{ResultType: string(res.Value.Type()), Result: res.Value}
+	// Empty results are [] on the wire, as Prometheus answers.
+	switch v := res.Value.(type) {
+	case promql.Vector:
+		if v == nil {
+			d.Result = []promql.Sample{}
+		}
+	case promql.Matrix:
+		if v == nil {
+			d.Result = []promql.Series{}
+		}
+	}
+	return d, res.Warnings, nil
+}
+
+// window reads start and end for the metadata endpoints (default: the
+// last 6 hours, as Grafana asks).
+func window(r *http.Request) (int64, int64, error) {
+	now := time.Now()
+	start, err := parseTimeParam(r, "start", now.Add(-6*time.Hour))
+	if err != nil {
+		return 0, 0, err
+	}
+	end, err := parseTimeParam(r, "end", now)
+	if err != nil {
+		return 0, 0, err
+	}
+	return start.UnixMilli(), end.UnixMilli(), nil
+}
+
+func (a *API) series(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+	if len(r.Form["match[]"]) == 0 {
+		return nil, nil, badData(errors.New("at least one match[] selector is required"))
+	}
+	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
+	if err != nil {
+		return nil, nil, badData(err)
+	}
+	mint, maxt, err := window(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer q.Close()
+	seen := map[uint64]bool{}
+	out := []labels.Labels{}
+	var warn annotations.Annotations
+	for _, ms := range sets {
+		ss := q.Select(ctx, false, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, ms...)
+		for ss.Next() {
+			ls := ss.At().Labels()
+			if h := ls.Hash(); !seen[h] {
+				seen[h] = true
+				out = append(out, ls)
+			}
+		}
+		if err := ss.Err(); err != nil {
+			return nil, nil, err
+		}
+		warn.Merge(ss.Warnings())
+	}
+	return out, warn, nil
+}
+
+func (a *API) labelNames(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
+	if err != nil {
+		return nil, nil, badData(err)
+	}
+	mint, maxt, err := window(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer q.Close()
+	var names []string
+	var warn annotations.Annotations
+	for _, ms := range sets {
+		ns, w, err := q.LabelNames(ctx, nil, ms...)
+		if err != nil {
+			return nil, nil, err
+		}
+		warn.Merge(w)
+		names = append(names, ns...)
+	}
+	slices.Sort(names)
+	return nonNil(slices.Compact(names)), warn, nil
+}
+
+func (a *API) labelValues(ctx context.Context, r *http.Request, tenantID, name string) (any, annotations.Annotations, error) {
+	if !model.UTF8Validation.IsValidLabelName(name) {
+		return nil, nil, badData(fmt.Errorf("invalid label name %q", name))
+	}
+	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
+	if err != nil {
+		return nil, nil, badData(err)
+	}
+	mint, maxt, err := window(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer q.Close()
+	var vals []string
+	var warn annotations.Annotations
+	for _, ms := range sets {
+		vs, w, err := q.LabelValues(ctx, name, nil, ms...)
+		if err != nil {
+			return nil, nil, err
+		}
+		warn.Merge(w)
+		vals = append(vals, vs...)
+	}
+	slices.Sort(vals)
+	return nonNil(slices.Compact(vals)), warn, nil
+}
+
+// metadata answers the metric names of the tenant with the type their
+// OpenMetrics suffix implies (the store keeps no scrape metadata):
+// _total a counter, _bucket/_sum/_count a histogram's parts, anything
+// else a gauge.
+func (a *API) metadata(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+	mint, maxt, err := window(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer q.Close()
+	names, warn, err := q.LabelValues(ctx, model.MetricNameLabel, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	type meta struct {
+		Type string `json:"type"`
+		Help string `json:"help"`
+		Unit string `json:"unit"`
+	}
+	out := map[string][]meta{}
+	want := r.FormValue("metric")
+	for _, n := range names {
+		if want != "" && n != want {
+			continue
+		}
+		typ := "gauge"
+		switch {
+		case strings.HasSuffix(n, "_total"):
+			typ = "counter"
+		case strings.HasSuffix(n, "_bucket"), strings.HasSuffix(n, "_sum"), strings.HasSuffix(n, "_count"):
+			typ = "histogram"
+		}
+		out[n] = []meta{{Type: typ}}
+	}
+	return out, warn, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// parseTimeParam reads a Prometheus API time (Unix seconds, fractions
+// allowed, or RFC 3339); def when absent.
+func parseTimeParam(r *http.Request, name string, def time.Time) (time.Time, error) {
+	v := r.FormValue(name)
+	if v == "" {
+		return def, nil
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < -1e12 || f > 1e12 {
+			return time.Time{}, badData(fmt.Errorf("%s %q is out of range", name, v))
+		}
+		s, frac := math.Modf(f)
+		return time.Unix(int64(s), int64(frac*1e9)).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, badData(fmt.Errorf("%s %q: use Unix seconds or RFC 3339", name, v))
+	}
+	return t, nil
+}
+
+// parseDuration reads seconds (fractions allowed) or a Prometheus
+// duration (1m, 1h30m).
+func parseDuration(v string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > 1e9 {
+			return 0, fmt.Errorf("%q is out of range", v)
+		}
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := model.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q: use seconds or a duration such as 1m", v)
+	}
+	return time.Duration(d), nil
+}

@@ -1,0 +1,35 @@
+package query
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	duration *prometheus.HistogramVec
+	refused  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "outpost_query_duration_seconds",
+			Help:    "Time to answer a query API request, by endpoint.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"endpoint"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_query_errors_total",
+			Help: "Query API requests answered with an error, by endpoint and type (bad_data, timeout, execution, unavailable)."}, []string{"endpoint", "type"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	all := []prometheus.Collector{m.duration, m.refused}
+	for i, c := range all {
+		if err := reg.Register(c); err != nil {
+			for _, done := range all[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("registering the query API's metrics: %w", err)
+		}
+	}
+	return m, nil
+}

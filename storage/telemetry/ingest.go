@@ -1,0 +1,154 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+)
+
+// Why a sample was not stored, the reason label of
+// outpost_telemetry_samples_shed_total.
+const (
+	ShedAgentSeries  = "agent_series_limit"
+	ShedTenantSeries = "tenant_series_limit"
+	ShedOutOfOrder   = "out_of_order"
+	ShedTooOld       = "too_old"
+	ShedDuplicate    = "duplicate"
+)
+
+// Appender writes one request's samples from src. It is a
+// storage.AppenderV2 (what Prometheus's OTLP translator writes to). Every
+// series gets src's tenant, agent and host labels, replacing any the
+// payload carried; a sample the store refuses or a budget sheds is
+// counted (Shed) and skipped, so the rest of the request still lands.
+type Appender struct {
+	d        *DB
+	app      storage.AppenderV2
+	src      Source
+	lb       labels.Builder
+	now      int64
+	Accepted int
+	Shed     map[string]int
+}
+
+// Ingest starts an append for src; Commit makes it durable (WAL) and
+// visible.
+func (d *DB) Ingest(ctx context.Context, src Source) *Appender {
+	return &Appender{d: d, app: d.db.AppenderV2(ctx), src: src, now: time.Now().UnixMilli(), Shed: map[string]int{}}
+}
+
+// Append stores one sample (see storage.AppenderV2).
+func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	a.lb.Reset(ls)
+	a.lb.Set(LabelTenant, a.src.TenantID)
+	a.lb.Set(LabelAgent, a.src.Agent)
+	a.lb.Set(LabelHost, a.src.Host)
+	ls = a.lb.Labels()
+	if reason := a.d.budget.admit(a.src, ls.Hash(), a.now); reason != "" {
+		a.shed(reason)
+		return 0, nil
+	}
+	ref, err := a.app.Append(0, ls, st, t, v, h, fh, opts)
+	switch {
+	case err == nil:
+		a.Accepted++
+		return ref, nil
+	case errors.Is(err, storage.ErrOutOfOrderSample):
+		a.shed(ShedOutOfOrder)
+	case errors.Is(err, storage.ErrOutOfBounds), errors.Is(err, storage.ErrTooOldSample):
+		a.shed(ShedTooOld)
+	case errors.Is(err, storage.ErrDuplicateSampleForTimestamp):
+		a.shed(ShedDuplicate)
+	default:
+		var partial *storage.AppendPartialError
+		if errors.As(err, &partial) { // exemplars refused, the sample stored
+			a.Accepted++
+			return ref, nil
+		}
+		return 0, err
+	}
+	return 0, nil
+}
+
+func (a *Appender) shed(reason string) {
+	a.Shed[reason]++
+	a.d.m.shed.WithLabelValues(reason).Inc()
+}
+
+// Commit makes the request's samples durable in the WAL and queryable.
+func (a *Appender) Commit() error {
+	if err := a.app.Commit(); err != nil {
+		return err
+	}
+	a.d.m.samples.Add(float64(a.Accepted))
+	return nil
+}
+
+// Rollback drops the request's samples.
+func (a *Appender) Rollback() error { return a.app.Rollback() }
+
+// budget tracks the active series of every agent and tenant.
+type budget struct {
+	cfg Config
+	mu  sync.Mutex
+	// last sample time (ms) per series hash, per agent and per tenant
+	agents  map[string]map[uint64]int64
+	tenants map[string]map[uint64]int64
+}
+
+func newBudget(cfg Config) *budget {
+	return &budget{cfg: cfg, agents: map[string]map[uint64]int64{}, tenants: map[string]map[uint64]int64{}}
+}
+
+// admit notes a sample of series h from src at now and says why it must
+// be shed ("" to keep it): a series new to the agent is admitted only
+// within both budgets.
+func (b *budget) admit(src Source, h uint64, now int64) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	as := b.agents[src.Agent]
+	if as == nil {
+		as = map[uint64]int64{}
+		b.agents[src.Agent] = as
+	}
+	ts := b.tenants[src.TenantID]
+	if ts == nil {
+		ts = map[uint64]int64{}
+		b.tenants[src.TenantID] = ts
+	}
+	if _, ok := as[h]; ok {
+		as[h], ts[h] = now, now
+		return ""
+	}
+	if len(as) >= b.cfg.MaxSeriesPerAgent && b.expire(as, now) >= b.cfg.MaxSeriesPerAgent {
+		return ShedAgentSeries
+	}
+	if _, ok := ts[h]; !ok && len(ts) >= b.cfg.MaxSeriesPerTenant && b.expire(ts, now) >= b.cfg.MaxSeriesPerTenant {
+		return ShedTenantSeries
+	}
+	as[h], ts[h] = now, now
+	return ""
+}
+
+// expire drops series not seen within SeriesTTL and returns how many stay.
+func (b *budget) expire(m map[uint64]int64, now int64) int {
+	cut := now - b.cfg.SeriesTTL.Milliseconds()
+	for h, at := range m {
+		if at < cut {
+			delete(m, h)
+		}
+	}
+	return len(m)
+}
+
+// Active returns the active series of a tenant (for its budget).
+func (d *DB) Active(tenantID string) int {
+	d.budget.mu.Lock()
+	defer d.budget.mu.Unlock()
+	return len(d.budget.tenants[tenantID])
+}

@@ -1,0 +1,48 @@
+package telemetry
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	reg     prometheus.Registerer
+	samples prometheus.Counter
+	shed    *prometheus.CounterVec
+	all     []prometheus.Collector
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{reg: reg,
+		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_telemetry_samples_total",
+			Help: "Telemetry samples stored (committed to the TSDB's WAL)."}),
+		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_telemetry_samples_shed_total",
+			Help: "Telemetry samples not stored, by reason (agent_series_limit, tenant_series_limit, out_of_order, too_old, duplicate)."}, []string{"reason"}),
+	}
+	for _, r := range []string{ShedAgentSeries, ShedTenantSeries, ShedOutOfOrder, ShedTooOld, ShedDuplicate} {
+		m.shed.WithLabelValues(r)
+	}
+	m.all = []prometheus.Collector{m.samples, m.shed}
+	if reg == nil {
+		return m, nil
+	}
+	for i, c := range m.all {
+		if err := reg.Register(c); err != nil {
+			for _, done := range m.all[:i] {
+				reg.Unregister(done)
+			}
+			return nil, fmt.Errorf("registering the telemetry store's metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.all {
+		m.reg.Unregister(c)
+	}
+}
