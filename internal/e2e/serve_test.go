@@ -100,13 +100,13 @@ log:
 	return sr
 }
 
-// newServedRegion writes configs for n `outpost serve` nodes on loopback
-// (agent ports chosen by the kernel).
+// newServedRegion writes configs for n `outpost serve` nodes on loopback,
+// each on ports of its own that stay across restarts.
 func newServedRegion(t *testing.T, n int) *servedRegion {
 	t.Helper()
-	ports := freePorts(t, 3*n)
+	ports := freePorts(t, 4*n)
 	return writeServedRegion(t, servedPlan{region: "e2e", n: n, addr: func(i int) (string, int, int, int, int) {
-		return "127.0.0.1", ports[3*(i-1)], ports[3*(i-1)+1], ports[3*(i-1)+2], 0
+		return "127.0.0.1", ports[4*(i-1)], ports[4*(i-1)+1], ports[4*(i-1)+2], ports[4*(i-1)+3]
 	}})
 }
 
