@@ -1,9 +1,9 @@
 package lease
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 // Why a holder stopped dispatching, the reason label of
@@ -71,13 +71,5 @@ func newMetrics(m *Manager) *metrics {
 // RegisterMetrics registers the lease's metrics on reg; on an error none
 // stays registered.
 func (m *Manager) RegisterMetrics(reg prometheus.Registerer) error {
-	for i, c := range m.m.all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.m.all[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("registering the lease metrics: %w", err)
-		}
-	}
-	return nil
+	return promreg.Register(reg, "lease", m.m.all...)
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/outpost-mesh/outpost/internal/leakcheck"
 )
 
 // TestMain fails the package's tests if they leave goroutines running.
@@ -19,13 +21,10 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	if code == 0 {
-		if err := goleak.Find(
-			// memberlist and raft-wal leave short-lived timers that end on their own.
-			goleak.IgnoreTopFunction("time.Sleep"),
-			goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
+		if err := goleak.Find(append(leakcheck.Ignored,
 			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
 			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		); err != nil {
+		)...); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: goroutines left running after the tests: %v\n", err)
 			code = 1
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/outpost-mesh/outpost/internal/leakcheck"
 
 	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
@@ -13,11 +13,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// memberlist and raft-wal leave short-lived timers that end on their own.
-		goleak.IgnoreTopFunction("time.Sleep"),
-		goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
-	)
+	leakcheck.Main(m)
 }
 
 const region = "test-region"

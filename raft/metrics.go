@@ -1,12 +1,13 @@
 package raft
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 
 	hraft "github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 // metrics are the region's self-metrics, registered on the injected
@@ -62,13 +63,8 @@ func newMetrics(reg prometheus.Registerer, r *Region) (*metrics, error) {
 			}),
 		&stateCollector{vec: stateGauge, states: states, r: r},
 	)
-	for i, c := range m.collectors {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.collectors[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("registering the region's metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "region's", m.collectors...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -110,11 +106,7 @@ func (c *autopilotCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.tolerance, prometheus.GaugeValue, float64(tol))
 }
 
-func (m *metrics) unregister() {
-	for _, c := range m.collectors {
-		m.reg.Unregister(c)
-	}
-}
+func (m *metrics) unregister() { promreg.Unregister(m.reg, m.collectors...) }
 
 // stateCollector sets outpost_raft_state at scrape time.
 type stateCollector struct {

@@ -1,9 +1,9 @@
 package agentlink
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 type metrics struct {
@@ -51,13 +51,8 @@ func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	all := []prometheus.Collector{m.connects, m.refused, m.shed, m.violations, m.badMessages, m.messages, m.pushes, m.fanOut, m.flags, m.presenceWrites, m.presenceDropped, m.presenceCoalesced, m.messagesShed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_agents_connected", Help: "Agent control links open on this node."},
 			func() float64 { return float64(s.Count()) })}
-	for i, c := range all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range all[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("registering the agent port's metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "agent port's", all...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -1,9 +1,9 @@
 package httpapi
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 // metrics are the API's authentication and authorization counts: what an
@@ -54,13 +54,5 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for i, c := range m.all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("registering the API's metrics: %w", err)
-		}
-	}
-	return nil
+	return promreg.Register(reg, "API's", m.all...)
 }

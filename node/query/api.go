@@ -275,28 +275,42 @@ func window(r *http.Request) (int64, int64, error) {
 	return start.UnixMilli(), end.UnixMilli(), nil
 }
 
+// eachSelector opens the tenant's querier over the request's window and
+// calls fn with every match[] selector, scoped to the tenant (the tenant
+// alone when there is none), merging the warnings.
+func (a *API) eachSelector(r *http.Request, tenantID string, fn func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error)) (annotations.Annotations, error) {
+	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
+	if err != nil {
+		return nil, badData(err)
+	}
+	mint, maxt, err := window(r)
+	if err != nil {
+		return nil, err
+	}
+	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	defer q.Close()
+	var warn annotations.Annotations
+	for _, ms := range sets {
+		w, err := fn(q, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, ms)
+		if err != nil {
+			return nil, err
+		}
+		warn.Merge(w)
+	}
+	return warn, nil
+}
+
 func (a *API) series(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
 	if len(r.Form["match[]"]) == 0 {
 		return nil, nil, badData(errors.New("at least one match[] selector is required"))
 	}
-	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
-	if err != nil {
-		return nil, nil, badData(err)
-	}
-	mint, maxt, err := window(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer q.Close()
 	seen := map[uint64]bool{}
 	out := []labels.Labels{}
-	var warn annotations.Annotations
-	for _, ms := range sets {
-		ss := q.Select(ctx, false, &storage.SelectHints{Start: mint, End: maxt, Func: "series"}, ms...)
+	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
+		ss := q.Select(ctx, false, hints, ms...)
 		for ss.Next() {
 			ls := ss.At().Labels()
 			if h := ls.Hash(); !seen[h] {
@@ -304,71 +318,34 @@ func (a *API) series(ctx context.Context, r *http.Request, tenantID string) (any
 				out = append(out, ls)
 			}
 		}
-		if err := ss.Err(); err != nil {
-			return nil, nil, err
-		}
-		warn.Merge(ss.Warnings())
-	}
-	return out, warn, nil
+		return ss.Warnings(), ss.Err()
+	})
+	return out, warn, err
 }
 
 func (a *API) labelNames(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
-	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
-	if err != nil {
-		return nil, nil, badData(err)
-	}
-	mint, maxt, err := window(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer q.Close()
 	var names []string
-	var warn annotations.Annotations
-	for _, ms := range sets {
+	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
 		ns, w, err := q.LabelNames(ctx, nil, ms...)
-		if err != nil {
-			return nil, nil, err
-		}
-		warn.Merge(w)
 		names = append(names, ns...)
-	}
+		return w, err
+	})
 	slices.Sort(names)
-	return nonNil(slices.Compact(names)), warn, nil
+	return nonNil(slices.Compact(names)), warn, err
 }
 
 func (a *API) labelValues(ctx context.Context, r *http.Request, tenantID, name string) (any, annotations.Annotations, error) {
 	if !model.UTF8Validation.IsValidLabelName(name) {
 		return nil, nil, badData(fmt.Errorf("invalid label name %q", name))
 	}
-	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
-	if err != nil {
-		return nil, nil, badData(err)
-	}
-	mint, maxt, err := window(r)
-	if err != nil {
-		return nil, nil, err
-	}
-	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer q.Close()
 	var vals []string
-	var warn annotations.Annotations
-	for _, ms := range sets {
+	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
 		vs, w, err := q.LabelValues(ctx, name, nil, ms...)
-		if err != nil {
-			return nil, nil, err
-		}
-		warn.Merge(w)
 		vals = append(vals, vs...)
-	}
+		return w, err
+	})
 	slices.Sort(vals)
-	return nonNil(slices.Compact(vals)), warn, nil
+	return nonNil(slices.Compact(vals)), warn, err
 }
 
 // metadata answers the metric names of the tenant with the type their

@@ -1,9 +1,9 @@
 package query
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 type metrics struct {
@@ -22,14 +22,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	all := []prometheus.Collector{m.duration, m.refused}
-	for i, c := range all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range all[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("registering the query API's metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "query API's", m.duration, m.refused); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

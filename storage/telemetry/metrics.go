@@ -1,9 +1,9 @@
 package telemetry
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
 )
 
 type metrics struct {
@@ -27,22 +27,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for i, c := range m.all {
-		if err := reg.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("registering the telemetry store's metrics: %w", err)
-		}
+	if err := promreg.Register(reg, "telemetry store's", m.all...); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
 func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.all {
-		m.reg.Unregister(c)
+	if m.reg != nil {
+		promreg.Unregister(m.reg, m.all...)
 	}
 }
