@@ -85,6 +85,10 @@ type Node struct {
 	// The telemetry path (nil when telemetry.enabled is false).
 	tsdb  *telemetry.DB
 	query *query.API
+	// claimAudits bounds the audit records of one agent's tenant claims:
+	// an agent replaying a bad payload cannot grow the audit log without
+	// bound; what is not recorded is logged.
+	claimAudits *auth.RateLimiter
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -212,6 +216,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		oidcLogin = o
 	}
 	var serveMetrics func(http.ResponseWriter, *http.Request, agents.Agent)
+	n.claimAudits = &auth.RateLimiter{Every: time.Minute, Burst: 3}
 	if cfg.Telemetry.Enabled {
 		if n.tsdb, err = telemetry.Open(cfg.DataDir, cfg.Telemetry.Config, n.logger, n.reg); err != nil {
 			return nil, err

@@ -32,15 +32,10 @@ func (n *Node) tenantName(id string) string {
 	return name
 }
 
-// claimAudits bounds the audit records of one agent's tenant claims:
-// an agent replaying a bad payload cannot grow the audit log without
-// bound; what is not recorded is logged.
-var claimAudits = &auth.RateLimiter{Every: time.Minute, Burst: 3}
-
 // tenantClaimRefused records an OTLP export refused for naming another
 // tenant than the agent's certificate (rate-aggregated per agent).
 func (n *Node) tenantClaimRefused(s otlp.Sender, claimed string) {
-	if ok, _ := claimAudits.Allow(s.AgentID, time.Now()); !ok {
+	if ok, _ := n.claimAudits.Allow(s.AgentID, time.Now()); !ok {
 		n.logger.Warn("telemetry refused: the payload claims another tenant (not audited: this agent's refusals are recorded too often)",
 			"agent", s.AgentID, "claimed", claimed)
 		return

@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
@@ -109,6 +110,17 @@ var errTenantClaim = errors.New("the payload names a tenant other than the one i
 
 // Serve handles one OTLP/HTTP export from s.
 func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
+	if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
+		writeStatus(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send OTLP protobuf (application/x-protobuf)", ct))
+		return
+	}
+	// The body is read (bounded) before a conversion slot is taken, so a
+	// slow sender holds no slot.
+	body, err := rc.read(r)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	select {
 	case rc.inFlight <- struct{}{}:
 		defer func() { <-rc.inFlight }()
@@ -116,15 +128,6 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 		// OTLP clients retry a 429 after Retry-After.
 		w.Header().Set("Retry-After", "1")
 		writeStatus(w, http.StatusTooManyRequests, "the node is busy storing telemetry: retry in a second")
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
-		writeStatus(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send OTLP protobuf (application/x-protobuf)", ct))
-		return
-	}
-	body, err := rc.read(r)
-	if err != nil {
-		writeStatus(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	// The protobuf runtime bounds nesting; the conversion's decoder does
@@ -148,6 +151,13 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 	}
 	total := md.DataPointCount()
 	app := rc.db.Ingest(r.Context(), telemetry.Source{TenantID: s.TenantID, Agent: s.AgentID, Host: s.Host})
+	// Points far in the past or the future are dropped before conversion:
+	// one would move the store's head for every tenant, and the
+	// translator writes a target_info sample for every 2.5 minutes between
+	// a resource's earliest and latest point.
+	if n := dropOutOfWindow(md, time.Now()); n > 0 {
+		app.ShedN(telemetry.ShedOutOfWindow, n)
+	}
 	conv := prometheusremotewrite.NewPrometheusConverter(app)
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
@@ -236,7 +246,7 @@ func sum(m map[string]int) int {
 
 func shedMessage(m map[string]int) string {
 	var parts []string
-	for _, r := range []string{telemetry.ShedAgentSeries, telemetry.ShedTenantSeries, telemetry.ShedOutOfOrder, telemetry.ShedTooOld, telemetry.ShedDuplicate} {
+	for _, r := range telemetry.ShedReasons {
 		if m[r] > 0 {
 			parts = append(parts, r+"="+strconv.Itoa(m[r]))
 		}
@@ -250,4 +260,46 @@ func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = io.Copy(w, bytes.NewBufferString(msg+"\n"))
+}
+
+// The window of accepted point timestamps around the node's clock.
+const (
+	maxAge    = time.Hour
+	maxFuture = 5 * time.Minute
+)
+
+// dropOutOfWindow removes data points older than maxAge or more than
+// maxFuture ahead of now, and returns how many it removed.
+func dropOutOfWindow(md pmetric.Metrics, now time.Time) int {
+	lo, hi := pcommon.NewTimestampFromTime(now.Add(-maxAge)), pcommon.NewTimestampFromTime(now.Add(maxFuture))
+	n := 0
+	out := func(ts pcommon.Timestamp) bool {
+		if ts < lo || ts > hi {
+			n++
+			return true
+		}
+		return false
+	}
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				switch m := ms.At(k); m.Type() {
+				case pmetric.MetricTypeGauge:
+					m.Gauge().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool { return out(p.Timestamp()) })
+				case pmetric.MetricTypeSum:
+					m.Sum().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool { return out(p.Timestamp()) })
+				case pmetric.MetricTypeHistogram:
+					m.Histogram().DataPoints().RemoveIf(func(p pmetric.HistogramDataPoint) bool { return out(p.Timestamp()) })
+				case pmetric.MetricTypeExponentialHistogram:
+					m.ExponentialHistogram().DataPoints().RemoveIf(func(p pmetric.ExponentialHistogramDataPoint) bool { return out(p.Timestamp()) })
+				case pmetric.MetricTypeSummary:
+					m.Summary().DataPoints().RemoveIf(func(p pmetric.SummaryDataPoint) bool { return out(p.Timestamp()) })
+				}
+			}
+		}
+	}
+	return n
 }

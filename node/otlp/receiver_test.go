@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
@@ -34,7 +36,9 @@ func post(rc *Receiver, body []byte, header map[string]string) *httptest.Respons
 	return w
 }
 
-func gauge(n int) []byte {
+func gauge(n int) []byte { return gaugeAt(n, time.Now()) }
+
+func gaugeAt(n int, at time.Time) []byte {
 	md := pmetric.NewMetrics()
 	sm := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty()
 	for i := 0; i < n; i++ {
@@ -42,6 +46,7 @@ func gauge(n int) []byte {
 		m.SetName("g")
 		dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
 		dp.Attributes().PutInt("i", int64(i))
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
 		dp.SetDoubleValue(1)
 	}
 	b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
@@ -112,6 +117,31 @@ func TestReceiverPartialSuccess(t *testing.T) {
 	}
 	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 2 || !strings.Contains(ps.ErrorMessage(), "agent_series_limit=2") {
 		t.Fatalf("partial success %d %q, want 2 rejected for agent_series_limit", ps.RejectedDataPoints(), ps.ErrorMessage())
+	}
+}
+
+// TestReceiverTimeWindow: points far in the future or the past are not
+// stored (they would move the store's head for every tenant, and make
+// the translator write target_info for every 2.5 minutes of the span);
+// they are reported, and a current point still lands afterwards.
+func TestReceiverTimeWindow(t *testing.T) {
+	rc := newReceiver(t, Config{})
+	for _, at := range []time.Time{time.Now().Add(24 * time.Hour), time.Unix(0, 1), time.Now().AddDate(200, 0, 0)} {
+		start := time.Now()
+		w := post(rc, gaugeAt(1, at), nil)
+		resp := pmetricotlp.NewExportResponse()
+		if w.Code != 200 || resp.UnmarshalProto(w.Body.Bytes()) != nil || resp.PartialSuccess().RejectedDataPoints() != 1 ||
+			!strings.Contains(resp.PartialSuccess().ErrorMessage(), "out_of_window=1") {
+			t.Fatalf("a point at %v: %d %q", at, w.Code, resp.PartialSuccess().ErrorMessage())
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("a point at %v took %v", at, d)
+		}
+	}
+	w := post(rc, gauge(1), nil)
+	resp := pmetricotlp.NewExportResponse()
+	if w.Code != 200 || resp.UnmarshalProto(w.Body.Bytes()) != nil || resp.PartialSuccess().RejectedDataPoints() != 0 {
+		t.Fatalf("a current point after them: %d %q", w.Code, resp.PartialSuccess().ErrorMessage())
 	}
 }
 

@@ -52,8 +52,14 @@ func (c Config) Defaults() Config {
 	return c
 }
 
-// maxRangePoints bounds a range query's resolution, as Prometheus does.
-const maxRangePoints = 11000
+// maxRangePoints bounds a range query's resolution, as Prometheus does;
+// maxQueryBytes a query's text (parsing deeply nested text costs time the
+// engine's timeout does not cover); maxBody a request body.
+const (
+	maxRangePoints = 11000
+	maxQueryBytes  = 16 << 10
+	maxBody        = 1 << 20
+)
 
 // API serves the query endpoints.
 type API struct {
@@ -86,6 +92,7 @@ var Endpoints = []string{"query", "query_range", "series", "labels", "label/{nam
 func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID string) {
 	start := time.Now()
 	defer func() { a.m.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds()) }()
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	if err := r.ParseForm(); err != nil {
 		a.fail(w, endpoint, http.StatusBadRequest, "bad_data", "reading the parameters: "+err.Error())
 		return
@@ -211,8 +218,8 @@ func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string) 
 		return nil, nil, badData(errors.New("start and end are required"))
 	case end.Before(start):
 		return nil, nil, badData(errors.New("end is before start"))
-	case step <= 0:
-		return nil, nil, badData(errors.New("step must be a positive duration (e.g. 60 or 1m)"))
+	case step < time.Millisecond:
+		return nil, nil, badData(errors.New("step must be at least 1ms (e.g. 60 or 1m)"))
 	case end.Sub(start)/step > maxRangePoints:
 		return nil, nil, badData(fmt.Errorf("more than %d points per series: raise the step", maxRangePoints))
 	}
@@ -233,6 +240,9 @@ func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string) 
 func (a *API) scoped(q, tenantID string) (string, error) {
 	if strings.TrimSpace(q) == "" {
 		return "", badData(errors.New("query is required"))
+	}
+	if len(q) > maxQueryBytes {
+		return "", badData(fmt.Errorf("the query is over %d bytes", maxQueryBytes))
 	}
 	expr, err := parse(q)
 	if err != nil {

@@ -196,6 +196,8 @@ func TestQueryBadInput(t *testing.T) {
 		{"query_range", url.Values{"query": {"up"}, "start": {"1"}, "end": {"0"}, "step": {"1"}}},
 		{"query_range", url.Values{"query": {"up"}, "start": {"0"}, "end": {"100000"}, "step": {"1"}}},
 		{"query_range", url.Values{"query": {"up"}, "start": {"0"}, "end": {"10"}, "step": {"-1"}}},
+		{"query_range", url.Values{"query": {"up"}, "start": {"0"}, "end": {"0.001"}, "step": {"0.0000001"}}},
+		{"query", url.Values{"query": {strings.Repeat("(", 20000) + "1" + strings.Repeat(")", 20000)}}},
 		{"series", url.Values{}},
 		{"series", url.Values{"match[]": {"{"}}},
 		{"label/\xff/values", url.Values{}},

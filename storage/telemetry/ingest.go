@@ -19,6 +19,18 @@ const (
 	ShedOutOfOrder   = "out_of_order"
 	ShedTooOld       = "too_old"
 	ShedDuplicate    = "duplicate"
+	ShedOutOfWindow  = "out_of_window" // older than 1h or over 5m ahead (the receiver's window)
+	ShedLabels       = "label_limit"   // over MaxLabels labels, or a name or value over MaxLabelBytes
+)
+
+// ShedReasons lists every reason, for metrics and messages.
+var ShedReasons = []string{ShedAgentSeries, ShedTenantSeries, ShedOutOfOrder, ShedTooOld, ShedDuplicate, ShedOutOfWindow, ShedLabels}
+
+// Bounds of one series' labels: a series is counted once by the budgets
+// whatever its labels weigh, so they are bounded here.
+const (
+	MaxLabels     = 64
+	MaxLabelBytes = 2048
 )
 
 // Appender writes one request's samples from src. It is a
@@ -49,6 +61,10 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 	a.lb.Set(LabelAgent, a.src.Agent)
 	a.lb.Set(LabelHost, a.src.Host)
 	ls = a.lb.Labels()
+	if !withinLabelLimits(ls) {
+		a.shed(ShedLabels)
+		return 0, nil
+	}
 	if reason := a.d.budget.admit(a.src, ls.Hash(), a.now); reason != "" {
 		a.shed(reason)
 		return 0, nil
@@ -75,9 +91,26 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 	return 0, nil
 }
 
-func (a *Appender) shed(reason string) {
-	a.Shed[reason]++
-	a.d.m.shed.WithLabelValues(reason).Inc()
+func (a *Appender) shed(reason string) { a.ShedN(reason, 1) }
+
+// ShedN counts n samples not stored for reason (the receiver's own
+// refusals, such as out_of_window).
+func (a *Appender) ShedN(reason string, n int) {
+	a.Shed[reason] += n
+	a.d.m.shed.WithLabelValues(reason).Add(float64(n))
+}
+
+func withinLabelLimits(ls labels.Labels) bool {
+	if ls.Len() > MaxLabels {
+		return false
+	}
+	ok := true
+	ls.Range(func(l labels.Label) {
+		if len(l.Name) > MaxLabelBytes || len(l.Value) > MaxLabelBytes {
+			ok = false
+		}
+	})
+	return ok
 }
 
 // Commit makes the request's samples durable in the WAL and queryable.
@@ -99,10 +132,14 @@ type budget struct {
 	// last sample time (ms) per series hash, per agent and per tenant
 	agents  map[string]map[uint64]int64
 	tenants map[string]map[uint64]int64
+	// scanned is when a full map was last scanned for expired series: at
+	// most once a second per map, so a source over its budget does not
+	// turn every sample into a scan under the lock.
+	scanned map[string]int64
 }
 
 func newBudget(cfg Config) *budget {
-	return &budget{cfg: cfg, agents: map[string]map[uint64]int64{}, tenants: map[string]map[uint64]int64{}}
+	return &budget{cfg: cfg, agents: map[string]map[uint64]int64{}, tenants: map[string]map[uint64]int64{}, scanned: map[string]int64{}}
 }
 
 // admit notes a sample of series h from src at now and says why it must
@@ -125,18 +162,23 @@ func (b *budget) admit(src Source, h uint64, now int64) string {
 		as[h], ts[h] = now, now
 		return ""
 	}
-	if len(as) >= b.cfg.MaxSeriesPerAgent && b.expire(as, now) >= b.cfg.MaxSeriesPerAgent {
+	if len(as) >= b.cfg.MaxSeriesPerAgent && b.expire("a/"+src.Agent, as, now) >= b.cfg.MaxSeriesPerAgent {
 		return ShedAgentSeries
 	}
-	if _, ok := ts[h]; !ok && len(ts) >= b.cfg.MaxSeriesPerTenant && b.expire(ts, now) >= b.cfg.MaxSeriesPerTenant {
+	if _, ok := ts[h]; !ok && len(ts) >= b.cfg.MaxSeriesPerTenant && b.expire("t/"+src.TenantID, ts, now) >= b.cfg.MaxSeriesPerTenant {
 		return ShedTenantSeries
 	}
 	as[h], ts[h] = now, now
 	return ""
 }
 
-// expire drops series not seen within SeriesTTL and returns how many stay.
-func (b *budget) expire(m map[uint64]int64, now int64) int {
+// expire drops series not seen within SeriesTTL and returns how many
+// stay; the map named key is scanned at most once a second.
+func (b *budget) expire(key string, m map[uint64]int64, now int64) int {
+	if now-b.scanned[key] < 1000 {
+		return len(m)
+	}
+	b.scanned[key] = now
 	cut := now - b.cfg.SeriesTTL.Milliseconds()
 	for h, at := range m {
 		if at < cut {

@@ -18,9 +18,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		samples: prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_telemetry_samples_total",
 			Help: "Telemetry samples stored (committed to the TSDB's WAL)."}),
 		shed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_telemetry_samples_shed_total",
-			Help: "Telemetry samples not stored, by reason (agent_series_limit, tenant_series_limit, out_of_order, too_old, duplicate)."}, []string{"reason"}),
+			Help: "Telemetry samples not stored, by reason (agent_series_limit, tenant_series_limit, out_of_order, too_old, duplicate, out_of_window, label_limit)."}, []string{"reason"}),
 	}
-	for _, r := range []string{ShedAgentSeries, ShedTenantSeries, ShedOutOfOrder, ShedTooOld, ShedDuplicate} {
+	for _, r := range ShedReasons {
 		m.shed.WithLabelValues(r)
 	}
 	m.all = []prometheus.Collector{m.samples, m.shed}
