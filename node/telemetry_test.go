@@ -3,11 +3,8 @@ package node_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,34 +16,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/internal/otlptest"
 	"github.com/outpost-mesh/outpost/node"
 )
-
-// otlpClient is the OpenTelemetry Go SDK's OTLP/HTTP metrics exporter
-// (code nobody here wrote) with the enrolled agent's certificate in dir.
-func otlpClient(t *testing.T, agentURL, dir string) *otlpmetrichttp.Exporter {
-	t.Helper()
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	u, _ := url.Parse(agentURL)
-	exp, err := otlpmetrichttp.New(context.Background(), otlpmetrichttp.WithEndpoint(u.Host),
-		otlpmetrichttp.WithTLSClientConfig(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: u.Hostname()}),
-		otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression),
-		otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = exp.Shutdown(context.Background()) })
-	return exp
-}
 
 // flows is a batch as the agent will send it: a retransmit counter, an
 // RTT gauge, a connect-latency histogram and an exponential histogram.
@@ -89,7 +61,7 @@ func TestOTLPIntoTheTenantsTSDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	agentID := a.Status().AgentID
-	exp := otlpClient(t, bt.Servers[0], dir)
+	exp := otlptest.Exporter(t, bt.Servers[0], dir, otlpmetrichttp.WithCompression(otlpmetrichttp.GzipCompression))
 	res := resource.NewSchemaless(attribute.String("service.name", "outpost-agent"), attribute.String("host.name", "spoofed"))
 	if err := exp.Export(ctx, flows(res, time.Now())); err != nil {
 		t.Fatalf("export: %v", err)

@@ -2,11 +2,8 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/otlptest"
 )
 
 // TestSIGKILLDuringIngestLosesNoAcknowledgedSample: an `outpost serve`
@@ -57,21 +55,7 @@ func TestSIGKILLDuringIngestLosesNoAcknowledgedSample(t *testing.T) {
 	if _, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: "web-1"}); err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "agent.crt"), filepath.Join(dir, "agent.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	agentURL, _ := url.Parse(bt.Servers[0])
-	exp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpoint(agentURL.Host),
-		otlpmetrichttp.WithTLSClientConfig(&tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: agentURL.Hostname()}),
-		otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}), otlpmetrichttp.WithTimeout(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer exp.Shutdown(context.Background())
+	exp := otlptest.Exporter(t, bt.Servers[0], dir, otlpmetrichttp.WithTimeout(5*time.Second))
 
 	// Each export carries one sample of the gauge ingest_seq, its value
 	// the export's number, 10 ms apart.
