@@ -51,6 +51,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeServerMessage$$' -fuzztime $(FUZZTIME) ./agent/
 	$(GO) test -run '^$$' -fuzz '^FuzzOTLPBody$$' -fuzztime $(FUZZTIME) ./node/otlp/
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./node/query/
+	$(GO) test -run '^$$' -fuzz '^FuzzWalkAgreesWithProtobuf$$' -fuzztime $(FUZZTIME) ./node/otlp/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/remotewrite/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -65,6 +67,7 @@ bench: build
 	$(GO) run ./bench/regionbench -failover-rounds 20 -lease-rounds 20
 	$(GO) run ./bench/agentbench -agents 10000
 	$(GO) run ./bench/otlpbench -series 10000 -rounds 30 $$(command -v prometheus >/dev/null && echo -prometheus $$(command -v prometheus))
+	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000
 
 # Nothing is generated yet; the eBPF objects and protobuf code will be.
 generate:

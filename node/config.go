@@ -25,6 +25,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage/remotewrite"
 	"github.com/outpost-mesh/outpost/storage/telemetry"
 )
 
@@ -74,6 +75,9 @@ type TelemetryConfig struct {
 	OTLP otlp.Config `yaml:"otlp"`
 	// Query bounds queries.
 	Query query.Config `yaml:"query"`
+	// RemoteWrite also forwards stored samples to a scale-out store
+	// through a queue on disk (off by default).
+	RemoteWrite remotewrite.Config `yaml:"remote_write"`
 }
 
 // AgentsConfig sets how agents enroll and connect.
@@ -303,7 +307,7 @@ func DefaultConfig() Config {
 			IdleTimeout: agentlink.DefaultIdleTimeout, MaxUnauthenticated: agentlink.DefaultMaxUnauth, MaxHandshakes: agentlink.DefaultMaxHandshakes,
 			MaxMessageRate: agentlink.DefaultMessageRate},
 		Telemetry: TelemetryConfig{Enabled: true, Config: telemetry.Config{}.Defaults(), OTLP: otlp.Config{}.Defaults(),
-			Query: query.Config{}.Defaults()},
+			Query: query.Config{}.Defaults(), RemoteWrite: remotewrite.Config{}.Defaults()},
 	}
 }
 
@@ -355,12 +359,21 @@ func (c Config) Validate() error {
 	if err := c.Telemetry.Config.Validate(); err != nil {
 		return err
 	}
-	if o := c.Telemetry.OTLP; o.MaxBodyBytes < 1024 || o.MaxBodyBytes > 256<<20 || o.MaxInFlight < 1 {
-		return fmt.Errorf("telemetry.otlp: max_body_bytes (%d) must be in [1024, 268435456] and max_in_flight (%d) at least 1", o.MaxBodyBytes, o.MaxInFlight)
+	if err := c.Telemetry.RemoteWrite.Validate(); err != nil {
+		return err
+	}
+	if c.Telemetry.RemoteWrite.Enabled && !c.Telemetry.Enabled {
+		return errors.New("telemetry.remote_write.enabled needs telemetry.enabled: remote_write forwards what the store takes")
+	}
+	if err := c.Telemetry.OTLP.Validate(); err != nil {
+		return err
 	}
 	if q := c.Telemetry.Query; q.Timeout < time.Second || q.MaxSamples < 1000 || q.MaxConcurrent < 1 || q.LookbackDelta < time.Second {
 		return fmt.Errorf("telemetry.query: timeout (%v) and lookback_delta (%v) at least 1s, max_samples (%d) at least 1000, max_concurrent (%d) at least 1",
 			q.Timeout, q.LookbackDelta, q.MaxSamples, q.MaxConcurrent)
+	}
+	if err := c.Telemetry.Query.Validate(); err != nil {
+		return err
 	}
 	if l := c.Agents.CertLifetime; l < pki.MinAgentCertLifetime || l > pki.MaxAgentCertLifetime {
 		return fmt.Errorf("agents.cert_lifetime %v must be in [%v, %v]", l, pki.MinAgentCertLifetime, pki.MaxAgentCertLifetime)

@@ -34,6 +34,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
+	"github.com/outpost-mesh/outpost/storage/remotewrite"
 	"github.com/outpost-mesh/outpost/storage/telemetry"
 )
 
@@ -85,6 +86,8 @@ type Node struct {
 	// The telemetry path (nil when telemetry.enabled is false).
 	tsdb  *telemetry.DB
 	query *query.API
+	// remoteWrite is the tsdb's sink when telemetry.remote_write is on.
+	remoteWrite *remotewrite.Queue
 	// claimAudits bounds the audit records of one agent's tenant claims:
 	// an agent replaying a bad payload cannot grow the audit log without
 	// bound; what is not recorded is logged.
@@ -221,7 +224,13 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		if n.tsdb, err = telemetry.Open(cfg.DataDir, cfg.Telemetry.Config, n.logger, n.reg); err != nil {
 			return nil, err
 		}
-		if n.query, err = query.New(cfg.Telemetry.Query, n.tsdb, n.reg); err != nil {
+		if cfg.Telemetry.RemoteWrite.Enabled {
+			if n.remoteWrite, err = remotewrite.Open(cfg.DataDir, cfg.Telemetry.RemoteWrite, n.logger, n.reg); err != nil {
+				return nil, err
+			}
+			n.tsdb.SetSink(n.remoteWrite)
+		}
+		if n.query, err = query.New(cfg.Telemetry.Query, n.tsdb, queryRegion{n}, n.reg); err != nil {
 			return nil, err
 		}
 		recv := otlp.New(cfg.Telemetry.OTLP, n.tsdb, n.tenantClaimRefused, n.logger)
@@ -257,7 +266,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		GossipBind: cfg.Gossip.Bind, GossipAdvertise: cfg.Gossip.Advertise,
 		Seeds: cfg.Gossip.Seeds, GossipKey: key, BootstrapExpect: cfg.BootstrapExpect,
 		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
-		Meta:   raft.NodeMeta{APIURL: n.apiURL},
+		Meta: raft.NodeMeta{APIURL: n.apiURL}, NodeHTTP: n.nodeHTTP(),
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
 		Auditor: auditlog.Append, Handlers: handlers,
 		OnLeaderChange: func(id string) {

@@ -101,6 +101,10 @@ func (n *Node) closeRest() error {
 	if n.tsdb != nil {
 		errs = append(errs, n.tsdb.Close())
 	}
+	// After the store: no commit can enqueue any more.
+	if n.remoteWrite != nil {
+		errs = append(errs, n.remoteWrite.Close())
+	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
 	}

@@ -2,11 +2,15 @@ package node
 
 import (
 	"context"
+	"errors"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/otlp"
+	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -47,4 +51,47 @@ func (n *Node) tenantClaimRefused(s otlp.Sender, claimed string) {
 		map[string]string{"claimed": claimed, "host": s.Host}, nil); err != nil {
 		n.logger.Warn("could not record a refused telemetry export in the audit log", "agent", s.AgentID, "err", err)
 	}
+}
+
+// queryRegion gives the query API the region's other nodes (the Raft
+// configuration's servers) and the node port to reach them.
+type queryRegion struct{ n *Node }
+
+func (q queryRegion) NodeID() string { return q.n.cfg.NodeID }
+
+func (q queryRegion) Peers() []query.Peer {
+	r := q.n.region
+	if r == nil {
+		return nil
+	}
+	servers, err := r.Configuration()
+	if err != nil {
+		return nil
+	}
+	var out []query.Peer
+	for _, s := range servers {
+		if string(s.ID) != q.n.cfg.NodeID {
+			out = append(out, query.Peer{ID: string(s.ID), Addr: string(s.Address)})
+		}
+	}
+	return out
+}
+
+func (q queryRegion) DialNode(ctx context.Context, addr string) (net.Conn, error) {
+	r := q.n.region
+	if r == nil {
+		return nil, errors.New("the node is not part of a region yet")
+	}
+	return r.DialNode(ctx, addr)
+}
+
+// nodeHTTP serves the region's other nodes on the node port: the
+// telemetry remote-read (nil when telemetry is off).
+func (n *Node) nodeHTTP() http.Handler {
+	if n.query == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(query.ReadPath, n.query.ServeRemoteRead)
+	return mux
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,6 +144,10 @@ type Config struct {
 	// Meta is advertised to peers by gossip (the node's API URL, later the
 	// agent and federation endpoints).
 	Meta NodeMeta
+	// NodeHTTP, if set, serves HTTP from the region's other nodes on the
+	// node port (connection kind 'H', mutual TLS; PeerNode names the
+	// caller): the telemetry remote-read. Nil refuses such connections.
+	NodeHTTP http.Handler
 
 	Tuning Tuning
 

@@ -65,6 +65,8 @@ type Region struct {
 	ap      *autopilot.Autopilot
 	metrics *metrics
 	refused *onceLog
+	// nodeHTTP serves Config.NodeHTTP (nil without one).
+	nodeHTTP *nodeHTTP
 
 	raftAddr   string
 	gossipAddr string
@@ -148,6 +150,14 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		}
 		id, _ := cfg.PeerID(st.PeerCertificates[0])
 		return id
+	}
+	if cfg.NodeHTTP != nil {
+		r.nodeHTTP = newNodeHTTP(cfg.NodeHTTP, adv, r.logger.With("component", "node-http"))
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			_ = r.nodeHTTP.srv.Serve(r.nodeHTTP)
+		}()
 	}
 	r.stream.serve(r.serveRPC)
 	// MaxRPCsInFlight 1 turns pipelined replication off. hashicorp/raft's

@@ -43,6 +43,10 @@ const (
 )
 
 func (r *Region) serveRPC(kind byte, conn net.Conn) {
+	if kind == connHTTP {
+		r.nodeHTTP.deliver(conn)
+		return
+	}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()

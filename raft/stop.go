@@ -57,6 +57,7 @@ func (r *Region) Close() error {
 		r.stream.Close()
 		r.stream.wait()
 	}
+	r.nodeHTTP.stop()
 	r.wg.Wait()
 	if r.wal != nil {
 		errs = append(errs, r.wal.Close())

@@ -23,6 +23,8 @@ const (
 	connApply byte = 'A'
 	// connReadIndex asks the leader for a linearizable read index.
 	connReadIndex byte = 'I'
+	// connHTTP carries HTTP between nodes (Config.NodeHTTP).
+	connHTTP byte = 'H'
 )
 
 // handshakeTimeout bounds a peer's TLS handshake and its first byte so a
@@ -110,7 +112,8 @@ func (s *streamLayer) handshake(raw net.Conn) {
 		return
 	}
 	_ = raw.SetDeadline(time.Time{})
-	conn, err := s.faults.wrap(tc, peerOf(tc, s.peerID))
+	peer := peerOf(tc, s.peerID)
+	conn, err := s.faults.wrap(tc, peer)
 	if err != nil {
 		return
 	}
@@ -125,6 +128,8 @@ func (s *streamLayer) handshake(raw net.Conn) {
 		case <-s.closed:
 			tr.Close()
 		}
+	case connHTTP:
+		s.rpc(kind[0], peerConn{Conn: conn, peer: peer})
 	case connStats, connApply, connReadIndex:
 		s.rpc(kind[0], conn)
 	default:

@@ -8,11 +8,16 @@
 // suffixes, _total for monotonic sums, native histograms for exponential
 // ones) and stored in the node's telemetry store, which stamps every
 // series with the tenant, agent and host.
+//
+// A request's costs are bounded before they are paid (Serve): the body
+// within its cap, then a walk of its wire format that bounds nesting and
+// estimates the decode's memory without decoding (walk.go), then the
+// node's and the tenant's in-flight bounds (gate.go), then one decode
+// and the conversion (convert.go).
 package otlp
 
 import (
 	"bytes"
-	"cmp"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -22,45 +27,19 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/storage/remote/otlptranslator/prometheusremotewrite"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	colmetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-mesh/outpost/storage/telemetry"
 )
 
 // Path is the OTLP/HTTP metrics path.
 const Path = "/v1/metrics"
-
-// Config bounds what one request may cost.
-type Config struct {
-	// MaxBodyBytes bounds a request body, compressed or not (default 8 MiB).
-	MaxBodyBytes int64 `yaml:"max_body_bytes"`
-	// MaxInFlight bounds requests being converted at once on this node;
-	// more are answered 429 with Retry-After (default 8).
-	MaxInFlight int `yaml:"max_in_flight"`
-	// ResourceLabels are the resource attributes kept as labels (besides
-	// the node's tenant, agent and host); the rest are dropped. Default:
-	// service.name, service.namespace, service.instance.id (which the
-	// translator also turns into job and instance).
-	ResourceLabels []string `yaml:"resource_labels"`
-}
-
-// Defaults fills unset fields.
-func (c Config) Defaults() Config {
-	c.MaxBodyBytes = cmp.Or(c.MaxBodyBytes, 8<<20)
-	c.MaxInFlight = cmp.Or(c.MaxInFlight, 8)
-	if c.ResourceLabels == nil {
-		c.ResourceLabels = []string{"service.name", "service.namespace", "service.instance.id"}
-	}
-	return c
-}
 
 // maxDepth bounds the nesting of a request's protobuf messages (attribute
 // values nest: a list of maps of lists…); OTLP metrics need a dozen.
@@ -79,25 +58,31 @@ type Refusal func(s Sender, claimed string)
 type Receiver struct {
 	cfg      Config
 	db       *telemetry.DB
-	inFlight chan struct{}
+	gate     *gate
 	refused  Refusal
 	logger   *slog.Logger
 	settings prometheusremotewrite.Settings
+	// converters keeps the translator's converters (and their label-name
+	// caches) between requests.
+	converters sync.Pool
 }
 
-// New returns a receiver writing to db.
+// New returns a receiver writing to db; cfg's zero fields take their
+// defaults.
 func New(cfg Config, db *telemetry.DB, refused Refusal, logger *slog.Logger) *Receiver {
 	cfg = cfg.Defaults()
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Receiver{cfg: cfg, db: db, inFlight: make(chan struct{}, cfg.MaxInFlight), refused: refused, logger: logger,
+	rc := &Receiver{cfg: cfg, db: db, gate: newGate(cfg), refused: refused, logger: logger,
 		settings: prometheusremotewrite.Settings{
 			AddMetricSuffixes: true,
 			PromoteResourceAttributes: prometheusremotewrite.NewPromoteResourceAttributes(config.OTLPConfig{
 				PromoteResourceAttributes: cfg.ResourceLabels}),
 			LookbackDelta: 5 * time.Minute,
 		}}
+	rc.converters.New = func() any { return prometheusremotewrite.NewPrometheusConverter(nil) }
+	return rc
 }
 
 // tenantAttributes are the resource attribute keys read as a claim of
@@ -108,32 +93,43 @@ var tenantAttributes = []string{"tenant", "tenant.id", "tenant.name", "tenant_id
 // errTenantClaim is a payload that names another tenant.
 var errTenantClaim = errors.New("the payload names a tenant other than the one in this agent's certificate")
 
-// Serve handles one OTLP/HTTP export from s.
+// Serve handles one OTLP/HTTP export from s. What a request may cost is
+// checked before the cost is paid: the body is read within its cap, then
+// walked (wire format, nesting depth, an estimate of its decoded size),
+// then admitted within the node's and its tenant's in-flight bounds,
+// and only then decoded and converted.
 func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 	if ct := r.Header.Get("Content-Type"); ct != "application/x-protobuf" {
 		writeStatus(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: send OTLP protobuf (application/x-protobuf)", ct))
 		return
 	}
-	// The body is read (bounded) before a conversion slot is taken, so a
-	// slow sender holds no slot.
+	// The body is read (bounded) before a slot is taken, so a slow sender
+	// holds no slot.
 	body, err := rc.read(r)
 	if err != nil {
 		writeStatus(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	select {
-	case rc.inFlight <- struct{}{}:
-		defer func() { <-rc.inFlight }()
+	// pdata's decoder has no nesting bound, and allocates up to ~200
+	// times a body's size: the walk bounds the one and estimates the
+	// other without decoding.
+	decoded, err := validate(body)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, "not an OTLP metrics request: "+err.Error())
+		return
+	}
+	cost := int64(len(body)) + decoded
+	switch why := rc.gate.enter(s.TenantID, cost); why {
+	case "":
+		defer rc.gate.leave(s.TenantID, cost)
+	case tooBig:
+		writeStatus(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"the export would take about %d bytes of memory decoded, over telemetry.otlp.max_in_flight_bytes (%d): send smaller batches", cost, rc.cfg.MaxInFlightBytes))
+		return
 	default:
 		// OTLP clients retry a 429 after Retry-After.
 		w.Header().Set("Retry-After", "1")
-		writeStatus(w, http.StatusTooManyRequests, "the node is busy storing telemetry: retry in a second")
-		return
-	}
-	// The protobuf runtime bounds nesting; the conversion's decoder does
-	// not, so a request is checked with it first.
-	if err := (proto.UnmarshalOptions{RecursionLimit: maxDepth, DiscardUnknown: true}).Unmarshal(body, &colmetrics.ExportMetricsServiceRequest{}); err != nil {
-		writeStatus(w, http.StatusBadRequest, "not an OTLP metrics request: "+err.Error())
+		writeStatus(w, http.StatusTooManyRequests, busyMessage[why])
 		return
 	}
 	req := pmetricotlp.NewExportRequest()
@@ -150,7 +146,9 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 		return
 	}
 	total := md.DataPointCount()
-	app := rc.db.Ingest(r.Context(), telemetry.Source{TenantID: s.TenantID, Agent: s.AgentID, Host: s.Host})
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	app := rc.db.Ingest(ctx, telemetry.Source{TenantID: s.TenantID, Agent: s.AgentID, Host: s.Host})
 	// Points far in the past or the future are dropped before conversion:
 	// one would move the store's head for every tenant, and the
 	// translator writes a target_info sample for every 2.5 minutes between
@@ -158,14 +156,18 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 	if n := dropOutOfWindow(md, time.Now()); n > 0 {
 		app.ShedN(telemetry.ShedOutOfWindow, n)
 	}
-	conv := prometheusremotewrite.NewPrometheusConverter(app)
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	if _, err := conv.FromMetrics(ctx, md, rc.settings); err != nil {
+	notes, err := rc.convert(ctx, md, app)
+	if err != nil {
+		// Only a timeout or a cancelled request: the translator's
+		// complaints about the points are notes, and what converted is
+		// committed.
 		_ = app.Rollback()
-		rc.logger.Warn("converting an agent's metrics failed", "agent", s.AgentID, "err", err)
-		writeStatus(w, http.StatusBadRequest, "the metrics could not be converted: "+err.Error())
+		w.Header().Set("Retry-After", "5")
+		writeStatus(w, http.StatusServiceUnavailable, "the node could not convert the export in time: retry")
 		return
+	}
+	if notes != "" {
+		rc.logger.Debug("an agent's points were not converted", "agent", s.AgentID, "err", notes)
 	}
 	if err := app.Commit(); err != nil {
 		rc.logger.Error("storing telemetry failed", "agent", s.AgentID, "err", err)
@@ -174,13 +176,13 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 		return
 	}
 	resp := pmetricotlp.NewExportResponse()
-	if shed := sum(app.Shed); shed > 0 {
+	if shed := sum(app.Shed); shed > 0 || notes != "" {
 		// Points map to samples one to many (a histogram point is several
 		// series); what is reported is the samples not stored, at most the
 		// request's points.
 		ps := resp.PartialSuccess()
 		ps.SetRejectedDataPoints(int64(min(shed, total)))
-		ps.SetErrorMessage(shedMessage(app.Shed))
+		ps.SetErrorMessage(shedMessage(app.Shed, notes))
 	}
 	out, err := resp.MarshalProto()
 	if err != nil {
@@ -190,6 +192,13 @@ func (rc *Receiver) Serve(w http.ResponseWriter, r *http.Request, s Sender) {
 	w.Header().Set("Content-Type", "application/x-protobuf")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
+}
+
+// busyMessage tells an exporter answered 429 why.
+var busyMessage = map[string]string{
+	busyNode:   "the node is busy storing telemetry: retry in a second",
+	busyTenant: "the node is busy storing this tenant's telemetry (telemetry.otlp.max_in_flight_per_tenant): retry in a second",
+	busyBytes:  "the node's memory for exports in flight is taken (telemetry.otlp.max_in_flight_bytes): retry in a second",
 }
 
 // read returns the request body, gunzipped when it says so, within
@@ -244,14 +253,18 @@ func sum(m map[string]int) int {
 	return n
 }
 
-func shedMessage(m map[string]int) string {
+func shedMessage(m map[string]int, notes string) string {
 	var parts []string
 	for _, r := range telemetry.ShedReasons {
 		if m[r] > 0 {
 			parts = append(parts, r+"="+strconv.Itoa(m[r]))
 		}
 	}
-	return "samples not stored: " + strings.Join(parts, ", ")
+	msg := "samples not stored: " + strings.Join(parts, ", ")
+	if notes != "" {
+		msg += "; " + notes
+	}
+	return msg
 }
 
 // writeStatus answers with an OTLP Status message's text: OTLP/HTTP
@@ -260,46 +273,4 @@ func writeStatus(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(code)
 	_, _ = io.Copy(w, bytes.NewBufferString(msg+"\n"))
-}
-
-// The window of accepted point timestamps around the node's clock.
-const (
-	maxAge    = time.Hour
-	maxFuture = 5 * time.Minute
-)
-
-// dropOutOfWindow removes data points older than maxAge or more than
-// maxFuture ahead of now, and returns how many it removed.
-func dropOutOfWindow(md pmetric.Metrics, now time.Time) int {
-	lo, hi := pcommon.NewTimestampFromTime(now.Add(-maxAge)), pcommon.NewTimestampFromTime(now.Add(maxFuture))
-	n := 0
-	out := func(ts pcommon.Timestamp) bool {
-		if ts < lo || ts > hi {
-			n++
-			return true
-		}
-		return false
-	}
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		sms := rms.At(i).ScopeMetrics()
-		for j := 0; j < sms.Len(); j++ {
-			ms := sms.At(j).Metrics()
-			for k := 0; k < ms.Len(); k++ {
-				switch m := ms.At(k); m.Type() {
-				case pmetric.MetricTypeGauge:
-					m.Gauge().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool { return out(p.Timestamp()) })
-				case pmetric.MetricTypeSum:
-					m.Sum().DataPoints().RemoveIf(func(p pmetric.NumberDataPoint) bool { return out(p.Timestamp()) })
-				case pmetric.MetricTypeHistogram:
-					m.Histogram().DataPoints().RemoveIf(func(p pmetric.HistogramDataPoint) bool { return out(p.Timestamp()) })
-				case pmetric.MetricTypeExponentialHistogram:
-					m.ExponentialHistogram().DataPoints().RemoveIf(func(p pmetric.ExponentialHistogramDataPoint) bool { return out(p.Timestamp()) })
-				case pmetric.MetricTypeSummary:
-					m.Summary().DataPoints().RemoveIf(func(p pmetric.SummaryDataPoint) bool { return out(p.Timestamp()) })
-				}
-			}
-		}
-	}
-	return n
 }

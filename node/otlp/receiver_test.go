@@ -3,6 +3,7 @@ package otlp
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,15 +26,31 @@ func newReceiver(t testing.TB, cfg Config) *Receiver {
 	return New(cfg, db, nil, nil)
 }
 
+var acme = Sender{TenantID: "t1", TenantName: "acme", AgentID: "a1", Host: "h1"}
+
 func post(rc *Receiver, body []byte, header map[string]string) *httptest.ResponseRecorder {
-	r := httptest.NewRequest("POST", Path, bytes.NewReader(body))
+	return postAs(context.Background(), rc, acme, body, header)
+}
+
+func postAs(ctx context.Context, rc *Receiver, s Sender, body []byte, header map[string]string) *httptest.ResponseRecorder {
+	r := httptest.NewRequestWithContext(ctx, "POST", Path, bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/x-protobuf")
 	for k, v := range header {
 		r.Header.Set(k, v)
 	}
 	w := httptest.NewRecorder()
-	rc.Serve(w, r, Sender{TenantID: "t1", TenantName: "acme", AgentID: "a1", Host: "h1"})
+	rc.Serve(w, r, s)
 	return w
+}
+
+// partial is a 200 answer's partial success.
+func partial(t *testing.T, w *httptest.ResponseRecorder) pmetricotlp.ExportPartialSuccess {
+	t.Helper()
+	resp := pmetricotlp.NewExportResponse()
+	if w.Code != 200 || resp.UnmarshalProto(w.Body.Bytes()) != nil {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	return resp.PartialSuccess()
 }
 
 func gauge(n int) []byte { return gaugeAt(n, time.Now()) }
@@ -55,8 +72,8 @@ func gaugeAt(n int, at time.Time) []byte {
 
 // TestReceiverBounds: bodies over the limit, compressed or not, and a
 // gzip bomb are 400; other encodings and content types are refused with
-// what to send; a request nested deeper than the bound is 400 before it
-// is converted.
+// what to send; a request nested deeper than the bound, malformed wire
+// data and a string that is not UTF-8 are 400 before they are decoded.
 func TestReceiverBounds(t *testing.T) {
 	rc := newReceiver(t, Config{MaxBodyBytes: 4096})
 	if w := post(rc, gauge(1), nil); w.Code != 200 {
@@ -88,16 +105,38 @@ func TestReceiverBounds(t *testing.T) {
 	if w := post(newReceiver(t, Config{}), b, nil); w.Code != 400 {
 		t.Fatalf("a request nested 40 deep: %d %s", w.Code, w.Body)
 	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		code int
+	}{
+		{"nested 32 deep", nested(32), 200},
+		{"nested 33 deep", nested(33), 400},
+		{"truncated", gauge(2)[:40], 400},
+		{"not UTF-8", append([]byte{0x0a, 0x0a, 0x0a, 0x08, 0x0a, 0x06, 0x0a, 0x04}, 0xff, 0xfe, 0xfd, 0xfc), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if w := post(rc, tc.body, nil); w.Code != tc.code {
+				t.Fatalf("%d %s, want %d", w.Code, w.Body, tc.code)
+			}
+		})
+	}
 }
 
 // TestReceiverOverloadIs429: with every conversion slot taken, an export
 // is answered 429 with Retry-After, as OTLP exporters expect.
 func TestReceiverOverloadIs429(t *testing.T) {
 	rc := newReceiver(t, Config{MaxInFlight: 1})
-	rc.inFlight <- struct{}{}
+	if why := rc.gate.enter("t2", 0); why != "" {
+		t.Fatal(why)
+	}
 	w := post(rc, gauge(1), nil)
 	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("overloaded: %d %v", w.Code, w.Header())
+	}
+	rc.gate.leave("t2", 0)
+	if w := post(rc, gauge(1), nil); w.Code != 200 {
+		t.Fatalf("after the slot is free: %d %s", w.Code, w.Body)
 	}
 }
 
@@ -110,12 +149,7 @@ func TestReceiverPartialSuccess(t *testing.T) {
 	}
 	defer db.Close()
 	rc := New(Config{}, db, nil, nil)
-	w := post(rc, gauge(5), nil)
-	resp := pmetricotlp.NewExportResponse()
-	if w.Code != 200 || resp.UnmarshalProto(w.Body.Bytes()) != nil {
-		t.Fatalf("%d %s", w.Code, w.Body)
-	}
-	if ps := resp.PartialSuccess(); ps.RejectedDataPoints() != 2 || !strings.Contains(ps.ErrorMessage(), "agent_series_limit=2") {
+	if ps := partial(t, post(rc, gauge(5), nil)); ps.RejectedDataPoints() != 2 || !strings.Contains(ps.ErrorMessage(), "agent_series_limit=2") {
 		t.Fatalf("partial success %d %q, want 2 rejected for agent_series_limit", ps.RejectedDataPoints(), ps.ErrorMessage())
 	}
 }

@@ -41,6 +41,11 @@ type Config struct {
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// LookbackDelta is how far back an instant selector looks (default 5m).
 	LookbackDelta time.Duration `yaml:"lookback_delta"`
+	// NodeTimeout bounds the wait for each other node's part of a
+	// region-wide answer; a node slower than this is reported missing
+	// (default: the lesser of 10s and half of Timeout; must be less than
+	// Timeout).
+	NodeTimeout time.Duration `yaml:"node_timeout"`
 }
 
 // Defaults fills unset fields.
@@ -50,6 +55,23 @@ func (c Config) Defaults() Config {
 	c.MaxConcurrent = cmp.Or(c.MaxConcurrent, 4)
 	c.LookbackDelta = cmp.Or(c.LookbackDelta, 5*time.Minute)
 	return c
+}
+
+// nodeTimeout is NodeTimeout, or unset, the lesser of 10s and half of
+// Timeout.
+func (c Config) nodeTimeout() time.Duration {
+	return cmp.Or(c.NodeTimeout, min(10*time.Second, c.Timeout/2))
+}
+
+// Validate rejects bounds the API cannot work with, naming the option.
+func (c Config) Validate() error {
+	switch {
+	case c.Timeout < 0 || c.MaxSamples < 0 || c.MaxConcurrent < 0 || c.LookbackDelta < 0 || c.NodeTimeout < 0:
+		return errors.New("telemetry.query: timeout, max_samples, max_concurrent, lookback_delta and node_timeout must not be negative")
+	case c.Timeout > 0 && c.NodeTimeout >= c.Timeout:
+		return fmt.Errorf("telemetry.query.node_timeout %v must be less than telemetry.query.timeout %v, so a slow node is reported rather than failing the query", c.NodeTimeout, c.Timeout)
+	}
+	return nil
 }
 
 // maxRangePoints bounds a range query's resolution, as Prometheus does;
@@ -63,16 +85,23 @@ const (
 
 // API serves the query endpoints.
 type API struct {
-	cfg    Config
-	db     *telemetry.DB
-	engine *promql.Engine
-	slots  chan struct{}
-	m      *metrics
+	cfg     Config
+	db      *telemetry.DB
+	region  Region
+	readers *readers
+	engine  *promql.Engine
+	slots   chan struct{}
+	m       *metrics
 }
 
-// New returns the API over db, its metrics registered on reg.
-func New(cfg Config, db *telemetry.DB, reg prometheus.Registerer) (*API, error) {
+// New returns the API over db, its metrics registered on reg. With a
+// region, answers are region-wide (see region.go); nil answers from db
+// alone.
+func New(cfg Config, db *telemetry.DB, region Region, reg prometheus.Registerer) (*API, error) {
 	cfg = cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -81,14 +110,16 @@ func New(cfg Config, db *telemetry.DB, reg prometheus.Registerer) (*API, error) 
 		MaxSamples: cfg.MaxSamples, Timeout: cfg.Timeout, LookbackDelta: cfg.LookbackDelta,
 		EnableAtModifier: true, EnableNegativeOffset: true,
 	})
-	return &API{cfg: cfg, db: db, engine: eng, slots: make(chan struct{}, cfg.MaxConcurrent), m: m}, nil
+	return &API{cfg: cfg, db: db, region: region, readers: &readers{region: region, timeout: cfg.nodeTimeout()},
+		engine: eng, slots: make(chan struct{}, cfg.MaxConcurrent), m: m}, nil
 }
 
 // Endpoints are the paths served, below a prefix ending in /api/v1/.
 var Endpoints = []string{"query", "query_range", "series", "labels", "label/{name}/values", "metadata"}
 
 // Serve answers endpoint (one of Endpoints; "label/{name}/values" with
-// r.PathValue("name")) for tenant tenantID.
+// r.PathValue("name")) for tenant tenantID: region-wide, or from this
+// node's store alone with the parameter scope=node.
 func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID string) {
 	start := time.Now()
 	defer func() { a.m.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds()) }()
@@ -110,21 +141,40 @@ func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID s
 	var data any
 	var warn annotations.Annotations
 	var err error
-	switch endpoint {
-	case "query":
-		data, warn, err = a.instant(ctx, r, tenantID)
-	case "query_range":
-		data, warn, err = a.rangeQuery(ctx, r, tenantID)
-	case "series":
-		data, warn, err = a.series(ctx, r, tenantID)
-	case "labels":
-		data, warn, err = a.labelNames(ctx, r, tenantID)
-	case "label/{name}/values":
-		data, warn, err = a.labelValues(ctx, r, tenantID, r.PathValue("name"))
-	case "metadata":
-		data, warn, err = a.metadata(ctx, r, tenantID)
+	var st *readStatus
+	var src storage.Queryable
+	switch sc := r.FormValue("scope"); sc {
+	case "", "region":
+		st = newReadStatus()
+		src = a.source(tenantID, true, st)
+	case "node":
+		src = a.source(tenantID, false, nil)
 	default:
-		err = badData(fmt.Errorf("no endpoint %q", endpoint))
+		err = badData(fmt.Errorf("scope %q: use region (the default) or node", sc))
+	}
+	if err == nil {
+		start := time.Now()
+		switch endpoint {
+		case "query":
+			data, warn, err = a.instant(ctx, r, tenantID, src)
+		case "query_range":
+			data, warn, err = a.rangeQuery(ctx, r, tenantID, src)
+		case "series":
+			data, warn, err = a.series(ctx, r, tenantID, src)
+		case "labels":
+			data, warn, err = a.labelNames(ctx, r, tenantID, src)
+		case "label/{name}/values":
+			data, warn, err = a.labelValues(ctx, r, tenantID, src, r.PathValue("name"))
+		case "metadata":
+			data, warn, err = a.metadata(ctx, r, src)
+		default:
+			err = badData(fmt.Errorf("no endpoint %q", endpoint))
+		}
+		if _, regionWide := src.(regionQueryable); regionWide {
+			st.note(a.nodeID(), time.Since(start), 0, nil)
+		} else {
+			st = nil
+		}
 	}
 	if err != nil {
 		var bd *badDataError
@@ -140,15 +190,23 @@ func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID s
 		}
 		return
 	}
-	writeJSON(w, http.StatusOK, response{Status: "success", Data: data, Warnings: warnings(warn)})
+	resp := response{Status: "success", Data: data, Warnings: warnings(warn)}
+	if st != nil {
+		resp.Nodes = st.list()
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
+// response is the Prometheus API's envelope; Nodes, on a region-wide
+// answer, says how each node of the region contributed (a node not
+// "ok" is missing from the answer and also named in Warnings).
 type response struct {
-	Status    string   `json:"status"`
-	Data      any      `json:"data,omitempty"`
-	ErrorType string   `json:"errorType,omitempty"`
-	Error     string   `json:"error,omitempty"`
-	Warnings  []string `json:"warnings,omitempty"`
+	Status    string       `json:"status"`
+	Data      any          `json:"data,omitempty"`
+	ErrorType string       `json:"errorType,omitempty"`
+	Error     string       `json:"error,omitempty"`
+	Warnings  []string     `json:"warnings,omitempty"`
+	Nodes     []NodeStatus `json:"nodes,omitempty"`
 }
 
 func (a *API) fail(w http.ResponseWriter, endpoint string, code int, typ, msg string) {
@@ -183,7 +241,7 @@ type queryData struct {
 	Result     any    `json:"result"`
 }
 
-func (a *API) instant(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+func (a *API) instant(ctx context.Context, r *http.Request, tenantID string, src storage.Queryable) (any, annotations.Annotations, error) {
 	ts, err := parseTimeParam(r, "time", time.Now())
 	if err != nil {
 		return nil, nil, err
@@ -192,7 +250,7 @@ func (a *API) instant(ctx context.Context, r *http.Request, tenantID string) (an
 	if err != nil {
 		return nil, nil, err
 	}
-	qry, err := a.engine.NewInstantQuery(ctx, a.db.Tenant(tenantID), nil, q, ts)
+	qry, err := a.engine.NewInstantQuery(ctx, src, nil, q, ts)
 	if err != nil {
 		return nil, nil, badData(err)
 	}
@@ -200,7 +258,7 @@ func (a *API) instant(ctx context.Context, r *http.Request, tenantID string) (an
 	return result(qry.Exec(ctx))
 }
 
-func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string, src storage.Queryable) (any, annotations.Annotations, error) {
 	start, err := parseTimeParam(r, "start", time.Time{})
 	if err != nil {
 		return nil, nil, err
@@ -227,7 +285,7 @@ func (a *API) rangeQuery(ctx context.Context, r *http.Request, tenantID string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	qry, err := a.engine.NewRangeQuery(ctx, a.db.Tenant(tenantID), nil, q, start, end, step)
+	qry, err := a.engine.NewRangeQuery(ctx, src, nil, q, start, end, step)
 	if err != nil {
 		return nil, nil, badData(err)
 	}
@@ -288,7 +346,7 @@ func window(r *http.Request) (int64, int64, error) {
 // eachSelector opens the tenant's querier over the request's window and
 // calls fn with every match[] selector, scoped to the tenant (the tenant
 // alone when there is none), merging the warnings.
-func (a *API) eachSelector(r *http.Request, tenantID string, fn func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error)) (annotations.Annotations, error) {
+func (a *API) eachSelector(r *http.Request, tenantID string, src storage.Queryable, fn func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error)) (annotations.Annotations, error) {
 	sets, err := scopeSelectors(r.Form["match[]"], tenantID)
 	if err != nil {
 		return nil, badData(err)
@@ -297,7 +355,7 @@ func (a *API) eachSelector(r *http.Request, tenantID string, fn func(q storage.Q
 	if err != nil {
 		return nil, err
 	}
-	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	q, err := src.Querier(mint, maxt)
 	if err != nil {
 		return nil, err
 	}
@@ -313,13 +371,13 @@ func (a *API) eachSelector(r *http.Request, tenantID string, fn func(q storage.Q
 	return warn, nil
 }
 
-func (a *API) series(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+func (a *API) series(ctx context.Context, r *http.Request, tenantID string, src storage.Queryable) (any, annotations.Annotations, error) {
 	if len(r.Form["match[]"]) == 0 {
 		return nil, nil, badData(errors.New("at least one match[] selector is required"))
 	}
 	seen := map[uint64]bool{}
 	out := []labels.Labels{}
-	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
+	warn, err := a.eachSelector(r, tenantID, src, func(q storage.Querier, hints *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
 		ss := q.Select(ctx, false, hints, ms...)
 		for ss.Next() {
 			ls := ss.At().Labels()
@@ -333,9 +391,9 @@ func (a *API) series(ctx context.Context, r *http.Request, tenantID string) (any
 	return out, warn, err
 }
 
-func (a *API) labelNames(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+func (a *API) labelNames(ctx context.Context, r *http.Request, tenantID string, src storage.Queryable) (any, annotations.Annotations, error) {
 	var names []string
-	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
+	warn, err := a.eachSelector(r, tenantID, src, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
 		ns, w, err := q.LabelNames(ctx, nil, ms...)
 		names = append(names, ns...)
 		return w, err
@@ -344,12 +402,12 @@ func (a *API) labelNames(ctx context.Context, r *http.Request, tenantID string) 
 	return nonNil(slices.Compact(names)), warn, err
 }
 
-func (a *API) labelValues(ctx context.Context, r *http.Request, tenantID, name string) (any, annotations.Annotations, error) {
+func (a *API) labelValues(ctx context.Context, r *http.Request, tenantID string, src storage.Queryable, name string) (any, annotations.Annotations, error) {
 	if !model.UTF8Validation.IsValidLabelName(name) {
 		return nil, nil, badData(fmt.Errorf("invalid label name %q", name))
 	}
 	var vals []string
-	warn, err := a.eachSelector(r, tenantID, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
+	warn, err := a.eachSelector(r, tenantID, src, func(q storage.Querier, _ *storage.SelectHints, ms []*labels.Matcher) (annotations.Annotations, error) {
 		vs, w, err := q.LabelValues(ctx, name, nil, ms...)
 		vals = append(vals, vs...)
 		return w, err
@@ -362,12 +420,12 @@ func (a *API) labelValues(ctx context.Context, r *http.Request, tenantID, name s
 // OpenMetrics suffix implies (the store keeps no scrape metadata):
 // _total a counter, _bucket/_sum/_count a histogram's parts, anything
 // else a gauge.
-func (a *API) metadata(ctx context.Context, r *http.Request, tenantID string) (any, annotations.Annotations, error) {
+func (a *API) metadata(ctx context.Context, r *http.Request, src storage.Queryable) (any, annotations.Annotations, error) {
 	mint, maxt, err := window(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := a.db.Tenant(tenantID).Querier(mint, maxt)
+	q, err := src.Querier(mint, maxt)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -45,7 +45,7 @@ func twoTenants(t *testing.T) (*telemetry.DB, *API) {
 			t.Fatal(err)
 		}
 	}
-	a, err := New(Config{}, db, nil)
+	a, err := New(Config{}, db, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func FuzzQueryParams(f *testing.F) {
 	app := db.Ingest(context.Background(), telemetry.Source{TenantID: "other", Agent: "a", Host: "h"})
 	_, _ = app.Append(0, labels.FromStrings("__name__", "up"), 0, time.Now().UnixMilli(), 1, nil, nil, storage.AppendV2Options{})
 	_ = app.Commit()
-	a, err := New(Config{Timeout: 2 * time.Second}, db, nil)
+	a, err := New(Config{Timeout: 2 * time.Second}, db, nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

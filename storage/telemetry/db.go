@@ -80,6 +80,7 @@ type DB struct {
 	db     *tsdb.DB
 	budget *budget
 	m      *metrics
+	sink   Sink // set by SetSink (sink.go); nil: none
 }
 
 // Open opens (or creates) the store in dir/tsdb. Its WAL makes every

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 )
 
@@ -21,10 +22,11 @@ const (
 	ShedDuplicate    = "duplicate"
 	ShedOutOfWindow  = "out_of_window" // older than 1h or over 5m ahead (the receiver's window)
 	ShedLabels       = "label_limit"   // over MaxLabels labels, or a name or value over MaxLabelBytes
+	ShedTranslation  = "translation"   // a point the OTLP translator could not convert, or a sample the store refused as invalid
 )
 
 // ShedReasons lists every reason, for metrics and messages.
-var ShedReasons = []string{ShedAgentSeries, ShedTenantSeries, ShedOutOfOrder, ShedTooOld, ShedDuplicate, ShedOutOfWindow, ShedLabels}
+var ShedReasons = []string{ShedAgentSeries, ShedTenantSeries, ShedOutOfOrder, ShedTooOld, ShedDuplicate, ShedOutOfWindow, ShedLabels, ShedTranslation}
 
 // Bounds of one series' labels: a series is counted once by the budgets
 // whatever its labels weigh, so they are bounded here.
@@ -46,6 +48,7 @@ type Appender struct {
 	now      int64
 	Accepted int
 	Shed     map[string]int
+	sunk     []prompb.TimeSeries // accepted samples for the sink (sink.go)
 }
 
 // Ingest starts an append for src; Commit makes it durable (WAL) and
@@ -72,7 +75,7 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 	ref, err := a.app.Append(0, ls, st, t, v, h, fh, opts)
 	switch {
 	case err == nil:
-		a.Accepted++
+		a.accept(ls, t, v, h, fh)
 		return ref, nil
 	case errors.Is(err, storage.ErrOutOfOrderSample):
 		a.shed(ShedOutOfOrder)
@@ -83,7 +86,7 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 	default:
 		var partial *storage.AppendPartialError
 		if errors.As(err, &partial) { // exemplars refused, the sample stored
-			a.Accepted++
+			a.accept(ls, t, v, h, fh)
 			return ref, nil
 		}
 		return 0, err
@@ -119,11 +122,15 @@ func (a *Appender) Commit() error {
 		return err
 	}
 	a.d.m.samples.Add(float64(a.Accepted))
+	a.toSink()
 	return nil
 }
 
 // Rollback drops the request's samples.
-func (a *Appender) Rollback() error { return a.app.Rollback() }
+func (a *Appender) Rollback() error {
+	a.sunk = nil
+	return a.app.Rollback()
+}
 
 // budget tracks the active series of every agent and tenant.
 type budget struct {
