@@ -234,8 +234,8 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 			return nil, err
 		}
 		recv := otlp.New(cfg.Telemetry.OTLP, n.tsdb, n.tenantClaimRefused, n.logger)
-		serveMetrics = func(w http.ResponseWriter, r *http.Request, a agents.Agent) {
-			recv.Serve(w, r, otlp.Sender{TenantID: a.Tenant, TenantName: n.tenantName(a.Tenant), AgentID: a.ID, Host: a.Host})
+		if serveMetrics, err = n.otlpHandler(recv); err != nil {
+			return nil, err
 		}
 	}
 	n.hub = lease.NewHub()

@@ -5,8 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/outpost-mesh/outpost/internal/promreg"
+	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/otlp"
@@ -20,6 +26,68 @@ func (n *Node) queryAPI() httpapi.QueryAPI {
 		return nil
 	}
 	return n.query
+}
+
+// otlpHandler serves the agent port's /v1/metrics with recv, counting
+// every answer by status code (a 429 or 413 is not a shed sample: the
+// exporter retries or must split, and operators see it here).
+func (n *Node) otlpHandler(recv *otlp.Receiver) (func(http.ResponseWriter, *http.Request, agents.Agent), error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "outpost_otlp_requests_total",
+		Help: "OTLP exports received on the agent port, by HTTP status code answered."}, []string{"code"})
+	if err := promreg.Register(n.reg, "OTLP receiver's", requests); err != nil {
+		return nil, err
+	}
+	names := &tenantNames{n: n, m: map[string]cachedName{}}
+	return func(w http.ResponseWriter, r *http.Request, a agents.Agent) {
+		cw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
+		recv.Serve(cw, r, otlp.Sender{TenantID: a.Tenant, TenantName: names.get(a.Tenant), AgentID: a.ID, Host: a.Host})
+		requests.WithLabelValues(strconv.Itoa(cw.code)).Inc()
+	}, nil
+}
+
+// codeWriter remembers the status code written.
+type codeWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+// tenantNames caches tenant names for the receiver's claim check (an
+// export naming its own tenant by name is not a claim), so an export does
+// not scan the tenants; a rename is seen within nameTTL.
+type tenantNames struct {
+	n  *Node
+	mu sync.Mutex
+	m  map[string]cachedName
+}
+
+type cachedName struct {
+	name string
+	at   time.Time
+}
+
+const nameTTL = 30 * time.Second
+
+func (c *tenantNames) get(id string) string {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < nameTTL {
+		return e.name
+	}
+	name := c.n.tenantName(id)
+	c.mu.Lock()
+	if len(c.m) > 10_000 {
+		clear(c.m)
+	}
+	c.m[id] = cachedName{name: name, at: now}
+	c.mu.Unlock()
+	return name
 }
 
 // tenantName is the name of tenant id ("" if unknown).

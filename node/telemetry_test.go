@@ -103,6 +103,9 @@ func TestOTLPIntoTheTenantsTSDB(t *testing.T) {
 	if err := exp.Export(ctx, flows(claim, time.Now().Add(time.Second))); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("export claiming globex: %v, want a 403 refusal", err)
 	}
+	if m := tn.must(t, 200, "GET", "/metrics", "", ""); !strings.Contains(m, `outpost_otlp_requests_total{code="403"} 1`) || !strings.Contains(m, `outpost_otlp_requests_total{code="200"} 1`) {
+		t.Errorf("/metrics does not count the stored and the refused export by code")
+	}
 	eventually(t, 10*time.Second, "the refused claim in the audit log", func() bool {
 		return strings.Contains(strings.Join(auditActions(t, tn, tn.token, "/api/v1/audit"), ","), "telemetry.tenant_claim_refused")
 	})

@@ -97,6 +97,10 @@ func Open(dir string, cfg Config, logger *slog.Logger, reg prometheus.Registerer
 	opts := tsdb.DefaultOptions()
 	opts.RetentionDuration = cfg.Retention.Milliseconds()
 	opts.MaxBytes = cfg.MaxBytes
+	// As the Prometheus server does: compact blocks up to a tenth of the
+	// retention (at most 31 days), so a day's query reads a few blocks,
+	// not one per 2 hours.
+	opts.MaxBlockDuration = max(opts.MinBlockDuration, min(cfg.Retention.Milliseconds()/10, (31*24*time.Hour).Milliseconds()))
 	// OTLP senders may deliver a little out of order (retries, two links
 	// during a failover): accept up to 10 minutes.
 	opts.OutOfOrderTimeWindow = (10 * time.Minute).Milliseconds()

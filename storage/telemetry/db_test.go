@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
 func openTest(t *testing.T, cfg Config) *DB {
@@ -153,5 +154,43 @@ func TestCommittedSamplesSurviveAReopen(t *testing.T) {
 	defer db.Close()
 	if got := selectAll(t, db.Tenant("t1"), labels.MustNewMatcher(labels.MatchEqual, "__name__", "kept")); len(got) != 1 {
 		t.Fatalf("after reopening: %v", got)
+	}
+}
+
+// TestDuplicateInOneRequestIsCounted: two samples of a series at the
+// same timestamp in one request: the TSDB would keep one and drop the
+// other at Commit without a word; the appender sheds the second as a
+// duplicate, so the count and the store agree.
+func TestDuplicateInOneRequestIsCounted(t *testing.T) {
+	db := openTest(t, Config{})
+	app := db.Ingest(context.Background(), Source{TenantID: "t1", Agent: "a1", Host: "h1"})
+	ls := labels.FromStrings("__name__", "g")
+	ts := time.Now().UnixMilli()
+	for _, at := range []int64{ts, ts, ts + 1} {
+		if _, err := app.Append(0, ls, 0, at, 1, nil, nil, storage.AppendV2Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if app.Accepted != 2 || app.Shed[ShedDuplicate] != 1 {
+		t.Errorf("accepted %d, shed %v: want 2 accepted and 1 duplicate", app.Accepted, app.Shed)
+	}
+	q, err := db.Tenant("t1").Querier(ts-1, ts+10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "g"))
+	n := 0
+	for ss.Next() {
+		it := ss.At().Iterator(nil)
+		for it.Next() != chunkenc.ValNone {
+			n++
+		}
+	}
+	if n != app.Accepted {
+		t.Errorf("stored %d samples, the appender accepted %d", n, app.Accepted)
 	}
 }

@@ -46,6 +46,7 @@ type Appender struct {
 	src      Source
 	lb       labels.Builder
 	now      int64
+	lastT    map[uint64]int64 // series hash → its last sample's time in this request
 	Accepted int
 	Shed     map[string]int
 	sunk     []prompb.TimeSeries // accepted samples for the sink (sink.go)
@@ -68,10 +69,22 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 		a.shed(ShedLabels)
 		return 0, nil
 	}
-	if reason := a.d.budget.admit(a.src, ls.Hash(), a.now); reason != "" {
+	sh := ls.Hash()
+	// The TSDB checks a sample against what is committed only: a second
+	// sample of a series at the same timestamp in one request passes
+	// Append and is dropped at Commit, silently. Catch it here.
+	if last, ok := a.lastT[sh]; ok && last == t {
+		a.shed(ShedDuplicate)
+		return 0, nil
+	}
+	if reason := a.d.budget.admit(a.src, sh, a.now); reason != "" {
 		a.shed(reason)
 		return 0, nil
 	}
+	if a.lastT == nil {
+		a.lastT = map[uint64]int64{}
+	}
+	a.lastT[sh] = t
 	ref, err := a.app.Append(0, ls, st, t, v, h, fh, opts)
 	switch {
 	case err == nil:
