@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,10 @@ type Config struct {
 	// MaxConcurrent bounds queries evaluated at once on this node; more
 	// wait for a slot within their timeout (default 4).
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxConcurrentPerTenant bounds one tenant's share of them, so one
+	// tenant's dashboards cannot hold every slot (default: half of
+	// MaxConcurrent, at least 1).
+	MaxConcurrentPerTenant int `yaml:"max_concurrent_per_tenant"`
 	// LookbackDelta is how far back an instant selector looks (default 5m).
 	LookbackDelta time.Duration `yaml:"lookback_delta"`
 	// NodeTimeout bounds the wait for each other node's part of a
@@ -54,6 +59,7 @@ func (c Config) Defaults() Config {
 	c.MaxSamples = cmp.Or(c.MaxSamples, 5_000_000)
 	c.MaxConcurrent = cmp.Or(c.MaxConcurrent, 4)
 	c.LookbackDelta = cmp.Or(c.LookbackDelta, 5*time.Minute)
+	c.MaxConcurrentPerTenant = cmp.Or(c.MaxConcurrentPerTenant, max(1, c.MaxConcurrent/2))
 	return c
 }
 
@@ -66,7 +72,7 @@ func (c Config) nodeTimeout() time.Duration {
 // Validate rejects bounds the API cannot work with, naming the option.
 func (c Config) Validate() error {
 	switch {
-	case c.Timeout < 0 || c.MaxSamples < 0 || c.MaxConcurrent < 0 || c.LookbackDelta < 0 || c.NodeTimeout < 0:
+	case c.Timeout < 0 || c.MaxSamples < 0 || c.MaxConcurrent < 0 || c.MaxConcurrentPerTenant < 0 || c.LookbackDelta < 0 || c.NodeTimeout < 0:
 		return errors.New("telemetry.query: timeout, max_samples, max_concurrent, lookback_delta and node_timeout must not be negative")
 	case c.Timeout > 0 && c.NodeTimeout >= c.Timeout:
 		return fmt.Errorf("telemetry.query.node_timeout %v must be less than telemetry.query.timeout %v, so a slow node is reported rather than failing the query", c.NodeTimeout, c.Timeout)
@@ -91,6 +97,7 @@ type API struct {
 	readers *readers
 	engine  *promql.Engine
 	slots   chan struct{}
+	tenants tenantSlots
 	m       *metrics
 }
 
@@ -130,12 +137,21 @@ func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID s
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
 	defer cancel()
+	own := a.tenants.of(tenantID, a.cfg.MaxConcurrentPerTenant)
+	select {
+	case own <- struct{}{}:
+		defer func() { <-own }()
+	case <-ctx.Done():
+		a.fail(w, endpoint, http.StatusServiceUnavailable, "unavailable",
+			fmt.Sprintf("no query slot for this tenant within %v (telemetry.query.max_concurrent_per_tenant %d): retry later", a.cfg.Timeout, a.cfg.MaxConcurrentPerTenant))
+		return
+	}
 	select {
 	case a.slots <- struct{}{}:
 		defer func() { <-a.slots }()
 	case <-ctx.Done():
 		a.fail(w, endpoint, http.StatusServiceUnavailable, "unavailable",
-			fmt.Sprintf("no query slot within %v (query.max_concurrent %d): retry later", a.cfg.Timeout, a.cfg.MaxConcurrent))
+			fmt.Sprintf("no query slot within %v (telemetry.query.max_concurrent %d): retry later", a.cfg.Timeout, a.cfg.MaxConcurrent))
 		return
 	}
 	var data any
@@ -499,4 +515,24 @@ func parseDuration(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q: use seconds or a duration such as 1m", v)
 	}
 	return time.Duration(d), nil
+}
+
+// tenantSlots are each tenant's share of the query slots.
+type tenantSlots struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+func (t *tenantSlots) of(tenantID string, n int) chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]chan struct{}{}
+	}
+	c, ok := t.m[tenantID]
+	if !ok {
+		c = make(chan struct{}, n)
+		t.m[tenantID] = c
+	}
+	return c
 }

@@ -271,3 +271,24 @@ func TestRemoteReadNamesOneTenant(t *testing.T) {
 		t.Errorf("garbage: %d, want 400", w.Code)
 	}
 }
+
+// TestTenantShareOfQuerySlots: a tenant holding its share of the query
+// slots waits (503 after the timeout, naming the option) while another
+// tenant's query still gets a slot.
+func TestTenantShareOfQuerySlots(t *testing.T) {
+	_, a := twoTenants(t)
+	a.cfg.Timeout = 300 * time.Millisecond
+	own := a.tenants.of("own", a.cfg.MaxConcurrentPerTenant)
+	for range a.cfg.MaxConcurrentPerTenant {
+		own <- struct{}{}
+	}
+	code, body := ask(t, a, "GET", "query", url.Values{"query": {"tcp_rtt_seconds"}})
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "max_concurrent_per_tenant") {
+		t.Errorf("own over its share: %d %s, want 503 naming max_concurrent_per_tenant", code, body)
+	}
+	w := httptest.NewRecorder()
+	a.Serve(w, httptest.NewRequest("GET", "/x?query=tcp_rtt_seconds", nil), "query", "other")
+	if w.Code != 200 {
+		t.Errorf("another tenant: %d %s, want an answer", w.Code, w.Body.String())
+	}
+}
