@@ -79,6 +79,7 @@ type DB struct {
 	cfg    Config
 	db     *tsdb.DB
 	budget *budget
+	cache  *seriesCache // cache.go
 	m      *metrics
 	sink   Sink // set by SetSink (sink.go); nil: none
 }
@@ -124,7 +125,7 @@ func Open(dir string, cfg Config, logger *slog.Logger, reg prometheus.Registerer
 		m.unregister()
 		return nil, fmt.Errorf("opening the telemetry store in %s: %w (if it is damaged, move it aside: only telemetry is lost)", filepath.Join(dir, "tsdb"), err)
 	}
-	return &DB{cfg: cfg, db: db, budget: newBudget(cfg), m: m}, nil
+	return &DB{cfg: cfg, db: db, budget: newBudget(cfg), cache: newSeriesCache(cfg), m: m}, nil
 }
 
 // Close flushes and closes the store.

@@ -44,9 +44,12 @@ type Appender struct {
 	d        *DB
 	app      storage.AppenderV2
 	src      Source
+	sc       *srcCache // src's series, stamped, across requests (cache.go)
 	lb       labels.Builder
 	now      int64
 	lastT    map[uint64]int64 // series hash → its last sample's time in this request
+	refresh  []*cached        // active series seen, their budget times renewed at the end (cache.go)
+	scratch  []labels.Label
 	Accepted int
 	Shed     map[string]int
 	sunk     []prompb.TimeSeries // accepted samples for the sink (sink.go)
@@ -55,29 +58,28 @@ type Appender struct {
 // Ingest starts an append for src; Commit makes it durable (WAL) and
 // visible.
 func (d *DB) Ingest(ctx context.Context, src Source) *Appender {
-	return &Appender{d: d, app: d.db.AppenderV2(ctx), src: src, now: time.Now().UnixMilli(), Shed: map[string]int{}}
+	now := time.Now().UnixMilli()
+	return &Appender{d: d, app: d.db.AppenderV2(ctx), src: src, sc: d.cache.of(src, now), now: now, Shed: map[string]int{}}
 }
 
 // Append stores one sample (see storage.AppenderV2).
-func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
-	a.lb.Reset(ls)
-	a.lb.Set(LabelTenant, a.src.TenantID)
-	a.lb.Set(LabelAgent, a.src.Agent)
-	a.lb.Set(LabelHost, a.src.Host)
-	ls = a.lb.Labels()
-	if !withinLabelLimits(ls) {
+func (a *Appender) Append(_ storage.SeriesRef, in labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, opts storage.AppendV2Options) (storage.SeriesRef, error) {
+	c := a.series(in)
+	if c == nil {
 		a.shed(ShedLabels)
 		return 0, nil
 	}
-	sh := ls.Hash()
+	ls, sh := c.ls, c.hash
 	// The TSDB checks a sample against what is committed only: a second
 	// sample of a series at the same timestamp in one request passes
 	// Append and is dropped at Commit, silently. Catch it here.
-	if last, ok := a.lastT[sh]; ok && last == t {
-		a.shed(ShedDuplicate)
-		return 0, nil
-	}
-	if reason := a.d.budget.admit(a.src, sh, a.now); reason != "" {
+	if last, ok := a.lastT[sh]; ok {
+		if last == t {
+			a.shed(ShedDuplicate)
+			return 0, nil
+		}
+		// admitted earlier in this request: the budget has it at a.now
+	} else if reason := a.admit(c); reason != "" {
 		a.shed(reason)
 		return 0, nil
 	}
@@ -85,9 +87,13 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 		a.lastT = map[uint64]int64{}
 	}
 	a.lastT[sh] = t
-	ref, err := a.app.Append(0, ls, st, t, v, h, fh, opts)
+	// A cached ref whose series the head has since dropped is unknown to
+	// it: it then finds or creates the series by ls (refs are never
+	// reused; TestStaleRefFindsItsSeries).
+	ref, err := a.app.Append(storage.SeriesRef(c.ref.Load()), ls, st, t, v, h, fh, opts)
 	switch {
 	case err == nil:
+		c.ref.Store(uint64(ref))
 		a.accept(ls, t, v, h, fh)
 		return ref, nil
 	case errors.Is(err, storage.ErrOutOfOrderSample):
@@ -99,6 +105,7 @@ func (a *Appender) Append(_ storage.SeriesRef, ls labels.Labels, st, t int64, v 
 	default:
 		var partial *storage.AppendPartialError
 		if errors.As(err, &partial) { // exemplars refused, the sample stored
+			c.ref.Store(uint64(ref))
 			a.accept(ls, t, v, h, fh)
 			return ref, nil
 		}
@@ -131,6 +138,7 @@ func withinLabelLimits(ls labels.Labels) bool {
 
 // Commit makes the request's samples durable in the WAL and queryable.
 func (a *Appender) Commit() error {
+	a.renew()
 	if err := a.app.Commit(); err != nil {
 		return err
 	}
@@ -141,6 +149,7 @@ func (a *Appender) Commit() error {
 
 // Rollback drops the request's samples.
 func (a *Appender) Rollback() error {
+	a.renew()
 	a.sunk = nil
 	return a.app.Rollback()
 }
