@@ -67,7 +67,7 @@ bench: build
 	$(GO) run ./bench/regionbench -failover-rounds 20 -lease-rounds 20
 	$(GO) run ./bench/agentbench -agents 10000
 	$(GO) run ./bench/otlpbench -series 10000 -rounds 30 $$(command -v prometheus >/dev/null && echo -prometheus $$(command -v prometheus))
-	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000
+	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3
 
 # Nothing is generated yet; the eBPF objects and protobuf code will be.
 generate:

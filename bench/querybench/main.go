@@ -7,7 +7,20 @@
 // per query, the series and samples each one reads, and the rate at
 // which the data was generated.
 //
+// With -nodes N (N > 1) it also builds a region of N nodes in this
+// process: the same samples are written again into N node stores, each
+// agent's series on one node (every 20th agent fails over halfway to the
+// next node), node-1 … node-N-1 serve remote-read (query.ReadPath) on
+// loopback HTTP servers, and node-0's API reads them through a
+// query.Region that dials plain TCP: the node port's mutual TLS is not
+// measured, and all N nodes share this process and its CPUs. The same
+// queries are measured region-wide (the default scope) and with
+// scope=node on node-0; every region-wide answer must list every node
+// as ok, and each query's region-wide series, samples and answer must
+// equal the one-node store's, or the run fails.
+//
 //	go run ./bench/querybench -series 10000 -runs 50
+//	go run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3
 //	go run ./bench/querybench -series 1000 -span 6h -runs 10   # a quick look
 package main
 
@@ -22,6 +35,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -48,7 +62,7 @@ type config struct {
 	span     time.Duration // how much data, ending now
 	interval time.Duration // one sample per series per interval
 	runs     int           // measured runs per query
-	nodes    int           // 1: this node's store; more: region-wide (see run)
+	nodes    int           // 1: one node's store; N > 1: also a region of N nodes (see runRegion)
 	// maxSamples is the node's query.max_samples (0: its default).
 	maxSamples int
 	// settle is how long the TSDB's block set must stay unchanged before
@@ -64,7 +78,7 @@ func main() {
 	flag.DurationVar(&c.span, "span", 24*time.Hour, "data written, ending now; range queries cover all of it")
 	flag.DurationVar(&c.interval, "interval", time.Minute, "sample interval of every series")
 	flag.IntVar(&c.runs, "runs", 50, "measured runs per query (after one warm-up run)")
-	flag.IntVar(&c.nodes, "nodes", 1, "nodes answering: 1 queries this node's store alone")
+	flag.IntVar(&c.nodes, "nodes", 1, "1: one node's store alone; N > 1: also a region of N nodes in this process (remote-read over loopback plain TCP, no TLS)")
 	flag.IntVar(&c.maxSamples, "max-samples", 0, "the node's query.max_samples (0: its default)")
 	flag.DurationVar(&c.settle, "settle", 75*time.Second, "wait until the TSDB's blocks stay unchanged this long (its compactions run each minute)")
 	flag.Parse()
@@ -83,19 +97,18 @@ func run(ctx context.Context, c config, w io.Writer) error {
 		return errors.New("-series must be at least 2, -agents and -runs at least 1")
 	case c.interval <= 0 || c.span < 10*c.interval:
 		return fmt.Errorf("-span %v must hold at least 10 samples of -interval %v", c.span, c.interval)
-	case c.nodes != 1:
-		// Region-wide answers read the other nodes' stores through
-		// remote-read; this command builds one node. A region-wide run
-		// starts the nodes, writes each one's share with generate and
-		// passes any node's Prometheus URL to measure.
-		return fmt.Errorf("-nodes %d: this build measures one node's store; region-wide runs need the nodes started and reading each other", c.nodes)
+	case c.nodes < 1 || c.nodes > c.agents:
+		return fmt.Errorf("-nodes %d: use 1 to %d (-agents), so every node holds an agent", c.nodes, c.agents)
 	}
 	dir, err := os.MkdirTemp("", "querybench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	db, err := telemetry.Open(dir, telemetry.Config{MaxSeriesPerAgent: c.series, MaxSeriesPerTenant: 2 * c.series}, slog.New(slog.DiscardHandler), nil)
+	open := func(name string) (*telemetry.DB, error) {
+		return telemetry.Open(filepath.Join(dir, name), telemetry.Config{MaxSeriesPerAgent: c.series, MaxSeriesPerTenant: 2 * c.series}, slog.New(slog.DiscardHandler), nil)
+	}
+	db, err := open("one")
 	if err != nil {
 		return err
 	}
@@ -104,34 +117,176 @@ func run(ctx context.Context, c config, w io.Writer) error {
 	end := time.Now().Truncate(c.interval)
 	fmt.Fprintf(w, "PromQL latency: %d series (%d agents), one sample each %v for %v; %d CPUs, %s\n",
 		c.series, c.agents, c.interval, c.span, runtime.NumCPU(), runtime.Version())
-	n, took, err := generate(ctx, db, c, end)
+	n, took, err := generate(ctx, []*telemetry.DB{db}, func(int, int) int { return 0 }, c, end)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "generated %d samples in %v: %.0f samples/s through telemetry.Appender into the TSDB\n",
-		n, took.Round(time.Millisecond), float64(n)/took.Seconds())
-	waited, blocks, err := waitCompacted(ctx, filepath.Join(dir, "tsdb"), end.Add(-c.span), end, c.settle, c.settle+5*time.Minute)
+		n[0], took.Round(time.Millisecond), float64(n[0])/took.Seconds())
+	dirs := []string{filepath.Join(dir, "one", "tsdb")}
+	var nodes []*telemetry.DB
+	if c.nodes > 1 {
+		for i := range c.nodes {
+			ndb, err := open(fmt.Sprintf("node-%d", i))
+			if err != nil {
+				return err
+			}
+			defer ndb.Close()
+			nodes = append(nodes, ndb)
+			dirs = append(dirs, filepath.Join(dir, fmt.Sprintf("node-%d", i), "tsdb"))
+		}
+		steps := int(c.span / c.interval)
+		n, took, err := generate(ctx, nodes, func(a, s int) int { return home(c, a, s, steps) }, c, end)
+		if err != nil {
+			return err
+		}
+		var each []string
+		total := 0
+		for i, k := range n {
+			each = append(each, fmt.Sprintf("node-%d %d", i, k))
+			total += k
+		}
+		var moved []string
+		for a := range c.agents {
+			if from, to := home(c, a, 0, steps), home(c, a, steps-1, steps); from != to {
+				moved = append(moved, fmt.Sprintf("agent-%02d node-%d→node-%d", a, from, to))
+			}
+		}
+		fmt.Fprintf(w, "region: the same %d samples written again into %d node stores in %v (%s); agents round-robin over the nodes, %d of %d failing over halfway (%s)\n",
+			total, c.nodes, took.Round(time.Millisecond), strings.Join(each, ", "), len(moved), c.agents, strings.Join(moved, ", "))
+	}
+	waited, blocks, err := waitCompacted(ctx, dirs, end.Add(-c.span), end, c.settle, c.settle+5*time.Minute)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "compacted by the TSDB in %v more: %s\n", waited.Round(time.Second), blocks)
+	fmt.Fprintf(w, "compacted by the TSDB in %v more: %s\n", waited.Round(time.Second), blocks[0])
+	for i, b := range blocks[1:] {
+		fmt.Fprintf(w, "  node-%d: %s\n", i, b)
+	}
 
-	api, err := query.New(query.Config{MaxSamples: c.maxSamples}, db, nil, nil)
+	cfg := query.Config{MaxSamples: c.maxSamples}
+	api, err := query.New(cfg, db, nil, nil)
 	if err != nil {
 		return err
 	}
+	srv := serveAPI(api)
+	defer srv.Close()
+	// scope=node: this node's store alone, not the region's.
+	t := target{name: fmt.Sprintf("local (1 node, query.max_samples %d)", cfg.Defaults().MaxSamples),
+		base: srv.URL + "/api/v1/tenants/" + tenantID + "/prometheus", client: srv.Client(), params: url.Values{"scope": {"node"}}}
+	qs := queries(c, end)
+	one, err := measure(ctx, w, t, qs, c.runs)
+	if err != nil {
+		return err
+	}
+	if c.nodes > 1 {
+		if err := runRegion(ctx, w, c, cfg, nodes, qs, one); err != nil {
+			return err
+		}
+	}
+	listQueries(w, qs)
+	return nil
+}
+
+// serveAPI serves api's Prometheus endpoints on a loopback HTTP server,
+// below /api/v1/tenants/{tenant}/prometheus/api/v1/ as a node does.
+func serveAPI(api *query.API) *httptest.Server {
 	mux := http.NewServeMux()
 	for _, ep := range query.Endpoints {
 		mux.HandleFunc("GET /api/v1/tenants/{tenant}/prometheus/api/v1/"+ep, func(w http.ResponseWriter, r *http.Request) {
 			api.Serve(w, r, ep, r.PathValue("tenant"))
 		})
 	}
-	srv := httptest.NewServer(mux)
+	return httptest.NewServer(mux)
+}
+
+// home is the node agent a's samples of step s (of steps) are written
+// to: agents round-robin over the nodes, and every 20th agent (5%) fails
+// over halfway through, to the next node.
+func home(c config, a, s, steps int) int {
+	n := a % c.nodes
+	if a%20 == 0 && s >= steps/2 {
+		n = (n + 1) % c.nodes
+	}
+	return n
+}
+
+// loopbackRegion is node-0's view of the region: the other nodes,
+// reached over plain TCP on loopback (a node dials the node port's
+// mutual TLS), as node/query's tests do.
+type loopbackRegion struct{ peers []query.Peer }
+
+func (r loopbackRegion) NodeID() string      { return "node-0" }
+func (r loopbackRegion) Peers() []query.Peer { return r.peers }
+func (r loopbackRegion) DialNode(ctx context.Context, addr string) (net.Conn, error) {
+	return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+}
+
+// runRegion measures qs through node-0 of the region whose stores are
+// nodes: region-wide (checked against one, the one-node store's results
+// for the same samples), then node-0's share alone (scope=node).
+func runRegion(ctx context.Context, w io.Writer, c config, cfg query.Config, nodes []*telemetry.DB, qs []benchQuery, one []result) error {
+	var peers []query.Peer
+	var ids []string
+	for i, ndb := range nodes[1:] {
+		api, err := query.New(cfg, ndb, nil, nil)
+		if err != nil {
+			return err
+		}
+		srv := httptest.NewServer(http.HandlerFunc(api.ServeRemoteRead))
+		defer srv.Close()
+		peers = append(peers, query.Peer{ID: fmt.Sprintf("node-%d", i+1), Addr: strings.TrimPrefix(srv.URL, "http://")})
+		ids = append(ids, peers[i].ID)
+	}
+	api, err := query.New(cfg, nodes[0], loopbackRegion{peers: peers}, nil)
+	if err != nil {
+		return err
+	}
+	srv := serveAPI(api)
 	defer srv.Close()
-	// scope=node: this node's store alone, not the region's.
-	t := target{name: fmt.Sprintf("local (1 node, query.max_samples %d)", query.Config{MaxSamples: c.maxSamples}.Defaults().MaxSamples),
-		base: srv.URL + "/api/v1/tenants/" + tenantID + "/prometheus", client: srv.Client(), params: url.Values{"scope": {"node"}}}
-	return measure(ctx, w, t, queries(c, end), c.runs)
+	base := srv.URL + "/api/v1/tenants/" + tenantID + "/prometheus"
+	fmt.Fprintf(w, "\nregion: node-0 answers, reading %s through remote-read (%s) on loopback HTTP servers over plain TCP:\n"+
+		"the node port's mutual TLS is NOT included, and all %d nodes share this one process and its %d CPUs\n",
+		strings.Join(ids, " and "), query.ReadPath, c.nodes, runtime.NumCPU())
+	region := target{name: fmt.Sprintf("region-wide (%d nodes, scope=region, through node-0; query.max_samples %d)", c.nodes, cfg.Defaults().MaxSamples),
+		base: base, client: srv.Client(), nodes: c.nodes}
+	got, err := measure(ctx, w, region, qs, c.runs)
+	if err != nil {
+		return err
+	}
+	if err := compare(w, qs, one, got); err != nil {
+		return err
+	}
+	local := target{name: fmt.Sprintf("node-0's share alone (scope=node, %d of %d nodes' stores)", 1, c.nodes),
+		base: base, client: srv.Client(), params: url.Values{"scope": {"node"}}, partial: true}
+	_, err = measure(ctx, w, local, qs, c.runs)
+	return err
+}
+
+// compare checks that the region-wide results equal the one-node
+// store's: the same series and samples within each query's reach, and
+// the same answer (its series, and the sum of its values). A node whose
+// part went missing without an error would show here.
+func compare(w io.Writer, qs []benchQuery, one, region []result) error {
+	checked := 0
+	for i, q := range qs {
+		a, b := one[i], region[i]
+		if a.series != b.series || a.samples != b.samples {
+			return fmt.Errorf("%s: region-wide %.0f series, %.0f samples; the one-node store has %.0f and %.0f", q.name, b.series, b.samples, a.series, a.samples)
+		}
+		switch {
+		case (a.refused == "") != (b.refused == ""):
+			fmt.Fprintf(w, "note: %s refused on one setup only (1 node: %q, region: %q)\n", q.name, a.refused, b.refused)
+		case a.refused == "":
+			if a.sum.Series != b.sum.Series || a.sum.Values != b.sum.Values || a.sum.NaNs != b.sum.NaNs ||
+				math.Abs(a.sum.Sum-b.sum.Sum) > 1e-9*max(math.Abs(a.sum.Sum), 1) {
+				return fmt.Errorf("%s: the region-wide answer differs from the one-node store's: %+v, want %+v", q.name, b.sum, a.sum)
+			}
+			checked++
+		}
+	}
+	fmt.Fprintf(w, "check: every region-wide answer listed all nodes ok; series and samples read equal the one-node store's for all %d queries, and the %d answered ones sum to the same values\n", len(qs), checked)
+	return nil
 }
 
 // flow is one agent's connection to a destination: a retransmit counter
@@ -149,13 +304,15 @@ type flow struct {
 const rttOffset = -9
 
 // generate writes c.span of samples ending at end, every series each
-// c.interval. The TSDB takes a series' samples in time order, and only
+// c.interval, agent a's at step s into dbs[place(a, s)], and returns how
+// many each store accepted. The samples depend on c alone, not on
+// place. The TSDB takes a series' samples in time order, and only
 // within an hour of the newest sample in its head (plus a 10-minute
 // out-of-order window, telemetry.Open's), so the day is written oldest
 // first, one interval at a time: each interval every agent commits one
 // export of all its flows, as agents do. The head compacts behind the
 // writes into 2h blocks (and those into larger ones) on its own.
-func generate(ctx context.Context, db *telemetry.DB, c config, end time.Time) (int, time.Duration, error) {
+func generate(ctx context.Context, dbs []*telemetry.DB, place func(a, s int) int, c config, end time.Time) ([]int, time.Duration, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	flows := make([][]flow, c.agents)
 	for i := range c.series / 2 {
@@ -171,33 +328,34 @@ func generate(ctx context.Context, db *telemetry.DB, c config, end time.Time) (i
 	}
 	steps := int(c.span / c.interval)
 	start := end.Add(-time.Duration(steps-1) * c.interval)
-	samples := 0
+	samples := make([]int, len(dbs))
 	t0 := time.Now()
 	for s := range steps {
 		ts := start.Add(time.Duration(s) * c.interval).UnixMilli()
 		for a, fs := range flows {
-			app := db.Ingest(ctx, telemetry.Source{TenantID: tenantID, Agent: fmt.Sprintf("agent-%02d", a), Host: fmt.Sprintf("web-%02d", a)})
+			db := place(a, s)
+			app := dbs[db].Ingest(ctx, telemetry.Source{TenantID: tenantID, Agent: fmt.Sprintf("agent-%02d", a), Host: fmt.Sprintf("web-%02d", a)})
 			for i := range fs {
 				f := &fs[i]
 				f.retrans += math.Floor(rng.ExpFloat64() * f.rate) // mostly 0, now and then a burst
 				if _, err := app.Append(0, f.counter, 0, ts, f.retrans, nil, nil, storage.AppendV2Options{}); err != nil {
 					_ = app.Rollback()
-					return 0, 0, err
+					return nil, 0, err
 				}
 				if _, err := app.Append(0, f.rtt, 0, ts, 0, f.observe(rng), nil, storage.AppendV2Options{}); err != nil {
 					_ = app.Rollback()
-					return 0, 0, err
+					return nil, 0, err
 				}
 			}
 			if err := app.Commit(); err != nil {
-				return 0, 0, err
+				return nil, 0, err
 			}
 			for reason, n := range app.Shed {
 				if n > 0 {
-					return 0, 0, fmt.Errorf("the store shed %d samples at %v (%s)", n, time.UnixMilli(ts), reason)
+					return nil, 0, fmt.Errorf("the store shed %d samples at %v (%s)", n, time.UnixMilli(ts), reason)
 				}
 			}
-			samples += app.Accepted
+			samples[db] += app.Accepted
 		}
 	}
 	return samples, time.Since(t0), nil
@@ -229,40 +387,48 @@ type blockMeta struct {
 	Stats            struct{ NumSamples int64 }
 }
 
-// waitCompacted waits until the TSDB in dir has compacted the head up to
-// the last 3 hours before end (it keeps 1.5 block ranges in the head)
-// and its block set has stayed the same for settle (the leveled
-// compactions that follow are done). It reads the blocks' meta.json: the
-// store does not expose its compaction.
-func waitCompacted(ctx context.Context, dir string, start, end time.Time, settle, limit time.Duration) (time.Duration, string, error) {
+// waitCompacted waits until the TSDB in each of dirs has compacted the
+// head up to the last 3 hours before end (it keeps 1.5 block ranges in
+// the head) and their block sets have stayed the same for settle (the
+// leveled compactions that follow are done), and describes each one's
+// blocks. It reads the blocks' meta.json: the store does not expose its
+// compaction.
+func waitCompacted(ctx context.Context, dirs []string, start, end time.Time, settle, limit time.Duration) (time.Duration, []string, error) {
 	t0 := time.Now()
 	var last string
 	stable := time.Now()
 	for {
-		metas, busy, err := readBlocks(dir)
-		if err != nil {
-			return 0, "", err
+		descs := make([]string, len(dirs))
+		done, anyBusy := true, false
+		for i, dir := range dirs {
+			metas, busy, err := readBlocks(dir)
+			if err != nil {
+				return 0, nil, err
+			}
+			covered := start.UnixMilli()
+			var samples int64
+			for _, m := range metas {
+				covered = max(covered, m.MaxTime)
+				samples += m.Stats.NumSamples
+			}
+			descs[i] = fmt.Sprintf("%d blocks (%s), %d samples, up to %v before the newest sample; the rest in the head", len(metas), spans(metas),
+				samples, end.Sub(time.UnixMilli(covered)).Round(time.Minute))
+			done = done && end.Sub(time.UnixMilli(covered)) <= 3*time.Hour
+			anyBusy = anyBusy || busy
 		}
-		covered := start.UnixMilli()
-		var samples int64
-		for _, m := range metas {
-			covered = max(covered, m.MaxTime)
-			samples += m.Stats.NumSamples
-		}
-		desc := fmt.Sprintf("%d blocks (%s), %d samples, up to %v before the newest sample; the rest in the head", len(metas), spans(metas),
-			samples, end.Sub(time.UnixMilli(covered)).Round(time.Minute))
-		if desc != last || busy {
+		desc := strings.Join(descs, "\n")
+		if desc != last || anyBusy {
 			last, stable = desc, time.Now()
 		}
-		if end.Sub(time.UnixMilli(covered)) <= 3*time.Hour && time.Since(stable) >= settle {
-			return time.Since(t0), desc, nil
+		if done && time.Since(stable) >= settle {
+			return time.Since(t0), descs, nil
 		}
 		if time.Since(t0) > limit {
-			return 0, "", fmt.Errorf("the TSDB had not compacted the head within %v: %s", limit, desc)
+			return 0, nil, fmt.Errorf("the TSDB had not compacted the head within %v: %s", limit, desc)
 		}
 		select {
 		case <-ctx.Done():
-			return 0, "", ctx.Err()
+			return 0, nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -345,45 +511,88 @@ type target struct {
 	name, base, token string
 	params            url.Values
 	client            *http.Client
+	// nodes, if not 0, is how many nodes every answer's nodes block must
+	// list, all ok: a region-wide target.
+	nodes int
+	// partial: the target holds a share of the data, so a query may
+	// rightly find nothing.
+	partial bool
+}
+
+// result is what measure found of one query.
+type result struct {
+	series, samples float64 // what its selector holds within its reach
+	refused         string  // why the API refused it; "" if it answered
+	sum             checksum
+}
+
+// checksum sums up an answer, to compare it across setups.
+type checksum struct {
+	Series, Values, NaNs int
+	Sum                  float64 // of the values but NaNs
 }
 
 // measure sends each query once to warm up and count what it reads, then
 // runs times, and prints its latency from request to the whole decoded
-// answer.
-func measure(ctx context.Context, w io.Writer, t target, qs []benchQuery, runs int) error {
+// answer; region-wide, also the median of the slowest other node's read
+// (its remote-read round trip, as the nodes block reports it).
+func measure(ctx context.Context, w io.Writer, t target, qs []benchQuery, runs int) ([]result, error) {
 	fmt.Fprintf(w, "\n%s, %d runs per query after one warm-up; latency of the whole HTTP answer\n", t.name, runs)
-	fmt.Fprintf(w, "%-32s %8s %12s %8s %9s %9s %9s\n", "query", "series", "samples", "result", "p50", "p99", "max")
+	fmt.Fprintf(w, "%-32s %8s %12s %8s %9s %9s %9s", "query", "series", "samples", "result", "p50", "p99", "max")
+	if t.nodes > 0 {
+		fmt.Fprintf(w, " %14s", "peer read p50")
+	}
+	fmt.Fprintln(w)
+	var out []result
 	for _, q := range qs {
+		var r result
 		reach := strconv.FormatInt(int64(q.reach/time.Second), 10) + "s"
-		series, err := t.scalar(ctx, `count(last_over_time(`+q.sel+`[`+reach+`]))`, q.at)
+		var err error
+		r.series, err = t.scalar(ctx, `count(last_over_time(`+q.sel+`[`+reach+`]))`, q.at)
 		if err != nil {
-			return fmt.Errorf("%s: counting its series: %w", q.name, err)
+			return nil, fmt.Errorf("%s: counting its series: %w", q.name, err)
 		}
-		samples, err := t.scalar(ctx, `sum(count_over_time(`+q.sel+`[`+reach+`]))`, q.at)
+		r.samples, err = t.scalar(ctx, `sum(count_over_time(`+q.sel+`[`+reach+`]))`, q.at)
 		if err != nil {
-			return fmt.Errorf("%s: counting its samples: %w", q.name, err)
+			return nil, fmt.Errorf("%s: counting its samples: %w", q.name, err)
 		}
-		res, err := t.do(ctx, q)
+		r.sum, _, err = t.do(ctx, q)
 		var refused *refusal
 		if errors.As(err, &refused) {
-			fmt.Fprintf(w, "%-32s %8.0f %12.0f   refused: %s\n", q.name, series, samples, refused)
+			r.refused = refused.Error()
+			out = append(out, r)
+			fmt.Fprintf(w, "%-32s %8.0f %12.0f   refused: %s\n", q.name, r.series, r.samples, refused)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", q.name, err)
+			return nil, fmt.Errorf("%s: %w", q.name, err)
 		}
 		lat := make([]time.Duration, 0, runs)
+		peer := make([]time.Duration, 0, runs)
 		for range runs {
 			t0 := time.Now()
-			if _, err := t.do(ctx, q); err != nil {
-				return fmt.Errorf("%s: %w", q.name, err)
+			_, p, err := t.do(ctx, q)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", q.name, err)
 			}
 			lat = append(lat, time.Since(t0))
+			peer = append(peer, p)
 		}
 		slices.Sort(lat)
-		fmt.Fprintf(w, "%-32s %8.0f %12.0f %8d %9s %9s %9s\n", q.name, series, samples, res,
+		slices.Sort(peer)
+		fmt.Fprintf(w, "%-32s %8.0f %12.0f %8d %9s %9s %9s", q.name, r.series, r.samples, r.sum.Series,
 			fmtMs(quantile(lat, 0.5)), fmtMs(quantile(lat, 0.99)), fmtMs(lat[len(lat)-1]))
+		if t.nodes > 0 {
+			fmt.Fprintf(w, " %14s", fmtMs(quantile(peer, 0.5)))
+		}
+		fmt.Fprintln(w)
+		out = append(out, r)
 	}
+	return out, nil
+}
+
+// listQueries prints the queries measured.
+func listQueries(w io.Writer, qs []benchQuery) {
 	fmt.Fprintln(w, "\nqueries (series and samples: what the selector holds within the query's reach; result: series answered):")
 	for _, q := range qs {
 		kind := "instant"
@@ -392,7 +601,6 @@ func measure(ctx context.Context, w io.Writer, t target, qs []benchQuery, runs i
 		}
 		fmt.Fprintf(w, "  %-32s %s  (%s)\n", q.name, q.expr, kind)
 	}
-	return nil
 }
 
 // answer is the part of a Prometheus API answer read here.
@@ -405,10 +613,12 @@ type answer struct {
 			Values [][]any `json:"values"`
 		} `json:"result"`
 	}
+	Nodes []query.NodeStatus
 }
 
-// do sends q and returns how many series it answered.
-func (t target) do(ctx context.Context, q benchQuery) (int, error) {
+// do sends q and sums up its answer; peer is the slowest other node's
+// read in a region-wide answer.
+func (t target) do(ctx context.Context, q benchQuery) (sum checksum, peer time.Duration, err error) {
 	v := url.Values{"query": {q.expr}}
 	ep := "query"
 	if q.span > 0 {
@@ -421,19 +631,48 @@ func (t target) do(ctx context.Context, q benchQuery) (int, error) {
 	}
 	a, err := t.get(ctx, ep, v)
 	if err != nil {
-		return 0, err
+		return sum, 0, err
 	}
-	if len(a.Data.Result) == 0 {
-		return 0, errors.New("an empty answer: the data is not where the query looks")
+	if len(a.Data.Result) == 0 && !t.partial {
+		return sum, 0, errors.New("an empty answer: the data is not where the query looks")
 	}
-	return len(a.Data.Result), nil
+	for _, r := range a.Data.Result {
+		sum.Series++
+		vs := r.Values
+		if r.Value != nil {
+			vs = append(vs, r.Value)
+		}
+		for _, p := range vs {
+			s, _ := p[len(p)-1].(string)
+			f, err := strconv.ParseFloat(s, 64)
+			switch {
+			case err != nil:
+				return sum, 0, fmt.Errorf("a value %v: %w", p, err)
+			case math.IsNaN(f):
+				sum.NaNs++
+			default:
+				sum.Sum += f
+			}
+			sum.Values++
+		}
+	}
+	for _, n := range a.Nodes {
+		if n.Node != "node-0" {
+			peer = max(peer, time.Duration(n.LatencyMs*float64(time.Millisecond)))
+		}
+	}
+	return sum, peer, nil
 }
 
-// scalar evaluates expr, a one-series aggregation, at at.
+// scalar evaluates expr, a one-series aggregation, at at; 0 if a partial
+// target finds nothing.
 func (t target) scalar(ctx context.Context, expr string, at time.Time) (float64, error) {
 	a, err := t.get(ctx, "query", url.Values{"query": {expr}, "time": {strconv.FormatInt(at.Unix(), 10)}})
 	if err != nil {
 		return 0, err
+	}
+	if len(a.Data.Result) == 0 && t.partial {
+		return 0, nil
 	}
 	if len(a.Data.Result) != 1 || len(a.Data.Result[0].Value) != 2 {
 		return 0, fmt.Errorf("%s: %d series, want 1", expr, len(a.Data.Result))
@@ -464,6 +703,17 @@ func (t target) get(ctx context.Context, endpoint string, v url.Values) (*answer
 	}
 	if resp.StatusCode != http.StatusOK || a.Status != "success" {
 		return nil, &refusal{code: resp.StatusCode, msg: a.Error}
+	}
+	if t.nodes > 0 {
+		ok := 0
+		for _, n := range a.Nodes {
+			if n.Status == query.NodeOK {
+				ok++
+			}
+		}
+		if len(a.Nodes) != t.nodes || ok != t.nodes {
+			return nil, fmt.Errorf("a region-wide answer without all %d nodes ok: %+v (warnings: %s)", t.nodes, a.Nodes, strings.Join(a.Warnings, "; "))
+		}
 	}
 	if len(a.Warnings) > 0 {
 		return nil, fmt.Errorf("warnings: %s", strings.Join(a.Warnings, "; "))
