@@ -30,12 +30,30 @@ func (c *Logs) Count(level slog.Level, substr string) int {
 	return n
 }
 
-// Logger returns a logger that writes to c and to t.Log.
-func (c *Logs) Logger(t testing.TB) *slog.Logger { return slog.New(&teeHandler{t: t, c: c}) }
+// Logger returns a logger that writes to c and, until the test's
+// cleanups run, to t.Log: a node's background goroutines (memberlist's
+// probes outlive its Shutdown) may log after the test ended, and t.Log
+// then races with the testing package.
+func (c *Logs) Logger(t testing.TB) *slog.Logger {
+	g := &tGate{}
+	t.Cleanup(func() {
+		g.mu.Lock()
+		g.ended = true
+		g.mu.Unlock()
+	})
+	return slog.New(&teeHandler{t: t, c: c, g: g})
+}
+
+// tGate stops logging to a test once its cleanups run.
+type tGate struct {
+	mu    sync.Mutex
+	ended bool
+}
 
 type teeHandler struct {
 	t     testing.TB
 	c     *Logs
+	g     *tGate
 	attrs []slog.Attr
 }
 
@@ -52,12 +70,15 @@ func (h *teeHandler) Handle(_ context.Context, r slog.Record) error {
 	h.c.recs = append(h.c.recs, line)
 	h.c.mu.Unlock()
 	if r.Level >= slog.LevelInfo {
-		defer func() { _ = recover() }() // t.Log after the test ended panics
-		h.t.Log(line)
+		h.g.mu.Lock()
+		defer h.g.mu.Unlock()
+		if !h.g.ended {
+			h.t.Log(line)
+		}
 	}
 	return nil
 }
 func (h *teeHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &teeHandler{t: h.t, c: h.c, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+	return &teeHandler{t: h.t, c: h.c, g: h.g, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
 }
 func (h *teeHandler) WithGroup(string) slog.Handler { return h }
