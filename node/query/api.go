@@ -116,6 +116,10 @@ func New(cfg Config, db *telemetry.DB, region Region, reg prometheus.Registerer)
 	eng := promql.NewEngine(promql.EngineOpts{
 		MaxSamples: cfg.MaxSamples, Timeout: cfg.Timeout, LookbackDelta: cfg.LookbackDelta,
 		EnableAtModifier: true, EnableNegativeOffset: true,
+		// A subquery without a step (x[5m:]) takes this one, as Prometheus's
+		// takes its evaluation interval (default 1m); unset, the engine
+		// dereferences nil (found by FuzzQueryParams).
+		NoStepSubqueryIntervalFn: func(int64) int64 { return time.Minute.Milliseconds() },
 	})
 	return &API{cfg: cfg, db: db, region: region, readers: &readers{region: region, timeout: cfg.nodeTimeout()},
 		engine: eng, slots: make(chan struct{}, cfg.MaxConcurrent), m: m}, nil

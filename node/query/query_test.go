@@ -237,3 +237,17 @@ func FuzzQueryParams(f *testing.F) {
 		}
 	})
 }
+
+// TestSubqueryWithoutStep: x[10m:] takes a 1m step, as Prometheus's
+// default evaluation interval, rather than crashing the engine (found by
+// FuzzQueryParams: the engine's default for it is nil).
+func TestSubqueryWithoutStep(t *testing.T) {
+	_, a := twoTenants(t)
+	for _, ep := range []string{"query", "query_range"} {
+		code, body := ask(t, a, "GET", ep, url.Values{"query": {"max_over_time(tcp_rtt_seconds[10m:])"},
+			"start": {strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)}, "end": {strconv.FormatInt(time.Now().Unix(), 10)}, "step": {"60"}})
+		if code != 200 || !strings.Contains(body, "db-own") {
+			t.Errorf("%s: %d %s, want own's series", ep, code, body)
+		}
+	}
+}
