@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/outpost-mesh/outpost/api"
 )
 
 type servedNode struct {
@@ -325,4 +327,18 @@ func TestServeRefusesBadStarts(t *testing.T) {
 			return err == nil && r.Leader == "n1"
 		})
 	})
+}
+
+// servedAdmin starts a one-node served region and returns it, its node
+// and a region admin's client (idempotent retries: the node may still be
+// electing itself).
+func servedAdmin(t *testing.T) (*servedRegion, *servedNode, *api.Client) {
+	t.Helper()
+	sr := newServedRegion(t, 1)
+	nd := sr.nodes[0]
+	sr.start(t, nd)
+	waitFor(t, 60*time.Second, "the admin token", func() bool { _, err := os.Stat(sr.tokenFile); return err == nil })
+	admin := api.NewClient(nd.api, readToken(t, sr.tokenFile))
+	admin.Retry = api.Retry{For: 30 * time.Second, Pause: 200 * time.Millisecond, Idempotent: true}
+	return sr, nd, admin
 }

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"net/url"
-	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -27,14 +26,9 @@ import (
 // after it restarts, every sample of every export it acknowledged is in
 // its tenant's answer to a PromQL query.
 func TestSIGKILLDuringIngestLosesNoAcknowledgedSample(t *testing.T) {
-	sr := newServedRegion(t, 1)
-	nd := sr.nodes[0]
-	sr.start(t, nd)
-	waitFor(t, 60*time.Second, "the admin token", func() bool { _, err := os.Stat(sr.tokenFile); return err == nil })
+	sr, nd, admin := servedAdmin(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	admin := api.NewClient(nd.api, readToken(t, sr.tokenFile))
-	admin.Retry = api.Retry{For: 30 * time.Second, Pause: 200 * time.Millisecond, Idempotent: true}
 	var u api.User
 	if err := admin.Do(ctx, "POST", "/api/v1/users", api.UserCreate{Name: "alice"}, &u); err != nil {
 		t.Fatal(err)
