@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzQueryParams$$' -fuzztime $(FUZZTIME) ./node/query/
 	$(GO) test -run '^$$' -fuzz '^FuzzWalkAgreesWithProtobuf$$' -fuzztime $(FUZZTIME) ./node/otlp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/remotewrite/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./bpf/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -70,7 +71,11 @@ bench: build
 	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3
 
 # Nothing is generated yet; the eBPF objects and protobuf code will be.
+# Rebuilds the eBPF objects, their Go bindings and the SHA-256 manifest
+# (bpf/gen.go) with the pinned toolchain: Debian 12's clang 14, llvm and
+# libbpf-dev (apt-get install clang llvm libbpf-dev).
 generate:
+	@clang --version | grep -q 'clang version 14\.' || { echo "make generate: the objects are pinned to clang 14 (Debian 12); install it with apt-get install clang llvm libbpf-dev"; exit 1; }
 	$(GO) generate ./...
 
 clean:

@@ -85,6 +85,7 @@ func TestImportDirection(t *testing.T) {
 			"the drill runner drives a region from outside, over the HTTP API, as outpostctl (which imports it) does"},
 		{"agent", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd"}, nil,
 			"the agent runtime links no server code"},
+		{"bpf", []string{mod}, nil, "the eBPF data plane stands alone: the agent imports it, it imports nothing of ours"},
 		{"internal/agentwire", []string{mod}, nil, "the agent's wire shapes are importable by agent and node alike"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
 		{"lease", []string{mod + "node", mod + "cmd"}, nil, "lease is below node"},
