@@ -54,6 +54,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzWalkAgreesWithProtobuf$$' -fuzztime $(FUZZTIME) ./node/otlp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/remotewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./bpf/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTCP$$' -fuzztime $(FUZZTIME) ./agent/procfs/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./agent/procfs/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchFile$$' -fuzztime $(FUZZTIME) ./agent/export/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./agent/export/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseInetAton$$' -fuzztime $(FUZZTIME) ./internal/agentwire/
+	$(GO) test -run '^$$' -fuzz '^FuzzGuardHost$$' -fuzztime $(FUZZTIME) ./internal/agentwire/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

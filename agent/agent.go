@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-mesh/outpost/agent/dataplane"
 	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/internal/meshid"
 )
@@ -79,9 +80,13 @@ type Config struct {
 	// answer that they have not seen the bootstrap token (created a
 	// moment ago elsewhere, it may not have replicated). Default 30s.
 	UnknownTokenGrace time.Duration
-	// Apply applies a validated config (default: keep it).
-	Apply  func(agentwire.Config) error
-	Logger *slog.Logger
+	// Apply applies a validated config (default: keep it); the agent
+	// applies its probes and export interval itself when Telemetry is on.
+	Apply func(agentwire.Config) error
+	// Telemetry turns on the data plane (eBPF or procfs), the probes and
+	// the OTLP export; nil leaves the agent a control-plane client only.
+	Telemetry *TelemetryConfig
+	Logger    *slog.Logger
 }
 
 // Status is what the agent is doing (for its log, tests and outpost dev).
@@ -116,6 +121,7 @@ type Agent struct {
 	closing  sync.WaitGroup // links being said goodbye to
 
 	mu       sync.Mutex
+	tel      *telemetry // nil until Run started it, or when off
 	st       State
 	node     string
 	url      string
@@ -356,6 +362,29 @@ func (a *Agent) Status() Status {
 		s.CertExpires = c.Leaf.NotAfter
 	}
 	return s
+}
+
+// appliedConfig is the config of the last dispatch applied, if any.
+func (a *Agent) appliedConfig() (agentwire.Config, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.st.Config) == 0 {
+		return agentwire.Config{}, false
+	}
+	cfg, err := agentwire.ParseConfig(a.st.Config)
+	return cfg, err == nil
+}
+
+// Telemetry reports the data plane's health (ok false when it is off
+// or not started).
+func (a *Agent) Telemetry() (dataplane.Health, bool) {
+	a.mu.Lock()
+	t := a.tel
+	a.mu.Unlock()
+	if t == nil {
+		return dataplane.Health{}, false
+	}
+	return t.plane.Health(), true
 }
 
 func (a *Agent) tlsConfig() *tls.Config {

@@ -67,6 +67,9 @@ func (a *Agent) decide(rc *pb.AgentRemoteConfig) (status, msg string) {
 		if err == nil && a.cfg.Apply != nil {
 			err = a.cfg.Apply(cfg)
 		}
+		if err == nil && a.tel != nil {
+			a.tel.apply(cfg)
+		}
 		if err != nil {
 			status, msg = "failed", err.Error()
 			a.logger.Warn("could not apply a dispatch", "dispatch", d.ID, "err", err)

@@ -41,6 +41,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	renewals.Add(1)
 	go func() { defer renewals.Done(); a.renewLoop(ctx) }()
 	defer renewals.Wait()
+	if err := a.startTelemetry(ctx, &renewals); err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
 	defer a.closing.Wait()
 	failed := map[string]time.Time{}
 	backoff := time.Second
@@ -337,7 +340,7 @@ func (a *Agent) description(rtt time.Duration) *pb.AgentDescription {
 	str := func(k, v string) *pb.KeyValue {
 		return &pb.KeyValue{Key: k, Value: &pb.AnyValue{Value: &pb.AnyValue_StringValue{StringValue: v}}}
 	}
-	return &pb.AgentDescription{
+	d := &pb.AgentDescription{
 		IdentifyingAttributes: []*pb.KeyValue{str(agentwire.AttrService, "outpost-agent")},
 		NonIdentifyingAttributes: []*pb.KeyValue{
 			str(agentwire.AttrHost, a.cfg.Host), str(agentwire.AttrVersion, Version), str(agentwire.AttrOS, runtime.GOOS),
@@ -345,4 +348,12 @@ func (a *Agent) description(rtt time.Duration) *pb.AgentDescription {
 			{Key: agentwire.AttrRTT, Value: &pb.AnyValue{Value: &pb.AnyValue_DoubleValue{DoubleValue: float64(rtt.Microseconds()) / 1000}}},
 		},
 	}
+	if a.tel != nil {
+		mode, reason := a.tel.plane.Mode()
+		d.NonIdentifyingAttributes = append(d.NonIdentifyingAttributes, str(agentwire.AttrMode, mode))
+		if reason != "" {
+			d.NonIdentifyingAttributes = append(d.NonIdentifyingAttributes, str(agentwire.AttrModeReason, reason))
+		}
+	}
+	return d
 }

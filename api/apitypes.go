@@ -504,6 +504,7 @@ type Agent struct {
 	Node         string    `json:"node"`
 	RTTMs        *float64  `json:"rtt_ms,omitempty"`
 	Mode         string    `json:"mode"`
+	ModeReason   string    `json:"mode_reason,omitempty"` // why procfs (eBPF could not load, or configured)
 	Health       string    `json:"health,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	Capabilities []string  `json:"capabilities,omitempty"`

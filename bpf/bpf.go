@@ -201,6 +201,16 @@ func firstLine(s string) string {
 	return s
 }
 
+// StopEvents closes the ring buffer: a ReadEvent blocked in it returns.
+// Close it before Close, and wait for the reader, so nothing reads the
+// maps while they are freed.
+func (f *Flow) StopEvents() error {
+	if f.ring == nil {
+		return nil
+	}
+	return f.ring.Close()
+}
+
 // Close detaches the programs and frees the maps.
 func (f *Flow) Close() error {
 	var errs []error

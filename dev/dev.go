@@ -42,8 +42,13 @@ type Options struct {
 	Nodes   int // 1, 3 or 5; default 1
 	Regions int // only 1 until federation exists
 	Agents  int // in-process agents, enrolled in tenant "dev"; default 0
-	Out     io.Writer
-	Logger  *slog.Logger
+	// Telemetry, when set, turns on the first agent's data plane: it
+	// observes this machine (eBPF as root, else procfs, saying why), and
+	// exports to the node it is attached to. The others stay control-
+	// plane clients: one observer per host.
+	Telemetry *agent.TelemetryConfig
+	Out       io.Writer
+	Logger    *slog.Logger
 
 	// beforeSetup, in tests, runs once the nodes are up, before the
 	// setup writes (the dev tenant, its agents).
@@ -232,12 +237,27 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 	if err := s.Login(ctx, DevTenant, password); err != nil {
 		return fmt.Errorf("%w (the dev tenant's admin password is in %s; start with a new --data dir if it was changed)", gaveUp(ctx, err), pwFile)
 	}
+	// A viewer token of the dev tenant, for queries (a region admin
+	// reads no tenant's data).
+	if _, err := os.Stat(d.QueryTokenFile()); err != nil {
+		var tok api.APIToken
+		if err := s.Do(ctx, "POST", "/api/v1/tenants/"+DevTenant+"/tokens", api.TokenCreate{Name: "dev-query", Role: "viewer"}, &tok); err != nil {
+			return gaveUp(ctx, err)
+		}
+		if err := os.WriteFile(d.QueryTokenFile(), []byte(tok.Token+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
 	actx, stopAgents := context.WithCancel(context.Background())
 	d.stopAgents = stopAgents
 	for i := 1; i <= n; i++ {
 		dir := filepath.Join(d.dataDir, "agents", fmt.Sprintf("agent-%d", i))
 		cfg := agent.Config{StateDir: dir, CAPEM: d.ca.CertPEM(), Host: fmt.Sprintf("dev-agent-%d", i),
 			Logger: d.opts.Logger.With("agent", i)}
+		if i == 1 && d.opts.Telemetry != nil {
+			tc := *d.opts.Telemetry
+			cfg.Telemetry = &tc
+		}
 		if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
 			var bt api.BootstrapToken
 			if err := s.Do(ctx, "POST", "/api/v1/tenants/"+DevTenant+"/agent-tokens", api.BootstrapTokenCreate{TTL: "5m"}, &bt); err != nil {
@@ -257,9 +277,32 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 		}()
 		st := a.Status()
 		d.say("  agent %s (%s) enrolled in tenant %q; it attaches to the nearest node", st.AgentID, cfg.Host, DevTenant)
+		if cfg.Telemetry != nil {
+			d.sayMode(a, cfg.Host)
+		}
 	}
 	return nil
 }
+
+// sayMode says how the observing agent sees this machine, once its data
+// plane has started.
+func (d *Region) sayMode(a *agent.Agent, host string) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h, ok := a.Telemetry()
+		if !ok {
+			continue
+		}
+		if h.Mode == "ebpf" {
+			d.say("  %s observes this machine's TCP connections with eBPF", host)
+		} else {
+			d.say("  %s observes this machine through procfs (connection states only, no bytes or RTT): %s", host, h.Reason)
+		}
+		return
+	}
+}
+
+// QueryTokenFile holds a viewer token of the dev tenant, for its query API.
+func (d *Region) QueryTokenFile() string { return filepath.Join(d.dataDir, "dev-query.token") }
 
 // DevPasswordFile holds the password of account "dev", the dev tenant's admin.
 func (d *Region) DevPasswordFile() string { return filepath.Join(d.dataDir, "dev.password") }

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/agent/dataplane"
 )
 
 // errUsage marks a usage error (exit 2).
@@ -55,6 +56,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	host := fs.String("host", "", "host name to report (default the system's)")
 	heartbeat := fs.Duration("heartbeat", agent.DefaultHeartbeat, "how often to report to the node; match the node's agents.heartbeat")
 	reeval := fs.Duration("reevaluate", agent.DefaultReevaluate, "how often to measure the nodes again and move to a markedly nearer one")
+	mode := fs.String("mode", dataplane.ModeAuto, "how to observe TCP: auto (eBPF, else procfs, saying why), ebpf (the same, but a failure to load is an error in the log) or procfs")
+	maxFlows := fs.Int("max-flows", dataplane.DefaultMaxFlows, "flows exported on their own; the rest fold into an \"other\" flow, counted (each flow is ~33 series)")
+	exportEvery := fs.Duration("export-interval", agent.DefaultExportInterval, "how often telemetry is exported to the node (a dispatched config's export_interval replaces it)")
+	spoolBytes := fs.Int64("spool-bytes", agent.DefaultSpoolBytes, "bound of the on-disk buffer of exports not yet accepted by a node; the oldest are dropped beyond it, counted")
+	noTelemetry := fs.Bool("no-telemetry", false, "observe nothing and export nothing: a control-plane client only")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +81,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 	cfg := agent.Config{StateDir: *state, CAPin: *caPin, Host: *host, Heartbeat: *heartbeat, Reevaluate: *reeval, Logger: logger}
+	if !*noTelemetry {
+		cfg.Telemetry = &agent.TelemetryConfig{DataPlane: dataplane.Config{Mode: *mode, MaxFlows: *maxFlows},
+			ExportInterval: *exportEvery, SpoolBytes: *spoolBytes}
+		if err := cfg.Telemetry.DataPlane.Validate(); err != nil {
+			fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
+			return errUsage
+		}
+		if *exportEvery < time.Second || *spoolBytes < 1<<20 {
+			fmt.Fprintln(stderr, "outpost-agent: --export-interval must be at least 1s and --spool-bytes at least 1 MiB")
+			return errUsage
+		}
+	}
 	for s := range strings.SplitSeq(*servers, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			if !strings.HasPrefix(s, "https://") {

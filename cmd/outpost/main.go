@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-mesh/outpost/agent"
+	"github.com/outpost-mesh/outpost/agent/dataplane"
 	"github.com/outpost-mesh/outpost/dev"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/pki"
@@ -113,9 +115,18 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
 	fs.IntVar(&o.Regions, "regions", 1, "regions (only 1 until federation is built)")
 	fs.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
+	observe := fs.String("observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
 	level := fs.String("log-level", "warn", "node log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	switch *observe {
+	case "off":
+	case dataplane.ModeAuto, dataplane.ModeEBPF, dataplane.ModeProcfs:
+		o.Telemetry = &agent.TelemetryConfig{DataPlane: dataplane.Config{Mode: *observe}, ExportInterval: 5 * time.Second}
+	default:
+		fmt.Fprintf(stderr, "outpost dev: --observe %q: use auto, ebpf, procfs or off\n", *observe)
+		return errUsage
 	}
 	o.Out = stdout
 	o.Logger = node.NewLogger(node.LogConfig{Level: *level, Format: "text"}, stderr)
@@ -137,9 +148,9 @@ Try:
   outpostctl status
   outpostctl agents list     # the dev agents, in tenant "dev" (its admin: dev / password in %s)
   outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
-
+%s
 Press Ctrl-C to stop.
-`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile(), d.DevPasswordFile())
+`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile(), d.DevPasswordFile(), queryHint(d, o))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -149,6 +160,18 @@ Press Ctrl-C to stop.
 	}
 	fmt.Fprintln(stdout, "outpost dev: stopped")
 	return nil
+}
+
+// queryHint is the banner's PromQL example, when an agent observes.
+func queryHint(d *dev.Region, o dev.Options) string {
+	if o.Telemetry == nil || o.Agents == 0 {
+		return ""
+	}
+	return fmt.Sprintf(`
+This machine's TCP connections, as the dev agent exports them (every 5s), by PromQL:
+  curl -sG -H "Authorization: Bearer $(cat %s)" \
+    '%s/api/v1/tenants/dev/prometheus/api/v1/query' --data-urlencode 'query=topk(10, sum by (remote_addr, port, comm) (rate(outpost_flow_sent_bytes_total[1m])))'
+`, d.QueryTokenFile(), d.APIURL())
 }
 
 func caCmd(args []string, stdout, stderr io.Writer) error {

@@ -145,6 +145,7 @@ type agentJSON struct {
 	Node         string    `json:"node"`
 	RTTMs        *float64  `json:"rtt_ms"` // null: not reported
 	Mode         string    `json:"mode"`
+	ModeReason   string    `json:"mode_reason,omitempty"`
 	Health       *string   `json:"health"` // null: not reported
 	LastSeen     time.Time `json:"last_seen"`
 	CertExpires  time.Time `json:"cert_expires"`
@@ -170,13 +171,17 @@ func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.
 				health = &a.Health
 			}
 			out = append(out, agentJSON{ID: a.ID, Tenant: a.Tenant, Host: a.Host, Version: a.Version, InstanceUID: a.InstanceUID, Node: a.Node,
-				RTTMs: a.RTTMs, Mode: a.Mode, Health: health, LastSeen: a.LastSeen, CertExpires: a.CertExpires, Capabilities: orEmpty(a.Capabilities), SourceAddr: a.SourceAddr,
+				RTTMs: a.RTTMs, Mode: a.Mode, ModeReason: a.ModeReason, Health: health, LastSeen: a.LastSeen, CertExpires: a.CertExpires, Capabilities: orEmpty(a.Capabilities), SourceAddr: a.SourceAddr,
 				Flags: orEmpty(a.Flags), Revoked: a.Revoked, Fingerprint: a.Fingerprint, Config: a.Config})
 		}
 		return printJSON(w, out)
 	}
-	tw := newTable(w, "ID\tTENANT\tHOST\tVERSION\tNODE\tRTT\tCAPABILITIES\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCONFIG\tFLAGS")
+	tw := newTable(w, "ID\tTENANT\tHOST\tVERSION\tNODE\tRTT\tMODE\tCAPABILITIES\tHEALTH\tLAST SEEN\tCERT EXPIRES\tCONFIG\tFLAGS")
+	var reasons []string
 	for _, a := range as {
+		if a.ModeReason != "" {
+			reasons = append(reasons, fmt.Sprintf("%s (%s) observes through procfs: %s", a.ID, a.Host, a.ModeReason))
+		}
 		rtt := "-"
 		if a.Node != "" && a.RTTMs != nil {
 			rtt = fmt.Sprintf("%.1fms", *a.RTTMs)
@@ -189,10 +194,16 @@ func agentsList(ctx context.Context, c *client, g *globals, tenant string, w io.
 		if c := a.Config; c != nil {
 			cfg = c.Dispatch + " " + c.Status
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Host, dash(a.Version), dash(a.Node), rtt,
-			dash(strings.Join(a.Capabilities, ",")), health, stamp(a.LastSeen), stamp(a.CertExpires), cfg, dash(strings.Join(a.Flags, "; ")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Tenant, a.Host, dash(a.Version), dash(a.Node), rtt,
+			dash(a.Mode), dash(strings.Join(a.Capabilities, ",")), health, stamp(a.LastSeen), stamp(a.CertExpires), cfg, dash(strings.Join(a.Flags, "; ")))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range reasons {
+		fmt.Fprintln(w, r)
+	}
+	return nil
 }
 
 func orEmpty(s []string) []string {

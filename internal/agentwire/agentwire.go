@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -94,6 +95,12 @@ type Config struct {
 	SampleRate float64 `json:"sample_rate,omitempty"`
 	// ExportInterval is how often telemetry is sent (default 15s, 1s..1h).
 	ExportInterval string `json:"export_interval,omitempty"`
+	// ProbeAllow are the address ranges (CIDR, at most MaxProbeAllow) the
+	// SSRF guard lets this config's probes reach: the tenant's
+	// probe_allow setting, which the node sets when it commits a tenant's
+	// dispatch (a request that sets it is refused), so that the agent
+	// allows the names it resolves exactly as the node allowed literals.
+	ProbeAllow []string `json:"probe_allow,omitempty"`
 }
 
 // Probe is one active check.
@@ -103,8 +110,11 @@ type Probe struct {
 	Interval string `json:"interval,omitempty"`
 }
 
-// Limits on an Config.
-const MaxProbes = 256
+// Limits on a Config.
+const (
+	MaxProbes     = 256
+	MaxProbeAllow = 32
+)
 
 // Validate checks a config the way the agent will apply it.
 func (c Config) Validate() error {
@@ -120,15 +130,37 @@ func (c Config) Validate() error {
 			return fmt.Errorf("export_interval %q: use a duration from 1s to 1h", c.ExportInterval)
 		}
 	}
+	if _, err := ParseProbeAllow(c.ProbeAllow); err != nil {
+		return err
+	}
 	for i, p := range c.Probes {
-		if err := p.validate(); err != nil {
+		if err := p.Validate(); err != nil {
 			return fmt.Errorf("probes[%d]: %w", i, err)
 		}
 	}
 	return nil
 }
 
-func (p Probe) validate() error {
+// ParseProbeAllow parses probe_allow ranges: at most MaxProbeAllow
+// CIDR ranges with no host bits set.
+func ParseProbeAllow(ranges []string) ([]netip.Prefix, error) {
+	if len(ranges) > MaxProbeAllow {
+		return nil, fmt.Errorf("probe_allow: at most %d ranges", MaxProbeAllow)
+	}
+	out := make([]netip.Prefix, 0, len(ranges))
+	for _, r := range ranges {
+		p, err := netip.ParsePrefix(r)
+		if err != nil || p != p.Masked() {
+			return nil, fmt.Errorf("probe_allow %q: use a CIDR range with no host bits set (e.g. 169.254.10.0/24)", r)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Validate checks one probe: its kind, the shape of its target and its
+// interval. It does not apply the SSRF guard (GuardTargets, GuardHost).
+func (p Probe) Validate() error {
 	if p.Interval != "" {
 		d, err := time.ParseDuration(p.Interval)
 		if err != nil || d < time.Second || d > time.Hour {
@@ -140,16 +172,19 @@ func (p Probe) validate() error {
 	}
 	switch p.Kind {
 	case "tcp":
-		if _, _, err := net.SplitHostPort(p.Target); err != nil {
+		// An empty host dials this host, and resolvers read text after
+		// a space in their own ways: neither is a probe target.
+		h, _, err := net.SplitHostPort(p.Target)
+		if err != nil || h == "" || strings.ContainsFunc(h, badHostRune) {
 			return fmt.Errorf("tcp target %q: use host:port", p.Target)
 		}
 	case "http":
 		u, err := url.Parse(p.Target)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
 			return fmt.Errorf("http target %q: use an http:// or https:// URL", p.Target)
 		}
 	case "dns", "icmp":
-		if strings.ContainsAny(p.Target, " /:") {
+		if strings.ContainsAny(p.Target, "/:") || strings.ContainsFunc(p.Target, badHostRune) {
 			return fmt.Errorf("%s target %q: use a host name or address", p.Kind, p.Target)
 		}
 	default:
@@ -158,23 +193,39 @@ func (p Probe) validate() error {
 	return nil
 }
 
+// badHostRune reports a space or control character, which no host name
+// or address holds.
+func badHostRune(r rune) bool { return r <= ' ' || r == 0x7f }
+
 // ErrGuardedTarget is wrapped when a probe aims at an address the SSRF
 // guard refuses.
 var ErrGuardedTarget = errors.New("probe target refused by the SSRF guard")
 
-// guarded are the addresses a probe may not reach unless its tenant
-// allowed them: link-local (cloud metadata services live there:
-// 169.254.169.254, fd00:ec2::254), Alibaba's metadata address, the
-// unspecified and multicast ranges.
-var guarded = []netip.Prefix{
-	netip.MustParsePrefix("169.254.0.0/16"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("fd00:ec2::254/128"),
-	netip.MustParsePrefix("100.100.100.200/32"),
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("::/128"),
-	netip.MustParsePrefix("224.0.0.0/4"),
-	netip.MustParsePrefix("ff00::/8"),
+// guardRule is one range the SSRF guard refuses unless allowed.
+type guardRule struct {
+	name   string
+	prefix netip.Prefix
+}
+
+// guarded are the ranges a probe may not reach unless its tenant allowed
+// them, the narrowest first so that a refusal names the most specific
+// rule: cloud metadata services, loopback (the agent's own host: its
+// local services and admin ports), link-local (where metadata services
+// live), the unspecified address (which dials this host), multicast and
+// broadcast.
+var guarded = []guardRule{
+	{"cloud metadata", netip.MustParsePrefix("169.254.169.254/32")},
+	{"cloud metadata", netip.MustParsePrefix("fd00:ec2::254/128")},
+	{"cloud metadata", netip.MustParsePrefix("100.100.100.200/32")}, // Alibaba Cloud
+	{"loopback", netip.MustParsePrefix("127.0.0.0/8")},
+	{"loopback", netip.MustParsePrefix("::1/128")},
+	{"link-local", netip.MustParsePrefix("169.254.0.0/16")},
+	{"link-local", netip.MustParsePrefix("fe80::/10")},
+	{"unspecified", netip.MustParsePrefix("0.0.0.0/8")},
+	{"unspecified", netip.MustParsePrefix("::/128")},
+	{"broadcast", netip.MustParsePrefix("255.255.255.255/32")},
+	{"multicast", netip.MustParsePrefix("224.0.0.0/4")},
+	{"multicast", netip.MustParsePrefix("ff00::/8")},
 }
 
 // metadataNames are host names of cloud metadata services; each counts
@@ -184,7 +235,10 @@ var metadataNames = map[string]bool{
 	"instance-data": true, "instance-data.ec2.internal": true, "metadata.azure.internal": true,
 }
 
-var metadataAddr = netip.MustParseAddr("169.254.169.254")
+var (
+	metadataAddr = netip.MustParseAddr("169.254.169.254")
+	loopbackAddr = netip.MustParseAddr("127.0.0.1")
+)
 
 // ProbeHost is the host a probe reaches: the host of a tcp host:port or
 // an http URL, or a dns/icmp target itself.
@@ -202,41 +256,141 @@ func (p Probe) ProbeHost() string {
 }
 
 // GuardTargets refuses probes whose target is a guarded address (an
-// address literal in a guarded range, or a metadata service's name)
-// outside the allowed prefixes. Names other than metadata services are
-// resolved on the agent, which must check the addresses it resolves the
-// same way before it probes (DNS can point anywhere).
+// address literal in a guarded range, a metadata service's or loopback
+// name, or an IPv4 address in a form other than dotted decimal) outside
+// the allowed prefixes. Other names are resolved on the agent, which
+// must check the addresses it dials the same way before it probes (DNS
+// can point anywhere).
 func (c Config) GuardTargets(allow []netip.Prefix) error {
 	for i, p := range c.Probes {
-		host := strings.TrimSuffix(strings.ToLower(p.ProbeHost()), ".")
-		addr, err := netip.ParseAddr(strings.Trim(host, "[]"))
-		switch {
-		case metadataNames[host]:
-			addr = metadataAddr
-		case err != nil:
-			continue // a name: checked on the agent once resolved
+		rule, allowable := guardHost(p.ProbeHost(), allow)
+		if rule == "" {
+			continue
 		}
-		addr = addr.Unmap().WithZone("")
-		if GuardedAddr(addr, allow) {
-			return fmt.Errorf("probes[%d]: %w: %s is link-local, a metadata service, unspecified or multicast (a tenant Admin can allow a range in the tenant's probe_allow setting)", i, ErrGuardedTarget, p.Target)
+		fix := "a tenant Admin can allow a range in the tenant's probe_allow setting"
+		if !allowable {
+			fix = "write the address in dotted decimal (a.b.c.d)"
 		}
+		return fmt.Errorf("probes[%d]: %w: %s: rule %s (%s)", i, ErrGuardedTarget, p.Target, rule, fix)
 	}
 	return nil
 }
 
-// GuardedAddr reports whether addr is guarded and not in allow.
-func GuardedAddr(addr netip.Addr, allow []netip.Prefix) bool {
-	for _, a := range allow {
-		if a.Contains(addr) {
-			return false
+// GuardHost names the SSRF rule that refuses a probe's host (as
+// ProbeHost gives it) before any resolution, or returns "" when the host
+// passes: a name other than a metadata service's or localhost's passes
+// here and must be checked once resolved, address by address, with
+// GuardRule.
+func GuardHost(host string, allow []netip.Prefix) string {
+	rule, _ := guardHost(host, allow)
+	return rule
+}
+
+// guardHost is GuardHost, also reporting whether allowing a range can
+// lift the refusal.
+func guardHost(host string, allow []netip.Prefix) (rule string, allowable bool) {
+	h := strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	switch {
+	case metadataNames[h]:
+		if allowed(metadataAddr, allow) {
+			return "", true
 		}
+		return "metadata service name " + h, true
+	case h == "localhost" || strings.HasSuffix(h, ".localhost"): // RFC 6761: always loopback
+		if allowed(loopbackAddr, allow) {
+			return "", true
+		}
+		return "loopback name " + h, true
+	}
+	if addr, err := netip.ParseAddr(h); err == nil {
+		return GuardRule(addr, allow), true
+	}
+	// net/url and net.SplitHostPort pass "2852039166", "0xa9fea9fe" or
+	// "0251.0376.0251.0376" through as names; Go's resolver then asks
+	// DNS, but getaddrinfo (cgo, curl, most other clients) reads them
+	// with inet_aton as 169.254.169.254. Mapping them would make the
+	// guard's reading the one that counts; refusing them leaves no
+	// reading to disagree on, and no one needs them to write an address.
+	if addr, ok := parseInetAton(h); ok {
+		return fmt.Sprintf("ambiguous IPv4 form (inet_aton reads %s)", addr), false
+	}
+	return "", true
+}
+
+// GuardRule names the SSRF rule that refuses addr, such as "loopback
+// 127.0.0.0/8" or "cloud metadata fd00:ec2::254/128", or returns "" when
+// addr is not guarded or an allowed prefix holds it. IPv4-mapped IPv6
+// addresses count as the IPv4 address, and zones are ignored.
+func GuardRule(addr netip.Addr, allow []netip.Prefix) string {
+	addr = addr.Unmap().WithZone("")
+	if !addr.IsValid() {
+		return "invalid address"
+	}
+	if allowed(addr, allow) {
+		return ""
 	}
 	for _, g := range guarded {
-		if g.Contains(addr) {
+		if g.prefix.Contains(addr) {
+			return g.name + " " + g.prefix.String()
+		}
+	}
+	return ""
+}
+
+// GuardedAddr reports whether addr is guarded and not in allow.
+func GuardedAddr(addr netip.Addr, allow []netip.Prefix) bool {
+	return GuardRule(addr, allow) != ""
+}
+
+func allowed(addr netip.Addr, allow []netip.Prefix) bool {
+	for _, a := range allow {
+		if a.Contains(addr) {
 			return true
 		}
 	}
 	return false
+}
+
+// parseInetAton reads s the way inet_aton(3) does: one to four parts
+// separated by dots, each decimal, octal (leading 0) or hex (0x), the
+// last filling the remaining bytes ("10.1" is 10.0.0.1), and reports
+// false for anything inet_aton refuses. (It also reads dotted decimal,
+// which netip.ParseAddr reads the same way; callers try that first.)
+func parseInetAton(s string) (netip.Addr, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return netip.Addr{}, false
+	}
+	var vals [4]uint64
+	for i, p := range parts {
+		base, digits := 10, p
+		switch {
+		case len(p) > 2 && (p[:2] == "0x" || p[:2] == "0X"):
+			base, digits = 16, p[2:]
+		case len(p) > 1 && p[0] == '0':
+			base, digits = 8, p[1:]
+		}
+		v, err := strconv.ParseUint(digits, base, 32) // no sign, no "_"
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		vals[i] = v
+	}
+	// All but the last part are one byte; the last fills the rest.
+	last := len(parts) - 1
+	for _, v := range vals[:last] {
+		if v > 0xff {
+			return netip.Addr{}, false
+		}
+	}
+	if vals[last] >= 1<<(8*(4-last)) {
+		return netip.Addr{}, false
+	}
+	n := uint32(vals[last])
+	for i, v := range vals[:last] {
+		n |= uint32(v) << (24 - 8*i)
+	}
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}), true
 }
 
 // ParseConfig decodes a config payload strictly and validates it.
@@ -283,9 +437,12 @@ const (
 	AttrVersion = "service.version"
 	AttrOS      = "os.type"
 	AttrArch    = "host.arch"
-	AttrMode    = "outpost.mode"   // ebpf | procfs
-	AttrRTT     = "outpost.rtt_ms" // handshake RTT to the attached node
-	AttrService = "service.name"
+	AttrMode    = "outpost.mode" // ebpf | procfs
+	// AttrModeReason says why an agent runs in procfs mode (eBPF could
+	// not load: no privilege, verifier, integrity; or configured).
+	AttrModeReason = "outpost.mode_reason"
+	AttrRTT        = "outpost.rtt_ms" // handshake RTT to the attached node
+	AttrService    = "service.name"
 )
 
 // RefusedPrefix starts the error an agent reports for a dispatch whose

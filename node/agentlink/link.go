@@ -401,6 +401,8 @@ func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
 			if s == "ebpf" || s == "procfs" {
 				info.Mode = s
 			}
+		case agentwire.AttrModeReason:
+			info.ModeReason = sentence(truncate(s, 200))
 		case agentwire.AttrRTT:
 			f := v.GetDoubleValue()
 			if f == 0 && s != "" {
@@ -417,6 +419,16 @@ func applyDescription(info *agents.LinkInfo, d *pb.AgentDescription) {
 func printable(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < 0x21 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// sentence keeps printable ASCII and spaces (a reason for people).
+func sentence(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
 			return -1
 		}
 		return r

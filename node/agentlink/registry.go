@@ -122,6 +122,9 @@ func (s *Server) Live(a *api.Agent) {
 	defer l.mu.Unlock()
 	a.Node, a.SourceAddr, a.LastSeen = s.cfg.NodeID, l.addr, l.lastSeen
 	a.RTTMs, a.Mode, a.Health = l.info.RTT(), orUnknown(l.info.Mode), l.info.HealthText()
+	if l.info.Mode == "procfs" {
+		a.ModeReason = l.info.ModeReason
+	}
 	a.Capabilities = capabilityNames(l.info.Capabilities)
 	if l.info.Host != "" {
 		a.Host = l.info.Host

@@ -67,7 +67,8 @@ const (
 type LinkInfo struct {
 	Host         string  `json:"host,omitempty"`
 	Version      string  `json:"version,omitempty"`
-	Mode         string  `json:"mode,omitempty"` // ebpf | procfs
+	Mode         string  `json:"mode,omitempty"`        // ebpf | procfs
+	ModeReason   string  `json:"mode_reason,omitempty"` // why procfs
 	OS           string  `json:"os,omitempty"`
 	Arch         string  `json:"arch,omitempty"`
 	InstanceUID  string  `json:"instance_uid,omitempty"`

@@ -87,14 +87,34 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 				`send a config such as {"export_interval":"10s","sample_rate":1,"probes":[{"kind":"tcp","target":"db-1:5432","interval":"30s"}]}`)
 			return
 		}
+		// probe_allow is the tenant's setting, which the node adds below;
+		// a request that carried its own would lift the guard on agents.
+		if cfg.ProbeAllow != nil {
+			writeError(w, http.StatusBadRequest, "payload sets probe_allow, which comes from the tenant's settings, never from a dispatch",
+				"remove probe_allow from the payload; a tenant Admin allows a range with PUT /api/v1/tenants/{tenant}/settings {\"probe_allow\":[…]}")
+			return
+		}
 		// The tenant's own ranges only; a region dispatch has none.
 		allow, _ := parseProbeAllow(c.tenant.ProbeAllow)
 		if h == (storage.Tenant{}) {
 			allow = nil
 		}
 		if err := cfg.GuardTargets(allow); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), "probe hosts on the network, not metadata services; a tenant Admin allows a range with PUT /api/v1/tenants/{tenant}/settings {\"probe_allow\":[…]}")
+			writeError(w, http.StatusBadRequest, err.Error(), "probe hosts on the network, not metadata services or this host; a tenant Admin allows a range with PUT /api/v1/tenants/{tenant}/settings {\"probe_allow\":[…]}")
 			return
+		}
+		// Agents resolve names the node could not check: they apply the
+		// same allowance to the addresses those names resolve to.
+		if len(allow) > 0 {
+			for _, p := range allow {
+				cfg.ProbeAllow = append(cfg.ProbeAllow, p.String())
+			}
+			payload, err := json.Marshal(cfg)
+			if err != nil {
+				writeError(w, http.StatusInternalServerError, "encoding the config: "+err.Error(), "retry; if it persists report a bug")
+				return
+			}
+			req.Payload = payload
 		}
 	}
 	ctx, cancel := context.WithTimeout(lease.WithActor(r.Context(), c.p.Actor), 10*time.Second)

@@ -1,0 +1,279 @@
+package dataplane
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-mesh/outpost/bpf"
+)
+
+// queueLen bounds the events waiting between the ring buffer reader and
+// the aggregation; an event that finds it full is the "queue" loss stage.
+const queueLen = 8192
+
+// ebpfSource turns the kernel's connection table, counters and events
+// into flow deltas.
+type ebpfSource struct {
+	f      *bpf.Flow
+	logger *slog.Logger
+	events chan bpf.Event
+	// queueLost counts events dropped because the queue was full;
+	// parseErrs counts ring buffer records that did not parse.
+	queueLost, parseErrs atomic.Uint64
+
+	mu    sync.Mutex // guards what follows, and the aggregator's pending map
+	table map[bpf.Key]*tracked
+	gone  map[bpf.Key]bool      // not in the kernel's table at the last poll
+	done  map[bpf.Key]time.Time // finished by a poll; a late close event is ignored
+}
+
+// tracked is a connection the agent has seen, with its counters at the
+// last read.
+type tracked struct {
+	conn    bpf.Conn
+	last    bpf.Stats
+	counted bool          // its connection was attributed
+	connect time.Duration // its connect latency, from its established event
+	timed   bool          // the latency was attributed
+}
+
+func newEBPFSource(f *bpf.Flow, logger *slog.Logger) *ebpfSource {
+	return &ebpfSource{f: f, logger: logger, events: make(chan bpf.Event, queueLen), table: map[bpf.Key]*tracked{},
+		gone: map[bpf.Key]bool{}, done: map[bpf.Key]time.Time{}}
+}
+
+// readRing moves ring buffer events to the queue until the ring closes.
+func (s *ebpfSource) readRing() {
+	defer close(s.events)
+	for {
+		e, err := s.f.ReadEvent()
+		switch {
+		case bpf.Closed(err):
+			return
+		case err != nil:
+			s.parseErrs.Add(1)
+			continue
+		}
+		select {
+		case s.events <- e:
+		default:
+			s.queueLost.Add(1)
+		}
+	}
+}
+
+// key is the exported flow of a connection.
+func key(c bpf.Conn) FlowKey {
+	k := FlowKey{Local: c.Local.Addr(), Remote: c.Remote.Addr(), Comm: c.Comm}
+	if c.Dir == bpf.DirIn {
+		k.Dir, k.Port = "in", c.Local.Port()
+	} else {
+		k.Dir, k.Port = "out", c.Remote.Port()
+	}
+	return k
+}
+
+// handle applies one event to g.
+func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch e.Type {
+	case bpf.EventEstablished:
+		t := s.table[e.Conn.Key]
+		if t == nil {
+			t = &tracked{}
+			s.table[e.Conn.Key] = t
+		}
+		t.learn(e.Conn)
+		t.connect = time.Duration(e.ConnectNs)
+		if t.counted {
+			// A poll found the connection before its event came.
+			s.attribute(g, t)
+		}
+	case bpf.EventFailed:
+		delete(s.table, e.Conn.Key)
+		k := key(e.Conn)
+		k.Dir = "out"
+		g.at(k).Failed++
+		_ = s.f.Forget(e.Conn.Key)
+	case bpf.EventClosed:
+		if _, ok := s.done[e.Conn.Key]; ok {
+			return
+		}
+		t := s.table[e.Conn.Key]
+		if t == nil {
+			t = &tracked{}
+		}
+		t.learn(e.Conn)
+		st, ok, err := s.f.StatsOf(e.Conn.Key)
+		if err == nil && ok {
+			s.account(g, t, st)
+		} else {
+			s.attribute(g, t)
+		}
+		c := g.at(key(t.conn))
+		c.Closed++
+		if e.Conn.EstablishedNs > 0 && e.AtNs > e.Conn.EstablishedNs {
+			c.DurationSum += time.Duration(e.AtNs - e.Conn.EstablishedNs).Seconds()
+		}
+		delete(s.table, e.Conn.Key)
+		delete(s.gone, e.Conn.Key)
+		_ = s.f.Forget(e.Conn.Key)
+	}
+}
+
+// learn takes what the kernel says of t's connection, keeping the
+// process it already knows when this report has none (a passive open's
+// established event comes without it, and may be read after a poll that
+// had it): a connection's flow does not change under it.
+func (t *tracked) learn(c bpf.Conn) {
+	if c.Comm == "" && t.conn.Comm != "" {
+		c.PID, c.Comm, c.Cgroup = t.conn.PID, t.conn.Comm, t.conn.Cgroup
+	}
+	t.conn = c
+}
+
+// attribute counts t's connection and connect latency once, under the
+// flow it has by now (a passive open learns its process at its first
+// read or write).
+func (s *ebpfSource) attribute(g *aggregator, t *tracked) {
+	c := g.at(key(t.conn))
+	if !t.counted {
+		t.counted = true
+		c.Connections++
+	}
+	if t.connect > 0 && !t.timed {
+		t.timed = true
+		c.Connect.observe(connectBounds, t.connect.Seconds())
+	}
+}
+
+// account adds what t's counters gained since the last read.
+func (s *ebpfSource) account(g *aggregator, t *tracked, st bpf.Stats) {
+	s.attribute(g, t)
+	c := g.at(key(t.conn))
+	c.Sent += sub(st.BytesSent, t.last.BytesSent)
+	c.Recv += sub(st.BytesRecv, t.last.BytesRecv)
+	c.Retransmits += sub(st.Retransmits, t.last.Retransmits)
+	if n := sub(st.SrttSamples, t.last.SrttSamples); n > 0 {
+		// The mean smoothed RTT over the samples since the last read:
+		// long-lived connections report RTT all their life.
+		mean := float64(sub(st.SrttSumUs, t.last.SrttSumUs)) / float64(n) / 1e6
+		c.RTT.observe(rttBounds, mean)
+		c.SrttSeconds, c.srttAt = float64(st.SrttLastUs)/1e6, time.Now()
+	}
+	t.last = st
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// poll reads the kernel's tables: it learns connections whose events it
+// missed, adds every connection's new counters, and finishes counters
+// left by connections whose close it never saw.
+func (s *ebpfSource) poll(g *aggregator) error {
+	// Counters first, connections second: a passive open's process is
+	// learnt in the kernel before its first counter exists, so every
+	// connection with counters is read with its process.
+	stats := map[bpf.Key]bpf.Stats{}
+	if err := s.f.Stats(func(k bpf.Key, st bpf.Stats) { stats[k] = st }); err != nil {
+		return err
+	}
+	live := map[bpf.Key]bpf.Conn{}
+	if err := s.f.Conns(func(c bpf.Conn) { live[c.Key] = c }); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for k, at := range s.done {
+		if now.Sub(at) > time.Minute {
+			delete(s.done, k)
+		}
+	}
+	for k, c := range live {
+		t := s.table[k]
+		if t == nil {
+			t = &tracked{}
+			s.table[k] = t
+		}
+		t.learn(c)
+		delete(s.gone, k)
+	}
+	for k, st := range stats {
+		if t := s.table[k]; t != nil {
+			if _, ok := live[k]; ok {
+				s.account(g, t, st)
+			}
+			// A connection the kernel closed is accounted by its close
+			// event (or below, if that was lost), with what the event
+			// says of it.
+			continue
+		}
+		// Counters without a connection: its close event was lost, or
+		// it was established after the table was read. Two polls in a
+		// row tell them apart.
+		if !s.gone[k] {
+			s.gone[k] = true
+			continue
+		}
+		c := g.at(unknownKey)
+		c.Sent += st.BytesSent
+		c.Recv += st.BytesRecv
+		c.Retransmits += st.Retransmits
+		s.finish(k, now)
+	}
+	// A connection the kernel no longer holds, whose close event has not
+	// come one poll later, closed while its event was lost.
+	for k, t := range s.table {
+		if _, ok := live[k]; ok {
+			continue
+		}
+		if !s.gone[k] {
+			s.gone[k] = true
+			continue
+		}
+		if st, ok := stats[k]; ok {
+			s.account(g, t, st)
+		}
+		s.attribute(g, t)
+		g.at(key(t.conn)).Closed++
+		s.finish(k, now)
+	}
+	return nil
+}
+
+// finish forgets a connection the poll closed; a close event that comes
+// after all is ignored.
+func (s *ebpfSource) finish(k bpf.Key, now time.Time) {
+	delete(s.table, k)
+	delete(s.gone, k)
+	s.done[k] = now
+	_ = s.f.Forget(k)
+}
+
+// losses are the kernel's losses by stage plus the agent's queue.
+func (s *ebpfSource) losses() map[string]uint64 {
+	out, err := s.f.Losses()
+	if err != nil {
+		out = map[string]uint64{}
+		s.logger.Warn("could not read the kernel's loss counters", "err", err)
+	}
+	out["queue"] = s.queueLost.Load()
+	out["parse"] = s.parseErrs.Load()
+	return out
+}
+
+func (s *ebpfSource) seen() map[string]uint64 {
+	out, err := s.f.Seen()
+	if err != nil {
+		return map[string]uint64{}
+	}
+	return out
+}
