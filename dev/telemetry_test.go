@@ -262,3 +262,85 @@ func liveNodeAPI(t *testing.T, d *Region, not string) string {
 	t.Fatalf("no running node other than %s", not)
 	return ""
 }
+
+// TestProcfsAgentReportsModeAndRunsProbes: an agent told to observe
+// through procfs says so, with its reason, in the region's agent
+// registry; a tenant Admin allows loopback for the tenant's probes, a
+// fenced config dispatch gives the agent a tcp and an http probe, and
+// their results reach the tenant's PromQL API. A probe of a guarded
+// target outside the allowance is refused at the API, naming its rule.
+func TestProcfsAgentReportsModeAndRunsProbes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a dev region; run without -short")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, err := Start(ctx, Options{HTTP: "127.0.0.1:0", DataDir: t.TempDir(), Nodes: 1, Agents: 1, Out: io.Discard,
+		Telemetry: &agent.TelemetryConfig{DataPlane: dataplane.Config{Mode: dataplane.ModeProcfs}, ExportInterval: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		d.Stop(sctx)
+	})
+	tok, _ := os.ReadFile(d.TokenFile())
+	admin := apiClient(d.APIURL(), strings.TrimSpace(string(tok)))
+	var listed []apiAgent
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if err := admin.Do(ctx, "GET", "/api/v1/agents", nil, &listed); err != nil {
+			t.Fatal(err)
+		}
+		if len(listed) == 1 && listed[0].Mode == "procfs" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agents: %+v, want one in procfs mode", listed)
+		}
+	}
+	if listed[0].ModeReason != "configured" {
+		t.Fatalf("mode reason %q, want configured", listed[0].ModeReason)
+	}
+
+	pw, _ := os.ReadFile(d.DevPasswordFile())
+	tenantAdmin := apiClient(d.APIURL(), "")
+	if err := tenantAdmin.Login(ctx, DevTenant, strings.TrimSpace(string(pw))); err != nil {
+		t.Fatal(err)
+	}
+	port := server(t, 1<<30, 0)
+	web := httptestServer(t)
+	dispatch := func(probes string) error {
+		return tenantAdmin.Do(ctx, "POST", "/api/v1/tenants/dev/dispatches",
+			map[string]any{"kind": "config", "payload": json.RawMessage(`{"probes":` + probes + `}`)}, nil)
+	}
+	probes := `[{"kind":"tcp","target":"127.0.0.1:` + port + `","interval":"1s"},{"kind":"http","target":"` + web + `","interval":"1s"}]`
+	if err := dispatch(probes); err == nil || !strings.Contains(err.Error(), "loopback 127.0.0.0/8") {
+		t.Fatalf("a loopback probe without an allowance: %v, want refused naming the loopback rule", err)
+	}
+	if err := tenantAdmin.Do(ctx, "PUT", "/api/v1/tenants/dev/settings", map[string]any{"probe_allow": []string{"127.0.0.0/8"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := dispatch(probes); err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, d, d.APIURL(), `outpost_probe_success{kind="tcp",target="127.0.0.1:`+port+`"}`, time.Time{}, 1)
+	waitValue(t, d, d.APIURL(), `outpost_probe_http_status{kind="http"}`, time.Time{}, 200)
+	// procfs mode sees a connection held open.
+	c, err := net.Dial("tcp4", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		if v, ok := query(t, d, d.APIURL(), `sum(outpost_flow_established{direction="out",port="`+port+`",remote_addr="127.0.0.1"})`, time.Time{}); ok && v >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("procfs mode did not report a connection held open")
+		}
+	}
+	if v, ok := query(t, d, d.APIURL(), `outpost_agent_mode{mode="procfs",reason="configured"}`, time.Time{}); !ok || v != 1 {
+		t.Fatalf("procfs mode not exported: %v %v", v, ok)
+	}
+}

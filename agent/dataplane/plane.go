@@ -244,7 +244,7 @@ func (p *Plane) Export(now time.Time, resource map[string]string, probes []probe
 		}
 	}
 	for _, reason := range sortedKeys(ex.DroppedBatches) {
-		b.counter("outpost.agent.export.dropped", "{batch}", "Export batches dropped, by reason: spool_full, corrupt, rejected_<HTTP code>.",
+		b.counter("outpost.agent.export.dropped_batches", "{batch}", "Export batches dropped, by reason: spool_full, corrupt, rejected_<HTTP code>.",
 			p.start, float64(ex.DroppedBatches[reason]), attrs("reason", reason))
 	}
 	b.gauge("outpost.agent.export.queued", "{batch}", "Export batches waiting in the on-disk spool.", float64(ex.QueuedBatches), nil)

@@ -211,6 +211,16 @@ func (a *API) Serve(w http.ResponseWriter, r *http.Request, endpoint, tenantID s
 		return
 	}
 	resp := response{Status: "success", Data: data, Warnings: warnings(warn)}
+	if from, to, ok := lossWindow(r, endpoint); ok && readsAgentData(r.FormValue("query")) {
+		// What the agents lost in the window: an answer on their flows
+		// says whether it is complete.
+		if l, err := a.losses(ctx, tenantID, src, from, to); err == nil {
+			resp.Losses = l
+			if !l.Complete {
+				resp.Warnings = append(resp.Warnings, lossWarning(l))
+			}
+		}
+	}
 	if st != nil {
 		resp.Nodes = st.list()
 	}
@@ -227,6 +237,9 @@ type response struct {
 	Error     string       `json:"error,omitempty"`
 	Warnings  []string     `json:"warnings,omitempty"`
 	Nodes     []NodeStatus `json:"nodes,omitempty"`
+	// Losses, on a query of agent data (flows, probes), is what the
+	// agents lost in its window.
+	Losses *Losses `json:"losses,omitempty"`
 }
 
 func (a *API) fail(w http.ResponseWriter, endpoint string, code int, typ, msg string) {
