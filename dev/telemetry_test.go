@@ -164,6 +164,7 @@ func TestDevAgentFlowsInPromQL(t *testing.T) {
 	if _, ok := query(t, d, api, `sum(outpost_agent_losses_total)`, time.Time{}); !ok {
 		t.Fatal("the agent's losses by stage are not in the store")
 	}
+	checkDocumented(t, d)
 }
 
 // TestDevAgentSpoolsAcrossNodeRestart: while its only node is down the
@@ -342,5 +343,47 @@ func TestProcfsAgentReportsModeAndRunsProbes(t *testing.T) {
 	}
 	if v, ok := query(t, d, d.APIURL(), `outpost_agent_mode{mode="procfs",reason="configured"}`, time.Time{}); !ok || v != 1 {
 		t.Fatalf("procfs mode not exported: %v %v", v, ok)
+	}
+	checkDocumented(t, d)
+}
+
+// checkDocumented fails when the tenant's store holds an agent metric
+// (outpost_…) that docs/agent-metrics.md does not list: the page is
+// checked against what real agents export.
+func checkDocumented(t *testing.T, d *Region) {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/agent-metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := os.ReadFile(d.QueryTokenFile())
+	req, _ := http.NewRequest("GET", d.APIURL()+"/api/v1/tenants/dev/prometheus/api/v1/label/__name__/values", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Data []string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range out.Data {
+		if !strings.HasPrefix(name, "outpost_") {
+			continue
+		}
+		for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && strings.Contains(string(doc), "`"+base+"`") {
+				name = base
+			}
+		}
+		n++
+		if !strings.Contains(string(doc), "`"+name+"`") && !strings.Contains(string(doc), "`"+name+"{") {
+			t.Errorf("the agents export %s; docs/agent-metrics.md does not list it", name)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no agent metrics in the store")
 	}
 }
