@@ -54,6 +54,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzWalkAgreesWithProtobuf$$' -fuzztime $(FUZZTIME) ./node/otlp/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/remotewrite/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./bpf/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseFormat$$' -fuzztime $(FUZZTIME) ./bpf/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTCP$$' -fuzztime $(FUZZTIME) ./agent/procfs/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./agent/procfs/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchFile$$' -fuzztime $(FUZZTIME) ./agent/export/
@@ -76,7 +77,6 @@ bench: build
 	$(GO) run ./bench/otlpbench -series 10000 -rounds 30 $$(command -v prometheus >/dev/null && echo -prometheus $$(command -v prometheus))
 	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3
 
-# Nothing is generated yet; the eBPF objects and protobuf code will be.
 # Rebuilds the eBPF objects, their Go bindings and the SHA-256 manifest
 # (bpf/gen.go) with the pinned toolchain: Debian 12's clang 14, llvm and
 # libbpf-dev (apt-get install clang llvm libbpf-dev).

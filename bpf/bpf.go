@@ -56,8 +56,9 @@ const (
 
 // Directions.
 const (
-	DirOut = 1 // this host connected
-	DirIn  = 2 // this host accepted
+	DirUnknown = 0 // established before the programs were attached (adopted)
+	DirOut     = 1 // this host connected
+	DirIn      = 2 // this host accepted
 )
 
 // Key names one connection: the kernel's socket address and when the
@@ -97,7 +98,15 @@ type Flow struct {
 	objs  flowObjects
 	links []link.Link
 	ring  *ringbuf.Reader
+	// missing names the optional tracepoints not attached, with why.
+	missing []string
 }
+
+// Missing names the optional tracepoints this kernel could not give the
+// observer (each with the reason): the counts they feed are absent
+// (sock_send_length/sock_recv_length: bytes; tcp_retransmit_skb:
+// retransmits; tcp_probe: RTT and cwnd).
+func (f *Flow) Missing() []string { return f.missing }
 
 // Load verifies the embedded object against the manifest, checks that it
 // is observe-only, loads it and attaches its programs to their
@@ -134,20 +143,35 @@ func Load(o Options) (*Flow, error) {
 	if err := spec.LoadAndAssign(&f.objs, nil); err != nil {
 		return nil, classify(err)
 	}
+	// inet_sock_set_state is required: without it there are no
+	// connections. The others are optional: a kernel without one (the
+	// sock_*_length tracepoints came in 6.3, tcp_probe's skaddr later)
+	// loses what it feeds, and the agent says so.
 	for _, tp := range []struct {
 		group, name string
 		prog        *ebpf.Program
+		required    bool
 	}{
-		{"sock", "inet_sock_set_state", f.objs.OnState},
-		{"sock", "sock_send_length", f.objs.OnSend},
-		{"sock", "sock_recv_length", f.objs.OnRecv},
-		{"tcp", "tcp_retransmit_skb", f.objs.OnRetransmit},
-		{"tcp", "tcp_probe", f.objs.OnProbe},
+		{"sock", "inet_sock_set_state", f.objs.OnState, true},
+		{"sock", "sock_send_length", f.objs.OnSend, false},
+		{"sock", "sock_recv_length", f.objs.OnRecv, false},
+		{"tcp", "tcp_retransmit_skb", f.objs.OnRetransmit, false},
+		{"tcp", "tcp_probe", f.objs.OnProbe, false},
 	} {
-		l, err := link.Tracepoint(tp.group, tp.name, tp.prog, nil)
+		err := checkLayout(tp.group, tp.name)
+		var l link.Link
+		if err == nil {
+			if l, err = link.Tracepoint(tp.group, tp.name, tp.prog, nil); err != nil {
+				err = attachError(tp.group, tp.name, err)
+			}
+		}
 		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("attach to tracepoint %s:%s: %w", tp.group, tp.name, classify(err))
+			if tp.required {
+				f.Close()
+				return nil, err
+			}
+			f.missing = append(f.missing, err.Error())
+			continue
 		}
 		f.links = append(f.links, l)
 	}
@@ -176,6 +200,19 @@ func classify(err error) error {
 	return err
 }
 
+// attachError says why a tracepoint attach failed. The kernel answers
+// EACCES when a program reads past the tracepoint's record (an older
+// layout), which is not a matter of privilege: the program loaded.
+func attachError(group, name string, err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: this kernel has no tracepoint %s:%s", ErrTracepoint, group, name)
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w: the kernel refused to attach to %s:%s (its record is shorter than the program reads: an older kernel): %v", ErrTracepoint, group, name, err)
+	}
+	return fmt.Errorf("attach to tracepoint %s:%s: %w", group, name, classify(err))
+}
+
 // Reason is the short reason an agent reports for running without eBPF.
 func Reason(err error) string {
 	switch {
@@ -189,6 +226,8 @@ func Reason(err error) string {
 		return "no privilege: run as root or grant CAP_BPF and CAP_PERFMON"
 	case errors.Is(err, ErrVerifier):
 		return "verifier refused: " + firstLine(err.Error())
+	case errors.Is(err, ErrTracepoint):
+		return firstLine(err.Error())
 	}
 	return firstLine(err.Error())
 }
@@ -281,9 +320,22 @@ func (f *Flow) Forget(k Key) error {
 	return err
 }
 
-// Losses are the kernel's losses by stage (LossStages), summed over CPUs.
+// Losses are the kernel's losses by stage (LossStages), summed over CPUs,
+// and "recursion": events the kernel skipped because another of the
+// programs was running on that CPU (the programs' recursion misses).
 func (f *Flow) Losses() (map[string]uint64, error) {
-	return perCPUCounters(f.objs.Losses, LossStages)
+	out, err := perCPUCounters(f.objs.Losses, LossStages)
+	if err != nil {
+		return nil, err
+	}
+	var missed uint64
+	for _, p := range []*ebpf.Program{f.objs.OnState, f.objs.OnSend, f.objs.OnRecv, f.objs.OnRetransmit, f.objs.OnProbe} {
+		if st, err := p.Stats(); err == nil {
+			missed += st.RecursionMisses
+		}
+	}
+	out["recursion"] = missed
+	return out, nil
 }
 
 // SeenKinds name the kernel's event counters.
@@ -326,10 +378,16 @@ func sum(per []flowConnStats) Stats {
 }
 
 func connOf(sk uint64, c flowConnInfo) Conn {
+	// A thread name is whatever its process set (prctl PR_SET_NAME): any
+	// bytes. Printable ASCII is kept, anything else becomes '?', so a
+	// label is always valid UTF-8.
 	comm := make([]byte, 0, len(c.Comm))
 	for _, b := range c.Comm {
 		if b == 0 {
 			break
+		}
+		if b < 0x20 || b > 0x7e {
+			b = '?'
 		}
 		comm = append(comm, byte(b))
 	}

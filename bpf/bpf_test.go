@@ -157,6 +157,9 @@ func loadOrSkip(t *testing.T) *Flow {
 		t.Fatalf("load as root: %v", err)
 	}
 	t.Cleanup(func() { f.Close() })
+	if m := f.Missing(); len(m) > 0 {
+		t.Fatalf("tracepoints not attached on this kernel: %v", m)
+	}
 	return f
 }
 
@@ -278,13 +281,13 @@ func TestParseEvent(t *testing.T) {
 	c[38] = DirOut
 	le.PutUint32(c[40:], 99)
 	le.PutUint64(c[56:], 7)
-	copy(c[72:], "curl")
+	copy(c[72:], "cu\xffl")
 	e, err := ParseEvent(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if e.Type != EventClosed || e.Conn.Key != (Key{Sk: 0xffff0000deadbeef, Gen: 7}) || e.Conn.Local.String() != "127.0.0.1:40000" ||
-		e.Conn.Remote.String() != "10.1.2.3:443" || e.Conn.PID != 99 || e.Conn.Comm != "curl" || e.AtNs != 42 {
+		e.Conn.Remote.String() != "10.1.2.3:443" || e.Conn.PID != 99 || e.Conn.Comm != "cu?l" || e.AtNs != 42 {
 		t.Fatalf("parsed %+v", e)
 	}
 	for _, bad := range [][]byte{nil, b[:eventSize-1]} {

@@ -244,10 +244,16 @@ func TestAgentFailoverMidTransferAddsUp(t *testing.T) {
 			t.Fatalf("the agent did not fail over from %s: %+v", from, a.Status())
 		}
 	}
+	afterFailover := time.Now()
+	time.Sleep(2 * time.Second) // exports to the new node
 	if err := d.StartNode(from); err != nil {
 		t.Fatal(err)
 	}
 	waitValue(t, d, other, "sum(outpost_flow_sent_bytes_total"+sel+")", time.Time{}, first+second)
+	// The exports of the failover itself arrived (the value at a time
+	// between the failover and the restart), and none was dropped.
+	waitValue(t, d, other, "sum(outpost_flow_sent_bytes_total"+sel+")", afterFailover.Add(2*time.Second), first+second)
+	waitValue(t, d, other, "sum(outpost_agent_export_dropped_batches_total)", time.Time{}, 0)
 }
 
 // liveNodeAPI is the API URL of a running node other than not.

@@ -82,6 +82,7 @@ func (c *counters) add(o *counters) {
 	c.Closed += o.Closed
 	c.Sent += o.Sent
 	c.Recv += o.Recv
+	c.Established += o.Established
 	c.Retransmits += o.Retransmits
 	c.DurationSum += o.DurationSum
 	c.RTT.add(o.RTT)
@@ -91,7 +92,9 @@ func (c *counters) add(o *counters) {
 	}
 }
 
-func (c *counters) bytes() uint64 { return c.Sent + c.Recv }
+// score ranks flows for the budget: bytes, or in procfs mode (no bytes)
+// open connections.
+func (c *counters) score() uint64 { return c.Sent + c.Recv + uint64(max(c.Established, 0)) }
 
 // series is an exported flow: cumulative counters since Start.
 type series struct {
@@ -105,19 +108,29 @@ type series struct {
 // plus the other bucket. Each interval the flows are ranked by bytes; the
 // top max are kept exactly (a kept flow stays kept while it is among
 // them, or while it has room), and the rest add to "other", counted in
-// folded. Totals over all series and other are exact.
+// folded. A kept flow that is evicted leaves a tombstone with its
+// totals: if it comes back it goes on from them, so its counter never
+// goes back (what it carried meanwhile is in other). Totals over all
+// series, tombstones and other are exact; only when more than
+// tombstoneFactor×max flows were evicted does the oldest tombstone go,
+// and that flow, if it returns, starts again from zero with a new start
+// time.
 type aggregator struct {
 	max     int
 	pending map[FlowKey]*counters
 	series  map[FlowKey]*series
+	tombs   map[FlowKey]*series
 	other   *series
 	folded  uint64 // flow-intervals folded into other
 	start   time.Time
 }
 
+// tombstoneFactor bounds the tombstones: max×tombstoneFactor flows.
+const tombstoneFactor = 4
+
 func newAggregator(max int, now time.Time) *aggregator {
 	return &aggregator{max: max, pending: map[FlowKey]*counters{}, series: map[FlowKey]*series{},
-		other: &series{Start: now}, start: now}
+		tombs: map[FlowKey]*series{}, other: &series{Start: now}, start: now}
 }
 
 // at returns the pending counters of k.
@@ -137,8 +150,9 @@ func (g *aggregator) flush(now time.Time) {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b FlowKey) int {
-		return cmp.Or(cmp.Compare(g.pending[b].bytes(), g.pending[a].bytes()), compareKeys(a, b))
+		return cmp.Or(cmp.Compare(g.pending[b].score(), g.pending[a].score()), compareKeys(a, b))
 	})
+	g.other.Established = 0 // a gauge: this interval's folded flows
 	top := keys[:min(len(keys), g.max)]
 	inTop := make(map[FlowKey]bool, len(top))
 	for _, k := range top {
@@ -151,7 +165,11 @@ func (g *aggregator) flush(now time.Time) {
 			if len(g.series) >= g.max {
 				g.evict(inTop)
 			}
-			s = &series{Start: now}
+			if s = g.tombs[k]; s != nil {
+				delete(g.tombs, k)
+			} else {
+				s = &series{Start: now}
+			}
 			g.series[k] = s
 		}
 		if s == nil {
@@ -162,7 +180,7 @@ func (g *aggregator) flush(now time.Time) {
 		}
 		s.add(d)
 		s.Established = d.Established
-		s.recent, s.lastSeen = d.bytes(), now
+		s.recent, s.lastSeen = d.score(), now
 	}
 	// A procfs gauge of a flow with no open connection now is zero.
 	for k, s := range g.series {
@@ -187,8 +205,21 @@ func (g *aggregator) evict(inTop map[FlowKey]bool) {
 			victim, vs = k, s
 		}
 	}
-	if vs != nil {
-		delete(g.series, victim)
+	if vs == nil {
+		return
+	}
+	delete(g.series, victim)
+	vs.Established, vs.recent = 0, 0
+	g.tombs[victim] = vs
+	if len(g.tombs) > tombstoneFactor*g.max {
+		var oldest FlowKey
+		var os *series
+		for k, s := range g.tombs {
+			if os == nil || s.lastSeen.Before(os.lastSeen) || s.lastSeen.Equal(os.lastSeen) && compareKeys(k, oldest) < 0 {
+				oldest, os = k, s
+			}
+		}
+		delete(g.tombs, oldest)
 	}
 }
 

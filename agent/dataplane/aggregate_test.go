@@ -59,6 +59,52 @@ func TestTopKKeptExactlyRestFolded(t *testing.T) {
 	if len(g.series) != k {
 		t.Fatalf("%d flows kept after eviction, want %d", len(g.series), k)
 	}
+	total += 1 + 1<<30
+
+	// The evicted flow comes back on top: it goes on from its totals
+	// (its counter never goes back), and everything still adds up.
+	var evicted FlowKey
+	for k := range g.tombs {
+		evicted = k
+	}
+	before := g.tombs[evicted].Sent
+	g.at(evicted).Sent = 1 << 40
+	g.flush(now.Add(2 * time.Second))
+	total += 1 << 40
+	if s := g.series[evicted]; s == nil || s.Sent != before+1<<40 {
+		t.Fatalf("a returning flow restarted: %+v, want %d", s, before+1<<40)
+	}
+	sum = g.other.Sent
+	for _, s := range g.series {
+		sum += s.Sent
+	}
+	for _, s := range g.tombs {
+		sum += s.Sent
+	}
+	if sum != total {
+		t.Fatalf("series + tombstones + other = %d bytes, want %d", sum, total)
+	}
+}
+
+// TestProcfsFlowsRankedByOpenConnections: in procfs mode (no bytes) the
+// budget keeps the flows with most open connections, and other reports
+// the folded flows' open connections of this interval, not a sum over
+// intervals.
+func TestProcfsFlowsRankedByOpenConnections(t *testing.T) {
+	now := time.Unix(1000, 0)
+	g := newAggregator(2, now)
+	for round := range 2 {
+		for i := 1; i <= 5; i++ {
+			g.at(flowTo(i)).Established = int64(i)
+		}
+		g.flush(now.Add(time.Duration(round) * time.Second))
+		if g.series[flowTo(5)] == nil || g.series[flowTo(4)] == nil || g.series[flowTo(5)].Established != 5 {
+			t.Fatalf("round %d: kept %v, want the flows with 5 and 4 connections", round, g.series)
+		}
+		if g.other.Established != 1+2+3 {
+			t.Fatalf("round %d: other has %d open connections, want 6", round, g.other.Established)
+		}
+	}
 }
 
 func TestHistogramBuckets(t *testing.T) {

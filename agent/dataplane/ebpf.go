@@ -64,10 +64,13 @@ func (s *ebpfSource) readRing() {
 	}
 }
 
-// key is the exported flow of a connection.
+// key is the exported flow of a connection. A connection adopted from
+// before the agent started has no recorded direction: the end with the
+// lower port is taken for the server (ephemeral ports are high).
 func key(c bpf.Conn) FlowKey {
 	k := FlowKey{Local: c.Local.Addr(), Remote: c.Remote.Addr(), Comm: c.Comm}
-	if c.Dir == bpf.DirIn {
+	in := c.Dir == bpf.DirIn || c.Dir == bpf.DirUnknown && c.Local.Port() < c.Remote.Port()
+	if in {
 		k.Dir, k.Port = "in", c.Local.Port()
 	} else {
 		k.Dir, k.Port = "out", c.Remote.Port()
@@ -81,6 +84,9 @@ func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
 	defer s.mu.Unlock()
 	switch e.Type {
 	case bpf.EventEstablished:
+		if _, ok := s.done[e.Conn.Key]; ok {
+			return // a poll finished it already
+		}
 		t := s.table[e.Conn.Key]
 		if t == nil {
 			t = &tracked{}
@@ -88,12 +94,12 @@ func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
 		}
 		t.learn(e.Conn)
 		t.connect = time.Duration(e.ConnectNs)
-		if t.counted {
-			// A poll found the connection before its event came.
-			s.attribute(g, t)
-		}
 	case bpf.EventFailed:
+		if _, ok := s.done[e.Conn.Key]; ok {
+			return
+		}
 		delete(s.table, e.Conn.Key)
+		delete(s.gone, e.Conn.Key)
 		k := key(e.Conn)
 		k.Dir = "out"
 		g.at(k).Failed++
@@ -107,12 +113,10 @@ func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
 			t = &tracked{}
 		}
 		t.learn(e.Conn)
-		st, ok, err := s.f.StatsOf(e.Conn.Key)
-		if err == nil && ok {
-			s.account(g, t, st)
-		} else {
-			s.attribute(g, t)
+		if st, ok, err := s.f.StatsOf(e.Conn.Key); err == nil && ok {
+			s.account(g, t, st, true)
 		}
+		s.attribute(g, t)
 		c := g.at(key(t.conn))
 		c.Closed++
 		if e.Conn.EstablishedNs > 0 && e.AtNs > e.Conn.EstablishedNs {
@@ -135,10 +139,18 @@ func (t *tracked) learn(c bpf.Conn) {
 	t.conn = c
 }
 
+// stateEstablished is the kernel's TCP_ESTABLISHED, as conn_info.state
+// holds it from the handshake's end to the close.
+const stateEstablished = 1
+
 // attribute counts t's connection and connect latency once, under the
-// flow it has by now (a passive open learns its process at its first
-// read or write).
+// flow it has by now. Only an established connection counts: a connect
+// still in SYN_SENT (its SYN retransmitted, so it has counters) may yet
+// fail, and is counted as failed then.
 func (s *ebpfSource) attribute(g *aggregator, t *tracked) {
+	if t.conn.State != stateEstablished {
+		return
+	}
 	c := g.at(key(t.conn))
 	if !t.counted {
 		t.counted = true
@@ -150,8 +162,18 @@ func (s *ebpfSource) attribute(g *aggregator, t *tracked) {
 	}
 }
 
+// unsettled reports whether t's flow may still change: a passive open
+// whose process has not been learnt (it is learnt at the socket's first
+// read or write; the kernel may count an RTT sample or a retransmit on
+// it before). Its counts wait, so one connection is never split between
+// two flows, unless final (it closed: counted where it is).
+func unsettled(t *tracked) bool { return t.conn.Dir != bpf.DirOut && t.conn.Comm == "" }
+
 // account adds what t's counters gained since the last read.
-func (s *ebpfSource) account(g *aggregator, t *tracked, st bpf.Stats) {
+func (s *ebpfSource) account(g *aggregator, t *tracked, st bpf.Stats, final bool) {
+	if !final && unsettled(t) {
+		return
+	}
 	s.attribute(g, t)
 	c := g.at(key(t.conn))
 	c.Sent += sub(st.BytesSent, t.last.BytesSent)
@@ -178,15 +200,19 @@ func sub(a, b uint64) uint64 {
 // missed, adds every connection's new counters, and finishes counters
 // left by connections whose close it never saw.
 func (s *ebpfSource) poll(g *aggregator) error {
-	// Counters first, connections second: a passive open's process is
-	// learnt in the kernel before its first counter exists, so every
-	// connection with counters is read with its process.
+	// Counters first, connections second: a connection whose counters
+	// were read is then read with what the kernel knew of it by then (its
+	// process, when it has read or written). A passive open read before
+	// that waits (unsettled).
 	stats := map[bpf.Key]bpf.Stats{}
 	if err := s.f.Stats(func(k bpf.Key, st bpf.Stats) { stats[k] = st }); err != nil {
 		return err
 	}
 	live := map[bpf.Key]bpf.Conn{}
 	if err := s.f.Conns(func(c bpf.Conn) { live[c.Key] = c }); err != nil {
+		// An iteration the kernel's deletions cut short leaves connections
+		// unseen: with them taken for closed, a live one would be
+		// finished. Nothing is decided this poll; the next reads again.
 		return err
 	}
 	s.mu.Lock()
@@ -209,7 +235,7 @@ func (s *ebpfSource) poll(g *aggregator) error {
 	for k, st := range stats {
 		if t := s.table[k]; t != nil {
 			if _, ok := live[k]; ok {
-				s.account(g, t, st)
+				s.account(g, t, st, false)
 			}
 			// A connection the kernel closed is accounted by its close
 			// event (or below, if that was lost), with what the event
@@ -240,10 +266,16 @@ func (s *ebpfSource) poll(g *aggregator) error {
 			continue
 		}
 		if st, ok := stats[k]; ok {
-			s.account(g, t, st)
+			s.account(g, t, st, true)
 		}
-		s.attribute(g, t)
-		g.at(key(t.conn)).Closed++
+		if t.conn.State == stateEstablished {
+			s.attribute(g, t)
+			g.at(key(t.conn)).Closed++
+		} else {
+			fk := key(t.conn)
+			fk.Dir = "out"
+			g.at(fk).Failed++
+		}
 		s.finish(k, now)
 	}
 	return nil
@@ -267,6 +299,11 @@ func (s *ebpfSource) losses() map[string]uint64 {
 	}
 	out["queue"] = s.queueLost.Load()
 	out["parse"] = s.parseErrs.Load()
+	// Sends and receives on connections the agent never saw established
+	// (they predate it): their bytes are in no flow.
+	if seen, err := s.f.Seen(); err == nil {
+		out["untracked"] = seen["untracked"]
+	}
 	return out
 }
 

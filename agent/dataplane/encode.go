@@ -3,6 +3,7 @@ package dataplane
 import (
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -52,10 +53,14 @@ func (b *builder) metric(name, unit, desc string, data func() *metricspb.Metric)
 	return m
 }
 
+// attrs are string attributes; a value that is not valid UTF-8 (it may
+// come from the host: a process name, a probe's error) is repaired, since
+// one such string would fail the whole export's encoding.
 func attrs(kv ...string) []*commonpb.KeyValue {
 	out := make([]*commonpb.KeyValue, 0, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
-		out = append(out, &commonpb.KeyValue{Key: kv[i], Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: kv[i+1]}}})
+		v := strings.ToValidUTF8(kv[i+1], "?")
+		out = append(out, &commonpb.KeyValue{Key: kv[i], Value: &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}})
 	}
 	return out
 }

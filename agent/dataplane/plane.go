@@ -14,7 +14,10 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -91,6 +94,8 @@ type Plane struct {
 	agg     *aggregator
 	lastErr error
 
+	encodeErrs atomic.Uint64 // exports that could not be encoded (lost)
+
 	stop   context.CancelFunc
 	polls  sync.WaitGroup // the poll loop
 	events sync.WaitGroup // the ring reader and the drain
@@ -128,6 +133,7 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 	if cfg.Mode == ModeProcfs {
 		p.mode, p.reason = ModeProcfs, "configured"
 	} else {
+		mountTracefs(p.logger)
 		f, err := cfg.Load(bpf.Options{MaxConns: cfg.MaxConns})
 		if err != nil {
 			p.mode, p.reason = ModeProcfs, bpf.Reason(err)
@@ -139,6 +145,10 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 				"reason", p.reason)
 		} else {
 			p.mode, p.flow, p.eb = ModeEBPF, f, newEBPFSource(f, cfg.Logger)
+			if missing := f.Missing(); len(missing) > 0 {
+				p.reason = "partial: " + strings.Join(missing, "; ")
+				p.logger.Warn("some tracepoints are not usable on this kernel; what they feed is not reported", "missing", missing)
+			}
 		}
 	}
 	if p.mode == ModeProcfs {
@@ -156,7 +166,23 @@ func Start(ctx context.Context, cfg Config) (*Plane, error) {
 	return p, nil
 }
 
-// Mode is ebpf or procfs, and the reason for procfs.
+// mountTracefs mounts tracefs where the kernel's tracepoints are found,
+// when it is not mounted and this process may: the programs cannot be
+// attached without it.
+func mountTracefs(logger *slog.Logger) {
+	const dir = "/sys/kernel/tracing"
+	if _, err := os.Stat(dir + "/events"); err == nil || os.Geteuid() != 0 {
+		return
+	}
+	if err := syscall.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		logger.Warn("tracefs is not mounted and mounting it failed; eBPF tracepoints cannot be attached", "dir", dir, "err", err)
+		return
+	}
+	logger.Info("mounted tracefs", "dir", dir)
+}
+
+// Mode is ebpf or procfs, and the reason for procfs (or, in ebpf mode,
+// the tracepoints this kernel could not give).
 func (p *Plane) Mode() (mode, reason string) { return p.mode, p.reason }
 
 // drain applies queued ring buffer events until the ring is closed.
@@ -234,7 +260,7 @@ func (p *Plane) Export(now time.Time, resource map[string]string, probes []probe
 	b.counter("outpost.agent.flows_folded", "{flow}", "Flow intervals folded into the other flow by the max_flows budget.", p.start, float64(folded), nil)
 	b.gauge("outpost.agent.flows", "{flow}", "Flows exported on their own (at most max_flows).", float64(flows), nil)
 	for _, stage := range sortedKeys(h.Losses) {
-		b.counter("outpost.agent.losses", "{event}", "Events lost, by stage: ringbuf (kernel ring buffer full), conns_full and stats_full (kernel tables full), queue (agent's event queue full), parse.",
+		b.counter("outpost.agent.losses", "{event}", "Events lost, by stage: ringbuf (kernel ring buffer full), conns_full and stats_full (kernel tables full), recursion (skipped by the kernel while another program ran), queue (agent's event queue full), parse, untracked (sends and receives on connections that predate the agent), encode (exports that could not be encoded).",
 			p.start, float64(h.Losses[stage]), attrs("stage", stage))
 	}
 	if p.eb != nil {
@@ -267,7 +293,11 @@ func (p *Plane) Export(now time.Time, resource map[string]string, probes []probe
 	for _, k := range sortedKeys(resource) {
 		res = append(res, attrs(k, resource[k])...)
 	}
-	return b.encode(res)
+	out, err := b.encode(res)
+	if err != nil {
+		p.encodeErrs.Add(1)
+	}
+	return out, err
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -284,6 +314,9 @@ func (p *Plane) Health() Health {
 	h := Health{Mode: p.mode, Reason: p.reason, Since: p.start, CPUSeconds: cpuSeconds(), MemoryBytes: rssBytes(), Losses: map[string]uint64{}}
 	if p.eb != nil {
 		h.Losses = p.eb.losses()
+	}
+	h.Losses["encode"] = p.encodeErrs.Load()
+	if p.eb != nil {
 		for _, v := range p.eb.seen() {
 			h.Events += v
 		}

@@ -6,12 +6,15 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	metricspb "go.opentelemetry.io/proto/otlp/metrics/v1"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -350,5 +353,166 @@ func TestProcfsFallbackWhenLoadFails(t *testing.T) {
 	}
 	if _, ok := point(ms, mSent, nil); ok {
 		t.Error("procfs mode reported bytes it cannot know")
+	}
+}
+
+// TestFailedConnectIsNotAConnection: a connect to a host that drops
+// every packet retransmits its SYN (so the kernel keeps counters for it)
+// and times out; polls during the attempt do not count it as a
+// connection, and it is counted as a failed connect.
+func TestFailedConnectIsNotAConnection(t *testing.T) {
+	needRoot(t)
+	if err := netlab.Available(); err != nil {
+		t.Skipf("netlab: %v", err)
+	}
+	ctx := context.Background()
+	lab, err := netlab.New(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lab.Close() })
+	if err := lab.Isolate(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	p := startPlane(t, Config{Mode: ModeEBPF, PollInterval: time.Minute})
+	dctx, cancel := context.WithTimeout(ctx, 3500*time.Millisecond)
+	defer cancel()
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := lab.DialFrom(dctx, 2, "tcp4", netlab.Addr(1)+":9")
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	out := map[string]string{"direction": "out", "port": "9", "remote_addr": netlab.Addr(1)}
+	for range 3 { // polls while the SYN is retransmitted
+		time.Sleep(time.Second)
+		if _, err := p.Export(time.Now(), nil, nil, ExportStats{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-dialed; err == nil {
+		t.Fatal("the connect through an isolated host succeeded")
+	}
+	var ms []*metricspb.Metric
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		b, err := p.Export(time.Now(), nil, nil, ExportStats{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = decode(t, b)
+		if f, _ := point(ms, mFailed, out); f == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if f, _ := point(ms, mFailed, out); f != 1 {
+		t.Errorf("failed connects %v, want 1", f)
+	}
+	if c, _ := point(ms, mConnections, out); c != 0 {
+		t.Errorf("a failed connect counted as %v connections", c)
+	}
+}
+
+// TestHostileProcessNameDoesNotStopExports: a thread named with bytes
+// that are not UTF-8 opens a connection; exports still encode, the name
+// repaired.
+func TestHostileProcessNameDoesNotStopExports(t *testing.T) {
+	needRoot(t)
+	p := startPlane(t, Config{Mode: ModeEBPF, PollInterval: time.Minute})
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go serve(ln, 10, 1)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the renamed thread ends with this goroutine
+		name := []byte("\xff\xfebad\x00")
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+			done <- err
+			return
+		}
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			done <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Write(make([]byte, 10))
+		if err == nil {
+			_, err = io.CopyN(io.Discard, c, 1)
+		}
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		b, err := p.Export(time.Now(), nil, nil, ExportStats{})
+		if err != nil {
+			t.Fatalf("an export failed over a hostile process name: %v", err)
+		}
+		if v, _ := point(decode(t, b), mSent, map[string]string{"direction": "out", "port": port, "comm": "??bad"}); v == 10 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flow of the renamed thread was not exported under the repaired name ??bad")
+		}
+	}
+}
+
+// TestConnectionFromBeforeTheAgentIsAdopted: a connection established
+// before the programs were attached is adopted at its first received
+// segment (on loopback the peer's ACK arrives inside the sender's
+// sendmsg, before the send is traced, so nothing is missed), and its
+// bytes are counted on its flow, the end with the lower port taken for
+// the server. (Sends traced before adoption count as the untracked loss
+// stage: see TestEBPFCountsLoopbackFlows for the stages.)
+func TestConnectionFromBeforeTheAgentIsAdopted(t *testing.T) {
+	needRoot(t)
+	var ln net.Listener
+	for port := 900; port < 1000 && ln == nil; port++ {
+		ln, _ = net.Listen("tcp4", "127.0.0.1:"+strconv.Itoa(port))
+	}
+	if ln == nil {
+		t.Fatal("no free port in 900-999")
+	}
+	defer ln.Close()
+	const n = 77_777
+	go serve(ln, 1+n, 1)
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := startPlane(t, Config{Mode: ModeEBPF, PollInterval: time.Minute})
+	if _, err := c.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.CopyN(io.Discard, c, 1); err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	out := map[string]string{"direction": "out", "port": port, "remote_addr": "127.0.0.1"}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		b, err := p.Export(time.Now(), nil, nil, ExportStats{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms := decode(t, b)
+		sent, _ := point(ms, mSent, out)
+		recv, _ := point(ms, mReceived, map[string]string{"direction": "in", "port": port})
+		if sent == n+1 && recv == n+1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adopted connection: client sent %v, server received %v; want %d", sent, recv, n+1)
+		}
 	}
 }

@@ -12,7 +12,10 @@
 // connect). Every loss is counted in `losses` by stage.
 //
 // Tracepoint argument layouts follow the format files under
-// /sys/kernel/tracing/events/{sock,tcp}/*/format (stable since 5.x).
+// /sys/kernel/tracing/events/{sock,tcp}/*/format as of Linux 6.x;
+// bpf/format.go compares them with the running kernel's before each
+// attach, and a tracepoint whose layout differs (or that is missing:
+// sock_*_length came in 6.3) is not attached, said by the agent.
 
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -24,12 +27,15 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
+#define E2BIG 7
 
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 
+#define DIR_UNKNOWN 0 // adopted: established before the agent started
 #define DIR_OUT 1
 #define DIR_IN 2
 
@@ -344,7 +350,7 @@ int on_send(struct sock_length_args *a)
 SEC("tracepoint/sock/sock_recv_length")
 int on_recv(struct sock_length_args *a)
 {
-	if (a->protocol != IPPROTO_TCP || a->ret <= 0 || (a->flags & MSG_PEEK))
+	if (a->protocol != IPPROTO_TCP || a->ret <= 0 || (a->flags & (MSG_PEEK | MSG_ERRQUEUE)))
 		return 0;
 	__u64 sk = (__u64)a->sk;
 	learn_owner(sk);
@@ -363,12 +369,41 @@ int on_retransmit(struct tcp_retransmit_skb_args *a)
 	return 0;
 }
 
+// adopt records a connection established before the programs were
+// attached, from the first segment it receives: tcp_probe carries its
+// addresses (as sockaddr_in or sockaddr_in6). Its direction is unknown
+// here; userspace infers it.
+static __always_inline void adopt(struct tcp_probe_args *a, __u64 sk)
+{
+	if (a->family != AF_INET && a->family != AF_INET6)
+		return;
+	struct conn_info n = {};
+	n.family = a->family;
+	n.sport = a->sport;
+	n.dport = a->dport;
+	if (a->family == AF_INET) {
+		__builtin_memcpy(n.saddr, a->saddr + 4, 4);
+		__builtin_memcpy(n.daddr, a->daddr + 4, 4);
+	} else {
+		__builtin_memcpy(n.saddr, a->saddr + 8, 16);
+		__builtin_memcpy(n.daddr, a->daddr + 8, 16);
+	}
+	n.dir = DIR_UNKNOWN;
+	n.state = TCP_ESTABLISHED;
+	n.gen = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&conns, &sk, &n, BPF_NOEXIST) == -E2BIG)
+		count(&losses, LOSS_CONNS_FULL);
+}
+
 SEC("tracepoint/tcp/tcp_probe")
 int on_probe(struct tcp_probe_args *a)
 {
+	__u64 sk = (__u64)a->skaddr;
+	if (!bpf_map_lookup_elem(&conns, &sk))
+		adopt(a, sk);
 	if (a->srtt == 0)
 		return 0;
-	struct conn_stats *s = stats_of((__u64)a->skaddr, SEEN_PROBE);
+	struct conn_stats *s = stats_of(sk, SEEN_PROBE);
 	if (!s)
 		return 0;
 	s->srtt_sum_us += a->srtt;

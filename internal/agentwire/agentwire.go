@@ -217,6 +217,7 @@ var guarded = []guardRule{
 	{"cloud metadata", netip.MustParsePrefix("169.254.169.254/32")},
 	{"cloud metadata", netip.MustParsePrefix("fd00:ec2::254/128")},
 	{"cloud metadata", netip.MustParsePrefix("100.100.100.200/32")}, // Alibaba Cloud
+	{"cloud metadata", netip.MustParsePrefix("168.63.129.16/32")},   // Azure WireServer
 	{"loopback", netip.MustParsePrefix("127.0.0.0/8")},
 	{"loopback", netip.MustParsePrefix("::1/128")},
 	{"link-local", netip.MustParsePrefix("169.254.0.0/16")},
@@ -227,6 +228,13 @@ var guarded = []guardRule{
 	{"multicast", netip.MustParsePrefix("224.0.0.0/4")},
 	{"multicast", netip.MustParsePrefix("ff00::/8")},
 }
+
+// Prefixes that embed an IPv4 address: NAT64 (RFC 6052, RFC 8215) and 6to4.
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+)
 
 // metadataNames are host names of cloud metadata services; each counts
 // as the metadata address 169.254.169.254.
@@ -328,6 +336,27 @@ func GuardRule(addr netip.Addr, allow []netip.Prefix) string {
 	}
 	if allowed(addr, allow) {
 		return ""
+	}
+	// An IPv4 address inside a NAT64 (RFC 6052 well-known and local-use
+	// prefixes) or 6to4 address reaches that IPv4 host through a
+	// translator: it is guarded as the IPv4 address it embeds.
+	if addr.Is6() {
+		b := addr.As16()
+		var v4 netip.Addr
+		switch {
+		case nat64.Contains(addr), nat64Local.Contains(addr):
+			v4 = netip.AddrFrom4([4]byte(b[12:16]))
+		case sixToFour.Contains(addr):
+			v4 = netip.AddrFrom4([4]byte(b[2:6]))
+		}
+		if v4.IsValid() {
+			if allowed(v4, allow) {
+				return ""
+			}
+			if rule := GuardRule(v4, allow); rule != "" {
+				return rule + " (embedded in " + addr.String() + ")"
+			}
+		}
 	}
 	for _, g := range guarded {
 		if g.prefix.Contains(addr) {

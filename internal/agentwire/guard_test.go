@@ -258,3 +258,24 @@ func FuzzGuardHost(f *testing.F) {
 		}
 	})
 }
+
+// TestGuardEmbeddedIPv4: a NAT64 or 6to4 address embedding a guarded IPv4
+// address is refused with the IPv4 rule; the allowance of the IPv4 range
+// lets it through; Azure's WireServer is a metadata address.
+func TestGuardEmbeddedIPv4(t *testing.T) {
+	for addr, want := range map[string]string{
+		"64:ff9b::a9fe:a9fe":   "cloud metadata 169.254.169.254/32 (embedded in 64:ff9b::a9fe:a9fe)",
+		"64:ff9b:1::7f00:1":    "loopback 127.0.0.0/8 (embedded in 64:ff9b:1::7f00:1)",
+		"2002:a9fe:a9fe::1":    "cloud metadata 169.254.169.254/32 (embedded in 2002:a9fe:a9fe::1)",
+		"64:ff9b::a00:5":       "",
+		"168.63.129.16":        "cloud metadata 168.63.129.16/32",
+		"::ffff:168.63.129.16": "cloud metadata 168.63.129.16/32",
+	} {
+		if got := GuardRule(netip.MustParseAddr(addr), nil); got != want {
+			t.Errorf("GuardRule(%s) = %q, want %q", addr, got, want)
+		}
+	}
+	if got := GuardRule(netip.MustParseAddr("64:ff9b::7f00:1"), []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}); got != "" {
+		t.Errorf("allowed loopback embedded in NAT64 refused: %q", got)
+	}
+}
