@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -263,14 +264,26 @@ func (f *Flow) Close() error {
 	return errors.Join(errs...)
 }
 
+// EventLatency bounds how long an event waits in the ring buffer: the
+// programs submit without waking the reader (a wakeup per event cost
+// more than the event) until a quarter of the ring is used, and the
+// reader looks at least this often.
+const EventLatency = 250 * time.Millisecond
+
 // ReadEvent blocks for the next ring buffer event; after Close it
 // returns an error wrapping ringbuf.ErrClosed (see Closed).
 func (f *Flow) ReadEvent() (Event, error) {
-	rec, err := f.ring.Read()
-	if err != nil {
-		return Event{}, err
+	for {
+		f.ring.SetDeadline(time.Now().Add(EventLatency))
+		rec, err := f.ring.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			return Event{}, err
+		}
+		return ParseEvent(rec.RawSample)
 	}
-	return ParseEvent(rec.RawSample)
 }
 
 // Closed reports whether err says the ring buffer was closed.
@@ -318,6 +331,26 @@ func (f *Flow) Forget(k Key) error {
 		return nil
 	}
 	return err
+}
+
+// ForgetAll deletes finished connections' counters, in one batch where
+// the kernel allows it.
+func (f *Flow) ForgetAll(keys []Key) error {
+	ks := make([]flowConnKey, len(keys))
+	for i, k := range keys {
+		ks[i] = flowConnKey{Sk: k.Sk, Gen: k.Gen}
+	}
+	if n, err := f.objs.Stats.BatchDelete(ks, nil); err == nil && n == len(ks) {
+		return nil
+	}
+	// A key already gone stops a batch: delete one by one.
+	var errs []error
+	for _, k := range keys {
+		if err := f.Forget(k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Losses are the kernel's losses by stage (LossStages), summed over CPUs,

@@ -41,6 +41,7 @@ var allowedHelpers = map[asm.BuiltinFunc]bool{
 	asm.FnKtimeGetNs: true, asm.FnGetCurrentPidTgid: true, asm.FnGetCurrentCgroupId: true,
 	asm.FnGetCurrentComm: true, asm.FnGetSmpProcessorId: true,
 	asm.FnRingbufReserve: true, asm.FnRingbufSubmit: true, asm.FnRingbufDiscard: true, asm.FnRingbufOutput: true,
+	asm.FnRingbufQuery: true,
 }
 
 // CheckObserveOnly refuses a collection that holds anything but

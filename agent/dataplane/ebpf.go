@@ -25,23 +25,28 @@ type ebpfSource struct {
 
 	mu    sync.Mutex // guards what follows, and the aggregator's pending map
 	table map[bpf.Key]*tracked
-	gone  map[bpf.Key]bool      // not in the kernel's table at the last poll
+	gone  map[bpf.Key]time.Time // since when not in the kernel's table
 	done  map[bpf.Key]time.Time // finished by a poll; a late close event is ignored
+	// forget are the counters of finished connections, deleted from the
+	// kernel's table in one call at the end of the poll.
+	forget []bpf.Key
 }
 
 // tracked is a connection the agent has seen, with its counters at the
 // last read.
 type tracked struct {
-	conn    bpf.Conn
-	last    bpf.Stats
-	counted bool          // its connection was attributed
-	connect time.Duration // its connect latency, from its established event
-	timed   bool          // the latency was attributed
+	conn     bpf.Conn
+	last     bpf.Stats
+	counted  bool          // its connection was attributed
+	connect  time.Duration // its connect latency, from its established event
+	timed    bool          // the latency was attributed
+	closed   bool          // its close event came; the next poll finishes it
+	lifetime time.Duration // established to closed, from the close event
 }
 
 func newEBPFSource(f *bpf.Flow, logger *slog.Logger) *ebpfSource {
 	return &ebpfSource{f: f, logger: logger, events: make(chan bpf.Event, queueLen), table: map[bpf.Key]*tracked{},
-		gone: map[bpf.Key]bool{}, done: map[bpf.Key]time.Time{}}
+		gone: map[bpf.Key]time.Time{}, done: map[bpf.Key]time.Time{}}
 }
 
 // readRing moves ring buffer events to the queue until the ring closes.
@@ -103,28 +108,31 @@ func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
 		k := key(e.Conn)
 		k.Dir = "out"
 		g.at(k).Failed++
-		_ = s.f.Forget(e.Conn.Key)
+		s.forget = append(s.forget, e.Conn.Key)
 	case bpf.EventClosed:
 		if _, ok := s.done[e.Conn.Key]; ok {
 			return
 		}
+		// Finished now, so its counters leave the kernel's table at
+		// once (a churn of connections would fill it in a poll's time).
 		t := s.table[e.Conn.Key]
 		if t == nil {
 			t = &tracked{}
 		}
 		t.learn(e.Conn)
-		if st, ok, err := s.f.StatsOf(e.Conn.Key); err == nil && ok {
-			s.account(g, t, st, true)
-		}
-		s.attribute(g, t)
-		c := g.at(key(t.conn))
-		c.Closed++
+		t.closed = true
 		if e.Conn.EstablishedNs > 0 && e.AtNs > e.Conn.EstablishedNs {
-			c.DurationSum += time.Duration(e.AtNs - e.Conn.EstablishedNs).Seconds()
+			t.lifetime = time.Duration(e.AtNs - e.Conn.EstablishedNs)
 		}
-		delete(s.table, e.Conn.Key)
-		delete(s.gone, e.Conn.Key)
-		_ = s.f.Forget(e.Conn.Key)
+		var st *bpf.Stats
+		if got, ok, err := s.f.StatsOf(e.Conn.Key); err == nil && ok {
+			st = &got
+		}
+		s.close(g, e.Conn.Key, t, st, time.Now())
+		if len(s.forget) > 0 {
+			_ = s.f.ForgetAll(s.forget)
+			s.forget = s.forget[:0]
+		}
 	}
 }
 
@@ -199,22 +207,35 @@ func sub(a, b uint64) uint64 {
 // poll reads the kernel's tables: it learns connections whose events it
 // missed, adds every connection's new counters, and finishes counters
 // left by connections whose close it never saw.
-func (s *ebpfSource) poll(g *aggregator) error {
+// snapshot is one read of the kernel's tables.
+type snapshot struct {
+	stats map[bpf.Key]bpf.Stats
+	live  map[bpf.Key]bpf.Conn
+}
+
+// read reads the kernel's tables; it takes no lock, so events are
+// applied meanwhile.
+func (s *ebpfSource) read() (snapshot, error) {
 	// Counters first, connections second: a connection whose counters
 	// were read is then read with what the kernel knew of it by then (its
 	// process, when it has read or written). A passive open read before
 	// that waits (unsettled).
-	stats := map[bpf.Key]bpf.Stats{}
-	if err := s.f.Stats(func(k bpf.Key, st bpf.Stats) { stats[k] = st }); err != nil {
-		return err
+	snap := snapshot{stats: map[bpf.Key]bpf.Stats{}, live: map[bpf.Key]bpf.Conn{}}
+	if err := s.f.Stats(func(k bpf.Key, st bpf.Stats) { snap.stats[k] = st }); err != nil {
+		return snap, err
 	}
-	live := map[bpf.Key]bpf.Conn{}
-	if err := s.f.Conns(func(c bpf.Conn) { live[c.Key] = c }); err != nil {
+	if err := s.f.Conns(func(c bpf.Conn) { snap.live[c.Key] = c }); err != nil {
 		// An iteration the kernel's deletions cut short leaves connections
 		// unseen: with them taken for closed, a live one would be
 		// finished. Nothing is decided this poll; the next reads again.
-		return err
+		return snap, err
 	}
+	return snap, nil
+}
+
+// apply applies a read of the kernel's tables to g.
+func (s *ebpfSource) apply(g *aggregator, snap snapshot) {
+	stats, live := snap.stats, snap.live
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
@@ -224,6 +245,9 @@ func (s *ebpfSource) poll(g *aggregator) error {
 		}
 	}
 	for k, c := range live {
+		if _, ok := s.done[k]; ok {
+			continue // closed since the read
+		}
 		t := s.table[k]
 		if t == nil {
 			t = &tracked{}
@@ -233,20 +257,19 @@ func (s *ebpfSource) poll(g *aggregator) error {
 		delete(s.gone, k)
 	}
 	for k, st := range stats {
+		if _, ok := s.done[k]; ok {
+			continue // finished since the read
+		}
 		if t := s.table[k]; t != nil {
 			if _, ok := live[k]; ok {
 				s.account(g, t, st, false)
 			}
-			// A connection the kernel closed is accounted by its close
-			// event (or below, if that was lost), with what the event
-			// says of it.
+			// A connection the kernel closed is finished below.
 			continue
 		}
-		// Counters without a connection: its close event was lost, or
-		// it was established after the table was read. Two polls in a
-		// row tell them apart.
-		if !s.gone[k] {
-			s.gone[k] = true
+		// Counters without a connection: its events have not been read
+		// yet, or were lost (ring full) — after lostAfter, the latter.
+		if !s.lost(k, now) {
 			continue
 		}
 		c := g.at(unknownKey)
@@ -255,30 +278,69 @@ func (s *ebpfSource) poll(g *aggregator) error {
 		c.Retransmits += st.Retransmits
 		s.finish(k, now)
 	}
-	// A connection the kernel no longer holds, whose close event has not
-	// come one poll later, closed while its event was lost.
+	// A connection the kernel no longer holds is finished: at once when
+	// its close event came, else after lostAfter (its event was lost).
 	for k, t := range s.table {
 		if _, ok := live[k]; ok {
 			continue
 		}
-		if !s.gone[k] {
-			s.gone[k] = true
+		if !t.closed && !s.lost(k, now) {
 			continue
 		}
-		if st, ok := stats[k]; ok {
-			s.account(g, t, st, true)
+		var st *bpf.Stats
+		if got, ok := stats[k]; ok {
+			st = &got
 		}
-		if t.conn.State == stateEstablished {
-			s.attribute(g, t)
-			g.at(key(t.conn)).Closed++
-		} else {
-			fk := key(t.conn)
-			fk.Dir = "out"
-			g.at(fk).Failed++
-		}
-		s.finish(k, now)
+		s.close(g, k, t, st, now)
 	}
-	return nil
+	// Forget when each missing connection went missing once it is
+	// nowhere any more (finished by its close event meanwhile).
+	for k := range s.gone {
+		if _, ok := s.table[k]; !ok {
+			if _, ok := stats[k]; !ok {
+				delete(s.gone, k)
+			}
+		}
+	}
+	if len(s.forget) > 0 {
+		_ = s.f.ForgetAll(s.forget)
+		s.forget = s.forget[:0]
+	}
+}
+
+// close finishes a connection the kernel no longer holds, with its last
+// counters (nil: it had none).
+func (s *ebpfSource) close(g *aggregator, k bpf.Key, t *tracked, st *bpf.Stats, now time.Time) {
+	if st != nil {
+		s.account(g, t, *st, true)
+	}
+	if t.conn.State == stateEstablished {
+		s.attribute(g, t)
+		c := g.at(key(t.conn))
+		c.Closed++
+		c.DurationSum += t.lifetime.Seconds()
+	} else {
+		fk := key(t.conn)
+		fk.Dir = "out"
+		g.at(fk).Failed++
+	}
+	s.finish(k, now)
+}
+
+// lostAfter is how long a connection may be missing from the kernel's
+// table before its events are taken for lost: well past the ring
+// buffer's event latency and the queue's drain.
+const lostAfter = 8 * bpf.EventLatency
+
+// lost reports whether k has been missing from the kernel's table for
+// lostAfter, noting when it went missing first.
+func (s *ebpfSource) lost(k bpf.Key, now time.Time) bool {
+	since, ok := s.gone[k]
+	if !ok {
+		s.gone[k] = now
+		return false
+	}
+	return now.Sub(since) >= lostAfter
 }
 
 // finish forgets a connection the poll closed; a close event that comes
@@ -287,7 +349,7 @@ func (s *ebpfSource) finish(k bpf.Key, now time.Time) {
 	delete(s.table, k)
 	delete(s.gone, k)
 	s.done[k] = now
-	_ = s.f.Forget(k)
+	s.forget = append(s.forget, k)
 }
 
 // losses are the kernel's losses by stage plus the agent's queue.

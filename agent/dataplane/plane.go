@@ -23,6 +23,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 
 	"github.com/outpost-mesh/outpost/agent/probe"
+	"github.com/outpost-mesh/outpost/agent/procfs"
 	"github.com/outpost-mesh/outpost/bpf"
 )
 
@@ -209,15 +210,27 @@ func (p *Plane) pollLoop(ctx context.Context) {
 
 // Poll reads the kernel's tables now (Export does too).
 func (p *Plane) Poll() {
+	// The kernel is read without the lock, so the ring buffer's events
+	// are applied meanwhile; only the result is applied under it.
 	var err error
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	switch {
 	case p.eb != nil:
-		err = p.eb.poll(p.agg)
+		var snap snapshot
+		if snap, err = p.eb.read(); err == nil {
+			p.mu.Lock()
+			p.eb.apply(p.agg, snap)
+			p.mu.Unlock()
+		}
 	case p.pf != nil:
-		err = p.pf.poll(p.agg)
+		var snap procfs.Snapshot
+		if snap, err = procfs.Read(p.pf.root); err == nil {
+			p.mu.Lock()
+			p.pf.apply(p.agg, snap)
+			p.mu.Unlock()
+		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err != nil && p.lastErr == nil {
 		// Logged when reading starts failing, not at every poll.
 		p.logger.Warn("reading the kernel's view failed", "mode", p.mode, "err", err)

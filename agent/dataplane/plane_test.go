@@ -260,7 +260,7 @@ func TestLongLivedConnectionReportsRTT(t *testing.T) {
 	}
 }
 
-// TestRetransmitsCounted: 20% loss on a veth link between two network
+// TestRetransmitsCounted: 20% loss for a second on a veth link between two network
 // namespaces (nftables numgen; no netem on this kernel) makes TCP
 // retransmit, and the flow reports it.
 func TestRetransmitsCounted(t *testing.T) {
@@ -285,7 +285,18 @@ func TestRetransmitsCounted(t *testing.T) {
 	if err := lab.Lose(ctx, 1, 20); err != nil {
 		t.Fatal(err)
 	}
+	// The loss lasts a second of the transfer: long enough for
+	// retransmits, short enough that TCP's backed-off timers (which at
+	// 20% loss both ways can reach minutes) do not stall the test.
+	healed := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		healed <- lab.Heal(ctx, 1)
+	}()
 	transfer(t, func() (net.Conn, error) { return lab.DialFrom(ctx, 2, "tcp4", netlab.Addr(1)+":9000") }, 1, up, 1)
+	if err := <-healed; err != nil {
+		t.Fatal(err)
+	}
 	out := map[string]string{"direction": "out", "port": "9000", "remote_addr": netlab.Addr(1)}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -459,6 +470,13 @@ func TestHostileProcessNameDoesNotStopExports(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
+			for _, m := range decode(t, b) {
+				if m.Name == mSent {
+					for _, p := range m.GetSum().DataPoints {
+						t.Logf("  %v = %v", p.Attributes, p.GetAsDouble())
+					}
+				}
+			}
 			t.Fatal("the flow of the renamed thread was not exported under the repaired name ??bad")
 		}
 	}

@@ -27,11 +27,8 @@ var hostCounters = []struct{ table, field, name, desc string }{
 	{"TcpExt", "TCPTimeouts", "outpost.host.tcp.timeouts", "TCP retransmission timeouts, since boot."},
 }
 
-func (p *procfsSource) poll(g *aggregator) error {
-	snap, err := procfs.Read(p.root)
-	if err != nil {
-		return err
-	}
+// apply applies one read of procfs to g.
+func (p *procfsSource) apply(g *aggregator, snap procfs.Snapshot) {
 	for k, n := range procfs.Flows(snap.Sockets) {
 		g.at(FlowKey{Local: k.Local, Remote: k.Remote, Port: k.Port, Dir: k.Direction}).Established = int64(n)
 	}
@@ -48,7 +45,6 @@ func (p *procfsSource) poll(g *aggregator) error {
 	p.mu.Lock()
 	p.host = host
 	p.mu.Unlock()
-	return nil
 }
 
 func (p *procfsSource) hostCounters() map[string]int64 {

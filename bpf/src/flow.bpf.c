@@ -230,6 +230,16 @@ static __always_inline void owner(struct conn_info *c)
 	bpf_get_current_comm(c->comm, sizeof(c->comm));
 }
 
+// wakeup is the submit flag: no wakeup of the reader (it looks every
+// 250 ms) until a quarter of the ring is used, so a busy host costs the
+// agent one wakeup per batch of events, not one per event.
+static __always_inline __u64 wakeup(void)
+{
+	__u64 used = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+	return used > size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void emit(__u32 type, __u64 sk, __u64 now, __u64 connect_ns, struct conn_info *c)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -243,7 +253,7 @@ static __always_inline void emit(__u32 type, __u64 sk, __u64 now, __u64 connect_
 	e->at_ns = now;
 	e->connect_ns = connect_ns;
 	__builtin_memcpy(&e->info, c, sizeof(*c));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup());
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
