@@ -34,6 +34,14 @@ func TestDevRegion(t *testing.T) {
 		return true
 	})
 	token := readToken(t, tokenFile)
+	// The banner's PromQL example runs as printed, and answers.
+	curl := regexp.MustCompile(`(?s)\n  (curl -sG .*?--data-urlencode '[^']*')`).FindStringSubmatch(p.out.String())
+	if curl == nil {
+		t.Fatalf("the banner has no PromQL example:\n%s", p.out.String())
+	}
+	if out, err := exec.Command("bash", "-c", curl[1]).CombinedOutput(); err != nil || !strings.Contains(string(out), `"status":"success"`) {
+		t.Fatalf("the banner's example %q: %v\n%s", curl[1], err, out)
+	}
 	ctl := func(args ...string) (int, string) {
 		t.Helper()
 		cmd := exec.Command(bin+"/outpostctl", args...)
