@@ -95,7 +95,7 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 			return
 		}
 		// The tenant's own ranges only; a region dispatch has none.
-		allow, _ := parseProbeAllow(c.tenant.ProbeAllow)
+		allow, _ := agentwire.ParseProbeAllow(c.tenant.ProbeAllow)
 		if h == (storage.Tenant{}) {
 			allow = nil
 		}

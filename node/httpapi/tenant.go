@@ -4,13 +4,13 @@ import (
 	"cmp"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/audit"
+	"github.com/outpost-mesh/outpost/internal/agentwire"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -218,15 +218,12 @@ func (s *server) settingsGet(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, api.TenantSettings{BreakGlassAutoApprove: c.tenant.BreakGlassAutoApprove, ProbeAllow: c.tenant.ProbeAllow})
 }
 
-// maxProbeAllow bounds a tenant's probe_allow list.
-const maxProbeAllow = 32
-
 func (s *server) settingsPut(w http.ResponseWriter, r *http.Request, c *call) {
 	var in api.TenantSettings
 	if !decodeBody(w, r, &in, `{"breakglass_auto_approve":false,"probe_allow":["169.254.10.0/24"]}`) {
 		return
 	}
-	if _, err := parseProbeAllow(in.ProbeAllow); err != nil {
+	if _, err := agentwire.ParseProbeAllow(in.ProbeAllow); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error(), `list CIDR ranges such as "169.254.10.0/24" or "fe80::/64"`)
 		return
 	}
@@ -335,20 +332,4 @@ func (s *server) grantApprove(w http.ResponseWriter, r *http.Request, c *call) {
 		detail: map[string]string{"requester": g.Requester, "expires": g.Expires.Format(time.RFC3339)}}, batch(auth.OpsPutGrant(g, false))); ok {
 		writeJSON(w, http.StatusOK, grantView(g, c.tenant.Name, now))
 	}
-}
-
-// parseProbeAllow parses a tenant's probe_allow ranges.
-func parseProbeAllow(ranges []string) ([]netip.Prefix, error) {
-	if len(ranges) > maxProbeAllow {
-		return nil, fmt.Errorf("probe_allow: at most %d ranges", maxProbeAllow)
-	}
-	out := make([]netip.Prefix, 0, len(ranges))
-	for _, r := range ranges {
-		p, err := netip.ParsePrefix(r)
-		if err != nil || p != p.Masked() {
-			return nil, fmt.Errorf("probe_allow %q: use a CIDR range with no host bits set (e.g. 169.254.10.0/24)", r)
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
