@@ -178,7 +178,7 @@ func TestAgentControlLink(t *testing.T) {
 	}
 
 	// A committed config dispatch reaches the agent and is applied once.
-	body := `{"id":"cfg-1","kind":"config","selector":"host=web-1","payload":{"probes":[{"kind":"tcp","target":"127.0.0.1:9"}],"export_interval":"10s"}}`
+	body := `{"id":"cfg-1","kind":"config","selector":"host=web-1","payload":{"probes":[{"kind":"tcp","target":"10.0.0.9:9"}],"export_interval":"10s"}}`
 	tn.must(t, 201, "POST", "/api/v1/tenants/acme/dispatches", alice, body)
 	eventually(t, 5*time.Second, "the agent applied cfg-1", func() bool { return got.count() == 1 })
 	eventually(t, 5*time.Second, "the node recorded the applied status", func() bool {
