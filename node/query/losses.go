@@ -51,9 +51,10 @@ func readsAgentData(q string) bool {
 				continue
 			}
 			for _, p := range agentPrefixes {
-				// An equality on the name, or a regexp that can match a
-				// name with the prefix.
-				if m.Type == labels.MatchEqual && strings.HasPrefix(m.Value, p) || m.Type == labels.MatchRegexp && m.Matches(p+"x") {
+				// An equality on the name, or a regexp that names the
+				// prefix or can match a name with it.
+				if m.Type == labels.MatchEqual && strings.HasPrefix(m.Value, p) ||
+					m.Type == labels.MatchRegexp && (m.Matches(p+"x") || strings.Contains(m.Value, p)) {
 					found = true
 				}
 			}

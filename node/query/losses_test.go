@@ -89,7 +89,7 @@ func TestAnswerSaysWhatAgentsLost(t *testing.T) {
 	if got := answer("query", url.Values{"query": {"other_metric"}}); got.Losses != nil {
 		t.Fatalf("a query of other data carries losses: %+v", got.Losses)
 	}
-	if !readsAgentData(`{__name__=~"outpost_flow_.*"}`) || readsAgentData("up") {
+	if !readsAgentData(`{__name__=~"outpost_flow_.*"}`) || !readsAgentData(`{__name__=~"outpost_flow_sent.*"}`) || readsAgentData("up") {
 		t.Fatal("readsAgentData")
 	}
 }
