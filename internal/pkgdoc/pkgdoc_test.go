@@ -85,6 +85,8 @@ func TestImportDirection(t *testing.T) {
 			"the drill runner drives a region from outside, over the HTTP API, as outpostctl (which imports it) does"},
 		{"agent", []string{mod + "node", mod + "raft", mod + "storage", mod + "lease", mod + "cmd"}, nil,
 			"the agent runtime links no server code"},
+		{"federation/httpsig", []string{mod + "raft", mod + "lease", mod + "node", mod + "cmd"}, nil,
+			"federation is read-only: it can compile no write (no raft, no lease), and node wires it, not the reverse"},
 		{"bpf", []string{mod}, nil, "the eBPF data plane stands alone: the agent imports it, it imports nothing of ours"},
 		{"internal/agentwire", []string{mod}, nil, "the agent's wire shapes are importable by agent and node alike"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},
@@ -300,6 +302,9 @@ func TestCryptoPrimitivesOnlyWhereReviewed(t *testing.T) {
 		},
 		mod + "node/pki": {
 			"crypto/ed25519": "accepts Ed25519 public keys in agent CSRs (a type switch; no signing)",
+		},
+		mod + "federation/httpsig": {
+			"crypto/hmac": "federation request signatures (HMAC-SHA256 in the RFC 9421 shape) and constant-time comparison of the MAC and the content digest",
 		},
 		mod + "internal/oidctest": {
 			"crypto/subtle": "the test OIDC provider: client secret and PKCE comparison (linked by tests only)",
