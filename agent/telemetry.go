@@ -71,7 +71,11 @@ func (a *Agent) startTelemetry(ctx context.Context, wg *sync.WaitGroup) error {
 	if dir == "" {
 		dir = filepath.Join(a.cfg.StateDir, "spool")
 	}
-	spool, err := export.OpenSpool(dir, max(tc.SpoolBytes, 0)+boolInt(tc.SpoolBytes <= 0)*DefaultSpoolBytes)
+	spoolBytes := tc.SpoolBytes
+	if spoolBytes <= 0 {
+		spoolBytes = DefaultSpoolBytes
+	}
+	spool, err := export.OpenSpool(dir, spoolBytes)
 	if err != nil {
 		plane.Close()
 		return fmt.Errorf("export spool: %w", err)
@@ -105,13 +109,6 @@ func (a *Agent) startTelemetry(ctx context.Context, wg *sync.WaitGroup) error {
 		plane.Close()
 	}()
 	return nil
-}
-
-func boolInt(b bool) int64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // target is where exports go: the attached node's OTLP path.

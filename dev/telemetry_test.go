@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/agent/dataplane"
+	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/node"
 )
 
@@ -293,8 +295,8 @@ func TestProcfsAgentReportsModeAndRunsProbes(t *testing.T) {
 		d.Stop(sctx)
 	})
 	tok, _ := os.ReadFile(d.TokenFile())
-	admin := apiClient(d.APIURL(), strings.TrimSpace(string(tok)))
-	var listed []apiAgent
+	admin := api.NewClient(d.APIURL(), strings.TrimSpace(string(tok)))
+	var listed []api.Agent
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if err := admin.Do(ctx, "GET", "/api/v1/agents", nil, &listed); err != nil {
 			t.Fatal(err)
@@ -311,12 +313,14 @@ func TestProcfsAgentReportsModeAndRunsProbes(t *testing.T) {
 	}
 
 	pw, _ := os.ReadFile(d.DevPasswordFile())
-	tenantAdmin := apiClient(d.APIURL(), "")
+	tenantAdmin := api.NewClient(d.APIURL(), "")
 	if err := tenantAdmin.Login(ctx, DevTenant, strings.TrimSpace(string(pw))); err != nil {
 		t.Fatal(err)
 	}
 	port := server(t, 1<<30, 0)
-	web := httptestServer(t)
+	webSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) }))
+	t.Cleanup(webSrv.Close)
+	web := webSrv.URL
 	dispatch := func(probes string) error {
 		return tenantAdmin.Do(ctx, "POST", "/api/v1/tenants/dev/dispatches",
 			map[string]any{"kind": "config", "payload": json.RawMessage(`{"probes":` + probes + `}`)}, nil)

@@ -40,7 +40,6 @@ type tracked struct {
 	counted  bool          // its connection was attributed
 	connect  time.Duration // its connect latency, from its established event
 	timed    bool          // the latency was attributed
-	closed   bool          // its close event came; the next poll finishes it
 	lifetime time.Duration // established to closed, from the close event
 }
 
@@ -120,7 +119,6 @@ func (s *ebpfSource) handle(g *aggregator, e bpf.Event) {
 			t = &tracked{}
 		}
 		t.learn(e.Conn)
-		t.closed = true
 		if e.Conn.EstablishedNs > 0 && e.AtNs > e.Conn.EstablishedNs {
 			t.lifetime = time.Duration(e.AtNs - e.Conn.EstablishedNs)
 		}
@@ -278,13 +276,13 @@ func (s *ebpfSource) apply(g *aggregator, snap snapshot) {
 		c.Retransmits += st.Retransmits
 		s.finish(k, now)
 	}
-	// A connection the kernel no longer holds is finished: at once when
-	// its close event came, else after lostAfter (its event was lost).
+	// A connection the kernel no longer holds whose close event has not
+	// finished it within lostAfter closed while its event was lost.
 	for k, t := range s.table {
 		if _, ok := live[k]; ok {
 			continue
 		}
-		if !t.closed && !s.lost(k, now) {
+		if !s.lost(k, now) {
 			continue
 		}
 		var st *bpf.Stats
@@ -352,8 +350,9 @@ func (s *ebpfSource) finish(k bpf.Key, now time.Time) {
 	s.forget = append(s.forget, k)
 }
 
-// losses are the kernel's losses by stage plus the agent's queue.
-func (s *ebpfSource) losses() map[string]uint64 {
+// losses are the kernel's losses by stage plus the agent's queue, given
+// the kernel's event counters (seen).
+func (s *ebpfSource) losses(seen map[string]uint64) map[string]uint64 {
 	out, err := s.f.Losses()
 	if err != nil {
 		out = map[string]uint64{}
@@ -363,12 +362,11 @@ func (s *ebpfSource) losses() map[string]uint64 {
 	out["parse"] = s.parseErrs.Load()
 	// Sends and receives on connections the agent never saw established
 	// (they predate it): their bytes are in no flow.
-	if seen, err := s.f.Seen(); err == nil {
-		out["untracked"] = seen["untracked"]
-	}
+	out["untracked"] = seen["untracked"]
 	return out
 }
 
+// seen are the kernel's event counters by kind (empty if unreadable).
 func (s *ebpfSource) seen() map[string]uint64 {
 	out, err := s.f.Seen()
 	if err != nil {

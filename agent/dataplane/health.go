@@ -41,6 +41,7 @@ type Health struct {
 	Reason      string // why procfs, when it is
 	Since       time.Time
 	Events      uint64            // kernel events handled so far (ebpf)
+	Seen        map[string]uint64 // the same, by kind
 	Losses      map[string]uint64 // by stage, cumulative
 	Flows       int               // exported flows
 	Folded      uint64            // flow-intervals folded into other

@@ -276,11 +276,8 @@ func (p *Plane) Export(now time.Time, resource map[string]string, probes []probe
 		b.counter("outpost.agent.losses", "{event}", "Events lost, by stage: ringbuf (kernel ring buffer full), conns_full and stats_full (kernel tables full), recursion (skipped by the kernel while another program ran), queue (agent's event queue full), parse, untracked (sends and receives on connections that predate the agent), encode (exports that could not be encoded).",
 			p.start, float64(h.Losses[stage]), attrs("stage", stage))
 	}
-	if p.eb != nil {
-		seen := p.eb.seen()
-		for _, kind := range sortedKeys(seen) {
-			b.counter("outpost.agent.events", "{event}", "Kernel events the eBPF programs handled, by kind.", p.start, float64(seen[kind]), attrs("kind", kind))
-		}
+	for _, kind := range sortedKeys(h.Seen) {
+		b.counter("outpost.agent.events", "{event}", "Kernel events the eBPF programs handled, by kind.", p.start, float64(h.Seen[kind]), attrs("kind", kind))
 	}
 	for _, reason := range sortedKeys(ex.DroppedBatches) {
 		b.counter("outpost.agent.export.dropped_batches", "{batch}", "Export batches dropped, by reason: spool_full, corrupt, rejected_<HTTP code>.",
@@ -326,14 +323,13 @@ func sortedKeys[V any](m map[string]V) []string {
 func (p *Plane) Health() Health {
 	h := Health{Mode: p.mode, Reason: p.reason, Since: p.start, CPUSeconds: cpuSeconds(), MemoryBytes: rssBytes(), Losses: map[string]uint64{}}
 	if p.eb != nil {
-		h.Losses = p.eb.losses()
-	}
-	h.Losses["encode"] = p.encodeErrs.Load()
-	if p.eb != nil {
-		for _, v := range p.eb.seen() {
+		h.Seen = p.eb.seen()
+		h.Losses = p.eb.losses(h.Seen)
+		for _, v := range h.Seen {
 			h.Events += v
 		}
 	}
+	h.Losses["encode"] = p.encodeErrs.Load()
 	p.mu.Lock()
 	h.Flows, h.Folded = len(p.agg.series), p.agg.folded
 	if p.lastErr != nil {
