@@ -1,0 +1,296 @@
+package federation
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/outpost-mesh/outpost/federation/httpsig"
+)
+
+// Status of one peer in an answer.
+const (
+	StatusOK        = "ok"        // answered in time, its data fresh
+	StatusStale     = "stale"     // answered, but its data is older than StaleAfter
+	StatusTimeout   = "timeout"   // no full answer within the per-peer deadline
+	StatusRefused   = "refused"   // TLS or signature refused (either side)
+	StatusMalformed = "malformed" // the answer broke the shapes or limits
+	StatusError     = "error"     // the peer answered an error, or could not be reached
+)
+
+// PeerStatus is how one peer contributed to an answer. Every global view
+// carries one per peer it asked, so a consumer can tell a partial answer
+// from a full one.
+type PeerStatus struct {
+	Peer      string  `json:"peer"`
+	Status    string  `json:"status"`
+	LatencyMs float64 `json:"latency_ms"`
+	// DataAgeMs is how stale the peer said its answer may be.
+	DataAgeMs int64     `json:"data_age_ms"`
+	Rows      int       `json:"rows"`
+	Error     string    `json:"error,omitempty"`
+	At        time.Time `json:"at"`
+	// CertExpires is when the peer's certificate (or its pinned CA, if
+	// sooner) expires, as last seen.
+	CertExpires time.Time `json:"cert_expires,omitzero"`
+}
+
+// OK reports whether the peer's rows are in the answer.
+func (s PeerStatus) OK() bool { return s.Status == StatusOK || s.Status == StatusStale }
+
+// Client calls peers. Its zero value is not usable: set Self and Cert.
+type Client struct {
+	// Self is this region's name: the key id of its signatures.
+	Self string
+	// Cert is this node's certificate.
+	Cert func() *tls.Certificate
+	// Timeout bounds one call to one peer (default 3 s), the body's
+	// reading included, so a slow trickle ends with the rest.
+	Timeout time.Duration
+	// MaxBody bounds an answer (default 8 MiB).
+	MaxBody int64
+	// StaleAfter: an answer whose data is older is marked stale (default 15 s).
+	StaleAfter time.Duration
+	Now        func() time.Time
+	// Observe sees every call's status (peer state, audit).
+	Observe func(PeerStatus)
+	// Transport builds the round tripper to call a peer with (default
+	// HTTP/3 over QUIC); the benchmark sets an HTTP/2 one beside it.
+	Transport func(tlsConf *tls.Config) http.RoundTripper
+	// Tap, when set, sees every request sent and answer received.
+	Tap func(r *http.Request, status int, body []byte)
+
+	mu    sync.Mutex
+	peers map[string]*peerConn
+}
+
+type peerConn struct {
+	key string // what the transport was built for
+	rt  http.RoundTripper
+}
+
+// Defaults of Client.
+const (
+	DefaultTimeout    = 3 * time.Second
+	DefaultMaxBody    = 8 << 20
+	DefaultStaleAfter = 15 * time.Second
+)
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// HTTP3 is the default transport: HTTP/3 over QUIC.
+func HTTP3(tlsConf *tls.Config) http.RoundTripper {
+	return &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: QUICConfig(), MaxResponseHeaderBytes: 16 << 10}
+}
+
+func (c *Client) transport(p Peer) http.RoundTripper {
+	h := sha256.New()
+	h.Write([]byte(p.Addr))
+	if p.CA != nil {
+		h.Write(p.CA.Raw)
+	}
+	key := string(h.Sum(nil))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peers == nil {
+		c.peers = map[string]*peerConn{}
+	}
+	if pc, ok := c.peers[p.Name]; ok && pc.key == key {
+		return pc.rt
+	} else if ok {
+		closeRT(pc.rt)
+	}
+	mk := c.Transport
+	if mk == nil {
+		mk = HTTP3
+	}
+	pc := &peerConn{key: key, rt: mk(clientTLS(p, c.Cert, c.now))}
+	c.peers[p.Name] = pc
+	return pc.rt
+}
+
+func closeRT(rt http.RoundTripper) {
+	switch t := rt.(type) {
+	case io.Closer:
+		_ = t.Close()
+	case interface{ CloseIdleConnections() }:
+		t.CloseIdleConnections()
+	}
+}
+
+// Forget drops the connections to peers not in keep.
+func (c *Client) Forget(keep map[string]bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, pc := range c.peers {
+		if !keep[name] {
+			closeRT(pc.rt)
+			delete(c.peers, name)
+		}
+	}
+}
+
+// Close closes every peer connection.
+func (c *Client) Close() { c.Forget(nil) }
+
+// Health asks p for its region's health.
+func (c *Client) Health(ctx context.Context, p Peer) (Health, PeerStatus) {
+	var h Health
+	st := c.get(ctx, p, PathHealth, nil, &h, func() (int64, int, error) { return h.AgeMs, len(h.Nodes), h.Validate(p.Name) })
+	return h, st
+}
+
+// Agents asks p for the agents of the tenant it links to link.
+func (c *Client) Agents(ctx context.Context, p Peer, link string) (Agents, PeerStatus) {
+	var a Agents
+	st := c.get(ctx, p, "/fed/v1/links/"+url.PathEscape(link)+"/agents", nil, &a, func() (int64, int, error) { return a.AgeMs, len(a.Agents), a.Validate(link) })
+	return a, st
+}
+
+// Query asks p to evaluate q at ts for the tenant it links to link.
+func (c *Client) Query(ctx context.Context, p Peer, link, q string, ts time.Time) (Query, PeerStatus) {
+	var res Query
+	v := url.Values{"query": {q}, "time": {strconv.FormatInt(ts.UnixMilli(), 10)}}
+	st := c.get(ctx, p, "/fed/v1/links/"+url.PathEscape(link)+"/query", v, &res, func() (int64, int, error) {
+		return res.AgeMs, len(res.Samples), res.Validate(link)
+	})
+	return res, st
+}
+
+// errTooLarge: the answer is over MaxBody.
+var errTooLarge = errors.New("answer too large")
+
+func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out any, check func() (age int64, rows int, err error)) (st PeerStatus) {
+	start := c.now()
+	st = PeerStatus{Peer: p.Name, At: start.UTC()}
+	defer func() {
+		st.LatencyMs = float64(time.Since(start).Microseconds()) / 1000
+		if c.Observe != nil {
+			c.Observe(st)
+		}
+	}()
+	timeout, maxBody, staleAfter := c.Timeout, c.MaxBody, c.StaleAfter
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBody
+	}
+	if staleAfter <= 0 {
+		staleAfter = DefaultStaleAfter
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	u := url.URL{Scheme: "https", Host: p.Addr, Path: path, RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		st.Status, st.Error = StatusError, err.Error()
+		return st
+	}
+	if err := httpsig.Sign(req, c.Self, p.Secret, c.now()); err != nil {
+		st.Status, st.Error = StatusError, "signing: "+err.Error()
+		return st
+	}
+	resp, err := c.transport(p).RoundTrip(req)
+	if err != nil {
+		st.Status, st.Error = classify(ctx, err), err.Error()
+		return st
+	}
+	defer resp.Body.Close()
+	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 {
+		st.CertExpires = resp.TLS.PeerCertificates[0].NotAfter.UTC()
+		if p.CA != nil && p.CA.NotAfter.Before(st.CertExpires) {
+			st.CertExpires = p.CA.NotAfter.UTC()
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if c.Tap != nil {
+		c.Tap(req, resp.StatusCode, body)
+	}
+	switch {
+	case err != nil:
+		st.Status, st.Error = classify(ctx, err), "reading the answer: "+err.Error()
+		return st
+	case int64(len(body)) > maxBody:
+		st.Status, st.Error = StatusMalformed, fmt.Sprintf("%v: over %d bytes", errTooLarge, maxBody)
+		return st
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		msg := fmt.Sprintf("HTTP %d", resp.StatusCode)
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			msg += " " + e.Code + ": " + truncate(e.Error, MaxString)
+		}
+		st.Status, st.Error = StatusError, msg
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			st.Status = StatusRefused
+		}
+		return st
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		st.Status, st.Error = StatusMalformed, fmt.Sprintf("%v: %v", ErrMalformed, truncate(err.Error(), MaxString))
+		return st
+	}
+	if dec.More() {
+		st.Status, st.Error = StatusMalformed, ErrMalformed.Error()+": data after the answer"
+		return st
+	}
+	age, rows, err := check()
+	if err != nil {
+		st.Status, st.Error = StatusMalformed, truncate(err.Error(), 4*MaxString)
+		return st
+	}
+	st.Status, st.DataAgeMs, st.Rows = StatusOK, age, rows
+	if time.Duration(age)*time.Millisecond > staleAfter {
+		st.Status = StatusStale
+		st.Error = fmt.Sprintf("data %v old (stale after %v): the answering node has not heard from its leader", (time.Duration(age) * time.Millisecond).Round(time.Millisecond), staleAfter)
+	}
+	return st
+}
+
+// classify names a transport failure.
+func classify(ctx context.Context, err error) string {
+	var idle *quic.IdleTimeoutError
+	var hs *quic.HandshakeTimeoutError
+	var ne net.Error
+	var te *quic.TransportError
+	switch {
+	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.As(err, &idle), errors.As(err, &hs):
+		return StatusTimeout
+	case errors.As(err, &ne) && ne.Timeout():
+		return StatusTimeout
+	case errors.Is(err, ErrPeerCert), errors.As(err, new(*tls.CertificateVerificationError)):
+		return StatusRefused
+	case errors.As(err, &te) && te.ErrorCode.IsCryptoError():
+		return StatusRefused
+	}
+	return StatusError
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

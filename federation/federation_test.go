@@ -1,0 +1,104 @@
+package federation
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/outpost-mesh/outpost/federation/httpsig"
+)
+
+func TestGlobalReadsOverQUIC(t *testing.T) {
+	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
+	pair(t, a, b)
+	link(b, "us-east", "lnk-1", "tenant-b-local")
+	b.view.agents["tenant-b-local"] = []AgentRow{{ID: "ag1", Host: "web-1", Mode: "ebpf"}, {ID: "ag2", Host: "web-2", Mode: "procfs"}}
+	ctx := context.Background()
+	p, _ := a.peer("eu-west")
+
+	h, st := a.client.Health(ctx, p)
+	if st.Status != StatusOK || h.Region != "eu-west" || h.Lease.Token != 7 {
+		t.Fatalf("health: %+v %+v", st, h)
+	}
+	if st.CertExpires.IsZero() {
+		t.Errorf("health status has no certificate expiry: %+v", st)
+	}
+	ag, st := a.client.Agents(ctx, p, "lnk-1")
+	if st.Status != StatusOK || st.Rows != 2 || len(ag.Agents) != 2 || ag.Agents[0].Host != "web-1" {
+		t.Fatalf("agents: %+v %+v", st, ag)
+	}
+	q, st := a.client.Query(ctx, p, "lnk-1", "up", time.Now())
+	if st.Status != StatusOK || len(q.Samples) != 2 {
+		t.Fatalf("query: %+v %+v", st, q)
+	}
+	if _, st := a.client.Agents(ctx, p, "lnk-unknown"); st.Status != StatusError {
+		t.Fatalf("unknown link: %+v", st)
+	}
+	if _, st := a.client.Query(ctx, p, "lnk-1", "bad(", time.Now()); st.Status != StatusError {
+		t.Fatalf("bad query: %+v", st)
+	}
+	// A link configured for another peer does not answer this one.
+	link(b, "ap-south", "lnk-2", "tenant-b-local")
+	if _, st := a.client.Agents(ctx, p, "lnk-2"); st.Status != StatusError {
+		t.Fatalf("another peer's link answered: %+v", st)
+	}
+	b.view.age = 60_000
+	if _, st := a.client.Agents(ctx, p, "lnk-1"); st.Status != StatusStale || !st.OK() {
+		t.Fatalf("stale data not marked: %+v", st)
+	}
+}
+
+func TestWriteMethodsRefused(t *testing.T) {
+	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
+	secret := pair(t, a, b)
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		code, body := rawRequest(t, m, b, &a.cert, PathHealth, func(r *http.Request) { _ = httpsig.Sign(r, "us-east", secret, time.Now()) })
+		if code != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d %s, want 405", m, code, body)
+		}
+	}
+	if n := len(b.refused()); n != 4 {
+		t.Errorf("%d refusals recorded, want 4", n)
+	}
+}
+
+func TestBothFactorsRequired(t *testing.T) {
+	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
+	secret := pair(t, a, b)
+	rogue := newRegion(t, "us-east") // same region name, another CA
+	good := func(r *http.Request) { _ = httpsig.Sign(r, "us-east", secret, time.Now()) }
+
+	if code, body := rawRequest(t, "GET", b, &a.cert, PathHealth, good); code != http.StatusOK {
+		t.Fatalf("both factors: %d %s", code, body)
+	}
+	if code, body := rawRequest(t, "GET", b, &a.cert, PathHealth, nil); code != http.StatusUnauthorized {
+		t.Errorf("no signature: %d %s", code, body)
+	}
+	wrong := func(r *http.Request) {
+		_ = httpsig.Sign(r, "us-east", []byte("0123456789abcdef0123456789abcdef"), time.Now())
+	}
+	if code, body := rawRequest(t, "GET", b, &a.cert, PathHealth, wrong); code != http.StatusUnauthorized {
+		t.Errorf("wrong secret: %d %s", code, body)
+	}
+	if code, body := rawRequest(t, "GET", b, &rogue.cert, PathHealth, good); code != 0 {
+		t.Errorf("certificate of another CA with the right secret: %d %s, want a refused handshake", code, body)
+	}
+	refs := b.refused()
+	var tlsRef, sigRef int
+	for _, r := range refs {
+		switch r.Reason {
+		case "tls":
+			tlsRef++
+		case "signature":
+			sigRef++
+			if !errors.Is(r.Err, httpsig.ErrMissing) && !errors.Is(r.Err, httpsig.ErrBadSignature) {
+				t.Errorf("signature refusal without its sentinel: %v", r.Err)
+			}
+		}
+	}
+	if tlsRef == 0 || sigRef != 2 {
+		t.Errorf("refusals: tls %d, signature %d (%+v)", tlsRef, sigRef, refs)
+	}
+}
