@@ -294,3 +294,31 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// Each calls fn for every peer at once and returns the answers and
+// statuses in the peers' order. fn bounds its own call (Client's calls
+// do, by Timeout), so one slow peer delays no other's answer past it.
+func Each[T any](ctx context.Context, peers []Peer, fn func(context.Context, Peer) (T, PeerStatus)) ([]T, []PeerStatus) {
+	out, sts := make([]T, len(peers)), make([]PeerStatus, len(peers))
+	var wg sync.WaitGroup
+	for i, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], sts[i] = fn(ctx, p)
+		}()
+	}
+	wg.Wait()
+	return out, sts
+}
+
+// Complete reports whether every peer's status is ok (fresh rows from
+// every peer asked).
+func Complete(sts []PeerStatus) bool {
+	for _, s := range sts {
+		if s.Status != StatusOK {
+			return false
+		}
+	}
+	return true
+}
