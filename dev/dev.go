@@ -8,6 +8,7 @@
 package dev
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -40,8 +41,14 @@ type Options struct {
 	DataDir string // default a new temp dir, removed on exit unless Keep
 	Keep    bool
 	Nodes   int // 1, 3 or 5; default 1
-	Regions int // only 1 until federation exists
-	Agents  int // in-process agents, enrolled in tenant "dev"; default 0
+	// Regions is how many federated regions StartFederation starts; Start
+	// starts one.
+	Regions int
+	// Name is the region's name (default "dev"); Federation, when set,
+	// gives every node a federation endpoint on loopback.
+	Name       string
+	Federation bool
+	Agents     int // in-process agents, enrolled in tenant "dev"; default 0
 	// Telemetry, when set, turns on the first agent's data plane: it
 	// observes this machine (eBPF as root, else procfs, saying why), and
 	// exports to the node it is attached to. The others stay control-
@@ -76,10 +83,11 @@ type Region struct {
 }
 
 type nodePorts struct {
-	HTTP   string `json:"http"`
-	Raft   string `json:"raft"`
-	Gossip string `json:"gossip"`
-	Agents string `json:"agents,omitempty"`
+	HTTP       string `json:"http"`
+	Raft       string `json:"raft"`
+	Gossip     string `json:"gossip"`
+	Agents     string `json:"agents,omitempty"`
+	Federation string `json:"federation,omitempty"`
 }
 
 // Start brings up the dev region and returns once it has a leader and an
@@ -106,9 +114,9 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 		return nil, fmt.Errorf("--nodes %d: a region has 1, 3 or 5 nodes", opts.Nodes)
 	}
 	if opts.Regions != 1 {
-		return nil, fmt.Errorf("--regions %d: federation between regions is not built yet; run one region", opts.Regions)
+		return nil, fmt.Errorf("--regions %d: Start starts one region; StartFederation starts several", opts.Regions)
 	}
-	d := &Region{opts: opts, region: "dev", nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}}
+	d := &Region{opts: opts, region: cmp.Or(opts.Name, "dev"), nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}}
 	if opts.DataDir == "" {
 		if d.dataDir, err = os.MkdirTemp("", "outpost-dev-"); err != nil {
 			return nil, err
@@ -201,18 +209,15 @@ func (d *Region) waitTokenAccepted(ctx context.Context, timeout time.Duration) e
 // admin.
 const DevTenant = "dev"
 
-// startAgents enrolls n in-process agents in tenant "dev" (once: their
-// state stays in the data dir) and runs them.
-func (d *Region) startAgents(ctx context.Context, n int) error {
+// devTenant makes sure the dev tenant, its admin account "dev" and a
+// viewer token for queries exist, and returns a client logged in as its
+// admin. Every step may be repeated (a restart with --data).
+func (d *Region) devTenant(ctx context.Context) (*api.Client, error) {
 	tok, err := os.ReadFile(d.TokenFile())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s := setupClient(d.APIURL(), strings.TrimSpace(string(tok)), d.say)
-	// The setup must finish even when a write lands on a leadership
-	// change; it gives up after setupTimeout with what it last saw.
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
 	// Region admins cannot reach tenant data, so the dev tenant gets an
 	// admin account of its own. Its password is chosen here and kept
 	// beside the region admin's before the account is created, so every
@@ -225,28 +230,42 @@ func (d *Region) startAgents(ctx context.Context, n int) error {
 		err = os.WriteFile(pwFile, pw, 0o600)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	password := strings.TrimSpace(string(pw))
 	if err := create(ctx, s, "/api/v1/users", api.UserCreate{Name: DevTenant, Password: password}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := create(ctx, s, "/api/v1/tenants", api.TenantCreate{Name: DevTenant, Admin: DevTenant}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := s.Login(ctx, DevTenant, password); err != nil {
-		return fmt.Errorf("%w (the dev tenant's admin password is in %s; start with a new --data dir if it was changed)", gaveUp(ctx, err), pwFile)
+		return nil, fmt.Errorf("%w (the dev tenant's admin password is in %s; start with a new --data dir if it was changed)", gaveUp(ctx, err), pwFile)
 	}
 	// A viewer token of the dev tenant, for queries (a region admin
 	// reads no tenant's data).
 	if _, err := os.Stat(d.QueryTokenFile()); err != nil {
 		var tok api.APIToken
 		if err := s.Do(ctx, "POST", "/api/v1/tenants/"+DevTenant+"/tokens", api.TokenCreate{Name: "dev-query", Role: "viewer"}, &tok); err != nil {
-			return gaveUp(ctx, err)
+			return nil, gaveUp(ctx, err)
 		}
 		if err := os.WriteFile(d.QueryTokenFile(), []byte(tok.Token+"\n"), 0o600); err != nil {
-			return err
+			return nil, err
 		}
+	}
+	return s, nil
+}
+
+// startAgents enrolls n in-process agents in tenant "dev" (once: their
+// state stays in the data dir) and runs them.
+func (d *Region) startAgents(ctx context.Context, n int) error {
+	// The setup must finish even when a write lands on a leadership
+	// change; it gives up after setupTimeout with what it last saw.
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	s, err := d.devTenant(ctx)
+	if err != nil {
+		return err
 	}
 	actx, stopAgents := context.WithCancel(context.Background())
 	d.stopAgents = stopAgents
@@ -368,6 +387,12 @@ func (d *Region) PasswordFile() string { return filepath.Join(d.dataDir, "admin.
 // TokenFile is where the region admin token is written.
 func (d *Region) TokenFile() string { return filepath.Join(d.dataDir, "admin.token") }
 
+// Name is the region's name.
+func (d *Region) Name() string { return d.region }
+
+// FederationAddr is the first node's federation endpoint ("" when off).
+func (d *Region) FederationAddr() string { return d.ports["n1"].Federation }
+
 // DataDir is the region's data directory.
 func (d *Region) DataDir() string { return d.dataDir }
 
@@ -411,6 +436,9 @@ func (d *Region) StartNode(id string) error {
 		}
 		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0", Agents: "127.0.0.1:0"}
 	}
+	if d.opts.Federation && ports.Federation == "" {
+		ports.Federation = "127.0.0.1:0"
+	}
 	var seeds []string
 	for _, other := range d.ids {
 		if p, ok := d.ports[other]; ok && other != id {
@@ -429,6 +457,9 @@ func (d *Region) StartNode(id string) error {
 		cfg.Agents.Bind = "127.0.0.1:0"
 	}
 	cfg.Gossip.Seeds = seeds
+	if d.opts.Federation {
+		cfg.Federation.Bind = ports.Federation
+	}
 	cfg.Raft.MinQuorum = d.opts.Nodes
 	// A dev region is for trying things, failover drills included.
 	cfg.Drills.Enabled = true
@@ -453,7 +484,7 @@ func (d *Region) StartNode(id string) error {
 	_, httpPort, _ := net.SplitHostPort(strings.TrimPrefix(n.APIURL(), "http://"))
 	host, _, _ := net.SplitHostPort(ports.HTTP)
 	d.ports[id] = nodePorts{HTTP: net.JoinHostPort(host, httpPort), Raft: n.Region().RaftAddr(), Gossip: n.Region().GossipAddr(),
-		Agents: n.AgentAddr()}
+		Agents: n.AgentAddr(), Federation: n.FederationAddr()}
 	if b, err := json.MarshalIndent(d.ports, "", "  "); err == nil {
 		_ = os.WriteFile(d.portsFile(), b, 0o600)
 	}

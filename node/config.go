@@ -60,7 +60,10 @@ type Config struct {
 	// Telemetry is the store agents' metrics land in, the OTLP receiver
 	// on the agent port and the query API.
 	Telemetry TelemetryConfig `yaml:"telemetry"`
-	Log       LogConfig       `yaml:"log"`
+	// Federation is this node's read-only federation endpoint (HTTP/3
+	// over QUIC) and client; off unless federation.bind is set.
+	Federation FederationConfig `yaml:"federation"`
+	Log        LogConfig        `yaml:"log"`
 }
 
 // TelemetryConfig configures the telemetry path.
@@ -78,6 +81,54 @@ type TelemetryConfig struct {
 	// RemoteWrite also forwards stored samples to a scale-out store
 	// through a queue on disk (off by default).
 	RemoteWrite remotewrite.Config `yaml:"remote_write"`
+}
+
+// FederationConfig sets the node's federation with peer regions.
+type FederationConfig struct {
+	// Bind is the UDP address the federation endpoint listens on (HTTP/3
+	// over QUIC, mutual TLS with the node certificate). Empty (the
+	// default): federation is off on this node, and the peers, links and
+	// global routes say so.
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port peers dial, shown as federation_addr in
+	// `outpostctl status`. Default: the bound address.
+	Advertise string `yaml:"advertise"`
+	// Timeout bounds one call to one peer, its answer read included, so a
+	// global view answers within it whatever the peers do. Default 3s,
+	// 100ms..30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// PollInterval is how often each peer's health is asked, which keeps
+	// `outpostctl peers list` current. Default 10s, 1s..10m.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// AuditInterval is how often the counted federation calls and
+	// refusals are written to the audit log (the first refusal of a
+	// peer and reason in each interval is written at once). Default 1m,
+	// 1s..1h.
+	AuditInterval time.Duration `yaml:"audit_interval"`
+}
+
+func (f FederationConfig) validate() error {
+	if f.Bind == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(f.Bind); err != nil {
+		return fmt.Errorf("federation.bind %q: %v", f.Bind, err)
+	}
+	if f.Advertise != "" {
+		if h, _, err := net.SplitHostPort(f.Advertise); err != nil || h == "" {
+			return fmt.Errorf("federation.advertise %q: give HOST:PORT peers dial", f.Advertise)
+		}
+	}
+	for _, d := range []struct {
+		name      string
+		v, lo, hi time.Duration
+	}{{"timeout", f.Timeout, 100 * time.Millisecond, 30 * time.Second}, {"poll_interval", f.PollInterval, time.Second, 10 * time.Minute},
+		{"audit_interval", f.AuditInterval, time.Second, time.Hour}} {
+		if d.v < d.lo || d.v > d.hi {
+			return fmt.Errorf("federation.%s %v: use %v..%v", d.name, d.v, d.lo, d.hi)
+		}
+	}
+	return nil
 }
 
 // AgentsConfig sets how agents enroll and connect.
@@ -301,6 +352,7 @@ func DefaultConfig() Config {
 		Auth:            AuthConfig{Lockout: auth.DefaultLockoutPolicy(), InvitationTTL: 7 * 24 * time.Hour},
 		Lease:           lease.DefaultConfig(),
 		Drills:          DrillsConfig{MaxDuration: 5 * time.Minute},
+		Federation:      FederationConfig{Timeout: 3 * time.Second, PollInterval: 10 * time.Second, AuditInterval: time.Minute},
 		Agents: AgentsConfig{Bind: "0.0.0.0:" + DefaultAgentPort, CertLifetime: pki.AgentCertLifetime, MaxConnections: agentlink.DefaultMaxAgents,
 			MaxMessageBytes: agentlink.DefaultMaxMessage, Heartbeat: agentlink.DefaultHeartbeat,
 			RetireGrace: agentlink.DefaultRetireGrace, ReadTimeout: agentlink.DefaultReadTimeout, WriteTimeout: agentlink.DefaultWriteTimeout,
@@ -317,6 +369,9 @@ var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Validate rejects bad values and conflicting settings, naming the field.
 func (c Config) Validate() error {
+	if err := c.Federation.validate(); err != nil {
+		return err
+	}
 	if !namePattern.MatchString(c.Region) {
 		return fmt.Errorf("region %q: use 1-63 lowercase letters, digits and '-'", c.Region)
 	}

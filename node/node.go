@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -30,6 +31,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/keys"
 	"github.com/outpost-mesh/outpost/node/otlp"
+	"github.com/outpost-mesh/outpost/node/peering"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/node/query"
 	"github.com/outpost-mesh/outpost/raft"
@@ -41,6 +43,9 @@ import (
 // Options are the parts of a node that are injected rather than configured.
 type Options struct {
 	Logger *slog.Logger
+	// FederationTap sees every federation request and answer this node
+	// serves or receives (tests scan them for tenant ids).
+	FederationTap func(r *http.Request, status int, body []byte)
 	// GossipKey overrides Config.GossipKey() (dev mode passes one in).
 	GossipKey []byte
 	// CA overrides loading the region CA from files (dev mode).
@@ -80,7 +85,12 @@ type Node struct {
 	http   *http.Server
 	apiURL string
 	// The agent port.
-	agentLn  net.Listener
+	agentLn net.Listener
+	// fedConn is the federation endpoint's UDP socket (nil: federation
+	// off); fed its runtime, fedAddr what peers dial.
+	fedConn  net.PacketConn
+	fed      *peering.Runtime
+	fedAddr  string
 	agentURL string
 	agents   *agentlink.Server
 	// The telemetry path (nil when telemetry.enabled is false).
@@ -182,6 +192,12 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		return nil, err
 	}
 	n.agentURL = agentlink.AdvertisedURL(cfg.agentAdvertise(), n.agentLn.Addr())
+	if cfg.Federation.Bind != "" {
+		if n.fedConn, err = net.ListenPacket("udp", cfg.Federation.Bind); err != nil {
+			return nil, fmt.Errorf("federation.bind %s: %w (is another process on that UDP port?)", cfg.Federation.Bind, err)
+		}
+		n.fedAddr = cmp.Or(cfg.Federation.Advertise, n.fedConn.LocalAddr().String())
+	}
 	var httpCert tls.Certificate
 	if cfg.HTTP.CertFile != "" {
 		// Load now: a bad key pair must stop the start, not leave a node
@@ -266,7 +282,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		GossipBind: cfg.Gossip.Bind, GossipAdvertise: cfg.Gossip.Advertise,
 		Seeds: cfg.Gossip.Seeds, GossipKey: key, BootstrapExpect: cfg.BootstrapExpect,
 		TLS: ident.TLS(), PeerID: func(c *x509.Certificate) (string, error) { return pki.NodeID(c, cfg.Region) },
-		Meta: raft.NodeMeta{APIURL: n.apiURL}, NodeHTTP: n.nodeHTTP(),
+		Meta: raft.NodeMeta{APIURL: n.apiURL, FederationURL: n.fedAddr}, NodeHTTP: n.nodeHTTP(),
 		Tuning: cfg.Raft.Tuning, Logger: n.logger, Registerer: n.reg,
 		Auditor: auditlog.Append, Handlers: handlers,
 		OnLeaderChange: func(id string) {
@@ -290,7 +306,18 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	// Set before the API starts its background work, so a Kill on a
 	// failed start below ends it too.
 	n.stopAPI = sync.OnceFunc(func() { close(stopping) })
-	apiHandler, err := httpapi.New(httpapi.Config{Stopping: stopping,
+	var fed httpapi.Federation
+	if n.fedConn != nil {
+		n.fed = peering.New(peering.Config{Region: cfg.Region, NodeID: cfg.NodeID, Cert: ident.Certificate, Store: n.store, Keys: kp,
+			Audit: func(ctx context.Context, action, entity string, detail any) error {
+				_, err := n.commitAudited(ctx, "node/"+cfg.NodeID, action, entity, "", detail, nil)
+				return err
+			},
+			Logger: n.logger.With("component", "federation"), PollEvery: cfg.Federation.PollInterval, AuditEvery: cfg.Federation.AuditInterval,
+			Timeout: cfg.Federation.Timeout, ServerTap: opts.FederationTap, ClientTap: opts.FederationTap})
+		fed = n.fed
+	}
+	apiHandler, err := httpapi.New(httpapi.Config{Stopping: stopping, Federation: fed,
 		Region: n.region, Store: n.store, Gatherer: n.reg, Registerer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
@@ -324,6 +351,20 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 	n.http.RegisterOnShutdown(n.stopAPI)
 	var ctx context.Context
 	ctx, n.cancel = context.WithCancel(context.Background())
+	if n.fed != nil {
+		n.wg.Add(2)
+		go func() {
+			defer n.wg.Done()
+			if err := n.fed.Serve(n.fedConn); err != nil {
+				n.logger.Error("federation endpoint stopped", "err", err)
+			}
+		}()
+		go func() {
+			defer n.wg.Done()
+			n.fed.Run(ctx.Done())
+		}()
+		n.logger.Info("federation listening", "addr", n.fedAddr)
+	}
 	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
@@ -420,3 +461,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	defer cancel()
 	return n.Shutdown(sctx)
 }
+
+// FederationAddr is where peers reach this node's federation endpoint
+// ("" when federation is off).
+func (n *Node) FederationAddr() string { return n.fedAddr }

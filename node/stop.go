@@ -27,6 +27,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.agents != nil {
 			errs = append(errs, n.agents.Close())
 		}
+		n.closeFederation()
 		if n.http != nil {
 			errs = append(errs, n.http.Shutdown(ctx))
 		}
@@ -79,6 +80,7 @@ func (n *Node) Kill() {
 		if n.agents != nil {
 			n.agents.Close()
 		}
+		n.closeFederation()
 		if n.agentLn != nil { // not served yet, or already closed (harmless)
 			n.agentLn.Close()
 		}
@@ -109,4 +111,15 @@ func (n *Node) closeRest() error {
 		errs = append(errs, n.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// closeFederation stops the federation endpoint and client (its Run ends
+// with the node's context).
+func (n *Node) closeFederation() {
+	if n.fed != nil {
+		n.fed.Close()
+	}
+	if n.fedConn != nil {
+		_ = n.fedConn.Close()
+	}
 }

@@ -113,7 +113,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a new temp dir, removed on exit unless --keep)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
 	fs.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
-	fs.IntVar(&o.Regions, "regions", 1, "regions (only 1 until federation is built)")
+	fs.IntVar(&o.Regions, "regions", 1, "regions, 1..5: more than one are federated on loopback (peered, their dev tenants linked)")
 	fs.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
 	observe := fs.String("observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
 	level := fs.String("log-level", "warn", "node log level: debug, info, warn, error")
@@ -130,6 +130,9 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	o.Out = stdout
 	o.Logger = node.NewLogger(node.LogConfig{Level: *level, Format: "text"}, stderr)
+	if o.Regions > 1 {
+		return devFederation(ctx, o, stdout)
+	}
 	d, err := dev.Start(ctx, o)
 	if err != nil {
 		return err
@@ -156,6 +159,45 @@ Press Ctrl-C to stop.
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := d.Stop(sctx); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "outpost dev: stopped")
+	return nil
+}
+
+// devFederation runs `outpost dev --regions N`: N federated regions.
+func devFederation(ctx context.Context, o dev.Options, stdout io.Writer) error {
+	f, err := dev.StartFederation(ctx, o)
+	if err != nil {
+		return err
+	}
+	if err := f.WaitGlobal(ctx, 30*time.Second); err != nil {
+		fmt.Fprintf(stdout, "outpost dev: %v (the regions run; `outpostctl peers list` says why)\n", err)
+	}
+	fmt.Fprintf(stdout, "\nOutpost dev: %d federated regions are up (data in %s).\n", len(f.Regions), f.DataDir())
+	for _, r := range f.Regions {
+		password, _ := os.ReadFile(r.PasswordFile())
+		fmt.Fprintf(stdout, "  %-9s API %s   federation %s   admin / %s   token file %s\n",
+			r.Name(), r.APIURL(), r.FederationAddr(), strings.TrimSpace(string(password)), r.TokenFile())
+	}
+	first, last := f.Regions[0], f.Regions[len(f.Regions)-1]
+	fmt.Fprintf(stdout, `
+Try (against %[1]s; any region works the same):
+  export OUTPOST_ADDR=%[2]s OUTPOST_TOKEN=$(cat %[3]s)
+  outpostctl peers list                 # every peer: state, RTT, data age, cert expiry
+  outpostctl global health              # every region's nodes, leader and lease
+  OUTPOST_TOKEN=$(cat %[4]s) outpostctl global agents --tenant dev
+                                        # tenant "dev"'s agents in every region, each row labelled with its peer
+  outpostctl dev stop n1 --addr %[5]s --token $(cat %[6]s)
+                                        # take %[7]s down: the global views say "timeout" for it and still answer
+
+Press Ctrl-C to stop.
+`, first.Name(), first.APIURL(), first.TokenFile(), first.QueryTokenFile(), last.APIURL(), last.TokenFile(), last.Name())
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.Stop(sctx); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "outpost dev: stopped")

@@ -40,6 +40,16 @@ var commands = map[string]spec{
 	"dev stop":            {form: "dev stop NODE"},
 	"dev start":           {form: "dev start NODE"},
 
+	"peers add":     {form: "peers add NAME --peer-addr HOST:PORT --ca PEER-CA.pem --secret-file FILE|-", flags: []string{"peer-addr", "ca", "secret-file"}},
+	"peers list":    {form: "peers list"},
+	"peers remove":  {form: "peers remove NAME"},
+	"links create":  {form: "links create --tenant T --peer P [--link-id ID]", flags: []string{"tenant", "peer", "link-id"}},
+	"links list":    {form: "links list --tenant T", flags: []string{"tenant"}},
+	"links remove":  {form: "links remove ID --tenant T --peer P", flags: []string{"tenant", "peer"}},
+	"global health": {form: "global health"},
+	"global agents": {form: "global agents --tenant T", flags: []string{"tenant"}},
+	"global query":  {form: "global query QUERY --tenant T", flags: []string{"tenant"}},
+
 	"dispatches create": {form: "dispatches create --kind K [--tenant T] [--selector S] [--payload JSON | --payload-file F|-] [--id ID]",
 		flags: []string{"kind", "tenant", "selector", "payload", "payload-file", "id"}},
 	"dispatches list":  {form: "dispatches list [--tenant T] [--after INDEX] [--consistent]", flags: []string{"tenant", "after", "consistent"}},

@@ -21,7 +21,7 @@ import (
 // parses, so the test reaches the check of which command takes it.
 func sampleArg(t *testing.T, name string) string {
 	t.Helper()
-	fs, _, _, _, _ := commandFlags("test", io.Discard)
+	fs, _, _, _, _, _ := commandFlags("test", io.Discard)
 	f := fs.Lookup(name)
 	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 		return "--" + name
@@ -41,7 +41,7 @@ func sampleArg(t *testing.T, name string) string {
 // no request is sent. One FlagSet serves all commands, so without this
 // check such a flag parsed and was silently ignored.
 func TestEveryCommandRefusesFlagsItDoesNotUse(t *testing.T) {
-	all, _, _, _, _ := commandFlags("test", io.Discard)
+	all, _, _, _, _, _ := commandFlags("test", io.Discard)
 	var names []string
 	all.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	for _, cmd := range slices.Sorted(func(yield func(string) bool) {
@@ -90,7 +90,7 @@ func TestCommandsTableIsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _, _, _, _ := commandFlags("test", io.Discard)
+	all, _, _, _, _, _ := commandFlags("test", io.Discard)
 	for cmd, sp := range commands {
 		if !strings.Contains(usage, "  "+cmd) {
 			t.Errorf("%q is not in the usage text", cmd)

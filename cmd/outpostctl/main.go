@@ -57,6 +57,25 @@ dispatches and failover drills:
   drill partition --node ID [--duration 10s]
                          cut one node off its peers, watch, confirm it healed
 
+federation (read-only, between regions):
+  peers add NAME --peer-addr HOST:PORT --ca PEER-CA.pem --secret-file FILE|-
+                         (region admin) federate with region NAME: its CA is
+                         pinned, the secret (32+ bytes) is shared with it and
+                         stored sealed; the peer adds this region the same way
+  peers list             peers: state, RTT, last success, data age, cert expiry
+  peers remove NAME      stop federating with NAME (its links go too)
+  links create --tenant T --peer P [--link-id ID]
+                         (tenant Admin) link tenant T to its counterpart on P:
+                         prints a link id; on P, run links create with
+                         --link-id ID against P's own tenant
+  links list --tenant T
+  links remove ID --tenant T --peer P
+  global health          every region's health (region admin)
+  global agents --tenant T        the tenant's agents here and in linked peers
+  global query QUERY --tenant T   an instant PromQL query here and in peers
+                         (global views say per peer: ok, stale, timeout,
+                         refused, malformed, error; and whether complete)
+
 accounts and tenants:
   whoami                 who the token is: actor, region admin, tenant roles
   users create NAME [--region-admin] [--password-stdin]
@@ -163,7 +182,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		cmd, rest = cmd+" "+rest[0], rest[1:]
 	}
-	fs, g, aop, acctp, opsp := commandFlags(cmd, stderr)
+	fs, g, aop, acctp, opsp, fedp := commandFlags(cmd, stderr)
 	pos, err := parseInterspersed(fs, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage already printed
@@ -187,6 +206,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runAccount(ctx, c, g, acct, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
 	}
 	consistent := fs.Lookup("consistent").Value.String() == "true"
+	if isFederationCommand(cmd) {
+		return runFederation(ctx, c, g, *fedp, acct.tenant, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
+	}
 	if isOpsCommand(cmd) {
 		return runOps(ctx, c, g, ops, acct, consistent, cmdline{name: cmd, pos: pos, given: givenFlags(fs), stdin: stdin, stdout: stdout, stderr: stderr})
 	}
@@ -246,7 +268,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 // commandFlags is the one FlagSet every command parses (flags may come
 // anywhere after the command words); the commands table says which of
 // its flags each command takes.
-func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *auditOpts, *accountOpts, *opsOpts) {
+func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *auditOpts, *accountOpts, *opsOpts, *fedOpts) {
 	fs, g := newFlags(cmd, stderr)
 	ao, acct, ops := &auditOpts{}, &accountOpts{}, &opsOpts{}
 	fs.Bool("consistent", false, "linearizable read (kv get/list, dispatches list)")
@@ -258,13 +280,15 @@ func commandFlags(cmd string, stderr io.Writer) (*flag.FlagSet, *globals, *audit
 	fs.BoolVar(&ao.partial, "partial", false, "accept an export holding fewer records than its checkpoint (audit verify-export)")
 	acct.register(fs)
 	ops.register(fs)
-	return fs, g, ao, acct, ops
+	fed := &fedOpts{}
+	fed.register(fs)
+	return fs, g, ao, acct, ops, fed
 }
 
 // isGroup reports whether a command word (or words) takes a subcommand.
 func isGroup(cmd string) bool {
 	switch cmd {
-	case "kv", "dev", "audit", "users", "tenants", "tenants members", "invitations", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill", "agents":
+	case "kv", "dev", "audit", "users", "tenants", "tenants members", "invitations", "tokens", "tokens api", "breakglass", "keys", "dispatches", "drill", "agents", "peers", "links", "global":
 		return true
 	}
 	return false

@@ -106,6 +106,9 @@ type Config struct {
 	// DenialWindow is how long one identity's refusals are counted into
 	// one audit record after the first; default DefaultDenialWindow.
 	DenialWindow time.Duration
+	// Federation is the node's federation runtime (nil: federation off:
+	// the peers, links and global routes answer 404 saying so).
+	Federation Federation
 	// Go runs the API's background work (writing aggregated refusal
 	// records until Stopping closes) on a goroutine its caller owns and
 	// waits for. Nil (or a nil Stopping): nothing runs in the background
@@ -242,6 +245,10 @@ func Routes(dev bool) []Route {
 		{"GET", "/api/v1/agents", RegionAdmin, (*server).agentsList},
 		{"POST", "/api/v1/agents/{id}/revoke", RegionAdmin, (*server).agentRevoke},
 		{"POST", "/api/v1/agents/{id}/clear-flags", RegionAdmin, (*server).agentClearFlags},
+		{"GET", "/api/v1/peers", RegionAdmin, (*server).peersList},
+		{"POST", "/api/v1/peers", RegionAdmin, (*server).peerCreate},
+		{"DELETE", "/api/v1/peers/{name}", RegionAdmin, (*server).peerDelete},
+		{"GET", "/api/v1/global/health", RegionAdmin, (*server).globalHealth},
 		{"GET", "/api/v1/drills", RegionAdmin, (*server).drillsGet},
 		{"POST", "/api/v1/drills/isolate", RegionAdmin, (*server).drillIsolate},
 		{"POST", "/api/v1/drills/heal", RegionAdmin, (*server).drillHeal},
@@ -268,6 +275,11 @@ func Routes(dev bool) []Route {
 		{"GET", t + "/agent-tokens", TenantAdmin, (*server).agentTokenList},
 		{"POST", t + "/agent-tokens", TenantAdmin, (*server).agentTokenCreate},
 		{"DELETE", t + "/agent-tokens/{id}", TenantAdmin, (*server).agentTokenRevoke},
+		{"GET", t + "/links", TenantViewer, (*server).linksList},
+		{"POST", t + "/links", TenantAdmin, (*server).linkCreate},
+		{"DELETE", t + "/links/{peer}/{id}", TenantAdmin, (*server).linkDelete},
+		{"GET", t + "/global/agents", TenantViewer, (*server).globalAgents},
+		{"GET", t + "/global/query", TenantViewer, (*server).globalQuery},
 		{"GET", t + "/settings", TenantViewer, (*server).settingsGet},
 		{"PUT", t + "/settings", TenantAdmin, (*server).settingsPut},
 		{"GET", t + "/breakglass", TenantAdmin, (*server).grantsList},
@@ -320,6 +332,9 @@ func New(cfg Config) (http.Handler, error) {
 		if err := s.m.register(cfg.Registerer); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Federation != nil {
+		cfg.Federation.SetView(fedView{s})
 	}
 	s.denials = &denials{window: cmp.Or(cfg.DenialWindow, DefaultDenialWindow), now: cfg.Now,
 		commit: func(ctx context.Context, ch change) error { _, err := s.commit(ctx, ch, nil); return err }}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/node/peering"
 
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -15,6 +16,7 @@ type Keys interface {
 	PreviousKeyID() string
 	NeedsRewrap(sealed []byte) bool
 	Rewrap(bucket, key string, sealed []byte) ([]byte, error)
+	Wrap(bucket, key string, plaintext []byte) ([]byte, error)
 }
 
 // wrappedSecrets are the FSM records sealed by the master key.
@@ -35,6 +37,14 @@ func (s *server) keyStatus() (api.KeyStatus, [][3][]byte) {
 			if s.cfg.Keys.NeedsRewrap(v) {
 				st.OnPrevious++
 				stale = append(stale, [3][]byte{w.bucket, w.key, append([]byte(nil), v...)})
+			}
+		}
+		// Every federation peer's shared secret.
+		for name, v := range (peering.Reader{Tx: tx}).Secrets() {
+			st.Secrets++
+			if s.cfg.Keys.NeedsRewrap(v) {
+				st.OnPrevious++
+				stale = append(stale, [3][]byte{peering.BucketSecrets, []byte(name), v})
 			}
 		}
 		return nil
