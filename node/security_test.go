@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/node/httpapi"
 	"github.com/outpost-mesh/outpost/node/keys"
+	"github.com/outpost-mesh/outpost/node/pki"
 )
 
 // These tests run a real single-node region (Raft over TLS, bbolt, the
@@ -390,16 +391,18 @@ func TestBreakGlass(t *testing.T) {
 func TestSecretsAtRest(t *testing.T) {
 	dir := t.TempDir()
 	cfg := nodeConfig(t, dir)
+	cfg.Federation.Bind = "127.0.0.1:0"
 	mk := newMasterKey(t)
 	tn := startNode(t, cfg, mustKeys(t, mk, nil), node.Options{})
 	alice, _ := twoTenants(t, tn)
 	apiTok := tn.tenantToken(t, alice, "acme", "operator")
 	password := tn.newUser(t, "dave")
+	fedSecret := addTestPeer(t, tn)
 	tn.n.Kill()
 	secrets := map[string][]byte{
 		"admin token": []byte(tn.token), "admin password": []byte(tn.password), "api token": []byte(apiTok),
 		"user password": []byte(password), "master key": mk, "master key (base64)": []byte(base64.StdEncoding.EncodeToString(mk)),
-		"gossip key": tn.gossip,
+		"gossip key": tn.gossip, "federation secret": []byte(fedSecret),
 	}
 	err := filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 		if err != nil || info.IsDir() || filepath.Base(path) == "admin.token" || filepath.Base(path) == "admin.password" {
@@ -437,9 +440,11 @@ func TestSecretsAtRest(t *testing.T) {
 func TestMasterKeyRotation(t *testing.T) {
 	dir := t.TempDir()
 	cfg := nodeConfig(t, dir)
+	cfg.Federation.Bind = "127.0.0.1:0"
 	old, nu := newMasterKey(t), newMasterKey(t)
 	tn := startNode(t, cfg, mustKeys(t, old, nil), node.Options{})
 	gossip := tn.gossip
+	addTestPeer(t, tn)
 	tn.n.Kill()
 	if _, err := node.Start(cfg, node.Options{Keys: mustKeys(t, nu, nil), GossipKey: gossip}); err == nil {
 		t.Fatal("the new key alone opened data wrapped by the old one")
@@ -447,18 +452,40 @@ func TestMasterKeyRotation(t *testing.T) {
 	tn = startNode(t, cfg, mustKeys(t, nu, old), node.Options{GossipKey: gossip})
 	var st api.KeyStatus
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/keys", tn.token, "")), &st)
-	if st.OnPrevious != 1 || st.Secrets != 1 {
+	// The canary and the federation peer's shared secret.
+	if st.OnPrevious != 2 || st.Secrets != 2 {
 		t.Fatalf("before rotation: %+v", st)
 	}
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "POST", "/api/v1/keys/rotate", tn.token, "")), &st)
-	if st.OnPrevious != 0 || st.Rewrapped != 1 {
+	if st.OnPrevious != 0 || st.Rewrapped != 2 {
 		t.Fatalf("after rotation: %+v", st)
 	}
 	tn.n.Kill()
 	if _, err := node.Start(cfg, node.Options{Keys: mustKeys(t, old, nil), GossipKey: gossip}); err == nil {
 		t.Fatal("the old key still opens the region after rotation")
 	}
-	startNode(t, cfg, mustKeys(t, nu, nil), node.Options{GossipKey: gossip})
+	tn = startNode(t, cfg, mustKeys(t, nu, nil), node.Options{GossipKey: gossip})
+	// The peer's secret opens under the new key alone: the peer is asked
+	// (it is not listening, so it is not ok, but it is there).
+	var gh api.GlobalHealth
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/global/health", tn.token, "")), &gh)
+	if len(gh.Peers) != 1 || gh.Peers[0].Peer != "eu-west" {
+		t.Fatalf("after rotation the peer's secret does not open: %+v", gh)
+	}
+}
+
+// addTestPeer adds a peer "eu-west" (a CA of its own, an address nothing
+// listens on) and returns its shared secret.
+func addTestPeer(t *testing.T, tn *testNode) string {
+	t.Helper()
+	ca, err := pki.NewCA("eu-west")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := "fed-secret-" + strings.Repeat("x", 40)
+	body, _ := json.Marshal(api.PeerCreate{Name: "eu-west", Addr: "127.0.0.1:9", CAPEM: string(ca.CertPEM()), Secret: secret})
+	tn.must(t, 201, "POST", "/api/v1/peers", tn.token, string(body))
+	return secret
 }
 
 // TestOIDCLoginWithPKCE logs in through a real OIDC provider running in
