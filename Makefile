@@ -56,6 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./bpf/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseFormat$$' -fuzztime $(FUZZTIME) ./bpf/
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./federation/httpsig/
+	$(GO) test -run '^$$' -fuzz '^FuzzAnswers$$' -fuzztime $(FUZZTIME) ./federation/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTCP$$' -fuzztime $(FUZZTIME) ./agent/procfs/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCounters$$' -fuzztime $(FUZZTIME) ./agent/procfs/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatchFile$$' -fuzztime $(FUZZTIME) ./agent/export/

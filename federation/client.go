@@ -74,8 +74,10 @@ type Client struct {
 	// Tap, when set, sees every request sent and answer received.
 	Tap func(r *http.Request, status int, body []byte)
 
-	mu    sync.Mutex
-	peers map[string]*peerConn
+	mu      sync.Mutex
+	peers   map[string]*peerConn
+	retired map[*peerConn]*time.Timer // closed after their calls' deadline, or by Close
+	closed  bool
 }
 
 type peerConn struct {
@@ -102,7 +104,7 @@ func HTTP3(tlsConf *tls.Config) http.RoundTripper {
 	return &http3.Transport{TLSClientConfig: tlsConf, QUICConfig: QUICConfig(), MaxResponseHeaderBytes: 16 << 10}
 }
 
-func (c *Client) transport(p Peer) http.RoundTripper {
+func (c *Client) transport(p Peer) *peerConn {
 	h := sha256.New()
 	h.Write([]byte(p.Addr))
 	if p.CA != nil {
@@ -111,11 +113,14 @@ func (c *Client) transport(p Peer) http.RoundTripper {
 	key := string(h.Sum(nil))
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
 	if c.peers == nil {
 		c.peers = map[string]*peerConn{}
 	}
 	if pc, ok := c.peers[p.Name]; ok && pc.key == key {
-		return pc.rt
+		return pc
 	} else if ok {
 		closeRT(pc.rt)
 	}
@@ -125,7 +130,37 @@ func (c *Client) transport(p Peer) http.RoundTripper {
 	}
 	pc := &peerConn{key: key, rt: mk(clientTLS(p, c.Cert, c.now))}
 	c.peers[p.Name] = pc
-	return pc.rt
+	return pc
+}
+
+// retire drops pc as the connection to peer name after a call on it timed
+// out, so the next call dials afresh: a connection whose other end is
+// gone without a word (the peer restarted, or a send error killed its
+// side; it sends no stateless reset) would otherwise time out every call
+// until QUIC's idle timeout. pc is closed once the calls already on it
+// have had their own deadline.
+func (c *Client) retire(name string, pc *peerConn, after time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		closeRT(pc.rt)
+		return
+	}
+	if c.peers[name] == pc {
+		delete(c.peers, name)
+		if c.retired == nil {
+			c.retired = map[*peerConn]*time.Timer{}
+		}
+		c.retired[pc] = time.AfterFunc(after, func() {
+			c.mu.Lock()
+			_, still := c.retired[pc]
+			delete(c.retired, pc)
+			c.mu.Unlock()
+			if still {
+				closeRT(pc.rt)
+			}
+		})
+	}
 }
 
 func closeRT(rt http.RoundTripper) {
@@ -150,29 +185,56 @@ func (c *Client) Forget(keep map[string]bool) {
 }
 
 // Close closes every peer connection.
-func (c *Client) Close() { c.Forget(nil) }
+// Calls after Close fail at once (no connection is made again).
+func (c *Client) Close() {
+	c.Forget(nil)
+	c.mu.Lock()
+	c.closed = true
+	retired := c.retired
+	c.retired = nil
+	c.mu.Unlock()
+	for pc, t := range retired {
+		t.Stop()
+		closeRT(pc.rt)
+	}
+}
 
-// Health asks p for its region's health.
+// errClosed: a call after Close.
+var errClosed = errors.New("federation client closed: the node is stopping")
+
+// Health asks p for its region's health (the zero Health unless the
+// status is OK: a refused answer's rows are not handed on).
 func (c *Client) Health(ctx context.Context, p Peer) (Health, PeerStatus) {
 	var h Health
 	st := c.get(ctx, p, PathHealth, nil, &h, func() (int64, int, error) { return h.AgeMs, len(h.Nodes), h.Validate(p.Name) })
+	if !st.OK() {
+		return Health{}, st
+	}
 	return h, st
 }
 
-// Agents asks p for the agents of the tenant it links to link.
+// Agents asks p for the agents of the tenant it links to link (the zero
+// Agents unless the status is OK).
 func (c *Client) Agents(ctx context.Context, p Peer, link string) (Agents, PeerStatus) {
 	var a Agents
 	st := c.get(ctx, p, "/fed/v1/links/"+url.PathEscape(link)+"/agents", nil, &a, func() (int64, int, error) { return a.AgeMs, len(a.Agents), a.Validate(link) })
+	if !st.OK() {
+		return Agents{}, st
+	}
 	return a, st
 }
 
-// Query asks p to evaluate q at ts for the tenant it links to link.
+// Query asks p to evaluate q at ts for the tenant it links to link (the
+// zero Query unless the status is OK).
 func (c *Client) Query(ctx context.Context, p Peer, link, q string, ts time.Time) (Query, PeerStatus) {
 	var res Query
 	v := url.Values{"query": {q}, "time": {strconv.FormatInt(ts.UnixMilli(), 10)}}
 	st := c.get(ctx, p, "/fed/v1/links/"+url.PathEscape(link)+"/query", v, &res, func() (int64, int, error) {
 		return res.AgeMs, len(res.Samples), res.Validate(link)
 	})
+	if !st.OK() {
+		return Query{}, st
+	}
 	return res, st
 }
 
@@ -210,7 +272,17 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 		st.Status, st.Error = StatusError, "signing: "+err.Error()
 		return st
 	}
-	resp, err := c.transport(p).RoundTrip(req)
+	pc := c.transport(p)
+	if pc == nil {
+		st.Status, st.Error = StatusError, errClosed.Error()
+		return st
+	}
+	defer func() {
+		if st.Status == StatusTimeout {
+			c.retire(p.Name, pc, timeout)
+		}
+	}()
+	resp, err := pc.rt.RoundTrip(req)
 	if err != nil {
 		st.Status, st.Error = classify(ctx, err), err.Error()
 		return st
@@ -246,17 +318,7 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 		}
 		return st
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(out); err != nil {
-		st.Status, st.Error = StatusMalformed, fmt.Sprintf("%v: %v", ErrMalformed, truncate(err.Error(), MaxString))
-		return st
-	}
-	if dec.More() {
-		st.Status, st.Error = StatusMalformed, ErrMalformed.Error()+": data after the answer"
-		return st
-	}
-	age, rows, err := check()
+	age, rows, err := decodeAnswer(body, out, check)
 	if err != nil {
 		st.Status, st.Error = StatusMalformed, truncate(err.Error(), 4*MaxString)
 		return st
@@ -267,6 +329,31 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 		st.Error = fmt.Sprintf("data %v old (stale after %v): the answering node has not heard from its leader", (time.Duration(age) * time.Millisecond).Round(time.Millisecond), staleAfter)
 	}
 	return st
+}
+
+// decodeAnswer strictly decodes body, one JSON value and nothing after
+// it, into out (unknown fields refused), then checks it with check (the
+// answer's Validate; it returns the answer's age and row count). Every
+// error wraps ErrMalformed.
+func decodeAnswer(body []byte, out any, check func() (age int64, rows int, err error)) (int64, int, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		return 0, 0, fmt.Errorf("%w: %v", ErrMalformed, truncate(err.Error(), MaxString))
+	}
+	// Not dec.More: it reports false before a stray ']' or '}', which
+	// would let such bytes after the answer through.
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
+		return 0, 0, fmt.Errorf("%w: data after the answer", ErrMalformed)
+	}
+	age, rows, err := check()
+	if err != nil {
+		if !errors.Is(err, ErrMalformed) {
+			err = fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		return 0, 0, err
+	}
+	return age, rows, nil
 }
 
 // classify names a transport failure.

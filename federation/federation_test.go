@@ -14,7 +14,9 @@ func TestGlobalReadsOverQUIC(t *testing.T) {
 	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
 	pair(t, a, b)
 	link(b, "us-east", "lnk-1", "tenant-b-local")
+	b.view.mu.Lock() // the server's handlers read it under mu
 	b.view.agents["tenant-b-local"] = []AgentRow{{ID: "ag1", Host: "web-1", Mode: "ebpf"}, {ID: "ag2", Host: "web-2", Mode: "procfs"}}
+	b.view.mu.Unlock()
 	ctx := context.Background()
 	p, _ := a.peer("eu-west")
 
@@ -44,7 +46,9 @@ func TestGlobalReadsOverQUIC(t *testing.T) {
 	if _, st := a.client.Agents(ctx, p, "lnk-2"); st.Status != StatusError {
 		t.Fatalf("another peer's link answered: %+v", st)
 	}
+	b.view.mu.Lock()
 	b.view.age = 60_000
+	b.view.mu.Unlock()
 	if _, st := a.client.Agents(ctx, p, "lnk-1"); st.Status != StatusStale || !st.OK() {
 		t.Fatalf("stale data not marked: %+v", st)
 	}

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -70,7 +72,10 @@ type ServerConfig struct {
 type Server struct {
 	cfg      ServerConfig
 	verifier *httpsig.Verifier
-	h3       *http3.Server
+
+	mu     sync.Mutex
+	h3     *http3.Server // made by the first Serve
+	closed bool
 }
 
 // Paths of the federation API.
@@ -110,9 +115,9 @@ func (s *Server) TLSConfig() *tls.Config {
 		},
 		ClientAuth: tls.RequireAnyClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			p, err := identify(cs.PeerCertificates, s.cfg.Peer, s.cfg.Now())
+			_, err := identify(cs.PeerCertificates, s.cfg.Peer, s.cfg.Now())
 			if err != nil {
-				s.refuse(Refusal{Peer: p.Name, Reason: "tls", Err: err})
+				s.refuse(Refusal{Peer: named(cs.PeerCertificates), Reason: "tls", Err: err})
 			}
 			return err
 		},
@@ -130,16 +135,25 @@ func QUICConfig() *quic.Config {
 	}
 }
 
-// Serve serves HTTP/3 on conn until Close.
+// Serve serves HTTP/3 on conn until Close (at once if Close came first).
 func (s *Server) Serve(conn net.PacketConn) error {
-	s.h3 = &http3.Server{
-		Handler:        s.Handler(),
-		TLSConfig:      http3.ConfigureTLSConfig(s.TLSConfig()),
-		QUICConfig:     QUICConfig(),
-		MaxHeaderBytes: 16 << 10,
-		IdleTimeout:    60 * time.Second,
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
 	}
-	err := s.h3.Serve(conn)
+	if s.h3 == nil {
+		s.h3 = &http3.Server{
+			Handler:        s.Handler(),
+			TLSConfig:      http3.ConfigureTLSConfig(s.TLSConfig()),
+			QUICConfig:     QUICConfig(),
+			MaxHeaderBytes: 16 << 10,
+			IdleTimeout:    60 * time.Second,
+		}
+	}
+	h3 := s.h3
+	s.mu.Unlock()
+	err := h3.Serve(conn)
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, quic.ErrServerClosed) {
 		return nil
 	}
@@ -148,10 +162,24 @@ func (s *Server) Serve(conn net.PacketConn) error {
 
 // Close stops serving, closing open connections.
 func (s *Server) Close() error {
-	if s.h3 == nil {
+	s.mu.Lock()
+	s.closed = true
+	h3 := s.h3
+	s.mu.Unlock()
+	if h3 == nil {
 		return nil
 	}
-	return s.h3.Close()
+	return h3.Close()
+}
+
+// named is the region a chain's node certificate names, "" if none: a
+// refusal records it even when that region is no peer.
+func named(chain []*x509.Certificate) string {
+	if len(chain) == 0 {
+		return ""
+	}
+	region, _, _ := certRegion(chain[0])
+	return region
 }
 
 func (s *Server) refuse(r Refusal) {
@@ -188,7 +216,7 @@ func (s *Server) Handler() http.Handler {
 		p, err := identify(r.TLS.PeerCertificates, s.cfg.Peer, s.cfg.Now())
 		if err != nil {
 			// A peer removed (or its CA changed) since the handshake.
-			s.refuse(Refusal{Peer: p.Name, Remote: r.RemoteAddr, Reason: "tls", Err: err})
+			s.refuse(Refusal{Peer: named(r.TLS.PeerCertificates), Remote: r.RemoteAddr, Reason: "tls", Err: err})
 			writeErr(w, http.StatusUnauthorized, "unauthenticated", err.Error())
 			return
 		}

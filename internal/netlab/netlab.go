@@ -2,8 +2,9 @@
 // tests that need real network faults: one namespace per host, each with
 // an eth0 on a shared bridge (10.77.0.0/24, the bridge itself at .254 in
 // a namespace of its own), and nftables drop rules inside a host's
-// namespace to cut it off from its peers or to lose a share of its
-// packets. Nothing outside the namespaces it creates is touched.
+// namespace, or on the wire in the bridge's, to cut it off from its peers
+// or to lose a share of its packets. Nothing outside the namespaces it
+// creates is touched.
 //
 // It needs root, the `ip` (iproute2) and `nft` (nftables) commands and
 // network-namespace support; Available says which is missing. It is for
@@ -59,6 +60,7 @@ type Lab struct {
 
 	mu    sync.Mutex
 	ruled map[int]bool // hosts that have the netlab table now
+	wired map[int]bool // hosts with a table of their own in the bridge now
 }
 
 // New creates n host namespaces (1..20) on a bridge. Close removes them.
@@ -71,7 +73,7 @@ func New(ctx context.Context, n int) (*Lab, error) {
 	}
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	l := &Lab{prefix: "opl" + hex.EncodeToString(b), ruled: map[int]bool{}}
+	l := &Lab{prefix: "opl" + hex.EncodeToString(b), ruled: map[int]bool{}, wired: map[int]bool{}}
 	l.bridge = l.prefix + "-br"
 	if err := l.build(ctx, n); err != nil {
 		l.Close()
@@ -210,6 +212,19 @@ func (l *Lab) Listen(i int, network, addr string) (net.Listener, error) {
 	return ln, err
 }
 
+// ListenPacket opens a packet socket (such as UDP, addr such as
+// "10.77.0.2:7443" or "10.77.0.2:0") in host i's namespace: a server's
+// port there, or a client's socket that sends from host i through its
+// rules (a QUIC transport over it dials from the host).
+func (l *Lab) ListenPacket(i int, network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	err := inNamespace(l.Namespace(i), func() (err error) {
+		pc, err = net.ListenPacket(network, addr)
+		return err
+	})
+	return pc, err
+}
+
 // inNamespace runs fn on an OS thread moved into network namespace ns.
 // A socket belongs to the namespace of the thread that creates it, and
 // keeps it; fn's sockets can be used from any goroutine afterwards. The
@@ -238,6 +253,11 @@ func inNamespace(ns string, fn func() error) error {
 // Isolate cuts host i off from every other host, both directions, with
 // nftables drop rules in its namespace: packets vanish, as on a broken
 // link (no resets). The bridge (Dial) still reaches it.
+//
+// Host i's own sends to the others fail with EPERM, though (a drop in the
+// output hook is reported to the sending socket), and a QUIC connection
+// there dies of it (quic-go closes a connection on a send error): for
+// UDP and QUIC, IsolateOnWire is the broken link.
 func (l *Lab) Isolate(ctx context.Context, i int) error {
 	set := l.peerSet(i)
 	return l.setRules(ctx, i, fmt.Sprintf(`
@@ -246,22 +266,79 @@ func (l *Lab) Isolate(ctx context.Context, i int) error {
 }
 
 // Lose drops pct percent (0..100) of host i's packets to and from the
-// other hosts, at random, in both directions.
+// other hosts, at random, in both directions. As with Isolate, host i's
+// dropped sends fail with EPERM; LoseOnWire loses them on the wire.
 func (l *Lab) Lose(ctx context.Context, i, pct int) error {
-	if pct < 0 || pct > 100 {
-		return fmt.Errorf("netlab: loss %d%%; use 0..100", pct)
+	verdict, err := lossVerdict(pct)
+	if err != nil {
+		return err
 	}
 	set := l.peerSet(i)
-	verdict := fmt.Sprintf("numgen random mod 100 < %d drop", pct) // nft takes 0..99 here
-	switch pct {
-	case 0:
-		verdict = "accept"
-	case 100:
-		verdict = "drop"
-	}
 	return l.setRules(ctx, i, fmt.Sprintf(`
   chain input { type filter hook input priority 0; policy accept; ip saddr %s %s; }
   chain output { type filter hook output priority 0; policy accept; ip daddr %s %s; }`, set, verdict, set, verdict))
+}
+
+// lossVerdict is the nftables statement that drops pct percent.
+func lossVerdict(pct int) (string, error) {
+	switch {
+	case pct < 0 || pct > 100:
+		return "", fmt.Errorf("netlab: loss %d%%; use 0..100", pct)
+	case pct == 0:
+		return "accept", nil
+	case pct == 100:
+		return "drop", nil
+	}
+	return fmt.Sprintf("numgen random mod 100 < %d drop", pct), nil // nft takes 0..99 here
+}
+
+// IsolateOnWire cuts host i off from every other host, both directions,
+// on the wire: the bridge drops the frames between them, so no socket on
+// either side hears of it, as on a broken link (Isolate's rules make host
+// i's own sends fail). The bridge (Dial) still reaches it. Heal removes
+// it.
+func (l *Lab) IsolateOnWire(ctx context.Context, i int) error {
+	return l.setWire(ctx, i, "drop")
+}
+
+// LoseOnWire drops pct percent (0..100) of the frames between host i and
+// the other hosts, at random, in both directions, on the wire (see
+// IsolateOnWire). Heal removes it.
+func (l *Lab) LoseOnWire(ctx context.Context, i, pct int) error {
+	verdict, err := lossVerdict(pct)
+	if err != nil {
+		return err
+	}
+	return l.setWire(ctx, i, verdict)
+}
+
+// wireTable is the bridge namespace's table of host i's wire rules.
+func wireTable(i int) string { return fmt.Sprintf("netlab_h%d", i) }
+
+// setWire replaces host i's table in the bridge namespace, forwarding
+// frames between host i and the others through verdict.
+func (l *Lab) setWire(ctx context.Context, i int, verdict string) error {
+	if i < 1 || i > len(l.hosts) {
+		return fmt.Errorf("netlab: no host %d (have 1..%d)", i, len(l.hosts))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	set := l.peerSet(i)
+	var script strings.Builder
+	if l.wired[i] {
+		fmt.Fprintf(&script, "delete table bridge %s\n", wireTable(i))
+	}
+	fmt.Fprintf(&script, `table bridge %s {
+  chain forward { type filter hook forward priority 0; policy accept; ip saddr %s ip daddr %s %s; ip daddr %s ip saddr %s %s; }
+}
+`, wireTable(i), Addr(i), set, verdict, Addr(i), set, verdict)
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", l.bridge, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft in %s: %v: %s\nscript:\n%s", l.bridge, err, bytes.TrimSpace(out), script.String())
+	}
+	l.wired[i] = true
+	return nil
 }
 
 // peerSet is the nftables set of every host's address but host i's.
@@ -275,20 +352,25 @@ func (l *Lab) peerSet(i int) string {
 	return "{ " + strings.Join(peers, ", ") + " }"
 }
 
-// Heal removes host i's drop rules.
+// Heal removes host i's drop rules, in its namespace and on the wire.
 func (l *Lab) Heal(ctx context.Context, i int) error {
 	if i < 1 || i > len(l.hosts) {
 		return fmt.Errorf("netlab: no host %d (have 1..%d)", i, len(l.hosts))
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.ruled[i] {
-		return nil
+	if l.ruled[i] {
+		if err := run(ctx, "ip", "netns", "exec", l.Namespace(i), "nft", "delete", "table", "inet", "netlab"); err != nil {
+			return err
+		}
+		delete(l.ruled, i)
 	}
-	if err := run(ctx, "ip", "netns", "exec", l.Namespace(i), "nft", "delete", "table", "inet", "netlab"); err != nil {
-		return err
+	if l.wired[i] {
+		if err := run(ctx, "ip", "netns", "exec", l.bridge, "nft", "delete", "table", "bridge", wireTable(i)); err != nil {
+			return err
+		}
+		delete(l.wired, i)
 	}
-	delete(l.ruled, i)
 	return nil
 }
 
