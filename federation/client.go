@@ -386,13 +386,19 @@ func truncate(s string, n int) string {
 // statuses in the peers' order. fn bounds its own call (Client's calls
 // do, by Timeout), so one slow peer delays no other's answer past it.
 func Each[T any](ctx context.Context, peers []Peer, fn func(context.Context, Peer) (T, PeerStatus)) ([]T, []PeerStatus) {
-	out, sts := make([]T, len(peers)), make([]PeerStatus, len(peers))
+	return EachN(ctx, len(peers), func(ctx context.Context, i int) (T, PeerStatus) { return fn(ctx, peers[i]) })
+}
+
+// EachN is Each over n calls by index (a tenant may have several links
+// to one peer).
+func EachN[T any](ctx context.Context, n int, fn func(context.Context, int) (T, PeerStatus)) ([]T, []PeerStatus) {
+	out, sts := make([]T, n), make([]PeerStatus, n)
 	var wg sync.WaitGroup
-	for i, p := range peers {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], sts[i] = fn(ctx, p)
+			out[i], sts[i] = fn(ctx, i)
 		}()
 	}
 	wg.Wait()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/otlptest"
 	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/internal/testcluster/nodes"
 	"github.com/outpost-mesh/outpost/node"
@@ -95,13 +96,15 @@ func (r *fedRegion) tenant(t *testing.T, name, admin string) (id, cred string) {
 	return ten.ID, tn.login(t, admin, pw)
 }
 
-func (r *fedRegion) enroll(t *testing.T, cred, tenant, host string) {
+// enroll enrolls an agent of tenant and returns its state dir.
+func (r *fedRegion) enroll(t *testing.T, cred, tenant, host string) string {
 	t.Helper()
 	bt := newToken(t, r.nodes[0], cred, tenant)
-	ctx := t.Context()
-	if _, err := agent.New(ctx, agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: t.TempDir(), CAPin: bt.CAPin, Host: host}); err != nil {
+	dir := t.TempDir()
+	if _, err := agent.New(t.Context(), agent.Config{Servers: bt.Servers, Token: bt.Token, StateDir: dir, CAPin: bt.CAPin, Host: host}); err != nil {
 		t.Fatal(err)
 	}
+	return dir
 }
 
 func statusOf(g api.Global) map[string]string {
@@ -141,8 +144,13 @@ func TestFederationGlobalViews(t *testing.T) {
 	// The same link id again for the same peer is refused.
 	eu.nodes[0].must(t, 409, "POST", "/api/v1/tenants/emea-team/links", erin, fmt.Sprintf(`{"peer":"us-east","link_id":%q}`, l1.ID))
 	us.enroll(t, alice, "acme", "web-us-1")
-	eu.enroll(t, erin, "emea-team", "web-eu-1")
+	euAgent := eu.enroll(t, erin, "emea-team", "web-eu-1")
 	eu.enroll(t, erin, "emea-team", "web-eu-2")
+	// A sample of emea-team in eu-west's store: its series carries the
+	// tenant label there, which must not cross.
+	if err := otlptest.Exporter(t, eu.nodes[0].n.AgentURL(), euAgent).Export(t.Context(), rtt(time.Now().Add(-10*time.Second), 0.042)); err != nil {
+		t.Fatal(err)
+	}
 
 	var ga api.GlobalAgents
 	testcluster.WaitFor(t, 20*time.Second, "a global agents view with eu-west's agents", func() bool {
@@ -176,6 +184,31 @@ func TestFederationGlobalViews(t *testing.T) {
 	}
 	if peersSeen[""] != 1 || peersSeen["eu-west"] != 1 || len(gq.Samples) != 2 {
 		t.Errorf("global query samples %+v", gq.Samples)
+	}
+	_ = json.Unmarshal([]byte(us.nodes[0].must(t, 200, "GET", "/api/v1/tenants/acme/global/query?query="+url.QueryEscape("tcp_rtt_seconds"), alice, "")), &gq)
+	if len(gq.Samples) != 1 || gq.Samples[0].Labels["outpost_peer"] != "eu-west" || gq.Samples[0].V != "0.042" || gq.Samples[0].Labels["host"] != "web-eu-1" {
+		t.Errorf("global query of eu-west's series: %+v", gq)
+	}
+	if _, has := gq.Samples[0].Labels["tenant"]; len(gq.Samples) == 1 && has {
+		t.Errorf("the tenant label crossed: %v", gq.Samples[0].Labels)
+	}
+
+	// A link id is the calling peer's alone: eu-west configures the id
+	// us-east shares with ap-south, and us-east does not answer it.
+	eu.nodes[0].must(t, 201, "POST", "/api/v1/tenants/emea-team/links", erin, fmt.Sprintf(`{"peer":"us-east","link_id":%q}`, l2.ID))
+	var ge api.GlobalAgents
+	_ = json.Unmarshal([]byte(eu.nodes[0].must(t, 200, "GET", "/api/v1/tenants/emea-team/global/agents", erin, "")), &ge)
+	fromUS, sts := 0, []string{}
+	for _, a := range ge.Agents {
+		if a.Source == "peer:us-east" {
+			fromUS++
+		}
+	}
+	for _, p := range ge.Peers {
+		sts = append(sts, p.Status+" "+p.Error)
+	}
+	if fromUS != 1 || len(ge.Peers) != 2 || !strings.Contains(strings.Join(sts, "|"), "unknown_link") {
+		t.Errorf("eu-west using ap-south's link id: %d rows from us-east, statuses %q", fromUS, sts)
 	}
 	// A tenant without links sees only its own region, complete.
 	var gb api.GlobalAgents

@@ -385,12 +385,8 @@ func (rt *Runtime) GlobalHealth(ctx context.Context, local api.RegionHealth) api
 // GlobalAgents is the tenant's local agents and its linked peers'.
 func (rt *Runtime) GlobalAgents(ctx context.Context, tenantID string, local []api.GlobalAgent) api.GlobalAgents {
 	peers, links := rt.Linked(tenantID)
-	idx := map[string]string{}
-	for i, p := range peers {
-		idx[p.Name] = links[i]
-	}
-	as, sts := federation.Each(ctx, peers, func(ctx context.Context, p federation.Peer) (federation.Agents, federation.PeerStatus) {
-		return rt.client.Agents(ctx, p, idx[p.Name])
+	as, sts := federation.EachN(ctx, len(peers), func(ctx context.Context, i int) (federation.Agents, federation.PeerStatus) {
+		return rt.client.Agents(ctx, peers[i], links[i])
 	})
 	out := api.GlobalAgents{Global: api.Global{Complete: federation.Complete(sts), Peers: []api.PeerStatus{}}, Agents: local}
 	for i, a := range as {
@@ -414,12 +410,8 @@ func (rt *Runtime) GlobalAgents(ctx context.Context, tenantID string, local []ap
 // its linked peers; every remote sample carries federation.PeerLabel.
 func (rt *Runtime) GlobalQuery(ctx context.Context, tenantID, q string, ts time.Time, local federation.Query) api.GlobalQuery {
 	peers, links := rt.Linked(tenantID)
-	idx := map[string]string{}
-	for i, p := range peers {
-		idx[p.Name] = links[i]
-	}
-	qs, sts := federation.Each(ctx, peers, func(ctx context.Context, p federation.Peer) (federation.Query, federation.PeerStatus) {
-		return rt.client.Query(ctx, p, idx[p.Name], q, ts)
+	qs, sts := federation.EachN(ctx, len(peers), func(ctx context.Context, i int) (federation.Query, federation.PeerStatus) {
+		return rt.client.Query(ctx, peers[i], links[i], q, ts)
 	})
 	out := api.GlobalQuery{Global: api.Global{Complete: federation.Complete(sts) && local.Complete, Peers: []api.PeerStatus{}},
 		ResultType: local.ResultType, Samples: []api.GlobalSample{}, Warnings: local.Warnings}
