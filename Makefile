@@ -79,6 +79,7 @@ bench: build
 	$(GO) run ./bench/otlpbench -series 10000 -rounds 30 $$(command -v prometheus >/dev/null && echo -prometheus $$(command -v prometheus))
 	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3
 	$(GO) run ./bench/dataplanebench -short
+	$(GO) run ./bench/fedbench
 
 # Rebuilds the eBPF objects, their Go bindings and the SHA-256 manifest
 # (bpf/gen.go) with the pinned toolchain: Debian 12's clang 14, llvm and

@@ -245,7 +245,7 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 	start := c.now()
 	st = PeerStatus{Peer: p.Name, At: start.UTC()}
 	defer func() {
-		st.LatencyMs = float64(time.Since(start).Microseconds()) / 1000
+		st.LatencyMs = float64(c.now().Sub(start).Microseconds()) / 1000
 		if c.Observe != nil {
 			c.Observe(st)
 		}

@@ -162,9 +162,9 @@ func (a Agents) Validate(link string) error {
 		return err
 	}
 	for _, r := range a.Agents {
-		for _, f := range [...]struct{ n, v string }{{"id", r.ID}, {"host", r.Host}, {"version", r.Version}, {"node", r.Node},
-			{"mode", r.Mode}, {"mode_reason", r.ModeReason}, {"health", r.Health}} {
-			if err := str("agents."+f.n, f.v); err != nil {
+		for _, f := range [...]struct{ n, v string }{{"agents.id", r.ID}, {"agents.host", r.Host}, {"agents.version", r.Version}, {"agents.node", r.Node},
+			{"agents.mode", r.Mode}, {"agents.mode_reason", r.ModeReason}, {"agents.health", r.Health}} {
+			if err := str(f.n, f.v); err != nil {
 				return err
 			}
 		}
@@ -228,3 +228,65 @@ func (q Query) Validate(link string) error {
 // PeerLabel is the label the asking region puts on every remote sample:
 // the peer it came from. A peer's own samples may not carry it.
 const PeerLabel = "outpost_peer"
+
+// The answering side fits its answer to the limits above before it is
+// sent, so that one long value of an honest region (a host name, a label
+// value, a warning) does not make the asker refuse the whole answer as
+// malformed.
+
+// clip cuts s to MaxString bytes, on a rune boundary.
+func clip(s string) string {
+	if len(s) <= MaxString {
+		return s
+	}
+	n := MaxString - len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// fit cuts the rows' strings to MaxString and drops an RTT out of range.
+func (a *Agents) fit() {
+	a.Agents = append([]AgentRow{}, a.Agents...) // not written in place: the rows are the view's
+	for i := range a.Agents {
+		r := &a.Agents[i]
+		r.ID, r.Host, r.Version, r.Node = clip(r.ID), clip(r.Host), clip(r.Version), clip(r.Node)
+		r.Mode, r.ModeReason, r.Health = clip(r.Mode), clip(r.ModeReason), clip(r.Health)
+		if r.RTTMs != nil && (math.IsNaN(*r.RTTMs) || *r.RTTMs < 0 || *r.RTTMs > MaxRTTMs) {
+			r.RTTMs = nil
+		}
+	}
+}
+
+// fit leaves out the samples a peer would refuse (over MaxLabels labels,
+// a label name or value over MaxString, an empty label name or PeerLabel
+// itself), saying so in a warning and no longer Complete, and cuts the
+// warnings to MaxWarnings of MaxString.
+func (q *Query) fit() {
+	kept, left := make([]Sample, 0, len(q.Samples)), 0
+	for _, s := range q.Samples {
+		ok := len(s.Labels) <= MaxLabels
+		for k, v := range s.Labels {
+			if k == "" || k == PeerLabel || len(k) > MaxString || len(v) > MaxString {
+				ok = false
+			}
+		}
+		if ok {
+			kept = append(kept, s)
+		} else {
+			left++
+		}
+	}
+	q.Samples = kept
+	if left > 0 {
+		q.Complete = false
+		w := fmt.Sprintf("%d series left out: federation carries at most %d labels of %d bytes each, and no %s label", left, MaxLabels, MaxString, PeerLabel)
+		q.Warnings = append([]string{w}, q.Warnings...)
+	}
+	ws := q.Warnings[:min(len(q.Warnings), MaxWarnings)]
+	q.Warnings = nil // not written in place: the slice is the view's
+	for _, w := range ws {
+		q.Warnings = append(q.Warnings, clip(w))
+	}
+}

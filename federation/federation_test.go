@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,46 @@ func TestBothFactorsRequired(t *testing.T) {
 	}
 	if tlsRef == 0 || sigRef != 2 {
 		t.Errorf("refusals: tls %d, signature %d (%+v)", tlsRef, sigRef, refs)
+	}
+}
+
+// Complete means fresh rows from every peer asked: a stale answer's rows
+// are shown (OK) but the answer is not complete.
+func TestCompleteNeedsEveryPeerFresh(t *testing.T) {
+	ok, stale := PeerStatus{Peer: "a", Status: StatusOK}, PeerStatus{Peer: "b", Status: StatusStale}
+	if !stale.OK() || !Complete(nil) || !Complete([]PeerStatus{ok}) {
+		t.Fatal("a stale peer's rows are shown; no peers or every peer ok is complete")
+	}
+	if Complete([]PeerStatus{ok, stale}) {
+		t.Fatal("an answer with a stale peer is complete")
+	}
+}
+
+// An honest region's long values (a host name, a label value) are fitted
+// to the wire's limits by the server, not refused by the asker with the
+// rest of the answer: strings are cut, a series it cannot carry is left
+// out and said so.
+func TestLongValuesFitTheWire(t *testing.T) {
+	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
+	pair(t, a, b)
+	link(b, "us-east", "lnk-1", "tenant-b-local")
+	long := strings.Repeat("é", MaxString) // 2 bytes a rune
+	b.view.mu.Lock()
+	b.view.agents["tenant-b-local"] = []AgentRow{{ID: "ag1", Host: long}, {ID: "ag2-" + long, Host: "web-2"}}
+	b.view.mu.Unlock()
+	p, _ := a.peer("eu-west")
+	ag, st := a.client.Agents(context.Background(), p, "lnk-1")
+	if st.Status != StatusOK || len(ag.Agents) != 2 {
+		t.Fatalf("agents with a long host name: %+v", st)
+	}
+	if h := ag.Agents[0].Host; len(h) > MaxString || !strings.HasSuffix(h, "é…") {
+		t.Errorf("host cut to %d bytes: %q", len(h), h)
+	}
+	q, st := a.client.Query(context.Background(), p, "lnk-1", "up", time.Now())
+	if st.Status != StatusOK || len(q.Samples) != 1 || q.Samples[0].Labels["agent"] != "ag1" {
+		t.Fatalf("query with a long label value: %+v %+v", st, q.Samples)
+	}
+	if q.Complete || len(q.Warnings) != 1 || !strings.Contains(q.Warnings[0], "1 series left out") {
+		t.Errorf("the series left out is not said: complete %v, warnings %q", q.Complete, q.Warnings)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"net"
 	"net/http"
@@ -163,15 +165,16 @@ func garbage(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("\x00\xff\xfe<html>not json}{\x1b[31m"))
 }
 
-// flood answers 200 and streams up to 64 MiB of a never-ending JSON
-// string until the client stops reading.
+// flood answers 200 and streams a never-ending JSON string until the
+// client stops reading (4 GiB at most, so that a client that does not
+// stop still ends: by its deadline, which fails the case).
 func flood(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	chunk := []byte(strings.Repeat("a", 32<<10))
 	if _, err := w.Write([]byte(`{"region":"`)); err != nil {
 		return
 	}
-	for range 64 << 20 / len(chunk) {
+	for range 4 << 30 / len(chunk) {
 		if r.Context().Err() != nil {
 			return
 		}
@@ -448,5 +451,48 @@ func TestPeerRestartRedials(t *testing.T) {
 	timed(t, hostileTimeout+boundMargin, func() { _, st = a.client.Health(ctx, p) })
 	if st.Status != StatusOK {
 		t.Fatalf("the second call after the restart: %+v, want a fresh connection answered", st)
+	}
+}
+
+// Validate refuses each limit on its own, beyond what a hostile peer's
+// bytes reach through TestHostilePeers (json.Unmarshal turns bad UTF-8
+// into U+FFFD, so that check is only reached here).
+func TestValidateLimits(t *testing.T) {
+	health := func() Health {
+		return Health{Region: "eu-west", Node: "n1", Nodes: []NodeHealth{{ID: "n1", RaftState: "Leader"}}}
+	}
+	agents := func() Agents { return Agents{Link: "lnk-1", Agents: []AgentRow{{ID: "a"}}} }
+	query := func() Query {
+		return Query{Link: "lnk-1", ResultType: "vector", Samples: []Sample{{Labels: map[string]string{"a": "b"}, V: "1"}}}
+	}
+	labels, emptyName := map[string]string{}, map[string]string{"": "x"}
+	for i := range MaxLabels + 1 {
+		labels[fmt.Sprint("l", i)] = "v"
+	}
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"health: too many nodes", func() error { h := health(); h.Nodes = make([]NodeHealth, MaxNodes+1); return h.Validate("eu-west") }(), "nodes (at most"},
+		{"health: age over a year", func() error { h := health(); h.AgeMs = MaxAgeMs + 1; return h.Validate("eu-west") }(), "age_ms"},
+		{"health: bad UTF-8", func() error { h := health(); h.Leader = "\xff"; return h.Validate("eu-west") }(), "leader is not UTF-8"},
+		{"agents: no id", func() error { a := agents(); a.Agents[0].ID = ""; return a.Validate("lnk-1") }(), "without an id"},
+		{"agents: NaN rtt", func() error { a := agents(); nan := math.NaN(); a.Agents[0].RTTMs = &nan; return a.Validate("lnk-1") }(), "rtt_ms"},
+		{"query: another link", func() error { q := query(); q.Link = "lnk-2"; return q.Validate("lnk-1") }(), `for link "lnk-2"`},
+		{"query: too many samples", func() error { q := query(); q.Samples = make([]Sample, MaxSamples+1); return q.Validate("lnk-1") }(), "samples"},
+		{"query: too many warnings", func() error { q := query(); q.Warnings = make([]string, MaxWarnings+1); return q.Validate("lnk-1") }(), "warnings"},
+		{"query: too many labels", func() error { q := query(); q.Samples[0].Labels = labels; return q.Validate("lnk-1") }(), "labels (at most"},
+		{"query: empty label name", func() error { q := query(); q.Samples[0].Labels = emptyName; return q.Validate("lnk-1") }(), "empty label name"},
+		{"query: a scalar with labels", func() error { q := query(); q.ResultType = "scalar"; return q.Validate("lnk-1") }(), "a scalar is one sample"},
+		{"query: a matrix", func() error { q := query(); q.ResultType = "matrix"; return q.Validate("lnk-1") }(), `result_type "matrix"`},
+	}
+	if err := errors.Join(health().Validate("eu-west"), agents().Validate("lnk-1"), query().Validate("lnk-1")); err != nil {
+		t.Fatalf("the baseline answers are refused: %v", err)
+	}
+	for _, tc := range cases {
+		if !errors.Is(tc.err, ErrMalformed) || !strings.Contains(tc.err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrMalformed saying %q", tc.name, tc.err, tc.want)
+		}
 	}
 }

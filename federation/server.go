@@ -260,7 +260,7 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) (link, tenantID st
 	link = r.PathValue("link")
 	tenantID, ok = s.cfg.View.LinkTenant(callerPeer(r), link)
 	if !ok {
-		writeErr(w, http.StatusNotFound, "unknown_link", "no link "+strconv.Quote(link)+" for your region here: configure it with `outpostctl links create --peer REGION --link-id ID`")
+		writeErr(w, http.StatusNotFound, "unknown_link", "no link "+strconv.Quote(link)+" for your region here: a tenant admin here configures it with `outpostctl links create --tenant TENANT --peer YOUR_REGION --link-id ID`")
 	}
 	return link, tenantID, ok
 }
@@ -276,9 +276,7 @@ func (s *Server) agents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Link = link
-	if a.Agents == nil {
-		a.Agents = []AgentRow{}
-	}
+	a.fit()
 	writeJSON(w, a)
 }
 
@@ -311,9 +309,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.Link = link
-	if res.Samples == nil {
-		res.Samples = []Sample{}
-	}
+	res.fit()
 	writeJSON(w, res)
 }
 

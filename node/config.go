@@ -87,8 +87,8 @@ type TelemetryConfig struct {
 type FederationConfig struct {
 	// Bind is the UDP address the federation endpoint listens on (HTTP/3
 	// over QUIC, mutual TLS with the node certificate). Empty (the
-	// default): federation is off on this node, and the peers, links and
-	// global routes say so.
+	// default): federation is off on this node, and adding peers or links
+	// and the global routes say so.
 	Bind string `yaml:"bind"`
 	// Advertise is the host:port peers dial, shown as federation_addr in
 	// `outpostctl status`. Default: the bound address.

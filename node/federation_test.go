@@ -143,6 +143,11 @@ func TestFederationGlobalViews(t *testing.T) {
 	ap.nodes[0].must(t, 201, "POST", "/api/v1/tenants/apac/links", arun, fmt.Sprintf(`{"peer":"us-east","link_id":%q}`, l2.ID))
 	// The same link id again for the same peer is refused.
 	eu.nodes[0].must(t, 409, "POST", "/api/v1/tenants/emea-team/links", erin, fmt.Sprintf(`{"peer":"us-east","link_id":%q}`, l1.ID))
+	// Another tenant of the region neither lists nor removes acme's links.
+	if got := us.nodes[0].must(t, 200, "GET", "/api/v1/tenants/globex/links", gina, ""); strings.TrimSpace(got) != "[]" {
+		t.Errorf("globex lists links: %s", got)
+	}
+	us.nodes[0].must(t, 404, "DELETE", "/api/v1/tenants/globex/links/eu-west/"+l1.ID, gina, "")
 	us.enroll(t, alice, "acme", "web-us-1")
 	euAgent := eu.enroll(t, erin, "emea-team", "web-eu-1")
 	eu.enroll(t, erin, "emea-team", "web-eu-2")

@@ -233,6 +233,9 @@ func runFederation(ctx context.Context, c *client, g *globals, o fedOpts, tenant
 func printPeers(w io.Writer, g api.Global) error {
 	if len(g.Peers) == 0 {
 		fmt.Fprintln(w, "\n(no peers asked: this region only)")
+		if !g.Complete {
+			fmt.Fprintln(w, "PARTIAL: this region's own answer is incomplete (see the warnings above)")
+		}
 		return nil
 	}
 	fmt.Fprintln(w)
@@ -246,7 +249,7 @@ func printPeers(w io.Writer, g api.Global) error {
 	if g.Complete {
 		fmt.Fprintln(w, "complete: every peer answered")
 	} else {
-		fmt.Fprintln(w, "PARTIAL: some peers are missing or stale (see above)")
+		fmt.Fprintln(w, "PARTIAL: some peers are missing or stale, or this region's own answer is incomplete (see above)")
 	}
 	return nil
 }

@@ -111,10 +111,20 @@ type Verifier struct {
 	// MaxNonces bounds the replay cache (default 100,000): beyond it,
 	// new requests are refused until entries expire.
 	MaxNonces int
+	// MaxPerKey bounds one key's (one peer's) share of the cache
+	// (default MaxNonces/4), so a peer sending at a high rate fills its
+	// own share and refuses itself, not the other peers.
+	MaxPerKey int
 
 	mu     sync.Mutex
-	nonces map[string]time.Time // keyid + nonce → when it may be forgotten
+	nonces map[string]nonce // keyid + nonce → its key and when it may be forgotten
+	perKey map[string]int
 	swept  time.Time
+}
+
+type nonce struct {
+	key   string
+	until time.Time
 }
 
 // Verified is what a request's signature established.
@@ -198,38 +208,52 @@ func (v *Verifier) Verify(r *http.Request) (Verified, error) {
 		return Verified{}, ErrBadSignature
 	}
 	// Only a request that verified takes a place in the replay cache.
-	if err := v.remember(keyID+"\x00"+nonce, now); err != nil {
+	if err := v.remember(keyID, nonce, now); err != nil {
 		return Verified{}, err
 	}
 	return Verified{KeyID: keyID, Created: at}, nil
 }
 
-func (v *Verifier) remember(k string, now time.Time) error {
+func (v *Verifier) remember(keyID, n string, now time.Time) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.nonces == nil {
-		v.nonces = map[string]time.Time{}
+		v.nonces, v.perKey = map[string]nonce{}, map[string]int{}
 	}
 	if now.Sub(v.swept) > Window {
-		for n, until := range v.nonces {
-			if now.After(until) {
-				delete(v.nonces, n)
+		for k, e := range v.nonces {
+			if now.After(e.until) {
+				delete(v.nonces, k)
+				if v.perKey[e.key]--; v.perKey[e.key] <= 0 {
+					delete(v.perKey, e.key)
+				}
 			}
 		}
 		v.swept = now
 	}
-	if until, seen := v.nonces[k]; seen && !now.After(until) {
+	k := keyID + "\x00" + n
+	if e, seen := v.nonces[k]; seen && !now.After(e.until) {
 		return ErrReplay
 	}
 	limit := v.MaxNonces
 	if limit <= 0 {
 		limit = 100_000
 	}
+	perKey := v.MaxPerKey
+	if perKey <= 0 {
+		perKey = max(limit/4, 1)
+	}
 	if len(v.nonces) >= limit {
 		return ErrBusy
 	}
+	if v.perKey[keyID] >= perKey {
+		return fmt.Errorf("%w (this key's share, %d requests in %v)", ErrBusy, perKey, 2*Window)
+	}
 	// A nonce is kept as long as its request could still be accepted.
-	v.nonces[k] = now.Add(2 * Window)
+	if _, had := v.nonces[k]; !had {
+		v.perKey[keyID]++
+	}
+	v.nonces[k] = nonce{key: keyID, until: now.Add(2 * Window)}
 	return nil
 }
 

@@ -170,7 +170,7 @@ func TestReplayRefused(t *testing.T) {
 
 func TestReplayCacheBounded(t *testing.T) {
 	v := verifier(t0)
-	v.MaxNonces = 3
+	v.MaxNonces, v.MaxPerKey = 3, 3
 	for i := range 3 {
 		if _, err := v.Verify(signed(t, "GET", fmt.Sprintf("https://peer/%d", i), "", t0)); err != nil {
 			t.Fatal(err)
@@ -182,6 +182,42 @@ func TestReplayCacheBounded(t *testing.T) {
 	v.Now = func() time.Time { return t0.Add(2*Window + 2*time.Second) }
 	if _, err := v.Verify(signed(t, "GET", "https://peer/5", "", v.Now())); err != nil {
 		t.Fatalf("after the entries expired: %v", err)
+	}
+}
+
+// TestOnePeerCannotFillTheCache: a peer sending fast fills its own share
+// of the replay cache and is refused; another peer is still accepted.
+func TestOnePeerCannotFillTheCache(t *testing.T) {
+	other := []byte("another-secret-0123456789abcdef0123")
+	v := verifier(t0)
+	v.Key = func(id string) ([]byte, bool) {
+		switch id {
+		case "eu-west":
+			return secret, true
+		case "ap-south":
+			return other, true
+		}
+		return nil, false
+	}
+	v.MaxNonces, v.MaxPerKey = 8, 2
+	for i := range 2 {
+		if _, err := v.Verify(signed(t, "GET", fmt.Sprintf("https://peer/%d", i), "", t0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.Verify(signed(t, "GET", "https://peer/3", "", t0)); !errors.Is(err, ErrBusy) {
+		t.Fatalf("over its share: %v", err)
+	}
+	r := httptest.NewRequest("GET", "https://peer/x", nil)
+	if err := Sign(r, "ap-south", other, t0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := v.Verify(r); err != nil || got.KeyID != "ap-south" {
+		t.Fatalf("another peer refused while eu-west is over its share: %v", err)
+	}
+	v.Now = func() time.Time { return t0.Add(2*Window + 2*time.Second) }
+	if _, err := v.Verify(signed(t, "GET", "https://peer/5", "", v.Now())); err != nil {
+		t.Fatalf("after its entries expired: %v", err)
 	}
 }
 

@@ -107,7 +107,7 @@ type Config struct {
 	// one audit record after the first; default DefaultDenialWindow.
 	DenialWindow time.Duration
 	// Federation is the node's federation runtime (nil: federation off:
-	// the peers, links and global routes answer 404 saying so).
+	// adding peers or links and the global routes answer 404 saying so).
 	Federation Federation
 	// Go runs the API's background work (writing aggregated refusal
 	// records until Stopping closes) on a goroutine its caller owns and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -121,7 +122,7 @@ func (v fedView) Query(ctx context.Context, tenantID, q string, ts time.Time) (f
 
 func (s *server) fedOff(w http.ResponseWriter) bool {
 	if s.cfg.Federation == nil {
-		writeError(w, http.StatusNotFound, "federation is off on this node", "set federation.addr in the node's config (see docs/config.md)")
+		writeError(w, http.StatusNotFound, "federation is off on this node", "set federation.bind in the node's config (see docs/config.md)")
 		return true
 	}
 	return false
@@ -160,7 +161,7 @@ func (s *server) peerCreate(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	p := peering.Peer{Name: in.Name, Addr: in.Addr, CAPEM: in.CAPEM, Created: s.cfg.Now().UTC(), CreatedBy: c.p.Actor}
 	if err := p.Validate(s.cfg.RegionName, len(in.Secret), federation.MinSecret); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), "`outpostctl peers add NAME --addr HOST:PORT --ca PEER-CA.pem --secret-file FILE`")
+		writeError(w, http.StatusBadRequest, err.Error(), "`outpostctl peers add NAME --peer-addr HOST:PORT --ca PEER-CA.pem --secret-file FILE`")
 		return
 	}
 	sealed, err := s.cfg.Keys.Wrap(string(peering.BucketSecrets), p.Name, []byte(in.Secret))
@@ -320,8 +321,8 @@ func (s *server) globalQuery(w http.ResponseWriter, r *http.Request, c *call) {
 	ts := s.cfg.Now()
 	if v := r.URL.Query().Get("time"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("time %q: give seconds since the epoch", v), "")
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < -1e12 || f > 1e12 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("time %q: give seconds since the epoch", v), "e.g. time=1700000000.5; leave it out for now")
 			return
 		}
 		ts = time.UnixMilli(int64(f * 1000))

@@ -252,13 +252,21 @@ func (rt *Runtime) observe(s federation.PeerStatus) {
 
 // refused counts an inbound refusal; the first of a (peer, reason) in an
 // audit period is recorded at once, the rest with the period's counts.
+// A caller that is no configured peer names whatever region it likes in
+// its certificate: its refusals are counted as "unknown" (the first
+// one's record says what it claimed), so made-up names cannot each cost
+// an audit entry.
 func (rt *Runtime) refused(f federation.Refusal) {
+	peer := f.Peer
+	if errors.Is(f.Err, federation.ErrUnknownPeer) {
+		peer = ""
+	}
 	rt.mu.Lock()
-	k := [2]string{f.Peer, f.Reason}
+	k := [2]string{peer, f.Reason}
 	firstOne := !rt.first[k]
 	rt.first[k] = true
 	if !firstOne {
-		rt.counts[[3]string{"in", f.Peer, f.Reason}]++
+		rt.counts[[3]string{"in", peer, f.Reason}]++
 	}
 	rt.mu.Unlock()
 	if firstOne && rt.cfg.Audit != nil {
@@ -266,8 +274,11 @@ func (rt *Runtime) refused(f federation.Refusal) {
 		// period are counted, so this costs one entry per period.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := rt.cfg.Audit(ctx, "federation.refused", "peer/"+cmp.Or(f.Peer, "unknown"),
-			map[string]any{"reason": f.Reason, "remote": f.Remote, "error": fmt.Sprint(f.Err), "count": 1}); err != nil {
+		detail := map[string]any{"reason": f.Reason, "remote": f.Remote, "error": fmt.Sprint(f.Err), "count": 1}
+		if peer != f.Peer {
+			detail["claimed"] = f.Peer
+		}
+		if err := rt.cfg.Audit(ctx, "federation.refused", "peer/"+cmp.Or(peer, "unknown"), detail); err != nil {
 			rt.cfg.Logger.Warn("federation refusal not audited", "peer", f.Peer, "err", err)
 		}
 	}
