@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,8 @@ type PeerStatus struct {
 	// CertExpires is when the peer's certificate (or its pinned CA, if
 	// sooner) expires, as last seen.
 	CertExpires time.Time `json:"cert_expires,omitzero"`
+	// Call is what was asked: health, agents or query.
+	Call string `json:"-"`
 }
 
 // OK reports whether the peer's rows are in the answer.
@@ -243,7 +246,7 @@ var errTooLarge = errors.New("answer too large")
 
 func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out any, check func() (age int64, rows int, err error)) (st PeerStatus) {
 	start := c.now()
-	st = PeerStatus{Peer: p.Name, At: start.UTC()}
+	st = PeerStatus{Peer: p.Name, At: start.UTC(), Call: path[strings.LastIndex(path, "/")+1:]}
 	defer func() {
 		st.LatencyMs = float64(c.now().Sub(start).Microseconds()) / 1000
 		if c.Observe != nil {
@@ -259,6 +262,10 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 	}
 	if staleAfter <= 0 {
 		staleAfter = DefaultStaleAfter
+	}
+	if p.CA == nil || len(p.Secret) == 0 || p.Addr == "" {
+		st.Status, st.Error = StatusError, "this node cannot use its configuration of the peer (its CA, secret or address cannot be opened: see the node's log; check keys.master_key_file)"
+		return st
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -363,6 +370,10 @@ func classify(ctx context.Context, err error) string {
 	var ne net.Error
 	var te *quic.TransportError
 	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		// The caller went away (or the node is stopping): not the peer's
+		// doing, and not a reason to drop its connection.
+		return StatusError
 	case ctx.Err() != nil, errors.Is(err, context.DeadlineExceeded), errors.As(err, &idle), errors.As(err, &hs):
 		return StatusTimeout
 	case errors.As(err, &ne) && ne.Timeout():

@@ -271,6 +271,13 @@ func TestFederationGlobalViews(t *testing.T) {
 	if len(links) != 1 || links[0].Peer != "ap-south" {
 		t.Errorf("links after removing eu-west: %+v", links)
 	}
+	// A peer added again under the same name starts without links: a link
+	// is live only with the peer record it was made against.
+	us.addPeer(t, eu, secret)
+	_ = json.Unmarshal([]byte(us.nodes[0].must(t, 200, "GET", "/api/v1/tenants/acme/links", alice, "")), &links)
+	if len(links) != 1 || links[0].Peer != "ap-south" {
+		t.Errorf("links after adding eu-west again: %+v", links)
+	}
 
 	n := w.scan(t, []string{acmeID, globexID, emeaID, apacID, "acme", "globex", "emea-team", "apac"})
 	if n < 10 {

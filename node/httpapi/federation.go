@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/peering"
 	"github.com/outpost-mesh/outpost/node/query"
+	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
 
@@ -195,10 +196,23 @@ func (s *server) peerDelete(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no peer %q", name), "`outpostctl peers list` shows the peers")
 		return
 	}
+	// The peer, its secret and as many links as fit in one entry; the
+	// rest after it (inert already: a link is live only with its peer).
+	first := links[:min(len(links), raft.MaxBatchOps-2)]
 	if _, ok := s.apply(w, r, change{p: c.p, action: "peer.delete", entity: "peer/" + name,
-		detail: map[string]int{"links_removed": len(links)}}, batch(peering.OpsDeletePeer(name, links))); ok {
-		writeJSON(w, http.StatusOK, map[string]any{"removed": name, "links_removed": len(links)})
+		detail: map[string]int{"links_removed": len(links)}}, batch(peering.OpsDeletePeer(name, first))); !ok {
+		return
 	}
+	for rest := links[len(first):]; len(rest) > 0; {
+		chunk := rest[:min(len(rest), raft.MaxBatchOps)]
+		rest = rest[len(chunk):]
+		if _, err := s.commit(r.Context(), change{p: c.p, action: "link.delete", entity: "peer/" + name,
+			detail: map[string]int{"links_removed": len(chunk)}}, batch(peering.OpsDeleteLinks(chunk))); err != nil {
+			s.cfg.Logger.Warn("removing a removed peer's links (inert without it) failed; they stay as records", "peer", name, "err", err)
+			break
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"removed": name, "links_removed": len(links)})
 }
 
 func linkView(l peering.Link, tenantName string) api.Link {
@@ -232,12 +246,18 @@ func (s *server) linkCreate(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	var peerRaw []byte
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error { peerRaw = (peering.Reader{Tx: tx}).PeerRaw(in.Peer); return nil })
+	var peer peering.Peer
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		rd := peering.Reader{Tx: tx}
+		peerRaw = rd.PeerRaw(in.Peer)
+		peer, _, _ = rd.Peer(in.Peer)
+		return nil
+	})
 	if len(peerRaw) == 0 {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no peer %q", in.Peer), "a region admin adds it first: `outpostctl peers add`")
 		return
 	}
-	l := peering.Link{ID: id, Peer: in.Peer, Tenant: c.tenant.ID, Created: s.cfg.Now().UTC(), CreatedBy: c.p.Actor}
+	l := peering.Link{ID: id, Peer: in.Peer, Tenant: c.tenant.ID, Created: s.cfg.Now().UTC(), CreatedBy: c.p.Actor, PeerCreated: peer.Created}
 	res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "link.create", entity: "link/" + in.Peer + "/" + id},
 		batch(peering.OpsCreateLink(l, peerRaw)))
 	if !ok {

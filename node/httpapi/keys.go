@@ -65,6 +65,12 @@ func (s *server) keysRotate(w http.ResponseWriter, r *http.Request, c *call) {
 		writeJSON(w, http.StatusOK, st)
 		return
 	}
+	// Each secret is written back only if it is still the value read
+	// (a peer removed or re-added meanwhile keeps what it has now), in
+	// entries of at most raft.MaxBatchOps operations. A secret that
+	// changed is left for the next rotate, which finds it if it is still
+	// on the previous key.
+	var batches []raft.Batch
 	var b raft.Batch
 	for _, x := range stale {
 		nv, err := s.cfg.Keys.Rewrap(string(x[0]), string(x[1]), x[2])
@@ -72,13 +78,25 @@ func (s *server) keysRotate(w http.ResponseWriter, r *http.Request, c *call) {
 			writeError(w, http.StatusInternalServerError, "re-wrapping "+string(x[0])+"/"+string(x[1])+": "+err.Error(), "check that keys.previous_master_key_file holds the key being rotated away from")
 			return
 		}
-		b = append(b, raft.BatchOp{KV: raft.KVCommand{Op: raft.KVPut, Bucket: x[0], Key: x[1], Value: nv}, Redact: true})
+		if len(b)+2 > raft.MaxBatchOps {
+			batches, b = append(batches, b), nil
+		}
+		b = append(b, raft.BatchOp{KV: raft.KVCommand{Op: raft.KVExpect, Bucket: x[0], Key: x[1], Value: x[2]}, Redact: true},
+			raft.BatchOp{KV: raft.KVCommand{Op: raft.KVPut, Bucket: x[0], Key: x[1], Value: nv}, Redact: true})
 	}
-	if _, ok := s.apply(w, r, change{p: c.p, action: "keys.rotate", entity: "keys/" + st.KeyID,
-		detail: map[string]any{"from": st.PreviousKeyID, "to": st.KeyID, "secrets": len(stale)}}, batch(b)); !ok {
-		return
+	batches = append(batches, b)
+	rewrapped := 0
+	for _, b := range batches {
+		res, ok := s.apply(w, r, change{p: c.p, action: "keys.rotate", entity: "keys/" + st.KeyID,
+			detail: map[string]any{"from": st.PreviousKeyID, "to": st.KeyID, "secrets": len(b) / 2}}, batch(b))
+		if !ok {
+			return
+		}
+		if string(res.Value) == "1" {
+			rewrapped += len(b) / 2
+		}
 	}
 	after, _ := s.keyStatus()
-	after.Rewrapped = len(stale)
+	after.Rewrapped = rewrapped
 	writeJSON(w, http.StatusOK, after)
 }

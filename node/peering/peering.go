@@ -45,6 +45,12 @@ type Link struct {
 	Tenant    string    `json:"tenant"` // local tenant id; never sent to a peer
 	Created   time.Time `json:"created"`
 	CreatedBy string    `json:"created_by"`
+	// PeerCreated is the creation time of the peer record the link was
+	// made against: a link outlives its peer's removal only as an inert
+	// record (a link created while its peer was being removed, or one a
+	// removal left behind), and a peer added again under the same name
+	// does not bring it back.
+	PeerCreated time.Time `json:"peer_created"`
 }
 
 // ErrInvalid marks a peer or link the caller must correct.
@@ -116,7 +122,9 @@ func OpsCreatePeer(p Peer, sealed []byte) raft.Batch {
 	}
 }
 
-// OpsDeletePeer removes a peer, its secret and its links.
+// OpsDeletePeer removes a peer, its secret and its links (the caller
+// keeps a batch under raft.MaxBatchOps: links left over are inert once
+// the peer is gone, and OpsDeleteLinks removes them after).
 func OpsDeletePeer(name string, links []Link) raft.Batch {
 	b := raft.Batch{
 		{KV: raft.KVCommand{Op: raft.KVDelete, Bucket: BucketPeers, Key: []byte(name)}},
@@ -141,6 +149,15 @@ func OpsCreateLink(l Link, peerRaw []byte) raft.Batch {
 // PeerRaw returns a peer's stored record bytes (for OpsCreateLink).
 func (r Reader) PeerRaw(name string) []byte {
 	return append([]byte(nil), r.Tx.Get(BucketPeers, []byte(name))...)
+}
+
+// OpsDeleteLinks removes links.
+func OpsDeleteLinks(links []Link) raft.Batch {
+	var b raft.Batch
+	for _, l := range links {
+		b = append(b, raft.BatchOp{KV: raft.KVCommand{Op: raft.KVDelete, Bucket: BucketLinks, Key: []byte(l.Peer + "/" + l.ID)}})
+	}
+	return b
 }
 
 // OpsDeleteLink removes l.
@@ -184,14 +201,21 @@ func (r Reader) Secrets() map[string][]byte {
 	return out
 }
 
-// Link returns peer's link id.
+// Link returns peer's link id, if it is live (its peer is the one it was
+// made against).
 func (r Reader) Link(peer, id string) (Link, bool) {
 	v := r.Tx.Get(BucketLinks, []byte(peer+"/"+id))
 	var l Link
-	if v == nil || json.Unmarshal(v, &l) != nil {
+	if v == nil || json.Unmarshal(v, &l) != nil || !r.live(l) {
 		return Link{}, false
 	}
 	return l, true
+}
+
+// live reports whether l's peer exists and is the one l was made against.
+func (r Reader) live(l Link) bool {
+	p, _, ok := r.Peer(l.Peer)
+	return ok && p.Created.Equal(l.PeerCreated)
 }
 
 // Links lists the links, of one tenant when tenantID is not "", and of
@@ -204,7 +228,7 @@ func (r Reader) Links(tenantID, peer string) []Link {
 	}
 	r.Tx.ForEach(BucketLinks, prefix, func(_, v []byte) bool {
 		var l Link
-		if json.Unmarshal(v, &l) == nil && (tenantID == "" || l.Tenant == tenantID) {
+		if json.Unmarshal(v, &l) == nil && (tenantID == "" || l.Tenant == tenantID) && r.live(l) {
 			out = append(out, l)
 		}
 		return true

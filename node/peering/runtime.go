@@ -199,10 +199,13 @@ func (rt *Runtime) Peers() []federation.Peer {
 	var out []federation.Peer
 	keep := map[string]bool{}
 	for _, n := range names {
-		if p, ok := rt.Peer(n); ok {
-			out = append(out, p)
-			keep[n] = true
-		}
+		// A peer this node cannot open (its CA or secret; logged) is
+		// still asked, so that its call fails and says so: a global view
+		// without it is not complete, and peers list shows the error.
+		p, _ := rt.Peer(n)
+		p.Name = n
+		out = append(out, p)
+		keep[n] = true
 	}
 	rt.mu.Lock()
 	for n := range rt.cache {
@@ -235,6 +238,12 @@ func (rt *Runtime) State(peer string) api.PeerState {
 func (rt *Runtime) observe(s federation.PeerStatus) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
+	rt.counts[[3]string{"out", s.Peer, s.Status}]++
+	if s.Call != "health" {
+		// A tenant's call (an unknown link, a query the peer refused)
+		// says nothing of the peer itself: its state comes from health.
+		return
+	}
 	st := rt.states[s.Peer]
 	st.State, st.Checked, st.RTTMs = s.Status, s.At, s.LatencyMs
 	if s.OK() {
@@ -247,7 +256,6 @@ func (rt *Runtime) observe(s federation.PeerStatus) {
 		st.CertExpires = s.CertExpires
 	}
 	rt.states[s.Peer] = st
-	rt.counts[[3]string{"out", s.Peer, s.Status}]++
 }
 
 // refused counts an inbound refusal; the first of a (peer, reason) in an
@@ -362,9 +370,9 @@ func (rt *Runtime) Linked(tenantID string) ([]federation.Peer, []string) {
 	var peers []federation.Peer
 	var ids []string
 	for _, l := range links {
-		if p, ok := rt.Peer(l.Peer); ok {
-			peers, ids = append(peers, p), append(ids, l.ID)
-		}
+		p, _ := rt.Peer(l.Peer) // one it cannot open fails its call, as in Peers
+		p.Name = l.Peer
+		peers, ids = append(peers, p), append(ids, l.ID)
 	}
 	return peers, ids
 }

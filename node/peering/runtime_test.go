@@ -126,11 +126,16 @@ func TestStateStaleWhenUnheard(t *testing.T) {
 	if s := rt.State("eu-west"); s.State != "unknown" || s.Node != "n1" {
 		t.Errorf("never asked: %+v", s)
 	}
-	rt.observe(federation.PeerStatus{Peer: "eu-west", Status: federation.StatusOK, At: time.Now()})
+	rt.observe(federation.PeerStatus{Peer: "eu-west", Status: federation.StatusOK, At: time.Now(), Call: "health"})
 	if s := rt.State("eu-west"); s.State != federation.StatusOK {
 		t.Errorf("just answered: %+v", s)
 	}
-	rt.observe(federation.PeerStatus{Peer: "eu-west", Status: federation.StatusOK, At: time.Now().Add(-4 * time.Second)})
+	// A tenant's call that failed (an unknown link) is not the peer's state.
+	rt.observe(federation.PeerStatus{Peer: "eu-west", Status: federation.StatusError, Error: "HTTP 404 unknown_link", At: time.Now(), Call: "agents"})
+	if s := rt.State("eu-west"); s.State != federation.StatusOK || s.LastError != "" {
+		t.Errorf("a tenant's unknown link changed the peer's state: %+v", s)
+	}
+	rt.observe(federation.PeerStatus{Peer: "eu-west", Status: federation.StatusOK, At: time.Now().Add(-4 * time.Second), Call: "health"})
 	if s := rt.State("eu-west"); s.State != federation.StatusStale {
 		t.Errorf("unheard for four polls: %+v", s)
 	}
@@ -165,4 +170,30 @@ func TestRefusalsAggregated(t *testing.T) {
 	if n := len(log.records()); n != 5 {
 		t.Fatalf("the first refusal of the next period: %d records, want it written at once", n)
 	}
+}
+
+// A peer this node cannot open (its secret sealed under another key) is
+// not silently left out: its call fails saying why, the view is not
+// complete, and peers list shows the error.
+func TestUnopenablePeerIsReported(t *testing.T) {
+	rt, _ := testRuntime(t, func(string) string { return "" })
+	rt.cfg.Keys = failKeys{}
+	h := rt.GlobalHealth(t.Context(), api.RegionHealth{Source: "local"})
+	if h.Complete || len(h.Peers) != 1 || h.Peers[0].Status != federation.StatusError || !strings.Contains(h.Peers[0].Error, "master_key_file") {
+		t.Fatalf("global health with an unopenable peer: %+v", h)
+	}
+	a := rt.GlobalAgents(t.Context(), "t1", nil)
+	if a.Complete || len(a.Peers) != 1 || a.Peers[0].Status != federation.StatusError {
+		t.Fatalf("global agents with an unopenable peer: %+v", a)
+	}
+	rt.poll(make(chan struct{}))
+	if s := rt.State("eu-west"); s.State != federation.StatusError || s.LastError == "" {
+		t.Fatalf("peers list state: %+v", s)
+	}
+}
+
+type failKeys struct{}
+
+func (failKeys) Unwrap(string, string, []byte) ([]byte, error) {
+	return nil, errors.New("sealed under another master key")
 }
