@@ -390,8 +390,19 @@ func (d *Region) TokenFile() string { return filepath.Join(d.dataDir, "admin.tok
 // Name is the region's name.
 func (d *Region) Name() string { return d.region }
 
-// FederationAddr is the first node's federation endpoint ("" when off).
-func (d *Region) FederationAddr() string { return d.ports["n1"].Federation }
+// FederationAddr is every node's federation endpoint, comma-separated,
+// as a peer is configured with it ("" when off).
+func (d *Region) FederationAddr() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, id := range d.ids {
+		if a := d.ports[id].Federation; a != "" {
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, ",")
+}
 
 // DataDir is the region's data directory.
 func (d *Region) DataDir() string { return d.dataDir }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -77,10 +78,11 @@ type Client struct {
 	// Tap, when set, sees every request sent and answer received.
 	Tap func(r *http.Request, status int, body []byte)
 
-	mu      sync.Mutex
-	peers   map[string]*peerConn
-	retired map[*peerConn]*time.Timer // closed after their calls' deadline, or by Close
-	closed  bool
+	mu        sync.Mutex
+	peers     map[string]*peerConn
+	retired   map[*peerConn]*time.Timer // closed after their calls' deadline, or by Close
+	closed    bool
+	preferIdx map[string]int // peer → the index of its address that last answered
 }
 
 type peerConn struct {
@@ -173,6 +175,26 @@ func closeRT(rt http.RoundTripper) {
 	case interface{ CloseIdleConnections() }:
 		t.CloseIdleConnections()
 	}
+}
+
+// preferred is the address of peer to try first: the one that last
+// answered.
+func (c *Client) preferred(peer string, n int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i, ok := c.preferIdx[peer]; ok && i < n {
+		return i
+	}
+	return 0
+}
+
+func (c *Client) prefer(peer string, i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.preferIdx == nil {
+		c.preferIdx = map[string]int{}
+	}
+	c.preferIdx[peer] = i
 }
 
 // Forget drops the connections to peers not in keep.
@@ -269,16 +291,6 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	u := url.URL{Scheme: "https", Host: p.Addr, Path: path, RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		st.Status, st.Error = StatusError, err.Error()
-		return st
-	}
-	if err := httpsig.Sign(req, c.Self, p.Secret, c.now()); err != nil {
-		st.Status, st.Error = StatusError, "signing: "+err.Error()
-		return st
-	}
 	pc := c.transport(p)
 	if pc == nil {
 		st.Status, st.Error = StatusError, errClosed.Error()
@@ -289,9 +301,53 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 			c.retire(p.Name, pc, timeout)
 		}
 	}()
-	resp, err := pc.rt.RoundTrip(req)
-	if err != nil {
-		st.Status, st.Error = classify(ctx, err), err.Error()
+	// Each address of the peer in turn, from the last one that answered.
+	// An address gets its share of what is left of the deadline to
+	// answer with its headers (the last one all of it); once it has, the
+	// body may take the rest.
+	addrs := p.Addrs()
+	first := c.preferred(p.Name, len(addrs))
+	var resp *http.Response
+	var req *http.Request
+	var failed []string
+	for i := range addrs {
+		at := (first + i) % len(addrs)
+		actx, acancel := context.WithCancel(ctx)
+		defer acancel()
+		cut := &atomic.Bool{}
+		var timer *time.Timer
+		if left := len(addrs) - i; left > 1 {
+			if dl, ok := ctx.Deadline(); ok {
+				timer = time.AfterFunc(time.Until(dl)/time.Duration(left), func() { cut.Store(true); acancel() })
+			}
+		}
+		u := url.URL{Scheme: "https", Host: addrs[at], Path: path, RawQuery: q.Encode()}
+		var err error
+		if req, err = http.NewRequestWithContext(actx, http.MethodGet, u.String(), nil); err == nil {
+			err = httpsig.Sign(req, c.Self, p.Secret, c.now())
+		}
+		if err == nil {
+			resp, err = pc.rt.RoundTrip(req)
+		}
+		if timer != nil && !timer.Stop() && err == nil {
+			resp.Body.Close()
+			err = context.DeadlineExceeded
+		}
+		if err == nil {
+			c.prefer(p.Name, at)
+			break
+		}
+		st.Status = classify(ctx, err)
+		if cut.Load() {
+			st.Status = StatusTimeout
+		}
+		failed = append(failed, fmt.Sprintf("%s: %v", addrs[at], err))
+		if ctx.Err() != nil || st.Status == StatusRefused {
+			break
+		}
+	}
+	if resp == nil {
+		st.Error = strings.Join(failed, "; ")
 		return st
 	}
 	defer resp.Body.Close()

@@ -3,6 +3,7 @@ package federation
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -146,5 +147,39 @@ func TestLongValuesFitTheWire(t *testing.T) {
 	}
 	if q.Complete || len(q.Warnings) != 1 || !strings.Contains(q.Warnings[0], "1 series left out") {
 		t.Errorf("the series left out is not said: complete %v, warnings %q", q.Complete, q.Warnings)
+	}
+}
+
+// A peer with several addresses (its nodes) is reached through the next
+// one when the first does not answer, and the one that answered is asked
+// first after that.
+func TestPeerAddressesFailOver(t *testing.T) {
+	a, b := newRegion(t, "us-east"), newRegion(t, "eu-west")
+	pair(t, a, b)
+	dead, err := net.ListenPacket("udp", "127.0.0.1:0") // bound, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	p, _ := a.peer("eu-west")
+	p.Addr = dead.LocalAddr().String() + ", " + b.addr
+	a.client.Timeout = time.Second
+	start := time.Now()
+	if _, st := a.client.Health(context.Background(), p); st.Status != StatusOK {
+		t.Fatalf("through the second address: %+v", st)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Errorf("the first address held the call %v (its share is half the 1s deadline)", took)
+	}
+	start = time.Now()
+	if _, st := a.client.Health(context.Background(), p); st.Status != StatusOK {
+		t.Fatalf("again: %+v", st)
+	}
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("the second call took %v: it did not start with the address that answered", took)
+	}
+	p.Addr = dead.LocalAddr().String()
+	if _, st := a.client.Health(context.Background(), p); st.Status != StatusTimeout || !strings.Contains(st.Error, dead.LocalAddr().String()) {
+		t.Errorf("only the dead address: %+v", st)
 	}
 }

@@ -14,11 +14,28 @@ import (
 // node certificates carry), CA the certificate pinned for it, Secret the
 // shared secret both regions configured.
 type Peer struct {
-	Name   string
-	Addr   string // host:port of the peer's federation endpoint
+	Name string
+	// Addr is host:port of the peer's federation endpoint, or several,
+	// comma-separated (the nodes of the peer region): a call tries them
+	// in turn, from the last one that answered.
+	Addr   string
 	CA     *x509.Certificate
 	Secret []byte
 }
+
+// Addrs are p's addresses.
+func (p Peer) Addrs() []string {
+	var out []string
+	for _, a := range strings.Split(p.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// MaxAddrs bounds a peer's addresses.
+const MaxAddrs = 8
 
 // MinSecret is the shortest shared secret accepted.
 const MinSecret = 32

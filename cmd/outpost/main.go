@@ -189,7 +189,8 @@ Try (against %[1]s; any region works the same):
   OUTPOST_TOKEN=$(cat %[4]s) outpostctl global agents --tenant dev
                                         # tenant "dev"'s agents in every region, each row labelled with its peer
   outpostctl dev stop n1 --addr %[5]s --token $(cat %[6]s)
-                                        # take %[7]s down: the global views say "timeout" for it and still answer
+                                        # stop a node of %[7]s: with --nodes 1 the region is down and the global
+                                        # views say "timeout" for it and still answer; with 3, its other nodes answer
 
 Press Ctrl-C to stop.
 `, first.Name(), first.APIURL(), first.TokenFile(), first.QueryTokenFile(), last.APIURL(), last.TokenFile(), last.Name())

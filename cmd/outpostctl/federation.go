@@ -21,7 +21,7 @@ type fedOpts struct {
 }
 
 func (o *fedOpts) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.peerAddr, "peer-addr", "", "HOST:PORT of the peer region's federation endpoint (peers add)")
+	fs.StringVar(&o.peerAddr, "peer-addr", "", "HOST:PORT of the peer region's federation endpoint, or its nodes' comma-separated (peers add)")
 	fs.StringVar(&o.ca, "ca", "", "the peer region's CA certificate (PEM file), pinned (peers add)")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the secret shared with the peer, at least 32 bytes; - for stdin (peers add)")
 	fs.StringVar(&o.peer, "peer", "", "the peer region (links create/remove)")

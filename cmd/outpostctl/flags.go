@@ -40,7 +40,7 @@ var commands = map[string]spec{
 	"dev stop":            {form: "dev stop NODE"},
 	"dev start":           {form: "dev start NODE"},
 
-	"peers add":     {form: "peers add NAME --peer-addr HOST:PORT --ca PEER-CA.pem --secret-file FILE|-", flags: []string{"peer-addr", "ca", "secret-file"}},
+	"peers add":     {form: "peers add NAME --peer-addr HOST:PORT[,HOST:PORT…] --ca PEER-CA.pem --secret-file FILE|-", flags: []string{"peer-addr", "ca", "secret-file"}},
 	"peers list":    {form: "peers list"},
 	"peers remove":  {form: "peers remove NAME"},
 	"links create":  {form: "links create --tenant T --peer P [--link-id ID]", flags: []string{"tenant", "peer", "link-id"}},

@@ -58,7 +58,7 @@ dispatches and failover drills:
                          cut one node off its peers, watch, confirm it healed
 
 federation (read-only, between regions):
-  peers add NAME --peer-addr HOST:PORT --ca PEER-CA.pem --secret-file FILE|-
+  peers add NAME --peer-addr HOST:PORT[,HOST:PORT…] --ca PEER-CA.pem --secret-file FILE|-
                          (region admin) federate with region NAME: its CA is
                          pinned, the secret (32+ bytes) is shared with it and
                          stored sealed; the peer adds this region the same way

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-mesh/outpost/federation"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
@@ -100,11 +101,16 @@ func (p Peer) Validate(self string, secretLen, minSecret int) error {
 	case secretLen > 4096:
 		return fmt.Errorf("%w: the shared secret is over 4096 bytes", ErrInvalid)
 	}
-	host, port, err := net.SplitHostPort(p.Addr)
-	if err != nil || host == "" || port == "" || len(p.Addr) > 255 {
-		return fmt.Errorf("%w: addr %q: give HOST:PORT of the peer's federation endpoint", ErrInvalid, p.Addr)
+	addrs := federation.Peer{Addr: p.Addr}.Addrs()
+	if len(addrs) == 0 || len(addrs) > federation.MaxAddrs || len(p.Addr) > 1024 {
+		return fmt.Errorf("%w: addr %q: give HOST:PORT of the peer's federation endpoint, or up to %d of them comma-separated (its nodes)", ErrInvalid, p.Addr, federation.MaxAddrs)
 	}
-	_, err = ParseCA([]byte(p.CAPEM))
+	for _, a := range addrs {
+		if host, port, err := net.SplitHostPort(a); err != nil || host == "" || port == "" {
+			return fmt.Errorf("%w: addr %q: %q is not HOST:PORT", ErrInvalid, p.Addr, a)
+		}
+	}
+	_, err := ParseCA([]byte(p.CAPEM))
 	return err
 }
 
