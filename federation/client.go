@@ -316,9 +316,11 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 		defer acancel()
 		cut := &atomic.Bool{}
 		var timer *time.Timer
+		var share time.Duration
 		if left := len(addrs) - i; left > 1 {
 			if dl, ok := ctx.Deadline(); ok {
-				timer = time.AfterFunc(time.Until(dl)/time.Duration(left), func() { cut.Store(true); acancel() })
+				share = time.Until(dl) / time.Duration(left)
+				timer = time.AfterFunc(share, func() { cut.Store(true); acancel() })
 			}
 		}
 		u := url.URL{Scheme: "https", Host: addrs[at], Path: path, RawQuery: q.Encode()}
@@ -340,6 +342,7 @@ func (c *Client) get(ctx context.Context, p Peer, path string, q url.Values, out
 		st.Status = classify(ctx, err)
 		if cut.Load() {
 			st.Status = StatusTimeout
+			err = fmt.Errorf("no answer within its share of the deadline (%v)", share.Round(time.Millisecond))
 		}
 		failed = append(failed, fmt.Sprintf("%s: %v", addrs[at], err))
 		if ctx.Err() != nil || st.Status == StatusRefused {
