@@ -12,23 +12,31 @@ STATICCHECK_VERSION := v0.8.2
 # machine.
 FUZZTIME ?= 50000x
 
-.PHONY: all build run test test-long lint fuzz bench generate clean
+.PHONY: all build run test test-long lint fuzz bench generate clean ui
 
 all: build
 
-build:
+build: ui
 	$(GO) build -o bin/ ./cmd/...
+
+# The web UI (ui/src, TypeScript) bundled by esbuild into ui/dist, which the
+# node embeds (ui/ui.go). npm installs the locked versions (ui/package-lock.json);
+# the build reruns only when a source changed. Built files are not committed.
+UI_SOURCES := $(wildcard ui/src/*) ui/build.mjs ui/package.json ui/package-lock.json
+ui: ui/dist/index.html
+ui/dist/index.html: $(UI_SOURCES)
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
 
 run: build
 	./bin/outpost dev --nodes 1
 
 # The whole suite, under the race detector, plus lint and a fuzz smoke.
-test: lint
+test: lint ui
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
 
 # Longer fault and soak runs.
-test-long: lint
+test-long: lint ui
 	OUTPOST_TEST_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
 	$(MAKE) fuzz FUZZTIME=2000000x
 

@@ -24,7 +24,7 @@ func TestWrongMethodIs405(t *testing.T) {
 	}
 	vals := map[string]string{"tenant": "acme", "user": "alice", "id": "x1", "key": "a/b", "name": "n", "peer": "eu-west"}
 	for pattern, methods := range allowed {
-		path := fill(pattern, vals)
+		path := strings.ReplaceAll(fill(pattern, vals), "{$}", "")
 		if strings.Contains(path, "{") {
 			t.Fatalf("pattern %s has a parameter this test does not fill", pattern)
 		}

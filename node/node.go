@@ -38,6 +38,7 @@ import (
 	"github.com/outpost-mesh/outpost/storage"
 	"github.com/outpost-mesh/outpost/storage/remotewrite"
 	"github.com/outpost-mesh/outpost/storage/telemetry"
+	"github.com/outpost-mesh/outpost/ui"
 )
 
 // Options are the parts of a node that are injected rather than configured.
@@ -317,7 +318,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 			Timeout: cfg.Federation.Timeout, ServerTap: opts.FederationTap, ClientTap: opts.FederationTap})
 		fed = n.fed
 	}
-	apiHandler, err := httpapi.New(httpapi.Config{Stopping: stopping, Federation: fed,
+	apiHandler, err := httpapi.New(httpapi.Config{Stopping: stopping, Federation: fed, UI: ui.Handler(),
 		Region: n.region, Store: n.store, Gatherer: n.reg, Registerer: n.reg, Logger: n.logger, Dev: opts.Dev, Audit: alog,
 		ProviderAudit: plog, Sessions: sessions, Lockout: cfg.Auth.Lockout, OIDC: oidcLogin, Keys: kp,
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},

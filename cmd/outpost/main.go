@@ -141,7 +141,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	password, _ := os.ReadFile(d.PasswordFile())
 	fmt.Fprintf(stdout, `
 Outpost dev region is up.
-  API:          %s   (the web UI will be served here too)
+  API and UI:   %s   (open it in a browser; log in as admin)
   admin login:  admin / %s
   admin token:  %s
   token file:   %s

@@ -25,7 +25,7 @@ func TestDevRegion(t *testing.T) {
 	var apiURL, tokenFile string
 	waitFor(t, 60*time.Second, "dev to print its API and token file", func() bool {
 		out := p.out.String()
-		a := regexp.MustCompile(`API:\s+(http://\S+)`).FindStringSubmatch(out)
+		a := regexp.MustCompile(`API and UI:\s+(http://\S+)`).FindStringSubmatch(out)
 		f := regexp.MustCompile(`token file:\s+(\S+)`).FindStringSubmatch(out)
 		if a == nil || f == nil {
 			return false

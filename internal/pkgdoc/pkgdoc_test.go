@@ -87,6 +87,7 @@ func TestImportDirection(t *testing.T) {
 			"the agent runtime links no server code"},
 		{"federation", []string{mod + "raft", mod + "lease", mod + "storage", mod + "node", mod + "cmd"}, nil,
 			"federation is read-only: it can compile no write (no raft, no lease, no storage: it reads through its View), and node wires it, not the reverse"},
+		{"ui", []string{mod}, nil, "the UI's server side serves static files; its data comes from the API in the browser, so it imports nothing of ours"},
 		{"bpf", []string{mod}, nil, "the eBPF data plane stands alone: the agent imports it, it imports nothing of ours"},
 		{"internal/agentwire", []string{mod}, nil, "the agent's wire shapes are importable by agent and node alike"},
 		{"raft", []string{mod + "node", mod + "cmd"}, nil, "raft is below node"},

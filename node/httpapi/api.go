@@ -106,6 +106,8 @@ type Config struct {
 	// DenialWindow is how long one identity's refusals are counted into
 	// one audit record after the first; default DefaultDenialWindow.
 	DenialWindow time.Duration
+	// UI serves the web UI at / and /ui/ (nil: those paths answer 404).
+	UI http.Handler
 	// Federation is the node's federation runtime (nil: federation off:
 	// adding peers or links and the global routes answer 404 saying so).
 	Federation Federation
@@ -208,6 +210,8 @@ func ReadOnlyPOST(pattern string) bool { return strings.HasPrefix(pattern, Prome
 func Routes(dev bool) []Route {
 	const t = "/api/v1/tenants/{tenant}"
 	rs := []Route{
+		{"GET", "/{$}", Public, (*server).ui},
+		{"GET", "/ui/{file...}", Public, (*server).ui},
 		{"GET", "/api/v1/health", Public, (*server).health},
 		{"GET", "/metrics", Public, nil}, // served by promhttp
 		{"POST", "/api/v1/login", Public, (*server).login},
@@ -395,6 +399,16 @@ func New(cfg Config) (http.Handler, error) {
 		writeError(w, http.StatusForbidden, "cross-origin request refused", "state-changing requests must come from this node's own UI or from a non-browser client")
 	}))
 	return cop.Handler(mux), nil
+}
+
+// ui serves the web UI (public: its files hold no data; every datum it
+// shows comes from the API with the caller's session).
+func (s *server) ui(w http.ResponseWriter, r *http.Request, c *call) {
+	if s.cfg.UI == nil {
+		writeError(w, http.StatusNotFound, "this node serves no web UI", "use the API under /api/v1/ or outpostctl")
+		return
+	}
+	s.cfg.UI.ServeHTTP(w, r)
 }
 
 func writeError(w http.ResponseWriter, code int, msg, hint string) {

@@ -19,6 +19,9 @@ func TestRouteTableRoles(t *testing.T) {
 		"GET /api/v1/auth/oidc/login": true, "GET /api/v1/auth/oidc/callback": true,
 		// Agent enrollment: the bootstrap token in the body is the credential.
 		"POST /api/v1/agents/enroll": true,
+		// The web UI's static files: no data; what it shows comes from
+		// the API under the caller's session.
+		"GET /{$}": true, "GET /ui/{file...}": true,
 	}
 	// Self-service routes change only the caller's own state: its session,
 	// or its answer to an invitation addressed to it (the {tenant} in
