@@ -22,7 +22,7 @@ func TestWrongMethodIs405(t *testing.T) {
 	if len(allowed) < 20 {
 		t.Fatalf("only %d paths in the route table", len(allowed))
 	}
-	vals := map[string]string{"tenant": "acme", "user": "alice", "id": "x1", "key": "a/b", "name": "n", "peer": "eu-west"}
+	vals := map[string]string{"tenant": "acme", "user": "alice", "id": "x1", "key": "a/b", "name": "n", "peer": "eu-west", "file": "app.js"}
 	for pattern, methods := range allowed {
 		path := strings.ReplaceAll(fill(pattern, vals), "{$}", "")
 		if strings.Contains(path, "{") {

@@ -73,17 +73,9 @@ func run(n, dispatches, workers int, bin string, out io.Writer) error {
 		return fmt.Errorf("%v (run `make build` first)", err)
 	}
 	defer func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() }()
-	sc := bufio.NewScanner(devOut)
-	var apiURL string
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "API:" {
-			apiURL = f[1]
-			break
-		}
-	}
-	go func() { _, _ = io.Copy(io.Discard, devOut) }()
-	if apiURL == "" {
-		return errors.New("outpost dev did not print its API address")
+	apiURL, err := bannerURL(devOut, 2*time.Minute)
+	if err != nil {
+		return err
 	}
 	tok, _ := os.ReadFile(filepath.Join(dir, "admin.token"))
 	ctx := context.Background()
@@ -351,5 +343,42 @@ func (s *sim) wait(d time.Duration) (time.Duration, error) {
 		return l, nil
 	case <-time.After(max(d, time.Millisecond)):
 		return 0, errors.New("dispatch not received within 30s")
+	}
+}
+
+// bannerURL reads `outpost dev`'s banner for the node's address: the
+// URL on the banner line that starts with "API" ("API:", "API and UI:"),
+// printed once the region is up and its admin token written (the
+// progress line "node n1 up: API …" comes earlier and is not it). It gives up after limit
+// (a changed banner or a dev region that never starts must fail the
+// benchmark, not hang it) and drains the rest of the output either way.
+func bannerURL(r io.Reader, limit time.Duration) (string, error) {
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) == 0 || !strings.HasPrefix(fields[0], "API") {
+				continue
+			}
+			for _, f := range fields {
+				if strings.HasPrefix(f, "http://") || strings.HasPrefix(f, "https://") {
+					select {
+					case found <- f:
+					default:
+					}
+				}
+			}
+		}
+		close(found)
+	}()
+	select {
+	case u, ok := <-found:
+		if !ok {
+			return "", errors.New("outpost dev exited without printing its API address")
+		}
+		return u, nil
+	case <-time.After(limit):
+		return "", fmt.Errorf("outpost dev printed no API address within %v", limit)
 	}
 }

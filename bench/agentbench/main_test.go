@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSmoke runs the benchmark briefly against a freshly built outpost
@@ -32,4 +34,21 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	t.Log(out.String())
+}
+
+// TestBannerURL: the address is found whatever the banner calls the
+// line, and output without one fails within the limit instead of hanging.
+func TestBannerURL(t *testing.T) {
+	u, err := bannerURL(strings.NewReader("  node n1 up: API http://127.0.0.1:1\nOutpost dev region is up.\n  API and UI:   http://127.0.0.1:4646   (open it)\n"), time.Second)
+	if err != nil || u != "http://127.0.0.1:4646" {
+		t.Fatalf("got %q, %v", u, err)
+	}
+	if _, err := bannerURL(strings.NewReader("no address here\n"), time.Second); err == nil {
+		t.Fatal("output without an address was accepted")
+	}
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	if _, err := bannerURL(pr, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "within") {
+		t.Fatalf("silent output: %v, want a timeout", err)
+	}
 }
