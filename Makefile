@@ -21,11 +21,12 @@ build: ui
 
 # The web UI (ui/src, TypeScript) bundled by esbuild into ui/dist, which the
 # node embeds (ui/ui.go). npm installs the locked versions (ui/package-lock.json);
-# the build reruns only when a source changed. Built files are not committed.
-UI_SOURCES := $(wildcard ui/src/*) ui/build.mjs ui/package.json ui/package-lock.json
+# the build (after a type check) reruns only when a source changed. Built
+# files are not committed.
+UI_SOURCES := $(wildcard ui/src/* ui/src/*/*) ui/build.mjs ui/package.json ui/package-lock.json
 ui: ui/dist/index.html
 ui/dist/index.html: $(UI_SOURCES)
-	cd ui && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run --silent check && node build.mjs
 
 run: build
 	./bin/outpost dev --nodes 1

@@ -229,6 +229,17 @@ type WhoAmI struct {
 	User        string            `json:"user,omitempty"`
 	RegionAdmin bool              `json:"region_admin"`
 	Tenants     map[string]string `json:"tenants"` // tenant name -> role
+	// Grants are the caller's active break-glass grants (a region
+	// admin's read-only access to a tenant), so a UI can show each one's
+	// expiry on every page while it lasts.
+	Grants []ActiveGrant `json:"grants,omitempty"`
+}
+
+// ActiveGrant is one break-glass grant in effect for the caller.
+type ActiveGrant struct {
+	Tenant  string    `json:"tenant"` // tenant name
+	ID      string    `json:"id"`
+	Expires time.Time `json:"expires"`
 }
 
 // TenantCreate is POST /api/v1/tenants. Admin is the account that becomes

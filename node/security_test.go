@@ -362,11 +362,26 @@ func TestBreakGlass(t *testing.T) {
 	if got := tn.must(t, 200, "GET", "/api/v1/tenants/acme/kv/flows", tn.token, ""); got != "acme-telemetry" {
 		t.Fatalf("with a grant: %q", got)
 	}
+	var who api.WhoAmI
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", tn.token, "")), &who)
+	if len(who.Grants) != 1 || who.Grants[0].Tenant != "acme" || who.Grants[0].ID != g.ID || who.Grants[0].Expires.IsZero() {
+		t.Fatalf("whoami does not show the active grant and its expiry: %+v", who.Grants)
+	}
+	who = api.WhoAmI{}
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", alice, "")), &who)
+	if len(who.Grants) != 0 {
+		t.Fatalf("a tenant admin's whoami shows grants: %+v", who.Grants)
+	}
 	tn.must(t, 403, "PUT", "/api/v1/tenants/acme/kv/flows", tn.token, "overwrite") // read-only
 	tn.must(t, 403, "GET", "/api/v1/tenants/globex/kv", tn.token, "")              // one tenant only
 	time.Sleep(time.Until(g.Created.Add(2*time.Second)) + 100*time.Millisecond)
 	if r := tn.do(t, "GET", "/api/v1/tenants/acme/kv/flows", tn.token, ""); r.code != 403 {
 		t.Fatalf("after expiry: %d %s", r.code, r.body)
+	}
+	who = api.WhoAmI{}
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", tn.token, "")), &who)
+	if len(who.Grants) != 0 {
+		t.Fatalf("whoami shows an expired grant: %+v", who.Grants)
 	}
 	acts := strings.Join(providerActions(t, tn, alice, "acme"), ",")
 	for _, want := range []string{"breakglass.refused", "breakglass.request", "breakglass.approve", "breakglass.access"} {
@@ -545,6 +560,27 @@ func TestOIDCLoginWithPKCE(t *testing.T) {
 	}
 	tn.must(t, 200, "PUT", "/api/v1/tenants/acme/kv/x", session, "v")
 	tn.must(t, 403, "PUT", "/api/v1/tenants/acme/members/alice", session, `{"role":"viewer"}`)
+
+	// A browser (Accept: text/html) is sent back to the web UI, logged in.
+	u, flow = login()
+	req, _ := http.NewRequest("GET", "http://"+cfg.HTTP.Bind+u.RequestURI(), nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	req.Header.Set("Cookie", flow)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var uiSession string
+	for _, c := range resp.Cookies() {
+		if c.Name == auth.CookieName {
+			uiSession = c.Name + "=" + c.Value
+		}
+	}
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/#/overview" || uiSession == "" {
+		t.Fatalf("browser callback: %d to %q, session cookie %q; want 303 to the UI with a session", resp.StatusCode, resp.Header.Get("Location"), uiSession)
+	}
+	tn.must(t, 200, "GET", "/api/v1/whoami", uiSession, "")
 
 	// The callback without this browser's flow cookie is refused.
 	u, _ = login()

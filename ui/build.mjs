@@ -9,7 +9,7 @@ for (const f of readdirSync("dist")) {
 }
 mkdirSync("dist", { recursive: true });
 await esbuild.build({
-  entryPoints: ["src/main.ts", "src/app.css"],
+  entryPoints: ["src/main.ts"],
   bundle: true,
   minify: true,
   sourcemap: false,
@@ -18,4 +18,4 @@ await esbuild.build({
   logLevel: "warning",
 });
 copyFileSync("src/index.html", "dist/index.html");
-console.log("ui: built dist/ (main.js, app.css, index.html)");
+console.log("ui: built dist/ (main.js, main.css, index.html)");

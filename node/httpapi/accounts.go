@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/outpost-mesh/outpost/api"
@@ -111,6 +112,12 @@ func (s *server) login(w http.ResponseWriter, r *http.Request, _ *call) {
 }
 
 func (s *server) setSession(w http.ResponseWriter, r *http.Request, u auth.User, now time.Time) {
+	exp := s.sessionCookie(w, r, u, now)
+	writeJSON(w, http.StatusOK, api.Session{User: u.Name, Expires: exp})
+}
+
+// sessionCookie issues u a session and sets its cookie.
+func (s *server) sessionCookie(w http.ResponseWriter, r *http.Request, u auth.User, now time.Time) time.Time {
 	value, exp := s.cfg.Sessions.Issue(u, now)
 	http.SetCookie(w, &http.Cookie{
 		Name: auth.CookieName, Value: value, Path: "/", Expires: exp, MaxAge: int(auth.SessionTTL / time.Second),
@@ -119,7 +126,7 @@ func (s *server) setSession(w http.ResponseWriter, r *http.Request, u auth.User,
 		// HTTP; X-Forwarded-Proto says what the browser used.
 		Secure: r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https",
 	})
-	writeJSON(w, http.StatusOK, api.Session{User: u.Name, Expires: exp})
+	return exp
 }
 
 func (s *server) locked(w http.ResponseWriter, user string, until, now time.Time) {
@@ -166,6 +173,17 @@ func (s *server) whoami(w http.ResponseWriter, r *http.Request, c *call) {
 		for id, role := range c.p.Roles {
 			if n, ok := names[id]; ok {
 				out.Tenants[n] = role.String()
+			}
+		}
+		if c.p.RegionAdmin {
+			now := time.Now()
+			rd := auth.Reader{Tx: tx}
+			for _, t := range rd.Tenants() {
+				for _, g := range rd.Grants(t.ID) {
+					if g.Requester == c.p.Actor && g.Active(now) {
+						out.Grants = append(out.Grants, api.ActiveGrant{Tenant: t.Name, ID: g.ID, Expires: g.Expires})
+					}
+				}
 			}
 		}
 		return nil
@@ -462,6 +480,13 @@ func (s *server) oidcCallback(w http.ResponseWriter, r *http.Request, _ *call) {
 		return nil
 	})
 	http.SetCookie(w, &http.Cookie{Name: auth.FlowCookie, Value: "", Path: "/api/v1/auth/oidc/", MaxAge: -1})
+	// A browser (the web UI's "single sign-on" link) lands back in the
+	// UI, logged in; an API client gets the session as JSON.
+	if strings.Contains(r.Header.Get("Accept"), "text/html") {
+		s.sessionCookie(w, r, fresh, now)
+		http.Redirect(w, r, "/#/overview", http.StatusSeeOther)
+		return
+	}
 	s.setSession(w, r, fresh, now)
 }
 
