@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -63,6 +64,24 @@ func TestOverviewLiveInBrowser(t *testing.T) {
 	shot(t, ctx, "agents")
 	visit(t, ctx, base, "#/federation")
 	checkA11y(t, ctx, "federation")
+	if p := problems(); len(p) > 0 {
+		t.Errorf("console errors or exceptions: %q", p)
+	}
+	// The problem listener can fail: an inline style the CSP refuses is
+	// reported by the browser.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("main").append(Object.assign(document.createElement("div"), {innerHTML: '<p style="color:red">x</p>'})); true`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, until(`true`)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(problems()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := problems(); len(p) != 1 || !strings.Contains(p[0], "Content Security Policy") {
+		t.Errorf("an inline style under the CSP was not reported as one problem: %q", p)
+	}
 	// The accessibility check can fail: an unlabelled control and an
 	// image without text are found.
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("main").append(Object.assign(document.createElement("input"), {type: "text"}), Object.assign(document.createElement("img"), {src: "data:,"})); true`)); err != nil {
@@ -70,8 +89,5 @@ func TestOverviewLiveInBrowser(t *testing.T) {
 	}
 	if vs, err := axeRun(ctx); err != nil || len(vs) < 2 {
 		t.Errorf("axe did not report an unlabelled input and an image without alt: %+v, %v", vs, err)
-	}
-	if p := problems(); len(p) > 0 {
-		t.Errorf("console errors or exceptions: %q", p)
 	}
 }

@@ -20,6 +20,7 @@ const result = await esbuild.build({
 });
 const files = new Map(result.outputFiles.map((f) => [basename(f.path), f.contents]));
 files.set("index.html", readFileSync("src/index.html"));
+files.set("favicon.svg", readFileSync("src/favicon.svg"));
 for (const [name, contents] of files) {
   const tmp = `dist/.${name}.${process.pid}.tmp`;
   writeFileSync(tmp, contents);

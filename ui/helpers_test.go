@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -54,9 +56,21 @@ func browser(t *testing.T) (context.Context, func() []string) {
 			}
 		case *runtime.EventExceptionThrown:
 			problems = append(problems, "exception: "+e.ExceptionDetails.Text+" "+fmt.Sprint(e.ExceptionDetails.Exception))
+		case *cdplog.EventEntryAdded:
+			// The browser's own errors: a CSP violation (an inline style
+			// or script the policy refused), a failed load.
+			if e.Entry.Level == cdplog.EntryLevelError {
+				problems = append(problems, "browser: "+string(e.Entry.Source)+": "+e.Entry.Text+" "+e.Entry.URL)
+			}
 		}
 	}); err != nil {
 		t.Fatalf("starting chromium: %v", err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, cdplog.Enable, cdp.Empty{})
+		return err
+	})); err != nil {
+		t.Fatalf("enabling the browser's log: %v", err)
 	}
 	return ctx, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), problems...) }
 }
