@@ -123,7 +123,10 @@ func (s *server) dispatch(w http.ResponseWriter, r *http.Request, c *call, h sto
 	switch {
 	case errors.Is(err, lease.ErrNotHolder):
 		st := s.cfg.Lease.Status()
-		if !st.Held() || st.ExpiresIn == 0 {
+		// The record may still name this node after it restarted or was
+		// deposed (it no longer holds the lease, and nobody else does
+		// yet): sending the caller here again would loop, so it waits.
+		if !st.Held() || st.ExpiresIn == 0 || st.Holder == s.cfg.Region.NodeID() {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "no node holds the dispatch lease right now (a failover is under way)", "retry in a second; `outpostctl status` shows the lease")
 			return

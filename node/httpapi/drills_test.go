@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-mesh/outpost/lease"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
 )
 
 // drillRegion is the region as the drill handlers use it: a node id and
@@ -214,4 +215,37 @@ func postStale(t *testing.T, u string, code int) api.StaleProbe {
 		}
 	}
 	return p
+}
+
+// staleSelfLease is a lease whose record still names this node (n1) with
+// time left while the node does not hold it: after a restart, before the
+// region moves the lease on.
+type staleSelfLease struct{ drillLease }
+
+func (staleSelfLease) Status() lease.Status {
+	return lease.Status{State: lease.State{Holder: "n1", Token: 4}, ExpiresIn: time.Second}
+}
+func (staleSelfLease) Dispatch(context.Context, storage.Tenant, lease.Dispatch) (lease.Dispatch, error) {
+	return lease.Dispatch{}, lease.ErrNotHolder
+}
+
+// TestDispatchNotHolderNamingItself: a node refused as not the holder by
+// its lease, whose record names itself, answers 503 with Retry-After (a
+// failover is under way), never a 409 sending the caller back to itself
+// (outpostctl followed that once and gave up: a README tour failure).
+func TestDispatchNotHolderNamingItself(t *testing.T) {
+	s := &server{cfg: Config{Region: drillRegion{}, Lease: staleSelfLease{}, Now: time.Now, Logger: slog.New(slog.DiscardHandler)}}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.dispatchCreate(w, r, &call{p: &auth.Principal{Actor: "user:admin", RegionAdmin: true}})
+	}))
+	t.Cleanup(ts.Close)
+	resp, err := http.Post(ts.URL, "application/json", strings.NewReader(`{"kind":"note","selector":"all","id":"d1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-Outpost-Lease-Holder-URL") != "" {
+		t.Fatalf("%d %v %s; want 503 with Retry-After and no holder to follow", resp.StatusCode, resp.Header, body)
+	}
 }
