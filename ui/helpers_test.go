@@ -122,13 +122,14 @@ func login(t *testing.T, ctx context.Context, base, user, password string) {
 		chromedp.SendKeys(id("username"), user),
 		chromedp.SendKeys(id("password"), password),
 		chromedp.Click(chromedp.CSS(`form.login button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`nav a[href="#/overview"]`)),
 	} {
 		if err := chromedp.Do(ctx, step); err != nil {
 			html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML`))
 			t.Fatalf("log in as %s, step %d: %v\n%s", user, i, err, html)
 		}
 	}
+	// Logged in: the overview route ran with a session (the nav shows).
+	waitFor(t, ctx, "logged in as "+user, `location.hash === "#/overview" && !document.getElementById("nav").hidden && document.querySelectorAll("nav a").length > 0`)
 }
 
 // visit opens a page of the UI and waits for its heading.
