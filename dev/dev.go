@@ -57,6 +57,11 @@ type Options struct {
 	Out       io.Writer
 	Logger    *slog.Logger
 
+	// NodeConfig, when set, adjusts each node's config before it starts
+	// (tests: an OIDC provider), with the region's key protector for
+	// sealing a secret file.
+	NodeConfig func(cfg *node.Config, kp *keys.Protector) error
+
 	// beforeSetup, in tests, runs once the nodes are up, before the
 	// setup writes (the dev tenant, its agents).
 	beforeSetup func(*Region)
@@ -476,6 +481,11 @@ func (d *Region) StartNode(id string) error {
 	cfg.Drills.Enabled = true
 	if d.opts.Nodes == 1 {
 		cfg.Raft.MinQuorum = 0
+	}
+	if d.opts.NodeConfig != nil {
+		if err := d.opts.NodeConfig(&cfg, d.keys); err != nil {
+			return fmt.Errorf("node %s config: %w", id, err)
+		}
 	}
 	// A restarted node reuses its API port; on a busy loopback an outbound
 	// connection may briefly hold it as its ephemeral source port, so

@@ -106,7 +106,16 @@ func until(expr string) chromedp.Action[bool] {
 // becomes true.
 func waitFor(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(ctx, until(expr)); err != nil {
+	var err error
+	for range 5 {
+		// A page that navigates (a login redirect) drops the document the
+		// poll ran in; poll again in the new one.
+		if _, err = chromedp.Run(ctx, until(expr)); err == nil || !strings.Contains(err.Error(), "Cannot find context") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
 		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").outerHTML`))
 		t.Fatalf("%s: %v\n%s", what, err, html)
 	}
@@ -195,4 +204,9 @@ func checkA11y(t *testing.T, ctx context.Context, page string) {
 			t.Log(msg)
 		}
 	}
+}
+
+// chromedpClick clicks the element the CSS selector names, once visible.
+func chromedpClick(ctx context.Context, sel string) error {
+	return chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel)))
 }
