@@ -233,6 +233,8 @@ type WhoAmI struct {
 	// admin's read-only access to a tenant), so a UI can show each one's
 	// expiry on every page while it lasts.
 	Grants []ActiveGrant `json:"grants,omitempty"`
+	// Federation: this node has federation on (global views answer).
+	Federation bool `json:"federation"`
 }
 
 // ActiveGrant is one break-glass grant in effect for the caller.

@@ -364,6 +364,9 @@ func TestBreakGlass(t *testing.T) {
 	}
 	var who api.WhoAmI
 	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", tn.token, "")), &who)
+	if who.Federation {
+		t.Error("whoami says federation is on, on a node without federation.bind")
+	}
 	if len(who.Grants) != 1 || who.Grants[0].Tenant != "acme" || who.Grants[0].ID != g.ID || who.Grants[0].Expires.IsZero() {
 		t.Fatalf("whoami does not show the active grant and its expiry: %+v", who.Grants)
 	}
@@ -460,6 +463,11 @@ func TestMasterKeyRotation(t *testing.T) {
 	tn := startNode(t, cfg, mustKeys(t, old, nil), node.Options{})
 	gossip := tn.gossip
 	addTestPeer(t, tn)
+	var who api.WhoAmI
+	_ = json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/whoami", tn.token, "")), &who)
+	if !who.Federation {
+		t.Error("whoami says federation is off on a node with federation.bind")
+	}
 	tn.n.Kill()
 	if _, err := node.Start(cfg, node.Options{Keys: mustKeys(t, nu, nil), GossipKey: gossip}); err == nil {
 		t.Fatal("the new key alone opened data wrapped by the old one")

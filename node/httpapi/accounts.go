@@ -167,7 +167,8 @@ func tenantNames(tx *storage.Tx) map[string]string {
 }
 
 func (s *server) whoami(w http.ResponseWriter, r *http.Request, c *call) {
-	out := api.WhoAmI{Region: s.cfg.RegionName, Actor: c.p.Actor, User: c.p.User, RegionAdmin: c.p.RegionAdmin, Tenants: map[string]string{}}
+	out := api.WhoAmI{Region: s.cfg.RegionName, Actor: c.p.Actor, User: c.p.User, RegionAdmin: c.p.RegionAdmin, Tenants: map[string]string{},
+		Federation: s.cfg.Federation != nil}
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		names := tenantNames(tx)
 		for id, role := range c.p.Roles {

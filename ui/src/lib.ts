@@ -5,7 +5,7 @@
 // operator's sake, never the security boundary.
 
 export type ActiveGrant = { tenant: string; id: string; expires: string };
-export type WhoAmI = { region: string; actor: string; user?: string; region_admin: boolean; tenants: Record<string, string> | null; grants?: ActiveGrant[] };
+export type WhoAmI = { region: string; actor: string; user?: string; region_admin: boolean; tenants: Record<string, string> | null; grants?: ActiveGrant[]; federation?: boolean };
 export type RegionNode = { id: string; raft_state: string; suffrage: string; last_contact_ms: number; applied_index: number; agents: number; api_url: string; error?: string };
 export type Lease = { holder: string; token: number; expires_in_ms: number } | null;
 export type Region = { region: string; node: string; leader: string; nodes: RegionNode[]; lease: Lease };
@@ -136,6 +136,12 @@ export function roleIn(tenant: string): string {
 // anything above viewer, and pages draw no state-changing control on it.
 export function can(tenant: string, need: "viewer" | "operator" | "admin"): boolean {
   return (rank[roleIn(tenant)] || 0) >= rank[need];
+}
+
+// federationOn: this node has federation on, so global views answer
+// (without it they are 404s, which pages do not ask for).
+export function federationOn(): boolean {
+  return !!who?.federation;
 }
 
 export function isRegionAdmin(): boolean {

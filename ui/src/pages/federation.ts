@@ -1,4 +1,4 @@
-import { api, APIError, chip, fmtDuration, fmtTime, GlobalAgents, h, isRegionAdmin, myTenants, Peer, PeerStatus, show, statusKind, table, tpath } from "../lib";
+import { api, APIError, chip, federationOn, fmtDuration, fmtTime, GlobalAgents, h, isRegionAdmin, myTenants, Peer, PeerStatus, show, statusKind, table, tpath } from "../lib";
 
 // peerChip labels a remote row with its peer, and warns when that peer's
 // answer was not a fresh, whole one (stale, timed out, malformed…).
@@ -27,6 +27,11 @@ export function peerTable(peers: PeerStatus[], complete: boolean): HTMLElement {
 
 export async function pageFederation(signal: AbortSignal) {
   const parts: globalThis.Node[] = [h("h1", {}, "Federation")];
+  if (!federationOn()) {
+    show(...parts, h("p", {}, "Federation is off on this node: it has no peers and answers no global view. ",
+      "To federate regions, set federation.bind in each node's config (docs/config.md), then add peers on the Admin page."));
+    return;
+  }
   if (isRegionAdmin()) {
     const peers = await api<Peer[]>("GET", "/api/v1/peers", undefined, signal).catch((e) => { if (e instanceof APIError && e.status === 404) return [] as Peer[]; throw e; });
     parts.push(h("h2", {}, "Peers"), table(["Peer", "Address", "State", "RTT", "Last OK", "Data age", "Cert expires", "Links", "Last error"],
