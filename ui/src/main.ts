@@ -94,7 +94,8 @@ async function route() {
   drawGrants();
   for (const a of document.querySelectorAll("nav a")) {
     const href = a.getAttribute("href")!;
-    if (hash === href || hash.startsWith(href + "/")) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    const path = hash.split("?")[0];
+    if (path === href || path.startsWith(href + "/")) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   const m = match(hash);
   if (!m) { show(h("h1", {}, "Not found"), h("p", {}, "No such page: pick one from the menu.")); return; }

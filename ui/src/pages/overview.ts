@@ -38,7 +38,14 @@ export async function pageOverview(signal: AbortSignal) {
   if (!isRegionAdmin()) {
     const tenants = myTenants();
     const body = h("div");
-    show(h("h1", {}, "Overview"), h("p", {}, `You are a member of ${tenants.length} tenant(s) in region ${who!.region}.`), body);
+    const invites = h("div");
+    show(h("h1", {}, "Overview"), invites, h("p", {}, `You are a member of ${tenants.length} tenant(s) in region ${who!.region}.`), body);
+    // Invitations to tenants wait on the Admin page's first section.
+    const pending = await api<{ tenant: string; role: string }[]>("GET", "/api/v1/invitations", undefined, signal).catch(() => []);
+    if (pending.length) {
+      invites.replaceChildren(h("p", { class: "banner", role: "status", id: "invitations" },
+        `You are invited to ${pending.map((i) => `${i.tenant} (${i.role})`).join(", ")}: `, h("a", { href: "#/admin" }, "accept or decline")));
+    }
     await every(signal, 5000, async () => {
       const rows: string[][] = [];
       for (const t of tenants) {
