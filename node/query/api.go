@@ -356,7 +356,16 @@ func result(res *promql.Result) (any, annotations.Annotations, error) {
 	case promql.Matrix:
 		if v == nil {
 			d.Result = []promql.Series{}
+			break
 		}
+		// The caller's deferred Close returns the points to the engine's
+		// pools before the answer is encoded: keep a copy.
+		out := make(promql.Matrix, len(v))
+		for i, s := range v {
+			s.Floats, s.Histograms = slices.Clone(s.Floats), slices.Clone(s.Histograms)
+			out[i] = s
+		}
+		d.Result = out
 	}
 	return d, res.Warnings, nil
 }
