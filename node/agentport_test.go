@@ -340,13 +340,17 @@ func TestAgentPortSlowClients(t *testing.T) {
 	eventually(t, 10*time.Second, "the agent attached under attack", func() bool { return a.Status().Connected })
 	wg.Wait()
 
-	// All 100 are dialed within about 0.5s; the ones still open at 1s
-	// were admitted and are what the cap holds.
-	if n, longest := count(trickle, time.Second); n > cfg.Agents.MaxUnauthenticated/2 || longest > timeout+slack+500*time.Millisecond {
-		t.Errorf("trickling clients: %d held past 1s (cap %d for one address), longest %v (bound %v)", n, cfg.Agents.MaxUnauthenticated/2, longest, timeout)
+	// An admitted connection is held until the header (or handshake)
+	// timeout, so it lasts at least that long from the dial; a shed one is
+	// closed at once, which on a busy machine can still take a second or
+	// more. Counting those that lasted nearly the timeout counts what the
+	// cap admitted, however slow the machine.
+	held := timeout - 250*time.Millisecond
+	if n, longest := count(trickle, held); n > cfg.Agents.MaxUnauthenticated/2 || longest > timeout+slack+500*time.Millisecond {
+		t.Errorf("trickling clients: %d held past %v (cap %d for one address), longest %v (bound %v)", n, held, cfg.Agents.MaxUnauthenticated/2, longest, timeout+slack+500*time.Millisecond)
 	}
-	if n, longest := count(silent, 500*time.Millisecond); n > cfg.Agents.MaxHandshakes/2 || longest > timeout+slack {
-		t.Errorf("silent handshakes: %d held past 500ms (cap %d for one address), longest %v (bound %v)", n, cfg.Agents.MaxHandshakes/2, longest, timeout)
+	if n, longest := count(silent, held); n > cfg.Agents.MaxHandshakes/2 || longest > timeout+slack {
+		t.Errorf("silent handshakes: %d held past %v (cap %d for one address), longest %v (bound %v)", n, held, cfg.Agents.MaxHandshakes/2, longest, timeout+slack)
 	}
 	// Every connection beyond the caps is shed and counted. A trickling
 	// client is shed at the handshake cap or, once through, at the
