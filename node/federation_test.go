@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/internal/otlptest"
 	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/internal/testcluster/nodes"
@@ -223,13 +225,42 @@ func TestFederationGlobalViews(t *testing.T) {
 	}
 
 	// Each side refused the other's signatures (its secret differs) and
-	// audited it; the calls are audited aggregated, not one per call.
+	// audited it; the calls are audited aggregated, not one per call: a
+	// burst of 20 global health reads (each calls eu-west) is a record or
+	// two, not 20.
+	for range 20 {
+		us.nodes[0].must(t, 200, "GET", "/api/v1/global/health", us.nodes[0].token, "")
+	}
 	testcluster.WaitFor(t, 10*time.Second, "both sides' audit of the refused calls and of the calls made", func() bool {
 		u, a := auditByEntity(t, us.nodes[0]), auditByEntity(t, ap.nodes[0])
 		return u["federation.refused peer/ap-south"] > 0 && a["federation.refused peer/us-east"] > 0 && u["federation.calls peer/eu-west"] > 0
 	})
-	if calls := auditByEntity(t, us.nodes[0])["federation.calls peer/eu-west"]; calls > 20 {
-		t.Errorf("%d federation.calls records for eu-west: not aggregated", calls)
+	// Aggregated: each node writes at most one record per peer and
+	// interval (1s here), however long a busy machine makes the test, and
+	// each record counts the calls of its interval. A record's time is
+	// when it was written, which can lag its flush by a few seconds under
+	// load: N flushes a second apart span at least N-1-lag seconds.
+	recs := auditRecords(t, us.nodes[0], "federation.calls", "peer/eu-west")
+	first, last, per, calls := map[string]time.Time{}, map[string]time.Time{}, map[string]int{}, 0
+	for _, r := range recs {
+		var d struct{ Counts map[string]int }
+		_ = json.Unmarshal(r.Detail, &d)
+		for _, n := range d.Counts {
+			calls += n
+		}
+		if _, ok := first[r.Node]; !ok {
+			first[r.Node] = r.Time
+		}
+		last[r.Node] = r.Time
+		per[r.Node]++
+	}
+	for n, c := range per {
+		if span := last[n].Sub(first[n]); c > int(span/time.Second)+4 {
+			t.Errorf("%d federation.calls records for eu-west from %s within %v: not aggregated per interval", c, n, span)
+		}
+	}
+	if calls < len(recs) {
+		t.Errorf("%d federation.calls records for eu-west count %d calls", len(recs), calls)
 	}
 
 	// peers list: states as this node sees them.
@@ -286,6 +317,29 @@ func TestFederationGlobalViews(t *testing.T) {
 }
 
 // auditByEntity counts tn's audit records by "action entity".
+// auditRecords is the node's audit records of one action and entity,
+// oldest first.
+func auditRecords(t *testing.T, tn *testNode, action, entity string) []audit.Record {
+	t.Helper()
+	var page struct {
+		Entries []struct {
+			Data []byte `json:"data"`
+		} `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit?limit=1000", tn.token, "")), &page); err != nil {
+		t.Fatal(err)
+	}
+	var out []audit.Record
+	for _, e := range page.Entries {
+		var r audit.Record
+		if json.Unmarshal(e.Data, &r) == nil && r.Action == action && r.Entity == entity {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b audit.Record) int { return a.Time.Compare(b.Time) })
+	return out
+}
+
 func auditByEntity(t *testing.T, tn *testNode) map[string]int {
 	t.Helper()
 	var page struct {
