@@ -23,16 +23,6 @@ import (
 	"github.com/outpost-mesh/outpost/ui"
 )
 
-// adminJS runs a JavaScript expression in the page, failing the test on error.
-func adminJS[T any](t *testing.T, ctx context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return v
-}
-
 func jsq(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 // adminSet fills a field as typing would leave it (value, input and
@@ -40,7 +30,7 @@ func jsq(s string) string { b, _ := json.Marshal(s); return string(b) }
 func adminSet(t *testing.T, ctx context.Context, id, value string) {
 	t.Helper()
 	waitFor(t, ctx, "field #"+id, `document.getElementById(`+jsq(id)+`) !== null`)
-	adminJS[bool](t, ctx, `(() => { const e = document.getElementById(`+jsq(id)+`); e.value = `+jsq(value)+`;
+	evalJS[bool](t, ctx, `(() => { const e = document.getElementById(`+jsq(id)+`); e.value = `+jsq(value)+`;
 		e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`)
 }
 
@@ -83,17 +73,8 @@ func adminSaid(t *testing.T, ctx context.Context, want string) {
 
 func adminLogout(t *testing.T, ctx context.Context) {
 	t.Helper()
-	adminJS[bool](t, ctx, `document.getElementById("logout").click(); true`)
+	evalJS[bool](t, ctx, `document.getElementById("logout").click(); true`)
 	waitFor(t, ctx, "logged out", `location.hash === "#/login"`)
-}
-
-func adminSecret(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(b))
 }
 
 // adminProblems is the page's problems less the refusals the test asked
@@ -127,7 +108,7 @@ func TestAdminRegionInBrowser(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d.Stop(context.Background()) })
 	base := d.APIURL()
-	adminPW := adminSecret(t, d.PasswordFile())
+	adminPW := secret(t, d.PasswordFile())
 	login(t, ctx, base, "admin", adminPW)
 
 	// An account, with a generated password shown once.
@@ -136,7 +117,7 @@ func TestAdminRegionInBrowser(t *testing.T) {
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "Account alice created")
 	waitFor(t, ctx, "the generated password", `(document.getElementById("user-password")?.textContent || "").length >= 12`)
-	alicePW := adminJS[string](t, ctx, `document.getElementById("user-password").textContent`)
+	alicePW := evalJS[string](t, ctx, `document.getElementById("user-password").textContent`)
 	checkA11y(t, ctx, "admin users, a password shown")
 	shot(t, ctx, "admin-users")
 	waitFor(t, ctx, "alice listed", `(document.getElementById("users-table")?.textContent ?? "").includes("alice")`)
@@ -144,7 +125,7 @@ func TestAdminRegionInBrowser(t *testing.T) {
 	// A tenant with alice as its first Admin; leaving the users section
 	// dropped the password.
 	adminSection(t, ctx, base, "section=tenants", "Tenants")
-	if gone := adminJS[bool](t, ctx, `document.getElementById("user-password") === null && !document.body.textContent.includes(`+jsq(alicePW)+`)`); !gone {
+	if gone := evalJS[bool](t, ctx, `document.getElementById("user-password") === null && !document.body.textContent.includes(`+jsq(alicePW)+`)`); !gone {
 		t.Error("the one-time password is still in the page after leaving the section")
 	}
 	// Client-side checks first: a bad name is refused before any request.
@@ -169,7 +150,7 @@ func TestAdminRegionInBrowser(t *testing.T) {
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "API token ci")
 	waitFor(t, ctx, "the token shown", `(document.getElementById("token-secret")?.textContent || "").length > 10`)
-	tok := adminJS[string](t, ctx, `document.getElementById("token-secret").textContent`)
+	tok := evalJS[string](t, ctx, `document.getElementById("token-secret").textContent`)
 	bg := context.Background()
 	var me api.WhoAmI
 	if err := api.NewClient(base, tok).Do(bg, "GET", "/api/v1/whoami", nil, &me); err != nil || !me.RegionAdmin {
@@ -333,7 +314,7 @@ func TestAdminBootstrapTokenEnrollsAgent(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d.Stop(context.Background()) })
 	base := d.APIURL()
-	devPW := adminSecret(t, d.DevPasswordFile())
+	devPW := secret(t, d.DevPasswordFile())
 	login(t, ctx, base, "dev", devPW)
 
 	adminSection(t, ctx, base, "tenant=dev&section=agent-tokens", "Bootstrap tokens")
@@ -344,7 +325,7 @@ func TestAdminBootstrapTokenEnrollsAgent(t *testing.T) {
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "created for tenant dev")
 	waitFor(t, ctx, "the outpost-agent line", `(document.getElementById("agent-command")?.textContent || "").includes("outpost-agent")`)
-	line := adminJS[string](t, ctx, `document.getElementById("agent-command").textContent`)
+	line := evalJS[string](t, ctx, `document.getElementById("agent-command").textContent`)
 	// The line outpostctl tokens create prints, with the options chosen.
 	if !regexp.MustCompile(`^OUTPOST_AGENT_TOKEN=\S+ outpost-agent --servers https://\S+ --ca-pin sha256:\S+ --state '[^']+' --host admin-test-agent --mode procfs$`).MatchString(line) {
 		t.Fatalf("the line: %s", line)
@@ -433,7 +414,7 @@ func TestAdminBootstrapTokenEnrollsAgent(t *testing.T) {
 	// (the token in it) is gone.
 	adminSection(t, ctx, base, "tenant=dev&section=members", "Members and roles")
 	adminSection(t, ctx, base, "tenant=dev&section=agent-tokens", "Bootstrap tokens")
-	if gone := adminJS[bool](t, ctx, `document.getElementById("agent-command") === null && !document.body.textContent.includes("OUTPOST_AGENT_TOKEN")`); !gone {
+	if gone := evalJS[bool](t, ctx, `document.getElementById("agent-command") === null && !document.body.textContent.includes("OUTPOST_AGENT_TOKEN")`); !gone {
 		t.Error("the outpost-agent line is still in the page after leaving the section")
 	}
 	waitFor(t, ctx, "the token redeemed by the agent", `[...document.querySelectorAll("#agent-tokens-table tbody tr")].some(r => r.textContent.includes("redeemed") && r.textContent.includes(`+jsq(agent.ID)+`))`)
@@ -470,7 +451,7 @@ func TestAdminPeersAndLinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	login(t, ctx, base, "admin", adminSecret(t, d.PasswordFile()))
+	login(t, ctx, base, "admin", secret(t, d.PasswordFile()))
 	adminSection(t, ctx, base, "section=peers", "Peers")
 	adminSet(t, ctx, "peer-name", "eu-west")
 	adminSet(t, ctx, "peer-addr", "127.0.0.1:9, 127.0.0.2:9")
@@ -482,20 +463,20 @@ func TestAdminPeersAndLinks(t *testing.T) {
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "Peer eu-west added")
 	waitFor(t, ctx, "eu-west listed", `[...document.querySelectorAll("#peers-admin-table tbody tr")].some(r => r.cells[0].textContent === "eu-west" && r.textContent.includes(`+jsq(peerCA.Pin())+`))`)
-	if v := adminJS[string](t, ctx, `document.getElementById("peer-secret").value`); v != "" {
+	if v := evalJS[string](t, ctx, `document.getElementById("peer-secret").value`); v != "" {
 		t.Error("the shared secret stays in the form after the peer was added")
 	}
 	checkA11y(t, ctx, "admin peers")
 	shot(t, ctx, "admin-peers")
 	adminLogout(t, ctx)
 
-	login(t, ctx, base, "dev", adminSecret(t, d.DevPasswordFile()))
+	login(t, ctx, base, "dev", secret(t, d.DevPasswordFile()))
 	adminSection(t, ctx, base, "tenant=dev&section=links", "Links")
 	adminSet(t, ctx, "link-peer", "eu-west")
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "to eu-west created")
 	waitFor(t, ctx, "the link id to give the peer", `/^lnk-[a-z2-7]+$/.test(document.getElementById("link-id")?.textContent || "")`)
-	linkID := adminJS[string](t, ctx, `document.getElementById("link-id").textContent`)
+	linkID := evalJS[string](t, ctx, `document.getElementById("link-id").textContent`)
 	waitFor(t, ctx, "the link listed", `(document.getElementById("links-table")?.textContent ?? "").includes(`+jsq(linkID)+`)`)
 	checkA11y(t, ctx, "admin links")
 	shot(t, ctx, "admin-links")
@@ -505,7 +486,7 @@ func TestAdminPeersAndLinks(t *testing.T) {
 	waitFor(t, ctx, "no links left", `document.getElementById("links-table") === null && (document.querySelector(".admin-body")?.textContent ?? "").includes("No links.")`)
 	adminLogout(t, ctx)
 
-	login(t, ctx, base, "admin", adminSecret(t, d.PasswordFile()))
+	login(t, ctx, base, "admin", secret(t, d.PasswordFile()))
 	adminSection(t, ctx, base, "section=peers", "Peers")
 	adminClick(t, ctx, `button[aria-label="Remove peer eu-west"]`)
 	waitFor(t, ctx, "the confirmation dialog", `document.querySelector("dialog.confirm[open]") !== null`)
@@ -535,10 +516,10 @@ func TestAdminMembersSettingsKeys(t *testing.T) {
 	base := d.APIURL()
 	bg := context.Background()
 	var bob api.User
-	if err := api.NewClient(base, adminSecret(t, d.TokenFile())).Do(bg, "POST", "/api/v1/users", api.UserCreate{Name: "bob"}, &bob); err != nil {
+	if err := api.NewClient(base, secret(t, d.TokenFile())).Do(bg, "POST", "/api/v1/users", api.UserCreate{Name: "bob"}, &bob); err != nil {
 		t.Fatal(err)
 	}
-	devPW := adminSecret(t, d.DevPasswordFile())
+	devPW := secret(t, d.DevPasswordFile())
 
 	login(t, ctx, base, "dev", devPW)
 	adminSection(t, ctx, base, "tenant=dev&section=members", "Members and roles")
@@ -547,7 +528,7 @@ func TestAdminMembersSettingsKeys(t *testing.T) {
 	adminSubmit(t, ctx)
 	adminSaid(t, ctx, "Invitation sent to bob as operator")
 	waitFor(t, ctx, "bob invited", `[...document.querySelectorAll("#members-table tbody tr")].some(r => r.cells[0].textContent === "bob" && r.textContent.includes("invited by dev"))`)
-	adminJS[bool](t, ctx, `(() => { const s = document.querySelector('select[aria-label="Role of bob"]'); s.value = "viewer"; s.dispatchEvent(new Event("change")); return true; })()`)
+	evalJS[bool](t, ctx, `(() => { const s = document.querySelector('select[aria-label="Role of bob"]'); s.value = "viewer"; s.dispatchEvent(new Event("change")); return true; })()`)
 	adminClick(t, ctx, `button[aria-label="Change role of bob"]`)
 	adminSaid(t, ctx, "The invitation of bob now offers the viewer role")
 	checkA11y(t, ctx, "admin members")
@@ -576,7 +557,7 @@ func TestAdminMembersSettingsKeys(t *testing.T) {
 	login(t, ctx, base, "dev", devPW)
 	adminSection(t, ctx, base, "tenant=dev&section=members", "Members and roles")
 	waitFor(t, ctx, "bob a member", `[...document.querySelectorAll("#members-table tbody tr")].some(r => r.cells[0].textContent === "bob" && r.cells[1].textContent === "viewer" && r.textContent.includes("member"))`)
-	adminJS[bool](t, ctx, `(() => { const s = document.querySelector('select[aria-label="Role of bob"]'); s.value = "operator"; s.dispatchEvent(new Event("change")); return true; })()`)
+	evalJS[bool](t, ctx, `(() => { const s = document.querySelector('select[aria-label="Role of bob"]'); s.value = "operator"; s.dispatchEvent(new Event("change")); return true; })()`)
 	adminClick(t, ctx, `button[aria-label="Change role of bob"]`)
 	adminSaid(t, ctx, "bob is now operator of dev")
 	adminClick(t, ctx, `button[aria-label="Remove bob"]`)
@@ -585,7 +566,7 @@ func TestAdminMembersSettingsKeys(t *testing.T) {
 	waitFor(t, ctx, "bob gone", `![...document.querySelectorAll("#members-table tbody tr")].some(r => r.cells[0].textContent === "bob")`)
 	adminLogout(t, ctx)
 
-	login(t, ctx, base, "admin", adminSecret(t, d.PasswordFile()))
+	login(t, ctx, base, "admin", secret(t, d.PasswordFile()))
 	adminSection(t, ctx, base, "section=keys", "Keys")
 	adminClick(t, ctx, `button[aria-label^="Rotate"]`)
 	adminConfirm(t, ctx)

@@ -19,26 +19,6 @@ import (
 	"github.com/outpost-mesh/outpost/dev"
 )
 
-// evalString runs a JavaScript expression that returns a string.
-func evalString(t *testing.T, ctx context.Context, expr string) string {
-	t.Helper()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return s
-}
-
-// evalInt runs a JavaScript expression that returns a number.
-func evalInt(t *testing.T, ctx context.Context, expr string) int {
-	t.Helper()
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](expr))
-	if err != nil {
-		t.Fatalf("%s: %v", expr, err)
-	}
-	return n
-}
-
 // tamper makes the browser see every answer to a URL matching pattern
 // (DevTools' wildcards) rewritten by change, until the returned func
 // undoes it.
@@ -173,36 +153,32 @@ func TestAuditVerifyInBrowser(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = d.Stop(context.Background()) })
 	base := d.APIURL()
-	pw, err := os.ReadFile(d.PasswordFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	login(t, ctx, base, "admin", strings.TrimSpace(string(pw)))
+	login(t, ctx, base, "admin", secret(t, d.PasswordFile()))
 	visit(t, ctx, base, "#/audit")
 	waitFor(t, ctx, "the region log verified", `document.getElementById("audit-verify")?.dataset.state === "verified"`)
-	status := evalString(t, ctx, `document.getElementById("audit-verify").textContent`)
+	status := evalJS[string](t, ctx, `document.getElementById("audit-verify").textContent`)
 	t.Logf("status: %s", status)
 	if !strings.Contains(status, "signed checkpoint") || !strings.Contains(status, "Ed25519") {
 		t.Errorf("the status does not say what was verified: %q", status)
 	}
-	loaded := evalInt(t, ctx, `Number(document.getElementById("audit-records").dataset.loaded)`)
-	rows := evalInt(t, ctx, `document.querySelectorAll("#audit-records tbody tr").length`)
+	loaded := evalJS[int](t, ctx, `Number(document.getElementById("audit-records").dataset.loaded)`)
+	rows := evalJS[int](t, ctx, `document.querySelectorAll("#audit-records tbody tr").length`)
 	if loaded < 5 || rows < 5 {
 		t.Fatalf("%d records loaded, %d shown", loaded, rows)
 	}
-	if n := evalInt(t, ctx, `[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => !tr.lastElementChild.textContent.includes("in signed tree")).length`); n != 0 {
+	if n := evalJS[int](t, ctx, `[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => !tr.lastElementChild.textContent.includes("in signed tree")).length`); n != 0 {
 		t.Errorf("%d records shown are not marked in the signed tree", n)
 	}
 	checkA11y(t, ctx, "audit")
 	shot(t, ctx, "audit")
 
 	// Filter by the newest record's action.
-	action := evalString(t, ctx, `document.querySelector("#audit-records tbody tr").dataset.action`)
+	action := evalJS[string](t, ctx, `document.querySelector("#audit-records tbody tr").dataset.action`)
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById("audit-action"); s.value = `+strconv.Quote(action)+`; s.dispatchEvent(new Event("change")); return true })()`)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the list filtered by "+action, `[...document.querySelectorAll("#audit-records tbody tr")].every(tr => tr.dataset.action === `+strconv.Quote(action)+`)`)
-	matching := evalInt(t, ctx, `Number(document.getElementById("audit-records").dataset.matching)`)
+	matching := evalJS[int](t, ctx, `Number(document.getElementById("audit-records").dataset.matching)`)
 	if matching < 1 || matching >= loaded {
 		t.Errorf("filtering by %s leaves %d of %d records", action, matching, loaded)
 	}
@@ -210,7 +186,7 @@ func TestAuditVerifyInBrowser(t *testing.T) {
 	// Export what matches: a blob link with a download name, and the file
 	// holds one JSON line per matching record.
 	file := download(t, ctx, "#audit-export")
-	href := evalString(t, ctx, `document.getElementById("audit-download-link").href + " " + document.getElementById("audit-download-link").getAttribute("download")`)
+	href := evalJS[string](t, ctx, `document.getElementById("audit-download-link").href + " " + document.getElementById("audit-download-link").getAttribute("download")`)
 	if !strings.HasPrefix(href, "blob:") || !strings.HasSuffix(href, ".jsonl") {
 		t.Errorf("export link %q", href)
 	}
@@ -236,7 +212,7 @@ func TestAuditVerifyInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the tampered log caught", `document.getElementById("audit-verify")?.dataset.state === "mismatch"`)
-	status = evalString(t, ctx, `document.getElementById("audit-verify").textContent`)
+	status = evalJS[string](t, ctx, `document.getElementById("audit-verify").textContent`)
 	t.Logf("status: %s", status)
 	if !strings.Contains(status, "Mismatch") || !strings.Contains(status, "mallory") || !strings.Contains(status, "leaf hash") {
 		t.Errorf("the status does not name the changed record: %q", status)
@@ -248,7 +224,7 @@ func TestAuditVerifyInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the forged checkpoint caught", `document.getElementById("audit-verify")?.dataset.state === "mismatch"`)
-	status = evalString(t, ctx, `document.getElementById("audit-verify").textContent`)
+	status = evalJS[string](t, ctx, `document.getElementById("audit-verify").textContent`)
 	t.Logf("status: %s", status)
 	if !strings.Contains(status, "signature") || !strings.Contains(status, "not valid") {
 		t.Errorf("the status does not say the signature failed: %q", status)
@@ -267,20 +243,16 @@ func TestAuditVerifyInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "logged out", `location.hash === "#/login"`)
-	devPW, err := os.ReadFile(d.DevPasswordFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	login(t, ctx, base, "dev", strings.TrimSpace(string(devPW)))
+	login(t, ctx, base, "dev", secret(t, d.DevPasswordFile()))
 	visit(t, ctx, base, "#/audit")
 	waitFor(t, ctx, "the Audit page", `document.querySelectorAll("#audit-stream option").length > 0`)
-	if opts := evalString(t, ctx, `[...document.querySelectorAll("#audit-stream option")].map(o => o.value).join(" ")`); opts != "tenant:dev tenant-provider:dev" {
+	if opts := evalJS[string](t, ctx, `[...document.querySelectorAll("#audit-stream option")].map(o => o.value).join(" ")`); opts != "tenant:dev tenant-provider:dev" {
 		t.Errorf("a tenant Admin is offered the streams %q", opts)
 	}
 	waitFor(t, ctx, "the tenant's stream verified", `document.getElementById("audit-verify")?.dataset.state === "verified"`)
-	status = evalString(t, ctx, `document.getElementById("audit-verify").textContent`)
+	status = evalJS[string](t, ctx, `document.getElementById("audit-verify").textContent`)
 	t.Logf("status: %s", status)
-	tenantLoaded := evalInt(t, ctx, `Number(document.getElementById("audit-records").dataset.loaded)`)
+	tenantLoaded := evalJS[int](t, ctx, `Number(document.getElementById("audit-records").dataset.loaded)`)
 	if tenantLoaded < 1 || tenantLoaded >= loaded {
 		t.Errorf("the tenant's stream holds %d records, the region log %d", tenantLoaded, loaded)
 	}

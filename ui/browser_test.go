@@ -3,7 +3,6 @@ package ui_test
 import (
 	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -35,14 +34,10 @@ func TestOverviewLiveInBrowser(t *testing.T) {
 	if got := resp.Header.Get("Content-Security-Policy"); got != ui.CSP || !strings.Contains(got, "script-src 'self'") {
 		t.Fatalf("CSP %q", got)
 	}
-	pw, err := os.ReadFile(d.PasswordFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	login(t, ctx, base, "admin", strings.TrimSpace(string(pw)))
+	login(t, ctx, base, "admin", secret(t, d.PasswordFile()))
 	nodesAre := func(want string) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, until(`document.getElementById("stat-nodes") && document.getElementById("stat-nodes").textContent === "`+want+`"`)); err != nil {
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("stat-nodes") && document.getElementById("stat-nodes").textContent === "`+want+`"`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 			now, _ := chromedp.Run(ctx, chromedp.Text(id("stat-nodes")))
 			t.Fatalf("the overview shows %q nodes up, want %q: %v", now, want, err)
 		}
@@ -72,7 +67,7 @@ func TestOverviewLiveInBrowser(t *testing.T) {
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("main").append(Object.assign(document.createElement("div"), {innerHTML: '<p style="color:red">x</p>'})); true`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := chromedp.Run(ctx, until(`true`)); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`true`, chromedp.WithPollingTimeout(20*time.Second))); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

@@ -13,16 +13,6 @@ import (
 	"github.com/outpost-mesh/outpost/dev"
 )
 
-// waitLong is waitFor with a longer patience, for what a region takes to
-// recover from a drill on a busy machine (nothing is timed).
-func waitLong(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(60*time.Second))); err != nil {
-		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").outerHTML`))
-		t.Fatalf("%s: %v\n%s", what, err, html)
-	}
-}
-
 // leaderOf returns the id and API URL of the dev region's Raft leader.
 func leaderOf(t *testing.T, d *dev.Region) (string, string) {
 	t.Helper()
@@ -89,7 +79,7 @@ func TestDrillTimelineInBrowser(t *testing.T) {
 	}
 	waitFor(t, ctx, "the drill's start on the timeline", `document.querySelector('#drill-timeline li[data-kind="start"]') !== null`)
 	waitFor(t, ctx, "the node cut off", `document.querySelector('#drill-timeline li[data-kind="isolated"]') !== null`)
-	waitLong(t, ctx, "the region healthy again", `document.getElementById("drill-run-status")?.dataset.outcome === "recovered"`)
+	waitWithin(t, ctx, "the region healthy again", `document.getElementById("drill-run-status")?.dataset.outcome === "recovered"`, time.Minute)
 
 	kinds, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#drill-timeline li")].map(li => li.dataset.kind + ": " + li.textContent).join("\n")`))
 	if err != nil {
@@ -117,23 +107,23 @@ func TestDrillTimelineInBrowser(t *testing.T) {
 	if err1 != nil || err2 != nil || after <= before {
 		t.Errorf("fencing token %q: want a higher token after the drill", tokens)
 	}
-	waitLong(t, ctx, "the deposed node's stale dispatch refused", `document.querySelector('#drill-timeline li[data-kind="stale-refused"]') !== null`)
+	waitWithin(t, ctx, "the deposed node's stale dispatch refused", `document.querySelector('#drill-timeline li[data-kind="stale-refused"]') !== null`, time.Minute)
 	checkA11y(t, ctx, "drills (after a drill)")
 	shot(t, ctx, "drills")
 
 	// The report is kept, and readable among the past drills.
-	waitLong(t, ctx, "the drill among the past drills", `document.querySelector('#drill-reports tbody tr[data-id$="-`+leader+`-isolate"]') !== null`)
+	waitWithin(t, ctx, "the drill among the past drills", `document.querySelector('#drill-reports tbody tr[data-id$="-`+leader+`-isolate"]') !== null`, time.Minute)
 	if err := chromedpClick(ctx, `#drill-reports tbody tr[data-id$="-`+leader+`-isolate"] button`); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, ctx, "the past report's timeline", `document.querySelectorAll('#drill-report-view li[data-kind="lease-acquired"]').length === 1`)
-	waitLong(t, ctx, "the drill in the audit log", `[...document.querySelectorAll("#drill-audit tbody tr")].some(tr => tr.textContent.includes("drill.isolate"))`)
+	waitWithin(t, ctx, "the drill in the audit log", `[...document.querySelectorAll("#drill-audit tbody tr")].some(tr => tr.textContent.includes("drill.isolate"))`, time.Minute)
 
 	// This node no longer leads, so it offers no transfer; the new leader
 	// is drilled from its own UI, linked from the nodes table: a planned
 	// handoff moves leadership and the lease on, under a higher token.
 	waitFor(t, ctx, "no transfer offered on a follower", `document.getElementById("drill-transfer").disabled && document.getElementById("drill-transfer-why").textContent.includes("Only the Raft leader")`)
-	next := evalString(t, ctx, `document.getElementById("drill-leader").textContent`)
+	next := evalJS[string](t, ctx, `document.getElementById("drill-leader").textContent`)
 	if next == leader || next == "" {
 		t.Fatalf("the page shows leader %q after the drill on %s", next, leader)
 	}
@@ -149,22 +139,22 @@ func TestDrillTimelineInBrowser(t *testing.T) {
 	if err := chromedpClick(ctx, "#confirm-yes"); err != nil {
 		t.Fatal(err)
 	}
-	waitLong(t, ctx, "the region healthy after the transfer", `document.getElementById("drill-run-status")?.dataset.outcome === "recovered"`)
-	kinds = evalString(t, ctx, `[...document.querySelectorAll("#drill-timeline li")].map(li => li.dataset.kind + ": " + li.textContent).join("\n")`)
+	waitWithin(t, ctx, "the region healthy after the transfer", `document.getElementById("drill-run-status")?.dataset.outcome === "recovered"`, time.Minute)
+	kinds = evalJS[string](t, ctx, `[...document.querySelectorAll("#drill-timeline li")].map(li => li.dataset.kind + ": " + li.textContent).join("\n")`)
 	t.Logf("timeline:\n%s", kinds)
 	for _, want := range []string{"lease-released:", "lease-acquired:", "healthy:"} {
 		if !strings.Contains(kinds, "\n"+want) {
 			t.Errorf("the transfer's timeline has no %q entry", strings.TrimSuffix(want, ":"))
 		}
 	}
-	f = strings.Fields(evalString(t, ctx, `document.getElementById("drill-start-token").textContent + " " + document.getElementById("drill-new-token").textContent`))
+	f = strings.Fields(evalJS[string](t, ctx, `document.getElementById("drill-start-token").textContent + " " + document.getElementById("drill-new-token").textContent`))
 	if b, _ := strconv.Atoi(f[0]); b != after {
 		t.Errorf("the transfer started under token %s, the isolation ended under %d", f[0], after)
 	}
 	if a, _ := strconv.Atoi(f[1]); a <= after {
 		t.Errorf("the transfer ended under token %s, not above %d", f[1], after)
 	}
-	waitLong(t, ctx, "both drills among the past drills", `document.querySelectorAll("#drill-reports tbody tr").length === 2`)
+	waitWithin(t, ctx, "both drills among the past drills", `document.querySelectorAll("#drill-reports tbody tr").length === 2`, time.Minute)
 	if p := problems(); len(p) > 0 {
 		t.Errorf("console errors or exceptions: %q", p)
 	}

@@ -2,8 +2,6 @@ package ui_test
 
 import (
 	"context"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,11 +24,7 @@ func TestFederatedRowsChippedInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	us := f.Regions[0]
-	pw, err := os.ReadFile(us.DevPasswordFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	login(t, ctx, us.APIURL(), "dev", strings.TrimSpace(string(pw)))
+	login(t, ctx, us.APIURL(), "dev", secret(t, us.DevPasswordFile()))
 	visit(t, ctx, us.APIURL(), "#/federation")
 	waitFor(t, ctx, "a row from eu-west chipped with its peer", `[...document.querySelectorAll("table.global-agents tbody tr")].some(r => r.textContent.includes("peer eu-west") && r.textContent.includes("eu-west"))`)
 	waitFor(t, ctx, "local rows chipped local", `[...document.querySelectorAll("table.global-agents tbody tr td:first-child")].some(c => c.textContent === "local")`)

@@ -97,28 +97,55 @@ func shot(t *testing.T, ctx context.Context, name string) {
 // id selects an element by its id.
 func id(x string) chromedp.CSS { return chromedp.CSS("#" + x) }
 
-// until polls a JavaScript expression until it is true (20 s at most).
-func until(expr string) chromedp.Action[bool] {
-	return chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(20*time.Second))
-}
-
 // waitFor fails the test, with the page's HTML and problems, unless expr
-// becomes true.
+// becomes true within 20 s.
 func waitFor(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
+	waitWithin(t, ctx, what, expr, 20*time.Second)
+}
+
+// waitWithin is waitFor with a patience of its own: for what waits on a
+// page's refresh, or on a region recovering from a drill on a busy
+// machine (nothing is timed).
+func waitWithin(t *testing.T, ctx context.Context, what, expr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	var err error
-	for range 5 {
+	for {
+		poll := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(max(time.Until(deadline), 100*time.Millisecond)))
 		// A page that navigates (a login redirect) drops the document the
 		// poll ran in; poll again in the new one.
-		if _, err = chromedp.Run(ctx, until(expr)); err == nil || !strings.Contains(err.Error(), "Cannot find context") {
+		if _, err = chromedp.Run(ctx, poll); err == nil || !strings.Contains(err.Error(), "Cannot find context") || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	if err != nil {
 		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("main").outerHTML`))
-		t.Fatalf("%s: %v\n%s", what, err, html)
+		t.Fatalf("%s: not within %v (%v)\n%s", what, within, err, html)
 	}
+}
+
+// evalJS runs a JavaScript expression in the page, failing the test on
+// error.
+func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// secret is a dev region's credential file's content (a password or a
+// token).
+func secret(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // login logs in through the UI's form (clicking its button, as a person
