@@ -368,145 +368,145 @@ const maxConfigSize = 1 << 20
 var namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // Validate rejects bad values and conflicting settings, naming the field.
+// It reports the first problem; CheckConfig lists them all.
 func (c Config) Validate() error {
-	if err := c.Federation.validate(); err != nil {
-		return err
+	if ps := c.problems(); len(ps) > 0 {
+		return ps[0]
 	}
+	return nil
+}
+
+// problems is every check of Validate, each message beginning with the
+// field as the YAML file writes it (CheckConfig finds its line by that).
+func (c Config) problems() []error {
+	var ps []error
+	add := func(err error) {
+		if err != nil {
+			ps = append(ps, err)
+		}
+	}
+	add(c.Federation.validate())
 	if !namePattern.MatchString(c.Region) {
-		return fmt.Errorf("region %q: use 1-63 lowercase letters, digits and '-'", c.Region)
+		add(fmt.Errorf("region %q: use 1-63 lowercase letters, digits and '-'", c.Region))
 	}
 	if !namePattern.MatchString(c.NodeID) {
-		return fmt.Errorf("node_id %q: use 1-63 lowercase letters, digits and '-'", c.NodeID)
+		add(fmt.Errorf("node_id %q: use 1-63 lowercase letters, digits and '-'", c.NodeID))
 	}
 	if c.DataDir == "" {
-		return errors.New("data_dir is required")
+		add(errors.New("data_dir is required"))
 	}
 	switch c.BootstrapExpect {
 	case 1, 3, 5:
 	default:
-		return fmt.Errorf("bootstrap_expect %d: a region has 1, 3 or 5 nodes", c.BootstrapExpect)
+		add(fmt.Errorf("bootstrap_expect %d: a region has 1, 3 or 5 nodes", c.BootstrapExpect))
 	}
 	if (c.HTTP.CertFile == "") != (c.HTTP.KeyFile == "") {
-		return errors.New("http.cert_file and http.key_file must be set together")
+		add(errors.New("http.cert_file and http.key_file must be set together"))
 	}
 	if (c.TLS.CACert == "") != (c.TLS.CAKey == "") {
-		return errors.New("tls.ca_cert and tls.ca_key must be set together")
+		add(errors.New("tls.ca_cert and tls.ca_key must be set together"))
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("log.level %q: use debug, info, warn or error", c.Log.Level)
+		add(fmt.Errorf("log.level %q: use debug, info, warn or error", c.Log.Level))
 	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:
-		return fmt.Errorf("log.format %q: use text or json", c.Log.Format)
+		add(fmt.Errorf("log.format %q: use text or json", c.Log.Format))
 	}
 	if c.BootstrapExpect > 1 && c.Raft.MinQuorum > c.BootstrapExpect {
-		return fmt.Errorf("raft.min_quorum %d exceeds bootstrap_expect %d", c.Raft.MinQuorum, c.BootstrapExpect)
+		add(fmt.Errorf("raft.min_quorum %d exceeds bootstrap_expect %d", c.Raft.MinQuorum, c.BootstrapExpect))
 	}
-	if err := c.Raft.Tuning.Validate(); err != nil {
-		return err
-	}
-	if err := c.Lease.Validate(); err != nil {
-		return err
-	}
-	if err := c.Telemetry.Config.Validate(); err != nil {
-		return err
-	}
-	if err := c.Telemetry.RemoteWrite.Validate(); err != nil {
-		return err
-	}
+	add(c.Raft.Tuning.Validate())
+	add(c.Lease.Validate())
+	add(c.Telemetry.Config.Validate())
+	add(c.Telemetry.RemoteWrite.Validate())
 	if c.Telemetry.RemoteWrite.Enabled && !c.Telemetry.Enabled {
-		return errors.New("telemetry.remote_write.enabled needs telemetry.enabled: remote_write forwards what the store takes")
+		add(errors.New("telemetry.remote_write.enabled needs telemetry.enabled: remote_write forwards what the store takes"))
 	}
-	if err := c.Telemetry.OTLP.Validate(); err != nil {
-		return err
-	}
+	add(c.Telemetry.OTLP.Validate())
 	if q := c.Telemetry.Query; q.Timeout < time.Second || q.MaxSamples < 1000 || q.MaxConcurrent < 1 || q.LookbackDelta < time.Second {
-		return fmt.Errorf("telemetry.query: timeout (%v) and lookback_delta (%v) at least 1s, max_samples (%d) at least 1000, max_concurrent (%d) at least 1",
-			q.Timeout, q.LookbackDelta, q.MaxSamples, q.MaxConcurrent)
-	}
-	if err := c.Telemetry.Query.Validate(); err != nil {
-		return err
+		add(fmt.Errorf("telemetry.query: timeout (%v) and lookback_delta (%v) at least 1s, max_samples (%d) at least 1000, max_concurrent (%d) at least 1",
+			q.Timeout, q.LookbackDelta, q.MaxSamples, q.MaxConcurrent))
+	} else {
+		add(c.Telemetry.Query.Validate())
 	}
 	if l := c.Agents.CertLifetime; l < pki.MinAgentCertLifetime || l > pki.MaxAgentCertLifetime {
-		return fmt.Errorf("agents.cert_lifetime %v must be in [%v, %v]", l, pki.MinAgentCertLifetime, pki.MaxAgentCertLifetime)
+		add(fmt.Errorf("agents.cert_lifetime %v must be in [%v, %v]", l, pki.MinAgentCertLifetime, pki.MaxAgentCertLifetime))
 	}
 	if c.Drills.MaxDuration < time.Second || c.Drills.MaxDuration > time.Hour {
-		return fmt.Errorf("drills.max_duration %v must be in [1s, 1h]", c.Drills.MaxDuration)
+		add(fmt.Errorf("drills.max_duration %v must be in [1s, 1h]", c.Drills.MaxDuration))
 	}
 	if l := c.Auth.Lockout; l.MaxFailures < 1 || l.Window <= 0 || l.LockFor <= 0 || l.SlowAfter < l.MaxFailures || l.SlowEvery <= 0 || l.SlowEvery > time.Minute {
-		return fmt.Errorf("auth.lockout: max_failures (%d), window, lock_for and slow_every must be positive, slow_every at most 1m, and slow_after (%d) at least max_failures", l.MaxFailures, l.SlowAfter)
+		add(fmt.Errorf("auth.lockout: max_failures (%d), window, lock_for and slow_every must be positive, slow_every at most 1m, and slow_after (%d) at least max_failures", l.MaxFailures, l.SlowAfter))
 	}
 	if d := c.Auth.InvitationTTL; d < time.Second || d > 30*24*time.Hour {
-		return fmt.Errorf("auth.invitation_ttl %v must be in [1s, 720h] (default 168h)", d)
+		add(fmt.Errorf("auth.invitation_ttl %v must be in [1s, 720h] (default 168h)", d))
 	}
 	if c.Auth.OIDC != nil {
 		if err := c.Auth.OIDC.Validate(); err != nil {
-			return err
-		}
-		if c.Auth.OIDC.ClientSecretFile == "" {
-			return errors.New("auth.oidc.client_secret_file is required (wrap the secret: outpost keys wrap --purpose oidc_client_secret)")
+			add(err)
+		} else if c.Auth.OIDC.ClientSecretFile == "" {
+			add(errors.New("auth.oidc.client_secret_file is required (wrap the secret: outpost keys wrap --purpose oidc_client_secret)"))
 		}
 	}
 	for _, a := range []struct{ field, bind, adv string }{
 		{"raft", c.Raft.Bind, c.Raft.Advertise},
 		{"gossip", c.Gossip.Bind, c.Gossip.Advertise},
 	} {
-		if err := checkBindAdvertise(a.field, a.bind, a.adv); err != nil {
-			return err
-		}
+		add(checkBindAdvertise(a.field, a.bind, a.adv))
 	}
 	if h, _, err := net.SplitHostPort(c.Agents.Bind); err != nil {
-		return fmt.Errorf("agents.bind %q: %v", c.Agents.Bind, err)
+		add(fmt.Errorf("agents.bind %q: %v", c.Agents.Bind, err))
 	} else if (h == "" || net.ParseIP(h).IsUnspecified()) && c.agentAdvertise() == "" {
-		return fmt.Errorf("agents.bind %q listens on every address; set agents.advertise to the host agents should dial", c.Agents.Bind)
+		add(fmt.Errorf("agents.bind %q listens on every address; set agents.advertise to the host agents should dial", c.Agents.Bind))
 	}
 	if c.Agents.MaxConnections < 1 {
-		return fmt.Errorf("agents.max_connections %d must be at least 1", c.Agents.MaxConnections)
+		add(fmt.Errorf("agents.max_connections %d must be at least 1", c.Agents.MaxConnections))
 	}
 	if m := c.Agents.MaxMessageBytes; m < 4<<10 || m > 16<<20 {
-		return fmt.Errorf("agents.max_message_bytes %d must be in [4096, 16777216]", m)
+		add(fmt.Errorf("agents.max_message_bytes %d must be in [4096, 16777216]", m))
 	}
 	if h := c.Agents.Heartbeat; h < time.Second || h > agentwire.MaxHeartbeat {
-		return fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h)
+		add(fmt.Errorf("agents.heartbeat %v must be in [1s, 10m]", h))
 	}
 	if g := c.Agents.RetireGrace; g < time.Second || g > 10*time.Minute {
-		return fmt.Errorf("agents.retire_grace %v must be in [1s, 10m]", g)
+		add(fmt.Errorf("agents.retire_grace %v must be in [1s, 10m]", g))
 	}
 	for _, d := range []struct {
 		field string
 		v     time.Duration
 	}{{"read_timeout", c.Agents.ReadTimeout}, {"write_timeout", c.Agents.WriteTimeout}, {"idle_timeout", c.Agents.IdleTimeout}} {
 		if d.v < time.Second || d.v > 10*time.Minute {
-			return fmt.Errorf("agents.%s %v must be in [1s, 10m]", d.field, d.v)
+			add(fmt.Errorf("agents.%s %v must be in [1s, 10m]", d.field, d.v))
 		}
 	}
 	if c.Agents.MaxUnauthenticated < 2 {
-		return fmt.Errorf("agents.max_unauthenticated %d must be at least 2 (one address gets half)", c.Agents.MaxUnauthenticated)
+		add(fmt.Errorf("agents.max_unauthenticated %d must be at least 2 (one address gets half)", c.Agents.MaxUnauthenticated))
 	}
 	if r := c.Agents.MaxMessageRate; r < 0.1 || r > 1000 {
-		return fmt.Errorf("agents.max_message_rate %v must be in [0.1, 1000]", r)
+		add(fmt.Errorf("agents.max_message_rate %v must be in [0.1, 1000]", r))
 	}
 	if c.Agents.MaxHandshakes < 2 {
-		return fmt.Errorf("agents.max_handshakes %d must be at least 2 (one address gets half)", c.Agents.MaxHandshakes)
+		add(fmt.Errorf("agents.max_handshakes %d must be at least 2 (one address gets half)", c.Agents.MaxHandshakes))
 	}
-	if _, _, err := net.SplitHostPort(c.HTTP.Bind); err != nil {
-		return fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, err)
+	h, _, herr := net.SplitHostPort(c.HTTP.Bind)
+	if herr != nil {
+		add(fmt.Errorf("http.bind %q: %v", c.HTTP.Bind, herr))
 	}
-	if _, err := c.HTTP.Proxies(); err != nil {
-		return err
-	}
-	if h, _, _ := net.SplitHostPort(c.HTTP.Bind); c.HTTP.AdvertiseURL == "" && (h == "" || net.ParseIP(h).IsUnspecified()) {
-		return fmt.Errorf("http.bind %q listens on every address; set http.advertise_url to the URL peers and tools should use", c.HTTP.Bind)
+	_, err := c.HTTP.Proxies()
+	add(err)
+	if herr == nil && c.HTTP.AdvertiseURL == "" && (h == "" || net.ParseIP(h).IsUnspecified()) {
+		add(fmt.Errorf("http.bind %q listens on every address; set http.advertise_url to the URL peers and tools should use", c.HTTP.Bind))
 	}
 	for i, s := range c.Gossip.Seeds {
 		if _, _, err := net.SplitHostPort(s); err != nil {
-			return fmt.Errorf("gossip.seeds[%d] %q: %v", i, s, err)
+			add(fmt.Errorf("gossip.seeds[%d] %q: %v", i, s, err))
 		}
 	}
-	return nil
+	return ps
 }
 
 // checkBindAdvertise checks a listen address and, when the listen host is
@@ -557,14 +557,7 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if len(data) > maxConfigSize {
 		return Config{}, fmt.Errorf("config is larger than %d bytes", maxConfigSize)
 	}
-	c := DefaultConfig()
-	// Cleared so that a file without agents.bind gets the default derived
-	// from its raft.bind below.
-	c.Agents.Bind = ""
-	// Cleared too: left out, the leader lease follows the heartbeat
-	// timeout (its default equals it), so lowering only the heartbeat
-	// timeout is not an error.
-	c.Raft.LeaderLeaseTimeout = 0
+	c := fileDefaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
@@ -574,6 +567,26 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return Config{}, errors.New("only one YAML document is allowed")
 	}
+	c.fillDerived()
+	return c, c.Validate()
+}
+
+// fileDefaults is what a config file is decoded over: DefaultConfig,
+// less the defaults that follow other fields (fillDerived sets them).
+func fileDefaults() Config {
+	c := DefaultConfig()
+	// Cleared so that a file without agents.bind gets the default derived
+	// from its raft.bind.
+	c.Agents.Bind = ""
+	// Cleared too: left out, the leader lease follows the heartbeat
+	// timeout (its default equals it), so lowering only the heartbeat
+	// timeout is not an error.
+	c.Raft.LeaderLeaseTimeout = 0
+	return c
+}
+
+// fillDerived sets the defaults that follow other fields.
+func (c *Config) fillDerived() {
 	if c.AdminTokenFile == "" {
 		c.AdminTokenFile = c.DataDir + "/admin.token"
 	}
@@ -586,7 +599,6 @@ func ParseConfig(r io.Reader) (Config, error) {
 	if c.BootstrapExpect == 1 && c.Raft.MinQuorum > 1 {
 		c.Raft.MinQuorum = 0
 	}
-	return c, c.Validate()
 }
 
 // PurposeGossipKey is the wrapped-file purpose of the gossip key.
