@@ -173,7 +173,11 @@ type Node struct {
 	Agents         int    `json:"agents"`
 	AgentURL       string `json:"agent_url"`
 	FederationAddr string `json:"federation_addr"`
-	Error          string `json:"error,omitempty"`
+	// Version is the node's build, in one word: a release ("v1.2.0") or
+	// a build of a checkout ("devel+84b87cd1c9e2"). Empty when the node
+	// did not say: it is unreachable, or older than this field.
+	Version string `json:"version,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // Member is one gossip member in GET /api/v1/members.

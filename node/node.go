@@ -324,7 +324,7 @@ func Start(cfg Config, opts Options) (_ *Node, err error) {
 		Lease: n.lease, Events: n.hub, Drills: &drills{n: n},
 		DenialWindow: opts.DenialWindow, Go: n.goAPI, Now: opts.Now, InvitationTTL: cfg.Auth.InvitationTTL,
 		RegionName: cfg.Region, AgentCA: ca, AgentCertLifetime: cfg.Agents.CertLifetime,
-		AgentLinks: n.agents, Query: n.queryAPI(),
+		AgentLinks: n.agents, Query: n.queryAPI(), NodeVersion: n.nodeVersion,
 		TokenHint: fmt.Sprintf("send `Authorization: Bearer TOKEN` with an API token (the first region admin's is in %s on the region's first leader; outpostctl reads OUTPOST_TOKEN), or log in: POST /api/v1/login", cfg.AdminTokenFile),
 	})
 	if err != nil {

@@ -153,13 +153,13 @@ func (q queryRegion) DialNode(ctx context.Context, addr string) (net.Conn, error
 	return r.DialNode(ctx, addr)
 }
 
-// nodeHTTP serves the region's other nodes on the node port: the
-// telemetry remote-read (nil when telemetry is off).
+// nodeHTTP serves the region's other nodes on the node port: this
+// node's version, and the telemetry remote-read (when telemetry is on).
 func (n *Node) nodeHTTP() http.Handler {
-	if n.query == nil {
-		return nil
-	}
 	mux := http.NewServeMux()
-	mux.HandleFunc(query.ReadPath, n.query.ServeRemoteRead)
+	mux.HandleFunc("GET "+nodeVersionPath, serveVersion)
+	if n.query != nil {
+		mux.HandleFunc(query.ReadPath, n.query.ServeRemoteRead)
+	}
 	return mux
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,6 +112,10 @@ type Config struct {
 	// Federation is the node's federation runtime (nil: federation off:
 	// adding peers or links and the global routes answer 404 saying so).
 	Federation Federation
+	// NodeVersion is the build version of a node of the region, given its
+	// id and Raft address, or "" when it does not say; nil leaves the
+	// versions out of the region answer.
+	NodeVersion func(ctx context.Context, id, addr string) string
 	// Go runs the API's background work (writing aggregated refusal
 	// records until Stopping closes) on a goroutine its caller owns and
 	// waits for. Nil (or a nil Stopping): nothing runs in the background
@@ -443,6 +448,16 @@ func (s *server) region(w http.ResponseWriter, r *http.Request, c *call) {
 			Gossip: string(n.Gossip), LastContactMs: n.LastContactMs, AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex,
 			Agents: n.Agents, AgentURL: n.AgentURL, FederationAddr: n.FederationURL, Error: n.Error,
 		})
+	}
+	if s.cfg.NodeVersion != nil {
+		var wg sync.WaitGroup
+		for i := range v.Nodes {
+			if v.Nodes[i].RaftState == "unreachable" {
+				continue
+			}
+			wg.Go(func() { v.Nodes[i].Version = s.cfg.NodeVersion(ctx, v.Nodes[i].ID, v.Nodes[i].Address) })
+		}
+		wg.Wait()
 	}
 	writeJSON(w, http.StatusOK, v)
 }
