@@ -12,12 +12,30 @@ STATICCHECK_VERSION := v0.8.2
 # machine.
 FUZZTIME ?= 50000x
 
-.PHONY: all build run test test-long lint fuzz bench generate clean ui
+.PHONY: all build run test test-long lint fuzz bench generate clean ui docs man
 
 all: build
 
+# `outpost version` and friends show the commit and the build time
+# (internal/buildinfo); a plain go build leaves them "unknown".
+BUILDINFO := github.com/outpost-mesh/outpost/internal/buildinfo
+LDFLAGS := -X $(BUILDINFO).commit=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X $(BUILDINFO).modified=$(shell git diff --quiet HEAD 2>/dev/null || echo true) \
+	-X $(BUILDINFO).built=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
 build: ui
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+
+# The CLI reference in docs/cli/, generated from the command trees (each
+# command's TestCLIReference fails when it is out of date).
+docs:
+	$(GO) generate ./cmd/...
+
+# Man pages of the three commands, from the same trees, into bin/man/man1
+# (built, not committed: docs/cli.md says why).
+man:
+	mkdir -p bin/man/man1
+	$(GO) test ./cmd/outpostctl ./cmd/outpost ./cmd/outpost-agent -run '^TestCLIReference$$' -count=1 -args -man $(CURDIR)/bin/man/man1
 
 # The web UI (ui/src, TypeScript) bundled by esbuild into ui/dist, which the
 # node embeds (ui/ui.go). npm installs the locked versions (ui/package-lock.json);

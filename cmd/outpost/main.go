@@ -1,17 +1,13 @@
-// Command outpost is the Outpost node daemon.
-//
-//	outpost serve --config FILE      run a node
-//	outpost dev [--nodes N] ...      run a complete dev region in one process
-//	outpost keygen [--out FILE]      a new gossip key (printed, or wrapped into FILE)
-//	outpost keys generate            print a new master key
-//	outpost keys wrap --purpose P --in FILE --out FILE [--master-key-file FILE]   wrap a secret file
-//	outpost ca create --region R --out DIR   create a region CA (key wrapped)
+// Command outpost is the Outpost node daemon: `outpost serve --config
+// FILE` runs a node, `outpost dev` a whole region on loopback, `outpost
+// validate` checks a config; keygen, keys and ca make the secrets a
+// region needs. The commands are a spf13/cobra tree (newRoot); the
+// reference in docs/cli/ is generated from it.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,37 +16,28 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/outpost-mesh/outpost/agent"
 	"github.com/outpost-mesh/outpost/agent/dataplane"
 	"github.com/outpost-mesh/outpost/dev"
+	"github.com/outpost-mesh/outpost/internal/cli"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
 
-const usage = `usage: outpost <command> [flags]
-
-commands:
-  serve --config FILE    run a node (see docs/config.md and deploy/)
-  dev                    run a dev region on loopback (outpost dev -h)
-  keygen [--out FILE]    a new gossip key: printed (for OUTPOST_GOSSIP_KEY), or
-                         written to FILE wrapped by the master key (gossip.key_file)
-  keys generate          print a new master key (store it 0600; OUTPOST_MASTER_KEY)
-  keys wrap              wrap a secret file with the master key (outpost keys wrap -h)
-  ca create              create a region CA, key wrapped (outpost ca create -h)
-
-The master key comes from OUTPOST_MASTER_KEY or --master-key-file.
-`
+//go:generate go test -run TestCLIReference -update .
 
 // errUsage marks a usage error (exit 2).
-var errUsage = errors.New("usage")
+var errUsage = cli.ErrUsage
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	switch {
 	case err == nil:
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
 		os.Exit(2)
 	case errors.Is(err, node.ErrStoppedByDrill):
 		// EX_TEMPFAIL: the supervisor (Restart=on-failure) starts it again.
@@ -62,77 +49,161 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
-	}
-	switch args[0] {
-	case "serve":
-		return serve(ctx, args[1:], stderr)
-	case "dev":
-		return devCmd(ctx, args[1:], stdout, stderr)
-	case "keygen":
-		return keygen(args[1:], stdout, stderr)
-	case "keys":
-		return keysCmd(args[1:], stdout, stderr)
-	case "ca":
-		return caCmd(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "outpost: unknown command %q\n%s", args[0], usage)
-	return errUsage
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	return cli.Execute(ctx, newRoot(stdin, stdout, stderr), args)
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "node config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return err
+// newRoot builds the command tree of one run.
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	root := cli.Group("outpost <command>", "The Outpost node daemon",
+		"  outpost dev --nodes 3\n  outpost validate --config /etc/outpost/node.yaml\n  outpost serve --config /etc/outpost/node.yaml")
+	root.Long = `outpost runs an Outpost node (serve) or a whole dev region on loopback
+(dev), checks a node's config (validate), and makes the secrets a region
+needs: the master key (keys generate), the gossip key (keygen) and the
+region CA (ca create). The master key comes from OUTPOST_MASTER_KEY or
+--master-key-file. Exit status: 0 success, 1 a failure, 2 a usage error,
+75 a node stopped by a failover drill (its supervisor restarts it).`
+	root.AddGroup(&cobra.Group{ID: "run", Title: "Run a node:"}, &cobra.Group{ID: "secrets", Title: "Keys and certificates:"})
+	for _, c := range []*cobra.Command{serveCommand(stderr), devCommand(stdout, stderr), validateCommand(stdout)} {
+		c.GroupID = "run"
+		root.AddCommand(c)
 	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "outpost serve: --config FILE is required (deploy/node.example.yaml is a starting point)")
-		return errUsage
+	for _, c := range []*cobra.Command{keygenCommand(stdout, stderr), keysCommand(stdin, stdout), caCommand(stdout)} {
+		c.GroupID = "secrets"
+		root.AddCommand(c)
 	}
-	cfg, err := node.LoadConfig(*path)
-	if err != nil {
-		return err
-	}
-	logger := node.NewLogger(cfg.Log, stderr)
-	return node.Run(ctx, cfg, node.Options{Logger: logger})
+	cli.AddVersion(root, "")
+	cli.Setup(root, stdin, stdout, stderr)
+	return root
 }
 
-func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func serveCommand(stderr io.Writer) *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run a node",
+		Long: `Run one node with the configuration in FILE (docs/config.md,
+deploy/node.example.yaml). The log goes to standard error. A bad config, a
+missing gossip key, a port in use or a data dir of another node ends the
+process at once (exit 1), naming the field or file; every problem of a bad
+config is listed, as ` + "`outpost validate`" + ` lists them. SIGTERM or SIGINT stops the
+node gracefully (exit 0).`,
+		Example: "  outpost serve --config /etc/outpost/node.yaml\n  OUTPOST_MASTER_KEY=$(cat master.key) outpost serve --config node.yaml",
+		RunE: func(c *cobra.Command, _ []string) error {
+			if path == "" {
+				return cli.Usagef("--config FILE is required (deploy/node.example.yaml is a starting point)")
+			}
+			cfg, err := node.LoadConfig(path)
+			if err != nil {
+				if ps, cerr := node.CheckConfigFile(path); cerr == nil && len(ps) > 0 {
+					return configError(path, ps)
+				}
+				return err
+			}
+			logger := node.NewLogger(cfg.Log, stderr)
+			return node.Run(c.Context(), cfg, node.Options{Logger: logger})
+		},
+	}
+	c.Flags().StringVar(&path, "config", "", "the node's config `FILE` (YAML)")
+	return c
+}
+
+// configError lists a config file's problems, one per line.
+func configError(path string, ps []node.ConfigProblem) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d problem(s):", path, len(ps))
+	for _, p := range ps {
+		fmt.Fprintf(&b, "\n  %s:%s", path, problemText(p))
+	}
+	return errors.New(b.String())
+}
+
+// problemText is a problem after "FILE:": "12: lease.duration: …", or
+// " lease.duration: …" when the file does not set the field.
+func problemText(p node.ConfigProblem) string {
+	if p.Line > 0 {
+		return fmt.Sprintf("%d: %s", p.Line, p.Msg)
+	}
+	return " " + p.Msg
+}
+
+func validateCommand(stdout io.Writer) *cobra.Command {
+	var path string
+	c := &cobra.Command{
+		Use:   "validate --config FILE",
+		Short: "Check a node's config file and list every problem",
+		Long: `Read FILE as ` + "`outpost serve --config FILE`" + ` does and list every problem, each
+with the file, the line and the field as the file writes it: YAML that does
+not parse, fields that do not exist, values of the wrong kind, values out of
+range and settings that conflict. Exit 0 and "configuration valid" when
+there is none, 1 when there is any. Nothing else is checked: the files the
+config names, the keys and the ports are checked when the node starts.`,
+		Example: "  outpost validate --config /etc/outpost/node.yaml\n  outpost validate --config deploy/node.example.yaml",
+		RunE: func(*cobra.Command, []string) error {
+			if path == "" {
+				return cli.Usagef("--config FILE is required")
+			}
+			ps, err := node.CheckConfigFile(path)
+			if err != nil {
+				return err
+			}
+			if len(ps) == 0 {
+				fmt.Fprintf(stdout, "%s: configuration valid\n", path)
+				return nil
+			}
+			for _, p := range ps {
+				fmt.Fprintf(stdout, "%s:%s\n", path, problemText(p))
+			}
+			return fmt.Errorf("%s: %d problem(s)", path, len(ps))
+		},
+	}
+	c.Flags().StringVar(&path, "config", "", "the node's config `FILE` (YAML)")
+	return c
+}
+
+func devCommand(stdout, stderr io.Writer) *cobra.Command {
 	var o dev.Options
-	fs.StringVar(&o.HTTP, "http", "127.0.0.1:7070", "API address of the first node; node i listens on the next port")
-	fs.StringVar(&o.DataDir, "data", "", "data directory (default: a new temp dir, removed on exit unless --keep)")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
-	fs.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
-	fs.IntVar(&o.Regions, "regions", 1, "regions, 1..5: more than one are federated on loopback (peered, their dev tenants linked)")
-	fs.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
-	observe := fs.String("observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
-	level := fs.String("log-level", "warn", "node log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return err
+	var observe, level string
+	c := &cobra.Command{
+		Use:   "dev [--nodes N] [--regions N] [--http ADDR] [--data DIR] [--keep]",
+		Short: "Run a dev region (1, 3 or 5 nodes) on loopback",
+		Long: `Run a complete region of 1, 3 or 5 nodes in one process on loopback, each
+with its own data dir and real ports, sharing a generated CA and gossip key,
+with in-process agents enrolled in tenant "dev". It prints each node's API,
+the admin login and token, and commands to try. With --regions N, N such
+regions federated with each other. Ctrl-C stops it (exit 0); without --keep
+or --data, the temporary directory is removed.`,
+		Example: "  outpost dev\n  outpost dev --nodes 3 --data /tmp/outpost-dev --log-level info\n  outpost dev --regions 2",
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch observe {
+			case "off":
+			case dataplane.ModeAuto, dataplane.ModeEBPF, dataplane.ModeProcfs:
+				o.Telemetry = &agent.TelemetryConfig{DataPlane: dataplane.Config{Mode: observe}, ExportInterval: 5 * time.Second}
+			default:
+				return cli.Usagef("--observe %q: use auto, ebpf, procfs or off", observe)
+			}
+			o.Out = stdout
+			o.Logger = node.NewLogger(node.LogConfig{Level: level, Format: "text"}, stderr)
+			if o.Regions > 1 {
+				return devFederation(c.Context(), o, stdout)
+			}
+			return devRegion(c.Context(), o, stdout)
+		},
 	}
-	switch *observe {
-	case "off":
-	case dataplane.ModeAuto, dataplane.ModeEBPF, dataplane.ModeProcfs:
-		o.Telemetry = &agent.TelemetryConfig{DataPlane: dataplane.Config{Mode: *observe}, ExportInterval: 5 * time.Second}
-	default:
-		fmt.Fprintf(stderr, "outpost dev: --observe %q: use auto, ebpf, procfs or off\n", *observe)
-		return errUsage
-	}
-	o.Out = stdout
-	o.Logger = node.NewLogger(node.LogConfig{Level: *level, Format: "text"}, stderr)
-	if o.Regions > 1 {
-		return devFederation(ctx, o, stdout)
-	}
+	f := c.Flags()
+	f.IntVar(&o.Nodes, "nodes", 1, "nodes in the region: 1, 3 or 5")
+	f.IntVar(&o.Regions, "regions", 1, "regions, 1..5: more than one are federated on loopback (peered, their dev tenants linked)")
+	f.StringVar(&o.HTTP, "http", "127.0.0.1:7070", "API `ADDR` of the first node; node i listens on the next port")
+	f.StringVar(&o.DataDir, "data", "", "data `DIR` (default: a new temp dir, removed on exit unless --keep)")
+	f.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
+	f.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
+	f.StringVar(&observe, "observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
+	f.StringVar(&level, "log-level", "warn", "node log `LEVEL`: debug, info, warn, error")
+	return c
+}
+
+// devRegion runs `outpost dev` with one region until ctx ends.
+func devRegion(ctx context.Context, o dev.Options, stdout io.Writer) error {
 	d, err := dev.Start(ctx, o)
 	if err != nil {
 		return err
@@ -217,39 +288,44 @@ This machine's TCP connections, as the dev agent exports them (every 5s), by Pro
 `, d.QueryTokenFile(), d.APIURL())
 }
 
-func caCmd(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprintln(stderr, "usage: outpost ca create --region NAME --out DIR [--master-key-file FILE]")
-		return errUsage
+func caCommand(stdout io.Writer) *cobra.Command {
+	grp := cli.Group("ca <command>", "The region CA", "  outpost ca create --region eu-west --out ./ca --master-key-file master.key")
+	var region, out, mk string
+	create := &cobra.Command{
+		Use:   "create --region NAME --out DIR [--master-key-file FILE]",
+		Short: "Create a region CA, its key wrapped by the master key",
+		Long: `Create a region CA: an ECDSA P-256 key and a self-signed certificate valid
+for 10 years. Write DIR/ca.crt (0644) and DIR/ca.key (0600, wrapped by the
+master key), and print the CA's fingerprint and the pin agents trust it by.
+An existing DIR/ca.key is never overwritten (exit 1).`,
+		Example: "  outpost ca create --region eu-west --out ./ca --master-key-file master.key\n  OUTPOST_MASTER_KEY=$(cat master.key) outpost ca create --region eu-west --out /etc/outpost/ca",
+		RunE: func(*cobra.Command, []string) error {
+			if region == "" || out == "" {
+				return cli.Usagef("--region and --out are required")
+			}
+			if _, err := os.Stat(out + "/ca.key"); err == nil {
+				return fmt.Errorf("%s/ca.key exists; refusing to overwrite a region CA", out)
+			}
+			kp, err := masterKey(mk)
+			if err != nil {
+				return err
+			}
+			ca, err := pki.NewCA(region)
+			if err != nil {
+				return err
+			}
+			if err := ca.SaveWrapped(kp, out); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\n", region, out, ca.Fingerprint(), kp.KeyID())
+			fmt.Fprintf(stdout, "agent CA pin: %s (outpost-agent --ca-pin)\n", ca.Pin())
+			fmt.Fprintln(stdout, "copy ca.crt, ca.key and the master key to every node; set tls.ca_cert, tls.ca_key and keys.master_key_file")
+			return nil
+		},
 	}
-	fs := flag.NewFlagSet("ca create", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	region := fs.String("region", "", "region name")
-	out := fs.String("out", "", "directory for ca.crt and ca.key")
-	mk := fs.String("master-key-file", "", "master key file (default: OUTPOST_MASTER_KEY)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *region == "" || *out == "" {
-		fmt.Fprintln(stderr, "outpost ca create: --region and --out are required")
-		return errUsage
-	}
-	if _, err := os.Stat(*out + "/ca.key"); err == nil {
-		return fmt.Errorf("%s/ca.key exists; refusing to overwrite a region CA", *out)
-	}
-	kp, err := masterKey(*mk)
-	if err != nil {
-		return err
-	}
-	ca, err := pki.NewCA(*region)
-	if err != nil {
-		return err
-	}
-	if err := ca.SaveWrapped(kp, *out); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\n", *region, *out, ca.Fingerprint(), kp.KeyID())
-	fmt.Fprintf(stdout, "agent CA pin: %s (outpost-agent --ca-pin)\n", ca.Pin())
-	fmt.Fprintln(stdout, "copy ca.crt, ca.key and the master key to every node; set tls.ca_cert, tls.ca_key and keys.master_key_file")
-	return nil
+	create.Flags().StringVar(&region, "region", "", "the region's `NAME`")
+	create.Flags().StringVar(&out, "out", "", "the `DIR` for ca.crt and ca.key (created 0700 if missing)")
+	withMasterKeyFile(create, &mk)
+	grp.AddCommand(create)
+	return grp
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -12,265 +11,396 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/cli"
 )
 
-// accountOpts are the flags of the account, tenant, token, break-glass
-// and key commands.
-type accountOpts struct {
-	admin         string // tenants create: the tenant's first Admin
-	role          string // tenants members set, tokens api create
-	name          string // tokens api create
-	tenant        string // tokens api: a tenant's tokens instead of region tokens
-	ttl           string // tokens api create
-	reason        string // breakglass request
-	duration      string // breakglass request
-	regionAdmin   bool   // users create
-	passwordStdin bool   // users create
-	provider      bool   // tenants audit: the provider stream
-	autoApprove   bool   // tenants settings; applied only when given
+// withTenant is the --tenant flag of commands that act in a tenant's
+// space instead of the region's.
+func withTenant(c *cobra.Command, tenant *string, what string) {
+	c.Flags().StringVar(tenant, "tenant", "", what)
 }
 
-func (o *accountOpts) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.admin, "admin", "", "the account that becomes the tenant's first Admin (tenants create)")
-	fs.StringVar(&o.role, "role", "", "viewer, operator or admin; region-admin for a region token (tenants members set, tokens api create)")
-	fs.StringVar(&o.name, "name", "", "what the token is for (tokens api create)")
-	fs.StringVar(&o.tenant, "tenant", "", "the tenant whose tokens or dispatches to manage (tokens api, dispatches)")
-	fs.StringVar(&o.ttl, "ttl", "", "token lifetime, e.g. 720h; default: no expiry (tokens api create)")
-	fs.StringVar(&o.reason, "reason", "", "why you need the tenant's data; the tenant reads it (breakglass request)")
-	fs.StringVar(&o.duration, "duration", "", "how long the grant lasts, at most 24h, default 1h (breakglass request); how long the node is cut off, default 10s (drill partition)")
-	fs.BoolVar(&o.regionAdmin, "region-admin", false, "the account runs the region (users create)")
-	fs.BoolVar(&o.passwordStdin, "password-stdin", false, "read the password from stdin (users create, login)")
-	fs.BoolVar(&o.provider, "provider", false, "the provider stream: break-glass requests and access (tenants audit)")
-	fs.BoolVar(&o.autoApprove, "breakglass-auto-approve", false, "grant region admins' break-glass requests at once (tenants settings)")
+// withPasswordStdin is --password-stdin.
+func withPasswordStdin(c *cobra.Command, b *bool) {
+	c.Flags().BoolVar(b, "password-stdin", false, "read the password from the first line of standard input (default: ask on the terminal, without echo)")
 }
 
-// cmdline is one account command as typed.
-type cmdline struct {
-	name           string          // the command words: "tenants members set"
-	pos            []string        // positional arguments
-	given          map[string]bool // flags set, beyond --addr, --token and --json
-	stdin          io.Reader
-	stdout, stderr io.Writer
-}
-
-// check enforces the command's positional arguments: minArgs to
-// maxArgs of them. Its flags were checked against the commands table
-// before it ran.
-func (l cmdline) check(form string, minArgs, maxArgs int) error {
-	if len(l.pos) < minArgs || len(l.pos) > maxArgs {
-		return usageErr(l.stderr, form)
-	}
-	return nil
-}
-
-// usage reports a usage error with what was wrong.
-func (l cmdline) usage(form, format string, args ...any) error {
-	fmt.Fprintf(l.stderr, "outpostctl %s: %s\n", l.name, fmt.Sprintf(format, args...))
-	return usageErr(l.stderr, form)
-}
-
-// isAccountCommand reports whether runAccount owns cmd.
-func isAccountCommand(cmd string) bool {
-	word, _, _ := strings.Cut(cmd, " ")
-	switch word {
-	case "login", "whoami", "users", "tenants", "invitations", "tokens", "breakglass", "keys", "agents":
-		return true
-	}
-	return false
-}
-
-// runAccount checks and runs the account, tenant, token, break-glass and
-// key commands.
-func runAccount(ctx context.Context, c *client, g *globals, o accountOpts, l cmdline) error {
-	w := l.stdout
-	if isAgentCommand(l.name) {
-		return runAgents(ctx, c, g, o, l)
-	}
-	switch l.name {
-	case "login":
-		const form = "login USER [--password-stdin] [--tenant T [--role R]] [--ttl 12h]"
-		if err := l.check(form, 1, 1); err != nil {
-			return err
-		}
-		if o.role != "" && (o.tenant == "" || !isTenantRole(o.role)) {
-			return l.usage(form, "--role %q: with --tenant, viewer, operator or admin (default: your role in the tenant)", o.role)
-		}
-		ttl := o.ttl
-		if ttl == "" {
-			ttl = "12h"
-		}
-		if d, err := time.ParseDuration(ttl); err != nil || d <= 0 {
-			return l.usage(form, "--ttl %q: use a positive duration such as 12h", ttl)
-		}
-		return login(ctx, c, g, l.pos[0], o.tenant, o.role, ttl, passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[0], l.stderr), w, l.stderr)
-	case "whoami":
-		if err := l.check("whoami", 0, 0); err != nil {
-			return err
-		}
-		return whoami(ctx, c, g, w)
-
-	case "users create":
-		const form = "users create NAME [--region-admin] [--password-stdin]"
-		if err := l.check(form, 1, 1); err != nil {
-			return err
-		}
-		password := ""
-		if o.passwordStdin {
-			b, err := io.ReadAll(l.stdin)
-			if err != nil {
-				return fmt.Errorf("reading the password from stdin: %w", err)
+func loginCommand(a *app) *cobra.Command {
+	var tenant, role, ttl string
+	var passwordStdin bool
+	c := &cobra.Command{
+		Use:   "login USER [--password-stdin] [--tenant T [--role R]] [--ttl 12h]",
+		Short: "Log in with a password and print an API token (export OUTPOST_TOKEN=…)",
+		Long: `Log in as USER, make an API token under that session, log the session out
+and print "export OUTPOST_TOKEN=…" (the token's id, role and expiry go to
+standard error). With --tenant T the token is a tenant token with your role
+in T (a tenant Admin may ask for less with --role); only a tenant's Admins
+make API tokens. Without --tenant a region admin gets a region-admin token.`,
+		Example: "  eval \"$(outpostctl login alice --tenant acme)\"\n  outpostctl login admin --password-stdin < admin.password",
+		Args:    cli.Args("USER"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if role != "" && (tenant == "" || !isTenantRole(role)) {
+				return cli.Usagef("--role %q: with --tenant, viewer, operator or admin (default: your role in the tenant)", role)
 			}
-			if password = strings.TrimRight(string(b), "\r\n"); password == "" {
-				return l.usage(form, "--password-stdin read an empty password; pipe one in, or drop the flag to have one generated")
+			if ttl == "" {
+				ttl = "12h"
 			}
-		}
-		in := api.UserCreate{Name: l.pos[0], Password: password, RegionAdmin: o.regionAdmin}
-		return userCreate(ctx, c, g, in, w, l.stderr)
-	case "users list":
-		if err := l.check("users list", 0, 0); err != nil {
-			return err
-		}
-		return usersList(ctx, c, g, w)
-	case "users unlock":
-		if err := l.check("users unlock NAME", 1, 1); err != nil {
-			return err
-		}
-		return userUnlock(ctx, c, g, l.pos[0], w)
-
-	case "tenants create":
-		const form = "tenants create NAME --admin USER"
-		if err := l.check(form, 1, 1); err != nil {
-			return err
-		}
-		if o.admin == "" {
-			return l.usage(form, "--admin is required: region admins cannot reach tenant data, so a tenant needs its own Admin")
-		}
-		return tenantCreate(ctx, c, g, api.TenantCreate{Name: l.pos[0], Admin: o.admin}, w)
-	case "tenants list":
-		if err := l.check("tenants list", 0, 0); err != nil {
-			return err
-		}
-		return tenantsList(ctx, c, g, w)
-	case "tenants members list":
-		if err := l.check("tenants members list TENANT", 1, 1); err != nil {
-			return err
-		}
-		return membersList(ctx, c, g, l.pos[0], w)
-	case "tenants members set":
-		const form = "tenants members set TENANT USER --role viewer|operator|admin"
-		if err := l.check(form, 2, 2); err != nil {
-			return err
-		}
-		if !isTenantRole(o.role) {
-			return l.usage(form, "--role %q: use viewer, operator or admin", o.role)
-		}
-		return memberSet(ctx, c, g, l.pos[0], l.pos[1], o.role, w)
-	case "tenants members remove":
-		if err := l.check("tenants members remove TENANT USER", 2, 2); err != nil {
-			return err
-		}
-		return memberRemove(ctx, c, g, l.pos[0], l.pos[1], w)
-	case "invitations list":
-		if err := l.check("invitations list USER [--password-stdin]", 1, 1); err != nil {
-			return err
-		}
-		return invitationsList(ctx, c, g, l.pos[0], passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[0], l.stderr), w)
-	case "invitations accept", "invitations decline":
-		if err := l.check(l.name+" TENANT USER [--password-stdin]", 2, 2); err != nil {
-			return err
-		}
-		return invitationAnswer(ctx, c, g, l.pos[0], l.pos[1], l.name == "invitations accept",
-			passwordFrom(ctx, l.stdin, o.passwordStdin, l.pos[1], l.stderr), w)
-	case "tenants settings":
-		if err := l.check("tenants settings TENANT [--breakglass-auto-approve=true|false]", 1, 1); err != nil {
-			return err
-		}
-		var set *api.TenantSettings
-		if l.given["breakglass-auto-approve"] {
-			set = &api.TenantSettings{BreakGlassAutoApprove: o.autoApprove}
-		}
-		return tenantSettings(ctx, c, g, l.pos[0], set, w)
-	case "tenants audit":
-		if err := l.check("tenants audit TENANT [--provider]", 1, 1); err != nil {
-			return err
-		}
-		return tenantAudit(ctx, c, g, l.pos[0], o.provider, w)
-
-	case "tokens api create":
-		const form = "tokens api create --name N --role R [--tenant T] [--ttl 720h]"
-		if err := l.check(form, 0, 0); err != nil {
-			return err
-		}
-		switch {
-		case o.name == "":
-			return l.usage(form, "--name is required: say what the token is for")
-		case o.role == "":
-			return l.usage(form, "--role is required: viewer, operator or admin with --tenant, else region-admin")
-		case o.tenant == "" && o.role != "region-admin":
-			return l.usage(form, "--role %q needs --tenant T; without --tenant the token is a region token and its role must be region-admin", o.role)
-		case o.tenant != "" && !isTenantRole(o.role):
-			return l.usage(form, "--role %q: a tenant token is viewer, operator or admin", o.role)
-		}
-		if o.ttl != "" {
-			if d, err := time.ParseDuration(o.ttl); err != nil || d <= 0 {
-				return l.usage(form, "--ttl %q: use a positive duration such as 720h", o.ttl)
+			if d, err := time.ParseDuration(ttl); err != nil || d <= 0 {
+				return cli.Usagef("--ttl %q: use a positive duration such as 12h", ttl)
 			}
-		}
-		return tokenCreate(ctx, c, g, o.tenant, api.TokenCreate{Name: o.name, Role: o.role, TTL: o.ttl}, w, l.stderr)
-	case "tokens api list":
-		if err := l.check("tokens api list [--tenant T]", 0, 0); err != nil {
-			return err
-		}
-		return tokensList(ctx, c, g, o.tenant, w)
-	case "tokens api revoke":
-		if err := l.check("tokens api revoke ID [--tenant T]", 1, 1); err != nil {
-			return err
-		}
-		return tokenRevoke(ctx, c, g, o.tenant, l.pos[0], w)
-
-	case "breakglass request":
-		const form = "breakglass request TENANT --reason TEXT [--duration 1h]"
-		if err := l.check(form, 1, 1); err != nil {
-			return err
-		}
-		if strings.TrimSpace(o.reason) == "" {
-			return l.usage(form, "--reason is required: say why you need the tenant's data (an incident or ticket id); the tenant reads it")
-		}
-		if o.duration != "" {
-			if d, err := time.ParseDuration(o.duration); err != nil || d <= 0 {
-				return l.usage(form, "--duration %q: use a positive duration up to 24h, such as 1h", o.duration)
-			}
-		}
-		return breakglassRequest(ctx, c, g, l.pos[0], api.BreakGlassRequest{Reason: o.reason, Duration: o.duration}, w)
-	case "breakglass list":
-		if err := l.check("breakglass list [TENANT]", 0, 1); err != nil {
-			return err
-		}
-		tenant := ""
-		if len(l.pos) == 1 {
-			tenant = l.pos[0]
-		}
-		return breakglassList(ctx, c, g, tenant, w)
-	case "breakglass approve":
-		if err := l.check("breakglass approve TENANT ID", 2, 2); err != nil {
-			return err
-		}
-		return breakglassApprove(ctx, c, g, l.pos[0], l.pos[1], w)
-
-	case "keys status":
-		if err := l.check("keys status", 0, 0); err != nil {
-			return err
-		}
-		return keys(ctx, c, g, "GET", "/api/v1/keys", w)
-	case "keys rotate":
-		if err := l.check("keys rotate", 0, 0); err != nil {
-			return err
-		}
-		return keys(ctx, c, g, "POST", "/api/v1/keys/rotate", w)
+			return login(c.Context(), a.client(), &a.g, args[0], tenant, role, ttl, passwordFrom(c.Context(), a.stdin, passwordStdin, args[0], a.stderr), a.stdout, a.stderr)
+		},
 	}
-	fmt.Fprintf(l.stderr, "outpostctl: unknown command %q\n%s", l.name, usage)
-	return errUsage
+	withPasswordStdin(c, &passwordStdin)
+	withTenant(c, &tenant, "a token of tenant `T`, with your role there (default: a region-admin token)")
+	c.Flags().StringVar(&role, "role", "", "with --tenant, a lesser `ROLE` than yours: viewer or operator")
+	c.Flags().StringVar(&ttl, "ttl", "", "the token's `DURATION` (default 12h)")
+	return c
+}
+
+func whoamiCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "whoami",
+		Short:   "Who the token is: actor, region admin, tenant roles",
+		Example: "  outpostctl whoami\n  OUTPOST_TOKEN=$(cat ci.token) outpostctl whoami --json",
+		RunE:    func(c *cobra.Command, _ []string) error { return whoami(c.Context(), a.client(), &a.g, a.stdout) },
+	}
+}
+
+func usersCommand(a *app) *cobra.Command {
+	grp := cli.Group("users <command>", "Local accounts (region admins)",
+		"  outpostctl users create alice\n  outpostctl users list")
+	var regionAdmin, passwordStdin bool
+	create := &cobra.Command{
+		Use:   "create NAME [--region-admin] [--password-stdin]",
+		Short: "Create a local account",
+		Long: `Create a local account. Without --password-stdin the node generates a
+password and shows it once; it keeps only its hash.`,
+		Example: "  outpostctl users create alice\n  outpostctl users create ops --region-admin --password-stdin < ops.password",
+		Args:    cli.Args("NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			password := ""
+			if passwordStdin {
+				b, err := io.ReadAll(a.stdin)
+				if err != nil {
+					return fmt.Errorf("reading the password from stdin: %w", err)
+				}
+				if password = strings.TrimRight(string(b), "\r\n"); password == "" {
+					return cli.Usagef("--password-stdin read an empty password; pipe one in, or drop the flag to have one generated")
+				}
+			}
+			in := api.UserCreate{Name: args[0], Password: password, RegionAdmin: regionAdmin}
+			return userCreate(c.Context(), a.client(), &a.g, in, a.stdout, a.stderr)
+		},
+	}
+	create.Flags().BoolVar(&regionAdmin, "region-admin", false, "the account runs the region")
+	withPasswordStdin(create, &passwordStdin)
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "Accounts, their roles and lockouts",
+		Example: "  outpostctl users list\n  outpostctl users list --json",
+		RunE:    func(c *cobra.Command, _ []string) error { return usersList(c.Context(), a.client(), &a.g, a.stdout) },
+	}
+	unlock := &cobra.Command{
+		Use:     "unlock NAME",
+		Short:   "End a lockout after failed logins",
+		Example: "  outpostctl users unlock alice",
+		Args:    cli.Args("NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return userUnlock(c.Context(), a.client(), &a.g, args[0], a.stdout)
+		},
+	}
+	grp.AddCommand(create, list, unlock)
+	return grp
+}
+
+func tenantsCommand(a *app) *cobra.Command {
+	grp := cli.Group("tenants <command>", "Tenants, their members, settings and audit records",
+		"  outpostctl tenants create acme --admin alice\n  outpostctl tenants members set acme bob --role operator")
+	var admin string
+	create := &cobra.Command{
+		Use:     "create NAME --admin USER",
+		Short:   "Create a tenant and its first Admin (region admins)",
+		Long:    `Create a tenant with USER as its first Admin. Region admins cannot reach tenant data, so a tenant needs its own Admin.`,
+		Example: "  outpostctl tenants create acme --admin alice",
+		Args:    cli.Args("NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if admin == "" {
+				return cli.Usagef("--admin is required: region admins cannot reach tenant data, so a tenant needs its own Admin")
+			}
+			return tenantCreate(c.Context(), a.client(), &a.g, api.TenantCreate{Name: args[0], Admin: admin}, a.stdout)
+		},
+	}
+	create.Flags().StringVar(&admin, "admin", "", "the `USER` that becomes the tenant's first Admin")
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "The tenants you can see, and your role in each",
+		Example: "  outpostctl tenants list\n  outpostctl tenants list --json",
+		RunE:    func(c *cobra.Command, _ []string) error { return tenantsList(c.Context(), a.client(), &a.g, a.stdout) },
+	}
+	var autoApprove bool
+	settings := &cobra.Command{
+		Use:   "settings TENANT [--breakglass-auto-approve=true|false]",
+		Short: "Show a tenant's settings, or change them",
+		Long: `Without a flag, show the tenant's settings (a Viewer may). With one, change
+it (an Admin may).`,
+		Example: "  outpostctl tenants settings acme\n  outpostctl tenants settings acme --breakglass-auto-approve=false",
+		Args:    cli.Args("TENANT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			var set *api.TenantSettings
+			if c.Flags().Changed("breakglass-auto-approve") {
+				set = &api.TenantSettings{BreakGlassAutoApprove: autoApprove}
+			}
+			return tenantSettings(c.Context(), a.client(), &a.g, args[0], set, a.stdout)
+		},
+	}
+	settings.Flags().BoolVar(&autoApprove, "breakglass-auto-approve", false, "grant region admins' break-glass requests at once")
+	var provider bool
+	audit := &cobra.Command{
+		Use:     "audit TENANT [--provider]",
+		Short:   "The tenant's audit records (tenant Admins)",
+		Long:    `The tenant's records of the region log, or with --provider of the provider stream: break-glass requests and access to the tenant's data.`,
+		Example: "  outpostctl tenants audit acme\n  outpostctl tenants audit acme --provider --json",
+		Args:    cli.Args("TENANT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return tenantAudit(c.Context(), a.client(), &a.g, args[0], provider, a.stdout)
+		},
+	}
+	audit.Flags().BoolVar(&provider, "provider", false, "the provider stream: break-glass requests and access")
+	grp.AddCommand(create, list, membersGroup(a), settings, audit)
+	return grp
+}
+
+func membersGroup(a *app) *cobra.Command {
+	grp := cli.Group("members <command>", "A tenant's members and invitations",
+		"  outpostctl tenants members list acme\n  outpostctl tenants members set acme bob --role viewer")
+	list := &cobra.Command{
+		Use:     "list TENANT",
+		Short:   "Members and pending invitations",
+		Example: "  outpostctl tenants members list acme",
+		Args:    cli.Args("TENANT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return membersList(c.Context(), a.client(), &a.g, args[0], a.stdout)
+		},
+	}
+	var role string
+	set := &cobra.Command{
+		Use:   "set TENANT USER --role viewer|operator|admin",
+		Short: "Change a member's role, or invite an account",
+		Long: `Change a member's role at once. For an account that is not a member it
+records an invitation (auth.invitation_ttl, default 7 days): the account
+joins only when it accepts. The answer is the same whether or not an
+account of that name exists.`,
+		Example: "  outpostctl tenants members set acme bob --role operator\n  outpostctl tenants members set acme carol --role admin",
+		Args:    cli.Args("TENANT", "USER"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if !isTenantRole(role) {
+				return cli.Usagef("--role %q: use viewer, operator or admin", role)
+			}
+			return memberSet(c.Context(), a.client(), &a.g, args[0], args[1], role, a.stdout)
+		},
+	}
+	set.Flags().StringVar(&role, "role", "", "viewer, operator or admin")
+	remove := &cobra.Command{
+		Use:     "remove TENANT USER",
+		Short:   "Remove a member, or withdraw an invitation",
+		Long:    `Remove a member (a tenant keeps at least one Admin), or withdraw the account's invitation.`,
+		Example: "  outpostctl tenants members remove acme bob",
+		Args:    cli.Args("TENANT", "USER"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return memberRemove(c.Context(), a.client(), &a.g, args[0], args[1], a.stdout)
+		},
+	}
+	grp.AddCommand(list, set, remove)
+	return grp
+}
+
+func invitationsCommand(a *app) *cobra.Command {
+	grp := cli.Group("invitations <command>", "An account's own invitations, answered with its password",
+		"  outpostctl invitations list bob\n  outpostctl invitations accept acme bob")
+	grp.Long = `An account answers its invitations itself, logged in with its password:
+an API token cannot accept one. These commands log in, act, and log out.`
+	var passwordStdin bool
+	list := &cobra.Command{
+		Use:     "list USER [--password-stdin]",
+		Short:   "The account's pending invitations",
+		Example: "  outpostctl invitations list bob\n  outpostctl invitations list bob --password-stdin < bob.password",
+		Args:    cli.Args("USER"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return invitationsList(c.Context(), a.client(), &a.g, args[0], passwordFrom(c.Context(), a.stdin, passwordStdin, args[0], a.stderr), a.stdout)
+		},
+	}
+	withPasswordStdin(list, &passwordStdin)
+	grp.AddCommand(list)
+	for _, accept := range []bool{true, false} {
+		verb, short := "decline", "Decline an invitation to a tenant"
+		if accept {
+			verb, short = "accept", "Join a tenant that invited the account"
+		}
+		c := &cobra.Command{
+			Use:     verb + " TENANT USER [--password-stdin]",
+			Short:   short,
+			Example: "  outpostctl invitations " + verb + " acme bob\n  outpostctl invitations " + verb + " acme bob --password-stdin < bob.password",
+			Args:    cli.Args("TENANT", "USER"),
+			RunE: func(c *cobra.Command, args []string) error {
+				return invitationAnswer(c.Context(), a.client(), &a.g, args[0], args[1], accept,
+					passwordFrom(c.Context(), a.stdin, passwordStdin, args[1], a.stderr), a.stdout)
+			},
+		}
+		withPasswordStdin(c, &passwordStdin)
+		grp.AddCommand(c)
+	}
+	return grp
+}
+
+func tokensCommand(a *app) *cobra.Command {
+	grp := cli.Group("tokens <command>", "Agent bootstrap tokens, and API tokens (tokens api)",
+		"  outpostctl tokens create --tenant acme\n  outpostctl tokens api create --name ci --role operator --tenant acme")
+	grp.Long = `tokens create, list and revoke are a tenant's agent bootstrap tokens, each
+good for one enrollment. tokens api … are API tokens, for outpostctl and
+other clients of the API.`
+	grp.AddCommand(bootstrapCommands(a)...)
+	grp.AddCommand(apiTokensCommand(a))
+	return grp
+}
+
+func apiTokensCommand(a *app) *cobra.Command {
+	grp := cli.Group("api <command>", "API tokens: create, list, revoke",
+		"  outpostctl tokens api create --name ci --role region-admin\n  outpostctl tokens api list --tenant acme")
+	var tenant, name, role, ttl string
+	create := &cobra.Command{
+		Use:   "create --name N --role R [--tenant T] [--ttl 720h]",
+		Short: "Create an API token, shown once",
+		Long: `Create an API token and print it once (the node keeps only its hash).
+With --tenant T it is a tenant token (viewer, operator or admin; a tenant
+Admin makes it); without, a region token, whose role must be region-admin.`,
+		Example: "  outpostctl tokens api create --name ci --role operator --tenant acme --ttl 720h\n  outpostctl tokens api create --name backup --role region-admin",
+		RunE: func(c *cobra.Command, _ []string) error {
+			switch {
+			case name == "":
+				return cli.Usagef("--name is required: say what the token is for")
+			case role == "":
+				return cli.Usagef("--role is required: viewer, operator or admin with --tenant, else region-admin")
+			case tenant == "" && role != "region-admin":
+				return cli.Usagef("--role %q needs --tenant T; without --tenant the token is a region token and its role must be region-admin", role)
+			case tenant != "" && !isTenantRole(role):
+				return cli.Usagef("--role %q: a tenant token is viewer, operator or admin", role)
+			}
+			if ttl != "" {
+				if d, err := time.ParseDuration(ttl); err != nil || d <= 0 {
+					return cli.Usagef("--ttl %q: use a positive duration such as 720h", ttl)
+				}
+			}
+			return tokenCreate(c.Context(), a.client(), &a.g, tenant, api.TokenCreate{Name: name, Role: role, TTL: ttl}, a.stdout, a.stderr)
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "what the token is `TEXT`")
+	create.Flags().StringVar(&role, "role", "", "viewer, operator or admin with --tenant; region-admin without")
+	withTenant(create, &tenant, "a token of tenant `T` (default: a region token)")
+	create.Flags().StringVar(&ttl, "ttl", "", "the token's `DURATION`, e.g. 720h (default: no expiry)")
+	list := &cobra.Command{
+		Use:     "list [--tenant T]",
+		Short:   "List API tokens (not their secrets)",
+		Example: "  outpostctl tokens api list\n  outpostctl tokens api list --tenant acme",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return tokensList(c.Context(), a.client(), &a.g, tenant, a.stdout)
+		},
+	}
+	withTenant(list, &tenant, "list tenant `T`'s tokens (default: the region's)")
+	revoke := &cobra.Command{
+		Use:     "revoke ID [--tenant T]",
+		Short:   "Revoke an API token",
+		Example: "  outpostctl tokens api revoke 7c1e9a04b2d3\n  outpostctl tokens api revoke 7c1e9a04b2d3 --tenant acme",
+		Args:    cli.Args("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return tokenRevoke(c.Context(), a.client(), &a.g, tenant, args[0], a.stdout)
+		},
+	}
+	withTenant(revoke, &tenant, "revoke a token of tenant `T`")
+	grp.AddCommand(create, list, revoke)
+	return grp
+}
+
+func breakglassCommand(a *app) *cobra.Command {
+	grp := cli.Group("breakglass <command>", "Region admins' requests for access to a tenant's data",
+		"  outpostctl breakglass request acme --reason \"INC-42: agents flapping\"\n  outpostctl breakglass approve acme 5d2f8e10c4a9")
+	var reason, duration string
+	request := &cobra.Command{
+		Use:   "request TENANT --reason TEXT [--duration 1h]",
+		Short: "Ask a tenant for read access to its data (region admins)",
+		Long: `Ask for read access to the tenant's data for --duration (at most 24h). The
+tenant's Admins see the reason and approve the request, unless the tenant
+approves region admins at once (tenants settings).`,
+		Example: "  outpostctl breakglass request acme --reason \"INC-42: agents flapping\"\n  outpostctl breakglass request acme --reason \"ticket 1234\" --duration 4h",
+		Args:    cli.Args("TENANT"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return cli.Usagef("--reason is required: say why you need the tenant's data (an incident or ticket id); the tenant reads it")
+			}
+			if duration != "" {
+				if d, err := time.ParseDuration(duration); err != nil || d <= 0 {
+					return cli.Usagef("--duration %q: use a positive duration up to 24h, such as 1h", duration)
+				}
+			}
+			return breakglassRequest(c.Context(), a.client(), &a.g, args[0], api.BreakGlassRequest{Reason: reason, Duration: duration}, a.stdout)
+		},
+	}
+	request.Flags().StringVar(&reason, "reason", "", "why you need the tenant's data; the tenant reads it")
+	request.Flags().StringVar(&duration, "duration", "", "how long the grant lasts, at most 24h (default 1h)")
+	list := &cobra.Command{
+		Use:     "list [TENANT]",
+		Short:   "Grants: a tenant's (its Admins), or every tenant's (region admins)",
+		Example: "  outpostctl breakglass list\n  outpostctl breakglass list acme",
+		Args:    cli.Args("[TENANT]"),
+		RunE: func(c *cobra.Command, args []string) error {
+			tenant := ""
+			if len(args) == 1 {
+				tenant = args[0]
+			}
+			return breakglassList(c.Context(), a.client(), &a.g, tenant, a.stdout)
+		},
+	}
+	approve := &cobra.Command{
+		Use:     "approve TENANT ID",
+		Short:   "Approve a grant (tenant Admins)",
+		Example: "  outpostctl breakglass approve acme 5d2f8e10c4a9",
+		Args:    cli.Args("TENANT", "ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return breakglassApprove(c.Context(), a.client(), &a.g, args[0], args[1], a.stdout)
+		},
+	}
+	grp.AddCommand(request, list, approve)
+	return grp
+}
+
+func keysCommand(a *app) *cobra.Command {
+	grp := cli.Group("keys <command>", "The master key: status and rotation (region admins)",
+		"  outpostctl keys status\n  outpostctl keys rotate")
+	status := &cobra.Command{
+		Use:     "status",
+		Short:   "The master key and how many secrets it wraps",
+		Long:    `The current and previous master key ids, the stored secrets, and how many are still wrapped by the previous key.`,
+		Example: "  outpostctl keys status\n  outpostctl keys status --json",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return keys(c.Context(), a.client(), &a.g, "GET", "/api/v1/keys", a.stdout)
+		},
+	}
+	rotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Re-wrap stored secrets under the current master key",
+		Long: `Re-wrap every stored secret still wrapped by the previous master key under
+the current one, and print the status after. Once none is left and every
+node restarted with the new key, remove keys.previous_master_key_file.`,
+		Example: "  outpostctl keys rotate\n  outpostctl keys rotate --json",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return keys(c.Context(), a.client(), &a.g, "POST", "/api/v1/keys/rotate", a.stdout)
+		},
+	}
+	grp.AddCommand(status, rotate)
+	return grp
 }
 
 func isTenantRole(r string) bool {

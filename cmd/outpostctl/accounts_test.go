@@ -49,6 +49,8 @@ func fakeNode(t *testing.T, answer func(r *http.Request) (code int, body string)
 func runCLI(t *testing.T, addr, stdin string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	t.Setenv("OUTPOST_TOKEN", "")
+	// The cache of the regions' nodes (nodecache.go) is the test's own.
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
 	var out, errw bytes.Buffer
 	if addr != "" { // "" for offline commands, which refuse --addr
 		args = append(args, "--addr", addr)
@@ -97,7 +99,7 @@ func TestUsageErrors(t *testing.T) {
 		{"breakglass list of two tenants", []string{"breakglass", "list", "a", "b"}, "", "usage: outpostctl breakglass list [TENANT]"},
 		{"breakglass approve without id", []string{"breakglass", "approve", "acme"}, "", "usage: outpostctl breakglass approve TENANT ID"},
 		{"keys status with an argument", []string{"keys", "status", "now"}, "", "usage: outpostctl keys status"},
-		{"undefined flag", []string{"tenants", "list", "--bogus"}, "", "flag provided but not defined: -bogus"},
+		{"undefined flag", []string{"tenants", "list", "--bogus"}, "", "outpostctl tenants list: unknown flag --bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,70 +8,113 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/cli"
 )
 
 // Agent bootstrap tokens and agents. `tokens create|list|revoke` are the
 // tenant's bootstrap tokens (API tokens are `tokens api …`).
 
-func runAgents(ctx context.Context, c *client, g *globals, o accountOpts, l cmdline) error {
-	w := l.stdout
-	switch l.name {
-	case "tokens create":
-		const form = "tokens create --tenant T [--ttl 15m]"
-		if err := l.check(form, 0, 0); err != nil {
-			return err
-		}
-		if o.tenant == "" {
-			return l.usage(form, "--tenant is required: a bootstrap token enrolls one agent into that tenant")
-		}
-		if o.ttl != "" {
-			if d, err := time.ParseDuration(o.ttl); err != nil || d < time.Minute || d > 24*time.Hour {
-				return l.usage(form, "--ttl %q: use a duration from 1m to 24h, such as 15m", o.ttl)
+// bootstrapCommands are `tokens create|list|revoke`: a tenant's agent
+// bootstrap tokens.
+func bootstrapCommands(a *app) []*cobra.Command {
+	var tenant, ttl string
+	create := &cobra.Command{
+		Use:   "create --tenant T [--ttl 15m]",
+		Short: "An agent bootstrap token (single use), with the outpost-agent line to run",
+		Long: `Make a bootstrap token that enrolls one agent into tenant T, good for
+--ttl (1m to 24h, default 15m), and print it once with the region CA's pin
+and the outpost-agent command line to run on the host.`,
+		Example: "  outpostctl tokens create --tenant acme\n  outpostctl tokens create --tenant acme --ttl 1h --json",
+		RunE: func(c *cobra.Command, _ []string) error {
+			if tenant == "" {
+				return cli.Usagef("--tenant is required: a bootstrap token enrolls one agent into that tenant")
 			}
-		}
-		return bootstrapCreate(ctx, c, g, o.tenant, o.ttl, w, l.stderr)
-	case "tokens list":
-		if err := l.check("tokens list --tenant T", 0, 0); err != nil {
-			return err
-		}
-		if o.tenant == "" {
-			return l.usage("tokens list --tenant T", "--tenant is required")
-		}
-		return bootstrapList(ctx, c, g, o.tenant, w)
-	case "tokens revoke":
-		if err := l.check("tokens revoke ID --tenant T", 1, 1); err != nil {
-			return err
-		}
-		if o.tenant == "" {
-			return l.usage("tokens revoke ID --tenant T", "--tenant is required")
-		}
-		return bootstrapRevoke(ctx, c, g, o.tenant, l.pos[0], w)
-	case "agents list":
-		if err := l.check("agents list [--tenant T]", 0, 0); err != nil {
-			return err
-		}
-		return agentsList(ctx, c, g, o.tenant, w)
-	case "agents revoke":
-		if err := l.check("agents revoke ID [--tenant T]", 1, 1); err != nil {
-			return err
-		}
-		return agentRevoke(ctx, c, g, o.tenant, l.pos[0], w)
-	case "agents clear-flags":
-		if err := l.check("agents clear-flags ID [--tenant T]", 1, 1); err != nil {
-			return err
-		}
-		return agentClearFlags(ctx, c, g, o.tenant, l.pos[0], w)
+			if ttl != "" {
+				if d, err := time.ParseDuration(ttl); err != nil || d < time.Minute || d > 24*time.Hour {
+					return cli.Usagef("--ttl %q: use a duration from 1m to 24h, such as 15m", ttl)
+				}
+			}
+			return bootstrapCreate(c.Context(), a.client(), &a.g, tenant, ttl, a.stdout, a.stderr)
+		},
 	}
-	return fmt.Errorf("outpostctl: unknown command %q", l.name)
+	withTenant(create, &tenant, "the tenant `T` the agent enrolls into (required)")
+	create.Flags().StringVar(&ttl, "ttl", "", "how long the token can be used, 1m to 24h (default 15m)")
+	list := &cobra.Command{
+		Use:     "list --tenant T",
+		Short:   "A tenant's bootstrap tokens and their status",
+		Long:    `A tenant's bootstrap tokens: unused, redeemed (and by which agent), revoked or expired.`,
+		Example: "  outpostctl tokens list --tenant acme",
+		RunE: func(c *cobra.Command, _ []string) error {
+			if tenant == "" {
+				return cli.Usagef("--tenant is required")
+			}
+			return bootstrapList(c.Context(), a.client(), &a.g, tenant, a.stdout)
+		},
+	}
+	withTenant(list, &tenant, "the tenant `T` whose tokens to list (required)")
+	revoke := &cobra.Command{
+		Use:     "revoke ID --tenant T",
+		Short:   "Revoke an unused bootstrap token",
+		Example: "  outpostctl tokens revoke 9b04e1c2a7f5 --tenant acme",
+		Args:    cli.Args("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if tenant == "" {
+				return cli.Usagef("--tenant is required")
+			}
+			return bootstrapRevoke(c.Context(), a.client(), &a.g, tenant, args[0], a.stdout)
+		},
+	}
+	withTenant(revoke, &tenant, "the token's tenant `T` (required)")
+	return []*cobra.Command{create, list, revoke}
 }
 
-func isAgentCommand(cmd string) bool {
-	switch cmd {
-	case "tokens create", "tokens list", "tokens revoke", "agents list", "agents revoke", "agents clear-flags":
-		return true
+func agentsCommand(a *app) *cobra.Command {
+	grp := cli.Group("agents <command>", "Enrolled agents: list, revoke, clear flags",
+		"  outpostctl agents list --tenant acme\n  outpostctl agents revoke ag-3f9c21d0 --tenant acme")
+	grp.Long = `Agents enroll with a bootstrap token (` + "`outpostctl tokens create`" + `) and attach to
+the nearest node. Region admins see every tenant's agents; with --tenant T,
+tenant T's Viewers list them and its Admins act on them.`
+	var tenant string
+	list := &cobra.Command{
+		Use:   "list [--tenant T]",
+		Short: "Agents: tenant, host, version, node, RTT, capabilities, health, flags",
+		Long: `Each agent: its tenant, host, version, the node it is attached to and its
+RTT, capabilities, health, last seen, certificate expiry and flags (a host
+that moved, a certificate used from two places).`,
+		Example: "  outpostctl agents list\n  outpostctl agents list --tenant acme --json",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return agentsList(c.Context(), a.client(), &a.g, tenant, a.stdout)
+		},
 	}
-	return false
+	withTenant(list, &tenant, "list tenant `T`'s agents (default: all, for region admins)")
+	revoke := &cobra.Command{
+		Use:     "revoke ID [--tenant T]",
+		Short:   "Refuse the agent's certificate from now on",
+		Example: "  outpostctl agents revoke ag-3f9c21d0\n  outpostctl agents revoke ag-3f9c21d0 --tenant acme",
+		Args:    cli.Args("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return agentRevoke(c.Context(), a.client(), &a.g, tenant, args[0], a.stdout)
+		},
+	}
+	withTenant(revoke, &tenant, "the agent's tenant `T`")
+	clearFlags := &cobra.Command{
+		Use:   "clear-flags ID [--tenant T]",
+		Short: "Acknowledge an agent's flags",
+		Long: `Acknowledge the agent's flags (a host that moved, a copy that was dealt
+with): the flags shown are removed and the clearing is audited with what
+they said.`,
+		Example: "  outpostctl agents clear-flags ag-3f9c21d0\n  outpostctl agents clear-flags ag-3f9c21d0 --tenant acme",
+		Args:    cli.Args("ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return agentClearFlags(c.Context(), a.client(), &a.g, tenant, args[0], a.stdout)
+		},
+	}
+	withTenant(clearFlags, &tenant, "the agent's tenant `T`")
+	grp.AddCommand(list, revoke, clearFlags)
+	return grp
 }
 
 func bootstrapCreate(ctx context.Context, c *client, g *globals, tenant, ttl string, w, stderr io.Writer) error {

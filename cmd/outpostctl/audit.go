@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/audit"
+	"github.com/outpost-mesh/outpost/internal/cli"
 )
 
 // auditOpts are the flags of the audit commands.
@@ -354,4 +356,108 @@ func auditVerifyExport(dir string, g *globals, o auditOpts, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "export of %s verified: all %d records of the signed tree, each proven included\n", origin, len(recs))
 	return nil
+}
+
+func auditCommand(a *app) *cobra.Command {
+	grp := cli.Group("audit <command>", "Verify the signed audit log, prove records, export it",
+		"  outpostctl audit verify --save audit.checkpoint\n  outpostctl audit verify --since audit.checkpoint --key \"$(cat audit.vkey)\"")
+	grp.Long = `The audit log is a Merkle tree whose checkpoints the region signs. These
+commands check it: all of it (verify), one record (verify-record), or an
+export offline (verify-export).
+
+Every command checks the checkpoint's origin and the key's name against
+the log it expects, never against what the checkpoint says: --region R
+expects outpost.audit/R (with --provider, outpost.audit/R/provider);
+without it, the pinned --key's name; without either, the node's region.`
+	var o auditOpts
+	since := func(c *cobra.Command) {
+		c.Flags().StringVar(&o.since, "since", "", "an older signed checkpoint `FILE` (from --save): prove the log only grew since")
+		c.Flags().StringVar(&o.save, "save", "", "write the verified checkpoint to this `FILE`, for a later --since")
+	}
+	key := func(c *cobra.Command, what string) {
+		c.Flags().StringVar(&o.key, "key", "", what)
+		c.Flags().StringVar(&o.region, "region", "", "the region whose log to expect (default: the pinned key's, else the node's)")
+	}
+	provider := func(c *cobra.Command) {
+		c.Flags().BoolVar(&o.provider, "provider", false, "the provider stream (break-glass requests and access) instead of the region log")
+	}
+	pinKey := "the log's verifier key `VKEY`, from a source you trust (default: the key the node reports, which the output says)"
+
+	verify := &cobra.Command{
+		Use:   "verify [--provider] [--since OLD_CHECKPOINT] [--save FILE] [--key VKEY] [--region NAME]",
+		Short: "Download the log and check it against its signed checkpoint",
+		Long: `Download the signed checkpoint and every record it covers, name the first
+record whose bytes do not match its stored hash, recompute the Merkle tree
+and check it against the signed checkpoint. With --since, also prove the log
+is an extension of an older checkpoint you kept (--save), so a truncated or
+rewritten history is caught. Exit 1 when verification fails.`,
+		Example: "  outpostctl audit verify --save audit.checkpoint\n  outpostctl audit verify --since audit.checkpoint --key \"$(cat audit.vkey)\" --region eu-west",
+		RunE: func(c *cobra.Command, _ []string) error {
+			return auditVerify(c.Context(), a.client(), &a.g, o, a.stdout)
+		},
+	}
+	provider(verify)
+	since(verify)
+	key(verify, pinKey)
+
+	record := &cobra.Command{
+		Use:   "verify-record SEQ [--tenant T] [--provider] [--since OLD_CHECKPOINT] [--save FILE] [--key VKEY] [--region NAME]",
+		Short: "Prove one record is in the signed log, without downloading the log",
+		Long: `Fetch the signed checkpoint, record SEQ and its inclusion proof, and with
+--since a consistency proof from an older checkpoint. With --tenant T it
+goes through the tenant's routes, so a tenant Admin checks its own records
+(` + "`outpostctl tenants audit T`" + ` lists their numbers).`,
+		Example: "  outpostctl audit verify-record 42\n  outpostctl audit verify-record 42 --tenant acme --since acme.checkpoint",
+		Args:    cli.Args("SEQ"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return auditVerifyRecord(c.Context(), a.client(), &a.g, args[0], o, a.stdout)
+		},
+	}
+	record.Flags().StringVar(&o.tenant, "tenant", "", "check a record of tenant `T`, through its routes (a tenant Admin)")
+	provider(record)
+	since(record)
+	key(record, pinKey)
+
+	export := &cobra.Command{
+		Use:   "export --out DIR [--provider] [--key VKEY] [--region NAME]",
+		Short: "Write the records, their inclusion proofs and the checkpoint to a directory",
+		Long: `Verify the log, then write DIR/checkpoint (as the node served it),
+DIR/key.vkey (for reference only) and DIR/records.jsonl: one
+{"seq","data","proof"} per line, the record's bytes and its inclusion proof.
+` + "`outpostctl audit verify-export`" + ` checks it offline.`,
+		Example: "  outpostctl audit export --out audit-2026-12\n  outpostctl audit export --out provider-export --provider",
+		RunE: func(c *cobra.Command, _ []string) error {
+			if o.out == "" {
+				return cli.Usagef("--out is required: the directory to write the export to")
+			}
+			return auditExport(c.Context(), a.client(), &a.g, o, a.stdout)
+		},
+	}
+	export.Flags().StringVar(&o.out, "out", "", "the export `DIR` (created if missing)")
+	provider(export)
+	key(export, pinKey)
+
+	verifyExport := &cobra.Command{
+		Use:   "verify-export DIR --key VKEY [--provider] [--region NAME] [--partial]",
+		Short: "Check an export offline, with the log's key alone",
+		Long: `Check an export with the log's public key alone; no node is asked. An
+export must hold every record its checkpoint covers, in order; one with
+fewer is refused unless --partial says it was cut on purpose, and then each
+record it holds is still proven included. Exit 1 when it does not verify.`,
+		Example: "  outpostctl audit verify-export audit-2026-12 --key \"$(cat audit.vkey)\"\n  outpostctl audit verify-export cut-export --key \"$(cat audit.vkey)\" --partial",
+		Args:    cli.Args("DIR"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if o.key == "" {
+				return cli.Usagef("--key is required: the region's audit key, from a source you trust, not from the export")
+			}
+			return auditVerifyExport(args[0], &a.g, o, a.stdout)
+		},
+	}
+	key(verifyExport, "the log's verifier key `VKEY`, from a source you trust (required)")
+	provider(verifyExport)
+	verifyExport.Flags().BoolVar(&o.partial, "partial", false, "accept an export holding fewer records than its checkpoint")
+	cli.Ignores(verifyExport, "addr", "token")
+
+	grp.AddCommand(verify, record, export, verifyExport)
+	return grp
 }

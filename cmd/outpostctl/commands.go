@@ -6,11 +6,140 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"unicode/utf8"
 
+	"github.com/spf13/cobra"
+
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/cli"
 )
+
+func statusCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "The region: nodes, Raft state, leader, dispatch lease, versions",
+		Long: `Print the region as the node at --addr sees it (GET /api/v1/region): its
+leader, the dispatch lease, and one row per node with its Raft state,
+suffrage, gossip status, last contact, applied index, agents, version and
+addresses. A node that cannot be asked shows "unreachable".
+
+outpostctl remembers the nodes' API URLs it saw here, so that when the node
+at --addr does not answer, the error names the others.`,
+		Example: "  outpostctl status\n  outpostctl status --addr http://10.0.1.12:7070 --json",
+		RunE:    func(c *cobra.Command, _ []string) error { return status(c.Context(), a.client(), &a.g, a.stdout) },
+	}
+}
+
+func membersCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "members",
+		Short: "Gossip members: status, region, addresses",
+		Long: `Print every gossip member the node at --addr knows (GET /api/v1/members):
+its status, when that last changed, its region, whether it is in a Raft
+configuration, and its gossip, Raft and API addresses.`,
+		Example: "  outpostctl members\n  outpostctl members --json",
+		RunE:    func(c *cobra.Command, _ []string) error { return members(c.Context(), a.client(), &a.g, a.stdout) },
+	}
+}
+
+func kvCommand(a *app) *cobra.Command {
+	kv := cli.Group("kv <command>", "Read and write the region's key/value store, or a tenant's",
+		"  outpostctl kv put app/config '{\"replicas\": 3}'\n  outpostctl kv get app/config --tenant acme")
+	kv.Long = `The kv commands read and write the region's infrastructure store
+(/api/v1/kv, region admins). With --tenant T they act on tenant T's keys
+instead (/api/v1/tenants/T/kv: a Viewer reads, an Operator writes). Keys
+may contain "/".`
+	var tenant string
+	var consistent bool
+	tenantFlag := func(c *cobra.Command) {
+		c.Flags().StringVar(&tenant, "tenant", "", "act on tenant `T`'s keys instead of the region's")
+	}
+	consistentFlag := func(c *cobra.Command) {
+		c.Flags().BoolVar(&consistent, "consistent", false, "a linearizable read, through the leader")
+	}
+	get := &cobra.Command{
+		Use:   "get KEY [--tenant T] [--consistent]",
+		Short: "Print a key's value",
+		Long: `Write the value's bytes to standard output exactly, with no newline added.
+With --json print {"key", "value"} (or "value_base64" when the value is not
+UTF-8). A missing key is exit 1.`,
+		Example: "  outpostctl kv get app/config\n  outpostctl kv get app/config --tenant acme --consistent > config.json",
+		Args:    cli.Args("KEY"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return kvGet(c.Context(), a.client(), &a.g, tenant, args[0], consistent, a.stdout)
+		},
+	}
+	tenantFlag(get)
+	consistentFlag(get)
+	put := &cobra.Command{
+		Use:   "put KEY VALUE [--tenant T]",
+		Short: `Write a key ("-" as VALUE reads standard input)`,
+		Long: `Write the key and print "committed at index N" (--json: {"index": N}).
+VALUE "-" reads the value from standard input. The API refuses values over
+1 MiB. A value that begins with "-" follows "--".`,
+		Example: "  outpostctl kv put app/replicas 3\n  outpostctl kv put app/config - --tenant acme < config.json\n  outpostctl kv put offset -- -5",
+		Args:    cli.Args("KEY", "VALUE"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return kvPut(c.Context(), a.client(), &a.g, tenant, args[0], args[1], a.stdin, a.stdout)
+		},
+	}
+	tenantFlag(put)
+	del := &cobra.Command{
+		Use:     "delete KEY [--tenant T]",
+		Short:   "Delete a key",
+		Long:    `Delete the key and print "deleted at index N". Deleting a missing key succeeds.`,
+		Example: "  outpostctl kv delete app/replicas\n  outpostctl kv delete app/config --tenant acme",
+		Args:    cli.Args("KEY"),
+		RunE: func(c *cobra.Command, args []string) error {
+			return kvDelete(c.Context(), a.client(), &a.g, tenant, args[0], a.stdout)
+		},
+	}
+	tenantFlag(del)
+	list := &cobra.Command{
+		Use:   "list [PREFIX] [--tenant T] [--consistent]",
+		Short: "List keys, with their sizes",
+		Long: `Print one line per key, "KEY<TAB>N bytes", in key order; at most 1000 keys.
+PREFIX keeps the keys that begin with it.`,
+		Example: "  outpostctl kv list\n  outpostctl kv list app/ --tenant acme --json",
+		Args:    cli.Args("[PREFIX]"),
+		RunE: func(c *cobra.Command, args []string) error {
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			return kvList(c.Context(), a.client(), &a.g, tenant, prefix, consistent, a.stdout)
+		},
+	}
+	tenantFlag(list)
+	consistentFlag(list)
+	kv.AddCommand(get, put, del, list)
+	return kv
+}
+
+func devCommand(a *app) *cobra.Command {
+	dev := cli.Group("dev <command>", "Stop and start nodes of an `outpost dev` region",
+		"  outpostctl dev stop n1\n  outpostctl dev start n1")
+	dev.Long = `Kill or restart a node of a region run by ` + "`outpost dev`" + `. The dev-only routes
+exist on every node of a dev region; against a node that is not in dev mode
+the command fails (exit 1).`
+	for _, action := range []string{"stop", "start"} {
+		short := map[string]string{"stop": "Kill a node of the dev region", "start": "Start a stopped node of the dev region"}[action]
+		dev.AddCommand(&cobra.Command{
+			Use:     action + " NODE",
+			Short:   short,
+			Long:    short + `; print "node NODE stopped" or "node NODE started".`,
+			Example: "  outpostctl dev " + action + " n1\n  outpostctl dev " + action + " n2 --addr http://127.0.0.1:7071",
+			Args:    cli.Args("NODE"),
+			RunE: func(c *cobra.Command, args []string) error {
+				return devAction(c.Context(), a.client(), &a.g, action, args[0], a.stdout)
+			},
+		})
+	}
+	return dev
+}
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
@@ -23,6 +152,7 @@ func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
 	if err := c.do(ctx, "GET", "/api/v1/region", nil, &r); err != nil {
 		return err
 	}
+	rememberRegion(c.Addr, r)
 	if g.json {
 		return printJSON(w, r)
 	}
@@ -47,7 +177,7 @@ func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tRAFT STATE\tSUFFRAGE\tGOSSIP\tLAST CONTACT\tAPPLIED\tAGENTS\tAPI\tRAFT ADDRESS")
+	fmt.Fprintln(tw, "NODE\tRAFT STATE\tSUFFRAGE\tGOSSIP\tLAST CONTACT\tAPPLIED\tAGENTS\tVERSION\tAPI\tRAFT ADDRESS")
 	for _, n := range r.Nodes {
 		lc := "-"
 		switch {
@@ -56,9 +186,27 @@ func status(ctx context.Context, c *client, g *globals, w io.Writer) error {
 		case n.LastContactMs >= 0:
 			lc = fmt.Sprintf("%dms", n.LastContactMs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, n.RaftState, n.Suffrage, n.Gossip, lc, n.AppliedIndex, n.Agents, dash(n.APIURL), n.Address)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", n.ID, n.RaftState, n.Suffrage, n.Gossip, lc, n.AppliedIndex, n.Agents, dash(n.Version), dash(n.APIURL), n.Address)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if vs := versions(r.Nodes); len(vs) > 1 {
+		fmt.Fprintf(w, "\nThe nodes run %d different versions (%s): finish the upgrade, or roll back.\n", len(vs), strings.Join(vs, ", "))
+	}
+	return nil
+}
+
+// versions lists the distinct versions the nodes reported.
+func versions(ns []api.Node) []string {
+	var vs []string
+	for _, n := range ns {
+		if n.Version != "" && !slices.Contains(vs, n.Version) {
+			vs = append(vs, n.Version)
+		}
+	}
+	slices.Sort(vs)
+	return vs
 }
 
 func members(ctx context.Context, c *client, g *globals, w io.Writer) error {

@@ -79,6 +79,20 @@ func TestOpsAgainstDevRegion(t *testing.T) {
 		}
 	})
 
+	// Each node says its version over the node port; built from one tree,
+	// they agree, so status says nothing of mixed versions.
+	t.Run("status shows each node's version", func(t *testing.T) {
+		for _, n := range reg.Nodes {
+			if n.Version == "" || n.Version != reg.Nodes[0].Version {
+				t.Errorf("node %s version %q; want every node's, alike", n.ID, n.Version)
+			}
+		}
+		out, _, err := ctl(t, follower.APIURL, "status")
+		if err != nil || !strings.Contains(out, "VERSION") || strings.Contains(out, "different versions") {
+			t.Errorf("status: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("create follows the holder, watch and list show it", func(t *testing.T) {
 		wctx, wcancel := context.WithCancel(ctx)
 		defer wcancel()

@@ -31,7 +31,7 @@ func TestOpsUsageErrors(t *testing.T) {
 		{"create with a positional", []string{"dispatches", "create", "config", "--kind", "config"}, "usage: outpostctl dispatches create --kind K"},
 		{"create with a drill flag", []string{"dispatches", "create", "--kind", "config", "--mode", "stop"}, "--mode does not apply to this command"},
 		{"list with a positional", []string{"dispatches", "list", "7"}, "usage: outpostctl dispatches list [--tenant T] [--after INDEX]"},
-		{"list with a bad index", []string{"dispatches", "list", "--after", "-1"}, `invalid value "-1" for flag -after`},
+		{"list with a bad index", []string{"dispatches", "list", "--after", "-1"}, `invalid value "-1" for --after: use a whole number, 0 or more`},
 		{"watch with an unknown kind", []string{"dispatches", "watch", "--kinds", "lease,heartbeat"}, `--kinds: unknown kind "heartbeat"`},
 		{"failover with an unknown mode", []string{"drill", "failover", "--mode", "crash"}, `--mode "crash": use transfer, isolate or stop`},
 		{"failover with no rounds", []string{"drill", "failover", "--rounds", "0"}, "Rounds 0 must be in 1..1000"},
