@@ -108,12 +108,13 @@ node gracefully (exit 0).`,
 	return c
 }
 
-// configError lists a config file's problems, one per line.
+// configError lists a config file's problems, one per line ("line 4:
+// bootstrap_expct: no such field …").
 func configError(path string, ps []node.ConfigProblem) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d problem(s):", path, len(ps))
+	fmt.Fprintf(&b, "config %s: %d problem(s) (`outpost validate --config %s` lists them too):", path, len(ps), path)
 	for _, p := range ps {
-		fmt.Fprintf(&b, "\n  %s:%s", path, problemText(p))
+		fmt.Fprintf(&b, "\n  %s", p)
 	}
 	return errors.New(b.String())
 }

@@ -146,7 +146,7 @@ func TestValidate(t *testing.T) {
 		t.Logf("output:\n%s", out)
 	}
 	// serve lists the same problems, and runs nothing.
-	if _, _, err := runOutpost(t, "serve", "--config", bad); err == nil || !strings.Contains(err.Error(), "raft.heartbeat: no such field") {
+	if _, _, err := runOutpost(t, "serve", "--config", bad); err == nil || !strings.Contains(err.Error(), "\n  line 9: raft.heartbeat: no such field") {
 		t.Errorf("serve: %v", err)
 	}
 	if _, _, err := runOutpost(t, "validate", "--config", filepath.Join(dir, "missing.yaml")); err == nil || errors.Is(err, errUsage) {

@@ -115,10 +115,10 @@ func (c *client) noAnswer(err error) string {
 
 // unauthorized says the node wants credentials, and how to get them.
 func (c *client) unauthorized(err error) string {
+	reason := "HTTP 401"
 	var se *api.StatusError
-	reason := "refused"
 	if errors.As(err, &se) && se.Message != "" {
-		reason = se.Message
+		reason += ": " + se.Message
 	}
 	if c.Token == "" {
 		return fmt.Sprintf("the node at %s wants an API token (%s) and OUTPOST_TOKEN is not set\n"+
