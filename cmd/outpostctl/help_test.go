@@ -58,6 +58,17 @@ func TestEveryCommandHelp(t *testing.T) {
 				}
 			})
 		}
+		// `help COMMAND` says the same as `COMMAND -h`.
+		t.Run("help "+name, func(t *testing.T) {
+			h, _, err := runCLI(t, "", "", append(strings.Fields(name), "-h")...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, stderr, err := runCLI(t, "", "", append([]string{"help"}, strings.Fields(name)...)...)
+			if err != nil || stderr != "" || out != h {
+				t.Errorf("help %s: err %v, stderr %q; the output differs from -h's:\n%s", name, err, stderr, out)
+			}
+		})
 	}
 }
 

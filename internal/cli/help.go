@@ -99,10 +99,12 @@ func describeBuiltins(root *cobra.Command) {
 	for _, c := range root.Commands() {
 		switch c.Name() {
 		case "help":
+			c.Args = cobra.ArbitraryArgs // the command to help with
 			c.Short = "Help about any command"
 			c.Example = fmt.Sprintf("  %[1]s help\n  %[1]s help %[2]s", name, firstCommand(root))
 		case "completion":
 			c.Annotations = map[string]string{annGroup: "true"}
+			c.Use = "completion <shell>"
 			c.Args, c.RunE = cobra.ArbitraryArgs, groupRun
 			c.Short = "Print a shell completion script (bash, zsh, fish, powershell)"
 			c.Example = fmt.Sprintf("  source <(%[1]s completion bash)\n  %[1]s completion zsh > \"${fpath[1]}/_%[1]s\"", name)
