@@ -97,7 +97,7 @@ a signal, 1 a failure (a refused enrollment says why), 2 a usage error.`,
 	f.Int64Var(&o.spoolBytes, "spool-bytes", agent.DefaultSpoolBytes, "bound of the on-disk buffer of exports not yet accepted by a node; the oldest are dropped beyond it, counted")
 	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "observe nothing and export nothing: a control-plane client only")
 	f.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
-	cli.AddVersion(root, fmt.Sprintf("reports:  %s (the version its node sees)\n", agent.Version))
+	cli.AddVersion(root, fmt.Sprintf("reports: %s (the version its node sees)\n", agent.Version))
 	cli.Setup(root, strings.NewReader(""), stdout, stderr)
 	return root
 }

@@ -81,7 +81,7 @@ func TestUsageErrors(t *testing.T) {
 func TestVersion(t *testing.T) {
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		out, _, err := runAgentCLI(t, args...)
-		if err != nil || !strings.HasPrefix(out, "outpost-agent ") || !strings.Contains(out, "\ngo:      go") || !strings.Contains(out, "reports:  "+agent.Version) {
+		if err != nil || !strings.HasPrefix(out, "outpost-agent ") || !strings.Contains(out, "\ngo:      go") || !strings.Contains(out, "reports: "+agent.Version) {
 			t.Errorf("%v: %v\n%s", args, err, out)
 		}
 	}
