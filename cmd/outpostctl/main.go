@@ -95,7 +95,7 @@ usage error.`
 	root.AddGroup(groups...)
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.g.addr, "addr", "", "node API `URL` (env OUTPOST_ADDR; default "+defaultAddr+")")
-	pf.StringVar(&a.g.token, "token", "", "API `TOKEN` (env OUTPOST_TOKEN; outpostctl login USER makes one)")
+	pf.StringVar(&a.g.token, "token", "", "the API `TOKEN` to act with (env OUTPOST_TOKEN; outpostctl login USER makes one)")
 	pf.BoolVar(&a.g.json, "json", false, "print JSON instead of a table or a sentence")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if a.g.addr == "" {
