@@ -112,7 +112,7 @@ func (n *Node) tenantClaimRefused(s otlp.Sender, claimed string) {
 			"agent", s.AgentID, "claimed", claimed)
 		return
 	}
-	n.logger.Warn("telemetry refused: the payload claims another tenant", "agent", s.AgentID, "tenant", s.TenantID, "claimed", claimed)
+	n.logger.Warn("telemetry refused: the payload claims another tenant", "agent", s.AgentID, "tenant", n.tenantName(s.TenantID), "tenant_id", s.TenantID, "claimed", claimed)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := n.commitAudited(ctx, "agent/"+s.AgentID, "telemetry.tenant_claim_refused", "agent/"+s.AgentID, s.TenantID,

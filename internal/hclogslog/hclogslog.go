@@ -2,6 +2,16 @@
 // libraries Outpost embeds (raft, raft-wal, raft-autopilot) log through the
 // node's injected slog.Logger with snake_case keys.
 //
+// What the libraries pass is made into values a log tool can read:
+// hashicorp/raft's Server becomes a group (id, address, suffrage), a list
+// of servers and hclog.Fmt values become plain strings, a *raft.Raft (the
+// library describing itself) becomes raft_state, and other fmt.Stringers
+// their String(), never a Go struct dump. Keys appear once per line: the
+// logger's implied arguments give way to a call's own of the same name,
+// and an argument named like a key the line already carries (slog's time,
+// level, msg and source; component, subcomponent; node, which the node's
+// logger carries) is renamed (see argKey).
+//
 // Any package of Outpost's may import it.
 package hclogslog
 
@@ -18,6 +28,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	hraft "github.com/hashicorp/raft"
 )
 
 // New returns an hclog.Logger writing to l. minLevel drops records below it
@@ -26,14 +37,19 @@ import (
 // failure; a warning or error with the same message about the same peer
 // is logged once a minute and demoted to debug in between.
 func New(l *slog.Logger, name string, minLevel hclog.Level) hclog.Logger {
-	return &logger{l: l.With("component", name), name: name, level: minLevel, repeats: &Writer{RepeatWindow: time.Minute}}
+	root := l.With("component", name)
+	return &logger{root: root, l: root, name: name, level: minLevel, repeats: &Writer{RepeatWindow: time.Minute}}
 }
 
 type logger struct {
-	l       *slog.Logger
-	name    string
-	level   hclog.Level
+	root *slog.Logger // l's parent before any Named: carries component
+	l    *slog.Logger // root and, once Named, subcomponent
+	name string
+	sub  string // Named's names, joined by "."
+	// args are the implied arguments (With), applied at each call so a
+	// call's own argument of the same key replaces them.
 	args    []interface{}
+	level   hclog.Level
 	repeats *Writer // shared by copies made with With and Named
 }
 
@@ -78,7 +94,7 @@ func (g *logger) Log(level hclog.Level, msg string, args ...interface{}) {
 	if !g.l.Enabled(context.Background(), sl) {
 		return
 	}
-	g.l.Log(context.Background(), sl, msg, snake(args)...)
+	g.l.LogAttrs(context.Background(), sl, msg, attrs(g.args, args)...)
 }
 
 func closedConn(args []interface{}) bool {
@@ -90,25 +106,137 @@ func closedConn(args []interface{}) bool {
 	return false
 }
 
-// snake rewrites hclog's hyphenated keys ("last-index") to snake_case and
-// renames "error" to "err", the project's key for errors.
-func snake(args []interface{}) []any {
-	out := make([]any, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		if i%2 == 0 {
-			k := fmt.Sprint(args[i])
-			if k == "error" {
-				k = "err"
-			}
-			out = append(out, strings.ReplaceAll(k, "-", "_"))
+// reservedKeys are keys a line already carries, so an argument of the
+// same name would repeat them: slog's own, the ones New and Named add,
+// and the node's logger's "node".
+var reservedKeys = map[string]bool{
+	slog.TimeKey: true, slog.LevelKey: true, slog.MessageKey: true, slog.SourceKey: true,
+	"component": true, "subcomponent": true, "node": true,
+}
+
+// argKey is the slog key of an hclog argument key: snake_case ("last-index"
+// and "backoff time" become last_index and backoff_time), "error" is "err"
+// (the project's key for errors), and a reserved key is renamed: "time"
+// holding a duration (raft's "failed to contact") is "elapsed", others
+// get an "arg_" prefix.
+func argKey(k string, v any) string {
+	k = strings.NewReplacer("-", "_", " ", "_").Replace(k)
+	switch {
+	case k == "error":
+		return "err"
+	case !reservedKeys[k]:
+		return k
+	}
+	if _, ok := v.(time.Duration); ok && k == slog.TimeKey {
+		return "elapsed"
+	}
+	return "arg_" + k
+}
+
+// attrs turns implied and call arguments into slog attributes, each key
+// once: a later argument replaces an earlier one of the same key.
+func attrs(implied, args []interface{}) []slog.Attr {
+	all := make([]interface{}, 0, len(implied)+len(args)+1)
+	all = append(append(all, implied...), args...)
+	if len(all)%2 == 1 {
+		all = append(all, "(missing)")
+	}
+	out := make([]slog.Attr, 0, len(all)/2)
+	at := make(map[string]int, len(all)/2)
+	for i := 0; i < len(all); i += 2 {
+		a := attr(fmt.Sprint(all[i]), all[i+1])
+		if j, ok := at[a.Key]; ok {
+			out[j] = a
 			continue
 		}
-		out = append(out, args[i])
-	}
-	if len(out)%2 == 1 {
-		out = append(out, "(missing)")
+		at[a.Key] = len(out)
+		out = append(out, a)
 	}
 	return out
+}
+
+// attr renders one argument as a value a log tool reads: no Go struct
+// dumps (%+v in text, Go field names in JSON).
+func attr(key string, v any) slog.Attr {
+	switch v := v.(type) {
+	case *hraft.Raft:
+		// raft logs itself as "Node at ADDR [STATE]" under "node",
+		// "leader" or "follower": the node is the logger's, the state is
+		// what is news.
+		return slog.String("raft_state", strings.ToLower(v.State().String()))
+	case hraft.Server:
+		return slog.Attr{Key: argKey(key, v), Value: serverValue(v)}
+	case []hraft.Server:
+		return slog.String(argKey(key, v), servers(v))
+	case hclog.Format:
+		return slog.String(argKey(key, v), format(v))
+	}
+	return slog.Attr{Key: argKey(key, v), Value: value(v)}
+}
+
+// value is v as slog should print it.
+func value(v any) slog.Value {
+	switch v := v.(type) {
+	case error, time.Duration, time.Time:
+		return slog.AnyValue(v)
+	case hraft.ServerID:
+		return slog.StringValue(string(v))
+	case hraft.ServerAddress:
+		return slog.StringValue(string(v))
+	case hraft.ServerSuffrage:
+		return slog.StringValue(suffrage(v))
+	case hclog.Hex:
+		return slog.StringValue(fmt.Sprintf("0x%x", int(v)))
+	case hclog.Octal:
+		return slog.StringValue(fmt.Sprintf("0%o", int(v)))
+	case hclog.Binary:
+		return slog.StringValue(fmt.Sprintf("0b%b", int(v)))
+	case fmt.Stringer:
+		return slog.StringValue(v.String())
+	}
+	return slog.AnyValue(v)
+}
+
+func anys(as []slog.Attr) []any {
+	out := make([]any, len(as))
+	for i, a := range as {
+		out[i] = a
+	}
+	return out
+}
+
+func serverValue(s hraft.Server) slog.Value {
+	return slog.GroupValue(slog.String("id", string(s.ID)), slog.String("address", string(s.Address)), slog.String("suffrage", suffrage(s.Suffrage)))
+}
+
+func suffrage(s hraft.ServerSuffrage) string { return strings.ToLower(s.String()) }
+
+// servers is a Raft configuration in one line: "n1 127.0.0.1:7001 voter,
+// n2 127.0.0.1:7002 nonvoter".
+func servers(ss []hraft.Server) string {
+	parts := make([]string, len(ss))
+	for i, s := range ss {
+		parts[i] = fmt.Sprintf("%s %s %s", s.ID, s.Address, suffrage(s.Suffrage))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// format renders hclog.Fmt. Raft formats its configuration with %+v
+// (hclog.Fmt("%+v", servers)); that one is written as servers writes it.
+func format(f hclog.Format) string {
+	if len(f) == 0 {
+		return ""
+	}
+	verb, ok := f[0].(string)
+	if !ok {
+		return fmt.Sprint(f...)
+	}
+	if len(f) == 2 {
+		if ss, ok := f[1].([]hraft.Server); ok {
+			return servers(ss)
+		}
+	}
+	return fmt.Sprintf(verb, f[1:]...)
 }
 
 func (g *logger) Trace(msg string, args ...interface{}) { g.Log(hclog.Trace, msg, args...) }
@@ -128,21 +256,27 @@ func (g *logger) GetLevel() hclog.Level                 { return g.level }
 
 func (g *logger) With(args ...interface{}) hclog.Logger {
 	c := *g
-	c.l = g.l.With(snake(args)...)
 	c.args = append(append([]interface{}{}, g.args...), args...)
 	return &c
 }
 
+// Named adds name to the subcomponent ("snapshot", then "snapshot.restore"):
+// one subcomponent key, however often it is called.
 func (g *logger) Named(name string) hclog.Logger {
 	c := *g
 	c.name = g.name + "." + name
-	c.l = g.l.With("subcomponent", name)
+	c.sub = name
+	if g.sub != "" {
+		c.sub = g.sub + "." + name
+	}
+	c.l = g.root.With("subcomponent", c.sub)
 	return &c
 }
 
+// ResetNamed drops the subcomponent; the component stays New's.
 func (g *logger) ResetNamed(name string) hclog.Logger {
 	c := *g
-	c.name = name
+	c.name, c.sub, c.l = name, "", g.root
 	return &c
 }
 
@@ -151,7 +285,12 @@ func (g *logger) StandardLogger(opts *hclog.StandardLoggerOptions) *log.Logger {
 }
 
 func (g *logger) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
-	return &Writer{L: g.l, RepeatWindow: 5 * time.Minute}
+	l := g.l
+	if len(g.args) > 0 {
+		as := attrs(g.args, nil)
+		l = l.With(anys(as)...)
+	}
+	return &Writer{L: l, RepeatWindow: 5 * time.Minute}
 }
 
 // Writer turns lines written by a standard library *log.Logger (memberlist

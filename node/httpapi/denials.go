@@ -123,7 +123,7 @@ func (d *denials) run(stopping <-chan struct{}, logf func(msg string, args ...an
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := d.commit(ctx, ch); err != nil {
 				det := ch.detail.(denialDetail)
-				logf("could not record refusals in the audit log", "action", ch.action, "tenant", ch.tenant, "count", det.Count, "first", det.First, "last", det.Last, "err", err)
+				logf("could not record refusals in the audit log", "action", ch.action, "tenant_id", ch.tenant, "count", det.Count, "first", det.First, "last", det.Last, "err", err)
 			}
 			cancel()
 		}
