@@ -77,6 +77,6 @@ func (n *Node) generateCA(dir string) (*pki.CA, error) {
 		return nil, fmt.Errorf("save generated CA: %w", err)
 	}
 	n.logger.Warn("generated a new region CA; copy ca.crt and ca.key (wrapped by the master key) to every other node of this region (tls.ca_cert, tls.ca_key) before starting it",
-		"ca_cert", certFile, "fingerprint", ca.Fingerprint())
+		"ca_cert", certFile, "ca_pin", ca.Pin())
 	return ca, nil
 }

@@ -297,7 +297,9 @@ func caCommand(stdout io.Writer) *cobra.Command {
 		Short: "Create a region CA, its key wrapped by the master key",
 		Long: `Create a region CA: an ECDSA P-256 key and a self-signed certificate valid
 for 10 years. Write DIR/ca.crt (0644) and DIR/ca.key (0600, wrapped by the
-master key), and print the CA's fingerprint and the pin agents trust it by.
+master key), and print the CA's pin: "sha256:" and the hex SHA-256 of the
+certificate's SubjectPublicKeyInfo, the one fingerprint Outpost shows
+(outpostctl tokens create prints the same for outpost-agent --ca-pin).
 An existing DIR/ca.key is never overwritten (exit 1).`,
 		Example: "  outpost ca create --region eu-west --out ./ca --master-key-file master.key\n  OUTPOST_MASTER_KEY=$(cat master.key) outpost ca create --region eu-west --out /etc/outpost/ca",
 		RunE: func(*cobra.Command, []string) error {
@@ -318,8 +320,8 @@ An existing DIR/ca.key is never overwritten (exit 1).`,
 			if err := ca.SaveWrapped(kp, out); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "created region CA for %q in %s (fingerprint %s; key wrapped by master key %s)\n", region, out, ca.Fingerprint(), kp.KeyID())
-			fmt.Fprintf(stdout, "agent CA pin: %s (outpost-agent --ca-pin)\n", ca.Pin())
+			fmt.Fprintf(stdout, "created region CA for %q in %s (key wrapped by master key %s)\n", region, out, kp.KeyID())
+			fmt.Fprintf(stdout, "CA pin: %s (SHA-256 of its public key; outpost-agent --ca-pin, as outpostctl tokens create prints it)\n", ca.Pin())
 			fmt.Fprintln(stdout, "copy ca.crt, ca.key and the master key to every node; set tls.ca_cert, tls.ca_key and keys.master_key_file")
 			return nil
 		},

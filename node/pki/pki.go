@@ -4,11 +4,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -60,16 +58,13 @@ func NewCA(region string) (*CA, error) {
 	return &CA{Cert: cert, Key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
-// Fingerprint is the SHA-256 of the CA certificate, hex encoded.
-func (ca *CA) Fingerprint() string {
-	sum := sha256.Sum256(ca.Cert.Raw)
-	return hex.EncodeToString(sum[:])
-}
-
 // CertPEM returns the CA certificate in PEM form.
 func (ca *CA) CertPEM() []byte { return ca.pem }
 
-// Pin is the CA's pin for agents (outpost-agent --ca-pin).
+// Pin is the one fingerprint of the CA that Outpost shows ("sha256:" and
+// the hex SHA-256 of the certificate's SubjectPublicKeyInfo): `outpost ca
+// create` prints it, `outpostctl tokens create` and the node's log show
+// it, and outpost-agent --ca-pin checks the node's chain against it.
 func (ca *CA) Pin() string { return meshid.CAPin(ca.Cert) }
 
 // Save writes ca.crt (0644) and ca.key (0600) into dir, each fsynced and
