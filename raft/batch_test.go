@@ -64,7 +64,7 @@ func TestBatchAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	f := newFSM(store, nil, nil, slog.New(slog.DiscardHandler))
+	f := newFSM(store, nil, nil, slog.New(slog.DiscardHandler), DefaultTuning())
 	apply := func(b Batch) Result {
 		enc, err := b.Encode()
 		if err != nil {
@@ -103,7 +103,7 @@ func TestBatchExpect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	f := newFSM(store, nil, nil, slog.New(slog.DiscardHandler))
+	f := newFSM(store, nil, nil, slog.New(slog.DiscardHandler), DefaultTuning())
 	apply := func(b Batch) string {
 		t.Helper()
 		enc, err := b.Encode()

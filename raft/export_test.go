@@ -51,3 +51,22 @@ const (
 	ConnStats     = connStats
 	ConnReadIndex = connReadIndex
 )
+
+// DurableIndex is the last index whose effect the node's state file has
+// synced to disk.
+func DurableIndex(r *Region) uint64 { return r.fsm.durable.Load() }
+
+// SnapshotIndex is the index of the node's newest snapshot, 0 without one.
+func SnapshotIndex(r *Region) uint64 {
+	snaps, err := r.snaps.List()
+	if err != nil || len(snaps) == 0 {
+		return 0
+	}
+	return snaps[0].Index
+}
+
+// FirstLogIndex is the first index in the node's Raft log.
+func FirstLogIndex(r *Region) uint64 {
+	i, _ := r.wal.FirstIndex()
+	return i
+}

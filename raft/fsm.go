@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 
@@ -37,14 +38,27 @@ type Result struct {
 // per batch (hraft.BatchingFSM). Apply and Snapshot are called from Raft's
 // FSM goroutine; Persist may run concurrently with later batches because
 // it reads a pinned bbolt read transaction. Restore is never concurrent
-// with ApplyBatch.
+// with ApplyBatch. sync runs on any goroutine.
+//
+// A batch commits without fsync (the Raft log holds it durably) unless
+// syncEvery is 0; the state file is synced by syncLoop, by a batch that
+// leaves syncEntries or more entries unsynced, and before every snapshot
+// (durability.go).
 type fsm struct {
 	store    *storage.Store
 	auditor  Auditor
 	handlers map[CommandType]HandlerFunc
 	logger   *slog.Logger
-	applied  atomic.Uint64
-	onApply  func(lastIndex uint64, n int)
+	// applied is the last index applied to the file; durable the last one
+	// synced to disk (durable <= applied).
+	applied atomic.Uint64
+	durable atomic.Uint64
+	onApply func(lastIndex uint64, n int)
+	onSync  func(time.Duration)
+
+	syncEvery   time.Duration // 0: fsync every batch
+	syncEntries uint64
+	syncNow     chan struct{} // a batch asks syncLoop for a sync now
 }
 
 var (
@@ -52,13 +66,19 @@ var (
 	_ hraft.FSMSnapshot = (*fsmSnapshot)(nil)
 )
 
-func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor Auditor, logger *slog.Logger) *fsm {
-	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdTenantKV: applyTenantKV, CmdBatch: applyBatch, CmdNoop: applyNoop}, logger: logger}
+func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor Auditor, logger *slog.Logger, t Tuning) *fsm {
+	f := &fsm{store: store, auditor: auditor, handlers: map[CommandType]HandlerFunc{CmdKV: applyKV, CmdTenantKV: applyTenantKV, CmdBatch: applyBatch, CmdNoop: applyNoop}, logger: logger,
+		syncEvery: t.FSMSyncInterval, syncEntries: uint64(max(t.FSMSyncEntries, 1)), syncNow: make(chan struct{}, 1)}
 	f.handlers[CmdAudited] = f.applyAudited
 	for t, h := range handlers {
 		f.handlers[t] = h
 	}
+	// What the file holds at open counts as durable: a file left unsynced
+	// by a crash of this boot is synced before anything depends on it
+	// (the first sync, snapshot or close), and one from an earlier boot
+	// was rebuilt by storage.Open.
 	f.applied.Store(store.LastApplied())
+	f.durable.Store(f.applied.Load())
 	return f
 }
 
@@ -70,7 +90,18 @@ func (f *fsm) Apply(l *hraft.Log) interface{} { return f.ApplyBatch([]*hraft.Log
 // idempotent whatever the handlers do.
 func (f *fsm) ApplyBatch(logs []*hraft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	err := f.store.Update(func(tx *storage.Tx) error {
+	if n := len(logs); n > 0 && logs[n-1].Index <= f.applied.Load() {
+		// All replayed: nothing to write.
+		for i, l := range logs {
+			out[i] = Result{Index: l.Index}
+		}
+		return out
+	}
+	commit := f.store.UpdateNoSync
+	if f.syncEvery == 0 {
+		commit = f.store.Update
+	}
+	err := commit(func(tx *storage.Tx) error {
 		last := tx.LastApplied()
 		for i, l := range logs {
 			if l.Index <= last {
@@ -93,9 +124,18 @@ func (f *fsm) ApplyBatch(logs []*hraft.Log) []interface{} {
 		panic(fmt.Sprintf("outpost: FSM commit failed, node must restart: %v", err))
 	}
 	if n := len(logs); n > 0 {
-		f.applied.Store(logs[n-1].Index)
+		last := logs[n-1].Index
+		f.applied.Store(last)
+		if f.syncEvery == 0 {
+			f.durable.Store(last)
+		} else if last-f.durable.Load() >= f.syncEntries {
+			select {
+			case f.syncNow <- struct{}{}:
+			default:
+			}
+		}
 		if f.onApply != nil {
-			f.onApply(logs[n-1].Index, n)
+			f.onApply(last, n)
 		}
 	}
 	return out
@@ -238,7 +278,14 @@ func applyKVOp(tx kvTarget, c KVCommand) ([]byte, error) {
 	}
 }
 
+// Snapshot is taken only from durable state: the file is synced first, on
+// the FSM goroutine, so the snapshot's index is at or below the durable
+// one and Raft's compaction after it (up to that index) never removes an
+// entry the file does not hold on disk.
 func (f *fsm) Snapshot() (hraft.FSMSnapshot, error) {
+	if err := f.sync(); err != nil {
+		return nil, fmt.Errorf("sync the state file before a snapshot: %w", err)
+	}
 	sn, err := f.store.Snapshot()
 	if err != nil {
 		return nil, err
@@ -253,7 +300,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := f.store.Restore(rc); err != nil {
 		return err
 	}
+	// The image was fsynced before it replaced the file.
 	f.applied.Store(f.store.LastApplied())
+	f.durable.Store(f.applied.Load())
 	f.logger.Info("state restored from snapshot", "applied_index", f.applied.Load())
 	return nil
 }

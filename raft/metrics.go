@@ -3,6 +3,7 @@ package raft
 import (
 	"strings"
 	"sync"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ type metrics struct {
 	collectors    []prometheus.Collector
 	applyDuration prometheus.Histogram
 	batchSize     prometheus.Histogram
+	syncDuration  prometheus.Histogram
 	applied       prometheus.Counter
 	leaderChanges prometheus.Counter
 	tlsFailures   prometheus.Counter
@@ -39,12 +41,16 @@ func newMetrics(reg prometheus.Registerer, r *Region) (*metrics, error) {
 		Name: "outpost_raft_fsm_batch_entries", Help: "Entries applied per FSM batch (one bbolt transaction each).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
+	m.syncDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "outpost_raft_fsm_sync_duration_seconds", Help: "Time to sync the state file to disk (every raft.fsm_sync_interval under writes, and before each snapshot).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
 	m.applied = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_fsm_applied_entries_total", Help: "Log entries applied to the FSM."})
 	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_leader_changes_total", Help: "Leader changes this node observed (including loss of a leader)."})
 	m.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "outpost_raft_tls_handshake_failures_total", Help: "Node-to-node TLS handshakes that failed (peers without this region's CA)."})
 	states := []hraft.RaftState{hraft.Follower, hraft.Candidate, hraft.Leader, hraft.Shutdown}
 	stateGauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "outpost_raft_state", Help: "1 for this node's current Raft state."}, []string{"state"})
-	m.collectors = append(m.collectors, m.applyDuration, m.batchSize, m.applied, m.leaderChanges, m.tlsFailures,
+	m.collectors = append(m.collectors, m.applyDuration, m.batchSize, m.syncDuration, m.applied, m.leaderChanges, m.tlsFailures,
 		&autopilotCollector{m: m, r: r,
 			healthy: prometheus.NewDesc("outpost_autopilot_healthy",
 				"1 when autopilot judges every server healthy. Exported by the leader only: alert on max() over the region's nodes.", nil, nil),
@@ -52,6 +58,8 @@ func newMetrics(reg prometheus.Registerer, r *Region) (*metrics, error) {
 				"Voters the region can lose and keep quorum. Exported by the leader only.", nil, nil)},
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_raft_applied_index", Help: "Last log index applied to this node's FSM."},
 			func() float64 { return float64(r.fsm.applied.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_raft_durable_index", Help: "Last log index whose effect on this node's state file is synced to disk."},
+			func() float64 { return float64(r.fsm.durable.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_fsm_size_bytes", Help: "Size of the bbolt state file."},
 			func() float64 { return float64(r.store.Size()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "outpost_gossip_members", Help: "Live gossip members this node sees, itself included."},
@@ -73,6 +81,8 @@ func (m *metrics) observeBatch(_ uint64, n int) {
 	m.batchSize.Observe(float64(n))
 	m.applied.Add(float64(n))
 }
+
+func (m *metrics) observeSync(d time.Duration) { m.syncDuration.Observe(d.Seconds()) }
 
 func (m *metrics) setAutopilot(healthy bool, tolerance int) {
 	m.apMu.Lock()

@@ -123,11 +123,22 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		return nil, fmt.Errorf("open snapshot store: %w", err)
 	}
 
-	r.fsm = newFSM(store, cfg.Handlers, cfg.Auditor, r.logger)
+	r.fsm = newFSM(store, cfg.Handlers, cfg.Auditor, r.logger, cfg.Tuning)
 	if r.metrics, err = newMetrics(cfg.Registerer, r); err != nil {
 		return nil, err
 	}
 	r.fsm.onApply = r.metrics.observeBatch
+	r.fsm.onSync = r.metrics.observeSync
+	if err := r.checkState(); err != nil {
+		return nil, err
+	}
+	if r.fsm.syncEvery > 0 {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.fsm.syncLoop(r.ctx)
+		}()
+	}
 
 	ln, err := net.Listen("tcp", cfg.RaftBind)
 	if err != nil {
@@ -176,7 +187,8 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	}
 	rc := r.raftConfig()
 	rc.Logger = hl("raft", hclog.Info)
-	r.raft, err = newRaft(rc, r.fsm, r.wal, r.snaps, r.trans)
+	logs := &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger}
+	r.raft, err = newRaft(rc, r.fsm, logs, r.wal, r.snaps, r.trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
@@ -203,13 +215,32 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 // leader's unreplicated entries; hashicorp/raft-wal#31, fixed in the v0.4.1
 // we use), and NewRaft panics reading such a segment from an older data dir. Turn that into an error the operator can
 // act on instead of a crash of the whole process.
-func newRaft(rc *hraft.Config, f *fsm, w *wal.WAL, snaps hraft.SnapshotStore, trans hraft.Transport) (r *hraft.Raft, err error) {
+func newRaft(rc *hraft.Config, f *fsm, logs hraft.LogStore, stable hraft.StableStore, snaps hraft.SnapshotStore, trans hraft.Transport) (r *hraft.Raft, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: reading the Raft log failed: %v (a data dir written by raft-wal v0.4.0 after a log truncation can hold a sealed segment without its index, hashicorp/raft-wal#31; move this node's data dir aside and restart it: the node resyncs from its region)", ErrCorruptLog, p)
 		}
 	}()
-	return hraft.NewRaft(rc, f, w, w, snaps, trans)
+	return hraft.NewRaft(rc, f, logs, stable, snaps, trans)
+}
+
+// checkState logs a state file storage.Open rebuilt and refuses a start
+// whose state file, snapshots and log do not meet (durability.go).
+func (r *Region) checkState() error {
+	var snapIndex uint64
+	if snaps, err := r.snaps.List(); err == nil && len(snaps) > 0 {
+		snapIndex = snaps[0].Index
+	}
+	first, err := r.wal.FirstIndex()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptLog, err)
+	}
+	last, err := r.wal.LastIndex()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptLog, err)
+	}
+	logRecovery(r.logger, r.store.Recovered(), snapIndex, first, last)
+	return checkCoverage(r.store.LastApplied(), snapIndex, first)
 }
 
 // claimDataDir records which node owns dataDir on first use and refuses a

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -29,6 +32,10 @@ var (
 	ErrForeign = errors.New("state file belongs to another region")
 	// ErrCorrupt means the state file cannot be read as a state store.
 	ErrCorrupt = errors.New("state file is corrupt")
+	// ErrClosed means the store was closed.
+	ErrClosed = errors.New("state store is closed")
+	// ErrNewerFormat means the state file was written by a newer Outpost.
+	ErrNewerFormat = errors.New("state file format is newer than this binary")
 )
 
 var (
@@ -64,9 +71,24 @@ type Store struct {
 	mu     sync.RWMutex // guards db against Restore's swap
 	db     *bolt.DB
 	closed bool
+
+	// wmu serialises writers (bbolt does too), so that db.NoSync, the
+	// marker and unsynced change with the commit they belong to.
+	wmu sync.Mutex
+	// unsynced: a commit since the last sync is not yet on disk.
+	unsynced bool
+	// marked: the marker beside the file says it may hold such commits.
+	marked bool
+	// recovered is set when Open replaced a damaged file.
+	recovered *Recovery
 }
 
-// Open opens or creates the state file at path.
+// Open opens or creates the state file at path. A file that is damaged,
+// or that a power loss may have torn (see UpdateNoSync), is moved aside
+// and an empty one started: Recovered says so, and the caller rebuilds the
+// state. Another process's lock, another region's file and a newer format
+// are refused (ErrLocked, ErrForeign, ErrNewerFormat) and the file left
+// alone.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Region == "" {
 		return nil, errors.New("storage: Options.Region is required")
@@ -74,26 +96,39 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
 	}
-	db, err := openDB(path, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &Store{path: path, opts: opts, db: db}, nil
+	return openChecked(path, opts)
 }
 
-func openDB(path string, opts Options) (*bolt.DB, error) {
+// openDB opens the bbolt file and checks its stamps and size. A panic or
+// memory fault while bbolt reads a damaged file (a page pointer past its
+// end) comes back as ErrCorrupt.
+func openDB(path string, opts Options) (db *bolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("open %s: %w: reading the file failed: %v", path, ErrCorrupt, p)
+		}
+	}()
 	// A write that grows the file must remap it, and bbolt's remap waits
 	// for every open read transaction, including a snapshot being
 	// persisted. Reserving address space up front (as etcd does) keeps
 	// writes from stalling behind a snapshot until the file outgrows it.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: InitialMmapSize})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: InitialMmapSize})
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open %s: %w (stop the other outpost process or choose another data dir)", path, ErrLocked)
-		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-			return nil, fmt.Errorf("open %s: %w: %v (move the data dir aside; the node resyncs from its region)", path, ErrCorrupt, err)
+		case isSystemError(err):
+			// The file could not be opened, locked or mapped: not its
+			// content's fault.
+			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
+		// bbolt refused what it read: ErrInvalid, ErrChecksum,
+		// ErrVersionMismatch, "file size too small", a short read.
+		return nil, fmt.Errorf("open %s: %w: %v", path, ErrCorrupt, err)
+	}
+	if err := checkSize(db, path); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := initMeta(db, opts.Region); err != nil {
@@ -101,6 +136,14 @@ func openDB(path string, opts Options) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// isSystemError reports an error of the operating system (opening,
+// locking or mapping the file) rather than of the file's content.
+func isSystemError(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
 }
 
 func initMeta(db *bolt.DB, region string) error {
@@ -123,7 +166,7 @@ func initMeta(db *bolt.DB, region string) error {
 func checkMeta(m *bolt.Bucket, region string, stamp bool) error {
 	if v := m.Get(keyFormat); v != nil {
 		if len(v) != 8 || binary.BigEndian.Uint64(v) > FormatVersion {
-			return fmt.Errorf("%w: format version %x is newer than this binary supports (%d)", ErrCorrupt, v, FormatVersion)
+			return fmt.Errorf("%w: format version %x, this binary supports %d (run a newer outpost)", ErrNewerFormat, v, FormatVersion)
 		}
 	} else if stamp {
 		if err := m.Put(keyFormat, u64(FormatVersion)); err != nil {
@@ -147,7 +190,7 @@ func checkMeta(m *bolt.Bucket, region string, stamp bool) error {
 // Path returns the state file's path.
 func (s *Store) Path() string { return s.path }
 
-// Close closes the state file. Safe to call twice.
+// Close syncs and closes the state file. Safe to call twice.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -155,7 +198,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.db.Close()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return errors.Join(s.syncAndUnmarkLocked(), s.db.Close())
 }
 
 // Tx is a state-store transaction. It is only valid inside the callback
@@ -300,20 +345,14 @@ func (s *Store) View(fn func(*Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return errors.New("storage: store is closed")
+		return ErrClosed
 	}
 	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
 }
 
-// Update runs fn in a read-write transaction, committed with fsync.
-func (s *Store) Update(fn func(*Tx) error) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return errors.New("storage: store is closed")
-	}
-	return s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
-}
+// Update runs fn in a read-write transaction, committed with fsync (which
+// makes every earlier UpdateNoSync durable too).
+func (s *Store) Update(fn func(*Tx) error) error { return s.update(fn, true) }
 
 // LastApplied returns the last applied Raft index recorded in the file.
 func (s *Store) LastApplied() uint64 {
@@ -345,7 +384,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, errors.New("storage: store is closed")
+		return nil, ErrClosed
 	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
@@ -381,8 +420,13 @@ func (s *Store) Restore(r io.Reader) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		os.Remove(tmp)
-		return errors.New("storage: store is closed")
+		return ErrClosed
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	// The image replaces the file whole and was fsynced: nothing of the
+	// old file's unsynced commits matters any more.
+	s.unsynced = false
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("restore: close current: %w", err)
 	}

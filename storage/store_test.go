@@ -57,14 +57,18 @@ func TestOpenRefusals(t *testing.T) {
 			t.Fatalf("err = %v, want ErrForeign", err)
 		}
 	})
-	t.Run("corrupt file", func(t *testing.T) {
+	t.Run("corrupt file moved aside", func(t *testing.T) {
 		bad := filepath.Join(dir, "bad.db")
 		if err := os.WriteFile(bad, bytes.Repeat([]byte("garbage!"), 4096), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Open(bad, Options{Region: "eu"})
-		if !errors.Is(err, ErrCorrupt) {
-			t.Fatalf("err = %v, want ErrCorrupt", err)
+		s, err := Open(bad, Options{Region: "eu"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if rec := s.Recovered(); rec == nil || !errors.Is(rec.Reason, ErrCorrupt) {
+			t.Fatalf("recovered = %+v, want the garbage file replaced as corrupt", rec)
 		}
 	})
 	t.Run("reopen keeps data", func(t *testing.T) {
