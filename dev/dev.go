@@ -56,6 +56,11 @@ type Options struct {
 	Telemetry *agent.TelemetryConfig
 	Out       io.Writer
 	Logger    *slog.Logger
+	// LogLevel, when set, sends the nodes' logs at that level (debug,
+	// info, warn, error) to outpost.log in the data dir; Logger then gets
+	// only the warnings and errors of Outpost's own components, not the
+	// Raft and gossip chatter between nodes (see logs.go).
+	LogLevel string
 
 	// NodeConfig, when set, adjusts each node's config before it starts
 	// (tests: an OIDC provider), with the region's key protector for
@@ -81,6 +86,11 @@ type Region struct {
 	mu    sync.Mutex
 	nodes map[string]*node.Node
 	ids   []string
+	// stopping holds a channel per node being stopped, closed once its
+	// ports are free; StartNode waits for it.
+	stopping map[string]chan struct{}
+
+	logFile *os.File
 
 	agents     []*agent.Agent
 	stopAgents context.CancelFunc
@@ -121,7 +131,7 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 	if opts.Regions != 1 {
 		return nil, fmt.Errorf("--regions %d: Start starts one region; StartFederation starts several", opts.Regions)
 	}
-	d := &Region{opts: opts, region: cmp.Or(opts.Name, "dev"), nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}}
+	d := &Region{opts: opts, region: cmp.Or(opts.Name, "dev"), nodes: map[string]*node.Node{}, ports: map[string]nodePorts{}, stopping: map[string]chan struct{}{}}
 	if opts.DataDir == "" {
 		if d.dataDir, err = os.MkdirTemp("", "outpost-dev-"); err != nil {
 			return nil, err
@@ -138,6 +148,9 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 			d.Stop(context.Background())
 		}
 	}()
+	if err := d.openLog(); err != nil {
+		return nil, fmt.Errorf("the dev log file: %w", err)
+	}
 	if err := d.loadSecrets(); err != nil {
 		return nil, err
 	}
@@ -186,13 +199,24 @@ func (d *Region) waitTokenAccepted(ctx context.Context, timeout time.Duration) e
 	}
 	d.mu.Lock()
 	var urls []string
+	var nodes []*node.Node
+	var applied uint64 // the highest applied index: the token's write is in it
 	for _, id := range d.ids {
 		if n := d.nodes[id]; n != nil {
 			urls = append(urls, n.APIURL())
+			nodes = append(nodes, n)
+			applied = max(applied, n.Region().AppliedIndex())
 		}
 	}
 	d.mu.Unlock()
 	deadline := time.Now().Add(timeout)
+	// Ask a node only once it has applied the token's write: a token it
+	// does not know yet is a refusal it would log as a warning.
+	for _, n := range nodes {
+		for n.Region().AppliedIndex() < applied && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	for _, u := range urls {
 		for {
 			c := api.NewClient(u, strings.TrimSpace(string(tok)))
@@ -433,8 +457,20 @@ func (d *Region) httpAddr(i int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p+i-1)), nil
 }
 
-// StartNode starts (or restarts, on its old ports and data) node id.
+// StartNode starts (or restarts, on its old ports and data) node id. A
+// node still stopping is waited for (up to 30 s): its ports are not free
+// before.
 func (d *Region) StartNode(id string) error {
+	d.mu.Lock()
+	stopping := d.stopping[id]
+	d.mu.Unlock()
+	if stopping != nil {
+		select {
+		case <-stopping:
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("node %s is still stopping after 30s; try again, or see %s", id, cmp.Or(d.logPath(), "the node's log"))
+		}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, running := d.nodes[id]; running {
@@ -525,10 +561,20 @@ func (d *Region) StopNode(id string) error {
 		return fmt.Errorf("node %q is not running (nodes: %s)", id, strings.Join(d.ids, ", "))
 	}
 	delete(d.nodes, id)
+	done := make(chan struct{})
+	d.stopping[id] = done
 	d.mu.Unlock()
 	go func() {
 		time.Sleep(100 * time.Millisecond)
 		n.Kill()
+		d.mu.Lock()
+		delete(d.stopping, id)
+		d.mu.Unlock()
+		close(done)
+		if len(d.ids) == 1 {
+			d.say("  node %s stopped (killed): it was the region's only node, so the region is down; Ctrl-C and run outpost dev again", id)
+			return
+		}
 		d.say("  node %s stopped (killed; start it again with `outpostctl dev start %s`)", id, id)
 	}()
 	return nil
@@ -614,6 +660,9 @@ func (d *Region) Stop(ctx context.Context) error {
 		if err := n.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.ID(), err))
 		}
+	}
+	if d.logFile != nil {
+		errs = append(errs, d.logFile.Close())
 	}
 	if d.tempDir && !d.opts.Keep {
 		errs = append(errs, os.RemoveAll(d.dataDir))

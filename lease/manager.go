@@ -287,6 +287,12 @@ func (m *Manager) renew(ctx context.Context) time.Duration {
 		m.fence(fenceRenewal, "renewal did not commit before lease.duration - lease.drift_margin: "+err.Error())
 		return 0
 	}
+	if errors.Is(err, raft.ErrShutdown) {
+		// This node is stopping: the lease is given up with it (fenced
+		// as "node stopping"), nothing an operator need act on.
+		m.logger.Info("renewing the dispatch lease failed: this node is stopping", "err", err)
+		return 20 * time.Millisecond
+	}
 	m.logger.Warn("renewing the dispatch lease failed; retrying", "err", err)
 	return 20 * time.Millisecond
 }
@@ -300,7 +306,14 @@ func (m *Manager) fence(kind, reason string) {
 	m.mu.Unlock()
 	if was {
 		m.m.fences.WithLabelValues(kind).Inc()
-		m.logger.Warn("stopped dispatching (self-fenced)", "token", token, "reason", reason)
+		// A node that stops on purpose gives its lease up as designed:
+		// said at info. Every other fence is a failure an operator
+		// should hear of.
+		log := m.logger.Warn
+		if kind == fenceStopping {
+			log = m.logger.Info
+		}
+		log("stopped dispatching (self-fenced)", "token", token, "reason", reason)
 		m.hub.Publish(Event{Kind: EventFenced, Node: m.raft.NodeID(), Reason: reason})
 	}
 }

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -172,9 +174,11 @@ func devCommand(stdout, stderr io.Writer) *cobra.Command {
 with its own data dir and real ports, sharing a generated CA and gossip key,
 with in-process agents enrolled in tenant "dev". It prints each node's API,
 the admin login and token, and commands to try. With --regions N, N such
-regions federated with each other. Ctrl-C stops it (exit 0); without --keep
-or --data, the temporary directory is removed.`,
-		Example: "  outpost dev\n  outpost dev --nodes 3 --data /tmp/outpost-dev --log-level info\n  outpost dev --regions 2",
+regions federated with each other. The terminal shows progress and
+Outpost's own warnings; the nodes' logs (Raft and gossip included) go to
+outpost.log in the data dir. Ctrl-C stops it (exit 0); without --keep or
+--data, the temporary directory is removed.`,
+		Example: "  outpost dev\n  outpost dev --nodes 3 --data /tmp/outpost-dev --log-level debug\n  outpost dev --regions 2",
 		RunE: func(c *cobra.Command, _ []string) error {
 			switch observe {
 			case "off":
@@ -184,7 +188,11 @@ or --data, the temporary directory is removed.`,
 				return cli.Usagef("--observe %q: use auto, ebpf, procfs or off", observe)
 			}
 			o.Out = stdout
-			o.Logger = node.NewLogger(node.LogConfig{Level: level, Format: "text"}, stderr)
+			// The terminal gets the progress lines and Outpost's own
+			// warnings and errors; the nodes' logs, Raft and gossip
+			// included, go to outpost.log in the data dir.
+			o.Logger = node.NewLogger(node.LogConfig{Level: "warn", Format: "text"}, stderr)
+			o.LogLevel = level
 			if o.Regions > 1 {
 				return devFederation(c.Context(), o, stdout)
 			}
@@ -199,7 +207,7 @@ or --data, the temporary directory is removed.`,
 	f.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
 	f.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
 	f.StringVar(&observe, "observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
-	f.StringVar(&level, "log-level", "warn", "node log `LEVEL`: debug, info, warn, error")
+	f.StringVar(&level, "log-level", "info", "`LEVEL` of the nodes' log file, outpost.log in the data dir (kept with --keep or --data): debug, info, warn, error")
 	return c
 }
 
@@ -217,15 +225,16 @@ Outpost dev region is up.
   admin login:  admin / %s
   admin token:  %s
   token file:   %s
+  node logs:    %s
 
 Try:
-  export OUTPOST_ADDR=%s OUTPOST_TOKEN=$(cat %s)
+%s  export OUTPOST_ADDR=%s OUTPOST_TOKEN=$(cat %s)
   outpostctl status
   outpostctl agents list     # the dev agents, in tenant "dev" (its admin: dev / password in %s)
   outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
 %s
 Press Ctrl-C to stop.
-`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.APIURL(), d.TokenFile(), d.DevPasswordFile(), queryHint(d, o))
+`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.LogFile(), pathHint(), d.APIURL(), d.TokenFile(), d.DevPasswordFile(), queryHint(d, o))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -252,10 +261,11 @@ func devFederation(ctx context.Context, o dev.Options, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "  %-9s API %s   federation %s   admin / %s   token file %s\n",
 			r.Name(), r.APIURL(), r.FederationAddr(), strings.TrimSpace(string(password)), r.TokenFile())
 	}
+	fmt.Fprintf(stdout, "  node logs: %s in each region's directory, e.g. %s\n", dev.LogFileName, f.Regions[0].LogFile())
 	first, last := f.Regions[0], f.Regions[len(f.Regions)-1]
 	fmt.Fprintf(stdout, `
 Try (against %[1]s; any region works the same):
-  export OUTPOST_ADDR=%[2]s OUTPOST_TOKEN=$(cat %[3]s)
+%[8]s  export OUTPOST_ADDR=%[2]s OUTPOST_TOKEN=$(cat %[3]s)
   outpostctl peers list                 # every peer: state, RTT, data age, cert expiry
   outpostctl global health              # every region's nodes, leader and lease
   OUTPOST_TOKEN=$(cat %[4]s) outpostctl global agents --tenant dev
@@ -265,7 +275,7 @@ Try (against %[1]s; any region works the same):
                                         # views say "timeout" for it and still answer; with 3, its other nodes answer
 
 Press Ctrl-C to stop.
-`, first.Name(), first.APIURL(), first.TokenFile(), first.QueryTokenFile(), last.APIURL(), last.TokenFile(), last.Name())
+`, first.Name(), first.APIURL(), first.TokenFile(), first.QueryTokenFile(), last.APIURL(), last.TokenFile(), last.Name(), pathHint())
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -275,6 +285,22 @@ Press Ctrl-C to stop.
 	}
 	fmt.Fprintln(stdout, "outpost dev: stopped")
 	return nil
+}
+
+// pathHint is a line for the banner when outpostctl is not on PATH: the
+// directory this outpost binary is in, if outpostctl is beside it (a
+// repository checkout's ./bin), else where `make build` puts it.
+func pathHint() string {
+	if _, err := exec.LookPath("outpostctl"); err == nil {
+		return ""
+	}
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		if _, err := os.Stat(filepath.Join(dir, "outpostctl")); err == nil {
+			return fmt.Sprintf("  export PATH=\"%s:$PATH\"   # outpostctl is beside this outpost binary\n", dir)
+		}
+	}
+	return "  # outpostctl is not on your PATH: `make build` puts it in ./bin of the repository\n"
 }
 
 // queryHint is the banner's PromQL example, when an agent observes.

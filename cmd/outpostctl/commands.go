@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -128,9 +130,12 @@ the command fails (exit 1).`
 	for _, action := range []string{"stop", "start"} {
 		short := map[string]string{"stop": "Kill a node of the dev region", "start": "Start a stopped node of the dev region"}[action]
 		dev.AddCommand(&cobra.Command{
-			Use:     action + " NODE",
-			Short:   short,
-			Long:    short + `; print "node NODE stopped" or "node NODE started".`,
+			Use:   action + " NODE",
+			Short: short,
+			Long: short + map[string]string{
+				"stop":  `; print "node NODE stopped" once its API no longer answers. The node is killed, as a crash would; stopping a one-node region's node stops the region.`,
+				"start": `; print "node NODE started". A node still stopping is waited for.`,
+			}[action],
 			Example: "  outpostctl dev " + action + " n1\n  outpostctl dev " + action + " n2 --addr http://127.0.0.1:7071",
 			Args:    cli.Args("NODE"),
 			RunE: func(c *cobra.Command, args []string) error {
@@ -317,15 +322,62 @@ func kvPath(tenant string) string {
 }
 
 func devAction(ctx context.Context, c *client, g *globals, action, id string, w io.Writer) error {
+	// Stopping: where the node answers, to see it stop, and whether it is
+	// the region's only one.
+	var before api.Region
+	if action == "stop" {
+		if err := c.do(ctx, "GET", "/api/v1/region", nil, &before); err != nil {
+			return err
+		}
+	}
 	var res map[string]string
 	if err := c.do(ctx, "POST", "/api/v1/dev/nodes/"+url.PathEscape(id)+"/"+action, nil, &res); err != nil {
 		return err
+	}
+	if action == "stop" {
+		for _, n := range before.Nodes {
+			if n.ID == id && n.APIURL != "" {
+				if err := waitDown(ctx, n.APIURL, 15*time.Second); err != nil {
+					return fmt.Errorf("node %s was told to stop, but %w", id, err)
+				}
+			}
+		}
 	}
 	if g.json {
 		return printJSON(w, res)
 	}
 	fmt.Fprintf(w, "node %s %s\n", id, res["state"])
+	if action == "stop" && len(before.Nodes) == 1 {
+		fmt.Fprintf(w, "%s was the region's only node: the region is down, and no node is left to answer `outpostctl dev start`; stop outpost dev (Ctrl-C) and run it again\n", id)
+	}
 	return nil
+}
+
+// waitDown waits until nothing answers at the API URL u: `dev stop`
+// returns once the node has stopped, so a `dev start` after it finds
+// the ports free.
+func waitDown(ctx context.Context, u string, within time.Duration) error {
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(within)
+	for {
+		req, err := http.NewRequestWithContext(ctx, "GET", strings.TrimSuffix(u, "/")+"/api/v1/health", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil // nothing answers: stopped
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("its API at %s still answers after %v", u, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func dash(s string) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,8 +83,19 @@ func TestDevRegion(t *testing.T) {
 			other = n.APIURL
 		}
 	}
+	leaderURL := ""
+	for _, n := range r.Nodes {
+		if n.ID == r.Leader {
+			leaderURL = n.APIURL
+		}
+	}
 	if code, out := ctl("dev", "stop", r.Leader, "--addr", other); code != 0 {
 		t.Fatalf("dev stop: %d %s", code, out)
+	}
+	// dev stop returns once the node's API no longer answers.
+	if resp, err := http.Get(leaderURL + "/api/v1/health"); err == nil {
+		resp.Body.Close()
+		t.Errorf("dev stop %s returned while its API at %s still answered", r.Leader, leaderURL)
 	}
 	waitFor(t, 20*time.Second, "a new leader", func() bool {
 		code, out := ctl("status", "--json", "--addr", other)
@@ -135,5 +147,62 @@ func TestDevRegion(t *testing.T) {
 	}
 	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
 		t.Fatalf("temp data dir %s was not removed (err %v)", dataDir, err)
+	}
+}
+
+// TestDevQuietStartRunStop: a normal `outpost dev --nodes 3` start, a few
+// commands, and Ctrl-C print progress lines and nothing at WARN or ERROR
+// on the terminal; the nodes' logs, Raft's and gossip's included, are in
+// outpost.log in the data dir, which the banner names.
+func TestDevQuietStartRunStop(t *testing.T) {
+	bin := binaries(t)
+	data := t.TempDir()
+	p := start(t, bin+"/outpost", "dev", "--nodes", "3", "--http", "127.0.0.1:0", "--data", data)
+	var apiURL string
+	waitFor(t, 60*time.Second, "dev to say it is up", func() bool {
+		a := regexp.MustCompile(`API and UI:\s+(http://\S+)`).FindStringSubmatch(p.out.String())
+		if a != nil {
+			apiURL = a[1]
+		}
+		return a != nil && strings.Contains(p.out.String(), "Press Ctrl-C to stop.")
+	})
+	logFile := filepath.Join(data, "outpost.log")
+	if !strings.Contains(p.out.String(), "node logs:    "+logFile) {
+		t.Errorf("the banner does not name the log file %s:\n%s", logFile, p.out.String())
+	}
+	token := readToken(t, filepath.Join(data, "admin.token"))
+	ctl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin+"/outpostctl", args...)
+		cmd.Env = append(os.Environ(), "OUTPOST_ADDR="+apiURL, "OUTPOST_TOKEN="+token)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("outpostctl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	ctl("status")
+	ctl("kv", "put", "quiet", "yes")
+	ctl("agents", "list")
+	p.signal(syscall.SIGINT)
+	if code := p.wait(t, 60*time.Second); code != 0 {
+		t.Fatalf("dev exited %d after Ctrl-C:\n%s", code, p.out.String())
+	}
+	for _, l := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			t.Errorf("a warning or error on the terminal in a normal run: %s", l)
+		}
+	}
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"component=raft", "component=gossip", "node=n1"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("outpost.log has no %q line", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("terminal:\n%s", p.out.String())
 	}
 }
