@@ -49,6 +49,12 @@ type Options struct {
 	Name       string
 	Federation bool
 	Agents     int // in-process agents, enrolled in tenant "dev"; default 0
+	// AgentsBind is where the nodes' agent ports listen and what agents
+	// are told to dial: HOST, or HOST:PORT with node i on PORT+i-1.
+	// Default 127.0.0.1 on free ports, which only this machine reaches;
+	// an address another host (or a network namespace) reaches lets an
+	// outpost-agent there enroll. Raft, gossip and the API stay as they are.
+	AgentsBind string
 	// Telemetry, when set, turns on the first agent's data plane: it
 	// observes this machine (eBPF as root, else procfs, saying why), and
 	// exports to the node it is attached to. The others stay control-
@@ -91,6 +97,7 @@ type Region struct {
 	stopping map[string]chan struct{}
 
 	logFile *os.File
+	envFile string // EnvFile, once written
 
 	agents     []*agent.Agent
 	stopAgents context.CancelFunc
@@ -178,6 +185,9 @@ func Start(ctx context.Context, opts Options) (_ *Region, err error) {
 		return nil, err
 	}
 	d.say("  region admin token written to %s", tokenFile)
+	if err := d.writeEnv(); err != nil {
+		return nil, err
+	}
 	if opts.beforeSetup != nil {
 		opts.beforeSetup(d)
 	}
@@ -457,6 +467,64 @@ func (d *Region) httpAddr(i int) (string, error) {
 	return net.JoinHostPort(host, strconv.Itoa(p+i-1)), nil
 }
 
+// agentsHost is the host of --agents-bind: the address agents dial.
+func (d *Region) agentsHost() string {
+	if h, _, err := net.SplitHostPort(d.opts.AgentsBind); err == nil {
+		return h
+	}
+	return cmp.Or(d.opts.AgentsBind, "127.0.0.1")
+}
+
+// agentsAddr is the agent port of node i (1-based): --agents-bind's port
+// plus i-1, or a free port when it names none.
+func (d *Region) agentsAddr(i int) (string, error) {
+	host := d.agentsHost()
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return "", fmt.Errorf("--agents-bind %q: give an IP address of this machine that agents dial (e.g. 127.0.0.1 or a link's address), not a name or a wildcard", d.opts.AgentsBind)
+	}
+	_, port, err := net.SplitHostPort(d.opts.AgentsBind)
+	if err != nil {
+		return net.JoinHostPort(host, "0"), nil
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p+i-1 > 65535 {
+		return "", fmt.Errorf("--agents-bind %q: bad port", d.opts.AgentsBind)
+	}
+	if p == 0 {
+		return net.JoinHostPort(host, "0"), nil
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p+i-1)), nil
+}
+
+// EnvFile is where the region's credentials are, for a shell to source:
+// a name that depends only on the first node's API port, so two dev
+// regions on one machine each have their own, and a script need not
+// guess a temporary directory's name.
+func (d *Region) EnvFile() string {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(d.APIURL(), "http://"))
+	return filepath.Join(os.TempDir(), "outpost-dev-"+port+".env")
+}
+
+// writeEnv writes EnvFile (0600: it holds the admin token).
+func (d *Region) writeEnv() error {
+	tok, err := os.ReadFile(d.TokenFile())
+	if err != nil {
+		return err
+	}
+	body := fmt.Sprintf("# outpost dev region %q (data in %s), while it runs. In a shell: . %s\n"+
+		"export OUTPOST_ADDR=%s\nexport OUTPOST_TOKEN=%s\nexport OUTPOST_DEV_DATA=%s\n",
+		d.region, d.dataDir, d.EnvFile(), d.APIURL(), strings.TrimSpace(string(tok)), d.dataDir)
+	tmp := d.EnvFile() + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		return fmt.Errorf("writing the region's environment file: %w", err)
+	}
+	if err := os.Rename(tmp, d.EnvFile()); err != nil {
+		return fmt.Errorf("writing the region's environment file: %w", err)
+	}
+	d.envFile = d.EnvFile()
+	return nil
+}
+
 // StartNode starts (or restarts, on its old ports and data) node id. A
 // node still stopping is waited for (up to 30 s): its ports are not free
 // before.
@@ -486,7 +554,16 @@ func (d *Region) StartNode(id string) error {
 		if err != nil {
 			return err
 		}
-		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0", Agents: "127.0.0.1:0"}
+		ports = nodePorts{HTTP: h, Raft: "127.0.0.1:0", Gossip: "127.0.0.1:0"}
+	}
+	agentsBind, err := d.agentsAddr(i + 1)
+	if err != nil {
+		return err
+	}
+	// The ports file's agent port is kept on a restart, unless
+	// --agents-bind now names another host.
+	if oldHost, _, _ := net.SplitHostPort(ports.Agents); ports.Agents == "" || oldHost != d.agentsHost() {
+		ports.Agents = agentsBind
 	}
 	if d.opts.Federation && ports.Federation == "" {
 		ports.Federation = "127.0.0.1:0"
@@ -504,10 +581,7 @@ func (d *Region) StartNode(id string) error {
 	cfg.AdminTokenFile = d.TokenFile()
 	cfg.HTTP.Bind = ports.HTTP
 	cfg.Raft.Bind, cfg.Gossip.Bind = ports.Raft, ports.Gossip
-	cfg.Agents.Bind = ports.Agents
-	if cfg.Agents.Bind == "" { // a ports file from before the agent port
-		cfg.Agents.Bind = "127.0.0.1:0"
-	}
+	cfg.Agents.Bind, cfg.Agents.Advertise = ports.Agents, d.agentsHost()
 	cfg.Gossip.Seeds = seeds
 	if d.opts.Federation {
 		cfg.Federation.Bind = ports.Federation
@@ -527,7 +601,6 @@ func (d *Region) StartNode(id string) error {
 	// connection may briefly hold it as its ephemeral source port, so
 	// retry a port in use for a few seconds before giving up.
 	var n *node.Node
-	var err error
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		n, err = node.Start(cfg, node.Options{Logger: d.opts.Logger, GossipKey: d.key, CA: d.ca, Dev: d, Keys: d.keys,
 			StopDrill: func(restartAfter time.Duration) { d.crash(id, restartAfter) }})
@@ -660,6 +733,9 @@ func (d *Region) Stop(ctx context.Context) error {
 		if err := n.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("node %s: %w", n.ID(), err))
 		}
+	}
+	if d.envFile != "" {
+		_ = os.Remove(d.envFile) // the region it names is gone
 	}
 	if d.logFile != nil {
 		errs = append(errs, d.logFile.Close())

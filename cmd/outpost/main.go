@@ -178,7 +178,7 @@ regions federated with each other. The terminal shows progress and
 Outpost's own warnings; the nodes' logs (Raft and gossip included) go to
 outpost.log in the data dir. Ctrl-C stops it (exit 0); without --keep or
 --data, the temporary directory is removed.`,
-		Example: "  outpost dev\n  outpost dev --nodes 3 --data /tmp/outpost-dev --log-level debug\n  outpost dev --regions 2",
+		Example: "  outpost dev\n  outpost dev --nodes 3 --data /tmp/outpost-dev --log-level debug\n  outpost dev --regions 2\n  outpost dev --agents-bind 10.203.0.1   # agents on another host or namespace dial 10.203.0.1",
 		RunE: func(c *cobra.Command, _ []string) error {
 			switch observe {
 			case "off":
@@ -206,6 +206,7 @@ outpost.log in the data dir. Ctrl-C stops it (exit 0); without --keep or
 	f.StringVar(&o.DataDir, "data", "", "data `DIR` (default: a new temp dir, removed on exit unless --keep)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temp data dir on exit")
 	f.IntVar(&o.Agents, "agents", 1, "in-process agents, enrolled in tenant \"dev\" (0 for none)")
+	f.StringVar(&o.AgentsBind, "agents-bind", "127.0.0.1", "`ADDR` (IP or IP:PORT; node i takes the next port) of the nodes' agent ports, which agents dial: an address another host reaches lets outpost-agent there enroll")
 	f.StringVar(&observe, "observe", dataplane.ModeAuto, "how the first agent observes this machine: auto (eBPF when run as root, else procfs, saying why), ebpf, procfs, or off")
 	f.StringVar(&level, "log-level", "info", "`LEVEL` of the nodes' log file, outpost.log in the data dir (kept with --keep or --data): debug, info, warn, error")
 	return c
@@ -229,12 +230,13 @@ Outpost dev region is up.
 
 Try:
 %s  export OUTPOST_ADDR=%s OUTPOST_TOKEN=$(cat %s)
+                             # or, from any shell while it runs: . %s
   outpostctl status
   outpostctl agents list     # the dev agents, in tenant "dev" (its admin: dev / password in %s)
   outpostctl dev stop n1     # with --nodes 3: kill a node, then run status against another node
 %s
 Press Ctrl-C to stop.
-`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.LogFile(), pathHint(), d.APIURL(), d.TokenFile(), d.DevPasswordFile(), queryHint(d, o))
+`, d.APIURL(), strings.TrimSpace(string(password)), strings.TrimSpace(string(token)), d.TokenFile(), d.LogFile(), pathHint(), d.APIURL(), d.TokenFile(), d.EnvFile(), d.DevPasswordFile(), queryHint(d, o))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\noutpost dev: stopping...")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -181,6 +181,19 @@ func TestDevQuietStartRunStop(t *testing.T) {
 		}
 		return string(out)
 	}
+	// The environment file the banner names sets up a shell.
+	env := regexp.MustCompile(`from any shell while it runs: \. (\S+)`).FindStringSubmatch(p.out.String())
+	if env == nil {
+		t.Fatalf("the banner names no environment file:\n%s", p.out.String())
+	}
+	if fi, err := os.Stat(env[1]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("environment file %s: %v (want mode 0600)", env[1], err)
+	}
+	sh := exec.Command("bash", "-c", ". "+env[1]+" && "+bin+"/outpostctl kv put sourced yes && test -d \"$OUTPOST_DEV_DATA\"")
+	sh.Env = append(os.Environ(), "OUTPOST_ADDR=", "OUTPOST_TOKEN=")
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("a shell that sourced %s: %v\n%s", env[1], err, out)
+	}
 	ctl("status")
 	ctl("kv", "put", "quiet", "yes")
 	ctl("agents", "list")
@@ -192,6 +205,9 @@ func TestDevQuietStartRunStop(t *testing.T) {
 		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
 			t.Errorf("a warning or error on the terminal in a normal run: %s", l)
 		}
+	}
+	if _, err := os.Stat(env[1]); !os.IsNotExist(err) {
+		t.Errorf("environment file %s still there after the region stopped (%v)", env[1], err)
 	}
 	b, err := os.ReadFile(logFile)
 	if err != nil {

@@ -109,7 +109,13 @@ func TestReadmeTour(t *testing.T) {
 	}
 
 	// The dispatch the tour sent reached the dev agent and was applied.
-	dirs, _ := filepath.Glob(filepath.Join(tmp, "outpost-dev-*"))
+	var dirs []string
+	matches, _ := filepath.Glob(filepath.Join(tmp, "outpost-dev-*"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && fi.IsDir() {
+			dirs = append(dirs, m)
+		}
+	}
 	if len(dirs) != 1 {
 		t.Fatalf("data dirs under TMPDIR: %v, want one", dirs)
 	}
