@@ -73,7 +73,7 @@ func TestBuildReport(t *testing.T) {
 	}
 }
 
-// TestReportJSON: the report has exactly DESIGN.md's keys plus timings,
+// TestReportJSON: the report has exactly docs/cli.md's keys plus timings,
 // the stale probes that did not test the fence (stale_not_appended,
 // stale_bad_command) and the probe read-back (probes_committed,
 // probes_lost), and per_round is an array even when empty.

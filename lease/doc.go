@@ -1,5 +1,5 @@
 // Package lease holds the region's dispatch lease and its fencing tokens,
-// and the dispatcher that issues fenced dispatches (DESIGN.md, "Lease and
+// and the dispatcher that issues fenced dispatches (ARCHITECTURE.md, "Lease and
 // fencing").
 //
 // The lease lives in the FSM as State{Holder, Token, Duration}. Token only

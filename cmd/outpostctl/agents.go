@@ -177,7 +177,7 @@ func agentsPath(tenant string) string {
 	return tenantPath(tenant) + "/agents"
 }
 
-// agentJSON is DESIGN.md's stable shape of `agents list --json`, plus the
+// agentJSON is the stable shape of `agents list --json` (docs/cli.md), plus the
 // fields this node adds.
 type agentJSON struct {
 	ID           string    `json:"id"`

@@ -18,7 +18,7 @@ import (
 // TestOpsAgainstDevRegion runs the dispatch and drill commands against a
 // real 3-node region on loopback: a dispatch sent to a follower reaches
 // the holder, the event stream shows it, a transfer drill reports in
-// DESIGN.md's JSON, and a partitioned node heals.
+// the JSON docs/cli.md documents, and a partitioned node heals.
 //
 //	go test -race -run TestOpsAgainstDevRegion -v ./cmd/outpostctl
 func TestOpsAgainstDevRegion(t *testing.T) {

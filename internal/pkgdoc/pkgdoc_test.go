@@ -1,5 +1,5 @@
 // Package pkgdoc holds repository-wide checks: every package has a doc
-// comment, the import direction DESIGN.md sets holds, and crypto
+// comment, the import direction ARCHITECTURE.md sets holds, and crypto
 // primitives are imported only by reviewed packages.
 package pkgdoc
 
@@ -72,7 +72,7 @@ func TestEveryPackageDocumented(t *testing.T) {
 	}
 }
 
-// TestImportDirection enforces DESIGN.md: dependencies point inward, and
+// TestImportDirection enforces ARCHITECTURE.md: dependencies point inward, and
 // the CLI links no server code.
 func TestImportDirection(t *testing.T) {
 	rules := []struct {
