@@ -92,8 +92,18 @@ func (s *syncBuf) String() string {
 
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startTee(t, bin, nil, args...)
+}
+
+// startTee is start with the output also written to tee, when set.
+func startTee(t *testing.T, bin string, tee io.Writer, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(bin, args...), out: &syncBuf{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if tee != nil {
+		w := io.MultiWriter(p.out, tee)
+		p.cmd.Stdout, p.cmd.Stderr = w, w
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
