@@ -104,16 +104,19 @@ func lineKey(l int) int {
 }
 
 // syntaxProblem words a YAML parse error ("yaml: line 3: mapping values
-// are not allowed in this context").
+// are not allowed in this context"). The YAML library gives a syntax
+// error no structure, only this text: the line is read from it for the
+// report, and nothing is decided on it (the error is a problem either
+// way).
 func syntaxProblem(err error) ConfigProblem {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0
-	if m := regexp.MustCompile(`^line (\d+): (.*)$`).FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
-	return ConfigProblem{Line: line, Msg: "not valid YAML: " + msg}
+	m := syntaxText.FindStringSubmatch(err.Error())
+	line, _ := strconv.Atoi(m[1])
+	return ConfigProblem{Line: line, Msg: "not valid YAML: " + m[2]}
 }
+
+// syntaxText splits a YAML syntax error's text into its line (if any) and
+// the rest; it matches any text.
+var syntaxText = regexp.MustCompile(`(?s)^(?:yaml: )?(?:line (\d+): )?(.*)$`)
 
 // fieldPattern is the field a Validate message begins with: every check
 // names the field first, as YAML writes it.
