@@ -188,7 +188,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	rc := r.raftConfig()
 	rc.Logger = hl("raft", hclog.Info)
 	logs := &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger}
-	r.raft, err = newRaft(rc, r.fsm, logs, r.wal, r.snaps, r.trans)
+	r.raft, err = newRaft(rc, r.fsm, logs, r.wal, r.snaps, &pipelineTransport{NetworkTransport: r.trans})
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}

@@ -48,11 +48,15 @@ import (
 )
 
 var variants = []variant{
-	{name: "baseline", safe: true, note: "raft.Open today", tweak: func(*labConfig) {}},
+	{name: "baseline", safe: true, note: "raft.Open today (state file synced every 100ms)", tweak: func(*labConfig) {}},
+	{name: "fsmsyncbatch", safe: true, note: "state file fsynced every batch (fsm_sync_interval 0, before issue 20)",
+		tweak: func(c *labConfig) { c.tuning.FSMSyncInterval = 0 }},
 	{name: "logcache", safe: true, note: "hraft.NewLogCache(512) in front of raft-wal",
 		tweak: func(c *labConfig) { c.logCache = 512 }},
 	{name: "inflight1", safe: true, note: "MaxRPCsInFlight 1 (no pipelining)",
 		tweak: func(c *labConfig) { c.inFlight = 1 }},
+	{name: "inflight2", safe: true, note: "MaxRPCsInFlight 2 (pipelining, hashicorp/raft's default)",
+		tweak: func(c *labConfig) { c.inFlight = 2 }},
 	{name: "inflight8", safe: true, note: "MaxRPCsInFlight 8",
 		tweak: func(c *labConfig) { c.inFlight = 8 }},
 	{name: "commit1ms", safe: true, note: "CommitTimeout 1ms",

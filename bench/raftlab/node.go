@@ -36,7 +36,7 @@ type labConfig struct {
 	tuning     raft.Tuning
 	raft       func(*hraft.Config)
 	maxPool    int
-	inFlight   int  // NetworkTransportConfig.MaxRPCsInFlight; 0 = hraft default (2)
+	inFlight   int  // NetworkTransportConfig.MaxRPCsInFlight (raft.Open: 1); 0 = hraft default (2)
 	logCache   int  // entries in an hraft.LogCache in front of raft-wal; 0 = none
 	plainTCP   bool // diagnostic: no TLS between nodes
 	fsmNoSync  bool // diagnostic: bbolt without fsync (NOT crash safe)
@@ -45,7 +45,7 @@ type labConfig struct {
 }
 
 func defaultLabConfig() labConfig {
-	return labConfig{tuning: raft.DefaultTuning(), raft: func(*hraft.Config) {}, maxPool: 4}
+	return labConfig{tuning: raft.DefaultTuning(), raft: func(*hraft.Config) {}, maxPool: 4, inFlight: 1}
 }
 
 // labNode is one replica node: hashicorp/raft over raft-wal, the Outpost
@@ -235,8 +235,9 @@ func (s *tlsStream) Dial(addr hraft.ServerAddress, timeout time.Duration) (net.C
 }
 
 // labFSM applies entries exactly as Outpost's FSM does (raft/fsm.go: one
-// bbolt transaction per batch, KV puts decoded with raft.DecodeKV, the last
-// applied index written in the same transaction). By default it uses the
+// bbolt transaction per batch, committed without fsync and synced every
+// fsm_sync_interval, KV puts decoded with raft.DecodeKV, the last applied
+// index written in the same transaction). By default it uses the
 // real storage.Store; the bbolt-option variants open bbolt directly with
 // the same layout.
 type labFSM struct {
@@ -244,6 +245,11 @@ type labFSM struct {
 	rec   *recorder
 	store *storage.Store
 	db    *bolt.DB
+	// syncEvery > 0: batches commit without fsync and the file is synced
+	// on this interval, as raft.Open's FSM does (fsm_sync_interval).
+	syncEvery time.Duration
+	stop      chan struct{}
+	stopped   chan struct{}
 }
 
 var _ hraft.BatchingFSM = (*labFSM)(nil)
@@ -253,6 +259,10 @@ func openLabFSM(path string, node int, cfg labConfig, rec *recorder) (*labFSM, e
 	if !cfg.fsmNoSync && !cfg.fsmNoFLSyn {
 		s, err := storage.Open(path, storage.Options{Region: "lab"})
 		f.store = s
+		if err == nil && cfg.tuning.FSMSyncInterval > 0 {
+			f.syncEvery, f.stop, f.stopped = cfg.tuning.FSMSyncInterval, make(chan struct{}), make(chan struct{})
+			go f.syncLoop()
+		}
 		return f, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: storage.InitialMmapSize, NoSync: cfg.fsmNoSync, NoFreelistSync: cfg.fsmNoFLSyn})
@@ -271,7 +281,30 @@ func openLabFSM(path string, node int, cfg labConfig, rec *recorder) (*labFSM, e
 	return f, err
 }
 
+// syncLoop syncs the state file every syncEvery, as raft's fsm.syncLoop.
+func (f *labFSM) syncLoop() {
+	defer close(f.stopped)
+	t := time.NewTicker(f.syncEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stop:
+			return
+		case <-t.C:
+			t0 := time.Now()
+			if _, err := f.store.Sync(); err != nil {
+				panic(fmt.Sprintf("raftlab: sync failed: %v", err))
+			}
+			f.rec.sync(f.node, t0, time.Now())
+		}
+	}
+}
+
 func (f *labFSM) close() {
+	if f.stop != nil {
+		close(f.stop)
+		<-f.stopped
+	}
 	if f.store != nil {
 		f.store.Close()
 	}
@@ -287,7 +320,11 @@ func (f *labFSM) ApplyBatch(logs []*hraft.Log) []any {
 	out := make([]any, len(logs))
 	var err error
 	if f.store != nil {
-		err = f.store.Update(func(tx *storage.Tx) error {
+		commit := f.store.Update
+		if f.syncEvery > 0 {
+			commit = f.store.UpdateNoSync
+		}
+		err = commit(func(tx *storage.Tx) error {
 			last := tx.LastApplied()
 			for i, l := range logs {
 				out[i] = raft.Result{Index: l.Index}
@@ -333,9 +370,12 @@ func applyKV(l *hraft.Log, put func(bucket, key, value []byte) error) raft.Resul
 	return raft.Result{Index: l.Index, Err: err}
 }
 
-// Snapshot pins a read transaction, as Outpost's FSM does.
+// Snapshot syncs, then pins a read transaction, as Outpost's FSM does.
 func (f *labFSM) Snapshot() (hraft.FSMSnapshot, error) {
 	if f.store != nil {
+		if _, err := f.store.Sync(); err != nil {
+			return nil, err
+		}
 		sn, err := f.store.Snapshot()
 		if err != nil {
 			return nil, err

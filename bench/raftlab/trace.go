@@ -37,8 +37,8 @@ type recorder struct {
 	// io holds the times TLS reads returned and writes completed on the
 	// Raft connections, by stream; a stream's times are in order.
 	io map[ioStream][]time.Time
-	// per node: log writes and FSM batches while enabled
-	stores, applies map[int]*busy
+	// per node: log writes, FSM batches and state-file syncs while enabled
+	stores, applies, syncs map[int]*busy
 }
 
 // busy sums one kind of step on one node: calls, entries, time spent.
@@ -69,7 +69,7 @@ type ioStream struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{ops: map[uint64]*opTrace{}, io: map[ioStream][]time.Time{}, stores: map[int]*busy{}, applies: map[int]*busy{}}
+	return &recorder{ops: map[uint64]*opTrace{}, io: map[ioStream][]time.Time{}, stores: map[int]*busy{}, applies: map[int]*busy{}, syncs: map[int]*busy{}}
 }
 
 func (r *recorder) ioEvent(s ioStream, t time.Time) {
@@ -97,7 +97,7 @@ func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.on, r.ops, r.all, r.io = false, map[uint64]*opTrace{}, nil, map[ioStream][]time.Time{}
-	r.stores, r.applies = map[int]*busy{}, map[int]*busy{}
+	r.stores, r.applies, r.syncs = map[int]*busy{}, map[int]*busy{}, map[int]*busy{}
 }
 
 func (r *recorder) enable(on bool) {
@@ -143,6 +143,15 @@ func (r *recorder) apply(node int, logs []*hraft.Log, t0, t1 time.Time) {
 			t := r.opLocked(l.Index)
 			t.applies = append(t.applies, span{node, t0, t1})
 		}
+	}
+}
+
+// sync records one state-file sync (fsm_sync_interval) on node.
+func (r *recorder) sync(node int, t0, t1 time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.on {
+		bump(r.syncs, node, 0, t1.Sub(t0))
 	}
 }
 
@@ -345,7 +354,7 @@ func (r *recorder) utilisation(leader int, window time.Duration) string {
 	for _, kind := range []struct {
 		name string
 		m    map[int]*busy
-	}{{"log writes", r.stores}, {"FSM batches", r.applies}} {
+	}{{"log writes", r.stores}, {"FSM batches", r.applies}, {"state syncs", r.syncs}} {
 		for node := range 3 {
 			u := kind.m[node]
 			if u == nil || u.calls == 0 {

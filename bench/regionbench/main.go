@@ -47,6 +47,7 @@ import (
 
 type config struct {
 	writers         []int
+	pairs           int // measurements of each system per level, interleaved
 	warmup          time.Duration
 	duration        time.Duration
 	failoverRounds  int
@@ -69,6 +70,7 @@ func main() {
 	cfg := config{guard: defaultGuard}
 	var writers string
 	flag.StringVar(&writers, "writers", "1,16,64", "comma-separated concurrent writer counts, one table row each")
+	flag.IntVar(&cfg.pairs, "pairs", 3, "measurements per system and level, run interleaved (outpost, etcd, outpost, etcd, …); the table gives medians and the spread")
 	flag.DurationVar(&cfg.warmup, "warmup", time.Second, "unrecorded warm-up before each level")
 	flag.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured time per level")
 	flag.IntVar(&cfg.failoverRounds, "failover-rounds", 5, "leader kills per system (0 skips failover)")
@@ -111,9 +113,9 @@ func parseInts(s string) ([]int, error) {
 
 // systemResult is everything measured for one system.
 type systemResult struct {
-	levels   []writeload.Result
-	busy     []float64     // per level: share of a CPU other processes used meanwhile (-1: unknown)
-	rpc      time.Duration // etcd only: p50 of a client round trip that writes nothing
+	levels   [][]writeload.Result // per level, one per pair in the order run
+	busy     []float64            // per level: most of a CPU other processes used in one of its measurements (-1: unknown)
+	rpc      time.Duration        // etcd only: p50 of a client round trip that writes nothing
 	failover failoverSummary
 	skipped  string // why the system was not measured
 }
@@ -145,6 +147,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			defer os.RemoveAll(dir)
 		}
 	}
+	loadStart := loadAvg()
 	fsyncP50, err := measureFsync(dir)
 	if err != nil {
 		return err
@@ -163,18 +166,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	tuning := raft.DefaultTuning()
 	printHeader(out, cfg, tuning, etcdVer, fsyncP50)
 
-	fmt.Fprintln(out, "running outpost …")
-	op, err := benchOutpost(ctx, cfg, filepath.Join(dir, "outpost"))
+	op, et, err := benchWrites(ctx, cfg, dir, etcdSkip, out)
 	if err != nil {
-		return fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
-	}
-	et := systemResult{skipped: etcdSkip}
-	if !cfg.noEtcd {
-		fmt.Fprintln(out, "running etcd …")
-		et, err = benchEtcd(ctx, cfg, filepath.Join(dir, "etcd"))
-		if err != nil {
-			return fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
-		}
+		return err
 	}
 	var drills []api.DrillReport
 	if cfg.leaseRounds > 0 {
@@ -183,10 +177,25 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return fmt.Errorf("lease drills: %w (node data: %s; rerun with -keep)", err, leaseDir(dir))
 		}
 	}
+	fsyncEnd, err := measureFsync(dir)
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(out)
 	printTable(out, cfg, op, et)
 	printLeaseTable(out, drills, et)
+	fmt.Fprintf(out, "\nfsync p50 here: %s before the run, %s after; load average before: %s, after: %s\n", fmtDur(fsyncP50), fmtDur(fsyncEnd), loadStart, loadAvg())
 	return nil
+}
+
+// loadAvg is the first three fields of /proc/loadavg ("" elsewhere).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func findEtcd(bin string) (path, version string, err error) {
@@ -204,87 +213,123 @@ func findEtcd(bin string) (path, version string, err error) {
 	return bin, v, err
 }
 
-func benchOutpost(ctx context.Context, cfg config, dir string) (systemResult, error) {
-	var res systemResult
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, err
+// benchWrites runs both systems side by side and measures each level
+// interleaved: outpost, etcd, outpost, etcd, … cfg.pairs times, so that a
+// noisy minute (a fsync slowdown, another job) falls on both and a
+// ratio is taken within each pair. Then each system's failover.
+func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.Writer) (op, et systemResult, err error) {
+	et.skipped = etcdSkip
+	fmt.Fprintln(out, "starting outpost …")
+	if err := os.MkdirAll(filepath.Join(dir, "outpost"), 0o700); err != nil {
+		return op, et, err
 	}
-	o, err := startOutpost(ctx, dir, 3, cfg.outpostGOGC)
+	o, err := startOutpost(ctx, filepath.Join(dir, "outpost"), 3, cfg.outpostGOGC)
 	if err != nil {
-		return res, err
+		return op, et, fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
 	}
 	defer o.Close()
-	for _, n := range cfg.writers {
-		attempt := 0
-		m, busy := hostload.Run(cfg.guard, func() measured {
-			attempt++
-			ld, err := o.settle(ctx, 30*time.Second)
-			if err != nil {
-				return measured{err: err}
-			}
-			r, err := o.load(ctx, ld, loadRequest{Run: fmt.Sprintf("w%d-%d", n, attempt), Writers: n, Warmup: cfg.warmup, Measure: cfg.duration})
-			return measured{r, err}
-		})
-		if m.err != nil {
-			return res, m.err
+	var c *etcdCluster
+	if !cfg.noEtcd {
+		fmt.Fprintln(out, "starting etcd …")
+		if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
+			return op, et, err
 		}
-		res.levels, res.busy = append(res.levels, m.res), append(res.busy, busy)
+		if c, err = startEtcd(ctx, filepath.Join(dir, "etcd"), 3, cfg.etcd); err != nil {
+			return op, et, fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
+		}
+		defer c.Close()
+	}
+	for _, n := range cfg.writers {
+		var ol, el []writeload.Result
+		var ob, eb float64
+		for pair := range max(1, cfg.pairs) {
+			r, busy, err := measureOutpost(ctx, cfg, o, n, pair)
+			if err != nil {
+				return op, et, fmt.Errorf("outpost: %w", err)
+			}
+			ol, ob = append(ol, r), max(ob, busy)
+			fmt.Fprintf(out, "  %2d writers, pair %d: outpost %6.0f/s p99 %s", n, pair+1, r.PerSecond(), fmtDur(r.P99))
+			if c != nil {
+				r, busy, err := measureEtcd(ctx, cfg, c, n, pair)
+				if err != nil {
+					return op, et, fmt.Errorf("etcd: %w", err)
+				}
+				el, eb = append(el, r), max(eb, busy)
+				fmt.Fprintf(out, ", etcd %6.0f/s p99 %s, ratio %.2f×", r.PerSecond(), fmtDur(r.P99), ol[pair].PerSecond()/r.PerSecond())
+			}
+			fmt.Fprintln(out)
+		}
+		op.levels, op.busy = append(op.levels, ol), append(op.busy, ob)
+		if c != nil {
+			et.levels, et.busy = append(et.levels, el), append(et.busy, eb)
+		}
 	}
 	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
 		return outpostFailover(ctx, o, i, cfg.failoverAttempt)
 	})
-	res.failover = summarizeFailover(rounds)
-	return res, err
-}
-
-func benchEtcd(ctx context.Context, cfg config, dir string) (systemResult, error) {
-	var res systemResult
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return res, err
-	}
-	c, err := startEtcd(ctx, dir, 3, cfg.etcd)
+	op.failover = summarizeFailover(rounds)
 	if err != nil {
-		return res, err
+		return op, et, fmt.Errorf("outpost: %w", err)
 	}
-	defer c.Close()
-	value := string(writeload.Value())
-	for _, n := range cfg.writers {
-		attempt := 0
-		m, busy := hostload.Run(cfg.guard, func() measured {
-			attempt++
-			ld, err := c.settle(ctx, 30*time.Second)
-			if err != nil {
-				return measured{err: err}
-			}
-			clis, err := etcdClients(max(1, cfg.etcdClients), ld)
-			if err != nil {
-				return measured{err: err}
-			}
-			defer func() {
-				for _, cli := range clis {
-					cli.Close()
-				}
-			}()
-			run := fmt.Sprintf("w%d-%d", n, attempt)
-			return measured{res: writeload.Run(ctx, writeload.Options{Writers: n, Warmup: cfg.warmup, Measure: cfg.duration},
-				func(ctx context.Context, w, seq int) error {
-					_, err := clis[w%len(clis)].Put(ctx, string(writeload.Key(run, w, seq)), value)
-					return err
-				})}
-		})
-		if m.err != nil {
-			return res, m.err
-		}
-		res.levels, res.busy = append(res.levels, m.res), append(res.busy, busy)
+	if c == nil {
+		return op, et, nil
 	}
-	if res.rpc, err = etcdRoundTrip(ctx, c); err != nil {
-		return res, err
+	if et.rpc, err = etcdRoundTrip(ctx, c); err != nil {
+		return op, et, fmt.Errorf("etcd: %w", err)
 	}
-	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
+	rounds, err = failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
 		return etcdFailover(ctx, c, i, cfg.failoverAttempt)
 	})
-	res.failover = summarizeFailover(rounds)
-	return res, err
+	et.failover = summarizeFailover(rounds)
+	if err != nil {
+		return op, et, fmt.Errorf("etcd: %w", err)
+	}
+	return op, et, nil
+}
+
+// measureOutpost runs one level on the region's leader, measured again
+// (up to the guard's attempts) if other processes were busy meanwhile.
+func measureOutpost(ctx context.Context, cfg config, o *outpostRegion, n, pair int) (writeload.Result, float64, error) {
+	attempt := 0
+	m, busy := hostload.Run(cfg.guard, func() measured {
+		attempt++
+		ld, err := o.settle(ctx, 30*time.Second)
+		if err != nil {
+			return measured{err: err}
+		}
+		r, err := o.load(ctx, ld, loadRequest{Run: fmt.Sprintf("w%d-%d-%d", n, pair, attempt), Writers: n, Warmup: cfg.warmup, Measure: cfg.duration})
+		return measured{r, err}
+	})
+	return m.res, busy, m.err
+}
+
+// measureEtcd runs one level against etcd's leader through its Go client.
+func measureEtcd(ctx context.Context, cfg config, c *etcdCluster, n, pair int) (writeload.Result, float64, error) {
+	value := string(writeload.Value())
+	attempt := 0
+	m, busy := hostload.Run(cfg.guard, func() measured {
+		attempt++
+		ld, err := c.settle(ctx, 30*time.Second)
+		if err != nil {
+			return measured{err: err}
+		}
+		clis, err := etcdClients(max(1, cfg.etcdClients), ld)
+		if err != nil {
+			return measured{err: err}
+		}
+		defer func() {
+			for _, cli := range clis {
+				cli.Close()
+			}
+		}()
+		run := fmt.Sprintf("w%d-%d-%d", n, pair, attempt)
+		return measured{res: writeload.Run(ctx, writeload.Options{Writers: n, Warmup: cfg.warmup, Measure: cfg.duration},
+			func(ctx context.Context, w, seq int) error {
+				_, err := clis[w%len(clis)].Put(ctx, string(writeload.Key(run, w, seq)), value)
+				return err
+			})}
+	})
+	return m.res, busy, m.err
 }
 
 func failovers(ctx context.Context, n int, round func(i int) (failoverRound, error)) ([]failoverRound, error) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,9 +21,9 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 	if cfg.outpostGOGC != "" {
 		gogc = "GOGC=" + cfg.outpostGOGC
 	}
-	fmt.Fprintf(out, "  outpost: 3 node processes (%s); hashicorp/raft %s, raft-wal %s, bbolt FSM (fsync per batch), node mTLS;\n"+
+	fmt.Fprintf(out, "  outpost: 3 node processes (%s); hashicorp/raft %s, raft-wal %s, bbolt FSM (synced every %s), node mTLS;\n"+
 		"           raft.Region.Apply on the leader, in its process; heartbeat %s, election %s\n",
-		gogc, moduleVersion("github.com/hashicorp/raft"), moduleVersion("github.com/hashicorp/raft-wal"), t.HeartbeatTimeout, t.ElectionTimeout)
+		gogc, moduleVersion("github.com/hashicorp/raft"), moduleVersion("github.com/hashicorp/raft-wal"), t.FSMSyncInterval, t.HeartbeatTimeout, t.ElectionTimeout)
 	if etcdVer != "" && !cfg.noEtcd {
 		tls := "plain peer HTTP"
 		if cfg.etcd.PeerTLS {
@@ -40,16 +41,22 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 }
 
 func printTable(out io.Writer, cfg config, op, et systemResult) {
-	fmt.Fprintln(out, "| writers | outpost commits/s | p50 | p99 | etcd commits/s | p50 | p99 | throughput ratio |")
-	fmt.Fprintln(out, "|--------:|------------------:|----:|----:|---------------:|----:|----:|-----------------:|")
+	fmt.Fprintf(out, "Medians of %d interleaved measurements per system and level; ranges in brackets; the ratio is taken within each pair.\n\n", max(1, cfg.pairs))
+	fmt.Fprintln(out, "| writers | outpost commits/s | p50 | p99 | etcd commits/s | p50 | p99 | ratio, median | ratio, range |")
+	fmt.Fprintln(out, "|--------:|------------------:|----:|----:|---------------:|----:|----:|--------------:|-------------:|")
 	for i, n := range cfg.writers {
 		o := op.levels[i]
-		row := fmt.Sprintf("| %7d | %17s | %s | %s |", n, fmtRate(o), fmtDur(o.P50), fmtDur(o.P99))
+		row := fmt.Sprintf("| %7d | %s | %s | %s |", n, rateCell(o), fmtDur(medianOf(o, p50)), p99Cell(o))
 		if et.skipped != "" {
-			row += fmt.Sprintf(" %14s | – | – | – |", "not measured")
+			row += " not measured | – | – | – | – |"
 		} else {
 			e := et.levels[i]
-			row += fmt.Sprintf(" %14s | %s | %s | %15.2f× |", fmtRate(e), fmtDur(e.P50), fmtDur(e.P99), o.PerSecond()/e.PerSecond())
+			var ratios []float64
+			for j := range min(len(o), len(e)) {
+				ratios = append(ratios, o[j].PerSecond()/e[j].PerSecond())
+			}
+			lo, hi := minMax(ratios)
+			row += fmt.Sprintf(" %s | %s | %s | %.2f× | %.2f–%.2f× |", rateCell(e), fmtDur(medianOf(e, p50)), p99Cell(e), median(ratios), lo, hi)
 		}
 		fmt.Fprintln(out, row)
 	}
@@ -65,14 +72,16 @@ func printTable(out io.Writer, cfg config, op, et systemResult) {
 			r    systemResult
 		}{{"outpost", op}, {"etcd", et}} {
 			if i < len(s.r.busy) && s.r.busy[i] > cfg.guard.Limit {
-				fmt.Fprintf(out, "\nWARNING: other processes used %.0f%% of a CPU during the %s row at %d writers (best of %d attempts); rerun on a quiet machine.\n",
+				fmt.Fprintf(out, "\nWARNING: other processes used up to %.0f%% of a CPU during the %s row at %d writers (best of %d attempts each); rerun on a quiet machine.\n",
 					100*s.r.busy[i], s.name, n, max(1, cfg.guard.Attempts))
 			}
 		}
 	}
-	for _, r := range append(append([]writeload.Result{}, op.levels...), et.levels...) {
-		if r.Errors > 0 {
-			fmt.Fprintf(out, "\nWARNING: %d failed writes at %d writers (first: %v); those rows are not trustworthy.\n", r.Errors, r.Writers, r.FirstErr)
+	for _, rs := range append(append([][]writeload.Result{}, op.levels...), et.levels...) {
+		for _, r := range rs {
+			if r.Errors > 0 {
+				fmt.Fprintf(out, "\nWARNING: %d failed writes at %d writers (first: %v); those rows are not trustworthy.\n", r.Errors, r.Writers, r.FirstErr)
+			}
 		}
 	}
 	if cfg.failoverRounds == 0 {
@@ -97,7 +106,60 @@ func printTable(out io.Writer, cfg config, op, et systemResult) {
 	fmt.Fprintln(out)
 }
 
-func fmtRate(r writeload.Result) string { return fmt.Sprintf("%.0f", r.PerSecond()) }
+func p50(r writeload.Result) time.Duration { return r.P50 }
+func p99(r writeload.Result) time.Duration { return r.P99 }
+
+// rateCell is the median commits/s and the range over the measurements.
+func rateCell(rs []writeload.Result) string {
+	var v []float64
+	for _, r := range rs {
+		v = append(v, r.PerSecond())
+	}
+	lo, hi := minMax(v)
+	if len(v) == 1 {
+		return fmt.Sprintf("%.0f", v[0])
+	}
+	return fmt.Sprintf("%.0f [%.0f–%.0f]", median(v), lo, hi)
+}
+
+// p99Cell is the median p99 and the worst.
+func p99Cell(rs []writeload.Result) string {
+	var worst time.Duration
+	for _, r := range rs {
+		worst = max(worst, r.P99)
+	}
+	if len(rs) == 1 {
+		return fmtDur(worst)
+	}
+	return fmt.Sprintf("%s [≤%s]", fmtDur(medianOf(rs, p99)), fmtDur(worst))
+}
+
+func medianOf(rs []writeload.Result, f func(writeload.Result) time.Duration) time.Duration {
+	var v []float64
+	for _, r := range rs {
+		v = append(v, float64(f(r)))
+	}
+	return time.Duration(median(v))
+}
+
+// median of v (the mean of the middle two for an even count).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMax(v []float64) (lo, hi float64) {
+	if len(v) == 0 {
+		return 0, 0
+	}
+	return slices.Min(v), slices.Max(v)
+}
 
 // fmtDur prints milliseconds with two decimals below 10 ms, whole
 // milliseconds above: the precision the measurements have.
