@@ -100,23 +100,27 @@ VALUE "-" reads the value from standard input. The API refuses values over
 		},
 	}
 	tenantFlag(del)
+	var all bool
 	list := &cobra.Command{
-		Use:   "list [PREFIX] [--tenant T] [--consistent]",
+		Use:   "list [PREFIX] [--tenant T] [--consistent] [--all]",
 		Short: "List keys, with their sizes",
 		Long: `Print one line per key, "KEY<TAB>N bytes", in key order; at most 1000 keys.
-PREFIX keeps the keys that begin with it.`,
-		Example: "  outpostctl kv list\n  outpostctl kv list app/ --tenant acme --json",
+PREFIX keeps the keys that begin with it. The region's keys under drill/,
+which failover drills write and keep for their reports, are left out
+unless --all is given or PREFIX is inside drill/.`,
+		Example: "  outpostctl kv list\n  outpostctl kv list app/ --tenant acme --json\n  outpostctl kv list drill/",
 		Args:    cli.Args("[PREFIX]"),
 		RunE: func(c *cobra.Command, args []string) error {
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			return kvList(c.Context(), a.client(), &a.g, tenant, prefix, consistent, a.stdout)
+			return kvList(c.Context(), a.client(), &a.g, tenant, prefix, consistent, all, a.stdout)
 		},
 	}
 	tenantFlag(list)
 	consistentFlag(list)
+	list.Flags().BoolVar(&all, "all", false, "also list the failover drills' keys (drill/)")
 	kv.AddCommand(get, put, del, list)
 	return kv
 }
@@ -291,13 +295,16 @@ func kvDelete(ctx context.Context, c *client, g *globals, tenant, key string, w 
 	return nil
 }
 
-func kvList(ctx context.Context, c *client, g *globals, tenant, prefix string, consistent bool, w io.Writer) error {
+func kvList(ctx context.Context, c *client, g *globals, tenant, prefix string, consistent, all bool, w io.Writer) error {
 	q := url.Values{}
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
 	if consistent {
 		q.Set("consistent", "true")
+	}
+	if all {
+		q.Set("all", "true")
 	}
 	var es []api.KVEntry
 	if err := c.do(ctx, "GET", kvPath(tenant)+"?"+q.Encode(), nil, &es); err != nil {

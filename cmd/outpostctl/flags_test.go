@@ -144,6 +144,7 @@ func TestKVTenantFlag(t *testing.T) {
 		{[]string{"kv", "delete", "app/x", "--tenant=acme"}, "DELETE /api/v1/tenants/acme/kv/app/x"},
 		{[]string{"kv", "list", "app/", "--tenant", "acme"}, "GET /api/v1/tenants/acme/kv?prefix=app%2F"},
 		{[]string{"kv", "put", "app/x", "v"}, "PUT /api/v1/kv/app/x"},
+		{[]string{"kv", "list", "--all"}, "GET /api/v1/kv?all=true"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

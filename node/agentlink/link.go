@@ -441,19 +441,3 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-
-// capabilityNames lists the capabilities an agent announced.
-func capabilityNames(c uint64) []string {
-	var out []string
-	for bit := uint64(1); bit != 0 && bit <= c; bit <<= 1 {
-		if c&bit == 0 {
-			continue
-		}
-		name, ok := pb.AgentCapabilities_name[int32(bit)]
-		if !ok {
-			name = "0x" + strconv.FormatUint(bit, 16)
-		}
-		out = append(out, strings.TrimPrefix(name, "AgentCapabilities_"))
-	}
-	return out
-}

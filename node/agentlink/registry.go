@@ -125,7 +125,7 @@ func (s *Server) Live(a *api.Agent) {
 	if l.info.Mode == "procfs" {
 		a.ModeReason = l.info.ModeReason
 	}
-	a.Capabilities = capabilityNames(l.info.Capabilities)
+	a.Capabilities = l.info.CapabilityNames()
 	if l.info.Host != "" {
 		a.Host = l.info.Host
 	}

@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/open-telemetry/opamp-go/protobufs"
 
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -94,6 +98,24 @@ func (i LinkInfo) HealthText() string {
 		return "unhealthy: " + i.Health
 	}
 	return "unhealthy"
+}
+
+// CapabilityNames lists the capabilities the agent announced, by their
+// OpAMP names without the prefix ("ReportsStatus"); a bit OpAMP does not
+// name is shown in hex.
+func (i LinkInfo) CapabilityNames() []string {
+	var out []string
+	for bit := uint64(1); bit != 0 && bit <= i.Capabilities; bit <<= 1 {
+		if i.Capabilities&bit == 0 {
+			continue
+		}
+		name, ok := protobufs.AgentCapabilities_name[int32(bit)]
+		if !ok {
+			name = "0x" + strconv.FormatUint(bit, 16)
+		}
+		out = append(out, strings.TrimPrefix(name, "AgentCapabilities_"))
+	}
+	return out
 }
 
 // RTT is the reported RTT in milliseconds, nil when none was reported.
@@ -525,6 +547,25 @@ func addFlag(p *Presence, res *Result, a Agent, fl Flag) {
 
 // Presence returns where an agent is attached (ok false: never was).
 func (r Reader) Presence(id string) (Presence, bool) { return get[Presence](r.Tx, BucketPresence, id) }
+
+// AttachedPerNode counts, per node, the agents the registry records as
+// attached there: each agent once, on the node it last attached to. It is
+// the region's count of agents by node: a node's own live connections
+// overstate it after a failover (a dead node still advertises its last
+// count, a deposed one may hold a half-closed link).
+func (r Reader) AttachedPerNode() map[string]int {
+	out := map[string]int{}
+	r.Tx.ForEach(BucketPresence, nil, func(_, v []byte) bool {
+		var p struct {
+			Node string `json:"node"`
+		}
+		if json.Unmarshal(v, &p) == nil && p.Node != "" {
+			out[p.Node]++
+		}
+		return true
+	})
+	return out
+}
 
 // DispatchStatus lists what agents reported for dispatch id.
 func (r Reader) DispatchStatus(id string) []StatusReport {

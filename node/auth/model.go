@@ -276,6 +276,23 @@ func (r Reader) Users() []User {
 // Token returns the API token record with the given id.
 func (r Reader) Token(id string) (Token, error) { return get[Token](r.Tx, BucketTokens, id) }
 
+// ActorName names an actor for people: an API token's actor ("token:ID")
+// becomes its owner's account and the token, "user:alice (API token
+// ID)"; a token without a known owner keeps "token:ID", and any other
+// actor is returned as it is. Records keep the actor: a grant is the
+// token's, not every token of its owner's.
+func (r Reader) ActorName(actor string) string {
+	id, ok := strings.CutPrefix(actor, "token:")
+	if !ok {
+		return actor
+	}
+	t, err := r.Token(id)
+	if err != nil || t.OwnerName() == "" {
+		return actor
+	}
+	return AccountActor(t.OwnerName()) + " (API token " + id + ")"
+}
+
 // Tokens lists the tokens of one tenant, or the region-admin tokens when
 // tenantID is "".
 func (r Reader) Tokens(tenantID string) []Token {

@@ -356,6 +356,9 @@ func (s *server) agentView(a agents.Agent, p agents.Presence, tenantName string)
 			v.Version = p.Info.Version
 		}
 		v.Health = p.Info.HealthText()
+		// From the registry, so every node shows them; Live refines them
+		// on the node that holds the link.
+		v.Capabilities = p.Info.CapabilityNames()
 	}
 	if a.Revoked {
 		v.Health, v.Node = "revoked", ""

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/audit"
+	"github.com/outpost-mesh/outpost/node/agents"
 	"github.com/outpost-mesh/outpost/node/auth"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -428,6 +429,27 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
+// attachedPerNode is the agents attached to each node of st as the
+// registry records them (presence, through Raft): an agent counts once,
+// on the node it last attached to, whichever node answers, and not on a
+// node gossip no longer sees alive (as the agents list shows it
+// disconnected). The count each node advertises in gossip is its own
+// live links, which a dead node keeps advertising after a failover.
+func (s *server) attachedPerNode(st raft.Status) map[string]int {
+	var all map[string]int
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		all = agents.Reader{Tx: tx}.AttachedPerNode()
+		return nil
+	})
+	out := make(map[string]int, len(st.Nodes))
+	for _, n := range st.Nodes {
+		if n.Gossip == raft.MemberAlive {
+			out[n.ID] = all[n.ID]
+		}
+	}
+	return out
+}
+
 func (s *server) health(w http.ResponseWriter, r *http.Request, c *call) {
 	leader, _ := s.cfg.Region.Leader()
 	writeJSON(w, http.StatusOK, api.Health{
@@ -442,11 +464,12 @@ func (s *server) region(w http.ResponseWriter, r *http.Request, c *call) {
 	st := s.cfg.Region.Status(ctx)
 	v := api.Region{Region: st.Region, Node: st.Node, Leader: st.Leader, Nodes: []api.Node{},
 		Lease: leaseView(s.cfg.Lease.Status(), s.cfg.Lease.Config())}
+	attached := s.attachedPerNode(st)
 	for _, n := range st.Nodes {
 		v.Nodes = append(v.Nodes, api.Node{
 			ID: n.ID, Address: n.Address, APIURL: n.APIURL, Suffrage: n.Suffrage, RaftState: n.RaftState,
 			Gossip: string(n.Gossip), LastContactMs: n.LastContactMs, AppliedIndex: n.AppliedIndex, CommitIndex: n.CommitIndex,
-			Agents: n.Agents, AgentURL: n.AgentURL, FederationAddr: n.FederationURL, Error: n.Error,
+			Agents: attached[n.ID], AgentURL: n.AgentURL, FederationAddr: n.FederationURL, Error: n.Error,
 		})
 	}
 	if s.cfg.NodeVersion != nil {

@@ -44,8 +44,9 @@ func (v fedView) Health(ctx context.Context) (federation.Health, error) {
 	defer cancel()
 	st := v.s.cfg.Region.Status(ctx)
 	h := federation.Health{Region: st.Region, Node: st.Node, Leader: st.Leader, Nodes: []federation.NodeHealth{}}
+	attached := v.s.attachedPerNode(st)
 	for _, n := range st.Nodes {
-		h.Nodes = append(h.Nodes, federation.NodeHealth{ID: n.ID, RaftState: n.RaftState, LastContactMs: max(n.LastContactMs, 0), Agents: n.Agents})
+		h.Nodes = append(h.Nodes, federation.NodeHealth{ID: n.ID, RaftState: n.RaftState, LastContactMs: max(n.LastContactMs, 0), Agents: attached[n.ID]})
 		if n.ID == st.Node && n.RaftState != "Leader" {
 			h.AgeMs = max(n.LastContactMs, 0)
 			if st.Leader == "" {

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/outpost-mesh/outpost/api"
 	"github.com/outpost-mesh/outpost/raft"
@@ -94,15 +96,26 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, sp kvSpace) {
 // keys match (narrow the prefix to see them).
 const maxListKeys = 1000
 
+// drillKeys is the namespace of the region's keys that failover drills
+// write (drill/RUN/ROUND/SEQ, drill/load.go) and keep, so a drill's report
+// can be checked against them afterwards. Listing the region's keys leaves
+// them out unless asked for (all=true, or a prefix inside drill/): a game
+// day does not bury the infrastructure entries.
+const drillKeys = "drill/"
+
 func (s *server) listKeys(w http.ResponseWriter, r *http.Request, sp kvSpace) {
 	if !s.readConsistency(w, r) {
 		return
 	}
 	prefix := r.URL.Query().Get("prefix")
+	hideDrills := sp.tenant == "" && r.URL.Query().Get("all") != "true" && !strings.HasPrefix(prefix, drillKeys)
 	out := []api.KVEntry{}
 	truncated := false
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
 		sp.open(tx).ForEach(sp.bucket, []byte(prefix), func(k, v []byte) bool {
+			if hideDrills && bytes.HasPrefix(k, []byte(drillKeys)) {
+				return true
+			}
 			if len(out) == maxListKeys {
 				truncated = true
 				return false

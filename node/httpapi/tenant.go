@@ -237,9 +237,21 @@ func (s *server) settingsPut(w http.ResponseWriter, r *http.Request, c *call) {
 // MaxGrant is the longest break-glass grant.
 const MaxGrant = 24 * time.Hour
 
-func grantView(g auth.Grant, tenantName string, now time.Time) api.Grant {
-	return api.Grant{ID: g.ID, Tenant: tenantName, Requester: g.Requester, Reason: g.Reason, Duration: g.Duration.String(),
-		Created: g.Created, Approved: g.Approved, ApprovedBy: g.ApprovedBy, Expires: g.Expires, Active: g.Active(now)}
+// grantView is a grant as the lists show it: who asked and who approved
+// named as accounts (an API token's actor as its owner and the token).
+func grantView(rd auth.Reader, g auth.Grant, tenantName string, now time.Time) api.Grant {
+	return api.Grant{ID: g.ID, Tenant: tenantName, Requester: rd.ActorName(g.Requester), Reason: g.Reason, Duration: g.Duration.String(),
+		Created: g.Created, Approved: g.Approved, ApprovedBy: rd.ActorName(g.ApprovedBy), Expires: g.Expires, Active: g.Active(now)}
+}
+
+// answerGrant writes one grant's view.
+func (s *server) answerGrant(w http.ResponseWriter, code int, g auth.Grant, tenantName string, now time.Time) {
+	var v api.Grant
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		v = grantView(auth.Reader{Tx: tx}, g, tenantName, now)
+		return nil
+	})
+	writeJSON(w, code, v)
 }
 
 // grantRequest is a region admin asking for break-glass access to one
@@ -277,7 +289,7 @@ func (s *server) grantRequest(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	if _, ok := s.apply(w, r, change{p: c.p, tenant: t.ID, stream: audit.StreamProvider, action: action, entity: "grant/" + g.ID,
 		detail: map[string]string{"reason": g.Reason, "duration": d.String()}}, batch(auth.OpsPutGrant(g, true))); ok {
-		writeJSON(w, http.StatusCreated, grantView(g, t.Name, now))
+		s.answerGrant(w, http.StatusCreated, g, t.Name, now)
 	}
 }
 
@@ -285,8 +297,9 @@ func (s *server) grantsList(w http.ResponseWriter, r *http.Request, c *call) {
 	out := []api.Grant{}
 	now := s.cfg.Now()
 	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		for _, g := range (auth.Reader{Tx: tx}).Grants(c.tenant.ID) {
-			out = append(out, grantView(g, c.tenant.Name, now))
+		rd := auth.Reader{Tx: tx}
+		for _, g := range rd.Grants(c.tenant.ID) {
+			out = append(out, grantView(rd, g, c.tenant.Name, now))
 		}
 		return nil
 	})
@@ -302,7 +315,7 @@ func (s *server) grantsAll(w http.ResponseWriter, r *http.Request, c *call) {
 		rd := auth.Reader{Tx: tx}
 		for _, t := range rd.Tenants() {
 			for _, g := range rd.Grants(t.ID) {
-				out = append(out, grantView(g, t.Name, now))
+				out = append(out, grantView(rd, g, t.Name, now))
 			}
 		}
 		return nil
@@ -330,6 +343,6 @@ func (s *server) grantApprove(w http.ResponseWriter, r *http.Request, c *call) {
 	g.Approved, g.ApprovedBy, g.Expires = true, c.p.Actor, now.Add(g.Duration)
 	if _, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, stream: audit.StreamProvider, action: "breakglass.approve", entity: "grant/" + g.ID,
 		detail: map[string]string{"requester": g.Requester, "expires": g.Expires.Format(time.RFC3339)}}, batch(auth.OpsPutGrant(g, false))); ok {
-		writeJSON(w, http.StatusOK, grantView(g, c.tenant.Name, now))
+		s.answerGrant(w, http.StatusOK, g, c.tenant.Name, now)
 	}
 }
