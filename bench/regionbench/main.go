@@ -57,6 +57,8 @@ type config struct {
 	etcdClients     int
 	outpostGOGC     string
 	noEtcd          bool
+	noAPI           bool
+	outpostBin      string
 	dir             string
 	keep            bool
 	guard           hostload.Guard
@@ -82,9 +84,13 @@ func main() {
 	flag.BoolVar(&cfg.etcd.PeerTLS, "etcd-peer-tls", true, "mutual TLS between etcd members, as between Outpost nodes")
 	flag.IntVar(&cfg.etcdClients, "etcd-clients", 1, "etcd client connections the writers share (1 was etcd's best here; more connections lowered its throughput)")
 	flag.BoolVar(&cfg.noEtcd, "no-etcd", false, "measure Outpost only")
+	flag.BoolVar(&cfg.noAPI, "no-api", false, "skip the table through the HTTP API of `outpost serve` nodes")
+	flag.StringVar(&cfg.outpostBin, "outpost-bin", "", "outpost binary for the API table (default: bin/outpost, from make build, else outpost on PATH)")
 	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: Go's, as the daemon runs today)")
 	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
+	flag.IntVar(&cfg.guard.Attempts, "busy-attempts", defaultGuard.Attempts, "times a measurement other processes disturbed (over 10% of a CPU) is run again")
+	flag.DurationVar(&cfg.guard.QuietWait, "busy-wait", defaultGuard.QuietWait, "longest wait for a quiet second before each measurement")
 	flag.Parse()
 	var err error
 	if cfg.writers, err = parseInts(writers); err != nil {
@@ -166,7 +172,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	tuning := raft.DefaultTuning()
 	printHeader(out, cfg, tuning, etcdVer, fsyncP50)
 
-	op, et, err := benchWrites(ctx, cfg, dir, etcdSkip, out)
+	op, et, ap, err := benchWrites(ctx, cfg, dir, etcdSkip, out)
 	if err != nil {
 		return err
 	}
@@ -182,7 +188,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out)
-	printTable(out, cfg, op, et)
+	printTable(out, cfg, op, et, ap)
 	printLeaseTable(out, drills, et)
 	fmt.Fprintf(out, "\nfsync p50 here: %s before the run, %s after; load average before: %s, after: %s\n", fmtDur(fsyncP50), fmtDur(fsyncEnd), loadStart, loadAvg())
 	return nil
@@ -217,45 +223,74 @@ func findEtcd(bin string) (path, version string, err error) {
 // interleaved: outpost, etcd, outpost, etcd, … cfg.pairs times, so that a
 // noisy minute (a fsync slowdown, another job) falls on both and a
 // ratio is taken within each pair. Then each system's failover.
-func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.Writer) (op, et systemResult, err error) {
+func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.Writer) (op, et, ap systemResult, err error) {
 	et.skipped = etcdSkip
+	var a *apiRegion
+	if cfg.noAPI {
+		ap.skipped = "-no-api was given"
+	} else if bin, err := findOutpost(cfg.outpostBin); err != nil {
+		ap.skipped = err.Error()
+	} else {
+		fmt.Fprintf(out, "starting outpost serve (%s) …\n", bin)
+		if a, err = startAPIRegion(ctx, bin, filepath.Join(dir, "api"), 3, cfg.outpostGOGC); err != nil {
+			return op, et, ap, fmt.Errorf("outpost serve: %w", err)
+		}
+		defer a.Close()
+	}
 	fmt.Fprintln(out, "starting outpost …")
 	if err := os.MkdirAll(filepath.Join(dir, "outpost"), 0o700); err != nil {
-		return op, et, err
+		return op, et, ap, err
 	}
 	o, err := startOutpost(ctx, filepath.Join(dir, "outpost"), 3, cfg.outpostGOGC)
 	if err != nil {
-		return op, et, fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
+		return op, et, ap, fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
 	}
 	defer o.Close()
 	var c *etcdCluster
 	if !cfg.noEtcd {
 		fmt.Fprintln(out, "starting etcd …")
 		if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
-			return op, et, err
+			return op, et, ap, err
 		}
 		if c, err = startEtcd(ctx, filepath.Join(dir, "etcd"), 3, cfg.etcd); err != nil {
-			return op, et, fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
+			return op, et, ap, fmt.Errorf("etcd: %w (member logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "etcd"))
 		}
 		defer c.Close()
 	}
 	for _, n := range cfg.writers {
-		var ol, el []writeload.Result
-		var ob, eb float64
+		var ol, el, al []writeload.Result
+		var ob, eb, abusy float64
 		for pair := range max(1, cfg.pairs) {
 			r, busy, err := measureOutpost(ctx, cfg, o, n, pair)
 			if err != nil {
-				return op, et, fmt.Errorf("outpost: %w", err)
+				return op, et, ap, fmt.Errorf("outpost: %w", err)
 			}
 			ol, ob = append(ol, r), max(ob, busy)
 			fmt.Fprintf(out, "  %2d writers, pair %d: outpost %6.0f/s p99 %s", n, pair+1, r.PerSecond(), fmtDur(r.P99))
 			if c != nil {
 				r, busy, err := measureEtcd(ctx, cfg, c, n, pair)
 				if err != nil {
-					return op, et, fmt.Errorf("etcd: %w", err)
+					return op, et, ap, fmt.Errorf("etcd: %w", err)
 				}
 				el, eb = append(el, r), max(eb, busy)
 				fmt.Fprintf(out, ", etcd %6.0f/s p99 %s, ratio %.2f×", r.PerSecond(), fmtDur(r.P99), ol[pair].PerSecond()/r.PerSecond())
+			}
+			if a != nil {
+				var r writeload.Result
+				busy := 0.0
+				m, b := hostload.Run(cfg.guard, func() measured {
+					r, err := a.load(ctx, cfg, n, fmt.Sprintf("api-w%d-%d", n, pair))
+					return measured{r, err}
+				})
+				if m.err != nil {
+					return op, et, ap, fmt.Errorf("outpost serve: %w", m.err)
+				}
+				r, busy = m.res, b
+				al, abusy = append(al, r), max(abusy, busy)
+				fmt.Fprintf(out, ", api %6.0f/s p99 %s", r.PerSecond(), fmtDur(r.P99))
+				if c != nil {
+					fmt.Fprintf(out, " (%.2f×)", r.PerSecond()/el[pair].PerSecond())
+				}
 			}
 			fmt.Fprintln(out)
 		}
@@ -263,28 +298,31 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 		if c != nil {
 			et.levels, et.busy = append(et.levels, el), append(et.busy, eb)
 		}
+		if a != nil {
+			ap.levels, ap.busy = append(ap.levels, al), append(ap.busy, abusy)
+		}
 	}
 	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
 		return outpostFailover(ctx, o, i, cfg.failoverAttempt)
 	})
 	op.failover = summarizeFailover(rounds)
 	if err != nil {
-		return op, et, fmt.Errorf("outpost: %w", err)
+		return op, et, ap, fmt.Errorf("outpost: %w", err)
 	}
 	if c == nil {
-		return op, et, nil
+		return op, et, ap, nil
 	}
 	if et.rpc, err = etcdRoundTrip(ctx, c); err != nil {
-		return op, et, fmt.Errorf("etcd: %w", err)
+		return op, et, ap, fmt.Errorf("etcd: %w", err)
 	}
 	rounds, err = failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
 		return etcdFailover(ctx, c, i, cfg.failoverAttempt)
 	})
 	et.failover = summarizeFailover(rounds)
 	if err != nil {
-		return op, et, fmt.Errorf("etcd: %w", err)
+		return op, et, ap, fmt.Errorf("etcd: %w", err)
 	}
-	return op, et, nil
+	return op, et, ap, nil
 }
 
 // measureOutpost runs one level on the region's leader, measured again

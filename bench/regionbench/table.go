@@ -40,8 +40,27 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 	}
 }
 
-func printTable(out io.Writer, cfg config, op, et systemResult) {
+func printTable(out io.Writer, cfg config, op, et, ap systemResult) {
 	fmt.Fprintf(out, "Medians of %d interleaved measurements per system and level; ranges in brackets; the ratio is taken within each pair.\n\n", max(1, cfg.pairs))
+	fmt.Fprintln(out, "In-process: Outpost's writers call raft.Region.Apply in the leader's process (bare FSM); etcd's go through its Go client (gRPC).")
+	fmt.Fprintln(out)
+	printRows(out, cfg, op, et)
+	if ap.skipped != "" {
+		fmt.Fprintf(out, "\nThrough the API: not measured (%s).\n", ap.skipped)
+	} else {
+		fmt.Fprintln(out, "\nThrough the API: Outpost's writers PUT /api/v1/kv/KEY on the leader of `outpost serve` nodes (full FSM: audit record, lease, tenancy),\nHTTP/1.1 keep-alive with the admin token; etcd as above.")
+		fmt.Fprintln(out)
+		printRows(out, cfg, ap, et)
+	}
+	printWarnings(out, cfg, op, et, ap)
+	if cfg.failoverRounds == 0 {
+		return
+	}
+	printFailover(out, cfg, op, et)
+}
+
+// printRows prints one write table: op's levels beside etcd's.
+func printRows(out io.Writer, cfg config, op, et systemResult) {
 	fmt.Fprintln(out, "| writers | outpost commits/s | p50 | p99 | etcd commits/s | p50 | p99 | ratio, median | ratio, range |")
 	fmt.Fprintln(out, "|--------:|------------------:|----:|----:|---------------:|----:|----:|--------------:|-------------:|")
 	for i, n := range cfg.writers {
@@ -60,33 +79,38 @@ func printTable(out io.Writer, cfg config, op, et systemResult) {
 		}
 		fmt.Fprintln(out, row)
 	}
+}
+
+// printWarnings says which rows other processes disturbed or failed writes spoilt.
+func printWarnings(out io.Writer, cfg config, op, et, ap systemResult) {
 	if et.skipped != "" {
 		fmt.Fprintf(out, "\netcd: not measured (%s).\n", et.skipped)
 	} else {
 		fmt.Fprintf(out, "\netcd latencies include its client's gRPC round trip to the leader (p50 %s for a read that writes nothing);\n"+
-			"Outpost's writers call raft.Region.Apply inside the leader's process and pay none.\n", fmtDur(et.rpc))
+			"Outpost's in-process writers pay none, its API writers an HTTP round trip.\n", fmtDur(et.rpc))
 	}
 	for i, n := range cfg.writers {
 		for _, s := range []struct {
 			name string
 			r    systemResult
-		}{{"outpost", op}, {"etcd", et}} {
+		}{{"outpost", op}, {"etcd", et}, {"outpost API", ap}} {
 			if i < len(s.r.busy) && s.r.busy[i] > cfg.guard.Limit {
 				fmt.Fprintf(out, "\nWARNING: other processes used up to %.0f%% of a CPU during the %s row at %d writers (best of %d attempts each); rerun on a quiet machine.\n",
 					100*s.r.busy[i], s.name, n, max(1, cfg.guard.Attempts))
 			}
 		}
 	}
-	for _, rs := range append(append([][]writeload.Result{}, op.levels...), et.levels...) {
+	for _, rs := range slices.Concat(op.levels, et.levels, ap.levels) {
 		for _, r := range rs {
 			if r.Errors > 0 {
 				fmt.Fprintf(out, "\nWARNING: %d failed writes at %d writers (first: %v); those rows are not trustworthy.\n", r.Errors, r.Writers, r.FirstErr)
 			}
 		}
 	}
-	if cfg.failoverRounds == 0 {
-		return
-	}
+}
+
+// printFailover prints the failover table.
+func printFailover(out io.Writer, cfg config, op, et systemResult) {
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "| failover, leader killed (%d rounds) | outpost p50 | max | etcd p50 | max |\n", cfg.failoverRounds)
 	fmt.Fprintln(out, "|---|---:|---:|---:|---:|")
