@@ -68,37 +68,13 @@ func TestReadmeTour(t *testing.T) {
 		case strings.HasPrefix(b.Mark, markNotRun) && strings.TrimSpace(strings.TrimPrefix(b.Mark, markNotRun)) != "":
 			t.Logf("%s not run (%s)", b, strings.TrimSpace(strings.TrimPrefix(b.Mark, markNotRun)))
 		case b.Mark == markKeepsRunning:
-			lines := commandLines(b.Code)
-			if len(lines) == 0 {
-				t.Fatalf("%s: an empty block", b)
-			}
-			for _, l := range lines[:len(lines)-1] {
-				runLine(t, sh, b, l, 10*time.Minute)
-			}
-			last := lines[len(lines)-1]
-			t.Logf("%s: %s (left running)", b, last)
-			dev = sh.start(t, last)
-			waitFor(t, 3*time.Minute, "the dev region to say it is up", func() bool {
-				select {
-				case <-dev.done:
-					t.Fatalf("%s: %s exited:\n%s", b, last, dev.out.String())
-				default:
-				}
-				return strings.Contains(dev.out.String(), "Outpost dev region is up")
-			})
+			dev = startRegion(t, sh, b)
 			ran++
 		case b.Mark == markOtherTerminal:
 			if dev == nil {
 				t.Fatalf("%s: the tour's commands come before the region is started", b)
 			}
-			for _, l := range commandLines(b.Code) {
-				if bg, ok := strings.CutSuffix(stripComment(l), "&"); ok {
-					t.Logf("%s: %s (in the background)", b, l)
-					sh.start(t, bg)
-					continue
-				}
-				runLine(t, sh, b, l, 3*time.Minute)
-			}
+			typeLines(t, sh, b, 3*time.Minute)
 			ran++
 		default:
 			t.Fatalf("%s: a sh block without a known mark (%q): mark it %q, %q or %q", b, b.Mark, markKeepsRunning, markOtherTerminal, markNotRun+" why")
@@ -170,6 +146,21 @@ func stripComment(l string) string {
 		}
 	}
 	return strings.TrimSpace(l)
+}
+
+// typeLines runs a block's commands one by one, as a reader types them
+// into a terminal: each must exit 0 within timeout, and one ending in " &"
+// is left running in the background until the test ends.
+func typeLines(t *testing.T, sh *shellSession, b docBlock, timeout time.Duration) {
+	t.Helper()
+	for _, l := range commandLines(b.Code) {
+		if bg, ok := strings.CutSuffix(stripComment(l), "&"); ok {
+			t.Logf("%s: %s (in the background)", b, l)
+			sh.start(t, bg)
+			continue
+		}
+		runLine(t, sh, b, l, timeout)
+	}
 }
 
 // runLine runs one command of a block, which must exit 0.
