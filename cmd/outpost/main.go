@@ -349,7 +349,7 @@ An existing DIR/ca.key is never overwritten (exit 1).`,
 				return err
 			}
 			fmt.Fprintf(stdout, "created region CA for %q in %s (key wrapped by master key %s)\n", region, out, kp.KeyID())
-			fmt.Fprintf(stdout, "CA pin: %s (SHA-256 of its public key; outpost-agent --ca-pin, as outpostctl tokens create prints it)\n", ca.Pin())
+			fmt.Fprintf(stdout, "CA pin: %s (SHA-256 of its public key: what outpostctl tokens create prints, for outpost-agent's --ca-pin)\n", ca.Pin())
 			fmt.Fprintln(stdout, "copy ca.crt, ca.key and the master key to every node; set tls.ca_cert, tls.ca_key and keys.master_key_file")
 			return nil
 		},
