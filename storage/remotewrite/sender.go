@@ -203,7 +203,7 @@ func (q *Queue) sendTenant(ctx context.Context, tenant string, recs []queued) bo
 		if err != nil {
 			q.m.drop(DropCorrupt, r.samples)
 			if ok, skipped := q.logRead.allow(); ok {
-				q.logger.Error("remote_write queue: a batch does not decode; dropped", "tenant", tenant, "err", err, "suppressed", skipped)
+				q.logger.Error("remote_write queue: a batch does not decode; dropped", "tenant_id", tenant, "err", err, "suppressed", skipped)
 			}
 			continue
 		}
@@ -251,7 +251,7 @@ func (q *Queue) sendTenant(ctx context.Context, tenant string, recs []queued) bo
 				q.m.drop(DropRejected, samples)
 				if ok, skipped := q.logRejected.allow(); ok {
 					q.logger.Error("remote_write store refused a batch; its samples are dropped (fix the store's limits or the node's config)",
-						"tenant", tenant, "status", se.code, "body", se.body, "samples", samples, "suppressed", skipped)
+						"tenant_id", tenant, "status", se.code, "body", se.body, "samples", samples, "suppressed", skipped)
 				}
 				return true
 			}
