@@ -140,9 +140,9 @@ func (d *apDelegate) RemoveFailedServer(srv *autopilot.Server) {
 	go func() {
 		defer r.wg.Done()
 		if err := r.raft.RemoveServer(srv.ID, 0, 5*time.Second).Error(); err != nil {
-			r.logger.Warn("removing dead server failed; autopilot will retry", "node", string(srv.ID), "err", err)
+			r.logger.Warn("removing dead server failed; autopilot will retry", "peer", string(srv.ID), "err", err)
 			return
 		}
-		r.logger.Warn("removed server from the region: unreachable for longer than raft.dead_server_grace", "node", string(srv.ID), "status", string(srv.NodeStatus))
+		r.logger.Warn("removed server from the region: unreachable for longer than raft.dead_server_grace", "peer", string(srv.ID), "status", string(srv.NodeStatus))
 	}()
 }

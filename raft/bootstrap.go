@@ -179,7 +179,7 @@ func (r *Region) probe(m Member) error {
 	key := "probe|" + m.ID
 	if err != nil {
 		if r.refused.first(key + "|" + err.Error()) {
-			r.logger.Warn("not adding node: it failed the mutual-TLS check (it needs a certificate from this region's CA for its own node id)", "node", m.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
+			r.logger.Warn("not adding node: it failed the mutual-TLS check (it needs a certificate from this region's CA for its own node id)", "peer", m.ID, "raft_addr", m.Meta.RaftAddr, "err", err)
 		}
 		return err
 	}
@@ -209,16 +209,16 @@ func (r *Region) addNewServers() {
 		if ok && cur.Suffrage == hraft.Voter {
 			// A voter that moved keeps its vote; AddVoter updates its address.
 			if err := r.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
-				r.logger.Warn("updating node address failed; will retry", "node", m.ID, "err", err)
+				r.logger.Warn("updating node address failed; will retry", "peer", m.ID, "err", err)
 			} else {
-				r.logger.Info("node moved; updated its Raft address", "node", m.ID, "raft_addr", addr)
+				r.logger.Info("node moved; updated its Raft address", "peer", m.ID, "raft_addr", addr)
 			}
 			continue
 		}
 		if err := r.raft.AddNonvoter(id, addr, 0, 5*time.Second).Error(); err != nil {
-			r.logger.Warn("adding node failed; will retry", "node", m.ID, "err", err)
+			r.logger.Warn("adding node failed; will retry", "peer", m.ID, "err", err)
 			continue
 		}
-		r.logger.Info("added node to the region as a non-voter; autopilot promotes it once it is stable", "node", m.ID, "raft_addr", m.Meta.RaftAddr)
+		r.logger.Info("added node to the region as a non-voter; autopilot promotes it once it is stable", "peer", m.ID, "raft_addr", m.Meta.RaftAddr)
 	}
 }
