@@ -54,7 +54,8 @@ test: lint ui
 	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz
 
-# Longer fault and soak runs.
+# Longer fault and soak runs (among them 200 rounds of
+# internal/e2e's TestCrashConsistency, about 25 minutes).
 test-long: lint ui
 	OUTPOST_TEST_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
 	$(MAKE) fuzz FUZZTIME=2000000x
@@ -98,10 +99,13 @@ lint:
 	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
 
-# Write path and failover against etcd, then 20 dispatch-lease drills per
-# mode with the ratio to etcd's kill-the-leader → next write (BENCHMARKS.md).
+# Write path against etcd (in-process and through the nodes' HTTP API,
+# 3 interleaved pairs per level: median ratio and spread) and failover,
+# then 20 dispatch-lease drills per mode with the ratio to etcd's
+# kill-the-leader → next write (BENCHMARKS.md). Needs etcd (apt-get install
+# etcd-server); the API table runs bin/outpost.
 bench: build
-	$(GO) run ./bench/regionbench -failover-rounds 20 -lease-rounds 20
+	$(GO) run ./bench/regionbench -pairs 3 -outpost-bin bin/outpost -failover-rounds 20 -lease-rounds 20
 	$(GO) run ./bench/agentbench -agents 10000
 	$(GO) run ./bench/otlpbench -series 10000 -rounds 30 $$(command -v prometheus >/dev/null && echo -prometheus $$(command -v prometheus))
 	$(GO) run ./bench/querybench -series 10000 -runs 50 -max-samples 50000000 -nodes 3

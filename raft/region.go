@@ -171,12 +171,10 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 		}()
 	}
 	r.stream.serve(r.serveRPC)
-	// MaxRPCsInFlight 1 turns pipelined replication off. hashicorp/raft's
-	// netPipeline can deadlock when a follower answers Success=false (its
-	// decoder waits on a done channel nobody reads any more, and
-	// replication to that follower and Shutdown both hang; raft#612); a
-	// dev-region Stop hung exactly there once. raft#541 measured pipelining
-	// as no gain beside batching, and BENCHMARKS.md has our figures.
+	// MaxRPCsInFlight 1 turns pipelined replication off: it measured no
+	// gain here (ARCHITECTURE.md, "Replication: pipelining"; raft#541
+	// found the same beside batching). The transport Raft gets is wrapped
+	// (pipelineTransport) so that turning it on cannot hit raft#612's hang.
 	r.trans = hraft.NewNetworkTransportWithConfig(&hraft.NetworkTransportConfig{
 		Stream: r.stream, MaxPool: 4, MaxRPCsInFlight: 1, Timeout: 10 * time.Second, Logger: hl("raft-net", hclog.Warn),
 	})
