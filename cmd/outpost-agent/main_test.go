@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -90,39 +88,11 @@ func TestVersion(t *testing.T) {
 // TestCLIReference: docs/cli/ is what the command tree generates (-update
 // rewrites it; -man DIR writes the man pages).
 func TestCLIReference(t *testing.T) {
-	const dir = "../../docs/cli"
-	if *update {
-		if err := clidoc.Markdown(testRoot(), dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if *manDir != "" {
-		if err := clidoc.Man(testRoot(), *manDir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stale, err := clidoc.Stale(testRoot(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(stale) > 0 {
-		t.Errorf("docs/cli/ is out of date for %s\nregenerate it: go generate ./cmd/outpost-agent (or make docs)", strings.Join(stale, ", "))
-	}
+	clidoc.TestReference(t, testRoot(), "../../docs/cli", "./cmd/outpost-agent", *update, *manDir)
 }
 
 // TestDocsCommandLines: every outpost-agent command line shown in code in
 // README.md and docs/*.md uses flags the agent has.
 func TestDocsCommandLines(t *testing.T) {
-	files, _ := filepath.Glob("../../docs/*.md")
-	files = append(files, "../../README.md")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		problems, _ := clidoc.CheckLines(testRoot(), string(b))
-		for _, p := range problems {
-			t.Errorf("%s:%s", filepath.Base(f), p)
-		}
-	}
+	clidoc.TestDocLines(t, testRoot(), "../..", 1)
 }

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -167,45 +166,11 @@ func TestVersion(t *testing.T) {
 // TestCLIReference: docs/cli/ is what the command tree generates (-update
 // rewrites it; -man DIR writes the man pages).
 func TestCLIReference(t *testing.T) {
-	const dir = "../../docs/cli"
-	if *update {
-		if err := clidoc.Markdown(testRoot(), dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if *manDir != "" {
-		if err := clidoc.Man(testRoot(), *manDir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stale, err := clidoc.Stale(testRoot(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(stale) > 0 {
-		t.Errorf("docs/cli/ is out of date for %s\nregenerate it: go generate ./cmd/outpost (or make docs)", strings.Join(stale, ", "))
-	}
+	clidoc.TestReference(t, testRoot(), "../../docs/cli", "./cmd/outpost", *update, *manDir)
 }
 
 // TestDocsCommandLines: every outpost command line shown in code in
 // README.md and docs/*.md names a command that exists, with its flags.
 func TestDocsCommandLines(t *testing.T) {
-	files, _ := filepath.Glob("../../docs/*.md")
-	files = append(files, "../../README.md")
-	slices.Sort(files)
-	checked := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		problems, n := clidoc.CheckLines(testRoot(), string(b))
-		checked += n
-		for _, p := range problems {
-			t.Errorf("%s:%s", filepath.Base(f), p)
-		}
-	}
-	if checked < 10 {
-		t.Errorf("checked only %d command lines", checked)
-	}
+	clidoc.TestDocLines(t, testRoot(), "../..", 10)
 }

@@ -223,45 +223,12 @@ func TestNoAnswerNamesOtherNodes(t *testing.T) {
 // -update it is rewritten (go generate ./cmd/...); with -man DIR the man
 // pages are written to DIR (make man).
 func TestCLIReference(t *testing.T) {
-	const dir = "../../docs/cli"
-	if *update {
-		if err := clidoc.Markdown(testRoot(), dir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if *manDir != "" {
-		if err := clidoc.Man(testRoot(), *manDir); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stale, err := clidoc.Stale(testRoot(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(stale) > 0 {
-		t.Errorf("docs/cli/ is out of date for %s\nregenerate it: go generate ./cmd/outpostctl (or make docs)", strings.Join(stale, ", "))
-	}
+	clidoc.TestReference(t, testRoot(), "../../docs/cli", "./cmd/outpostctl", *update, *manDir)
 }
 
 // TestDocsCommandLines: every outpostctl command line shown in code in
 // README.md and docs/*.md names a command that exists, with flags it
 // takes.
 func TestDocsCommandLines(t *testing.T) {
-	files, _ := filepath.Glob("../../docs/*.md")
-	files = append(files, "../../README.md")
-	checked := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		problems, n := clidoc.CheckLines(testRoot(), string(b))
-		checked += n
-		for _, p := range problems {
-			t.Errorf("%s:%s", filepath.Base(f), p)
-		}
-	}
-	if checked < 50 {
-		t.Errorf("checked only %d command lines; is the parser finding them?", checked)
-	}
+	clidoc.TestDocLines(t, testRoot(), "../..", 50)
 }
