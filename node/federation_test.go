@@ -317,9 +317,8 @@ func TestFederationGlobalViews(t *testing.T) {
 }
 
 // auditByEntity counts tn's audit records by "action entity".
-// auditRecords is the node's audit records of one action and entity,
-// oldest first.
-func auditRecords(t *testing.T, tn *testNode, action, entity string) []audit.Record {
+// auditPage is the node's newest 1,000 audit records, oldest first.
+func auditPage(t *testing.T, tn *testNode) []audit.Record {
 	t.Helper()
 	var page struct {
 		Entries []struct {
@@ -332,7 +331,7 @@ func auditRecords(t *testing.T, tn *testNode, action, entity string) []audit.Rec
 	var out []audit.Record
 	for _, e := range page.Entries {
 		var r audit.Record
-		if json.Unmarshal(e.Data, &r) == nil && r.Action == action && r.Entity == entity {
+		if json.Unmarshal(e.Data, &r) == nil {
 			out = append(out, r)
 		}
 	}
@@ -340,22 +339,25 @@ func auditRecords(t *testing.T, tn *testNode, action, entity string) []audit.Rec
 	return out
 }
 
+// auditRecords is the node's audit records of one action and entity,
+// oldest first.
+func auditRecords(t *testing.T, tn *testNode, action, entity string) []audit.Record {
+	t.Helper()
+	var out []audit.Record
+	for _, r := range auditPage(t, tn) {
+		if r.Action == action && r.Entity == entity {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// auditByEntity counts the node's audit records by "action entity".
 func auditByEntity(t *testing.T, tn *testNode) map[string]int {
 	t.Helper()
-	var page struct {
-		Entries []struct {
-			Data []byte `json:"data"`
-		} `json:"entries"`
-	}
-	if err := json.Unmarshal([]byte(tn.must(t, 200, "GET", "/api/v1/audit?limit=1000", tn.token, "")), &page); err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]int{}
-	for _, e := range page.Entries {
-		var r struct{ Action, Entity string }
-		if json.Unmarshal(e.Data, &r) == nil {
-			out[r.Action+" "+r.Entity]++
-		}
+	for _, r := range auditPage(t, tn) {
+		out[r.Action+" "+r.Entity]++
 	}
 	return out
 }
