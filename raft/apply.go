@@ -72,16 +72,9 @@ func (r *Region) Apply(ctx context.Context, cmd []byte) (Result, error) {
 // index. The entry is committed either way; a node that lags longer
 // answers anyway (its reads then say how stale they are).
 func (r *Region) waitApplied(ctx context.Context, index uint64, timeout time.Duration) {
-	deadline := time.Now().Add(min(timeout, 5*time.Second))
-	for r.fsm.applied.Load() < index && time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.ctx.Done():
-			return
-		case <-time.After(time.Millisecond):
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, min(timeout, 5*time.Second))
+	defer cancel()
+	_ = r.fsm.waitApplied(ctx, r.ctx.Done(), index)
 }
 
 type failFastKey struct{}

@@ -1,9 +1,11 @@
 package raft
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	hraft "github.com/hashicorp/raft"
 )
@@ -72,5 +74,42 @@ func TestCheckCoverage(t *testing.T) {
 				t.Fatalf("checkCoverage(%d, %d, %d) = %v, want gap %v", tc.file, tc.snap, tc.firstLog, err, tc.gap)
 			}
 		})
+	}
+}
+
+// TestWaitAppliedWakesOnApply: a waiter for an index wakes when the FSM
+// reaches it (not on a poll), and gives up with its context or the stop.
+func TestWaitAppliedWakesOnApply(t *testing.T) {
+	f := &fsm{}
+	f.setApplied(5)
+	stop := make(chan struct{})
+	if err := f.waitApplied(context.Background(), stop, 5); err != nil {
+		t.Fatalf("an index already applied: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.waitApplied(context.Background(), stop, 7) }()
+	f.setApplied(6)
+	select {
+	case err := <-done:
+		t.Fatalf("woke at index 6 waiting for 7: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	f.setApplied(7)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not wake when index 7 was applied")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := f.waitApplied(ctx, stop, 9); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("with its context ended: %v", err)
+	}
+	close(stop)
+	if err := f.waitApplied(context.Background(), stop, 9); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("with the region stopping: %v", err)
 	}
 }

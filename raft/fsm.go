@@ -2,9 +2,11 @@ package raft
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,8 +55,13 @@ type fsm struct {
 	// synced to disk (durable <= applied).
 	applied atomic.Uint64
 	durable atomic.Uint64
-	onApply func(lastIndex uint64, n int)
-	onSync  func(time.Duration)
+	// appliedCh, made when someone waits, is closed when applied moves:
+	// a forwarded write's read-your-writes wait and a follower's
+	// consistent read wake at once instead of polling.
+	appliedMu sync.Mutex
+	appliedCh chan struct{}
+	onApply   func(lastIndex uint64, n int)
+	onSync    func(time.Duration)
 
 	syncEvery   time.Duration // 0: fsync every batch
 	syncEntries uint64
@@ -125,7 +132,7 @@ func (f *fsm) ApplyBatch(logs []*hraft.Log) []interface{} {
 	}
 	if n := len(logs); n > 0 {
 		last := logs[n-1].Index
-		f.applied.Store(last)
+		f.setApplied(last)
 		if f.syncEvery == 0 {
 			f.durable.Store(last)
 		} else if last-f.durable.Load() >= f.syncEntries {
@@ -151,6 +158,42 @@ func (f *fsm) applyOne(tx *storage.Tx, l *hraft.Log) Result {
 	}
 	v, err := h(tx, l.Index, l.Data[1:])
 	return Result{Index: l.Index, Value: v, Err: err}
+}
+
+// setApplied records the last applied index and wakes its waiters.
+func (f *fsm) setApplied(index uint64) {
+	f.applied.Store(index)
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	if f.appliedCh != nil {
+		close(f.appliedCh)
+		f.appliedCh = nil
+	}
+}
+
+// waitApplied returns once index is applied, or with ctx's error, or
+// ErrShutdown when stop closes.
+func (f *fsm) waitApplied(ctx context.Context, stop <-chan struct{}, index uint64) error {
+	for {
+		// Take the channel before reading the index: a change after the
+		// read closes the channel already taken.
+		f.appliedMu.Lock()
+		if f.appliedCh == nil {
+			f.appliedCh = make(chan struct{})
+		}
+		ch := f.appliedCh
+		f.appliedMu.Unlock()
+		if f.applied.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrShutdown
+		}
+	}
 }
 
 func applyNoop(*storage.Tx, uint64, []byte) ([]byte, error) { return nil, nil }
@@ -301,7 +344,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	// The image was fsynced before it replaced the file.
-	f.applied.Store(f.store.LastApplied())
+	f.setApplied(f.store.LastApplied())
 	f.durable.Store(f.applied.Load())
 	f.logger.Info("state restored from snapshot", "applied_index", f.applied.Load())
 	return nil

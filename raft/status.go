@@ -2,6 +2,7 @@ package raft
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -117,14 +118,9 @@ func (r *Region) ReadBarrier(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read index from leader: %w", err)
 	}
-	for r.fsm.applied.Load() < idx {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting to apply index %d: %w", idx, ctx.Err())
-		case <-r.ctx.Done():
-			return ErrShutdown
-		case <-time.After(2 * time.Millisecond):
-		}
+	err = r.fsm.waitApplied(ctx, r.ctx.Done(), idx)
+	if err != nil && !errors.Is(err, ErrShutdown) {
+		return fmt.Errorf("waiting to apply index %d: %w", idx, err)
 	}
-	return nil
+	return err
 }
