@@ -55,7 +55,7 @@ test: lint ui
 	$(MAKE) fuzz
 
 # Longer fault and soak runs (among them 200 rounds of
-# internal/e2e's TestCrashConsistency, about 25 minutes).
+# internal/e2e's TestCrashConsistency, 12-25 minutes).
 test-long: lint ui
 	OUTPOST_TEST_LONG=1 $(GO) test -race -count=1 -timeout 60m ./...
 	$(MAKE) fuzz FUZZTIME=2000000x

@@ -111,7 +111,7 @@ func (s *Store) update(fn func(*Tx) error, sync bool) error {
 	return err
 }
 
-// syncAndUnmark makes a clean close: the file synced, then the marker
+// syncAndUnmarkLocked makes a clean close: the file synced, then the marker
 // removed. Called with the store's locks held.
 func (s *Store) syncAndUnmarkLocked() error {
 	if s.unsynced {
