@@ -90,23 +90,6 @@ func lineProblems(dec *json.Decoder, path string) ([]string, error) {
 // "{Suffrage:Voter ID:n1 …}", "&{…}", "map[…]", "%!v(…)".
 var goDump = regexp.MustCompile(`(^|[\s\[])(&?\{[A-Z][A-Za-z]*:|map\[)|%!`)
 
-// raftOwned are raft/'s own lines that name a node under "node" beside
-// the node logger's: their own id again, or a peer's. raft/ is outside
-// this change; the fix is there (drop the own id, name a peer "peer"),
-// and then this list goes. Any other repeated key fails the test.
-var raftOwned = map[string]bool{
-	"node started":                             true,
-	"this node is now the region leader":       true,
-	"this node is no longer the region leader": true,
-	"added node to the region as a non-voter; autopilot promotes it once it is stable": true,
-	"adding node failed; will retry":           true,
-	"updating node address failed; will retry": true,
-	"node moved; updated its Raft address":     true,
-	"not adding node: it failed the mutual-TLS check (it needs a certificate from this region's CA for its own node id)": true,
-	"removing dead server failed; autopilot will retry":                                                                  true,
-	"removed server from the region: unreachable for longer than raft.dead_server_grace":                                 true,
-}
-
 // TestLogLinesParse runs a 3-node region with the JSON logs `outpost
 // serve` writes, at debug level, through a start, a write, a leader
 // change and a stop, and decodes every line: each key appears once per
@@ -152,7 +135,7 @@ func TestLogLinesParse(t *testing.T) {
 		}
 	}
 
-	lines, leaders, exempt := 0, map[string]bool{}, 0
+	lines, leaders := 0, map[string]bool{}
 	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
 		lines++
 		var rec struct {
@@ -170,15 +153,11 @@ func TestLogLinesParse(t *testing.T) {
 			t.Fatalf("%v: %s", err, line)
 		}
 		for _, p := range problems {
-			if raftOwned[rec.Msg] && p == `key "node" repeated` {
-				exempt++
-				continue
-			}
 			t.Errorf("%s in: %s", p, line)
 		}
 	}
 	if len(leaders) < 2 {
 		t.Errorf("the logs show leaders %v; the test needs a leader change", leaders)
 	}
-	t.Logf("%d lines; %d raft/ lines with \"node\" twice left to raft/", lines, exempt)
+	t.Logf("%d lines", lines)
 }

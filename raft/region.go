@@ -203,7 +203,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	go r.watchLeadership()
 	go r.discoveryLoop()
 	go r.observe()
-	r.logger.Info("node started", "node", cfg.NodeID, "region", cfg.Region, "raft_addr", r.raftAddr,
+	r.logger.Info("node started", "region", cfg.Region, "raft_addr", r.raftAddr,
 		"gossip_addr", r.gossipAddr, "existing_state", existing, "applied_index", r.fsm.applied.Load())
 	return r, nil
 }
@@ -393,12 +393,12 @@ func (r *Region) watchLeadership() {
 		case leader := <-r.raft.LeaderCh():
 			if leader && stop == nil {
 				stop = r.startLeading()
-				r.logger.Info("this node is now the region leader", "node", r.cfg.NodeID)
+				r.logger.Info("this node is now the region leader")
 			} else if !leader && stop != nil {
 				stop()
 				<-r.ap.Stop()
 				stop = nil
-				r.logger.Info("this node is no longer the region leader", "node", r.cfg.NodeID)
+				r.logger.Info("this node is no longer the region leader")
 			}
 		}
 	}
