@@ -52,7 +52,9 @@ func TestRunCountsOnlyTheWindow(t *testing.T) {
 		func(ctx context.Context, w, s int) error {
 			calls.Add(1)
 			time.Sleep(time.Millisecond)
-			if s%10 == 9 {
+			// Every other call fails, so a window of a few calls on a
+			// starved machine still sees failures.
+			if s%2 == 1 {
 				fails.Add(1)
 				return errBoom
 			}
@@ -67,7 +69,7 @@ func TestRunCountsOnlyTheWindow(t *testing.T) {
 	if r.P50 < time.Millisecond || r.P99 < r.P50 || r.Max < r.P99 {
 		t.Fatalf("latencies out of order: p50 %v p99 %v max %v", r.P50, r.P99, r.Max)
 	}
-	if r.Elapsed < 200*time.Millisecond || r.Elapsed > time.Second {
+	if r.Elapsed < 200*time.Millisecond || r.Elapsed > 5*time.Second {
 		t.Fatalf("elapsed %v, want about the 200ms window", r.Elapsed)
 	}
 	if ps := r.PerSecond(); ps <= 0 {
