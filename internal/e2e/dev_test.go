@@ -213,7 +213,7 @@ func TestDevQuietStartRunStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"component=raft", "component=gossip", "node=n1"} {
+	for _, want := range []string{"component=raft", "node=n1", "node=n3"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("outpost.log has no %q line", want)
 		}
