@@ -233,7 +233,8 @@ func TestSIGKILLLeaderLosesNoAcknowledgedWrite(t *testing.T) {
 }
 
 // Bad starts end at once with exit status 1 and a message that says what
-// is wrong and what to do; none of them damages the data dir.
+// is wrong and what to do; none of them damages the data dir. A damaged
+// state file is the exception: it is rebuilt, and the node says so.
 func TestServeRefusesBadStarts(t *testing.T) {
 	sr := newServedRegion(t, 1)
 	nd := sr.nodes[0]
@@ -305,19 +306,31 @@ func TestServeRefusesBadStarts(t *testing.T) {
 		expectFail(t, variant("otherregion", func(s string) string { return strings.Replace(s, "region: e2e", "region: other", 1) }),
 			"belongs to another region")
 	})
-	t.Run("corrupt state file", func(t *testing.T) {
+	// A damaged state file is not refused since issue 20: the node moves
+	// it aside, says so, and rebuilds it from its snapshot and Raft log
+	// (the durable record), then serves.
+	t.Run("corrupt state file is rebuilt", func(t *testing.T) {
 		state := filepath.Join(nd.dataDir, "state.db")
-		orig, err := os.ReadFile(state)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if err := os.WriteFile(state, []byte(strings.Repeat("not a bbolt file ", 2000)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		expectFail(t, nd.config, "corrupt", "move the data dir aside")
-		if err := os.WriteFile(state, orig, 0o600); err != nil {
-			t.Fatal(err)
+		sr.start(t, nd)
+		c := &apiClient{token: readToken(t, sr.tokenFile), http: &http.Client{Timeout: 5 * time.Second}}
+		waitFor(t, 30*time.Second, "the rebuilt node to lead, its admin token known again", func() bool {
+			r, err := c.region(t, nd.api)
+			return err == nil && r.Leader == "n1"
+		})
+		if !strings.Contains(nd.p.out.String(), "state file was damaged: moved it aside and rebuilding it") {
+			t.Errorf("the node did not say it rebuilt the state file:\n%s", nd.p.out.String())
 		}
+		if _, err := os.Stat(state + ".damaged"); err != nil {
+			t.Errorf("the damaged file was not kept aside: %v", err)
+		}
+		nd.p.signal(syscall.SIGTERM)
+		if code := nd.p.wait(t, 30*time.Second); code != 0 {
+			t.Fatalf("the rebuilt node exited %d on SIGTERM", code)
+		}
+		nd.p = nil
 	})
 	t.Run("intact after all that", func(t *testing.T) {
 		sr.start(t, nd)
