@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/outpost-mesh/outpost/internal/editdist"
 )
 
 // ConfigProblem is one problem in a node's config file, in the file's own
@@ -337,7 +339,7 @@ func nodeWords(n *yaml.Node) string {
 func nearest(typed string, fields map[string]reflect.Type) string {
 	best, dist := "", 3
 	for name := range fields {
-		if d := editDistance(typed, name); d < dist || d == dist && name < best {
+		if d := editdist.Levenshtein(typed, name); d < dist || d == dist && name < best {
 			best, dist = name, d
 		}
 	}
@@ -350,26 +352,6 @@ func nearest(typed string, fields map[string]reflect.Type) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // label names a path in a message.

@@ -24,6 +24,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/outpost-mesh/outpost/internal/editdist"
 )
 
 // ErrUsage marks a usage error: the command line was wrong, nothing ran.
@@ -306,7 +308,7 @@ func closest(typed string, candidates []string) []string {
 	var out []string
 	best := 3
 	for _, c := range candidates {
-		switch d := distance(typed, c); {
+		switch d := editdist.Levenshtein(typed, c); {
 		case d < best:
 			out, best = []string{c}, d
 		case d == best:
@@ -314,27 +316,6 @@ func closest(typed string, candidates []string) []string {
 		}
 	}
 	return out
-}
-
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // Execute runs root (Setup done) with args. A usage error is printed to
