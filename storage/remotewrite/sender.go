@@ -118,7 +118,10 @@ func (q *Queue) next(r *reader) (queued, bool) {
 		}
 		rec, n, err := q.read(r, size)
 		if err != nil {
-			if q.behind(queued{end: r.pos}) { // dropped under us, not damaged
+			q.mu.Lock()
+			dropped := r.pos.less(q.cursor) // its segment was dropped under us: not damage
+			q.mu.Unlock()
+			if dropped {
 				continue
 			}
 			if ok, skipped := q.logRead.allow(); ok {
