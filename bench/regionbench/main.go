@@ -86,7 +86,7 @@ func main() {
 	flag.BoolVar(&cfg.noEtcd, "no-etcd", false, "measure Outpost only")
 	flag.BoolVar(&cfg.noAPI, "no-api", false, "skip the table through the HTTP API of `outpost serve` nodes")
 	flag.StringVar(&cfg.outpostBin, "outpost-bin", "", "outpost binary for the API table (default: bin/outpost, from make build, else outpost on PATH)")
-	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: Go's, as the daemon runs today)")
+	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: the daemon's, internal/gcpolicy)")
 	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
 	flag.IntVar(&cfg.guard.Attempts, "busy-attempts", defaultGuard.Attempts, "times a measurement other processes disturbed (over 10% of a CPU) is run again")

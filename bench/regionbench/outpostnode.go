@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/internal/gcpolicy"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -30,6 +31,7 @@ const nodeEnv = "OUTPOST_BENCH_NODE"
 
 // nodeMain runs a node process and exits when it ends.
 func nodeMain(path string) {
+	gcpolicy.Apply() // as the daemon starts
 	if err := runNode(path); err != nil {
 		fmt.Fprintf(os.Stderr, "outpost node: %v\n", err)
 		os.Exit(1)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
+	"github.com/outpost-mesh/outpost/internal/gcpolicy"
 	"github.com/outpost-mesh/outpost/raft"
 )
 
@@ -17,7 +18,7 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 	fmt.Fprintf(out, "  host:    %d CPUs, GOMAXPROCS %d, %s %s/%s; fsync after a 150-byte write here: p50 %s\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, fmtDur(fsyncP50))
 	fmt.Fprintf(out, "  levels:  %v writers; %s warm-up, then %s measured each\n", cfg.writers, cfg.warmup, cfg.duration)
-	gogc := "Go's default GOGC"
+	gogc := fmt.Sprintf("GOGC=%d, the daemon's default", gcpolicy.Percent)
 	if cfg.outpostGOGC != "" {
 		gogc = "GOGC=" + cfg.outpostGOGC
 	}

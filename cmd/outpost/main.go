@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-mesh/outpost/agent/dataplane"
 	"github.com/outpost-mesh/outpost/dev"
 	"github.com/outpost-mesh/outpost/internal/cli"
+	"github.com/outpost-mesh/outpost/internal/gcpolicy"
 	"github.com/outpost-mesh/outpost/node"
 	"github.com/outpost-mesh/outpost/node/pki"
 )
@@ -34,6 +35,7 @@ import (
 var errUsage = cli.ErrUsage
 
 func main() {
+	gcpolicy.Apply() // GOGC=400 unless the environment sets it: see the package
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
