@@ -77,17 +77,22 @@ func Append(tx *storage.Tx, index uint64, meta, before, after []byte) error {
 	if err := tx.Put(st.records, be(n), data); err != nil {
 		return err
 	}
-	if err := st.index(tx, n+1); err != nil {
+	if err := st.index(tx, n+1, rec.Tenant); err != nil {
 		return err
 	}
 	return tx.Put(st.hashes, st.size, be(n+1))
 }
 
 // index brings the tenant index up to the first n records: only the new
-// one, except once in a state file written before the index existed.
-func (st stream) index(tx *storage.Tx, n int64) error {
+// one, whose tenant is last, except once in a state file written before
+// the index existed (those records' tenants are read back from them).
+func (st stream) index(tx *storage.Tx, n int64, last string) error {
 	for i := st.indexedLen(tx); i < n; i++ {
-		if t := recordTenant(tx.Get(st.records, be(i))); t != "" {
+		t := last
+		if i < n-1 {
+			t = recordTenant(tx.Get(st.records, be(i)))
+		}
+		if t != "" {
 			if err := tx.Put(st.tenants, tenantKey(t, i), []byte{}); err != nil {
 				return err
 			}
