@@ -59,8 +59,9 @@ func findOutpost(bin string) (string, error) {
 
 // startAPIRegion sets up a region as an operator would (keys generate, ca
 // create, keygen), starts n `outpost serve` nodes on loopback and waits
-// for the admin token and a leader.
-func startAPIRegion(ctx context.Context, bin, dir string, n int, gogc string) (_ *apiRegion, err error) {
+// for the admin token and a leader. With profileDir, each node writes a
+// CPU profile there (api-nN.cpu.pprof) until it stops.
+func startAPIRegion(ctx context.Context, bin, dir string, n int, gogc, profileDir string) (_ *apiRegion, err error) {
 	a := &apiRegion{bin: bin, dir: dir, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}}
 	defer func() {
 		if err != nil {
@@ -142,8 +143,12 @@ log:
 		nd.cmd = exec.Command(bin, "serve", "--config", nd.config)
 		nd.cmd.Stdout, nd.cmd.Stderr = logf, logf
 		nd.cmd.SysProcAttr = childProcAttr()
+		nd.cmd.Env = os.Environ()
 		if gogc != "" {
-			nd.cmd.Env = append(os.Environ(), "GOGC="+gogc)
+			nd.cmd.Env = append(nd.cmd.Env, "GOGC="+gogc)
+		}
+		if profileDir != "" {
+			nd.cmd.Env = append(nd.cmd.Env, "OUTPOST_CPU_PROFILE="+filepath.Join(profileDir, "api-"+nd.id+".cpu.pprof"))
 		}
 		if err := nd.cmd.Start(); err != nil {
 			logf.Close()

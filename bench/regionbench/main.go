@@ -56,6 +56,7 @@ type config struct {
 	etcd            etcdOptions
 	etcdClients     int
 	outpostGOGC     string
+	profileDir      string
 	noEtcd          bool
 	noAPI           bool
 	outpostBin      string
@@ -87,6 +88,7 @@ func main() {
 	flag.BoolVar(&cfg.noAPI, "no-api", false, "skip the table through the HTTP API of `outpost serve` nodes")
 	flag.StringVar(&cfg.outpostBin, "outpost-bin", "", "outpost binary for the API table (default: bin/outpost, from make build, else outpost on PATH)")
 	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: the daemon's, internal/gcpolicy)")
+	flag.StringVar(&cfg.profileDir, "api-cpuprofile-dir", "", "write a CPU profile of each `outpost serve` node of the API table into `DIR` (OUTPOST_CPU_PROFILE)")
 	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
 	flag.IntVar(&cfg.guard.Attempts, "busy-attempts", defaultGuard.Attempts, "times a measurement other processes disturbed (over 10% of a CPU) is run again")
@@ -232,7 +234,7 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 		ap.skipped = err.Error()
 	} else {
 		fmt.Fprintf(out, "starting outpost serve (%s) …\n", bin)
-		if a, err = startAPIRegion(ctx, bin, filepath.Join(dir, "api"), 3, cfg.outpostGOGC); err != nil {
+		if a, err = startAPIRegion(ctx, bin, filepath.Join(dir, "api"), 3, cfg.outpostGOGC, cfg.profileDir); err != nil {
 			return op, et, ap, fmt.Errorf("outpost serve: %w", err)
 		}
 		defer a.Close()

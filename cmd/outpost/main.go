@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -105,11 +106,36 @@ node gracefully (exit 0).`,
 				return err
 			}
 			logger := node.NewLogger(cfg.Log, stderr)
+			if p := os.Getenv("OUTPOST_CPU_PROFILE"); p != "" {
+				stopProfile, err := startCPUProfile(p)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+				logger.Info("writing a CPU profile until the node stops", "file", p)
+			}
 			return node.Run(c.Context(), cfg, node.Options{Logger: logger})
 		},
 	}
 	c.Flags().StringVar(&path, "config", "", "the node's config `FILE` (YAML)")
 	return c
+}
+
+// startCPUProfile profiles the process into path (OUTPOST_CPU_PROFILE, a
+// diagnostic: `go tool pprof bin/outpost FILE`) until the returned stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("OUTPOST_CPU_PROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("OUTPOST_CPU_PROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // configError lists a config file's problems, one per line ("line 4:
