@@ -57,6 +57,7 @@ type config struct {
 	etcdClients     int
 	outpostGOGC     string
 	profileDir      string
+	bareFSM         bool
 	noEtcd          bool
 	noAPI           bool
 	outpostBin      string
@@ -89,6 +90,7 @@ func main() {
 	flag.StringVar(&cfg.outpostBin, "outpost-bin", "", "outpost binary for the API table (default: bin/outpost, from make build, else outpost on PATH)")
 	flag.StringVar(&cfg.outpostGOGC, "outpost-gogc", "", "GOGC for the Outpost node processes only (default: the daemon's, internal/gcpolicy)")
 	flag.StringVar(&cfg.profileDir, "api-cpuprofile-dir", "", "write a CPU profile of each `outpost serve` node of the API table into `DIR` (OUTPOST_CPU_PROFILE)")
+	flag.BoolVar(&cfg.bareFSM, "bare-fsm", false, "in-process writes without their audit record (the table before issue 20 asked for the full FSM)")
 	flag.StringVar(&cfg.dir, "dir", "", "data directory (default: a new temp dir, removed afterwards)")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the data directory")
 	flag.IntVar(&cfg.guard.Attempts, "busy-attempts", defaultGuard.Attempts, "times a measurement other processes disturbed (over 10% of a CPU) is run again")
@@ -243,7 +245,7 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 	if err := os.MkdirAll(filepath.Join(dir, "outpost"), 0o700); err != nil {
 		return op, et, ap, err
 	}
-	o, err := startOutpost(ctx, filepath.Join(dir, "outpost"), 3, cfg.outpostGOGC)
+	o, err := startOutpost(ctx, filepath.Join(dir, "outpost"), 3, cfg.outpostGOGC, cfg.bareFSM)
 	if err != nil {
 		return op, et, ap, fmt.Errorf("outpost: %w (node logs: %s; rerun with -keep to inspect)", err, filepath.Join(dir, "outpost"))
 	}

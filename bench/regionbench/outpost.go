@@ -42,7 +42,7 @@ type outpostNode struct {
 
 // startOutpost starts n node processes under dir and waits for a leader.
 // gogc, if set, is the GOGC the node processes run with.
-func startOutpost(ctx context.Context, dir string, n int, gogc string) (_ *outpostRegion, err error) {
+func startOutpost(ctx context.Context, dir string, n int, gogc string, bareFSM bool) (_ *outpostRegion, err error) {
 	o := &outpostRegion{dir: dir, gogc: gogc, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	defer func() {
 		if err != nil {
@@ -69,7 +69,7 @@ func startOutpost(ctx context.Context, dir string, n int, gogc string) (_ *outpo
 			RaftAddr:    fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
 			GossipAddr:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
 			ControlAddr: fmt.Sprintf("127.0.0.1:%d", ports[3*i+2]),
-			GossipKey:   hex.EncodeToString(key), CADir: caDir, Expect: n,
+			GossipKey:   hex.EncodeToString(key), CADir: caDir, Expect: n, BareFSM: bareFSM,
 		}
 		o.nodes = append(o.nodes, &outpostNode{cfg: c, ctl: "http://" + c.ControlAddr})
 	}

@@ -16,8 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-mesh/outpost/audit"
 	"github.com/outpost-mesh/outpost/bench/internal/writeload"
 	"github.com/outpost-mesh/outpost/internal/gcpolicy"
+	"github.com/outpost-mesh/outpost/node/auditlog"
 	"github.com/outpost-mesh/outpost/node/pki"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -52,6 +54,9 @@ type nodeConfig struct {
 	CADir       string   `json:"ca_dir"`     // ca.crt and ca.key (pki.CA.Save)
 	Expect      int      `json:"expect"`
 	ControlAddr string   `json:"control_addr"` // loopback HTTP the benchmark drives the node through
+	// BareFSM: writes without their audit record (-bare-fsm); by default
+	// each write carries one, as the API commits it.
+	BareFSM bool `json:"bare_fsm,omitempty"`
 }
 
 // nodeStatus is the node's answer to GET /status.
@@ -127,7 +132,7 @@ func runNode(path string) error {
 		GossipKey: key, BootstrapExpect: c.Expect,
 		TLS:    pki.NodeTLS(ca, cert, regionName),
 		PeerID: func(leaf *x509.Certificate) (string, error) { return pki.NodeID(leaf, regionName) },
-		Tuning: raft.DefaultTuning(), Logger: logger,
+		Tuning: raft.DefaultTuning(), Logger: logger, Auditor: auditlog.Append,
 	}, store)
 	if err != nil {
 		return err
@@ -138,7 +143,7 @@ func runNode(path string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: nodeControl(r), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: nodeControl(r, !c.BareFSM), ReadHeaderTimeout: 5 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -151,7 +156,7 @@ func runNode(path string) error {
 	return nil
 }
 
-func nodeControl(r *raft.Region) http.Handler {
+func nodeControl(r *raft.Region, audited bool) http.Handler {
 	value := writeload.Value()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
@@ -165,7 +170,7 @@ func nodeControl(r *raft.Region) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), timeout)
 		defer cancel()
-		res, err := applyPut(ctx, r, []byte(req.URL.Query().Get("key")), value)
+		res, err := applyPut(ctx, r, []byte(req.URL.Query().Get("key")), value, audited)
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 			return
@@ -184,7 +189,7 @@ func nodeControl(r *raft.Region) http.Handler {
 		}
 		res := writeload.Run(req.Context(), writeload.Options{Writers: lr.Writers, Warmup: lr.Warmup, Measure: lr.Measure},
 			func(ctx context.Context, w, seq int) error {
-				_, err := applyPut(ctx, r, writeload.Key(lr.Run, w, seq), value)
+				_, err := applyPut(ctx, r, writeload.Key(lr.Run, w, seq), value, audited)
 				return err
 			})
 		out := loadResult{Writers: res.Writers, Ops: res.Ops, Errors: res.Errors, Elapsed: res.Elapsed, P50: res.P50, P99: res.P99, Max: res.Max}
@@ -202,11 +207,24 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// applyPut commits one KV put through r and reports the entry's own error.
-func applyPut(ctx context.Context, r *raft.Region, key, value []byte) (raft.Result, error) {
+// applyPut commits one KV put through r and reports the entry's own error;
+// audited, with its audit record in the same entry, as the API commits a
+// write (the full FSM: the record, its tree hashes, the tenant index).
+func applyPut(ctx context.Context, r *raft.Region, key, value []byte, audited bool) (raft.Result, error) {
 	cmd, err := raft.KVCommand{Op: raft.KVPut, Bucket: storage.BucketKV, Key: key, Value: value}.Encode()
 	if err != nil {
 		return raft.Result{}, err
+	}
+	if audited {
+		// As the API commits a write: the change and its audit record in
+		// one entry.
+		meta, err := audit.EncodeMeta(audit.Meta{Time: time.Now(), Node: r.NodeID(), Actor: "token:bench", Action: "kv.put", Entity: "kv/" + string(key)})
+		if err != nil {
+			return raft.Result{}, err
+		}
+		if cmd, err = raft.Audited(meta, cmd); err != nil {
+			return raft.Result{}, err
+		}
 	}
 	res, err := r.Apply(ctx, cmd)
 	if err != nil {

@@ -43,7 +43,11 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 
 func printTable(out io.Writer, cfg config, op, et, ap systemResult) {
 	fmt.Fprintf(out, "Medians of %d interleaved measurements per system and level; ranges in brackets; the ratio is taken within each pair.\n\n", max(1, cfg.pairs))
-	fmt.Fprintln(out, "In-process: Outpost's writers call raft.Region.Apply in the leader's process (bare FSM); etcd's go through its Go client (gRPC).")
+	fsm := "full FSM: each write's entry carries its audit record, as the API's do"
+	if cfg.bareFSM {
+		fsm = "bare FSM, no audit record: -bare-fsm"
+	}
+	fmt.Fprintf(out, "In-process: Outpost's writers call raft.Region.Apply in the leader's process (%s); etcd's go through its Go client (gRPC).\n", fsm)
 	fmt.Fprintln(out)
 	printRows(out, cfg, op, et)
 	if ap.skipped != "" {
