@@ -83,6 +83,11 @@ type Region struct {
 	closed      bool
 }
 
+// logCacheEntries is how many of the newest log entries are kept in memory
+// (hashicorp/raft's LogCache): twice MaxAppendEntries' default, as Consul
+// keeps 512.
+const logCacheEntries = 512
+
 // Open starts this node's part of the region: it opens the Raft log in
 // cfg.DataDir, binds the Raft and gossip ports, joins the seeds, and
 // bootstraps or waits to be added as Config.BootstrapExpect says. The
@@ -185,7 +190,16 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	}
 	rc := r.raftConfig()
 	rc.Logger = hl("raft", hclog.Info)
-	logs := &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger}
+	// The newest entries are served from memory: replicating a batch reads
+	// each of its entries back (and the one before it), which from raft-wal
+	// is a pread and a decode per entry on the path of every commit. Only
+	// entries raft-wal has stored (fsynced) enter the cache, and any
+	// DeleteRange (compaction, a deposed leader's truncated tail) empties
+	// it. +25-30% writes/s at 64 writers (BENCHMARKS.md, issue 20).
+	logs, err := hraft.NewLogCache(logCacheEntries, &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger})
+	if err != nil {
+		return nil, err
+	}
 	r.raft, err = newRaft(rc, r.fsm, logs, r.wal, r.snaps, &pipelineTransport{NetworkTransport: r.trans})
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
