@@ -250,3 +250,14 @@ func (a *apiRegion) Close() {
 		}
 	}
 }
+
+// pids are the `outpost serve` processes.
+func (a *apiRegion) pids() []int {
+	var out []int
+	for _, nd := range a.nodes {
+		if nd.cmd != nil && nd.cmd.Process != nil {
+			out = append(out, nd.cmd.Process.Pid)
+		}
+	}
+	return out
+}

@@ -345,3 +345,14 @@ func etcdRoundTrip(ctx context.Context, c *etcdCluster) (time.Duration, error) {
 	}
 	return writeload.Percentile(ds, 0.5), nil
 }
+
+// pids are the member processes running now.
+func (c *etcdCluster) pids() []int {
+	var out []int
+	for _, m := range c.members {
+		if m.cmd != nil && m.cmd.Process != nil {
+			out = append(out, m.cmd.Process.Pid)
+		}
+	}
+	return out
+}

@@ -124,6 +124,7 @@ func parseInts(s string) ([]int, error) {
 // systemResult is everything measured for one system.
 type systemResult struct {
 	levels   [][]writeload.Result // per level, one per pair in the order run
+	cpu      [][]cpuUse           // per level and pair, as levels
 	busy     []float64            // per level: most of a CPU other processes used in one of its measurements (-1: unknown)
 	rpc      time.Duration        // etcd only: p50 of a client round trip that writes nothing
 	failover failoverSummary
@@ -138,7 +139,47 @@ var defaultGuard = hostload.Guard{Limit: 0.10, Attempts: 3, QuietWait: 30 * time
 // measured is one level's result or the error that stopped it.
 type measured struct {
 	res writeload.Result
+	cpu cpuUse
 	err error
+}
+
+// cpuUse is the CPU a measurement took, warm-up included: the system's
+// server processes together, and this process (the writers' client for
+// etcd and the API; for Outpost in-process the writers run in the
+// leader, and this process only waits).
+type cpuUse struct {
+	nodes, client, wall time.Duration
+}
+
+// meter runs load and takes the CPU the processes pids and this process
+// used meanwhile.
+func meter(pids []int, load func() measured) measured {
+	before, err := hostload.Take()
+	start := time.Now()
+	m := load()
+	if err != nil {
+		return m
+	}
+	after, err := hostload.Take()
+	if err != nil {
+		return m
+	}
+	m.cpu.wall = time.Since(start)
+	for _, pid := range pids {
+		m.cpu.nodes += hostload.Used(before, after, pid)
+	}
+	m.cpu.client = hostload.Used(before, after, os.Getpid())
+	return m
+}
+
+// perWrite spreads a CPU time over the writes made in the whole call,
+// warm-up included, at the measured window's rate; 0 if unknown.
+func (c cpuUse) perWrite(d time.Duration, r writeload.Result) time.Duration {
+	writes := r.PerSecond() * c.wall.Seconds()
+	if c.wall <= 0 || writes <= 0 {
+		return 0
+	}
+	return time.Duration(float64(d) / writes)
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -263,34 +304,37 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 	}
 	for _, n := range cfg.writers {
 		var ol, el, al []writeload.Result
+		var oc, ec, ac []cpuUse
 		var ob, eb, abusy float64
 		for pair := range max(1, cfg.pairs) {
-			r, busy, err := measureOutpost(ctx, cfg, o, n, pair)
-			if err != nil {
-				return op, et, ap, fmt.Errorf("outpost: %w", err)
+			m, busy := measureOutpost(ctx, cfg, o, n, pair)
+			if m.err != nil {
+				return op, et, ap, fmt.Errorf("outpost: %w", m.err)
 			}
-			ol, ob = append(ol, r), max(ob, busy)
+			r := m.res
+			ol, oc, ob = append(ol, r), append(oc, m.cpu), max(ob, busy)
 			fmt.Fprintf(out, "  %2d writers, pair %d: outpost %6.0f/s p99 %s", n, pair+1, r.PerSecond(), fmtDur(r.P99))
 			if c != nil {
-				r, busy, err := measureEtcd(ctx, cfg, c, n, pair)
-				if err != nil {
-					return op, et, ap, fmt.Errorf("etcd: %w", err)
+				m, busy := measureEtcd(ctx, cfg, c, n, pair)
+				if m.err != nil {
+					return op, et, ap, fmt.Errorf("etcd: %w", m.err)
 				}
-				el, eb = append(el, r), max(eb, busy)
+				r := m.res
+				el, ec, eb = append(el, r), append(ec, m.cpu), max(eb, busy)
 				fmt.Fprintf(out, ", etcd %6.0f/s p99 %s, ratio %.2f×", r.PerSecond(), fmtDur(r.P99), ol[pair].PerSecond()/r.PerSecond())
 			}
 			if a != nil {
-				var r writeload.Result
-				busy := 0.0
-				m, b := hostload.Run(cfg.guard, func() measured {
-					r, err := a.load(ctx, cfg, n, fmt.Sprintf("api-w%d-%d", n, pair))
-					return measured{r, err}
+				m, busy := hostload.Run(cfg.guard, func() measured {
+					return meter(a.pids(), func() measured {
+						r, err := a.load(ctx, cfg, n, fmt.Sprintf("api-w%d-%d", n, pair))
+						return measured{res: r, err: err}
+					})
 				})
 				if m.err != nil {
 					return op, et, ap, fmt.Errorf("outpost serve: %w", m.err)
 				}
-				r, busy = m.res, b
-				al, abusy = append(al, r), max(abusy, busy)
+				r := m.res
+				al, ac, abusy = append(al, r), append(ac, m.cpu), max(abusy, busy)
 				fmt.Fprintf(out, ", api %6.0f/s p99 %s", r.PerSecond(), fmtDur(r.P99))
 				if c != nil {
 					fmt.Fprintf(out, " (%.2f×)", r.PerSecond()/el[pair].PerSecond())
@@ -298,12 +342,12 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 			}
 			fmt.Fprintln(out)
 		}
-		op.levels, op.busy = append(op.levels, ol), append(op.busy, ob)
+		op.levels, op.cpu, op.busy = append(op.levels, ol), append(op.cpu, oc), append(op.busy, ob)
 		if c != nil {
-			et.levels, et.busy = append(et.levels, el), append(et.busy, eb)
+			et.levels, et.cpu, et.busy = append(et.levels, el), append(et.cpu, ec), append(et.busy, eb)
 		}
 		if a != nil {
-			ap.levels, ap.busy = append(ap.levels, al), append(ap.busy, abusy)
+			ap.levels, ap.cpu, ap.busy = append(ap.levels, al), append(ap.cpu, ac), append(ap.busy, abusy)
 		}
 	}
 	rounds, err := failovers(ctx, cfg.failoverRounds, func(i int) (failoverRound, error) {
@@ -331,25 +375,26 @@ func benchWrites(ctx context.Context, cfg config, dir, etcdSkip string, out io.W
 
 // measureOutpost runs one level on the region's leader, measured again
 // (up to the guard's attempts) if other processes were busy meanwhile.
-func measureOutpost(ctx context.Context, cfg config, o *outpostRegion, n, pair int) (writeload.Result, float64, error) {
+func measureOutpost(ctx context.Context, cfg config, o *outpostRegion, n, pair int) (measured, float64) {
 	attempt := 0
-	m, busy := hostload.Run(cfg.guard, func() measured {
+	return hostload.Run(cfg.guard, func() measured {
 		attempt++
 		ld, err := o.settle(ctx, 30*time.Second)
 		if err != nil {
 			return measured{err: err}
 		}
-		r, err := o.load(ctx, ld, loadRequest{Run: fmt.Sprintf("w%d-%d-%d", n, pair, attempt), Writers: n, Warmup: cfg.warmup, Measure: cfg.duration})
-		return measured{r, err}
+		return meter(o.pids(), func() measured {
+			r, err := o.load(ctx, ld, loadRequest{Run: fmt.Sprintf("w%d-%d-%d", n, pair, attempt), Writers: n, Warmup: cfg.warmup, Measure: cfg.duration})
+			return measured{res: r, err: err}
+		})
 	})
-	return m.res, busy, m.err
 }
 
 // measureEtcd runs one level against etcd's leader through its Go client.
-func measureEtcd(ctx context.Context, cfg config, c *etcdCluster, n, pair int) (writeload.Result, float64, error) {
+func measureEtcd(ctx context.Context, cfg config, c *etcdCluster, n, pair int) (measured, float64) {
 	value := string(writeload.Value())
 	attempt := 0
-	m, busy := hostload.Run(cfg.guard, func() measured {
+	return hostload.Run(cfg.guard, func() measured {
 		attempt++
 		ld, err := c.settle(ctx, 30*time.Second)
 		if err != nil {
@@ -365,13 +410,14 @@ func measureEtcd(ctx context.Context, cfg config, c *etcdCluster, n, pair int) (
 			}
 		}()
 		run := fmt.Sprintf("w%d-%d-%d", n, pair, attempt)
-		return measured{res: writeload.Run(ctx, writeload.Options{Writers: n, Warmup: cfg.warmup, Measure: cfg.duration},
-			func(ctx context.Context, w, seq int) error {
-				_, err := clis[w%len(clis)].Put(ctx, string(writeload.Key(run, w, seq)), value)
-				return err
-			})}
+		return meter(c.pids(), func() measured {
+			return measured{res: writeload.Run(ctx, writeload.Options{Writers: n, Warmup: cfg.warmup, Measure: cfg.duration},
+				func(ctx context.Context, w, seq int) error {
+					_, err := clis[w%len(clis)].Put(ctx, string(writeload.Key(run, w, seq)), value)
+					return err
+				})}
+		})
 	})
-	return m.res, busy, m.err
 }
 
 func failovers(ctx context.Context, n int, round func(i int) (failoverRound, error)) ([]failoverRound, error) {

@@ -47,6 +47,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
 	}
+	if !strings.Contains(out.String(), "| writers | outpost in-process, nodes |") || strings.Contains(out.String(), "|       1 | – |") {
+		t.Errorf("no CPU per write for the in-process nodes:\n%s", out.String())
+	}
 	if strings.Contains(out.String(), "WARNING: ") && strings.Contains(out.String(), "failed writes") {
 		t.Errorf("writes failed:\n%s", out.String())
 	}

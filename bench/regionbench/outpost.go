@@ -282,3 +282,14 @@ func (o *outpostRegion) settle(ctx context.Context, timeout time.Duration) (*out
 // errNoSurvivor means every node is down, which a failover round never
 // causes on purpose.
 var errNoSurvivor = errors.New("no live node left")
+
+// pids are the node processes running now.
+func (o *outpostRegion) pids() []int {
+	var out []int
+	for _, nd := range o.nodes {
+		if nd.cmd != nil && nd.cmd.Process != nil {
+			out = append(out, nd.cmd.Process.Pid)
+		}
+	}
+	return out
+}

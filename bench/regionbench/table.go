@@ -57,6 +57,7 @@ func printTable(out io.Writer, cfg config, op, et, ap systemResult) {
 		fmt.Fprintln(out)
 		printRows(out, cfg, ap, et)
 	}
+	printCPU(out, cfg, op, et, ap)
 	printWarnings(out, cfg, op, et, ap)
 	if cfg.failoverRounds == 0 {
 		return
@@ -212,4 +213,38 @@ func fmtDurs(ds []time.Duration) string {
 		s = append(s, fmtDur(d))
 	}
 	return strings.Join(s, ", ")
+}
+
+// printCPU prints the CPU each system spent per write: its three server
+// processes together, and the writers' client (this process).
+func printCPU(out io.Writer, cfg config, op, et, ap systemResult) {
+	fmt.Fprintln(out, "\nCPU per write, median of the pairs (µs; warm-up included, at the measured rate): the three server processes together, and the")
+	fmt.Fprintln(out, "writers' client in this process. Outpost's in-process writers run inside its leader, so their cost is in its nodes' column.")
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| writers | outpost in-process, nodes | etcd, nodes | etcd, client | API, nodes | API, client |")
+	fmt.Fprintln(out, "|--------:|--------------------------:|------------:|-------------:|-----------:|------------:|")
+	for i, n := range cfg.writers {
+		fmt.Fprintf(out, "| %7d | %s | %s | %s | %s | %s |\n", n,
+			cpuCell(op, i, func(c cpuUse) time.Duration { return c.nodes }),
+			cpuCell(et, i, func(c cpuUse) time.Duration { return c.nodes }), cpuCell(et, i, func(c cpuUse) time.Duration { return c.client }),
+			cpuCell(ap, i, func(c cpuUse) time.Duration { return c.nodes }), cpuCell(ap, i, func(c cpuUse) time.Duration { return c.client }))
+	}
+}
+
+// cpuCell is the median over level i's pairs of what part of their CPU
+// each write took, or "–" when not measured.
+func cpuCell(r systemResult, i int, part func(cpuUse) time.Duration) string {
+	if r.skipped != "" || i >= len(r.cpu) || i >= len(r.levels) {
+		return "–"
+	}
+	var us []float64
+	for j, c := range r.cpu[i] {
+		if d := c.perWrite(part(c), r.levels[i][j]); d > 0 {
+			us = append(us, float64(d)/float64(time.Microsecond))
+		}
+	}
+	if len(us) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", median(us))
 }

@@ -169,3 +169,14 @@ func (g Guard) waitQuiet() {
 		}
 	}
 }
+
+// Used is the CPU time pid used between before and after (its own and
+// its reaped children's); 0 if it is missing from either.
+func Used(before, after Snapshot, pid int) time.Duration {
+	b, okb := before[pid]
+	a, oka := after[pid]
+	if !okb || !oka || a.ticks < b.ticks {
+		return 0
+	}
+	return time.Duration(a.ticks-b.ticks) * time.Second / ticksPerSecond
+}

@@ -51,3 +51,16 @@ func TestTakeSeesThisProcess(t *testing.T) {
 		t.Fatalf("own pid %d missing from %d processes", os.Getpid(), len(s))
 	}
 }
+
+func TestUsedIsOneProcessDelta(t *testing.T) {
+	before := Snapshot{10: {1, 100}, 20: {1, 50}}
+	after := Snapshot{10: {1, 300}, 20: {1, 70}, 40: {1, 15}}
+	for _, c := range []struct {
+		pid  int
+		want time.Duration
+	}{{10, 2 * time.Second}, {20, 200 * time.Millisecond}, {40, 0}, {99, 0}} {
+		if got := Used(before, after, c.pid); got != c.want {
+			t.Errorf("Used(pid %d) = %v, want %v", c.pid, got, c.want)
+		}
+	}
+}
