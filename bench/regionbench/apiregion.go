@@ -253,11 +253,9 @@ func (a *apiRegion) Close() {
 
 // pids are the `outpost serve` processes.
 func (a *apiRegion) pids() []int {
-	var out []int
+	var cmds []*exec.Cmd
 	for _, nd := range a.nodes {
-		if nd.cmd != nil && nd.cmd.Process != nil {
-			out = append(out, nd.cmd.Process.Pid)
-		}
+		cmds = append(cmds, nd.cmd)
 	}
-	return out
+	return runningPIDs(cmds)
 }

@@ -348,11 +348,9 @@ func etcdRoundTrip(ctx context.Context, c *etcdCluster) (time.Duration, error) {
 
 // pids are the member processes running now.
 func (c *etcdCluster) pids() []int {
-	var out []int
+	var cmds []*exec.Cmd
 	for _, m := range c.members {
-		if m.cmd != nil && m.cmd.Process != nil {
-			out = append(out, m.cmd.Process.Pid)
-		}
+		cmds = append(cmds, m.cmd)
 	}
-	return out
+	return runningPIDs(cmds)
 }

@@ -285,10 +285,19 @@ var errNoSurvivor = errors.New("no live node left")
 
 // pids are the node processes running now.
 func (o *outpostRegion) pids() []int {
-	var out []int
+	var cmds []*exec.Cmd
 	for _, nd := range o.nodes {
-		if nd.cmd != nil && nd.cmd.Process != nil {
-			out = append(out, nd.cmd.Process.Pid)
+		cmds = append(cmds, nd.cmd)
+	}
+	return runningPIDs(cmds)
+}
+
+// runningPIDs are the process ids of the started commands among cmds.
+func runningPIDs(cmds []*exec.Cmd) []int {
+	var out []int
+	for _, c := range cmds {
+		if c != nil && c.Process != nil {
+			out = append(out, c.Process.Pid)
 		}
 	}
 	return out
