@@ -372,6 +372,12 @@ type KeyStatus struct {
 	Rewrapped  int `json:"rewrapped,omitempty"`
 }
 
+// DrillKeys is the namespace of the region's keys that failover drills
+// write (drill/RUN/ROUND/SEQ) and keep, so a drill's report can be checked
+// against them afterwards. Listing the region's keys leaves them out
+// unless asked for (all=true, or a prefix inside it).
+const DrillKeys = "drill/"
+
 // DrillReport is `outpostctl drill failover --json`: what a failover drill
 // measured. Times run from the fault (t0) to the moment the drill received
 // a surviving node's event saying so, in milliseconds. Rounds counts the

@@ -69,7 +69,7 @@ func (l *load) stop() {
 func (d *drill) write(ctx context.Context, l *load, rs *roundState, url string) {
 	for ctx.Err() == nil {
 		seq := rs.writes.Add(1)
-		key := fmt.Sprintf("drill/%s/%d/%d", d.runID, rs.n, seq)
+		key := fmt.Sprintf("%s%s/%d/%d", api.DrillKeys, d.runID, rs.n, seq)
 		val := fmt.Sprintf("%s round %d write %d", d.runID, rs.n, seq)
 		err := d.api.call(ctx, writeTimeout, "PUT", url, "/api/v1/kv/"+key, []byte(val), nil)
 		l.mu.Lock()

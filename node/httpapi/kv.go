@@ -96,12 +96,10 @@ func (s *server) getKey(w http.ResponseWriter, r *http.Request, sp kvSpace) {
 // keys match (narrow the prefix to see them).
 const maxListKeys = 1000
 
-// drillKeys is the namespace of the region's keys that failover drills
-// write (drill/RUN/ROUND/SEQ, drill/load.go) and keep, so a drill's report
-// can be checked against them afterwards. Listing the region's keys leaves
-// them out unless asked for (all=true, or a prefix inside drill/): a game
-// day does not bury the infrastructure entries.
-const drillKeys = "drill/"
+// drillKeys (api.DrillKeys, written by drill/load.go) are left out of a
+// listing of the region's keys unless asked for (all=true, or a prefix
+// inside drill/): a game day does not bury the infrastructure entries.
+const drillKeys = api.DrillKeys
 
 func (s *server) listKeys(w http.ResponseWriter, r *http.Request, sp kvSpace) {
 	if !s.readConsistency(w, r) {
