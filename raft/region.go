@@ -84,8 +84,9 @@ type Region struct {
 }
 
 // logCacheEntries is how many of the newest log entries are kept in memory
-// (hashicorp/raft's LogCache): twice MaxAppendEntries' default, as Consul
-// keeps 512.
+// (hashicorp/raft's LogCache), at least: twice MaxAppendEntries' default,
+// as Consul keeps 512, and twice raft.max_append_entries when it is set
+// higher, so one batch never evicts its own start.
 const logCacheEntries = 512
 
 // Open starts this node's part of the region: it opens the Raft log in
@@ -196,7 +197,7 @@ func Open(cfg Config, store *storage.Store) (_ *Region, err error) {
 	// entries raft-wal has stored (fsynced) enter the cache, and any
 	// DeleteRange (compaction, a deposed leader's truncated tail) empties
 	// it. +25-30% writes/s at 64 writers (BENCHMARKS.md, issue 20).
-	logs, err := hraft.NewLogCache(logCacheEntries, &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger})
+	logs, err := hraft.NewLogCache(max(logCacheEntries, 2*cfg.Tuning.MaxAppendEntries), &logGuard{LogStore: r.wal, fsm: r.fsm, logger: r.logger})
 	if err != nil {
 		return nil, err
 	}

@@ -71,6 +71,11 @@ func startAPIRegion(ctx context.Context, bin, dir string, n int, gogc, profileDi
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if profileDir != "" {
+		if err := os.MkdirAll(profileDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
 	run := func(args ...string) (string, error) {
 		out, err := exec.CommandContext(ctx, bin, args...).Output()
 		if err != nil {

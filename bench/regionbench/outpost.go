@@ -27,7 +27,7 @@ import (
 // fsynced, gossip discovery and bootstrap_expect, default tuning.
 type outpostRegion struct {
 	dir   string
-	gogc  string // GOGC for the node processes; "" keeps Go's default
+	gogc  string // GOGC for the node processes; "" keeps the daemon's (internal/gcpolicy)
 	nodes []*outpostNode
 	http  *http.Client
 }

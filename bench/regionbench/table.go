@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,6 +20,9 @@ func printHeader(out io.Writer, cfg config, t raft.Tuning, etcdVer string, fsync
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH, fmtDur(fsyncP50))
 	fmt.Fprintf(out, "  levels:  %v writers; %s warm-up, then %s measured each\n", cfg.writers, cfg.warmup, cfg.duration)
 	gogc := fmt.Sprintf("GOGC=%d, the daemon's default", gcpolicy.Percent)
+	if env, ok := os.LookupEnv("GOGC"); ok {
+		gogc = "GOGC=" + env + " from the environment" // the node processes inherit it
+	}
 	if cfg.outpostGOGC != "" {
 		gogc = "GOGC=" + cfg.outpostGOGC
 	}
