@@ -139,8 +139,12 @@ func (d *apDelegate) RemoveFailedServer(srv *autopilot.Server) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		if err := r.raft.RemoveServer(srv.ID, 0, 5*time.Second).Error(); err != nil {
-			r.logger.Warn("removing dead server failed; autopilot will retry", "peer", string(srv.ID), "err", err)
+		// Through await: a future raft never answers after a shutdown
+		// would otherwise keep Close waiting on r.wg for good (CI17).
+		if err := r.await(r.raft.RemoveServer(srv.ID, 0, 5*time.Second)); err != nil {
+			if r.ctx.Err() == nil {
+				r.logger.Warn("removing dead server failed; autopilot will retry", "peer", string(srv.ID), "err", err)
+			}
 			return
 		}
 		r.logger.Warn("removed server from the region: unreachable for longer than raft.dead_server_grace", "peer", string(srv.ID), "status", string(srv.NodeStatus))

@@ -208,14 +208,20 @@ func (r *Region) addNewServers() {
 		id, addr := hraft.ServerID(m.ID), hraft.ServerAddress(m.Meta.RaftAddr)
 		if ok && cur.Suffrage == hraft.Voter {
 			// A voter that moved keeps its vote; AddVoter updates its address.
-			if err := r.raft.AddVoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+			if err := r.await(r.raft.AddVoter(id, addr, 0, 5*time.Second)); err != nil {
+				if r.ctx.Err() != nil {
+					return
+				}
 				r.logger.Warn("updating node address failed; will retry", "peer", m.ID, "err", err)
 			} else {
 				r.logger.Info("node moved; updated its Raft address", "peer", m.ID, "raft_addr", addr)
 			}
 			continue
 		}
-		if err := r.raft.AddNonvoter(id, addr, 0, 5*time.Second).Error(); err != nil {
+		if err := r.await(r.raft.AddNonvoter(id, addr, 0, 5*time.Second)); err != nil {
+			if r.ctx.Err() != nil {
+				return
+			}
 			r.logger.Warn("adding node failed; will retry", "peer", m.ID, "err", err)
 			continue
 		}

@@ -314,7 +314,7 @@ func (r *Region) raftConfig() *hraft.Config {
 
 // TransferLeadership hands leadership to another voter and waits for it;
 // ErrNotLeader-like errors come back when this node does not lead.
-func (r *Region) TransferLeadership() error { return r.raft.LeadershipTransfer().Error() }
+func (r *Region) TransferLeadership() error { return r.await(r.raft.LeadershipTransfer()) }
 
 // Term is the current Raft term as this node knows it.
 func (r *Region) Term() uint64 {
@@ -323,7 +323,7 @@ func (r *Region) Term() uint64 {
 }
 
 // VerifyLeader confirms this node is still the leader with a quorum.
-func (r *Region) VerifyLeader() error { return r.raft.VerifyLeader().Error() }
+func (r *Region) VerifyLeader() error { return r.await(r.raft.VerifyLeader()) }
 
 // IsLeader reports whether this node believes it is the leader.
 func (r *Region) IsLeader() bool { return r.raft.State() == hraft.Leader }
@@ -350,7 +350,7 @@ func (r *Region) GossipAddr() string { return r.gossipAddr }
 func (r *Region) Members() []Member { return r.members.list() }
 
 // Snapshot forces a snapshot now (tests and operators' backups).
-func (r *Region) Snapshot() error { return r.raft.Snapshot().Error() }
+func (r *Region) Snapshot() error { return r.await(r.raft.Snapshot()) }
 
 // SetMeta updates what this node advertises by gossip.
 func (r *Region) SetMeta(fn func(*NodeMeta)) {
@@ -365,7 +365,7 @@ func (r *Region) SetMeta(fn func(*NodeMeta)) {
 // Configuration returns the committed Raft server set.
 func (r *Region) Configuration() ([]hraft.Server, error) {
 	f := r.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
+	if err := r.await(f); err != nil {
 		return nil, err
 	}
 	return f.Configuration().Servers, nil
