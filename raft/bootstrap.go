@@ -159,7 +159,10 @@ func (r *Region) tryBootstrap(lastWait int) int {
 		servers = append(servers, hraft.Server{ID: hraft.ServerID(m.ID), Address: hraft.ServerAddress(m.Meta.RaftAddr), Suffrage: hraft.Voter})
 	}
 	sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
-	err := r.raft.BootstrapCluster(hraft.Configuration{Servers: servers}).Error()
+	err := r.await(r.raft.BootstrapCluster(hraft.Configuration{Servers: servers}))
+	if err != nil && r.ctx.Err() != nil {
+		return len(alive) // stopping
+	}
 	if err != nil && !errors.Is(err, hraft.ErrCantBootstrap) {
 		r.logger.Error("bootstrap failed; will retry", "err", err)
 		return len(alive)
