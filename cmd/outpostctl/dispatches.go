@@ -31,8 +31,10 @@ func dispatchesPath(tenant string) string {
 
 // dispatchCreate sends the dispatch, following the lease: a node that
 // does not hold it names the holder (409), and the request goes there
-// once; while nobody holds it (503) it is retried for up to 10s. The id
-// is always set, so a retry is applied once.
+// once; while nobody holds it (503) it is retried for up to 10s. A named
+// holder that does not answer (it died; the region has not yet seen its
+// lease run out) sends the request back to the first node, within the
+// same 10s. The id is always set, so a retry is applied once.
 func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, req api.DispatchRequest, w, stderr io.Writer) error {
 	deadline := time.Now().Add(dispatchRetryFor)
 	// Retried here, with the id, and following the holder.
@@ -49,7 +51,16 @@ func dispatchCreate(ctx context.Context, c *client, g *globals, tenant string, r
 			return nil
 		}
 		status, hdr := apiStatus(err)
+		var na *api.NoAnswerError
 		switch {
+		case followed && errors.As(err, &na) && ctx.Err() == nil && time.Now().Before(deadline):
+			fmt.Fprintf(stderr, "outpostctl: the lease holder does not answer (a failover under way?); asking %s again, with id %s\n", c.Addr, req.ID)
+			target, followed = &client{c.At(c.Addr)}, false
+			target.noRetry()
+			if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+				return err
+			}
+			continue
 		case status == http.StatusConflict && !followed && hdr.Get("X-Outpost-Lease-Holder-URL") != "":
 			followed = true
 			holderURL := hdr.Get("X-Outpost-Lease-Holder-URL")

@@ -358,3 +358,46 @@ func TestDrillNeedsAccess(t *testing.T) {
 		t.Errorf("stdout = %q, want nothing (no round ran)", stdout)
 	}
 }
+
+// TestDispatchHolderGoneAsksAgain: a named holder that does not answer
+// (killed; the lease not yet run out) sends the same dispatch back to the
+// first node, which then names the new holder; it is applied there once.
+func TestDispatchHolderGoneAsksAgain(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL
+	gone.Close() // connection refused from now on
+	holder, holderSeen := fakeNode(t, func(*http.Request) (int, string) { return http.StatusCreated, dispatchJSON })
+	var mu sync.Mutex
+	asked := 0
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		w.Header().Set("X-Outpost-Lease-Holder", "n2")
+		w.Header().Set("X-Outpost-Lease-Holder-URL", goneURL)
+		if asked > 1 {
+			w.Header().Set("X-Outpost-Lease-Holder", "n3")
+			w.Header().Set("X-Outpost-Lease-Holder-URL", holder)
+		}
+		w.WriteHeader(http.StatusConflict)
+		io.WriteString(w, `{"error":"this node does not hold the dispatch lease"}`)
+	}))
+	t.Cleanup(first.Close)
+	stdout, stderr, err := runCLI(t, first.URL, "", "dispatches", "create", "--kind", "config", "--id", "d9")
+	if err != nil {
+		t.Fatalf("err = %v\nstderr: %s", err, stderr)
+	}
+	for _, want := range []string{"n2 holds the dispatch lease; sending to " + goneURL,
+		"the lease holder does not answer (a failover under way?); asking " + first.URL + " again, with id d9",
+		"n3 holds the dispatch lease; sending to " + holder} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr = %q, want it to contain %q", stderr, want)
+		}
+	}
+	if !strings.Contains(stdout, " committed at index ") {
+		t.Errorf("stdout = %q", stdout)
+	}
+	if reqs := holderSeen(); len(reqs) != 1 || !strings.Contains(reqs[0].body, `"id":"d9"`) {
+		t.Errorf("the new holder saw %v, want the same dispatch once", reqs)
+	}
+}
