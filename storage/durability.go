@@ -12,10 +12,10 @@ import (
 	"github.com/outpost-mesh/outpost/internal/syncfile"
 )
 
-// The state file's durability (issue 20). The Raft FSM commits with
-// UpdateNoSync: the change is in the file, and in the OS page cache,
-// at once, so it survives the process being killed, but it reaches the disk
-// only at the next Sync. A machine that loses power before then can leave
+// The state file's durability (issue 20). The Raft FSM's batches are
+// flushed (committed) without fsync, as UpdateNoSync commits: the change
+// is in the file, and in the OS page cache, at once, so it survives the
+// process being killed, but it reaches the disk only at the next Sync. A machine that loses power before then can leave
 // the file torn (bbolt orders its page and meta writes only by fsyncing
 // between them), and nothing inside the file can tell: bbolt checksums its
 // meta pages, not its data pages. So the store keeps a marker beside the
@@ -66,8 +66,11 @@ func (s *Store) Sync() (uint64, error) {
 	// syncs: the index read here is exactly what the sync covers.
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return 0, err
+	}
 	var idx uint64
-	if err := s.db.View(func(tx *bolt.Tx) error { idx = (&Tx{tx}).LastApplied(); return nil }); err != nil {
+	if err := s.db.View(func(tx *bolt.Tx) error { idx = (&Tx{tx: tx}).LastApplied(); return nil }); err != nil {
 		return 0, err
 	}
 	if !s.unsynced {
@@ -91,18 +94,19 @@ func (s *Store) update(fn func(*Tx) error, sync bool) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if !sync && !s.marked {
+	// Batches applied before this transaction are committed before it.
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if !sync {
 		// Before the first commit that can be lost with the machine. If
 		// the marker cannot be written, this commit is fsynced instead
 		// (and the next one tries again): slower, never unmarked.
-		if err := writeMarker(s.path, bootID()); err == nil {
-			s.marked = true
-		} else {
-			sync = true
-		}
+		sync = s.markLocked()
 	}
 	s.db.NoSync = !sync
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	// Readers pair the file with no delta now; the commit needs no vmu.
+	err := s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 	if err == nil {
 		// bbolt's fsynced commit flushes the whole file, earlier unsynced
 		// commits included.
@@ -114,6 +118,9 @@ func (s *Store) update(fn func(*Tx) error, sync bool) error {
 // syncAndUnmarkLocked makes a clean close: the file synced, then the marker
 // removed. Called with the store's locks held.
 func (s *Store) syncAndUnmarkLocked() error {
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
 	if s.unsynced {
 		if err := s.db.Sync(); err != nil {
 			_ = writeMarker(s.path, "sync-failed")

@@ -54,6 +54,10 @@ var (
 // memory: pages are only resident once used).
 const InitialMmapSize = 1 << 30
 
+// initialMmapSize is InitialMmapSize, smaller in tests that make the file
+// outgrow its mapping.
+var initialMmapSize = InitialMmapSize
+
 // Options controls how a Store is opened.
 type Options struct {
 	// Region is the region this file belongs to. A file stamped with
@@ -81,6 +85,16 @@ type Store struct {
 	marked bool
 	// recovered is set when Open replaced a damaged file.
 	recovered *Recovery
+
+	// batch is the open batch transaction (batch.go), guarded by wmu.
+	batch *batch
+	// failed is set, under wmu and vmu, when a batch failed.
+	failed error
+	// vmu pairs a reader's read transaction with unflushed: readers hold
+	// it shared, a flush (commit) and a publish hold it exclusively.
+	vmu sync.RWMutex
+	// unflushed is the published delta of the open batch transaction.
+	unflushed *delta
 }
 
 // Open opens or creates the state file at path. A file that is damaged,
@@ -113,7 +127,7 @@ func openDB(path string, opts Options) (db *bolt.DB, err error) {
 	// for every open read transaction, including a snapshot being
 	// persisted. Reserving address space up front (as etcd does) keeps
 	// writes from stalling behind a snapshot until the file outgrows it.
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: InitialMmapSize})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
@@ -205,12 +219,27 @@ func (s *Store) Close() error {
 
 // Tx is a state-store transaction. It is only valid inside the callback
 // that received it.
-type Tx struct{ tx *bolt.Tx }
+type Tx struct {
+	tx *bolt.Tx
+	// over is a reader's view of the batches applied since the last flush
+	// (batch.go), read over tx; nil when there are none.
+	over *delta
+	// batch is set in ApplyBatch: changes are recorded for readers, and
+	// hooks run when the batch is published.
+	batch *batch
+	hooks []func()
+}
 
-// OnCommit runs fn after the transaction commits (not if it rolls back):
-// effects outside the state file, such as telling watchers of a change,
-// must not be seen before the change is durable.
-func (t *Tx) OnCommit(fn func()) { t.tx.OnCommit(fn) }
+// OnCommit runs fn once the transaction's changes are visible to every
+// later reader (not if it fails): effects outside the state file, such
+// as telling watchers of a change, must not be seen before the change.
+func (t *Tx) OnCommit(fn func()) {
+	if t.batch != nil {
+		t.hooks = append(t.hooks, fn)
+		return
+	}
+	t.tx.OnCommit(fn)
+}
 
 // Get returns the value of key in bucket, or nil. Tenant buckets read as
 // empty here: use Tx.Tenant. The slice is only valid
@@ -223,6 +252,11 @@ func (t *Tx) Get(bucket, key []byte) []byte {
 }
 
 func (t *Tx) get(bucket, key []byte) []byte {
+	if t.over != nil {
+		if v, found := t.overGet(bucket, key); found {
+			return v
+		}
+	}
 	b := t.tx.Bucket(bucket)
 	if b == nil {
 		return nil
@@ -243,7 +277,13 @@ func (t *Tx) put(bucket, key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	return b.Put(key, value)
+	if err := b.Put(key, value); err != nil {
+		return err
+	}
+	if t.batch != nil {
+		t.batch.record(bucket, key, value, false)
+	}
+	return nil
 }
 
 // Delete removes key from bucket. Deleting a missing key is not an error.
@@ -259,7 +299,13 @@ func (t *Tx) delete(bucket, key []byte) error {
 	if b == nil {
 		return nil
 	}
-	return b.Delete(key)
+	if err := b.Delete(key); err != nil {
+		return err
+	}
+	if t.batch != nil {
+		t.batch.record(bucket, key, nil, true)
+	}
+	return nil
 }
 
 // ForEach calls fn for each key with the given prefix in bucket, in key
@@ -272,12 +318,24 @@ func (t *Tx) ForEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
 }
 
 func (t *Tx) forEach(bucket, prefix []byte, fn func(k, v []byte) bool) {
+	t.forEachFrom(bucket, prefix, prefix, fn)
+}
+
+func (t *Tx) forEachFrom(bucket, prefix, start []byte, fn func(k, v []byte) bool) {
 	b := t.tx.Bucket(bucket)
+	if t.over != nil {
+		var c *bolt.Cursor
+		if b != nil {
+			c = b.Cursor()
+		}
+		t.mergeForward(bucket, prefix, start, c, fn)
+		return
+	}
 	if b == nil {
 		return
 	}
 	c := b.Cursor()
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 		if !fn(k, v) {
 			return
 		}
@@ -290,16 +348,7 @@ func (t *Tx) ForEachFrom(bucket, prefix, start []byte, fn func(k, v []byte) bool
 	if isTenantBucket(bucket) {
 		return
 	}
-	b := t.tx.Bucket(bucket)
-	if b == nil {
-		return
-	}
-	c := b.Cursor()
-	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if !fn(k, v) {
-			return
-		}
-	}
+	t.forEachFrom(bucket, prefix, start, fn)
 }
 
 // ForEachReverse calls fn for each key of bucket from the last to the
@@ -313,6 +362,14 @@ func (t *Tx) ForEachReverse(bucket []byte, fn func(k, v []byte) bool) {
 
 func (t *Tx) forEachReverse(bucket []byte, fn func(k, v []byte) bool) {
 	b := t.tx.Bucket(bucket)
+	if t.over != nil {
+		var c *bolt.Cursor
+		if b != nil {
+			c = b.Cursor()
+		}
+		t.mergeReverse(bucket, c, fn)
+		return
+	}
 	if b == nil {
 		return
 	}
@@ -326,7 +383,7 @@ func (t *Tx) forEachReverse(bucket []byte, fn func(k, v []byte) bool) {
 
 // LastApplied returns the index of the last Raft entry applied to this file.
 func (t *Tx) LastApplied() uint64 {
-	v := t.tx.Bucket(bucketMeta).Get(keyLastApplied)
+	v := t.get(bucketMeta, keyLastApplied)
 	if len(v) != 8 {
 		return 0
 	}
@@ -337,17 +394,23 @@ func (t *Tx) LastApplied() uint64 {
 // the same transaction as the entries it covers, so the file is never
 // ahead of or behind its own index.
 func (t *Tx) SetLastApplied(index uint64) error {
-	return t.tx.Bucket(bucketMeta).Put(keyLastApplied, u64(index))
+	return t.put(bucketMeta, keyLastApplied, u64(index))
 }
 
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction. It sees every batch applied
+// before it began, flushed or not.
 func (s *Store) View(fn func(*Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return s.db.View(func(tx *bolt.Tx) error { return fn(&Tx{tx}) })
+	t, err := s.beginRead()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = t.tx.Rollback() }()
+	return fn(t)
 }
 
 // Update runs fn in a read-write transaction, committed with fsync (which
@@ -379,12 +442,20 @@ type Snapshot struct {
 	once sync.Once
 }
 
-// Snapshot opens a read transaction pinning the current state.
+// Snapshot flushes the open batch transaction and opens a read
+// transaction pinning the current state.
 func (s *Store) Snapshot() (*Snapshot, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	// Flushing and beginning under wmu: no batch lands in between, so the
+	// snapshot holds everything applied when it was asked for.
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return nil, err
 	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
@@ -394,7 +465,7 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 }
 
 // Index returns the last applied index the snapshot contains.
-func (sn *Snapshot) Index() uint64 { return (&Tx{sn.tx}).LastApplied() }
+func (sn *Snapshot) Index() uint64 { return (&Tx{tx: sn.tx}).LastApplied() }
 
 // WriteTo writes the whole bbolt file as of the snapshot.
 func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w) }
@@ -425,7 +496,9 @@ func (s *Store) Restore(r io.Reader) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	// The image replaces the file whole and was fsynced: nothing of the
-	// old file's unsynced commits matters any more.
+	// old file's unsynced commits, nor of its unflushed batches, matters
+	// any more.
+	s.dropBatchLocked()
 	s.unsynced = false
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("restore: close current: %w", err)

@@ -1,0 +1,317 @@
+package storage
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/google/btree"
+	bolt "go.etcd.io/bbolt"
+)
+
+// The batch transaction (issue 20; ARCHITECTURE.md, "The batch
+// transaction"). Committing a bbolt transaction writes every page it
+// dirtied, its freelist and a meta page: for the Raft FSM, whose batches
+// are a few entries each, that was most of the cost of an apply, paid on
+// every node for every batch. ApplyBatch instead applies into one
+// long-lived write transaction, as etcd's backend does, and Flush commits
+// it (the FSM flushes on its sync interval, 100 ms by default, and before
+// every snapshot). The Raft log holds every applied entry durably, and the
+// file's last applied index is written in the same transaction as the
+// entries, so an unflushed batch lost with the process is replayed from
+// the log at the next start.
+//
+// Readers must still see every batch as soon as it is applied (a write is
+// acknowledged after its apply, and the next request may read it). The
+// writer records each change of the open transaction in an ordered delta
+// (puts, and tombstones for deletes), and after each batch publishes a
+// copy-on-write clone of it. A reader opens an ordinary bbolt read
+// transaction, which sees the file as of the last flush, and the clone
+// published at that moment, and merges the two: the delta wins where it
+// holds the key. A flush commits while holding the lock readers take to
+// pair the two, so a reader never pairs a delta with a file that already
+// holds it, nor with a file older than the delta's base.
+
+// ErrFailed means a batch failed part way: its transaction was rolled back
+// with the batches before it that had not been flushed, so the store no
+// longer holds what its readers were shown. Only a restart, which replays
+// the Raft log, can bring it back.
+var ErrFailed = errors.New("state store failed; the node must restart")
+
+// change is one key's latest change in the open batch transaction.
+type change struct {
+	bucket, key, value []byte
+	deleted            bool
+}
+
+func changeLess(a, b change) bool {
+	if c := bytes.Compare(a.bucket, b.bucket); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(a.key, b.key) < 0
+}
+
+// delta is the set of changes not yet flushed, ordered by bucket and key.
+type delta = btree.BTreeG[change]
+
+// batch is the open batch transaction. Only the writer (holding wmu)
+// touches it.
+type batch struct {
+	tx      *bolt.Tx
+	changes *delta
+	entries int // ApplyBatch calls since the last flush
+}
+
+// ApplyBatch runs fn in the open batch transaction, beginning one if
+// there is none, and publishes its changes to readers when fn returns. It
+// is not durable, nor even in the file, until Flush (or Sync, Snapshot,
+// Update, Close). Hooks registered with Tx.OnCommit run once the changes
+// are published. An error from fn rolls back every unflushed batch and
+// fails the store (ErrFailed): the caller must restart and replay.
+func (s *Store) ApplyBatch(fn func(*Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
+	if s.batch == nil {
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			return fmt.Errorf("begin batch transaction: %w", err)
+		}
+		s.batch = &batch{tx: tx, changes: btree.NewG(32, changeLess)}
+	}
+	b := s.batch
+	t := &Tx{tx: b.tx, batch: b}
+	if err := fn(t); err != nil {
+		s.failLocked(fmt.Errorf("%w: a batch failed: %v", ErrFailed, err))
+		return err
+	}
+	b.entries++
+	published := b.changes.Clone()
+	s.vmu.Lock()
+	s.unflushed = published
+	s.vmu.Unlock()
+	for _, h := range t.hooks {
+		h()
+	}
+	return nil
+}
+
+// Pending reports how many ApplyBatch calls are applied but not flushed.
+func (s *Store) Pending() int {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.batch == nil {
+		return 0
+	}
+	return s.batch.entries
+}
+
+// Flush commits the open batch transaction, without fsync (Sync makes it
+// durable). Nothing to flush is not an error.
+func (s *Store) Flush() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.flushLocked()
+}
+
+// flushLocked commits the open batch transaction, if any. Called with wmu
+// held. Readers pairing a read transaction with the published delta wait
+// for the commit, so each pairs the file and the delta of one moment.
+// Readers already inside a read transaction go on reading the file as it
+// was: their transactions end without vmu, so a commit that must remap the
+// file (and waits for them) cannot deadlock with them.
+func (s *Store) flushLocked() error {
+	if s.failed != nil {
+		return s.failed
+	}
+	b := s.batch
+	if b == nil {
+		return nil
+	}
+	sync := s.markLocked()
+	s.db.NoSync = !sync
+	s.vmu.Lock()
+	err := b.tx.Commit()
+	s.batch = nil
+	if err != nil {
+		// The commit was rolled back; what readers were shown is gone.
+		s.failed = fmt.Errorf("%w: committing the batch transaction failed: %v", ErrFailed, err)
+		s.vmu.Unlock()
+		return s.failed
+	}
+	s.unflushed = nil
+	s.vmu.Unlock()
+	s.unsynced = !sync
+	return nil
+}
+
+// markLocked writes the marker before the first commit that a power loss
+// could lose, and reports whether the commit must be fsynced instead
+// because the marker could not be written (the next one tries again).
+func (s *Store) markLocked() (sync bool) {
+	if s.marked {
+		return false
+	}
+	if err := writeMarker(s.path, bootID()); err != nil {
+		return true
+	}
+	s.marked = true
+	return false
+}
+
+// failLocked rolls back the open batch transaction and fails the store.
+func (s *Store) failLocked(err error) {
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
+	if s.batch != nil {
+		_ = s.batch.tx.Rollback()
+		s.batch = nil
+	}
+	s.failed = err
+}
+
+// dropBatchLocked rolls back the open batch transaction without failing
+// the store: Restore replaces the whole file, unflushed batches included.
+func (s *Store) dropBatchLocked() {
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
+	if s.batch != nil {
+		_ = s.batch.tx.Rollback()
+		s.batch = nil
+	}
+	s.unflushed = nil
+}
+
+// beginRead opens a read transaction and pairs it with the delta
+// published at the same moment (nil when everything is flushed).
+func (s *Store) beginRead() (*Tx, error) {
+	s.vmu.RLock()
+	defer s.vmu.RUnlock()
+	if s.failed != nil {
+		return nil, s.failed
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	return &Tx{tx: tx, over: s.unflushed}, nil
+}
+
+// record notes a change made in the batch transaction. Keys and values
+// are copied: the caller's slices may be reused, and bbolt's are only
+// valid in the transaction.
+func (b *batch) record(bucket, key, value []byte, deleted bool) {
+	c := change{bucket: bytes.Clone(bucket), key: bytes.Clone(key), deleted: deleted}
+	if !deleted {
+		c.value = bytes.Clone(value)
+		if c.value == nil {
+			c.value = []byte{}
+		}
+	}
+	b.changes.ReplaceOrInsert(c)
+}
+
+// overGet looks key up in the reader's delta: found says the delta decides
+// (v is nil for a deleted key).
+func (t *Tx) overGet(bucket, key []byte) (v []byte, found bool) {
+	c, ok := t.over.Get(change{bucket: bucket, key: key})
+	if !ok {
+		return nil, false
+	}
+	if c.deleted {
+		return nil, true
+	}
+	return c.value, true
+}
+
+// mergeForward calls fn for the keys of bucket at or after start that
+// carry prefix, merging the delta over the file's cursor c (which may be
+// nil when the file lacks the bucket).
+func (t *Tx) mergeForward(bucket, prefix, start []byte, c *bolt.Cursor, fn func(k, v []byte) bool) {
+	var k, v []byte
+	if c != nil {
+		k, v = c.Seek(start)
+	}
+	inRange := func(key []byte) bool { return key != nil && bytes.HasPrefix(key, prefix) }
+	stopped := false
+	t.over.AscendGreaterOrEqual(change{bucket: bucket, key: start}, func(ch change) bool {
+		if !bytes.Equal(ch.bucket, bucket) || !bytes.HasPrefix(ch.key, prefix) {
+			return false
+		}
+		for inRange(k) && bytes.Compare(k, ch.key) < 0 {
+			if !fn(k, v) {
+				stopped = true
+				return false
+			}
+			k, v = c.Next()
+		}
+		if inRange(k) && bytes.Equal(k, ch.key) {
+			k, v = c.Next() // the delta's change shadows the file's value
+		}
+		if !ch.deleted && !fn(ch.key, ch.value) {
+			stopped = true
+			return false
+		}
+		return true
+	})
+	if stopped {
+		return
+	}
+	for ; inRange(k); k, v = c.Next() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// mergeReverse is mergeForward over the whole bucket, last key first.
+func (t *Tx) mergeReverse(bucket []byte, c *bolt.Cursor, fn func(k, v []byte) bool) {
+	var k, v []byte
+	if c != nil {
+		k, v = c.Last()
+	}
+	stopped := false
+	// Every change of bucket sorts below (bucket+"\x00", nil), and nothing
+	// of another bucket sorts between them.
+	pivot := change{bucket: append(bytes.Clone(bucket), 0)}
+	t.over.DescendLessOrEqual(pivot, func(ch change) bool {
+		if !bytes.Equal(ch.bucket, bucket) {
+			return false
+		}
+		for k != nil && bytes.Compare(k, ch.key) > 0 {
+			if !fn(k, v) {
+				stopped = true
+				return false
+			}
+			k, v = c.Prev()
+		}
+		if k != nil && bytes.Equal(k, ch.key) {
+			k, v = c.Prev()
+		}
+		if !ch.deleted && !fn(ch.key, ch.value) {
+			stopped = true
+			return false
+		}
+		return true
+	})
+	if stopped {
+		return
+	}
+	for ; k != nil; k, v = c.Prev() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
