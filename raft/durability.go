@@ -14,11 +14,12 @@ import (
 
 // The durability of the region's state (issue 20; ARCHITECTURE.md, "The
 // FSM and restarts"). A write is acknowledged once it is in the fsynced
-// Raft logs of a quorum and applied by the leader's FSM. The FSM commits
-// its batches to the state file without fsync and syncs it every
-// Tuning.FSMSyncInterval or FSMSyncEntries entries, as etcd's backend
-// does; the file records its applied index in the same transaction as the
-// entries, and a restart replays the log from there. Three rules keep the
+// Raft logs of a quorum and applied by the leader's FSM. The FSM applies
+// its batches into the state file's batch transaction (readers see them at
+// once) and flushes and syncs the file every Tuning.FSMSyncInterval or
+// FSMSyncEntries entries, as etcd's backend does; the file records its
+// applied index in the same transaction as the entries, and a restart
+// replays the log from there. Three rules keep the
 // log able to replay whatever the file has not made durable:
 //
 //   - a snapshot is taken only after a sync (fsm.Snapshot), so its index

@@ -42,10 +42,12 @@ type Result struct {
 // it reads a pinned bbolt read transaction. Restore is never concurrent
 // with ApplyBatch. sync runs on any goroutine.
 //
-// A batch commits without fsync (the Raft log holds it durably) unless
-// syncEvery is 0; the state file is synced by syncLoop, by a batch that
-// leaves syncEntries or more entries unsynced, and before every snapshot
-// (durability.go).
+// A batch is applied into the store's open batch transaction (storage
+// ApplyBatch: readers see it at once, the file only at the next flush;
+// the Raft log holds it durably) unless syncEvery is 0, when each batch
+// commits with fsync. The state file is flushed and synced by syncLoop, by
+// a batch that leaves syncEntries or more entries unsynced, and before
+// every snapshot (durability.go).
 type fsm struct {
 	store    *storage.Store
 	auditor  Auditor
@@ -91,7 +93,7 @@ func newFSM(store *storage.Store, handlers map[CommandType]HandlerFunc, auditor 
 
 func (f *fsm) Apply(l *hraft.Log) interface{} { return f.ApplyBatch([]*hraft.Log{l})[0] }
 
-// ApplyBatch applies the batch in one bbolt transaction. Entries at or
+// ApplyBatch applies the batch in the store's batch transaction. Entries at or
 // below the file's last applied index were applied before a restart (the
 // node runs with NoSnapshotRestoreOnStart) and are skipped, so replay is
 // idempotent whatever the handlers do.
@@ -104,7 +106,7 @@ func (f *fsm) ApplyBatch(logs []*hraft.Log) []interface{} {
 		}
 		return out
 	}
-	commit := f.store.UpdateNoSync
+	commit := f.store.ApplyBatch
 	if f.syncEvery == 0 {
 		commit = f.store.Update
 	}

@@ -253,7 +253,14 @@ func (r *Region) checkState() error {
 		return fmt.Errorf("%w: %v", ErrCorruptLog, err)
 	}
 	logRecovery(r.logger, r.store.Recovered(), snapIndex, first, last)
-	return checkCoverage(r.store.LastApplied(), snapIndex, first)
+	fileIndex := r.store.LastApplied()
+	if from := max(fileIndex, snapIndex); r.store.Recovered() == nil && last > from {
+		// After a kill, the batches applied since the last flush (and any
+		// entries committed but not applied) come back from the log.
+		r.logger.Info("state file is behind the Raft log: replaying the entries after its index once they are committed",
+			"state_index", fileIndex, "snapshot_index", snapIndex, "log_last_index", last, "entries", last-from)
+	}
+	return checkCoverage(fileIndex, snapIndex, first)
 }
 
 // claimDataDir records which node owns dataDir on first use and refuses a
