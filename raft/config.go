@@ -40,14 +40,17 @@ type Tuning struct {
 	// MaxAppendEntries: entries per AppendEntries RPC and per FSM batch.
 	// Default 256.
 	MaxAppendEntries int `yaml:"max_append_entries"`
-	// FSMSyncInterval: how often the state file is synced to disk. Each
-	// FSM batch commits to the file without fsync, because the Raft log
-	// (fsynced on every append, on a quorum, before a write is
-	// acknowledged) is the durable record and a restart replays it from the
-	// file's applied index; syncing on an interval, as etcd's backend does,
-	// takes two fsyncs per batch off every node. Longer intervals sync less
-	// often, each sync writing more while applies wait for it. 0 commits
-	// every batch with fsync (before issue 20). Default 100ms.
+	// FSMSyncInterval: how often the state file is flushed and synced to
+	// disk. Each FSM batch is applied into the file's open batch
+	// transaction (storage.Store.ApplyBatch: readers see it at once), which
+	// the flush commits without fsync, because the Raft log (fsynced on
+	// every append, on a quorum, before a write is acknowledged) is the
+	// durable record and a restart replays it from the file's applied
+	// index; flushing and syncing on an interval, as etcd's backend does,
+	// takes a commit and two fsyncs per batch off every node. Longer
+	// intervals flush and sync less often, each writing more while applies
+	// wait for it. 0 commits every batch with fsync (before issue 20).
+	// Default 100ms.
 	FSMSyncInterval time.Duration `yaml:"fsm_sync_interval"`
 	// FSMSyncEntries: applied entries that trigger a sync before
 	// FSMSyncInterval ends. Default 10000.

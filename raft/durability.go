@@ -47,7 +47,9 @@ func (f *fsm) sync() error {
 	if err != nil {
 		return err
 	}
-	f.durable.Store(idx)
+	// The sync loop and a snapshot may sync at once: keep the higher.
+	for d := f.durable.Load(); idx > d && !f.durable.CompareAndSwap(d, idx); d = f.durable.Load() {
+	}
 	if f.onSync != nil {
 		f.onSync(time.Since(start))
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-mesh/outpost/internal/testcluster"
 	"github.com/outpost-mesh/outpost/raft"
+	"github.com/outpost-mesh/outpost/storage"
 )
 
 // copyFile copies src to dst (a state file of a stopped node).
@@ -35,6 +36,17 @@ func copyFile(t *testing.T, src, dst string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// fileIndex reads the last applied index of a state file not in use.
+func fileIndex(t *testing.T, path, region string) uint64 {
+	t.Helper()
+	s, err := storage.Open(path, storage.Options{Region: region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	return s.LastApplied()
 }
 
 // TestStateFileSyncsOnIntervalAndSize: batches commit without fsync, and
@@ -125,6 +137,35 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		}
 		if n := back.Logs.Count(slog.LevelInfo, "state restored from snapshot"); n != 0 {
 			t.Fatalf("%s restored a snapshot instead of replaying its log", victim.ID)
+		}
+	})
+	t.Run("killed with batches not flushed", func(t *testing.T) {
+		// The file a SIGKILL leaves is the file as of the last flush: the
+		// batches applied after it exist only in memory and in the log.
+		tuning := testcluster.FastTuning()
+		tuning.FSMSyncInterval = time.Minute
+		tr := testcluster.New(t, testcluster.Config{Nodes: 1, Tuning: &tuning})
+		n := tr.Leader(10 * time.Second)
+		var last uint64
+		for i := 0; i < 20; i++ {
+			last = put(t, n.Raft, fmt.Sprintf("k%02d", i), "v").Index
+		}
+		want := dumpKV(t, n.Store)
+		state, killed := filepath.Join(n.Dir, "state.db"), filepath.Join(t.TempDir(), "killed.db")
+		copyFile(t, state, killed)
+		tr.Kill(n.ID)
+		if idx := fileIndex(t, killed, tr.Region); idx >= last {
+			t.Fatalf("the file copied while running holds index %d, the last write %d: every batch was flushed, the test proves nothing", idx, last)
+		}
+		copyFile(t, killed, state)
+		n = tr.Restart(n.ID)
+		tr.Leader(10 * time.Second)
+		tr.WaitApplied(last)
+		if got := dumpKV(t, n.Store); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%d keys after the restart, want %d", len(got), len(want))
+		}
+		if c := n.Logs.Count(slog.LevelInfo, "state file is behind the Raft log"); c != 1 {
+			t.Fatalf("the start logged the replay %d times, want 1", c)
 		}
 	})
 	t.Run("log compacted past the file", func(t *testing.T) {

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, r *Region) (*metrics, error) {
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "outpost_raft_fsm_batch_entries", Help: "Entries applied per FSM batch (one bbolt transaction each).",
+		Name: "outpost_raft_fsm_batch_entries", Help: "Entries applied per FSM batch (one ApplyBatch into the state file's batch transaction each).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
 	m.syncDuration = prometheus.NewHistogram(prometheus.HistogramOpts{

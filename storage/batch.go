@@ -28,9 +28,10 @@ import (
 // copy-on-write clone of it. A reader opens an ordinary bbolt read
 // transaction, which sees the file as of the last flush, and the clone
 // published at that moment, and merges the two: the delta wins where it
-// holds the key. A flush commits while holding the lock readers take to
-// pair the two, so a reader never pairs a delta with a file that already
-// holds it, nor with a file older than the delta's base.
+// holds the key. The file a reader pairs with a delta is never older than
+// the delta's base (the delta is cleared, under the lock readers take to
+// pair the two, only after its commit), and a file that already holds
+// the delta reads the same under it (flushLocked).
 
 // ErrFailed means a batch failed part way: its transaction was rolled back
 // with the batches before it that had not been flushed, so the store no
@@ -66,41 +67,63 @@ type batch struct {
 // there is none, and publishes its changes to readers when fn returns. It
 // is not durable, nor even in the file, until Flush (or Sync, Snapshot,
 // Update, Close). Hooks registered with Tx.OnCommit run once the changes
-// are published. An error from fn rolls back every unflushed batch and
-// fails the store (ErrFailed): the caller must restart and replay.
+// are published, after the store's locks are released (a hook may read
+// the store). An error from fn, or a panic, rolls back every unflushed
+// batch and fails the store (ErrFailed): the caller must restart and
+// replay. Only one goroutine (the FSM's) should call ApplyBatch, so that
+// hooks run in the order of their batches.
+//
+// bbolt keeps the key and value slices a Put is given until the
+// transaction commits, now at the next flush: fn must not reuse them.
 func (s *Store) ApplyBatch(fn func(*Tx) error) error {
+	hooks, err := s.applyBatch(fn)
+	if err != nil {
+		return err
+	}
+	for _, h := range hooks {
+		h()
+	}
+	return nil
+}
+
+func (s *Store) applyBatch(fn func(*Tx) error) (hooks []func(), err error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.failed != nil {
-		return s.failed
+		return nil, s.failed
 	}
 	if s.batch == nil {
 		tx, err := s.db.Begin(true)
 		if err != nil {
-			return fmt.Errorf("begin batch transaction: %w", err)
+			return nil, fmt.Errorf("begin batch transaction: %w", err)
 		}
 		s.batch = &batch{tx: tx, changes: btree.NewG(32, changeLess)}
 	}
 	b := s.batch
 	t := &Tx{tx: b.tx, batch: b}
+	defer func() {
+		// bbolt's Update rolls back on a panic; here the half-applied
+		// batch would be committed by the next flush.
+		if p := recover(); p != nil {
+			s.failLocked(fmt.Errorf("%w: a batch panicked: %v", ErrFailed, p))
+			panic(p)
+		}
+	}()
 	if err := fn(t); err != nil {
 		s.failLocked(fmt.Errorf("%w: a batch failed: %v", ErrFailed, err))
-		return err
+		return nil, err
 	}
 	b.entries++
 	published := b.changes.Clone()
 	s.vmu.Lock()
 	s.unflushed = published
 	s.vmu.Unlock()
-	for _, h := range t.hooks {
-		h()
-	}
-	return nil
+	return t.hooks, nil
 }
 
 // Pending reports how many ApplyBatch calls are applied but not flushed.
@@ -127,11 +150,14 @@ func (s *Store) Flush() error {
 }
 
 // flushLocked commits the open batch transaction, if any. Called with wmu
-// held. Readers pairing a read transaction with the published delta wait
-// for the commit, so each pairs the file and the delta of one moment.
-// Readers already inside a read transaction go on reading the file as it
-// was: their transactions end without vmu, so a commit that must remap the
-// file (and waits for them) cannot deadlock with them.
+// held. Readers go on during the commit: one that pairs the file as it
+// was before the commit with the published delta sees the batches, and so
+// does one that pairs the committed file with it, because the delta holds
+// exactly what the commit adds (a put over the same put, a tombstone over
+// a key already deleted). Only clearing the delta waits for vmu, after
+// the commit. Read transactions end without any of the store's locks, so
+// a commit that must remap the file (bbolt waits for them) cannot
+// deadlock with them.
 func (s *Store) flushLocked() error {
 	if s.failed != nil {
 		return s.failed
@@ -142,17 +168,16 @@ func (s *Store) flushLocked() error {
 	}
 	sync := s.markLocked()
 	s.db.NoSync = !sync
-	s.vmu.Lock()
 	err := b.tx.Commit()
 	s.batch = nil
+	s.vmu.Lock()
+	defer s.vmu.Unlock()
 	if err != nil {
 		// The commit was rolled back; what readers were shown is gone.
 		s.failed = fmt.Errorf("%w: committing the batch transaction failed: %v", ErrFailed, err)
-		s.vmu.Unlock()
 		return s.failed
 	}
 	s.unflushed = nil
-	s.vmu.Unlock()
 	s.unsynced = !sync
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -163,7 +164,7 @@ func TestBatchMergeEdges(t *testing.T) {
 	// The file: p/1, p/3, p/5, q/1; another bucket "kw" sorting right
 	// after "kv" in both the file and the delta.
 	if err := s.Update(func(tx *Tx) error {
-		for _, k := range []string{"p/1", "p/3", "p/5", "q/1"} {
+		for _, k := range []string{"a/1", "a/2", "p/1", "p/3", "p/5", "q/1", "q/2"} {
 			if err := tx.Put(BucketKV, []byte(k), []byte("f")); err != nil {
 				return err
 			}
@@ -201,14 +202,20 @@ func TestBatchMergeEdges(t *testing.T) {
 		{"stop on the delta's key", func(tx *Tx, out *[]string) {
 			tx.ForEach(BucketKV, []byte("p/"), func(k, v []byte) bool { *out = append(*out, string(k)); return string(k) != "p/2" })
 		}, []string{"p/1", "p/2"}},
-		{"stop in the file's tail", func(tx *Tx, out *[]string) {
+		{"stop on the delta's last key", func(tx *Tx, out *[]string) {
 			tx.ForEach(BucketKV, nil, func(k, v []byte) bool { *out = append(*out, string(k)); return string(k) != "p0" })
-		}, []string{"o/9", "p/1", "p/2", "p/5", "p/6", "p0"}},
+		}, []string{"a/1", "a/2", "o/9", "p/1", "p/2", "p/5", "p/6", "p0"}},
+		{"stop in the file's tail, past the delta", func(tx *Tx, out *[]string) {
+			tx.ForEach(BucketKV, nil, func(k, v []byte) bool { *out = append(*out, string(k)); return string(k) != "q/1" })
+		}, []string{"a/1", "a/2", "o/9", "p/1", "p/2", "p/5", "p/6", "p0", "q/1"}},
 		{"reverse", func(tx *Tx, out *[]string) { tx.ForEachReverse(BucketKV, pairs(out)) },
-			[]string{"q/1=f", "p0=d", "p/6=d", "p/5=d", "p/2=d", "p/1=f", "o/9=d"}},
+			[]string{"q/2=f", "q/1=f", "p0=d", "p/6=d", "p/5=d", "p/2=d", "p/1=f", "o/9=d", "a/2=f", "a/1=f"}},
 		{"reverse stops", func(tx *Tx, out *[]string) {
 			tx.ForEachReverse(BucketKV, func(k, v []byte) bool { *out = append(*out, string(k)); return string(k) != "p/5" })
-		}, []string{"q/1", "p0", "p/6", "p/5"}},
+		}, []string{"q/2", "q/1", "p0", "p/6", "p/5"}},
+		{"reverse stops in the file's head, past the delta", func(tx *Tx, out *[]string) {
+			tx.ForEachReverse(BucketKV, func(k, v []byte) bool { *out = append(*out, string(k)); return string(k) != "a/2" })
+		}, []string{"q/2", "q/1", "p0", "p/6", "p/5", "p/2", "p/1", "o/9", "a/2"}},
 		{"reverse of a bucket only in the delta", func(tx *Tx, out *[]string) { tx.ForEachReverse([]byte("ku"), pairs(out)) },
 			[]string{"p/4=other"}},
 		{"neighbouring bucket", func(tx *Tx, out *[]string) { tx.ForEach([]byte("kw"), nil, pairs(out)) },
@@ -231,7 +238,9 @@ func TestBatchMergeEdges(t *testing.T) {
 // and the "n" key to its number, which no reader may see go back.
 func TestBatchModel(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), "eu")
-	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(1, seed))
 	model := map[string]string{}
 	buckets := [][]byte{BucketKV, []byte("kw")}
 	const xs = 5
@@ -491,8 +500,9 @@ func TestBatchRestoreDropsUnflushed(t *testing.T) {
 // TestBatchFlushRemapsUnderReaders makes a flush grow the file past its
 // mapping while a reader holds a read transaction open: bbolt's remap
 // waits for that reader, and the reader, finishing without any lock the
-// flush holds, lets it through. A reader arriving during the flush waits
-// and then sees the flushed state.
+// flush holds, lets it through. A reader arriving during the flush
+// finishes too, and sees the batch (liveness: it reads the same value
+// before and after the flush).
 func TestBatchFlushRemapsUnderReaders(t *testing.T) {
 	old := initialMmapSize
 	initialMmapSize = 64 << 10
@@ -529,7 +539,11 @@ func TestBatchFlushRemapsUnderReaders(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	late := make(chan string, 1)
-	go func() { late <- get(t, s, "big/1999") }()
+	go func() {
+		var v string
+		_ = s.View(func(tx *Tx) error { v = string(tx.Get(BucketKV, []byte("big/1999"))); return nil })
+		late <- v
+	}()
 	close(release)
 	for name, ch := range map[string]chan error{"reader": readerDone, "flush": flushed} {
 		select {
@@ -548,5 +562,60 @@ func TestBatchFlushRemapsUnderReaders(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a reader arriving during the flush never finished")
+	}
+}
+
+// TestBatchKillLeavesTheLastFlush: what a killed process leaves on disk
+// is the file as of the last flush, whole, with the index of that flush;
+// the batches applied after it are for the Raft log to replay.
+func TestBatchKillLeavesTheLastFlush(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, filepath.Join(dir, "state.db"), "eu")
+	applyBatch(t, s, func(tx *Tx) error {
+		return errors.Join(tx.Put(BucketKV, []byte("a"), []byte("1")), tx.SetLastApplied(5))
+	})
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	applyBatch(t, s, func(tx *Tx) error {
+		return errors.Join(tx.Put(BucketKV, []byte("b"), []byte("2")), tx.SetLastApplied(6))
+	})
+	// The file as a SIGKILL now would leave it (the page cache holds
+	// every flushed commit).
+	b, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := filepath.Join(dir, "killed.db")
+	if err := os.WriteFile(killed, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k := open(t, killed, "eu")
+	if a, b, idx := get(t, k, "a"), get(t, k, "b"), k.LastApplied(); a != "1" || b != "" || idx != 5 {
+		t.Fatalf("the killed file holds a=%q b=%q at index %d; want the last flush alone (a=1, no b, 5)", a, b, idx)
+	}
+	if s.LastApplied() != 6 {
+		t.Fatalf("the live store reads index %d, want 6 (the unflushed batch)", s.LastApplied())
+	}
+}
+
+func TestBatchPanicFailsTheStore(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "state.db"), "eu")
+	func() {
+		defer func() {
+			if p := recover(); p != "handler bug" {
+				t.Fatalf("recovered %v, want the batch's own panic", p)
+			}
+		}()
+		_ = s.ApplyBatch(func(tx *Tx) error {
+			_ = tx.Put(BucketKV, []byte("half"), []byte("1"))
+			panic("handler bug")
+		})
+	}()
+	if err := s.Flush(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Flush after a panicked batch = %v, want ErrFailed (it would commit half a batch)", err)
+	}
+	if v := inFile(t, s, BucketKV, "half"); v != nil {
+		t.Fatalf("half a batch reached the file: half=%q", v)
 	}
 }

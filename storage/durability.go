@@ -47,8 +47,8 @@ func (s *Store) Recovered() *Recovery { return s.recovered }
 
 // UpdateNoSync runs fn in a read-write transaction committed without fsync:
 // every later transaction sees the change, and it survives the process
-// dying, but not the machine losing power before the next Sync. It is for
-// the Raft FSM, whose log is the durable record of every change it applies.
+// dying, but not the machine losing power before the next Sync. (The Raft
+// FSM uses ApplyBatch, which does not even commit each batch.)
 func (s *Store) UpdateNoSync(fn func(*Tx) error) error { return s.update(fn, false) }
 
 // Sync makes every committed transaction durable and returns the last

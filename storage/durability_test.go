@@ -11,7 +11,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// putNoSync commits key k and index idx as the FSM does, without fsync.
+// putNoSync commits key k and index idx without fsync, as a flush of the
+// FSM's batch transaction does.
 func putNoSync(t *testing.T, s *Store, idx uint64, k, v string) {
 	t.Helper()
 	if err := s.UpdateNoSync(func(tx *Tx) error {

@@ -245,8 +245,9 @@ type labFSM struct {
 	rec   *recorder
 	store *storage.Store
 	db    *bolt.DB
-	// syncEvery > 0: batches commit without fsync and the file is synced
-	// on this interval, as raft.Open's FSM does (fsm_sync_interval).
+	// syncEvery > 0: batches go into the store's batch transaction, and
+	// the file is flushed and synced on this interval, as raft.Open's FSM
+	// does (fsm_sync_interval).
 	syncEvery time.Duration
 	stop      chan struct{}
 	stopped   chan struct{}
@@ -322,7 +323,7 @@ func (f *labFSM) ApplyBatch(logs []*hraft.Log) []any {
 	if f.store != nil {
 		commit := f.store.Update
 		if f.syncEvery > 0 {
-			commit = f.store.UpdateNoSync
+			commit = f.store.ApplyBatch
 		}
 		err = commit(func(tx *storage.Tx) error {
 			last := tx.LastApplied()
