@@ -243,3 +243,49 @@ func TestAcceptGuardedInTheFSM(t *testing.T) {
 		t.Errorf("accept of a replaced invitation: result %s, erin's role %v; want 0 and none", got, role("erin"))
 	}
 }
+
+// TestInvitationCapHoldsUnderRacingInvites: a tenant holds at most 100
+// pending invitations, even when invitations race: each counts the
+// pending ones and is applied only if no other invitation landed since
+// (auth.OpsInvite's guard), so of several sent at once against the last
+// free place exactly one is accepted. Before the guard, each handler
+// counted on its own and all of them could pass.
+func TestInvitationCapHoldsUnderRacingInvites(t *testing.T) {
+	tn := startNode(t, nodeConfig(t, t.TempDir()), mustKeys(t, newMasterKey(t), nil), node.Options{})
+	alice, _ := twoTenants(t, tn)
+	for i := range 99 {
+		tn.must(t, http.StatusAccepted, "PUT", fmt.Sprintf("/api/v1/tenants/acme/members/u%03d", i), alice, `{"role":"viewer"}`)
+	}
+	const racers = 16
+	codes := make(chan int, racers)
+	start := make(chan struct{})
+	for i := range racers {
+		go func() {
+			<-start
+			codes <- tn.do(t, "PUT", fmt.Sprintf("/api/v1/tenants/acme/members/racer%d", i), alice, `{"role":"viewer"}`).code
+		}()
+	}
+	close(start)
+	got := map[int]int{}
+	for range racers {
+		got[<-codes]++
+	}
+	if got[http.StatusAccepted] != 1 || got[http.StatusConflict] != racers-1 {
+		t.Fatalf("answers to %d racing invitations against the last place: %v, want one 202 and the rest 409", racers, got)
+	}
+	invited := 0
+	for _, m := range members(t, tn, alice, "acme") {
+		if m.Status == "invited" {
+			invited++
+		}
+	}
+	if invited != 100 {
+		t.Fatalf("%d pending invitations, want the cap, 100", invited)
+	}
+	// At the cap: a new account is refused, saying what to do; inviting
+	// an account already invited again replaces its invitation.
+	if r := tn.do(t, "PUT", "/api/v1/tenants/acme/members/late", alice, `{"role":"viewer"}`); r.code != http.StatusConflict || !strings.Contains(r.body, "withdraw") {
+		t.Fatalf("invitation past the cap: %d %s, want 409 saying to withdraw some", r.code, r.body)
+	}
+	tn.must(t, http.StatusAccepted, "PUT", "/api/v1/tenants/acme/members/u000", alice, `{"role":"operator"}`)
+}

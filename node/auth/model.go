@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,11 @@ var (
 	BucketRoles     = []byte("auth_roles")      // "TENANTID/USER" -> role name
 	BucketEpochs    = []byte("auth_epochs")     // user name -> session epoch
 	BucketInvites   = []byte("auth_invites")    // "TENANTID/USER" -> Invitation
+	// BucketInviteSeq holds, per tenant id, how many invitations were
+	// made (decimal): each invitation expects the count it read and
+	// raises it, so two invitations counted against the same pending
+	// invitations cannot both pass the cap (OpsInvite).
+	BucketInviteSeq = []byte("auth_invite_seq")
 )
 
 // Role is a caller's role in one tenant. Higher includes lower.
@@ -353,6 +359,12 @@ func (r Reader) Invitation(tenantID, user string) (Invitation, []byte, error) {
 }
 
 // Invitations lists a tenant's invitations, expired ones included.
+// InviteSeq is the tenant's invitation count as stored (nil before the
+// first), for OpsInvite's guard.
+func (r Reader) InviteSeq(tenantID string) []byte {
+	return bytes.Clone(r.Tx.Get(BucketInviteSeq, []byte(tenantID)))
+}
+
 func (r Reader) Invitations(tenantID string) []Invitation {
 	return r.invitations([]byte(tenantID+"/"), func(Invitation) bool { return true })
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
@@ -68,15 +69,21 @@ func ExpectRole(tenantID, user string, role Role) raft.BatchOp {
 
 // OpsInvite stores an invitation, replacing an earlier one to the same
 // account, and deletes expired invitations (stale) of the tenant. It
-// applies only while the account has no role in the tenant: a member's
-// role is changed directly (OpsSetRole).
-func OpsInvite(inv Invitation, stale []Invitation) raft.Batch {
+// applies only while the account has no role in the tenant (a member's
+// role is changed directly, OpsSetRole) and while the tenant's invitation
+// count is still seq, as read with the pending invitations the caller
+// counted against its cap; it raises the count. Result "0" when either
+// no longer holds.
+func OpsInvite(inv Invitation, stale []Invitation, seq []byte) raft.Batch {
+	n, _ := strconv.ParseUint(string(seq), 10, 64)
 	b := raft.Batch{
 		op(raft.KVExpect, BucketRoles, inv.Tenant+"/"+inv.User, nil),
+		op(raft.KVExpect, BucketInviteSeq, inv.Tenant, seq),
+		op(raft.KVPut, BucketInviteSeq, inv.Tenant, strconv.AppendUint(nil, n+1, 10)),
 		jsonOp(raft.KVPut, BucketInvites, inv.Tenant+"/"+inv.User, inv),
 	}
 	for _, s := range stale {
-		if len(b) >= maxStaleDeletes+2 {
+		if len(b) >= maxStaleDeletes+4 {
 			break // the rest go with later invitations; a batch is bounded
 		}
 		if s.User != inv.User {

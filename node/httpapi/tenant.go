@@ -93,37 +93,57 @@ func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 	s.invite(w, r, c, user, role)
 }
 
+// inviteAttempts bounds how often an invitation is counted again against
+// the cap after racing another invitation to the same tenant.
+const inviteAttempts = 5
+
 func (s *server) invite(w http.ResponseWriter, r *http.Request, c *call, user string, role auth.Role) {
-	now := s.cfg.Now().UTC()
-	var stale []auth.Invitation
-	pending := 0
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		for _, inv := range (auth.Reader{Tx: tx}).Invitations(c.tenant.ID) {
-			switch {
-			case !inv.Pending(now):
-				stale = append(stale, inv)
-			case inv.User != user:
-				pending++
+	for range inviteAttempts {
+		now := s.cfg.Now().UTC()
+		var stale []auth.Invitation
+		var seq []byte
+		pending := 0
+		_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+			rd := auth.Reader{Tx: tx}
+			seq = rd.InviteSeq(c.tenant.ID)
+			for _, inv := range rd.Invitations(c.tenant.ID) {
+				switch {
+				case !inv.Pending(now):
+					stale = append(stale, inv)
+				case inv.User != user:
+					pending++
+				}
 			}
+			return nil
+		})
+		if pending >= maxPendingInvitations {
+			writeError(w, http.StatusConflict, fmt.Sprintf("the tenant has %d pending invitations, the most it may have", pending),
+				"withdraw some (outpostctl tenants members remove TENANT USER) or wait for them to be accepted or expire")
+			return
 		}
-		return nil
-	})
-	if pending >= maxPendingInvitations {
-		writeError(w, http.StatusConflict, fmt.Sprintf("the tenant has %d pending invitations, the most it may have", pending),
-			"withdraw some (outpostctl tenants members remove TENANT USER) or wait for them to be accepted or expire")
-		return
+		inv := auth.Invitation{Tenant: c.tenant.ID, User: user, Role: role, InvitedBy: c.p.Owner, Created: now, Expires: now.Add(s.cfg.InvitationTTL)}
+		res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.invite", entity: "member/" + user,
+			detail: map[string]string{"role": role.String(), "expires": inv.Expires.Format(time.RFC3339)}}, batch(auth.OpsInvite(inv, stale, seq)))
+		if !ok {
+			return
+		}
+		if string(res.Value) != "0" {
+			writeJSON(w, http.StatusAccepted, invitedView(inv))
+			return
+		}
+		// Nothing was applied: the account became a member, or another
+		// invitation to this tenant landed since the count (count again).
+		var member bool
+		_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+			_, member = auth.Reader{Tx: tx}.Members(c.tenant.ID)[user]
+			return nil
+		})
+		if member {
+			writeError(w, http.StatusConflict, fmt.Sprintf("%q became a member during this request", user), "retry to change its role")
+			return
+		}
 	}
-	inv := auth.Invitation{Tenant: c.tenant.ID, User: user, Role: role, InvitedBy: c.p.Owner, Created: now, Expires: now.Add(s.cfg.InvitationTTL)}
-	res, ok := s.apply(w, r, change{p: c.p, tenant: c.tenant.ID, action: "tenant.member.invite", entity: "member/" + user,
-		detail: map[string]string{"role": role.String(), "expires": inv.Expires.Format(time.RFC3339)}}, batch(auth.OpsInvite(inv, stale)))
-	if !ok {
-		return
-	}
-	if string(res.Value) == "0" {
-		writeError(w, http.StatusConflict, fmt.Sprintf("%q became a member during this request", user), "retry to change its role")
-		return
-	}
-	writeJSON(w, http.StatusAccepted, invitedView(inv))
+	writeError(w, http.StatusServiceUnavailable, "other invitations to this tenant kept landing during this request", "retry")
 }
 
 // memberRemove removes a member, or withdraws an invitation.
