@@ -2,7 +2,6 @@ package raft_test
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,32 +10,11 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/outpost-mesh/outpost/internal/testcluster"
+	"github.com/outpost-mesh/outpost/internal/testfault"
 	"github.com/outpost-mesh/outpost/raft"
 	"github.com/outpost-mesh/outpost/storage"
 )
-
-// copyFile copies src to dst (a state file of a stopped node).
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // fileIndex reads the last applied index of a state file not in use.
 func fileIndex(t *testing.T, path, region string) uint64 {
@@ -121,7 +99,7 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		state := filepath.Join(victim.Dir, "state.db")
 		old := filepath.Join(t.TempDir(), "old.db")
 		tr.Kill(victim.ID)
-		copyFile(t, state, old)
+		testfault.Copy(t, state, old, false)
 		tr.Restart(victim.ID)
 		var last uint64
 		for i := 0; i < 30; i++ {
@@ -129,7 +107,7 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		}
 		tr.WaitApplied(last)
 		tr.Kill(victim.ID)
-		copyFile(t, old, state)
+		testfault.Copy(t, old, state, false)
 		back := tr.Restart(victim.ID)
 		tr.WaitApplied(last)
 		if got, want := dumpKV(t, back.Store), dumpKV(t, leader.Store); len(want) != 60 || !reflect.DeepEqual(got, want) {
@@ -152,12 +130,12 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		}
 		want := dumpKV(t, n.Store)
 		state, killed := filepath.Join(n.Dir, "state.db"), filepath.Join(t.TempDir(), "killed.db")
-		copyFile(t, state, killed)
+		testfault.Copy(t, state, killed, false)
 		tr.Kill(n.ID)
 		if idx := fileIndex(t, killed, tr.Region); idx >= last {
 			t.Fatalf("the file copied while running holds index %d, the last write %d: every batch was flushed, the test proves nothing", idx, last)
 		}
-		copyFile(t, killed, state)
+		testfault.Copy(t, killed, state, false)
 		n = tr.Restart(n.ID)
 		tr.Leader(10 * time.Second)
 		tr.WaitApplied(last)
@@ -178,7 +156,7 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		put(t, n.Raft, "first", "1")
 		state, old := filepath.Join(n.Dir, "state.db"), filepath.Join(t.TempDir(), "old.db")
 		tr.Kill(n.ID)
-		copyFile(t, state, old)
+		testfault.Copy(t, state, old, false)
 		n = tr.Restart(n.ID)
 		tr.Leader(10 * time.Second)
 		for i := 0; i < 40; i++ {
@@ -190,7 +168,7 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 		want := dumpKV(t, n.Store)
 		first := raft.FirstLogIndex(n.Raft)
 		tr.Kill(n.ID)
-		copyFile(t, old, state)
+		testfault.Copy(t, old, state, false)
 		n = tr.Restart(n.ID)
 		tr.Settle(10 * time.Second)
 		if first != 0 && first <= 4 {
@@ -217,16 +195,16 @@ func TestDamagedStateFileIsRebuilt(t *testing.T) {
 	}{
 		{"truncated", true, func(t *testing.T, path string) {
 			// Below the pages in use (bbolt grows the file ahead of them).
-			if err := os.Truncate(path, inUse(t, path)/2); err != nil {
+			if err := os.Truncate(path, testfault.InUse(t, path)/2); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"meta pages overwritten", true, func(t *testing.T, path string) { scribble(t, path, 0, 8192) }},
+		{"meta pages overwritten", true, func(t *testing.T, path string) { testfault.Scribble(t, nil, path, 0, 8192) }},
 		{"torn by a power loss", true, func(t *testing.T, path string) {
 			if err := os.WriteFile(path+".unsynced", []byte("boot_id=an-earlier-boot\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			scribble(t, path, 3*4096, 4096)
+			testfault.Scribble(t, nil, path, 3*4096, 4096)
 		}},
 		{"truncated, no snapshot yet", false, func(t *testing.T, path string) {
 			if err := os.Truncate(path, 4096); err != nil {
@@ -269,35 +247,5 @@ func TestDamagedStateFileIsRebuilt(t *testing.T) {
 				t.Fatalf("the damaged file was not kept: %v", err)
 			}
 		})
-	}
-}
-
-// inUse is the size of the pages a bbolt file's meta says are in use.
-func inUse(t *testing.T, path string) int64 {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int64
-	_ = db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
-	return n
-}
-
-// scribble overwrites n bytes at off in path with garbage.
-func scribble(t *testing.T, path string, off int64, n int) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + 13)
-	}
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -235,7 +235,8 @@ func TestBatchMergeEdges(t *testing.T) {
 // key space, flushing at random, and after every batch compares what a
 // reader sees through each iterator with a plain map. Meanwhile readers
 // check that every batch appears whole: each batch sets every "x/" key
-// and the "n" key to its number, which no reader may see go back.
+// and the "n" key to its number, which no reader may see go back. 300
+// batches here, 5000 under OUTPOST_TEST_LONG=1 (make test-long).
 func TestBatchModel(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "state.db"), "eu")
 	seed := uint64(time.Now().UnixNano())
@@ -284,7 +285,11 @@ func TestBatchModel(t *testing.T) {
 		}()
 	}
 
-	for batch := 1; batch <= 300; batch++ {
+	batches := 300
+	if os.Getenv("OUTPOST_TEST_LONG") != "" {
+		batches = 5000
+	}
+	for batch := 1; batch <= batches; batch++ {
 		var ops []func(tx *Tx) error
 		for range 1 + rng.IntN(8) {
 			b := buckets[rng.IntN(len(buckets))]

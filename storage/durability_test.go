@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/outpost-mesh/outpost/internal/testfault"
 )
 
 // putNoSync commits key k and index idx without fsync, as a flush of the
@@ -143,12 +145,12 @@ func TestOpenRebuildsDamagedFiles(t *testing.T) {
 			}
 		}, "may be torn"},
 		{"meta pages overwritten", func(t *testing.T, path string) {
-			overwrite(t, path, 0, 8192)
+			testfault.Scribble(t, nil, path, 0, 8192)
 		}, "corrupt"},
 		{"truncated", func(t *testing.T, path string) {
 			// Below the pages in use: bbolt grows the file ahead of them
 			// (16 MiB at a time), and cutting off that slack is no damage.
-			if err := os.Truncate(path, inUse(t, path)/2); err != nil {
+			if err := os.Truncate(path, testfault.InUse(t, path)/2); err != nil {
 				t.Fatal(err)
 			}
 		}, "corrupt"},
@@ -159,7 +161,7 @@ func TestOpenRebuildsDamagedFiles(t *testing.T) {
 		}, "empty"},
 		{"garbage in a leaf page after an unclean stop", func(t *testing.T, path string) {
 			id, size := leafPage(t, path)
-			overwrite(t, path, id*int64(size)+16, size-16)
+			testfault.Scribble(t, nil, path, id*int64(size)+16, size-16)
 		}, "consistency check"},
 	}
 	for _, tc := range cases {
@@ -216,36 +218,6 @@ func TestOpenRebuildsDamagedFiles(t *testing.T) {
 			t.Fatalf("a file that is not damaged was moved aside: %v", err)
 		}
 	})
-}
-
-// inUse is the size of the pages the file's meta says are in use.
-func inUse(t *testing.T, path string) int64 {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int64
-	_ = db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
-	return n
-}
-
-// overwrite writes n bytes of garbage at off in path.
-func overwrite(t *testing.T, path string, off int64, n int) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + 13)
-	}
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // leafPage returns a leaf page of the kv bucket, which opening the file

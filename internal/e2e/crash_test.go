@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -16,9 +15,8 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/outpost-mesh/outpost/api"
+	"github.com/outpost-mesh/outpost/internal/testfault"
 )
 
 // crashMode is where a round of TestCrashConsistency kills its node, and
@@ -46,24 +44,24 @@ var crashModes = []crashMode{
 		// The marker names the boot the unsynced commits were made in;
 		// a power loss means another boot, and pages never written.
 		writeFile(t, filepath.Join(dir, "state.db.unsynced"), "boot_id=an-earlier-boot\n")
-		tear(t, r, filepath.Join(dir, "state.db"))
+		testfault.Tear(t, r, filepath.Join(dir, "state.db"))
 	}},
 	{name: "state file truncated", rebuilds: true, damage: func(t *testing.T, r *rand.Rand, dir, _ string) {
 		// Below the pages in use: bbolt grows the file ahead of them,
 		// and cutting off only that slack is no damage.
 		p := filepath.Join(dir, "state.db")
-		if err := os.Truncate(p, inUse(t, p)*int64(1+r.IntN(7))/8); err != nil {
+		if err := os.Truncate(p, testfault.InUse(t, p)*int64(1+r.IntN(7))/8); err != nil {
 			t.Fatal(err)
 		}
 	}},
 	{name: "state file meta pages corrupted", rebuilds: true, damage: func(t *testing.T, r *rand.Rand, dir, _ string) {
-		scribbleAt(t, r, filepath.Join(dir, "state.db"), 0, 8192)
+		testfault.Scribble(t, r, filepath.Join(dir, "state.db"), 0, 8192)
 	}},
 	{name: "state file rolled back to an older copy", rollsBack: true, damage: func(t *testing.T, _ *rand.Rand, dir, stale string) {
 		if stale == "" {
 			return
 		}
-		copyTo(t, stale, filepath.Join(dir, "state.db"))
+		testfault.Copy(t, stale, filepath.Join(dir, "state.db"), true)
 	}},
 }
 
@@ -195,7 +193,7 @@ func TestCrashConsistency(t *testing.T) {
 		// kept its commits), for a later rollback of this node.
 		old := stale[victim.id]
 		stale[victim.id] = filepath.Join(t.TempDir(), "stale.db")
-		copyTo(t, filepath.Join(victim.dataDir, "state.db"), stale[victim.id])
+		testfault.Copy(t, filepath.Join(victim.dataDir, "state.db"), stale[victim.id], true)
 		if mode.damage != nil {
 			mode.damage(t, rnd, victim.dataDir, old)
 		}
@@ -390,61 +388,9 @@ func (w *lineWatch) waitSince(from int, s string, timeout time.Duration) bool {
 	}
 }
 
-// inUse is the size of the pages a bbolt file's meta says are in use.
-func inUse(t *testing.T, path string) int64 {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	var n int64
-	_ = db.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
-	return n
-}
-
 func writeFile(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func copyTo(t *testing.T, src, dst string) {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	writeFile(t, dst, string(b))
-}
-
-// tear overwrites a few random page-sized runs of path with garbage, as
-// pages a power loss never wrote would read.
-func tear(t *testing.T, r *rand.Rand, path string) {
-	t.Helper()
-	fi, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := fi.Size() / 4096
-	for i := 0; i < 1+r.IntN(4) && pages > 2; i++ {
-		scribbleAt(t, r, path, (2+r.Int64N(pages-2))*4096, 4096)
-	}
-}
-
-func scribbleAt(t *testing.T, r *rand.Rand, path string, off int64, n int) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.IntN(256))
-	}
-	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -134,12 +134,12 @@ func TestImportDirection(t *testing.T) {
 // TestTenantHandlesComeFromTheCaller: only node/auth (from an
 // authenticated principal) and raft and lease (replaying a command built
 // from such a handle) may mint a storage.Tenant; no package links the test-only OIDC
-// provider or network lab.
+// provider, network lab or state-file damage helpers.
 func TestTenantHandlesComeFromTheCaller(t *testing.T) {
 	mayMint := map[string]bool{mod + "node/auth": true, mod + "raft": true, mod + "lease": true, mod + "storage": true}
 	for _, p := range listPackages(t) {
 		for _, d := range p.Deps {
-			if d == mod+"internal/oidctest" || d == mod+"internal/netlab" {
+			if d == mod+"internal/oidctest" || d == mod+"internal/netlab" || d == mod+"internal/testfault" {
 				t.Errorf("%s links %s, which is for tests only", p.ImportPath, d)
 			}
 		}
