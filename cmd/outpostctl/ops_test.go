@@ -125,27 +125,39 @@ func TestDispatchCreateGetsAnID(t *testing.T) {
 
 // TestDispatchFollowsTheLease: a 409 naming the holder sends the same
 // request (same id) there, once; a 503 is retried.
-func TestDispatchFollowsTheLease(t *testing.T) {
-	holder, holderSeen := fakeNode(t, func(*http.Request) (int, string) { return http.StatusCreated, dispatchJSON })
+// notHolder serves a node that does not hold the dispatch lease. Its
+// n-th request (from 1) gets refer(n): a 503 while no node holds the
+// lease (unavailable), else a 409 naming the holder's id and URL.
+func notHolder(t *testing.T, refer func(n int) (id, url string, unavailable bool)) string {
+	t.Helper()
 	var mu sync.Mutex
-	unavailable := 2
-	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
-		defer mu.Unlock()
-		if unavailable > 0 {
-			unavailable--
+		n++
+		id, url, unavailable := refer(n)
+		mu.Unlock()
+		if unavailable {
 			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, `{"error":"no node holds the dispatch lease right now (a failover is under way)"}`)
 			return
 		}
-		w.Header().Set("X-Outpost-Lease-Holder", "n2")
-		w.Header().Set("X-Outpost-Lease-Holder-URL", holder)
+		if id != "" {
+			w.Header().Set("X-Outpost-Lease-Holder", id)
+		}
+		w.Header().Set("X-Outpost-Lease-Holder-URL", url)
 		w.WriteHeader(http.StatusConflict)
-		io.WriteString(w, `{"error":"this node does not hold the dispatch lease; n2 does"}`)
+		io.WriteString(w, `{"error":"this node does not hold the dispatch lease"}`)
 	}))
-	t.Cleanup(follower.Close)
-	stdout, stderr, err := runCLI(t, follower.URL, "", "dispatches", "create", "--kind", "config", "--id", "d1")
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestDispatchFollowsTheLease(t *testing.T) {
+	holder, holderSeen := fakeNode(t, func(*http.Request) (int, string) { return http.StatusCreated, dispatchJSON })
+	follower := notHolder(t, func(n int) (string, string, bool) { return "n2", holder, n <= 2 })
+	stdout, stderr, err := runCLI(t, follower, "", "dispatches", "create", "--kind", "config", "--id", "d1")
 	if err != nil {
 		t.Fatalf("err = %v\nstderr: %s", err, stderr)
 	}
@@ -164,15 +176,9 @@ func TestDispatchFollowsTheLease(t *testing.T) {
 
 	t.Run("only once", func(t *testing.T) {
 		// A holder that also refuses is not followed further: exit 1.
-		var other string
-		refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("X-Outpost-Lease-Holder-URL", other)
-			w.WriteHeader(http.StatusConflict)
-			io.WriteString(w, `{"error":"this node does not hold the dispatch lease"}`)
-		}))
-		t.Cleanup(refusing.Close)
-		other = refusing.URL
-		_, _, err := runCLI(t, refusing.URL, "", "dispatches", "create", "--kind", "config", "--id", "d1")
+		var self string
+		self = notHolder(t, func(int) (string, string, bool) { return "", self, false })
+		_, _, err := runCLI(t, self, "", "dispatches", "create", "--kind", "config", "--id", "d1")
 		if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "HTTP 409") {
 			t.Errorf("err = %v, want the 409 (exit 1)", err)
 		}
@@ -367,28 +373,18 @@ func TestDispatchHolderGoneAsksAgain(t *testing.T) {
 	goneURL := gone.URL
 	gone.Close() // connection refused from now on
 	holder, holderSeen := fakeNode(t, func(*http.Request) (int, string) { return http.StatusCreated, dispatchJSON })
-	var mu sync.Mutex
-	asked := 0
-	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		asked++
-		w.Header().Set("X-Outpost-Lease-Holder", "n2")
-		w.Header().Set("X-Outpost-Lease-Holder-URL", goneURL)
-		if asked > 1 {
-			w.Header().Set("X-Outpost-Lease-Holder", "n3")
-			w.Header().Set("X-Outpost-Lease-Holder-URL", holder)
+	first := notHolder(t, func(n int) (string, string, bool) {
+		if n == 1 {
+			return "n2", goneURL, false
 		}
-		w.WriteHeader(http.StatusConflict)
-		io.WriteString(w, `{"error":"this node does not hold the dispatch lease"}`)
-	}))
-	t.Cleanup(first.Close)
-	stdout, stderr, err := runCLI(t, first.URL, "", "dispatches", "create", "--kind", "config", "--id", "d9")
+		return "n3", holder, false
+	})
+	stdout, stderr, err := runCLI(t, first, "", "dispatches", "create", "--kind", "config", "--id", "d9")
 	if err != nil {
 		t.Fatalf("err = %v\nstderr: %s", err, stderr)
 	}
 	for _, want := range []string{"n2 holds the dispatch lease; sending to " + goneURL,
-		"the lease holder does not answer (a failover under way?); asking " + first.URL + " again, with id d9",
+		"the lease holder does not answer (a failover under way?); asking " + first + " again, with id d9",
 		"n3 holds the dispatch lease; sending to " + holder} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr = %q, want it to contain %q", stderr, want)
