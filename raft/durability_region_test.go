@@ -53,11 +53,11 @@ func TestStateFileSyncsOnIntervalAndSize(t *testing.T) {
 	})
 }
 
-// TestSnapshotIsTakenFromDurableState: with a sync interval longer than
-// the test, a snapshot still finds the state file synced up to its own
-// index, so compacting the log up to that index loses nothing a crash
-// would need.
-func TestSnapshotIsTakenFromDurableState(t *testing.T) {
+// unsyncedWrites starts a one-node region whose state file is neither
+// flushed nor synced by its interval during the test (a minute), and
+// writes 20 keys; it returns the last one's index.
+func unsyncedWrites(t *testing.T) (*testcluster.Cluster, *testcluster.Node, uint64) {
+	t.Helper()
 	tuning := testcluster.FastTuning()
 	tuning.FSMSyncInterval = time.Minute
 	tr := testcluster.New(t, testcluster.Config{Nodes: 1, Tuning: &tuning})
@@ -66,6 +66,15 @@ func TestSnapshotIsTakenFromDurableState(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		last = put(t, n.Raft, fmt.Sprintf("k%02d", i), "v").Index
 	}
+	return tr, n, last
+}
+
+// TestSnapshotIsTakenFromDurableState: with a sync interval longer than
+// the test, a snapshot still finds the state file synced up to its own
+// index, so compacting the log up to that index loses nothing a crash
+// would need.
+func TestSnapshotIsTakenFromDurableState(t *testing.T) {
+	_, n, last := unsyncedWrites(t)
 	if d := raft.DurableIndex(n.Raft); d >= last {
 		t.Fatalf("durable index %d already at %d before the snapshot: the test proves nothing", d, last)
 	}
@@ -120,14 +129,7 @@ func TestRestartReplaysFromTheFilesIndex(t *testing.T) {
 	t.Run("killed with batches not flushed", func(t *testing.T) {
 		// The file a SIGKILL leaves is the file as of the last flush: the
 		// batches applied after it exist only in memory and in the log.
-		tuning := testcluster.FastTuning()
-		tuning.FSMSyncInterval = time.Minute
-		tr := testcluster.New(t, testcluster.Config{Nodes: 1, Tuning: &tuning})
-		n := tr.Leader(10 * time.Second)
-		var last uint64
-		for i := 0; i < 20; i++ {
-			last = put(t, n.Raft, fmt.Sprintf("k%02d", i), "v").Index
-		}
+		tr, n, last := unsyncedWrites(t)
 		want := dumpKV(t, n.Store)
 		state, killed := filepath.Join(n.Dir, "state.db"), filepath.Join(t.TempDir(), "killed.db")
 		testfault.Copy(t, state, killed, false)

@@ -269,36 +269,8 @@ func (t *Tx) mergeForward(bucket, prefix, start []byte, c *bolt.Cursor, fn func(
 	if c != nil {
 		k, v = c.Seek(start)
 	}
-	inRange := func(key []byte) bool { return key != nil && bytes.HasPrefix(key, prefix) }
-	stopped := false
-	t.over.AscendGreaterOrEqual(change{bucket: bucket, key: start}, func(ch change) bool {
-		if !bytes.Equal(ch.bucket, bucket) || !bytes.HasPrefix(ch.key, prefix) {
-			return false
-		}
-		for inRange(k) && bytes.Compare(k, ch.key) < 0 {
-			if !fn(k, v) {
-				stopped = true
-				return false
-			}
-			k, v = c.Next()
-		}
-		if inRange(k) && bytes.Equal(k, ch.key) {
-			k, v = c.Next() // the delta's change shadows the file's value
-		}
-		if !ch.deleted && !fn(ch.key, ch.value) {
-			stopped = true
-			return false
-		}
-		return true
-	})
-	if stopped {
-		return
-	}
-	for ; inRange(k); k, v = c.Next() {
-		if !fn(k, v) {
-			return
-		}
-	}
+	walk := func(visit func(change) bool) { t.over.AscendGreaterOrEqual(change{bucket: bucket, key: start}, visit) }
+	t.merge(bucket, k, v, c.Next, walk, func(key []byte) bool { return key != nil && bytes.HasPrefix(key, prefix) }, 1, fn)
 }
 
 // mergeReverse is mergeForward over the whole bucket, last key first.
@@ -307,23 +279,33 @@ func (t *Tx) mergeReverse(bucket []byte, c *bolt.Cursor, fn func(k, v []byte) bo
 	if c != nil {
 		k, v = c.Last()
 	}
-	stopped := false
 	// Every change of bucket sorts below (bucket+"\x00", nil), and nothing
 	// of another bucket sorts between them.
 	pivot := change{bucket: append(bytes.Clone(bucket), 0)}
-	t.over.DescendLessOrEqual(pivot, func(ch change) bool {
-		if !bytes.Equal(ch.bucket, bucket) {
+	walk := func(visit func(change) bool) { t.over.DescendLessOrEqual(pivot, visit) }
+	t.merge(bucket, k, v, c.Prev, walk, func(key []byte) bool { return key != nil }, -1, fn)
+}
+
+// merge walks the file's keys from (k, v), stepping with step while
+// inRange holds, and the delta's changes of bucket as walk visits them
+// (in the same direction), calling fn in order: dir is 1 when keys go
+// up, -1 when they go down. A change shadows the file's key it equals;
+// a deleted one hides it. It stops when fn returns false.
+func (t *Tx) merge(bucket, k, v []byte, step func() ([]byte, []byte), walk func(func(change) bool), inRange func([]byte) bool, dir int, fn func(k, v []byte) bool) {
+	stopped := false
+	walk(func(ch change) bool {
+		if !bytes.Equal(ch.bucket, bucket) || !inRange(ch.key) {
 			return false
 		}
-		for k != nil && bytes.Compare(k, ch.key) > 0 {
+		for inRange(k) && bytes.Compare(k, ch.key)*dir < 0 {
 			if !fn(k, v) {
 				stopped = true
 				return false
 			}
-			k, v = c.Prev()
+			k, v = step()
 		}
-		if k != nil && bytes.Equal(k, ch.key) {
-			k, v = c.Prev()
+		if inRange(k) && bytes.Equal(k, ch.key) {
+			k, v = step() // the delta's change shadows the file's value
 		}
 		if !ch.deleted && !fn(ch.key, ch.value) {
 			stopped = true
@@ -334,7 +316,7 @@ func (t *Tx) mergeReverse(bucket []byte, c *bolt.Cursor, fn func(k, v []byte) bo
 	if stopped {
 		return
 	}
-	for ; k != nil; k, v = c.Prev() {
+	for ; inRange(k); k, v = step() {
 		if !fn(k, v) {
 			return
 		}
