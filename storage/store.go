@@ -91,7 +91,8 @@ type Store struct {
 	// failed is set, under wmu and vmu, when a batch failed.
 	failed error
 	// vmu pairs a reader's read transaction with unflushed: readers hold
-	// it shared, a flush (commit) and a publish hold it exclusively.
+	// it shared; a publish, and a flush clearing unflushed after its
+	// commit, hold it exclusively.
 	vmu sync.RWMutex
 	// unflushed is the published delta of the open batch transaction.
 	unflushed *delta
