@@ -87,13 +87,11 @@ func (s *Store) ApplyBatch(fn func(*Tx) error) error {
 }
 
 func (s *Store) applyBatch(fn func(*Tx) error) (hooks []func(), err error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, ErrClosed
+	unlock, err := s.lockWriter()
+	if err != nil {
+		return nil, err
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	defer unlock()
 	if s.failed != nil {
 		return nil, s.failed
 	}
@@ -139,14 +137,24 @@ func (s *Store) Pending() int {
 // Flush commits the open batch transaction, without fsync (Sync makes it
 // durable). Nothing to flush is not an error.
 func (s *Store) Flush() error {
+	unlock, err := s.lockWriter()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return s.flushLocked()
+}
+
+// lockWriter holds the store open (mu, shared: Restore and Close wait)
+// and takes the writers' lock, or returns ErrClosed.
+func (s *Store) lockWriter() (unlock func(), err error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
-		return ErrClosed
+		s.mu.RUnlock()
+		return nil, ErrClosed
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	return s.flushLocked()
+	return func() { s.wmu.Unlock(); s.mu.RUnlock() }, nil
 }
 
 // flushLocked commits the open batch transaction, if any. Called with wmu

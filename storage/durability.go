@@ -57,15 +57,13 @@ func (s *Store) UpdateNoSync(fn func(*Tx) error) error { return s.update(fn, fal
 // pages it could not write), so the marker is made to say so and the next
 // Open rebuilds the file; the caller should stop.
 func (s *Store) Sync() (uint64, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return 0, ErrClosed
-	}
 	// Holding the writers' lock, no commit is half written while the file
 	// syncs: the index read here is exactly what the sync covers.
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	unlock, err := s.lockWriter()
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
 	if err := s.flushLocked(); err != nil {
 		return 0, err
 	}
@@ -87,13 +85,11 @@ func (s *Store) Sync() (uint64, error) {
 // update commits fn's transaction, with fsync when sync is set. Writers
 // are serialised by wmu, so db.NoSync is set for exactly this commit.
 func (s *Store) update(fn func(*Tx) error, sync bool) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
+	unlock, err := s.lockWriter()
+	if err != nil {
+		return err
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	defer unlock()
 	// Batches applied before this transaction are committed before it.
 	if err := s.flushLocked(); err != nil {
 		return err
@@ -106,7 +102,7 @@ func (s *Store) update(fn func(*Tx) error, sync bool) error {
 	}
 	s.db.NoSync = !sync
 	// Readers pair the file with no delta now; the commit needs no vmu.
-	err := s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+	err = s.db.Update(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
 	if err == nil {
 		// bbolt's fsynced commit flushes the whole file, earlier unsynced
 		// commits included.

@@ -446,15 +446,13 @@ type Snapshot struct {
 // Snapshot flushes the open batch transaction and opens a read
 // transaction pinning the current state.
 func (s *Store) Snapshot() (*Snapshot, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
 	// Flushing and beginning under wmu: no batch lands in between, so the
 	// snapshot holds everything applied when it was asked for.
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	unlock, err := s.lockWriter()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	if err := s.flushLocked(); err != nil {
 		return nil, err
 	}
