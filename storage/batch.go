@@ -205,19 +205,16 @@ func (s *Store) markLocked() (sync bool) {
 }
 
 // failLocked rolls back the open batch transaction and fails the store.
-func (s *Store) failLocked(err error) {
-	s.vmu.Lock()
-	defer s.vmu.Unlock()
-	if s.batch != nil {
-		_ = s.batch.tx.Rollback()
-		s.batch = nil
-	}
-	s.failed = err
-}
+func (s *Store) failLocked(err error) { s.rollbackLocked(err) }
 
 // dropBatchLocked rolls back the open batch transaction without failing
 // the store: Restore replaces the whole file, unflushed batches included.
-func (s *Store) dropBatchLocked() {
+func (s *Store) dropBatchLocked() { s.rollbackLocked(nil) }
+
+// rollbackLocked rolls back the open batch transaction and withdraws its
+// published delta; a non-nil failed fails the store (readers get it
+// instead of the older file).
+func (s *Store) rollbackLocked(failed error) {
 	s.vmu.Lock()
 	defer s.vmu.Unlock()
 	if s.batch != nil {
@@ -225,6 +222,9 @@ func (s *Store) dropBatchLocked() {
 		s.batch = nil
 	}
 	s.unflushed = nil
+	if failed != nil {
+		s.failed = failed
+	}
 }
 
 // beginRead opens a read transaction and pairs it with the delta

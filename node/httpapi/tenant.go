@@ -71,12 +71,7 @@ func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 		writeError(w, http.StatusBadRequest, err.Error(), "")
 		return
 	}
-	var have bool
-	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-		_, have = auth.Reader{Tx: tx}.Members(c.tenant.ID)[user]
-		return nil
-	})
-	if have {
+	if s.isMember(c.tenant.ID, user) {
 		s.changeMember(w, r, c, "tenant.member.set", user, auth.OpsSetRole(c.tenant.ID, user, role), role == auth.Admin,
 			api.TenantMember{User: user, Role: role.String(), Status: statusMember})
 		return
@@ -91,6 +86,16 @@ func (s *server) memberSet(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	s.invite(w, r, c, user, role)
+}
+
+// isMember reports whether user has a role in the tenant.
+func (s *server) isMember(tenantID, user string) bool {
+	var have bool
+	_ = s.cfg.Store.View(func(tx *storage.Tx) error {
+		_, have = auth.Reader{Tx: tx}.Members(tenantID)[user]
+		return nil
+	})
+	return have
 }
 
 // inviteAttempts bounds how often an invitation is counted again against
@@ -133,12 +138,7 @@ func (s *server) invite(w http.ResponseWriter, r *http.Request, c *call, user st
 		}
 		// Nothing was applied: the account became a member, or another
 		// invitation to this tenant landed since the count (count again).
-		var member bool
-		_ = s.cfg.Store.View(func(tx *storage.Tx) error {
-			_, member = auth.Reader{Tx: tx}.Members(c.tenant.ID)[user]
-			return nil
-		})
-		if member {
+		if s.isMember(c.tenant.ID, user) {
 			writeError(w, http.StatusConflict, fmt.Sprintf("%q became a member during this request", user), "retry to change its role")
 			return
 		}
